@@ -1,0 +1,1 @@
+//! hamstr: gather data from many HTTP APIs into one store.
