@@ -1,0 +1,225 @@
+//! The typed syntax tree of a `.hmr` file: every name, literal, path and expression
+//! carries the byte span it came from, so later stages can point at it.
+
+/// A half-open byte range into the source text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Span {
+    pub fn new(start: usize, end: usize) -> Self {
+        Span { start, end }
+    }
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+    /// The smallest span covering both.
+    pub fn to(self, other: Span) -> Span {
+        Span::new(self.start.min(other.start), self.end.max(other.end))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ident {
+    pub name: String,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct File {
+    pub items: Vec<Item>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    Service(Service),
+    Model(Model),
+    Source(Source),
+    Sink(Sink),
+    Flow(Flow),
+    Aggregate(Aggregate),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Service {
+    pub name: Ident,
+    pub body: Block,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    pub name: Ident,
+    pub fields: Vec<ModelField>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelField {
+    pub name: Ident,
+    pub ty: TypeRef,
+}
+
+/// `string`, `decimal?`: a type name and whether null is allowed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TypeRef {
+    pub name: Ident,
+    pub optional: bool,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    pub name: Ident,
+    pub service: Ident,
+    pub body: Block,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sink {
+    pub name: Ident,
+    pub value: Expr,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Flow {
+    pub inputs: Vec<Ident>,
+    pub outputs: Vec<Ident>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Aggregate {
+    pub name: Ident,
+    pub body: Block,
+    pub span: Span,
+}
+
+/// `{ name = value ... }`
+#[derive(Debug, Clone, PartialEq)]
+pub struct Block {
+    pub stmts: Vec<Stmt>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stmt {
+    pub name: PropName,
+    pub value: StmtValue,
+    pub span: Span,
+}
+
+/// A property name: a bare identifier or a quoted string (`"X-Client" = ...`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PropName {
+    pub text: String,
+    pub quoted: bool,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StmtValue {
+    /// `name = expr`
+    Expr(Expr),
+    /// `name : type = expr`
+    Typed(TypeRef, Expr),
+    /// `name { ... }`
+    Block(Block),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExprKind {
+    Str(String),
+    /// The literal's text, `42` or `2.5`; the checker decides what it fits.
+    Number(String),
+    /// The literal's text, `1h30m`; validated by the checker.
+    Duration(String),
+    /// The literal's text, `20/s`; validated by the checker.
+    Rate(String),
+    Bool(bool),
+    Null,
+    /// A bare JSONPath, as written.
+    Path(String),
+    /// `[a, b]`; items may be named (`[day = day(created_at)]`) where a property allows it.
+    List(Vec<Arg>),
+    Call { name: Ident, args: Vec<Arg> },
+    /// A name or dotted name: `id`, `newest_first`, `parent.id`.
+    Name(Vec<Ident>),
+    Unary(UnaryOp, Box<Expr>),
+    Binary(BinaryOp, Box<Expr>, Box<Expr>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Arg {
+    pub name: Option<Ident>,
+    pub value: Expr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UnaryOp {
+    Neg,
+    Not,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    And,
+    Or,
+    Coalesce,
+}
+
+impl BinaryOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "+",
+            BinaryOp::Sub => "-",
+            BinaryOp::Mul => "*",
+            BinaryOp::Div => "/",
+            BinaryOp::Eq => "==",
+            BinaryOp::Ne => "!=",
+            BinaryOp::Lt => "<",
+            BinaryOp::Le => "<=",
+            BinaryOp::Gt => ">",
+            BinaryOp::Ge => ">=",
+            BinaryOp::And => "and",
+            BinaryOp::Or => "or",
+            BinaryOp::Coalesce => "??",
+        }
+    }
+    pub fn is_comparison(self) -> bool {
+        matches!(
+            self,
+            BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge
+        )
+    }
+}
+
+impl Block {
+    /// The first statement with this name.
+    pub fn get(&self, name: &str) -> Option<&Stmt> {
+        self.stmts.iter().find(|s| s.name.text == name)
+    }
+}
