@@ -1,0 +1,294 @@
+//! Diagnostics: one report holds the source text once and every problem found in it,
+//! rendered by miette for people or as JSON (spec §10) for editors and CI.
+
+use crate::syntax::Span;
+use serde::Serialize;
+
+/// Every diagnostic code hamstr emits, with a snippet that triggers it.
+pub mod codes {
+    /// `service s { base_url = }`
+    pub const SYNTAX: &str = "hamstr::syntax";
+    /// `source o from paymnts { ... }`
+    pub const UNKNOWN_SERVICE: &str = "hamstr::unknown_service";
+    /// `model = Ordr`
+    pub const UNKNOWN_MODEL: &str = "hamstr::unknown_model";
+    /// `flow ordrs -> store`, `for_each = ordrs`, `from = [ordrs]`
+    pub const UNKNOWN_SOURCE: &str = "hamstr::unknown_source";
+    /// `flow orders -> stor`
+    pub const UNKNOWN_SINK: &str = "hamstr::unknown_sink";
+    /// two `service api { ... }`
+    pub const DUPLICATE_NAME: &str = "hamstr::duplicate_name";
+    /// `timeout = 1s  timeout = 2s`
+    pub const DUPLICATE_PROPERTY: &str = "hamstr::duplicate_property";
+    /// `base_ur = "..."`
+    pub const UNKNOWN_PROPERTY: &str = "hamstr::unknown_property";
+    /// a source without `fields`
+    pub const MISSING_PROPERTY: &str = "hamstr::missing_property";
+    /// `records = $.data[*`
+    pub const INVALID_JSONPATH: &str = "hamstr::invalid_jsonpath";
+    /// `timeout = 0s`, `every(5x)`
+    pub const INVALID_DURATION: &str = "hamstr::invalid_duration";
+    /// `rate_limit = 0/s`
+    pub const INVALID_RATE: &str = "hamstr::invalid_rate";
+    /// `cron("61 * * * *")`
+    pub const INVALID_CRON: &str = "hamstr::invalid_cron";
+    /// `base_url = "ftp://x"`
+    pub const INVALID_URL: &str = "hamstr::invalid_url";
+    /// `concurrency = "four"`: a value of the wrong kind for its property
+    pub const INVALID_VALUE: &str = "hamstr::invalid_value";
+    /// `paginate = pages()`
+    pub const UNKNOWN_PAGINATOR: &str = "hamstr::unknown_paginator";
+    /// `auth = bearr(...)`
+    pub const UNKNOWN_AUTH: &str = "hamstr::unknown_auth";
+    /// `sink s = sqlite("x")`
+    pub const UNKNOWN_SINK_KIND: &str = "hamstr::unknown_sink_kind";
+    /// `lowr($.x)`
+    pub const UNKNOWN_FUNCTION: &str = "hamstr::unknown_function";
+    /// `page(parm = "p")`
+    pub const UNKNOWN_ARGUMENT: &str = "hamstr::unknown_argument";
+    /// `cursor(param = "after")` without `from`
+    pub const MISSING_ARGUMENT: &str = "hamstr::missing_argument";
+    /// `id : strng`
+    pub const UNKNOWN_TYPE: &str = "hamstr::unknown_type";
+    /// a required model field with no entry in `fields`
+    pub const UNMAPPED_FIELD: &str = "hamstr::unmapped_field";
+    /// a `fields` entry the model does not have, or a bare name that is no field
+    pub const UNKNOWN_FIELD: &str = "hamstr::unknown_field";
+    /// `qty = "many"` for an `int` field
+    pub const TYPE_MISMATCH: &str = "hamstr::type_mismatch";
+    /// `key = nte` or a key on an optional field
+    pub const INVALID_KEY: &str = "hamstr::invalid_key";
+    /// `incremental { cursor = note }` on an optional field
+    pub const INVALID_CURSOR: &str = "hamstr::invalid_cursor";
+    /// `get = "/orders/{oid}/items"` when the parent has no `oid`
+    pub const UNKNOWN_PLACEHOLDER: &str = "hamstr::unknown_placeholder";
+    /// `a` for_each `b`, `b` for_each `a`
+    pub const FOR_EACH_CYCLE: &str = "hamstr::for_each_cycle";
+    /// two sources with different fields feeding one sink
+    pub const INCOMPATIBLE_MODELS: &str = "hamstr::incompatible_models";
+    /// `where = created_at > 5`
+    pub const TYPE_ERROR: &str = "hamstr::type_error";
+    /// a wildcard path for a non-`json` field
+    pub const NOT_SINGULAR: &str = "hamstr::not_singular";
+    /// `$.x` in `where`, or `parent.x` outside a child source
+    pub const OUT_OF_SCOPE: &str = "hamstr::out_of_scope";
+    /// both `get` and `post`, or `body` with `get`
+    pub const CONFLICT: &str = "hamstr::conflicting_properties";
+    /// warning: `env("TOKEN")` with TOKEN unset and no default
+    pub const ENV_NOT_SET: &str = "hamstr::env_not_set";
+    /// warning: a source that feeds no sink
+    pub const UNUSED_SOURCE: &str = "hamstr::unused_source";
+    /// warning: a sink nothing feeds
+    pub const UNUSED_SINK: &str = "hamstr::unused_sink";
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Label {
+    pub span: Span,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnostic {
+    pub code: &'static str,
+    pub severity: Severity,
+    pub message: String,
+    pub help: Option<String>,
+    /// The first label is the primary one.
+    pub labels: Vec<Label>,
+}
+
+impl Diagnostic {
+    pub fn error(code: &'static str, message: impl Into<String>, span: Span, label: impl Into<String>) -> Self {
+        Diagnostic {
+            code,
+            severity: Severity::Error,
+            message: message.into(),
+            help: None,
+            labels: vec![Label { span, text: label.into() }],
+        }
+    }
+    pub fn warning(code: &'static str, message: impl Into<String>, span: Span, label: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(code, message, span, label)
+        }
+    }
+    pub fn with_help(mut self, help: Option<String>) -> Self {
+        self.help = help;
+        self
+    }
+    pub fn with_label(mut self, span: Span, text: impl Into<String>) -> Self {
+        self.labels.push(Label { span, text: text.into() });
+        self
+    }
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+/// A file's text and everything found wrong with it.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub file: String,
+    pub text: String,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Report {
+    pub fn errors(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
+    }
+    pub fn warnings(&self) -> usize {
+        self.diagnostics.len() - self.errors()
+    }
+
+    /// The JSON object of spec §10.
+    pub fn to_json(&self) -> serde_json::Value {
+        let index = LineIndex::new(&self.text);
+        let diagnostics: Vec<serde_json::Value> = self
+            .diagnostics
+            .iter()
+            .map(|d| {
+                let labels: Vec<serde_json::Value> = d
+                    .labels
+                    .iter()
+                    .map(|l| {
+                        let (line, column) = index.line_col(&self.text, l.span.start);
+                        serde_json::json!({
+                            "line": line, "column": column,
+                            "offset": l.span.start, "length": l.span.len(),
+                            "text": l.text,
+                        })
+                    })
+                    .collect();
+                serde_json::json!({
+                    "code": d.code, "severity": d.severity, "message": d.message,
+                    "help": d.help, "labels": labels,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "file": self.file, "errors": self.errors(), "warnings": self.warnings(),
+            "diagnostics": diagnostics,
+        })
+    }
+
+    /// Renders every diagnostic with miette's graphical handler.
+    pub fn render(&self, color: bool, width: usize) -> String {
+        use miette::{GraphicalReportHandler, GraphicalTheme};
+        let theme = if color {
+            GraphicalTheme::unicode()
+        } else {
+            GraphicalTheme::unicode_nocolor()
+        };
+        let handler = GraphicalReportHandler::new_themed(theme)
+            .with_width(width)
+            .with_links(false);
+        let source = miette::NamedSource::new(&self.file, self.text.clone());
+        let mut out = String::new();
+        for d in &self.diagnostics {
+            let view = MietteView { d, source: &source };
+            if handler.render_report(&mut out, &view).is_err() {
+                out.push_str(&format!("{}: {}\n", d.code, d.message));
+            }
+            out.push('\n');
+        }
+        let (e, w) = (self.errors(), self.warnings());
+        out.push_str(&format!(
+            "{}: {e} error{}, {w} warning{}\n",
+            self.file,
+            if e == 1 { "" } else { "s" },
+            if w == 1 { "" } else { "s" }
+        ));
+        out
+    }
+}
+
+/// Byte offsets to 1-based line and column (columns count characters).
+struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    fn new(text: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { starts }
+    }
+    fn line_col(&self, text: &str, offset: usize) -> (usize, usize) {
+        let line = self.starts.partition_point(|&s| s <= offset).max(1);
+        let start = self.starts[line - 1];
+        let column = text
+            .get(start..offset.min(text.len()))
+            .map_or(offset - start, |s| s.chars().count())
+            + 1;
+        (line, column)
+    }
+}
+
+struct MietteView<'a> {
+    d: &'a Diagnostic,
+    source: &'a miette::NamedSource<String>,
+}
+
+impl std::fmt::Debug for MietteView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.d.message)
+    }
+}
+impl std::fmt::Display for MietteView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.d.message)
+    }
+}
+impl std::error::Error for MietteView<'_> {}
+
+impl miette::Diagnostic for MietteView<'_> {
+    fn code<'b>(&'b self) -> Option<Box<dyn std::fmt::Display + 'b>> {
+        Some(Box::new(self.d.code))
+    }
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(match self.d.severity {
+            Severity::Error => miette::Severity::Error,
+            Severity::Warning => miette::Severity::Warning,
+        })
+    }
+    fn help<'b>(&'b self) -> Option<Box<dyn std::fmt::Display + 'b>> {
+        self.d.help.as_ref().map(|h| Box::new(h) as Box<dyn std::fmt::Display>)
+    }
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        Some(self.source)
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
+        let len = self.source.inner().len();
+        Some(Box::new(self.d.labels.iter().enumerate().map(move |(i, l)| {
+            let start = l.span.start.min(len);
+            let span = (start, l.span.end.min(len).saturating_sub(start));
+            if i == 0 {
+                miette::LabeledSpan::new_primary_with_span(Some(l.text.clone()), span)
+            } else {
+                miette::LabeledSpan::new_with_span(Some(l.text.clone()), span)
+            }
+        })))
+    }
+}
+
+/// "did you mean `x`?" for the closest candidate within a small edit distance.
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let limit = (name.chars().count() / 3).max(1) + usize::from(name.len() > 6);
+    candidates
+        .into_iter()
+        .filter(|c| *c != name)
+        .map(|c| (strsim::damerau_levenshtein(&name.to_lowercase(), &c.to_lowercase()), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, c)| (*d, c.len()))
+        .map(|(_, c)| format!("did you mean `{c}`?"))
+}

@@ -1,0 +1,463 @@
+//! Expressions: names resolved by scope (spec §2), types inferred and checked, JSONPath
+//! compiled with jsonpath-rust, and the AST lowered to the span-free [`Expr`].
+
+use super::diagnostic::did_you_mean;
+use super::{codes, BinOp, Ctx, Expr, Func, JsonPath, Lit, PathStep, Type};
+use crate::syntax::ast::{self, BinaryOp, ExprKind, UnaryOp};
+use crate::syntax::Span;
+use rust_decimal::Decimal;
+use std::str::FromStr;
+
+/// A field that bare names may refer to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldInfo {
+    pub name: String,
+    pub ty: Type,
+    pub optional: bool,
+}
+
+/// What a bare name or a `$` path means where an expression stands.
+pub enum Scope<'a> {
+    /// `fields` right-hand sides: `$` is the record item, `parent.x` a parent field.
+    Record { parent: Option<(&'a str, &'a [FieldInfo])> },
+    /// `where`, `key`, `incremental` and aggregate clauses: names are fields.
+    Fields { fields: &'a [FieldInfo], owner: &'a str },
+}
+
+/// The static type of an expression; `Any` is a JSON value not known until run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ETy {
+    Any,
+    Null,
+    Known(Type),
+}
+
+impl ETy {
+    pub fn describe(self) -> &'static str {
+        match self {
+            ETy::Any => "any",
+            ETy::Null => "null",
+            ETy::Known(t) => t.name(),
+        }
+    }
+    fn numeric(self) -> bool {
+        matches!(self, ETy::Any | ETy::Null) || matches!(self, ETy::Known(t) if t.is_numeric())
+    }
+    fn is(self, t: Type) -> bool {
+        matches!(self, ETy::Any | ETy::Null) || self == ETy::Known(t)
+    }
+}
+
+pub const FUNCTIONS: &[(&str, Func, usize, usize)] = &[
+    ("lower", Func::Lower, 1, 1),
+    ("upper", Func::Upper, 1, 1),
+    ("trim", Func::Trim, 1, 1),
+    ("concat", Func::Concat, 1, 64),
+    ("coalesce", Func::Coalesce, 1, 64),
+    ("to_string", Func::ToString, 1, 1),
+    ("to_int", Func::ToInt, 1, 1),
+    ("to_float", Func::ToFloat, 1, 1),
+    ("to_decimal", Func::ToDecimal, 1, 1),
+    ("parse_datetime", Func::ParseDatetime, 2, 2),
+    ("from_unix", Func::FromUnix, 1, 1),
+    ("from_unix_ms", Func::FromUnixMs, 1, 1),
+    ("now", Func::Now, 0, 0),
+    ("day", Func::Day, 1, 1),
+    ("hour", Func::Hour, 1, 1),
+    ("month", Func::Month, 1, 1),
+    ("year", Func::Year, 1, 1),
+    ("round", Func::Round, 1, 2),
+    ("abs", Func::Abs, 1, 1),
+    ("length", Func::Length, 1, 1),
+];
+
+impl<'e> Ctx<'e> {
+    /// Validates a JSONPath with jsonpath-rust; a syntax error is labelled at the offset
+    /// inside the path that the library reports.
+    pub fn json_path(&mut self, text: &str, span: Span) -> Option<JsonPath> {
+        use jsonpath_rust::parser::errors::JsonPathError;
+        use jsonpath_rust::parser::model::{Segment, Selector};
+        match jsonpath_rust::parser::parse_json_path(text) {
+            Ok(q) => {
+                let singular = q
+                    .segments
+                    .iter()
+                    .map(|s| match s {
+                        Segment::Selector(Selector::Name(n)) => Some(PathStep::Name(n.clone())),
+                        Segment::Selector(Selector::Index(i)) => Some(PathStep::Index(*i)),
+                        _ => None,
+                    })
+                    .collect::<Option<Vec<_>>>();
+                Some(JsonPath { text: text.to_string(), singular })
+            }
+            Err(JsonPathError::PestError(err)) => {
+                use pest::error::InputLocation;
+                let pos = match err.location {
+                    InputLocation::Pos(p) => p,
+                    InputLocation::Span((s, _)) => s,
+                };
+                let pos = pos.min(text.len());
+                let len = text[pos..].chars().next().map_or(0, char::len_utf8);
+                let what = err.variant.message().replace('\n', " ");
+                self.error(
+                    codes::INVALID_JSONPATH,
+                    format!("invalid JSONPath `{text}`: {what}"),
+                    Span::new(span.start + pos, span.start + pos + len),
+                    if pos >= text.len() { "the path ends too early" } else { "the path goes wrong here" },
+                )
+                .help = Some("JSONPath follows RFC 9535: `$.data[*]`, `$['odd key']`, `$..id`, `$.items[?@.qty > 1]`".into());
+                None
+            }
+            Err(other) => {
+                self.error(codes::INVALID_JSONPATH, format!("invalid JSONPath `{text}`: {other}"), span, "invalid JSONPath");
+                None
+            }
+        }
+    }
+
+    /// Lowers an expression, inferring its type. `None` means an error was reported.
+    pub fn lower(&mut self, e: &ast::Expr, scope: &Scope) -> Option<(Expr, ETy)> {
+        match &e.kind {
+            ExprKind::Str(s) => Some((Expr::Lit(Lit::Str(s.clone())), ETy::Known(Type::String))),
+            ExprKind::Number(n) => self.number(n, e.span),
+            ExprKind::Bool(b) => Some((Expr::Lit(Lit::Bool(*b)), ETy::Known(Type::Bool))),
+            ExprKind::Null => Some((Expr::Lit(Lit::Null), ETy::Null)),
+            ExprKind::Duration(_) | ExprKind::Rate(_) => {
+                self.error(codes::TYPE_ERROR, "durations and rates are not values of a record", e.span, "not allowed here");
+                None
+            }
+            ExprKind::List(_) => {
+                self.error(codes::TYPE_ERROR, "a list is not allowed in an expression", e.span, "not allowed here");
+                None
+            }
+            ExprKind::Path(text) => {
+                if let Scope::Fields { owner, .. } = scope {
+                    self.error(codes::OUT_OF_SCOPE, format!("a `$` path cannot be used in {owner}"), e.span, "no JSON record here")
+                        .help = Some("refer to the source's fields by name; paths belong in `fields`".into());
+                    return None;
+                }
+                let path = self.json_path(text, e.span)?;
+                let ty = if path.singular.is_some() { ETy::Any } else { ETy::Known(Type::Json) };
+                Some((Expr::Path(path), ty))
+            }
+            ExprKind::Name(parts) => self.name(parts, e.span, scope),
+            ExprKind::Call { name, args } => self.call(name, args, e.span, scope),
+            ExprKind::Unary(op, inner) => {
+                let (x, t) = self.lower(inner, scope)?;
+                match op {
+                    UnaryOp::Neg if t.numeric() => Some((Expr::Neg(Box::new(x)), t)),
+                    UnaryOp::Not if t.is(Type::Bool) => Some((Expr::Not(Box::new(x)), ETy::Known(Type::Bool))),
+                    _ => {
+                        let want = if *op == UnaryOp::Neg { "a number" } else { "a bool" };
+                        self.error(codes::TYPE_ERROR, format!("expected {want}, found {}", t.describe()), inner.span, format!("this is {}", t.describe()));
+                        None
+                    }
+                }
+            }
+            ExprKind::Binary(op, l, r) => {
+                let lhs = self.lower(l, scope);
+                let rhs = self.lower(r, scope);
+                let ((lx, lt), (rx, rt)) = (lhs?, rhs?);
+                let ty = self.binary_type(*op, lt, rt, l.span, r.span, e.span)?;
+                Some((Expr::Binary(bin_op(*op), Box::new(lx), Box::new(rx)), ty))
+            }
+        }
+    }
+
+    fn number(&mut self, n: &str, span: Span) -> Option<(Expr, ETy)> {
+        if !n.contains('.') {
+            if let Ok(v) = n.parse::<i64>() {
+                return Some((Expr::Lit(Lit::Int(v)), ETy::Known(Type::Int)));
+            }
+        }
+        match Decimal::from_str(n) {
+            Ok(d) => Some((Expr::Lit(Lit::Decimal(d)), ETy::Known(Type::Decimal))),
+            Err(_) => {
+                self.error(codes::INVALID_VALUE, format!("number `{n}` is too large"), span, "too large");
+                None
+            }
+        }
+    }
+
+    fn name(&mut self, parts: &[ast::Ident], span: Span, scope: &Scope) -> Option<(Expr, ETy)> {
+        match scope {
+            Scope::Record { parent } => {
+                if parts[0].name == "parent" {
+                    let Some((parent_name, fields)) = parent else {
+                        self.error(codes::OUT_OF_SCOPE, "`parent` exists only in a child source (one with `for_each`)", parts[0].span, "no parent here");
+                        return None;
+                    };
+                    let Some(field) = parts.get(1) else {
+                        self.error(codes::UNKNOWN_FIELD, "name one of the parent's fields: `parent.id`", span, "which field?");
+                        return None;
+                    };
+                    return match fields.iter().find(|f| f.name == field.name) {
+                        Some(f) if parts.len() == 2 => Some((Expr::Parent(f.name.clone()), ETy::Known(f.ty))),
+                        Some(_) => {
+                            self.error(codes::UNKNOWN_FIELD, "a parent field has no parts", span, "too many parts");
+                            None
+                        }
+                        None => {
+                            let help = did_you_mean(&field.name, fields.iter().map(|f| f.name.as_str()));
+                            self.error(codes::UNKNOWN_FIELD, format!("parent source `{parent_name}` has no field `{}`", field.name), field.span, "not a parent field")
+                                .help = help;
+                            None
+                        }
+                    };
+                }
+                self.error(codes::UNKNOWN_FIELD, format!("`{}` is not known here", parts[0].name), span, "unknown name")
+                    .help = Some(format!("to read the record, write a path: `$.{}`", parts[0].name));
+                None
+            }
+            Scope::Fields { fields, owner } => {
+                if parts.len() > 1 {
+                    self.error(codes::UNKNOWN_FIELD, format!("fields have no parts in {owner}"), span, "dotted name");
+                    return None;
+                }
+                match fields.iter().find(|f| f.name == parts[0].name) {
+                    Some(f) => Some((Expr::Field(f.name.clone()), ETy::Known(f.ty))),
+                    None => {
+                        let help = did_you_mean(&parts[0].name, fields.iter().map(|f| f.name.as_str()));
+                        self.error(codes::UNKNOWN_FIELD, format!("{owner} has no field `{}`", parts[0].name), parts[0].span, "unknown field")
+                            .help = help;
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    fn call(&mut self, name: &ast::Ident, args: &[ast::Arg], span: Span, scope: &Scope) -> Option<(Expr, ETy)> {
+        if name.name == "env" {
+            let t = self.text(&ast::Expr { kind: ExprKind::Call { name: name.clone(), args: args.to_vec() }, span }, false, "`env`")?;
+            return Some((Expr::Lit(Lit::Str(t.value)), ETy::Known(Type::String)));
+        }
+        let Some(&(fname, func, min, max)) = FUNCTIONS.iter().find(|(n, ..)| *n == name.name) else {
+            let help = did_you_mean(&name.name, FUNCTIONS.iter().map(|(n, ..)| *n));
+            self.error(codes::UNKNOWN_FUNCTION, format!("unknown function `{}`", name.name), name.span, "unknown function")
+                .help = help;
+            // Still check the arguments, for their own errors.
+            for a in args {
+                let _ = self.lower(&a.value, scope);
+            }
+            return None;
+        };
+        if let Some(n) = args.iter().find_map(|a| a.name.as_ref()) {
+            self.error(codes::UNKNOWN_ARGUMENT, format!("`{fname}` takes no named arguments"), n.span, "named argument");
+            return None;
+        }
+        if args.len() < min || args.len() > max {
+            let want = if min == max { format!("{min}") } else { format!("{min} to {max}") };
+            self.error(codes::MISSING_ARGUMENT, format!("`{fname}` takes {want} argument{}, found {}", if max == 1 { "" } else { "s" }, args.len()), span, "wrong number of arguments");
+            return None;
+        }
+        let mut lowered = Vec::new();
+        let mut types = Vec::new();
+        let mut ok = true;
+        for a in args {
+            match self.lower(&a.value, scope) {
+                Some((x, t)) => {
+                    lowered.push(x);
+                    types.push(t);
+                }
+                None => ok = false,
+            }
+        }
+        if !ok {
+            return None;
+        }
+        let arg_error = |ctx: &mut Self, i: usize, want: &str| {
+            ctx.error(codes::TYPE_ERROR, format!("`{fname}` expects {want}, found {}", types[i].describe()), args[i].value.span, format!("this is {}", types[i].describe()));
+        };
+        let ty = match func {
+            Func::Lower | Func::Upper | Func::Trim => {
+                if !types[0].is(Type::String) {
+                    arg_error(self, 0, "a string");
+                    return None;
+                }
+                ETy::Known(Type::String)
+            }
+            Func::Concat | Func::ToString => ETy::Known(Type::String),
+            Func::Coalesce => types.iter().copied().find(|t| matches!(t, ETy::Known(_))).unwrap_or(ETy::Any),
+            Func::ToInt => ETy::Known(Type::Int),
+            Func::ToFloat => ETy::Known(Type::Float),
+            Func::ToDecimal => ETy::Known(Type::Decimal),
+            Func::ParseDatetime => {
+                match &args[1].value.kind {
+                    ExprKind::Str(fmt) => {
+                        let bad = chrono::format::StrftimeItems::new(fmt).any(|i| matches!(i, chrono::format::Item::Error));
+                        if bad {
+                            self.error(codes::INVALID_VALUE, format!("invalid datetime format `{fmt}`"), args[1].value.span, "bad format")
+                                .help = Some("use strftime codes, for example \"%Y-%m-%d %H:%M:%S\"".into());
+                            return None;
+                        }
+                    }
+                    _ => {
+                        self.error(codes::INVALID_VALUE, "the format of `parse_datetime` must be a string literal", args[1].value.span, "expected a string");
+                        return None;
+                    }
+                }
+                ETy::Known(Type::Datetime)
+            }
+            Func::FromUnix | Func::FromUnixMs => {
+                if !(types[0].numeric() || types[0] == ETy::Known(Type::String)) {
+                    arg_error(self, 0, "a number");
+                    return None;
+                }
+                ETy::Known(Type::Datetime)
+            }
+            Func::Now => ETy::Known(Type::Datetime),
+            Func::Day | Func::Hour | Func::Month | Func::Year => {
+                if !types[0].is(Type::Datetime) && types[0] != ETy::Known(Type::String) {
+                    arg_error(self, 0, "a datetime");
+                    return None;
+                }
+                ETy::Known(Type::String)
+            }
+            Func::Round | Func::Abs => {
+                if !types[0].numeric() {
+                    arg_error(self, 0, "a number");
+                    return None;
+                }
+                if types.len() == 2 && !types[1].is(Type::Int) {
+                    arg_error(self, 1, "a whole number of places");
+                    return None;
+                }
+                match types[0] {
+                    ETy::Known(t) => ETy::Known(t),
+                    _ => ETy::Known(Type::Decimal),
+                }
+            }
+            Func::Length => ETy::Known(Type::Int),
+        };
+        Some((Expr::Call(func, lowered), ty))
+    }
+
+    fn binary_type(&mut self, op: BinaryOp, lt: ETy, rt: ETy, ls: Span, rs: Span, span: Span) -> Option<ETy> {
+        use ETy::*;
+        let mismatch = |ctx: &mut Self, what: String| {
+            ctx.error(codes::TYPE_ERROR, what, span, "types do not match")
+                .labels
+                .extend([
+                    super::Label { span: ls, text: format!("this is {}", lt.describe()) },
+                    super::Label { span: rs, text: format!("this is {}", rt.describe()) },
+                ]);
+        };
+        match op {
+            BinaryOp::And | BinaryOp::Or => {
+                if lt.is(Type::Bool) && rt.is(Type::Bool) {
+                    Some(Known(Type::Bool))
+                } else {
+                    mismatch(self, format!("`{}` joins bools, not {} and {}", op.symbol(), lt.describe(), rt.describe()));
+                    None
+                }
+            }
+            BinaryOp::Coalesce => Some(match (lt, rt) {
+                (Known(t), _) | (_, Known(t)) => Known(t),
+                _ => Any,
+            }),
+            op if op.is_comparison() => {
+                let ok = match (lt, rt) {
+                    (Any | Null, _) | (_, Any | Null) => true,
+                    (Known(a), Known(b)) => a == b || (a.is_numeric() && b.is_numeric()),
+                };
+                if ok {
+                    Some(Known(Type::Bool))
+                } else {
+                    mismatch(self, format!("cannot compare {} with {}", lt.describe(), rt.describe()));
+                    None
+                }
+            }
+            BinaryOp::Add if lt == Known(Type::String) || rt == Known(Type::String) => {
+                if lt.is(Type::String) && rt.is(Type::String) {
+                    Some(Known(Type::String))
+                } else {
+                    mismatch(self, format!("cannot add {} and {}", lt.describe(), rt.describe()));
+                    None
+                }
+            }
+            _ => {
+                if !(lt.numeric() && rt.numeric()) {
+                    mismatch(self, format!("`{}` needs numbers, found {} and {}", op.symbol(), lt.describe(), rt.describe()));
+                    return None;
+                }
+                Some(match (lt, rt) {
+                    (Known(Type::Float), _) | (_, Known(Type::Float)) => Known(Type::Float),
+                    (Known(Type::Decimal), _) | (_, Known(Type::Decimal)) => Known(Type::Decimal),
+                    (Known(Type::Int), Known(Type::Int)) if op == BinaryOp::Div => Known(Type::Decimal),
+                    (Known(Type::Int), Known(Type::Int)) => Known(Type::Int),
+                    (Known(t), _) | (_, Known(t)) if op != BinaryOp::Div => Known(t),
+                    _ => Known(Type::Decimal),
+                })
+            }
+        }
+    }
+
+    /// Whether a value of type `from` can fill a field of type `to`; literal strings are
+    /// also tried against the conversion rules of spec §4.
+    pub fn check_assignable(&mut self, field: &str, to: Type, optional: bool, value: &ast::Expr, from: ETy) -> bool {
+        let literal = match &value.kind {
+            ExprKind::Str(s) => Some(s.as_str()),
+            _ => None,
+        };
+        let ok = match (from, to) {
+            (ETy::Null, _) => optional,
+            (ETy::Any, _) | (_, Type::Json) => true,
+            (ETy::Known(Type::Json), _) => false,
+            (ETy::Known(f), t) if f == t => true,
+            (ETy::Known(f), Type::String) => f != Type::Json,
+            (ETy::Known(Type::String), t) => match literal {
+                Some(s) => convertible_literal(s, t),
+                None => true,
+            },
+            (ETy::Known(f), t) if f.is_numeric() && t.is_numeric() => true,
+            _ => false,
+        };
+        if !ok {
+            let (msg, label, help) = match (from, literal) {
+                (ETy::Null, _) => (format!("field `{field}` is a required {}, but is given null", to.name()), "null".to_string(), Some(format!("make it optional in the model: `{}?`", to.name()))),
+                (ETy::Known(Type::Json), _) if !matches!(value.kind, ExprKind::Path(_)) => (format!("field `{field}` is {}, but this gives a JSON value", to.name()), "json".to_string(), None),
+                (ETy::Known(Type::Json), _) => (
+                    format!("field `{field}` is {}, but this path may select many values", to.name()),
+                    "not a singular path".to_string(),
+                    Some("use a path of names and indexes only (like `$.a.b[0]`), or make the field `json`".into()),
+                ),
+                (_, Some(s)) => (format!("field `{field}` is {}, but \"{s}\" does not convert to {}", to.name(), to.name()), "does not convert".to_string(), None),
+                (t, None) => (format!("field `{field}` is {}, but this is {}", to.name(), t.describe()), format!("this is {}", t.describe()), None),
+            };
+            let code = if from == ETy::Known(Type::Json) && matches!(value.kind, ExprKind::Path(_)) { codes::NOT_SINGULAR } else { codes::TYPE_MISMATCH };
+            self.error(code, msg, value.span, label).help = help;
+        }
+        ok
+    }
+}
+
+/// Whether a string literal converts to a type (spec §4).
+pub fn convertible_literal(s: &str, to: Type) -> bool {
+    match to {
+        Type::String | Type::Json => true,
+        Type::Int => s.trim().parse::<i64>().is_ok(),
+        Type::Float => s.trim().parse::<f64>().is_ok(),
+        Type::Decimal => Decimal::from_str(s.trim()).is_ok() || Decimal::from_scientific(s.trim()).is_ok(),
+        Type::Bool => s == "true" || s == "false",
+        Type::Datetime => chrono::DateTime::parse_from_rfc3339(s).is_ok(),
+    }
+}
+
+fn bin_op(op: BinaryOp) -> BinOp {
+    match op {
+        BinaryOp::Add => BinOp::Add,
+        BinaryOp::Sub => BinOp::Sub,
+        BinaryOp::Mul => BinOp::Mul,
+        BinaryOp::Div => BinOp::Div,
+        BinaryOp::Eq => BinOp::Eq,
+        BinaryOp::Ne => BinOp::Ne,
+        BinaryOp::Lt => BinOp::Lt,
+        BinaryOp::Le => BinOp::Le,
+        BinaryOp::Gt => BinOp::Gt,
+        BinaryOp::Ge => BinOp::Ge,
+        BinaryOp::And => BinOp::And,
+        BinaryOp::Or => BinOp::Or,
+        BinaryOp::Coalesce => BinOp::Coalesce,
+    }
+}

@@ -1,0 +1,185 @@
+//! Syntax tree to checked pipeline: resolves names, types expressions, compiles
+//! JSONPath, validates durations, rates, cron and URLs, and collects every diagnostic
+//! in one pass. Pure: the environment comes in as a lookup function.
+
+pub mod diagnostic;
+mod expr;
+mod model;
+pub mod pipeline;
+mod props;
+mod service;
+mod sink;
+mod source;
+
+pub use diagnostic::{codes, Diagnostic, Label, Report, Severity};
+pub use pipeline::*;
+
+use crate::syntax::{self, ast, Span};
+use std::collections::BTreeMap;
+
+/// Where `env("NAME")` values come from.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The outcome of checking a file: the pipeline when there were no errors, and the
+/// report (possibly holding warnings) in any case.
+pub struct Checked {
+    pub pipeline: Option<Pipeline>,
+    pub report: Report,
+}
+
+/// Checks the text of a pipeline file.
+pub fn check(file_name: &str, text: &str, env: EnvLookup) -> Checked {
+    let (tree, syntax_errors) = syntax::parse(text);
+    let mut ctx = Ctx::new(env);
+    for e in syntax_errors {
+        ctx.diags.push(Diagnostic::error(codes::SYNTAX, e.message, e.span, e.label));
+    }
+    let pipeline = tree.map(|tree| ctx.check_file(&tree));
+    let mut diagnostics = ctx.diags;
+    diagnostics.sort_by_key(|d| (d.labels.first().map_or(0, |l| l.span.start), d.severity == Severity::Warning));
+    let report = Report {
+        file: file_name.to_string(),
+        text: text.to_string(),
+        diagnostics,
+    };
+    let pipeline = if report.errors() == 0 { pipeline } else { None };
+    Checked { pipeline, report }
+}
+
+/// The declarations of a file by kind, for resolving references.
+#[derive(Default)]
+struct Decls<'a> {
+    services: BTreeMap<&'a str, &'a ast::Service>,
+    models: BTreeMap<&'a str, &'a ast::Model>,
+    sources: BTreeMap<&'a str, &'a ast::Source>,
+    sinks: BTreeMap<&'a str, &'a ast::Sink>,
+    aggregates: BTreeMap<&'a str, &'a ast::Aggregate>,
+}
+
+pub(crate) struct Ctx<'e> {
+    pub diags: Vec<Diagnostic>,
+    env: EnvLookup<'e>,
+}
+
+impl<'e> Ctx<'e> {
+    fn new(env: EnvLookup<'e>) -> Self {
+        Ctx { diags: Vec::new(), env }
+    }
+
+    pub fn error(&mut self, code: &'static str, message: impl Into<String>, span: Span, label: impl Into<String>) -> &mut Diagnostic {
+        self.diags.push(Diagnostic::error(code, message, span, label));
+        self.diags.last_mut().expect("just pushed")
+    }
+
+    pub fn warn(&mut self, code: &'static str, message: impl Into<String>, span: Span, label: impl Into<String>) -> &mut Diagnostic {
+        self.diags.push(Diagnostic::warning(code, message, span, label));
+        self.diags.last_mut().expect("just pushed")
+    }
+
+    fn check_file(&mut self, file: &ast::File) -> Pipeline {
+        let decls = self.collect_decls(file);
+        let models = self.models(&decls);
+        let mut p = Pipeline::default();
+        for svc in decls.services.values() {
+            if let Some(s) = self.service(svc) {
+                p.services.insert(s.name.clone(), s);
+            }
+        }
+        // Parents first, so a child can see its parent's fields.
+        for name in source::order_by_parent(self, &decls) {
+            if let Some(s) = self.source(decls.sources[name], &decls, &models, &p) {
+                p.sources.insert(s.name.clone(), s);
+            }
+        }
+        for sink in decls.sinks.values() {
+            if let Some(s) = self.sink(sink) {
+                p.sinks.insert(s.name().to_string(), s);
+            }
+        }
+        for agg in decls.aggregates.values() {
+            if let Some(a) = self.aggregate(agg, &decls, &models) {
+                p.aggregates.insert(a.name.clone(), a);
+            }
+        }
+        let edges = self.flows(file, &decls, &mut p);
+        self.sink_compatibility(&edges, &p);
+        self.unused(&decls, &p);
+        p
+    }
+
+    /// Indexes declarations by kind; a second declaration of a name is an error that
+    /// points at both, and the first one is the one that counts.
+    fn collect_decls<'a>(&mut self, file: &'a ast::File) -> Decls<'a> {
+        fn first_of<'a, T>(map: &mut BTreeMap<&'a str, &'a T>, name: &'a ast::Ident, v: &'a T, span: fn(&T) -> Span) -> Option<Span> {
+            match map.entry(&name.name) {
+                std::collections::btree_map::Entry::Occupied(e) => Some(span(e.get())),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(v);
+                    None
+                }
+            }
+        }
+        let mut d = Decls::default();
+        for item in &file.items {
+            let (name, first) = match item {
+                ast::Item::Service(s) => (&s.name, first_of(&mut d.services, &s.name, s, |x| x.name.span)),
+                ast::Item::Model(m) => (&m.name, first_of(&mut d.models, &m.name, m, |x| x.name.span)),
+                ast::Item::Sink(s) => (&s.name, first_of(&mut d.sinks, &s.name, s, |x| x.name.span)),
+                // Sources and aggregates share one namespace.
+                ast::Item::Source(s) => {
+                    let first = d.aggregates.get(s.name.name.as_str()).map(|a| a.name.span);
+                    match first {
+                        Some(f) => (&s.name, Some(f)),
+                        None => (&s.name, first_of(&mut d.sources, &s.name, s, |x| x.name.span)),
+                    }
+                }
+                ast::Item::Aggregate(a) => {
+                    let first = d.sources.get(a.name.name.as_str()).map(|s| s.name.span);
+                    match first {
+                        Some(f) => (&a.name, Some(f)),
+                        None => (&a.name, first_of(&mut d.aggregates, &a.name, a, |x| x.name.span)),
+                    }
+                }
+                ast::Item::Flow(_) => continue,
+            };
+            if let Some(first) = first {
+                self.error(
+                    codes::DUPLICATE_NAME,
+                    format!("`{}` is declared twice", name.name),
+                    name.span,
+                    "declared again here",
+                )
+                .labels
+                .push(Label { span: first, text: "first declared here".into() });
+            }
+        }
+        d
+    }
+
+    /// Warnings for sources and aggregates that feed nothing, and sinks nothing feeds.
+    fn unused(&mut self, decls: &Decls, p: &Pipeline) {
+        let feeds_something = |name: &str| {
+            p.flows.iter().any(|(f, _)| f == name)
+                || p.sources.values().any(|s| s.for_each.as_deref() == Some(name))
+                || p.aggregates.values().any(|a| a.from.iter().any(|f| f == name))
+        };
+        for (name, s) in &decls.sources {
+            if !feeds_something(name) {
+                self.warn(codes::UNUSED_SOURCE, format!("source `{name}` feeds no sink"), s.name.span, "its records go nowhere")
+                    .help = Some(format!("add `flow {name} -> SINK`"));
+            }
+        }
+        for (name, a) in &decls.aggregates {
+            if !feeds_something(name) {
+                self.warn(codes::UNUSED_SOURCE, format!("aggregate `{name}` feeds no sink"), a.name.span, "its groups go nowhere")
+                    .help = Some(format!("add `flow {name} -> SINK`"));
+            }
+        }
+        for (name, s) in &decls.sinks {
+            if !p.flows.iter().any(|(_, t)| t == name) {
+                self.warn(codes::UNUSED_SINK, format!("sink `{name}` is fed by nothing"), s.name.span, "no flow ends here")
+                    .help = Some(format!("add `flow SOURCE -> {name}`"));
+            }
+        }
+    }
+}

@@ -1,0 +1,434 @@
+//! The checked pipeline: what a `.hmr` file means, with names resolved, values typed and
+//! paths validated. Plain data without spans, so two pipelines compare by meaning.
+
+use rust_decimal::Decimal;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Pipeline {
+    pub services: BTreeMap<String, Service>,
+    pub sources: BTreeMap<String, Source>,
+    pub sinks: BTreeMap<String, Sink>,
+    pub aggregates: BTreeMap<String, Aggregate>,
+    /// Every `from -> to` edge, once.
+    pub flows: Vec<(String, String)>,
+}
+
+/// A string that may be a secret (spec §3): masked wherever hamstr prints it.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct Text {
+    pub value: String,
+    pub secret: bool,
+}
+
+impl Text {
+    pub fn plain(value: impl Into<String>) -> Self {
+        Text { value: value.into(), secret: false }
+    }
+    /// Credentials are secrets even when written in the file.
+    pub fn into_secret(self) -> Self {
+        Text { secret: true, ..self }
+    }
+    /// What may be shown to a person.
+    pub fn shown(&self) -> &str {
+        if self.secret {
+            "***"
+        } else {
+            &self.value
+        }
+    }
+}
+
+impl std::fmt::Debug for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.shown())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub name: String,
+    pub base_url: String,
+    pub auth: Auth,
+    pub headers: Vec<(String, Text)>,
+    pub rate_limit: Option<Rate>,
+    pub concurrency: u32,
+    pub timeout_ms: u64,
+    pub retry: Retry,
+    pub max_body: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    None,
+    Bearer(Text),
+    Basic(Text, Text),
+    Header { name: String, value: Text },
+    Query { name: String, value: Text },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rate {
+    pub count: u32,
+    pub per_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Retry {
+    pub attempts: u32,
+    pub backoff_ms: u64,
+    pub max_backoff_ms: u64,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry { attempts: 5, backoff_ms: 500, max_backoff_ms: 60_000 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    Get,
+    Post,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub name: String,
+    pub service: String,
+    pub method: Method,
+    /// The path appended to the service's base URL; may hold `{field}` placeholders.
+    pub path: String,
+    pub query: Vec<(String, Text)>,
+    pub body: Option<BodyValue>,
+    pub schedule: Schedule,
+    pub paginate: Paginate,
+    pub records: Option<JsonPath>,
+    pub model: Option<String>,
+    pub fields: Vec<Field>,
+    pub key: Vec<String>,
+    pub incremental: Option<Incremental>,
+    pub filter: Option<Expr>,
+    pub for_each: Option<String>,
+}
+
+impl Source {
+    pub fn field(&self, name: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+}
+
+/// A JSON request body: built from a `body { ... }` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyValue {
+    Null,
+    Bool(bool),
+    Number(String),
+    Text(Text),
+    List(Vec<BodyValue>),
+    Object(Vec<(String, BodyValue)>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Schedule {
+    Every { ms: u64 },
+    Cron(String),
+    Once,
+    /// A child source: runs when its parent emits.
+    Parent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Paginate {
+    None,
+    Page {
+        param: String,
+        start: i64,
+        size_param: Option<String>,
+        size: Option<u64>,
+        total_pages: Option<JsonPath>,
+        max_pages: u64,
+    },
+    Offset {
+        param: String,
+        start: i64,
+        limit_param: Option<String>,
+        limit: Option<u64>,
+        total: Option<JsonPath>,
+        max_pages: u64,
+    },
+    Cursor {
+        param: String,
+        from: JsonPath,
+        has_more: Option<JsonPath>,
+        max_pages: u64,
+    },
+    NextUrl { path: JsonPath, max_pages: u64 },
+    LinkHeader { max_pages: u64 },
+}
+
+impl Paginate {
+    pub fn max_pages(&self) -> u64 {
+        match self {
+            Paginate::None => 1,
+            Paginate::Page { max_pages, .. }
+            | Paginate::Offset { max_pages, .. }
+            | Paginate::Cursor { max_pages, .. }
+            | Paginate::NextUrl { max_pages, .. }
+            | Paginate::LinkHeader { max_pages } => *max_pages,
+        }
+    }
+}
+
+pub const DEFAULT_MAX_PAGES: u64 = 10_000;
+
+/// A validated JSONPath. `singular` holds its steps when it names one value (names and
+/// indexes only), so it can be read by a direct walk.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct JsonPath {
+    pub text: String,
+    pub singular: Option<Vec<PathStep>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PathStep {
+    Name(String),
+    Index(i64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Type {
+    String,
+    Int,
+    Float,
+    Decimal,
+    Bool,
+    Datetime,
+    Json,
+}
+
+impl Type {
+    pub const ALL: [(&'static str, Type); 7] = [
+        ("string", Type::String),
+        ("int", Type::Int),
+        ("float", Type::Float),
+        ("decimal", Type::Decimal),
+        ("bool", Type::Bool),
+        ("datetime", Type::Datetime),
+        ("json", Type::Json),
+    ];
+    pub fn name(self) -> &'static str {
+        Type::ALL.iter().find(|(_, t)| *t == self).map_or("json", |(n, _)| n)
+    }
+    pub fn is_numeric(self) -> bool {
+        matches!(self, Type::Int | Type::Float | Type::Decimal)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    pub name: String,
+    pub ty: Type,
+    pub optional: bool,
+    pub expr: Expr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incremental {
+    pub cursor: String,
+    pub param: Option<String>,
+    pub newest_first: bool,
+    pub start: Option<Lit>,
+}
+
+/// A typed expression. `Path` reads the current record item, `Field` a field of the
+/// source's record, `Parent` a field of the parent record of a child source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expr {
+    Lit(Lit),
+    Path(JsonPath),
+    Field(String),
+    Parent(String),
+    Call(Func, Vec<Expr>),
+    Neg(Box<Expr>),
+    Not(Box<Expr>),
+    Binary(BinOp, Box<Expr>, Box<Expr>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Lit {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Decimal(Decimal),
+    Str(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    And,
+    Or,
+    Coalesce,
+}
+
+/// The expression functions (spec §2, and a few more).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Func {
+    Lower,
+    Upper,
+    Trim,
+    Concat,
+    Coalesce,
+    ToString,
+    ToInt,
+    ToFloat,
+    ToDecimal,
+    ParseDatetime,
+    FromUnix,
+    FromUnixMs,
+    Now,
+    Day,
+    Hour,
+    Month,
+    Year,
+    Round,
+    Abs,
+    Length,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sink {
+    Sled { name: String, tree: String },
+    Jsonl { name: String, path: String },
+    Stdout { name: String },
+    Postgres { name: String, url: Text, table: String, batch: u32 },
+    Webhook { name: String, url: Text, batch: u32 },
+}
+
+impl Sink {
+    pub fn name(&self) -> &str {
+        match self {
+            Sink::Sled { name, .. }
+            | Sink::Jsonl { name, .. }
+            | Sink::Stdout { name }
+            | Sink::Postgres { name, .. }
+            | Sink::Webhook { name, .. } => name,
+        }
+    }
+    /// Keyed sinks store one record per key.
+    pub fn is_keyed(&self) -> bool {
+        matches!(self, Sink::Sled { .. } | Sink::Postgres { .. })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Aggregate {
+    pub name: String,
+    pub from: Vec<String>,
+    pub group_by: Vec<(String, Expr, Type)>,
+    pub compute: Vec<Compute>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compute {
+    pub name: String,
+    pub func: AggFunc,
+    pub arg: Option<Expr>,
+    pub ty: Type,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AggFunc {
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg,
+    CountDistinct,
+}
+
+/// The fields a record of a node carries: a source's fields, or an aggregate's group
+/// and computed fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schema {
+    pub fields: Vec<(String, Type, bool)>,
+    pub key: Vec<String>,
+}
+
+impl Pipeline {
+    /// The schema of what a source or aggregate emits.
+    pub fn schema_of(&self, name: &str) -> Option<Schema> {
+        if let Some(s) = self.sources.get(name) {
+            return Some(Schema {
+                fields: s.fields.iter().map(|f| (f.name.clone(), f.ty, f.optional)).collect(),
+                key: s.key.clone(),
+            });
+        }
+        self.aggregates.get(name).map(|a| Schema {
+            fields: a
+                .group_by
+                .iter()
+                .map(|(n, _, t)| (n.clone(), *t, true))
+                .chain(a.compute.iter().map(|c| (c.name.clone(), c.ty, c.func != AggFunc::Count && c.func != AggFunc::CountDistinct)))
+                .collect(),
+            key: a.group_by.iter().map(|(n, _, _)| n.clone()).collect(),
+        })
+    }
+
+    /// The sinks a source or aggregate feeds.
+    pub fn outputs_of<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.flows.iter().filter(move |(f, _)| f == name).map(|(_, t)| t.as_str())
+    }
+
+    /// Every secret value, for masking output.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut texts: Vec<&Text> = Vec::new();
+        for s in self.services.values() {
+            match &s.auth {
+                Auth::None => {}
+                Auth::Bearer(t) => texts.push(t),
+                Auth::Basic(u, p) => texts.extend([u, p]),
+                Auth::Header { value, .. } | Auth::Query { value, .. } => texts.push(value),
+            }
+            texts.extend(s.headers.iter().map(|(_, v)| v));
+        }
+        for s in self.sources.values() {
+            texts.extend(s.query.iter().map(|(_, v)| v));
+            if let Some(b) = &s.body {
+                body_secrets(b, &mut texts);
+            }
+        }
+        let mut out: Vec<String> = Vec::new();
+        for s in self.sinks.values() {
+            if let Sink::Postgres { url, .. } | Sink::Webhook { url, .. } = s {
+                texts.push(url);
+                if let Some(pw) = url::Url::parse(&url.value).ok().and_then(|u| u.password().map(str::to_string)) {
+                    out.push(pw);
+                }
+            }
+        }
+        out.extend(texts.into_iter().filter(|t| t.secret && !t.value.is_empty()).map(|t| t.value.clone()));
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+fn body_secrets<'a>(b: &'a BodyValue, out: &mut Vec<&'a Text>) {
+    match b {
+        BodyValue::Text(t) => out.push(t),
+        BodyValue::List(items) => items.iter().for_each(|i| body_secrets(i, out)),
+        BodyValue::Object(items) => items.iter().for_each(|(_, i)| body_secrets(i, out)),
+        _ => {}
+    }
+}

@@ -1,0 +1,349 @@
+//! Properties of blocks and the constant values they hold: strings and `env()`,
+//! numbers, durations, rates, URLs, names, and call arguments.
+
+use super::diagnostic::did_you_mean;
+use super::{codes, Ctx, Label, Rate, Text};
+use crate::syntax::ast::{Arg, Block, Expr, ExprKind, Ident, Stmt, StmtValue};
+use crate::syntax::Span;
+use std::collections::BTreeMap;
+
+/// A block's statements by name, after unknown and duplicate ones were reported.
+pub struct Props<'a> {
+    map: BTreeMap<&'a str, &'a Stmt>,
+}
+
+impl<'a> Props<'a> {
+    pub fn get(&self, name: &str) -> Option<&'a Stmt> {
+        self.map.get(name).copied()
+    }
+}
+
+/// What a named call accepts: its arguments by name, which are required, and which may
+/// be given by position (in order).
+pub struct Signature {
+    pub name: &'static str,
+    pub params: &'static [&'static str],
+    pub required: &'static [&'static str],
+    pub positional: &'static [&'static str],
+}
+
+impl<'e> Ctx<'e> {
+    /// Indexes a block's statements, reporting unknown and repeated properties.
+    pub fn props<'a>(&mut self, block: &'a Block, allowed: &[&str], owner: &str) -> Props<'a> {
+        let mut map: BTreeMap<&str, &Stmt> = BTreeMap::new();
+        for stmt in &block.stmts {
+            let name = stmt.name.text.as_str();
+            if !allowed.contains(&name) {
+                let help = did_you_mean(name, allowed.iter().copied());
+                self.error(
+                    codes::UNKNOWN_PROPERTY,
+                    format!("{owner} has no property `{name}`"),
+                    stmt.name.span,
+                    "unknown property",
+                )
+                .help = help.or_else(|| Some(format!("the properties here are: {}", allowed.join(", "))));
+                continue;
+            }
+            if let Some(first) = map.get(name) {
+                self.error(
+                    codes::DUPLICATE_PROPERTY,
+                    format!("`{name}` is set twice in {owner}"),
+                    stmt.name.span,
+                    "set again here",
+                )
+                .labels
+                .push(Label { span: first.name.span, text: "first set here".into() });
+                continue;
+            }
+            map.insert(name, stmt);
+        }
+        Props { map }
+    }
+
+    /// A missing required property, labelled on the name of the block's declaration.
+    pub fn missing(&mut self, owner_kind: &str, owner: &Ident, prop: &str) {
+        self.error(
+            codes::MISSING_PROPERTY,
+            format!("{owner_kind} `{}` has no `{prop}`", owner.name),
+            owner.span,
+            format!("`{prop}` is required"),
+        );
+    }
+
+    /// The expression of a `name = value` statement; a block or typed value is reported.
+    pub fn stmt_expr<'a>(&mut self, stmt: &'a Stmt) -> Option<&'a Expr> {
+        match &stmt.value {
+            StmtValue::Expr(e) => Some(e),
+            StmtValue::Block(b) => {
+                self.error(codes::INVALID_VALUE, format!("`{}` takes a value, not a block", stmt.name.text), b.span, "expected `= value`");
+                None
+            }
+            StmtValue::Typed(t, _) => {
+                self.error(codes::INVALID_VALUE, format!("`{}` takes no type here", stmt.name.text), t.span, "no type expected");
+                None
+            }
+        }
+    }
+
+    /// The block of a `name { ... }` statement.
+    pub fn stmt_block<'a>(&mut self, stmt: &'a Stmt) -> Option<&'a Block> {
+        match &stmt.value {
+            StmtValue::Block(b) => Some(b),
+            _ => {
+                self.error(codes::INVALID_VALUE, format!("`{}` takes a block", stmt.name.text), stmt.span, format!("expected `{} {{ ... }}`", stmt.name.text));
+                None
+            }
+        }
+    }
+
+    /// A string literal or `env(...)`; `secret` marks env values used where they are
+    /// secrets (auth, headers, query, body).
+    pub fn text(&mut self, e: &Expr, secret: bool, what: &str) -> Option<Text> {
+        match &e.kind {
+            ExprKind::Str(s) => Some(Text::plain(s.clone())),
+            ExprKind::Call { name, args } if name.name == "env" => self.env_call(e.span, args, secret),
+            _ => {
+                self.error(codes::INVALID_VALUE, format!("{what} must be a string or `env(...)`"), e.span, "expected a string");
+                None
+            }
+        }
+    }
+
+    /// Like [`Ctx::text`], but numbers and booleans are written out as text too.
+    pub fn scalar_text(&mut self, e: &Expr, secret: bool, what: &str) -> Option<Text> {
+        match &e.kind {
+            ExprKind::Number(n) => Some(Text::plain(n.clone())),
+            ExprKind::Bool(b) => Some(Text::plain(b.to_string())),
+            ExprKind::Unary(crate::syntax::ast::UnaryOp::Neg, inner) => match &inner.kind {
+                ExprKind::Number(n) => Some(Text::plain(format!("-{n}"))),
+                _ => self.text(e, secret, what),
+            },
+            _ => self.text(e, secret, what),
+        }
+    }
+
+    fn env_call(&mut self, span: Span, args: &[Arg], secret: bool) -> Option<Text> {
+        let mut strings = Vec::new();
+        for a in args {
+            if let Some(n) = &a.name {
+                self.error(codes::UNKNOWN_ARGUMENT, "`env` takes no named arguments", n.span, "unknown argument");
+                return None;
+            }
+            match &a.value.kind {
+                ExprKind::Str(s) => strings.push((s.clone(), a.value.span)),
+                _ => {
+                    self.error(codes::INVALID_VALUE, "`env` takes string literals", a.value.span, "expected a string");
+                    return None;
+                }
+            }
+        }
+        let (name, name_span) = match strings.as_slice() {
+            [(n, s)] | [(n, s), _] => (n.clone(), *s),
+            [] => {
+                self.error(codes::MISSING_ARGUMENT, "`env` needs the variable's name", span, "like `env(\"TOKEN\")`");
+                return None;
+            }
+            _ => {
+                self.error(codes::UNKNOWN_ARGUMENT, "`env` takes a name and an optional default", strings[2].1, "one argument too many");
+                return None;
+            }
+        };
+        let value = match ((self.env)(&name), strings.get(1)) {
+            (Some(v), _) => v,
+            (None, Some((default, _))) => default.clone(),
+            (None, None) => {
+                self.warn(codes::ENV_NOT_SET, format!("environment variable `{name}` is not set and has no default"), name_span, "not set")
+                    .help = Some(format!("set {name}, or give a default: `env(\"{name}\", \"...\")`"));
+                String::new()
+            }
+        };
+        Some(Text { value, secret })
+    }
+
+    pub fn int(&mut self, e: &Expr, what: &str, min: i64) -> Option<i64> {
+        let (text, neg) = match &e.kind {
+            ExprKind::Number(n) => (n.as_str(), false),
+            ExprKind::Unary(crate::syntax::ast::UnaryOp::Neg, inner) => match &inner.kind {
+                ExprKind::Number(n) => (n.as_str(), true),
+                _ => ("", false),
+            },
+            _ => ("", false),
+        };
+        match text.parse::<i64>() {
+            Ok(v) => {
+                let v = if neg { -v } else { v };
+                if v < min {
+                    self.error(codes::INVALID_VALUE, format!("{what} must be at least {min}"), e.span, format!("{v} is too small"));
+                    None
+                } else {
+                    Some(v)
+                }
+            }
+            Err(_) => {
+                self.error(codes::INVALID_VALUE, format!("{what} must be a whole number"), e.span, "expected a whole number");
+                None
+            }
+        }
+    }
+
+    /// A duration literal in milliseconds; zero is refused.
+    pub fn duration(&mut self, e: &Expr, what: &str) -> Option<u64> {
+        match &e.kind {
+            ExprKind::Duration(text) => match parse_duration(text) {
+                Ok(0) => {
+                    self.error(codes::INVALID_DURATION, format!("{what} must be longer than zero"), e.span, "zero");
+                    None
+                }
+                Ok(ms) => Some(ms),
+                Err(why) => {
+                    self.error(codes::INVALID_DURATION, format!("invalid duration `{text}`: {why}"), e.span, "invalid duration");
+                    None
+                }
+            },
+            ExprKind::Number(_) => {
+                self.error(codes::INVALID_DURATION, format!("{what} needs a unit"), e.span, "no unit")
+                    .help = Some("write it with a unit: `500ms`, `30s`, `5m`, `1h`, `1d`".into());
+                None
+            }
+            _ => {
+                self.error(codes::INVALID_DURATION, format!("{what} must be a duration like `30s`"), e.span, "expected a duration");
+                None
+            }
+        }
+    }
+
+    pub fn rate(&mut self, e: &Expr, what: &str) -> Option<Rate> {
+        let ExprKind::Rate(text) = &e.kind else {
+            self.error(codes::INVALID_RATE, format!("{what} must be a rate like `20/s`"), e.span, "expected a rate")
+                .help = Some("requests per second, minute or hour: `20/s`, `600/m`, `5000/h`".into());
+            return None;
+        };
+        let (count, unit) = text.split_once('/').unwrap_or((text, "s"));
+        let per_ms = match unit {
+            "s" => 1_000,
+            "m" => 60_000,
+            _ => 3_600_000,
+        };
+        match count.parse::<u32>() {
+            Ok(0) => {
+                self.error(codes::INVALID_RATE, format!("{what} of zero would never send a request"), e.span, "zero");
+                None
+            }
+            Ok(count) => Some(Rate { count, per_ms }),
+            Err(_) => {
+                self.error(codes::INVALID_RATE, format!("rate `{text}` is too large"), e.span, "too large");
+                None
+            }
+        }
+    }
+
+    /// A bare name such as `newest_first`.
+    pub fn bare_name<'a>(&mut self, e: &'a Expr, what: &str) -> Option<&'a Ident> {
+        match &e.kind {
+            ExprKind::Name(parts) if parts.len() == 1 => Some(&parts[0]),
+            _ => {
+                self.error(codes::INVALID_VALUE, format!("{what} must be a name"), e.span, "expected a name");
+                None
+            }
+        }
+    }
+
+    /// Matches a call's arguments to a signature: reports unknown, repeated and missing
+    /// arguments, and returns them by name.
+    pub fn call_args<'a>(&mut self, sig: &Signature, args: &'a [Arg], call_span: Span) -> BTreeMap<&'static str, &'a Expr> {
+        let mut out: BTreeMap<&'static str, &'a Expr> = BTreeMap::new();
+        let mut position = 0;
+        for a in args {
+            let param = match &a.name {
+                Some(n) => match sig.params.iter().find(|p| **p == n.name) {
+                    Some(p) => *p,
+                    None => {
+                        let help = did_you_mean(&n.name, sig.params.iter().copied());
+                        self.error(codes::UNKNOWN_ARGUMENT, format!("`{}` has no argument `{}`", sig.name, n.name), n.span, "unknown argument")
+                            .help = help.or_else(|| Some(format!("its arguments are: {}", sig.params.join(", "))));
+                        continue;
+                    }
+                },
+                None => match sig.positional.get(position) {
+                    Some(p) => {
+                        position += 1;
+                        *p
+                    }
+                    None => {
+                        self.error(codes::UNKNOWN_ARGUMENT, format!("`{}` takes its arguments by name", sig.name), a.value.span, "unnamed argument")
+                            .help = Some(format!("write `name = value`; its arguments are: {}", sig.params.join(", ")));
+                        continue;
+                    }
+                },
+            };
+            if out.insert(param, &a.value).is_some() {
+                self.error(codes::UNKNOWN_ARGUMENT, format!("argument `{param}` is given twice"), a.value.span, "given again");
+            }
+        }
+        for req in sig.required {
+            if !out.contains_key(req) {
+                self.error(codes::MISSING_ARGUMENT, format!("`{}` needs the argument `{req}`", sig.name), call_span, format!("`{req}` missing"));
+            }
+        }
+        out
+    }
+
+    pub fn url(&mut self, text: &Text, span: Span, what: &str) -> Option<String> {
+        match url::Url::parse(&text.value) {
+            Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => Some(text.value.clone()),
+            Ok(u) => {
+                self.error(codes::INVALID_URL, format!("{what} must be an http or https URL, not `{}:`", u.scheme()), span, "not http(s)");
+                None
+            }
+            Err(e) => {
+                self.error(codes::INVALID_URL, format!("{what} `{}` is not a valid URL: {e}", text.shown()), span, "invalid URL");
+                None
+            }
+        }
+    }
+}
+
+/// `1h30m` → milliseconds.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let mut total: u64 = 0;
+    let mut rest = text;
+    if rest.is_empty() {
+        return Err("empty".into());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!("expected a number before `{rest}`"));
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| "number too large".to_string())?;
+        rest = &rest[digits..];
+        let (unit, len) = if rest.starts_with("ms") {
+            (1, 2)
+        } else {
+            match rest.chars().next() {
+                Some('s') => (1_000, 1),
+                Some('m') => (60_000, 1),
+                Some('h') => (3_600_000, 1),
+                Some('d') => (86_400_000, 1),
+                _ => return Err("units are ms, s, m, h, d".into()),
+            }
+        };
+        rest = &rest[len..];
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| "too long".to_string())?;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations() {
+        assert_eq!(super::parse_duration("1h30m"), Ok(5_400_000));
+        assert_eq!(super::parse_duration("500ms"), Ok(500));
+        assert!(super::parse_duration("99999999999999999999s").is_err());
+        assert!(super::parse_duration("9999999999999999d").is_err());
+    }
+}

@@ -1,0 +1,695 @@
+//! `source NAME from SERVICE { ... }`: request, schedule, paginator, records, fields,
+//! key, incremental collection, filter, and child sources (`for_each`).
+
+use super::diagnostic::did_you_mean;
+use super::expr::{ETy, FieldInfo, Scope};
+use super::props::{Props, Signature};
+use super::{codes, BodyValue, Ctx, Decls, Expr, Field, Incremental, Label, Lit, Method, Paginate, Pipeline, Schedule, Source, Type, DEFAULT_MAX_PAGES};
+use crate::syntax::ast::{self, ExprKind, StmtValue};
+use crate::syntax::Span;
+use std::collections::{BTreeMap, BTreeSet};
+
+const PROPS: &[&str] = &[
+    "get", "post", "query", "body", "schedule", "paginate", "records", "model", "key", "incremental", "where", "fields", "for_each",
+];
+const PAGINATORS: &[&str] = &["none", "page", "offset", "cursor", "next_url", "link_header"];
+
+/// The fields a source declares, read from its model or typed `fields` without checking
+/// anything, so children can be checked even when their parent has errors.
+pub(super) fn declared_fields(src: &ast::Source, models: &BTreeMap<String, Vec<FieldInfo>>) -> Vec<FieldInfo> {
+    let model = src.body.get("model").and_then(|s| match &s.value {
+        StmtValue::Expr(ast::Expr { kind: ExprKind::Name(parts), .. }) => models.get(&parts[0].name),
+        _ => None,
+    });
+    if let Some(fields) = model {
+        return fields.clone();
+    }
+    let Some(StmtValue::Block(b)) = src.body.get("fields").map(|s| &s.value) else {
+        return Vec::new();
+    };
+    b.stmts
+        .iter()
+        .filter_map(|s| match &s.value {
+            StmtValue::Typed(t, _) => Some(FieldInfo {
+                name: s.name.text.clone(),
+                ty: type_named(&t.name.name)?,
+                optional: t.optional,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+pub(super) fn type_named(name: &str) -> Option<Type> {
+    Type::ALL.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+}
+
+/// Sources in an order where each parent comes before its children; sources caught in a
+/// `for_each` cycle are reported and come last.
+pub(super) fn order_by_parent<'a>(ctx: &mut Ctx, decls: &Decls<'a>) -> Vec<&'a str> {
+    let parent_of = |name: &str| -> Option<(&'a str, Span)> {
+        let src = decls.sources.get(name)?;
+        match &src.body.get("for_each")?.value {
+            StmtValue::Expr(ast::Expr { kind: ExprKind::Name(parts), span }) => {
+                decls.sources.get_key_value(parts[0].name.as_str()).map(|(k, _)| (*k, *span))
+            }
+            _ => None,
+        }
+    };
+    let mut done: Vec<&'a str> = Vec::new();
+    let mut placed: BTreeSet<&str> = BTreeSet::new();
+    let mut cyclic: BTreeSet<&str> = BTreeSet::new();
+    for &start in decls.sources.keys() {
+        let mut chain: Vec<&'a str> = Vec::new();
+        let mut cur = Some(start);
+        while let Some(name) = cur {
+            if placed.contains(name) || cyclic.contains(name) {
+                break;
+            }
+            if let Some(pos) = chain.iter().position(|c| *c == name) {
+                let cycle: Vec<&str> = chain[pos..].to_vec();
+                let first = cycle[0];
+                if let Some((_, span)) = parent_of(first) {
+                    ctx.error(
+                        codes::FOR_EACH_CYCLE,
+                        format!("`for_each` goes round in a cycle: {} -> {first}", cycle.join(" -> ")),
+                        span,
+                        "this closes the cycle",
+                    );
+                }
+                cyclic.extend(cycle);
+                break;
+            }
+            chain.push(name);
+            cur = parent_of(name).map(|(p, _)| p);
+        }
+        for name in chain.into_iter().rev() {
+            if !cyclic.contains(name) && placed.insert(name) {
+                done.push(name);
+            }
+        }
+    }
+    done.extend(cyclic.iter().copied());
+    done
+}
+
+impl<'e> Ctx<'e> {
+    pub(super) fn source(&mut self, src: &ast::Source, decls: &Decls, models: &BTreeMap<String, Vec<FieldInfo>>, _p: &Pipeline) -> Option<Source> {
+        let owner = format!("source `{}`", src.name.name);
+        let props = self.props(&src.body, PROPS, &owner);
+        let mut ok = true;
+
+        if !decls.services.contains_key(src.service.name.as_str()) {
+            let help = did_you_mean(&src.service.name, decls.services.keys().copied());
+            self.error(codes::UNKNOWN_SERVICE, format!("source `{}` uses unknown service `{}`", src.name.name, src.service.name), src.service.span, "not declared")
+                .help = help;
+            ok = false;
+        }
+
+        // The parent, for child sources.
+        let mut parent: Option<(String, Vec<FieldInfo>)> = None;
+        if let Some(stmt) = props.get("for_each") {
+            match self.stmt_expr(stmt).and_then(|e| self.bare_name(e, "`for_each`")) {
+                Some(name) => match decls.sources.get(name.name.as_str()) {
+                    Some(p) => parent = Some((name.name.clone(), declared_fields(p, models))),
+                    None => {
+                        let help = did_you_mean(&name.name, decls.sources.keys().copied());
+                        let what = if decls.aggregates.contains_key(name.name.as_str()) { "is an aggregate, not a source" } else { "is not a declared source" };
+                        self.error(codes::UNKNOWN_SOURCE, format!("`for_each` names `{}`, which {what}", name.name), name.span, "not a source")
+                            .help = help;
+                        ok = false;
+                    }
+                },
+                None => ok = false,
+            }
+        }
+
+        let request = self.request(src, &props, parent.as_ref());
+        let schedule = self.schedule(src, &props, props.get("for_each").is_some());
+        let paginate = match props.get("paginate").map(|s| self.stmt_expr(s)) {
+            Some(Some(e)) => self.paginator(e),
+            Some(None) => None,
+            None => Some(Paginate::None),
+        };
+        let records = match props.get("records").map(|s| self.stmt_expr(s)) {
+            Some(Some(e)) => match &e.kind {
+                ExprKind::Path(text) => self.json_path(text, e.span).map(Some),
+                _ => {
+                    self.error(codes::INVALID_VALUE, "`records` must be a JSONPath like `$.data[*]`", e.span, "expected a JSONPath");
+                    None
+                }
+            },
+            Some(None) => None,
+            None => Some(None),
+        };
+
+        // The model, then the fields.
+        let mut model_name = None;
+        let mut model_fields: Option<&Vec<FieldInfo>> = None;
+        let mut model_failed = false;
+        if let Some(stmt) = props.get("model") {
+            match self.stmt_expr(stmt).and_then(|e| self.bare_name(e, "`model`")) {
+                Some(name) => match models.get(&name.name) {
+                    Some(f) => {
+                        model_name = Some(name.name.clone());
+                        model_fields = Some(f);
+                    }
+                    None => {
+                        model_failed = true;
+                        if !decls.models.contains_key(name.name.as_str()) {
+                            let help = did_you_mean(&name.name, decls.models.keys().copied());
+                            self.error(codes::UNKNOWN_MODEL, format!("unknown model `{}`", name.name), name.span, "not declared").help = help;
+                        }
+                    }
+                },
+                None => model_failed = true,
+            }
+        }
+        let parent_scope: Option<(&str, &[FieldInfo])> = parent.as_ref().map(|(n, f)| (n.as_str(), f.as_slice()));
+        let fields = match props.get("fields") {
+            Some(stmt) => self.stmt_block(stmt).and_then(|b| self.fields(b, &stmt.name, model_fields, model_failed, parent_scope)),
+            None => {
+                self.missing("source", &src.name, "fields");
+                None
+            }
+        };
+
+        let infos: Vec<FieldInfo> = fields
+            .as_ref()
+            .map(|f| f.iter().map(|f| FieldInfo { name: f.name.clone(), ty: f.ty, optional: f.optional }).collect())
+            .unwrap_or_default();
+        let key = match props.get("key").map(|s| self.stmt_expr(s)) {
+            Some(Some(e)) if fields.is_some() => self.key(e, &infos, &owner),
+            Some(Some(_)) => None,
+            Some(None) => None,
+            None => Some(Vec::new()),
+        };
+        let incremental = match props.get("incremental") {
+            Some(stmt) => match self.stmt_block(stmt) {
+                Some(b) => {
+                    if props.get("key").is_none() {
+                        self.error(codes::MISSING_PROPERTY, format!("{owner} has `incremental` but no `key`"), stmt.name.span, "needs a `key`")
+                            .help = Some("incremental collection tells records apart by key: add `key = id`".into());
+                    }
+                    if fields.is_some() {
+                        self.incremental(b, &infos, &owner).map(Some)
+                    } else {
+                        None
+                    }
+                }
+                None => None,
+            },
+            None => Some(None),
+        };
+        let filter = match props.get("where").map(|s| self.stmt_expr(s)) {
+            Some(Some(e)) if fields.is_some() => {
+                let scope = Scope::Fields { fields: &infos, owner: &format!("the `where` of {owner}") };
+                match self.lower(e, &scope) {
+                    Some((x, t)) if t == ETy::Known(Type::Bool) || t == ETy::Any => Some(Some(x)),
+                    Some((_, t)) => {
+                        self.error(codes::TYPE_ERROR, format!("`where` must be true or false, but this is {}", t.describe()), e.span, "not a condition");
+                        None
+                    }
+                    None => None,
+                }
+            }
+            Some(_) => None,
+            None => Some(None),
+        };
+
+        let ((method, path, query, body), schedule, paginate, records, fields, key, incremental, filter) =
+            (request?, schedule?, paginate?, records?, fields?, key?, incremental?, filter?);
+        if !ok {
+            return None;
+        }
+        Some(Source {
+            name: src.name.name.clone(),
+            service: src.service.name.clone(),
+            method,
+            path,
+            query,
+            body,
+            schedule,
+            paginate,
+            records,
+            model: model_name,
+            fields,
+            key,
+            incremental,
+            filter,
+            for_each: parent.map(|(n, _)| n),
+        })
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn request(&mut self, src: &ast::Source, props: &Props, parent: Option<&(String, Vec<FieldInfo>)>) -> Option<(Method, String, Vec<(String, super::Text)>, Option<BodyValue>)> {
+        let (method, stmt) = match (props.get("get"), props.get("post")) {
+            (Some(g), Some(p)) => {
+                self.error(codes::CONFLICT, format!("source `{}` has both `get` and `post`", src.name.name), p.name.span, "second method")
+                    .labels
+                    .push(Label { span: g.name.span, text: "first method".into() });
+                return None;
+            }
+            (Some(g), None) => (Method::Get, g),
+            (None, Some(p)) => (Method::Post, p),
+            (None, None) => {
+                self.missing("source", &src.name, "get");
+                return None;
+            }
+        };
+        let expr = self.stmt_expr(stmt)?;
+        let ExprKind::Str(path) = &expr.kind else {
+            self.error(codes::INVALID_VALUE, "the path must be a string like \"/orders\"", expr.span, "expected a string");
+            return None;
+        };
+        let mut ok = self.placeholders(path, expr.span, parent);
+        let query = match props.get("query") {
+            Some(s) => self.stmt_block(s).and_then(|b| self.string_map(b, true, "a query parameter")),
+            None => Some(Vec::new()),
+        };
+        let body = match props.get("body") {
+            Some(s) if method == Method::Get => {
+                self.error(codes::CONFLICT, "a `body` is sent only with `post`", s.name.span, "GET has no body");
+                ok = false;
+                None
+            }
+            Some(s) => self.stmt_block(s).and_then(|b| self.body_object(b)).map(Some),
+            None => Some(None),
+        };
+        let (query, body) = (query?, body?);
+        ok.then(|| (method, path.clone(), query, body))
+    }
+
+    /// `{field}` placeholders: only in child sources, and only the parent's fields.
+    fn placeholders(&mut self, path: &str, span: Span, parent: Option<&(String, Vec<FieldInfo>)>) -> bool {
+        let mut ok = true;
+        let mut rest = path;
+        let mut offset = 0;
+        while let Some(open) = rest.find('{') {
+            let Some(close) = rest[open..].find('}') else { break };
+            let name = &rest[open + 1..open + close];
+            // +1 for the opening quote of the literal.
+            let at = Span::new(span.start + 1 + offset + open, span.start + 1 + offset + open + close + 1);
+            match parent {
+                None => {
+                    self.error(codes::UNKNOWN_PLACEHOLDER, format!("placeholder `{{{name}}}` needs a parent record, but this source has no `for_each`"), at, "no parent")
+                        .help = Some("placeholders take a field of the parent source named by `for_each`".into());
+                    ok = false;
+                }
+                Some((pname, fields)) if !fields.iter().any(|f| f.name == name) => {
+                    let help = did_you_mean(name, fields.iter().map(|f| f.name.as_str()));
+                    self.error(codes::UNKNOWN_PLACEHOLDER, format!("placeholder `{{{name}}}`: parent source `{pname}` has no field `{name}`"), at, "not a parent field").help = help;
+                    ok = false;
+                }
+                _ => {}
+            }
+            offset += open + close + 1;
+            rest = &rest[open + close + 1..];
+        }
+        ok
+    }
+
+    fn body_object(&mut self, block: &ast::Block) -> Option<BodyValue> {
+        let mut out = Vec::new();
+        let mut ok = true;
+        for stmt in &block.stmts {
+            let v = match &stmt.value {
+                StmtValue::Block(b) => self.body_object(b),
+                StmtValue::Expr(e) => self.body_value(e),
+                StmtValue::Typed(t, _) => {
+                    self.error(codes::INVALID_VALUE, "a body value takes no type", t.span, "no type expected");
+                    None
+                }
+            };
+            match v {
+                Some(v) => out.push((stmt.name.text.clone(), v)),
+                None => ok = false,
+            }
+        }
+        ok.then_some(BodyValue::Object(out))
+    }
+
+    fn body_value(&mut self, e: &ast::Expr) -> Option<BodyValue> {
+        match &e.kind {
+            ExprKind::Null => Some(BodyValue::Null),
+            ExprKind::Bool(b) => Some(BodyValue::Bool(*b)),
+            ExprKind::Number(n) => Some(BodyValue::Number(n.clone())),
+            ExprKind::List(items) => items.iter().map(|a| self.body_value(&a.value)).collect::<Option<Vec<_>>>().map(BodyValue::List),
+            _ => {
+                let secret = matches!(&e.kind, ExprKind::Call { name, .. } if name.name == "env");
+                self.text(e, secret, "a body value").map(BodyValue::Text)
+            }
+        }
+    }
+
+    fn schedule(&mut self, src: &ast::Source, props: &Props, is_child: bool) -> Option<Schedule> {
+        let Some(stmt) = props.get("schedule") else {
+            if is_child {
+                return Some(Schedule::Parent);
+            }
+            self.missing("source", &src.name, "schedule");
+            return None;
+        };
+        let e = self.stmt_expr(stmt)?;
+        if is_child {
+            self.error(codes::CONFLICT, "a child source runs when its parent emits; it has no `schedule`", stmt.name.span, "not allowed with `for_each`");
+            return None;
+        }
+        match &e.kind {
+            ExprKind::Name(parts) if parts.len() == 1 && parts[0].name == "once" => Some(Schedule::Once),
+            ExprKind::Call { name, args } if name.name == "every" => {
+                let sig = Signature { name: "every", params: &["interval"], required: &["interval"], positional: &["interval"] };
+                let a = self.call_args(&sig, args, e.span);
+                let ms = self.duration(a.get("interval")?, "the interval")?;
+                Some(Schedule::Every { ms })
+            }
+            ExprKind::Call { name, args } if name.name == "cron" => {
+                let sig = Signature { name: "cron", params: &["expression"], required: &["expression"], positional: &["expression"] };
+                let a = self.call_args(&sig, args, e.span);
+                let arg = a.get("expression")?;
+                let ExprKind::Str(text) = &arg.kind else {
+                    self.error(codes::INVALID_CRON, "`cron` takes a string like \"*/5 * * * *\"", arg.span, "expected a string");
+                    return None;
+                };
+                match validate_cron(text) {
+                    Ok(()) => Some(Schedule::Cron(text.clone())),
+                    Err(why) => {
+                        self.error(codes::INVALID_CRON, format!("invalid cron expression \"{text}\": {why}"), arg.span, "invalid cron")
+                            .help = Some("five fields: minute hour day-of-month month day-of-week, like \"*/15 * * * *\"".into());
+                        None
+                    }
+                }
+            }
+            _ => {
+                let word = match &e.kind {
+                    ExprKind::Call { name, .. } => Some(name),
+                    ExprKind::Name(parts) => parts.first(),
+                    _ => None,
+                };
+                let help = word.and_then(|w| did_you_mean(&w.name, ["every", "cron", "once"]));
+                self.error(codes::INVALID_VALUE, "`schedule` must be `every(30s)`, `cron(\"*/5 * * * *\")` or `once`", e.span, "not a schedule")
+                    .help = help;
+                None
+            }
+        }
+    }
+
+    fn paginator(&mut self, e: &ast::Expr) -> Option<Paginate> {
+        let (name, args) = match &e.kind {
+            ExprKind::Call { name, args } => (name, args.as_slice()),
+            ExprKind::Name(parts) if parts.len() == 1 => (&parts[0], &[][..]),
+            _ => {
+                self.error(codes::UNKNOWN_PAGINATOR, "`paginate` must be a paginator like `page(param = \"page\")`", e.span, "not a paginator");
+                return None;
+            }
+        };
+        let sig = match name.name.as_str() {
+            "none" => return Some(Paginate::None),
+            "page" => Signature { name: "page", params: &["param", "start", "size_param", "size", "total_pages", "max_pages"], required: &[], positional: &[] },
+            "offset" => Signature { name: "offset", params: &["param", "start", "limit_param", "limit", "total", "max_pages"], required: &[], positional: &[] },
+            "cursor" => Signature { name: "cursor", params: &["param", "from", "has_more", "max_pages"], required: &["param", "from"], positional: &[] },
+            "next_url" => Signature { name: "next_url", params: &["path", "max_pages"], required: &["path"], positional: &["path"] },
+            "link_header" => Signature { name: "link_header", params: &["max_pages"], required: &[], positional: &[] },
+            other => {
+                let help = did_you_mean(other, PAGINATORS.iter().copied());
+                self.error(codes::UNKNOWN_PAGINATOR, format!("unknown paginator `{other}`"), name.span, "unknown paginator")
+                    .help = help.or_else(|| Some(format!("the paginators are: {}", PAGINATORS.join(", "))));
+                return None;
+            }
+        };
+        let a = self.call_args(&sig, args, e.span);
+        let mut ok = true;
+        let mut string = |ctx: &mut Self, key: &str, default: Option<&str>| -> Option<String> {
+            match a.get(key) {
+                Some(v) => match ctx.text(v, false, &format!("`{key}`")) {
+                    Some(t) => Some(t.value),
+                    None => {
+                        ok = false;
+                        None
+                    }
+                },
+                None => default.map(str::to_string),
+            }
+        };
+        let param = string(self, "param", Some(if name.name == "offset" { "offset" } else { "page" }));
+        let size_param = string(self, "size_param", None);
+        let limit_param = string(self, "limit_param", None);
+        let mut int = |ctx: &mut Self, key: &str, min: i64| -> Option<i64> {
+            let v = a.get(key)?;
+            let r = ctx.int(v, &format!("`{key}`"), min);
+            if r.is_none() {
+                ok = false;
+            }
+            r
+        };
+        let start = int(self, "start", i64::MIN);
+        let size = int(self, "size", 1).map(|v| v as u64);
+        let limit = int(self, "limit", 1).map(|v| v as u64);
+        let max_pages = int(self, "max_pages", 1).map_or(DEFAULT_MAX_PAGES, |v| v as u64);
+        let mut path = |ctx: &mut Self, key: &str| -> Option<super::JsonPath> {
+            let v = a.get(key)?;
+            let r = match &v.kind {
+                ExprKind::Path(text) => ctx.json_path(text, v.span),
+                _ => {
+                    ctx.error(codes::INVALID_VALUE, format!("`{key}` must be a JSONPath like `$.next`"), v.span, "expected a JSONPath");
+                    None
+                }
+            };
+            if r.is_none() {
+                ok = false;
+            }
+            r
+        };
+        let total_pages = path(self, "total_pages");
+        let total = path(self, "total");
+        let from = path(self, "from");
+        let has_more = path(self, "has_more");
+        let next = path(self, "path");
+        if !ok || sig.required.iter().any(|r| !a.contains_key(r)) {
+            return None;
+        }
+        Some(match name.name.as_str() {
+            "page" => Paginate::Page { param: param?, start: start.unwrap_or(1), size_param, size, total_pages, max_pages },
+            "offset" => Paginate::Offset { param: param?, start: start.unwrap_or(0), limit_param, limit, total, max_pages },
+            "cursor" => Paginate::Cursor { param: param?, from: from?, has_more, max_pages },
+            "next_url" => Paginate::NextUrl { path: next?, max_pages },
+            _ => Paginate::LinkHeader { max_pages },
+        })
+    }
+
+    /// The `fields` block: with a model, `name = expr` for its fields; without one,
+    /// `name : type = expr`.
+    fn fields(&mut self, block: &ast::Block, block_name: &ast::PropName, model: Option<&Vec<FieldInfo>>, model_failed: bool, parent: Option<(&str, &[FieldInfo])>) -> Option<Vec<Field>> {
+        let scope = Scope::Record { parent };
+        let mut out: Vec<Field> = Vec::new();
+        let mut ok = true;
+        let mut seen: BTreeMap<&str, Span> = BTreeMap::new();
+        for stmt in &block.stmts {
+            let name = stmt.name.text.as_str();
+            if let Some(first) = seen.insert(name, stmt.name.span) {
+                self.error(codes::DUPLICATE_PROPERTY, format!("field `{name}` is mapped twice"), stmt.name.span, "mapped again here")
+                    .labels
+                    .push(Label { span: first, text: "first mapped here".into() });
+                ok = false;
+                continue;
+            }
+            let (declared, expr) = match (&stmt.value, model) {
+                (StmtValue::Expr(e), Some(m)) => match m.iter().find(|f| f.name == name) {
+                    Some(f) => (Some((f.ty, f.optional)), e),
+                    None => {
+                        let help = did_you_mean(name, m.iter().map(|f| f.name.as_str()));
+                        self.error(codes::UNKNOWN_FIELD, format!("the model has no field `{name}`"), stmt.name.span, "not in the model")
+                            .help = help;
+                        let _ = self.lower(e, &scope);
+                        ok = false;
+                        continue;
+                    }
+                },
+                (StmtValue::Expr(e), None) => {
+                    if !model_failed {
+                        self.error(codes::MISSING_PROPERTY, format!("field `{name}` has no type"), stmt.name.span, "no type")
+                            .help = Some(format!("write `{name} : string = ...`, or name a `model` for the source"));
+                    }
+                    let _ = self.lower(e, &scope);
+                    ok = false;
+                    continue;
+                }
+                (StmtValue::Typed(t, e), None) => match super::source::type_named(&t.name.name) {
+                    Some(ty) => (Some((ty, t.optional)), e),
+                    None => {
+                        self.unknown_type(&t.name);
+                        let _ = self.lower(e, &scope);
+                        ok = false;
+                        continue;
+                    }
+                },
+                (StmtValue::Typed(t, e), Some(_)) => {
+                    self.error(codes::INVALID_VALUE, "with a `model`, fields take their types from it", t.span, "type given twice")
+                        .help = Some(format!("write `{name} = ...`"));
+                    let _ = self.lower(e, &scope);
+                    ok = false;
+                    continue;
+                }
+                (StmtValue::Block(b), _) => {
+                    self.error(codes::INVALID_VALUE, format!("field `{name}` takes a value, not a block"), b.span, "expected `= value`");
+                    ok = false;
+                    continue;
+                }
+            };
+            let Some((ty, optional)) = declared else { continue };
+            match self.lower(expr, &scope) {
+                Some((x, t)) => {
+                    if self.check_assignable(name, ty, optional, expr, t) {
+                        out.push(Field { name: name.to_string(), ty, optional, expr: x });
+                    } else {
+                        ok = false;
+                    }
+                }
+                None => ok = false,
+            }
+        }
+        if let Some(m) = model {
+            let mut ordered = Vec::new();
+            for f in m {
+                match out.iter().position(|o| o.name == f.name) {
+                    Some(i) => ordered.push(out[i].clone()),
+                    None if f.optional => ordered.push(Field { name: f.name.clone(), ty: f.ty, optional: true, expr: Expr::Lit(Lit::Null) }),
+                    None if seen.contains_key(f.name.as_str()) => {}
+                    None => {
+                        self.error(codes::UNMAPPED_FIELD, format!("model field `{}` is not mapped", f.name), block_name.span, format!("`{}` missing", f.name))
+                            .help = Some(format!("add `{} = $.{}`, or make it optional in the model", f.name, f.name));
+                        ok = false;
+                    }
+                }
+            }
+            out = ordered;
+        }
+        ok.then_some(out)
+    }
+
+    pub(super) fn unknown_type(&mut self, name: &ast::Ident) {
+        let help = did_you_mean(&name.name, Type::ALL.iter().map(|(n, _)| *n));
+        self.error(codes::UNKNOWN_TYPE, format!("unknown type `{}`", name.name), name.span, "unknown type")
+            .help = help.or_else(|| Some("the types are: string, int, float, decimal, bool, datetime, json".into()));
+    }
+
+    fn key(&mut self, e: &ast::Expr, fields: &[FieldInfo], owner: &str) -> Option<Vec<String>> {
+        let names: Vec<&ast::Expr> = match &e.kind {
+            ExprKind::List(items) => items.iter().map(|a| &a.value).collect(),
+            _ => vec![e],
+        };
+        let mut out = Vec::new();
+        let mut ok = true;
+        for n in names {
+            let Some(ident) = self.bare_name(n, "a key") else {
+                ok = false;
+                continue;
+            };
+            match fields.iter().find(|f| f.name == ident.name) {
+                Some(f) if f.optional => {
+                    self.error(codes::INVALID_KEY, format!("key field `{}` is optional", f.name), ident.span, "may be null")
+                        .help = Some("a key must always be there: make the field required".into());
+                    ok = false;
+                }
+                Some(f) if f.ty == Type::Json => {
+                    self.error(codes::INVALID_KEY, format!("key field `{}` is json", f.name), ident.span, "not a scalar");
+                    ok = false;
+                }
+                Some(f) => out.push(f.name.clone()),
+                None => {
+                    let help = did_you_mean(&ident.name, fields.iter().map(|f| f.name.as_str()));
+                    self.error(codes::INVALID_KEY, format!("{owner} has no field `{}` for its key", ident.name), ident.span, "unknown field").help = help;
+                    ok = false;
+                }
+            }
+        }
+        if out.is_empty() && ok {
+            self.error(codes::INVALID_KEY, "a key needs at least one field", e.span, "empty key");
+            ok = false;
+        }
+        ok.then_some(out)
+    }
+
+    fn incremental(&mut self, block: &ast::Block, fields: &[FieldInfo], owner: &str) -> Option<Incremental> {
+        let props = self.props(block, &["cursor", "param", "order", "start"], &format!("`incremental` of {owner}"));
+        let cursor_field = match props.get("cursor") {
+            Some(stmt) => {
+                let ident = self.stmt_expr(stmt).and_then(|e| self.bare_name(e, "`cursor`"));
+                ident.and_then(|ident| match fields.iter().find(|f| f.name == ident.name) {
+                    Some(f) if f.optional => {
+                        self.error(codes::INVALID_CURSOR, format!("cursor field `{}` is optional", f.name), ident.span, "may be null")
+                            .help = Some("a cursor must always be there: make the field required".into());
+                        None
+                    }
+                    Some(f) if matches!(f.ty, Type::Json | Type::Bool) => {
+                        self.error(codes::INVALID_CURSOR, format!("cursor field `{}` is {}, which has no order", f.name, f.ty.name()), ident.span, "not orderable");
+                        None
+                    }
+                    Some(f) => Some(f.clone()),
+                    None => {
+                        let help = did_you_mean(&ident.name, fields.iter().map(|f| f.name.as_str()));
+                        self.error(codes::INVALID_CURSOR, format!("{owner} has no field `{}` for its cursor", ident.name), ident.span, "unknown field").help = help;
+                        None
+                    }
+                })
+            }
+            None => {
+                self.error(codes::MISSING_PROPERTY, "`incremental` needs a `cursor`", block.span, "no `cursor`")
+                    .help = Some("name the field that grows, like `cursor = updated_at`".into());
+                None
+            }
+        };
+        let param = match props.get("param").map(|s| self.stmt_expr(s)) {
+            Some(Some(e)) => self.text(e, false, "`param`").map(|t| Some(t.value)),
+            Some(None) => None,
+            None => Some(None),
+        };
+        let newest_first = match props.get("order").map(|s| self.stmt_expr(s)) {
+            Some(Some(e)) => match self.bare_name(e, "`order`").map(|n| n.name.as_str()) {
+                Some("newest_first") => Some(true),
+                Some("oldest_first") => Some(false),
+                Some(other) => {
+                    let help = did_you_mean(other, ["newest_first", "oldest_first"]);
+                    self.error(codes::INVALID_VALUE, format!("unknown order `{other}`"), e.span, "expected `newest_first` or `oldest_first`").help = help;
+                    None
+                }
+                None => None,
+            },
+            Some(None) => None,
+            None => Some(false),
+        };
+        let start = match props.get("start").map(|s| self.stmt_expr(s)) {
+            Some(Some(e)) => {
+                let lit = match &e.kind {
+                    ExprKind::Str(s) => Some(Lit::Str(s.clone())),
+                    ExprKind::Number(n) => n.parse::<i64>().ok().map(Lit::Int).or_else(|| n.parse().ok().map(Lit::Decimal)),
+                    _ => None,
+                };
+                match (lit, &cursor_field) {
+                    (Some(Lit::Str(s)), Some(f)) if !super::expr::convertible_literal(&s, f.ty) => {
+                        self.error(codes::TYPE_MISMATCH, format!("`start` \"{s}\" does not convert to the cursor's type {}", f.ty.name()), e.span, "does not convert");
+                        None
+                    }
+                    (Some(l), _) => Some(Some(l)),
+                    (None, _) => {
+                        self.error(codes::INVALID_VALUE, "`start` must be a string or a number", e.span, "expected a literal");
+                        None
+                    }
+                }
+            }
+            Some(None) => None,
+            None => Some(None),
+        };
+        let (cursor, param, newest_first, start) = (cursor_field?, param?, newest_first?, start?);
+        Some(Incremental { cursor: cursor.name, param, newest_first, start })
+    }
+}
+
+/// Five standard fields, parsed by croner.
+pub fn validate_cron(text: &str) -> Result<(), String> {
+    let fields = text.split_whitespace().count();
+    if fields != 5 {
+        return Err(format!("expected 5 fields, found {fields}"));
+    }
+    text.parse::<croner::Cron>().map(|_| ()).map_err(|e| e.to_string())
+}
