@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "hamstr", version, about = "Gather data from many HTTP APIs into one store")]
+#[command(
+    name = "hamstr",
+    version,
+    about = "Gather data from many HTTP APIs into one store"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -4,12 +4,13 @@
 //! text → [`syntax`] (spanned AST) → [`check`] (diagnostics and a checked pipeline).
 
 pub mod check;
-pub mod syntax;
 pub mod demo;
+pub mod syntax;
 
 /// Reads a pipeline file as UTF-8 text, with an error a person can act on.
 pub fn read_pipeline(path: &std::path::Path) -> Result<String, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
     String::from_utf8(bytes).map_err(|e| {
         format!(
             "`{}` is not UTF-8 text (invalid byte at offset {})",

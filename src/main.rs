@@ -22,7 +22,9 @@ fn check(file: &std::path::Path, format: CheckFormat) -> Outcome {
             return Outcome::Usage;
         }
     };
-    let checked = hamstr::check::check(&file.display().to_string(), &text, &|k| std::env::var(k).ok());
+    let checked = hamstr::check::check(&file.display().to_string(), &text, &|k| {
+        std::env::var(k).ok()
+    });
     let report = &checked.report;
     match format {
         CheckFormat::Json => println!("{}", report.to_json()),

@@ -19,9 +19,14 @@ pub struct FieldInfo {
 /// What a bare name or a `$` path means where an expression stands.
 pub enum Scope<'a> {
     /// `fields` right-hand sides: `$` is the record item, `parent.x` a parent field.
-    Record { parent: Option<(&'a str, &'a [FieldInfo])> },
+    Record {
+        parent: Option<(&'a str, &'a [FieldInfo])>,
+    },
     /// `where`, `key`, `incremental` and aggregate clauses: names are fields.
-    Fields { fields: &'a [FieldInfo], owner: &'a str },
+    Fields {
+        fields: &'a [FieldInfo],
+        owner: &'a str,
+    },
 }
 
 /// The static type of an expression; `Any` is a JSON value not known until run time.
@@ -88,7 +93,10 @@ impl<'e> Ctx<'e> {
                         _ => None,
                     })
                     .collect::<Option<Vec<_>>>();
-                Some(JsonPath { text: text.to_string(), singular })
+                Some(JsonPath {
+                    text: text.to_string(),
+                    singular,
+                })
             }
             Err(JsonPathError::PestError(err)) => {
                 use pest::error::InputLocation;
@@ -109,7 +117,12 @@ impl<'e> Ctx<'e> {
                 None
             }
             Err(other) => {
-                self.error(codes::INVALID_JSONPATH, format!("invalid JSONPath `{text}`: {other}"), span, "invalid JSONPath");
+                self.error(
+                    codes::INVALID_JSONPATH,
+                    format!("invalid JSONPath `{text}`: {other}"),
+                    span,
+                    "invalid JSONPath",
+                );
                 None
             }
         }
@@ -123,21 +136,42 @@ impl<'e> Ctx<'e> {
             ExprKind::Bool(b) => Some((Expr::Lit(Lit::Bool(*b)), ETy::Known(Type::Bool))),
             ExprKind::Null => Some((Expr::Lit(Lit::Null), ETy::Null)),
             ExprKind::Duration(_) | ExprKind::Rate(_) => {
-                self.error(codes::TYPE_ERROR, "durations and rates are not values of a record", e.span, "not allowed here");
+                self.error(
+                    codes::TYPE_ERROR,
+                    "durations and rates are not values of a record",
+                    e.span,
+                    "not allowed here",
+                );
                 None
             }
             ExprKind::List(_) => {
-                self.error(codes::TYPE_ERROR, "a list is not allowed in an expression", e.span, "not allowed here");
+                self.error(
+                    codes::TYPE_ERROR,
+                    "a list is not allowed in an expression",
+                    e.span,
+                    "not allowed here",
+                );
                 None
             }
             ExprKind::Path(text) => {
                 if let Scope::Fields { owner, .. } = scope {
-                    self.error(codes::OUT_OF_SCOPE, format!("a `$` path cannot be used in {owner}"), e.span, "no JSON record here")
-                        .help = Some("refer to the source's fields by name; paths belong in `fields`".into());
+                    self.error(
+                        codes::OUT_OF_SCOPE,
+                        format!("a `$` path cannot be used in {owner}"),
+                        e.span,
+                        "no JSON record here",
+                    )
+                    .help = Some(
+                        "refer to the source's fields by name; paths belong in `fields`".into(),
+                    );
                     return None;
                 }
                 let path = self.json_path(text, e.span)?;
-                let ty = if path.singular.is_some() { ETy::Any } else { ETy::Known(Type::Json) };
+                let ty = if path.singular.is_some() {
+                    ETy::Any
+                } else {
+                    ETy::Known(Type::Json)
+                };
                 Some((Expr::Path(path), ty))
             }
             ExprKind::Name(parts) => self.name(parts, e.span, scope),
@@ -146,10 +180,21 @@ impl<'e> Ctx<'e> {
                 let (x, t) = self.lower(inner, scope)?;
                 match op {
                     UnaryOp::Neg if t.numeric() => Some((Expr::Neg(Box::new(x)), t)),
-                    UnaryOp::Not if t.is(Type::Bool) => Some((Expr::Not(Box::new(x)), ETy::Known(Type::Bool))),
+                    UnaryOp::Not if t.is(Type::Bool) => {
+                        Some((Expr::Not(Box::new(x)), ETy::Known(Type::Bool)))
+                    }
                     _ => {
-                        let want = if *op == UnaryOp::Neg { "a number" } else { "a bool" };
-                        self.error(codes::TYPE_ERROR, format!("expected {want}, found {}", t.describe()), inner.span, format!("this is {}", t.describe()));
+                        let want = if *op == UnaryOp::Neg {
+                            "a number"
+                        } else {
+                            "a bool"
+                        };
+                        self.error(
+                            codes::TYPE_ERROR,
+                            format!("expected {want}, found {}", t.describe()),
+                            inner.span,
+                            format!("this is {}", t.describe()),
+                        );
                         None
                     }
                 }
@@ -173,7 +218,12 @@ impl<'e> Ctx<'e> {
         match Decimal::from_str(n) {
             Ok(d) => Some((Expr::Lit(Lit::Decimal(d)), ETy::Known(Type::Decimal))),
             Err(_) => {
-                self.error(codes::INVALID_VALUE, format!("number `{n}` is too large"), span, "too large");
+                self.error(
+                    codes::INVALID_VALUE,
+                    format!("number `{n}` is too large"),
+                    span,
+                    "too large",
+                );
                 None
             }
         }
@@ -184,42 +234,87 @@ impl<'e> Ctx<'e> {
             Scope::Record { parent } => {
                 if parts[0].name == "parent" {
                     let Some((parent_name, fields)) = parent else {
-                        self.error(codes::OUT_OF_SCOPE, "`parent` exists only in a child source (one with `for_each`)", parts[0].span, "no parent here");
+                        self.error(
+                            codes::OUT_OF_SCOPE,
+                            "`parent` exists only in a child source (one with `for_each`)",
+                            parts[0].span,
+                            "no parent here",
+                        );
                         return None;
                     };
                     let Some(field) = parts.get(1) else {
-                        self.error(codes::UNKNOWN_FIELD, "name one of the parent's fields: `parent.id`", span, "which field?");
+                        self.error(
+                            codes::UNKNOWN_FIELD,
+                            "name one of the parent's fields: `parent.id`",
+                            span,
+                            "which field?",
+                        );
                         return None;
                     };
                     return match fields.iter().find(|f| f.name == field.name) {
-                        Some(f) if parts.len() == 2 => Some((Expr::Parent(f.name.clone()), ETy::Known(f.ty))),
+                        Some(f) if parts.len() == 2 => {
+                            Some((Expr::Parent(f.name.clone()), ETy::Known(f.ty)))
+                        }
                         Some(_) => {
-                            self.error(codes::UNKNOWN_FIELD, "a parent field has no parts", span, "too many parts");
+                            self.error(
+                                codes::UNKNOWN_FIELD,
+                                "a parent field has no parts",
+                                span,
+                                "too many parts",
+                            );
                             None
                         }
                         None => {
-                            let help = did_you_mean(&field.name, fields.iter().map(|f| f.name.as_str()));
-                            self.error(codes::UNKNOWN_FIELD, format!("parent source `{parent_name}` has no field `{}`", field.name), field.span, "not a parent field")
-                                .help = help;
+                            let help =
+                                did_you_mean(&field.name, fields.iter().map(|f| f.name.as_str()));
+                            self.error(
+                                codes::UNKNOWN_FIELD,
+                                format!(
+                                    "parent source `{parent_name}` has no field `{}`",
+                                    field.name
+                                ),
+                                field.span,
+                                "not a parent field",
+                            )
+                            .help = help;
                             None
                         }
                     };
                 }
-                self.error(codes::UNKNOWN_FIELD, format!("`{}` is not known here", parts[0].name), span, "unknown name")
-                    .help = Some(format!("to read the record, write a path: `$.{}`", parts[0].name));
+                self.error(
+                    codes::UNKNOWN_FIELD,
+                    format!("`{}` is not known here", parts[0].name),
+                    span,
+                    "unknown name",
+                )
+                .help = Some(format!(
+                    "to read the record, write a path: `$.{}`",
+                    parts[0].name
+                ));
                 None
             }
             Scope::Fields { fields, owner } => {
                 if parts.len() > 1 {
-                    self.error(codes::UNKNOWN_FIELD, format!("fields have no parts in {owner}"), span, "dotted name");
+                    self.error(
+                        codes::UNKNOWN_FIELD,
+                        format!("fields have no parts in {owner}"),
+                        span,
+                        "dotted name",
+                    );
                     return None;
                 }
                 match fields.iter().find(|f| f.name == parts[0].name) {
                     Some(f) => Some((Expr::Field(f.name.clone()), ETy::Known(f.ty))),
                     None => {
-                        let help = did_you_mean(&parts[0].name, fields.iter().map(|f| f.name.as_str()));
-                        self.error(codes::UNKNOWN_FIELD, format!("{owner} has no field `{}`", parts[0].name), parts[0].span, "unknown field")
-                            .help = help;
+                        let help =
+                            did_you_mean(&parts[0].name, fields.iter().map(|f| f.name.as_str()));
+                        self.error(
+                            codes::UNKNOWN_FIELD,
+                            format!("{owner} has no field `{}`", parts[0].name),
+                            parts[0].span,
+                            "unknown field",
+                        )
+                        .help = help;
                         None
                     }
                 }
@@ -227,15 +322,37 @@ impl<'e> Ctx<'e> {
         }
     }
 
-    fn call(&mut self, name: &ast::Ident, args: &[ast::Arg], span: Span, scope: &Scope) -> Option<(Expr, ETy)> {
+    fn call(
+        &mut self,
+        name: &ast::Ident,
+        args: &[ast::Arg],
+        span: Span,
+        scope: &Scope,
+    ) -> Option<(Expr, ETy)> {
         if name.name == "env" {
-            let t = self.text(&ast::Expr { kind: ExprKind::Call { name: name.clone(), args: args.to_vec() }, span }, false, "`env`")?;
+            let t = self.text(
+                &ast::Expr {
+                    kind: ExprKind::Call {
+                        name: name.clone(),
+                        args: args.to_vec(),
+                    },
+                    span,
+                },
+                false,
+                "`env`",
+            )?;
             return Some((Expr::Lit(Lit::Str(t.value)), ETy::Known(Type::String)));
         }
-        let Some(&(fname, func, min, max)) = FUNCTIONS.iter().find(|(n, ..)| *n == name.name) else {
+        let Some(&(fname, func, min, max)) = FUNCTIONS.iter().find(|(n, ..)| *n == name.name)
+        else {
             let help = did_you_mean(&name.name, FUNCTIONS.iter().map(|(n, ..)| *n));
-            self.error(codes::UNKNOWN_FUNCTION, format!("unknown function `{}`", name.name), name.span, "unknown function")
-                .help = help;
+            self.error(
+                codes::UNKNOWN_FUNCTION,
+                format!("unknown function `{}`", name.name),
+                name.span,
+                "unknown function",
+            )
+            .help = help;
             // Still check the arguments, for their own errors.
             for a in args {
                 let _ = self.lower(&a.value, scope);
@@ -243,12 +360,30 @@ impl<'e> Ctx<'e> {
             return None;
         };
         if let Some(n) = args.iter().find_map(|a| a.name.as_ref()) {
-            self.error(codes::UNKNOWN_ARGUMENT, format!("`{fname}` takes no named arguments"), n.span, "named argument");
+            self.error(
+                codes::UNKNOWN_ARGUMENT,
+                format!("`{fname}` takes no named arguments"),
+                n.span,
+                "named argument",
+            );
             return None;
         }
         if args.len() < min || args.len() > max {
-            let want = if min == max { format!("{min}") } else { format!("{min} to {max}") };
-            self.error(codes::MISSING_ARGUMENT, format!("`{fname}` takes {want} argument{}, found {}", if max == 1 { "" } else { "s" }, args.len()), span, "wrong number of arguments");
+            let want = if min == max {
+                format!("{min}")
+            } else {
+                format!("{min} to {max}")
+            };
+            self.error(
+                codes::MISSING_ARGUMENT,
+                format!(
+                    "`{fname}` takes {want} argument{}, found {}",
+                    if max == 1 { "" } else { "s" },
+                    args.len()
+                ),
+                span,
+                "wrong number of arguments",
+            );
             return None;
         }
         let mut lowered = Vec::new();
@@ -267,7 +402,12 @@ impl<'e> Ctx<'e> {
             return None;
         }
         let arg_error = |ctx: &mut Self, i: usize, want: &str| {
-            ctx.error(codes::TYPE_ERROR, format!("`{fname}` expects {want}, found {}", types[i].describe()), args[i].value.span, format!("this is {}", types[i].describe()));
+            ctx.error(
+                codes::TYPE_ERROR,
+                format!("`{fname}` expects {want}, found {}", types[i].describe()),
+                args[i].value.span,
+                format!("this is {}", types[i].describe()),
+            );
         };
         let ty = match func {
             Func::Lower | Func::Upper | Func::Trim => {
@@ -278,22 +418,39 @@ impl<'e> Ctx<'e> {
                 ETy::Known(Type::String)
             }
             Func::Concat | Func::ToString => ETy::Known(Type::String),
-            Func::Coalesce => types.iter().copied().find(|t| matches!(t, ETy::Known(_))).unwrap_or(ETy::Any),
+            Func::Coalesce => types
+                .iter()
+                .copied()
+                .find(|t| matches!(t, ETy::Known(_)))
+                .unwrap_or(ETy::Any),
             Func::ToInt => ETy::Known(Type::Int),
             Func::ToFloat => ETy::Known(Type::Float),
             Func::ToDecimal => ETy::Known(Type::Decimal),
             Func::ParseDatetime => {
                 match &args[1].value.kind {
                     ExprKind::Str(fmt) => {
-                        let bad = chrono::format::StrftimeItems::new(fmt).any(|i| matches!(i, chrono::format::Item::Error));
+                        let bad = chrono::format::StrftimeItems::new(fmt)
+                            .any(|i| matches!(i, chrono::format::Item::Error));
                         if bad {
-                            self.error(codes::INVALID_VALUE, format!("invalid datetime format `{fmt}`"), args[1].value.span, "bad format")
-                                .help = Some("use strftime codes, for example \"%Y-%m-%d %H:%M:%S\"".into());
+                            self.error(
+                                codes::INVALID_VALUE,
+                                format!("invalid datetime format `{fmt}`"),
+                                args[1].value.span,
+                                "bad format",
+                            )
+                            .help = Some(
+                                "use strftime codes, for example \"%Y-%m-%d %H:%M:%S\"".into(),
+                            );
                             return None;
                         }
                     }
                     _ => {
-                        self.error(codes::INVALID_VALUE, "the format of `parse_datetime` must be a string literal", args[1].value.span, "expected a string");
+                        self.error(
+                            codes::INVALID_VALUE,
+                            "the format of `parse_datetime` must be a string literal",
+                            args[1].value.span,
+                            "expected a string",
+                        );
                         return None;
                     }
                 }
@@ -333,14 +490,28 @@ impl<'e> Ctx<'e> {
         Some((Expr::Call(func, lowered), ty))
     }
 
-    fn binary_type(&mut self, op: BinaryOp, lt: ETy, rt: ETy, ls: Span, rs: Span, span: Span) -> Option<ETy> {
+    fn binary_type(
+        &mut self,
+        op: BinaryOp,
+        lt: ETy,
+        rt: ETy,
+        ls: Span,
+        rs: Span,
+        span: Span,
+    ) -> Option<ETy> {
         use ETy::*;
         let mismatch = |ctx: &mut Self, what: String| {
             ctx.error(codes::TYPE_ERROR, what, span, "types do not match")
                 .labels
                 .extend([
-                    super::Label { span: ls, text: format!("this is {}", lt.describe()) },
-                    super::Label { span: rs, text: format!("this is {}", rt.describe()) },
+                    super::Label {
+                        span: ls,
+                        text: format!("this is {}", lt.describe()),
+                    },
+                    super::Label {
+                        span: rs,
+                        text: format!("this is {}", rt.describe()),
+                    },
                 ]);
         };
         match op {
@@ -348,7 +519,15 @@ impl<'e> Ctx<'e> {
                 if lt.is(Type::Bool) && rt.is(Type::Bool) {
                     Some(Known(Type::Bool))
                 } else {
-                    mismatch(self, format!("`{}` joins bools, not {} and {}", op.symbol(), lt.describe(), rt.describe()));
+                    mismatch(
+                        self,
+                        format!(
+                            "`{}` joins bools, not {} and {}",
+                            op.symbol(),
+                            lt.describe(),
+                            rt.describe()
+                        ),
+                    );
                     None
                 }
             }
@@ -364,7 +543,10 @@ impl<'e> Ctx<'e> {
                 if ok {
                     Some(Known(Type::Bool))
                 } else {
-                    mismatch(self, format!("cannot compare {} with {}", lt.describe(), rt.describe()));
+                    mismatch(
+                        self,
+                        format!("cannot compare {} with {}", lt.describe(), rt.describe()),
+                    );
                     None
                 }
             }
@@ -372,19 +554,32 @@ impl<'e> Ctx<'e> {
                 if lt.is(Type::String) && rt.is(Type::String) {
                     Some(Known(Type::String))
                 } else {
-                    mismatch(self, format!("cannot add {} and {}", lt.describe(), rt.describe()));
+                    mismatch(
+                        self,
+                        format!("cannot add {} and {}", lt.describe(), rt.describe()),
+                    );
                     None
                 }
             }
             _ => {
                 if !(lt.numeric() && rt.numeric()) {
-                    mismatch(self, format!("`{}` needs numbers, found {} and {}", op.symbol(), lt.describe(), rt.describe()));
+                    mismatch(
+                        self,
+                        format!(
+                            "`{}` needs numbers, found {} and {}",
+                            op.symbol(),
+                            lt.describe(),
+                            rt.describe()
+                        ),
+                    );
                     return None;
                 }
                 Some(match (lt, rt) {
                     (Known(Type::Float), _) | (_, Known(Type::Float)) => Known(Type::Float),
                     (Known(Type::Decimal), _) | (_, Known(Type::Decimal)) => Known(Type::Decimal),
-                    (Known(Type::Int), Known(Type::Int)) if op == BinaryOp::Div => Known(Type::Decimal),
+                    (Known(Type::Int), Known(Type::Int)) if op == BinaryOp::Div => {
+                        Known(Type::Decimal)
+                    }
                     (Known(Type::Int), Known(Type::Int)) => Known(Type::Int),
                     (Known(t), _) | (_, Known(t)) if op != BinaryOp::Div => Known(t),
                     _ => Known(Type::Decimal),
@@ -395,7 +590,14 @@ impl<'e> Ctx<'e> {
 
     /// Whether a value of type `from` can fill a field of type `to`; literal strings are
     /// also tried against the conversion rules of spec §4.
-    pub fn check_assignable(&mut self, field: &str, to: Type, optional: bool, value: &ast::Expr, from: ETy) -> bool {
+    pub fn check_assignable(
+        &mut self,
+        field: &str,
+        to: Type,
+        optional: bool,
+        value: &ast::Expr,
+        from: ETy,
+    ) -> bool {
         let literal = match &value.kind {
             ExprKind::Str(s) => Some(s.as_str()),
             _ => None,
@@ -425,7 +627,12 @@ impl<'e> Ctx<'e> {
                 (_, Some(s)) => (format!("field `{field}` is {}, but \"{s}\" does not convert to {}", to.name(), to.name()), "does not convert".to_string(), None),
                 (t, None) => (format!("field `{field}` is {}, but this is {}", to.name(), t.describe()), format!("this is {}", t.describe()), None),
             };
-            let code = if from == ETy::Known(Type::Json) && matches!(value.kind, ExprKind::Path(_)) { codes::NOT_SINGULAR } else { codes::TYPE_MISMATCH };
+            let code = if from == ETy::Known(Type::Json) && matches!(value.kind, ExprKind::Path(_))
+            {
+                codes::NOT_SINGULAR
+            } else {
+                codes::TYPE_MISMATCH
+            };
             self.error(code, msg, value.span, label).help = help;
         }
         ok
@@ -438,7 +645,9 @@ pub fn convertible_literal(s: &str, to: Type) -> bool {
         Type::String | Type::Json => true,
         Type::Int => s.trim().parse::<i64>().is_ok(),
         Type::Float => s.trim().parse::<f64>().is_ok(),
-        Type::Decimal => Decimal::from_str(s.trim()).is_ok() || Decimal::from_scientific(s.trim()).is_ok(),
+        Type::Decimal => {
+            Decimal::from_str(s.trim()).is_ok() || Decimal::from_scientific(s.trim()).is_ok()
+        }
         Type::Bool => s == "true" || s == "false",
         Type::Datetime => chrono::DateTime::parse_from_rfc3339(s).is_ok(),
     }

@@ -32,11 +32,17 @@ pub fn check(file_name: &str, text: &str, env: EnvLookup) -> Checked {
     let (tree, syntax_errors) = syntax::parse(text);
     let mut ctx = Ctx::new(env);
     for e in syntax_errors {
-        ctx.diags.push(Diagnostic::error(codes::SYNTAX, e.message, e.span, e.label));
+        ctx.diags
+            .push(Diagnostic::error(codes::SYNTAX, e.message, e.span, e.label));
     }
     let pipeline = tree.map(|tree| ctx.check_file(&tree));
     let mut diagnostics = ctx.diags;
-    diagnostics.sort_by_key(|d| (d.labels.first().map_or(0, |l| l.span.start), d.severity == Severity::Warning));
+    diagnostics.sort_by_key(|d| {
+        (
+            d.labels.first().map_or(0, |l| l.span.start),
+            d.severity == Severity::Warning,
+        )
+    });
     let report = Report {
         file: file_name.to_string(),
         text: text.to_string(),
@@ -63,16 +69,33 @@ pub(crate) struct Ctx<'e> {
 
 impl<'e> Ctx<'e> {
     fn new(env: EnvLookup<'e>) -> Self {
-        Ctx { diags: Vec::new(), env }
+        Ctx {
+            diags: Vec::new(),
+            env,
+        }
     }
 
-    pub fn error(&mut self, code: &'static str, message: impl Into<String>, span: Span, label: impl Into<String>) -> &mut Diagnostic {
-        self.diags.push(Diagnostic::error(code, message, span, label));
+    pub fn error(
+        &mut self,
+        code: &'static str,
+        message: impl Into<String>,
+        span: Span,
+        label: impl Into<String>,
+    ) -> &mut Diagnostic {
+        self.diags
+            .push(Diagnostic::error(code, message, span, label));
         self.diags.last_mut().expect("just pushed")
     }
 
-    pub fn warn(&mut self, code: &'static str, message: impl Into<String>, span: Span, label: impl Into<String>) -> &mut Diagnostic {
-        self.diags.push(Diagnostic::warning(code, message, span, label));
+    pub fn warn(
+        &mut self,
+        code: &'static str,
+        message: impl Into<String>,
+        span: Span,
+        label: impl Into<String>,
+    ) -> &mut Diagnostic {
+        self.diags
+            .push(Diagnostic::warning(code, message, span, label));
         self.diags.last_mut().expect("just pushed")
     }
 
@@ -110,7 +133,12 @@ impl<'e> Ctx<'e> {
     /// Indexes declarations by kind; a second declaration of a name is an error that
     /// points at both, and the first one is the one that counts.
     fn collect_decls<'a>(&mut self, file: &'a ast::File) -> Decls<'a> {
-        fn first_of<'a, T>(map: &mut BTreeMap<&'a str, &'a T>, name: &'a ast::Ident, v: &'a T, span: fn(&T) -> Span) -> Option<Span> {
+        fn first_of<'a, T>(
+            map: &mut BTreeMap<&'a str, &'a T>,
+            name: &'a ast::Ident,
+            v: &'a T,
+            span: fn(&T) -> Span,
+        ) -> Option<Span> {
             match map.entry(&name.name) {
                 std::collections::btree_map::Entry::Occupied(e) => Some(span(e.get())),
                 std::collections::btree_map::Entry::Vacant(e) => {
@@ -122,22 +150,36 @@ impl<'e> Ctx<'e> {
         let mut d = Decls::default();
         for item in &file.items {
             let (name, first) = match item {
-                ast::Item::Service(s) => (&s.name, first_of(&mut d.services, &s.name, s, |x| x.name.span)),
-                ast::Item::Model(m) => (&m.name, first_of(&mut d.models, &m.name, m, |x| x.name.span)),
-                ast::Item::Sink(s) => (&s.name, first_of(&mut d.sinks, &s.name, s, |x| x.name.span)),
+                ast::Item::Service(s) => (
+                    &s.name,
+                    first_of(&mut d.services, &s.name, s, |x| x.name.span),
+                ),
+                ast::Item::Model(m) => (
+                    &m.name,
+                    first_of(&mut d.models, &m.name, m, |x| x.name.span),
+                ),
+                ast::Item::Sink(s) => {
+                    (&s.name, first_of(&mut d.sinks, &s.name, s, |x| x.name.span))
+                }
                 // Sources and aggregates share one namespace.
                 ast::Item::Source(s) => {
                     let first = d.aggregates.get(s.name.name.as_str()).map(|a| a.name.span);
                     match first {
                         Some(f) => (&s.name, Some(f)),
-                        None => (&s.name, first_of(&mut d.sources, &s.name, s, |x| x.name.span)),
+                        None => (
+                            &s.name,
+                            first_of(&mut d.sources, &s.name, s, |x| x.name.span),
+                        ),
                     }
                 }
                 ast::Item::Aggregate(a) => {
                     let first = d.sources.get(a.name.name.as_str()).map(|s| s.name.span);
                     match first {
                         Some(f) => (&a.name, Some(f)),
-                        None => (&a.name, first_of(&mut d.aggregates, &a.name, a, |x| x.name.span)),
+                        None => (
+                            &a.name,
+                            first_of(&mut d.aggregates, &a.name, a, |x| x.name.span),
+                        ),
                     }
                 }
                 ast::Item::Flow(_) => continue,
@@ -150,7 +192,10 @@ impl<'e> Ctx<'e> {
                     "declared again here",
                 )
                 .labels
-                .push(Label { span: first, text: "first declared here".into() });
+                .push(Label {
+                    span: first,
+                    text: "first declared here".into(),
+                });
             }
         }
         d
@@ -160,25 +205,44 @@ impl<'e> Ctx<'e> {
     fn unused(&mut self, decls: &Decls, p: &Pipeline) {
         let feeds_something = |name: &str| {
             p.flows.iter().any(|(f, _)| f == name)
-                || p.sources.values().any(|s| s.for_each.as_deref() == Some(name))
-                || p.aggregates.values().any(|a| a.from.iter().any(|f| f == name))
+                || p.sources
+                    .values()
+                    .any(|s| s.for_each.as_deref() == Some(name))
+                || p.aggregates
+                    .values()
+                    .any(|a| a.from.iter().any(|f| f == name))
         };
         for (name, s) in &decls.sources {
             if !feeds_something(name) {
-                self.warn(codes::UNUSED_SOURCE, format!("source `{name}` feeds no sink"), s.name.span, "its records go nowhere")
-                    .help = Some(format!("add `flow {name} -> SINK`"));
+                self.warn(
+                    codes::UNUSED_SOURCE,
+                    format!("source `{name}` feeds no sink"),
+                    s.name.span,
+                    "its records go nowhere",
+                )
+                .help = Some(format!("add `flow {name} -> SINK`"));
             }
         }
         for (name, a) in &decls.aggregates {
             if !feeds_something(name) {
-                self.warn(codes::UNUSED_SOURCE, format!("aggregate `{name}` feeds no sink"), a.name.span, "its groups go nowhere")
-                    .help = Some(format!("add `flow {name} -> SINK`"));
+                self.warn(
+                    codes::UNUSED_SOURCE,
+                    format!("aggregate `{name}` feeds no sink"),
+                    a.name.span,
+                    "its groups go nowhere",
+                )
+                .help = Some(format!("add `flow {name} -> SINK`"));
             }
         }
         for (name, s) in &decls.sinks {
             if !p.flows.iter().any(|(_, t)| t == name) {
-                self.warn(codes::UNUSED_SINK, format!("sink `{name}` is fed by nothing"), s.name.span, "no flow ends here")
-                    .help = Some(format!("add `flow SOURCE -> {name}`"));
+                self.warn(
+                    codes::UNUSED_SINK,
+                    format!("sink `{name}` is fed by nothing"),
+                    s.name.span,
+                    "no flow ends here",
+                )
+                .help = Some(format!("add `flow SOURCE -> {name}`"));
             }
         }
     }

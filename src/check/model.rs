@@ -17,14 +17,26 @@ impl<'e> Ctx<'e> {
             let mut ok = true;
             for f in &model.fields {
                 if let Some(first) = spans.insert(&f.name.name, f.name.span) {
-                    self.error(codes::DUPLICATE_NAME, format!("model `{name}` has two fields `{}`", f.name.name), f.name.span, "declared again here")
-                        .labels
-                        .push(Label { span: first, text: "first declared here".into() });
+                    self.error(
+                        codes::DUPLICATE_NAME,
+                        format!("model `{name}` has two fields `{}`", f.name.name),
+                        f.name.span,
+                        "declared again here",
+                    )
+                    .labels
+                    .push(Label {
+                        span: first,
+                        text: "first declared here".into(),
+                    });
                     ok = false;
                     continue;
                 }
                 match type_named(&f.ty.name.name) {
-                    Some(ty) => fields.push(FieldInfo { name: f.name.name.clone(), ty, optional: f.ty.optional }),
+                    Some(ty) => fields.push(FieldInfo {
+                        name: f.name.name.clone(),
+                        ty,
+                        optional: f.ty.optional,
+                    }),
                     None => {
                         self.unknown_type(&f.ty.name);
                         ok = false;

@@ -23,11 +23,17 @@ pub struct Text {
 
 impl Text {
     pub fn plain(value: impl Into<String>) -> Self {
-        Text { value: value.into(), secret: false }
+        Text {
+            value: value.into(),
+            secret: false,
+        }
     }
     /// Credentials are secrets even when written in the file.
     pub fn into_secret(self) -> Self {
-        Text { secret: true, ..self }
+        Text {
+            secret: true,
+            ..self
+        }
     }
     /// What may be shown to a person.
     pub fn shown(&self) -> &str {
@@ -82,7 +88,11 @@ pub struct Retry {
 
 impl Default for Retry {
     fn default() -> Self {
-        Retry { attempts: 5, backoff_ms: 500, max_backoff_ms: 60_000 }
+        Retry {
+            attempts: 5,
+            backoff_ms: 500,
+            max_backoff_ms: 60_000,
+        }
     }
 }
 
@@ -131,7 +141,9 @@ pub enum BodyValue {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Schedule {
-    Every { ms: u64 },
+    Every {
+        ms: u64,
+    },
     Cron(String),
     Once,
     /// A child source: runs when its parent emits.
@@ -163,8 +175,13 @@ pub enum Paginate {
         has_more: Option<JsonPath>,
         max_pages: u64,
     },
-    NextUrl { path: JsonPath, max_pages: u64 },
-    LinkHeader { max_pages: u64 },
+    NextUrl {
+        path: JsonPath,
+        max_pages: u64,
+    },
+    LinkHeader {
+        max_pages: u64,
+    },
 }
 
 impl Paginate {
@@ -218,7 +235,10 @@ impl Type {
         ("json", Type::Json),
     ];
     pub fn name(self) -> &'static str {
-        Type::ALL.iter().find(|(_, t)| *t == self).map_or("json", |(n, _)| n)
+        Type::ALL
+            .iter()
+            .find(|(_, t)| *t == self)
+            .map_or("json", |(n, _)| n)
     }
     pub fn is_numeric(self) -> bool {
         matches!(self, Type::Int | Type::Float | Type::Decimal)
@@ -308,11 +328,28 @@ pub enum Func {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sink {
-    Sled { name: String, tree: String },
-    Jsonl { name: String, path: String },
-    Stdout { name: String },
-    Postgres { name: String, url: Text, table: String, batch: u32 },
-    Webhook { name: String, url: Text, batch: u32 },
+    Sled {
+        name: String,
+        tree: String,
+    },
+    Jsonl {
+        name: String,
+        path: String,
+    },
+    Stdout {
+        name: String,
+    },
+    Postgres {
+        name: String,
+        url: Text,
+        table: String,
+        batch: u32,
+    },
+    Webhook {
+        name: String,
+        url: Text,
+        batch: u32,
+    },
 }
 
 impl Sink {
@@ -370,7 +407,11 @@ impl Pipeline {
     pub fn schema_of(&self, name: &str) -> Option<Schema> {
         if let Some(s) = self.sources.get(name) {
             return Some(Schema {
-                fields: s.fields.iter().map(|f| (f.name.clone(), f.ty, f.optional)).collect(),
+                fields: s
+                    .fields
+                    .iter()
+                    .map(|f| (f.name.clone(), f.ty, f.optional))
+                    .collect(),
                 key: s.key.clone(),
             });
         }
@@ -379,7 +420,13 @@ impl Pipeline {
                 .group_by
                 .iter()
                 .map(|(n, _, t)| (n.clone(), *t, true))
-                .chain(a.compute.iter().map(|c| (c.name.clone(), c.ty, c.func != AggFunc::Count && c.func != AggFunc::CountDistinct)))
+                .chain(a.compute.iter().map(|c| {
+                    (
+                        c.name.clone(),
+                        c.ty,
+                        c.func != AggFunc::Count && c.func != AggFunc::CountDistinct,
+                    )
+                }))
                 .collect(),
             key: a.group_by.iter().map(|(n, _, _)| n.clone()).collect(),
         })
@@ -387,7 +434,10 @@ impl Pipeline {
 
     /// The sinks a source or aggregate feeds.
     pub fn outputs_of<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.flows.iter().filter(move |(f, _)| f == name).map(|(_, t)| t.as_str())
+        self.flows
+            .iter()
+            .filter(move |(f, _)| f == name)
+            .map(|(_, t)| t.as_str())
     }
 
     /// Every secret value, for masking output.
@@ -412,12 +462,20 @@ impl Pipeline {
         for s in self.sinks.values() {
             if let Sink::Postgres { url, .. } | Sink::Webhook { url, .. } = s {
                 texts.push(url);
-                if let Some(pw) = url::Url::parse(&url.value).ok().and_then(|u| u.password().map(str::to_string)) {
+                if let Some(pw) = url::Url::parse(&url.value)
+                    .ok()
+                    .and_then(|u| u.password().map(str::to_string))
+                {
                     out.push(pw);
                 }
             }
         }
-        out.extend(texts.into_iter().filter(|t| t.secret && !t.value.is_empty()).map(|t| t.value.clone()));
+        out.extend(
+            texts
+                .into_iter()
+                .filter(|t| t.secret && !t.value.is_empty())
+                .map(|t| t.value.clone()),
+        );
         out.sort();
         out.dedup();
         out

@@ -41,7 +41,8 @@ impl<'e> Ctx<'e> {
                     stmt.name.span,
                     "unknown property",
                 )
-                .help = help.or_else(|| Some(format!("the properties here are: {}", allowed.join(", "))));
+                .help = help
+                    .or_else(|| Some(format!("the properties here are: {}", allowed.join(", "))));
                 continue;
             }
             if let Some(first) = map.get(name) {
@@ -52,7 +53,10 @@ impl<'e> Ctx<'e> {
                     "set again here",
                 )
                 .labels
-                .push(Label { span: first.name.span, text: "first set here".into() });
+                .push(Label {
+                    span: first.name.span,
+                    text: "first set here".into(),
+                });
                 continue;
             }
             map.insert(name, stmt);
@@ -75,11 +79,21 @@ impl<'e> Ctx<'e> {
         match &stmt.value {
             StmtValue::Expr(e) => Some(e),
             StmtValue::Block(b) => {
-                self.error(codes::INVALID_VALUE, format!("`{}` takes a value, not a block", stmt.name.text), b.span, "expected `= value`");
+                self.error(
+                    codes::INVALID_VALUE,
+                    format!("`{}` takes a value, not a block", stmt.name.text),
+                    b.span,
+                    "expected `= value`",
+                );
                 None
             }
             StmtValue::Typed(t, _) => {
-                self.error(codes::INVALID_VALUE, format!("`{}` takes no type here", stmt.name.text), t.span, "no type expected");
+                self.error(
+                    codes::INVALID_VALUE,
+                    format!("`{}` takes no type here", stmt.name.text),
+                    t.span,
+                    "no type expected",
+                );
                 None
             }
         }
@@ -90,7 +104,12 @@ impl<'e> Ctx<'e> {
         match &stmt.value {
             StmtValue::Block(b) => Some(b),
             _ => {
-                self.error(codes::INVALID_VALUE, format!("`{}` takes a block", stmt.name.text), stmt.span, format!("expected `{} {{ ... }}`", stmt.name.text));
+                self.error(
+                    codes::INVALID_VALUE,
+                    format!("`{}` takes a block", stmt.name.text),
+                    stmt.span,
+                    format!("expected `{} {{ ... }}`", stmt.name.text),
+                );
                 None
             }
         }
@@ -101,9 +120,16 @@ impl<'e> Ctx<'e> {
     pub fn text(&mut self, e: &Expr, secret: bool, what: &str) -> Option<Text> {
         match &e.kind {
             ExprKind::Str(s) => Some(Text::plain(s.clone())),
-            ExprKind::Call { name, args } if name.name == "env" => self.env_call(e.span, args, secret),
+            ExprKind::Call { name, args } if name.name == "env" => {
+                self.env_call(e.span, args, secret)
+            }
             _ => {
-                self.error(codes::INVALID_VALUE, format!("{what} must be a string or `env(...)`"), e.span, "expected a string");
+                self.error(
+                    codes::INVALID_VALUE,
+                    format!("{what} must be a string or `env(...)`"),
+                    e.span,
+                    "expected a string",
+                );
                 None
             }
         }
@@ -126,13 +152,23 @@ impl<'e> Ctx<'e> {
         let mut strings = Vec::new();
         for a in args {
             if let Some(n) = &a.name {
-                self.error(codes::UNKNOWN_ARGUMENT, "`env` takes no named arguments", n.span, "unknown argument");
+                self.error(
+                    codes::UNKNOWN_ARGUMENT,
+                    "`env` takes no named arguments",
+                    n.span,
+                    "unknown argument",
+                );
                 return None;
             }
             match &a.value.kind {
                 ExprKind::Str(s) => strings.push((s.clone(), a.value.span)),
                 _ => {
-                    self.error(codes::INVALID_VALUE, "`env` takes string literals", a.value.span, "expected a string");
+                    self.error(
+                        codes::INVALID_VALUE,
+                        "`env` takes string literals",
+                        a.value.span,
+                        "expected a string",
+                    );
                     return None;
                 }
             }
@@ -140,11 +176,21 @@ impl<'e> Ctx<'e> {
         let (name, name_span) = match strings.as_slice() {
             [(n, s)] | [(n, s), _] => (n.clone(), *s),
             [] => {
-                self.error(codes::MISSING_ARGUMENT, "`env` needs the variable's name", span, "like `env(\"TOKEN\")`");
+                self.error(
+                    codes::MISSING_ARGUMENT,
+                    "`env` needs the variable's name",
+                    span,
+                    "like `env(\"TOKEN\")`",
+                );
                 return None;
             }
             _ => {
-                self.error(codes::UNKNOWN_ARGUMENT, "`env` takes a name and an optional default", strings[2].1, "one argument too many");
+                self.error(
+                    codes::UNKNOWN_ARGUMENT,
+                    "`env` takes a name and an optional default",
+                    strings[2].1,
+                    "one argument too many",
+                );
                 return None;
             }
         };
@@ -152,8 +198,15 @@ impl<'e> Ctx<'e> {
             (Some(v), _) => v,
             (None, Some((default, _))) => default.clone(),
             (None, None) => {
-                self.warn(codes::ENV_NOT_SET, format!("environment variable `{name}` is not set and has no default"), name_span, "not set")
-                    .help = Some(format!("set {name}, or give a default: `env(\"{name}\", \"...\")`"));
+                self.warn(
+                    codes::ENV_NOT_SET,
+                    format!("environment variable `{name}` is not set and has no default"),
+                    name_span,
+                    "not set",
+                )
+                .help = Some(format!(
+                    "set {name}, or give a default: `env(\"{name}\", \"...\")`"
+                ));
                 String::new()
             }
         };
@@ -173,14 +226,24 @@ impl<'e> Ctx<'e> {
             Ok(v) => {
                 let v = if neg { -v } else { v };
                 if v < min {
-                    self.error(codes::INVALID_VALUE, format!("{what} must be at least {min}"), e.span, format!("{v} is too small"));
+                    self.error(
+                        codes::INVALID_VALUE,
+                        format!("{what} must be at least {min}"),
+                        e.span,
+                        format!("{v} is too small"),
+                    );
                     None
                 } else {
                     Some(v)
                 }
             }
             Err(_) => {
-                self.error(codes::INVALID_VALUE, format!("{what} must be a whole number"), e.span, "expected a whole number");
+                self.error(
+                    codes::INVALID_VALUE,
+                    format!("{what} must be a whole number"),
+                    e.span,
+                    "expected a whole number",
+                );
                 None
             }
         }
@@ -191,22 +254,42 @@ impl<'e> Ctx<'e> {
         match &e.kind {
             ExprKind::Duration(text) => match parse_duration(text) {
                 Ok(0) => {
-                    self.error(codes::INVALID_DURATION, format!("{what} must be longer than zero"), e.span, "zero");
+                    self.error(
+                        codes::INVALID_DURATION,
+                        format!("{what} must be longer than zero"),
+                        e.span,
+                        "zero",
+                    );
                     None
                 }
                 Ok(ms) => Some(ms),
                 Err(why) => {
-                    self.error(codes::INVALID_DURATION, format!("invalid duration `{text}`: {why}"), e.span, "invalid duration");
+                    self.error(
+                        codes::INVALID_DURATION,
+                        format!("invalid duration `{text}`: {why}"),
+                        e.span,
+                        "invalid duration",
+                    );
                     None
                 }
             },
             ExprKind::Number(_) => {
-                self.error(codes::INVALID_DURATION, format!("{what} needs a unit"), e.span, "no unit")
-                    .help = Some("write it with a unit: `500ms`, `30s`, `5m`, `1h`, `1d`".into());
+                self.error(
+                    codes::INVALID_DURATION,
+                    format!("{what} needs a unit"),
+                    e.span,
+                    "no unit",
+                )
+                .help = Some("write it with a unit: `500ms`, `30s`, `5m`, `1h`, `1d`".into());
                 None
             }
             _ => {
-                self.error(codes::INVALID_DURATION, format!("{what} must be a duration like `30s`"), e.span, "expected a duration");
+                self.error(
+                    codes::INVALID_DURATION,
+                    format!("{what} must be a duration like `30s`"),
+                    e.span,
+                    "expected a duration",
+                );
                 None
             }
         }
@@ -214,24 +297,50 @@ impl<'e> Ctx<'e> {
 
     pub fn rate(&mut self, e: &Expr, what: &str) -> Option<Rate> {
         let ExprKind::Rate(text) = &e.kind else {
-            self.error(codes::INVALID_RATE, format!("{what} must be a rate like `20/s`"), e.span, "expected a rate")
-                .help = Some("requests per second, minute or hour: `20/s`, `600/m`, `5000/h`".into());
+            self.error(
+                codes::INVALID_RATE,
+                format!("{what} must be a rate like `20/s`"),
+                e.span,
+                "expected a rate",
+            )
+            .help = Some("requests per second, minute or hour: `20/s`, `600/m`, `5000/h`".into());
             return None;
         };
         let (count, unit) = text.split_once('/').unwrap_or((text, "s"));
         let per_ms = match unit {
             "s" => 1_000,
             "m" => 60_000,
-            _ => 3_600_000,
+            "h" => 3_600_000,
+            other => {
+                self.error(
+                    codes::INVALID_RATE,
+                    format!("unknown rate unit `{other}` in `{text}`"),
+                    e.span,
+                    "unknown unit",
+                )
+                .help =
+                    Some("requests per second, minute or hour: `20/s`, `600/m`, `5000/h`".into());
+                return None;
+            }
         };
         match count.parse::<u32>() {
             Ok(0) => {
-                self.error(codes::INVALID_RATE, format!("{what} of zero would never send a request"), e.span, "zero");
+                self.error(
+                    codes::INVALID_RATE,
+                    format!("{what} of zero would never send a request"),
+                    e.span,
+                    "zero",
+                );
                 None
             }
             Ok(count) => Some(Rate { count, per_ms }),
             Err(_) => {
-                self.error(codes::INVALID_RATE, format!("rate `{text}` is too large"), e.span, "too large");
+                self.error(
+                    codes::INVALID_RATE,
+                    format!("rate `{text}` is too large"),
+                    e.span,
+                    "too large",
+                );
                 None
             }
         }
@@ -242,7 +351,12 @@ impl<'e> Ctx<'e> {
         match &e.kind {
             ExprKind::Name(parts) if parts.len() == 1 => Some(&parts[0]),
             _ => {
-                self.error(codes::INVALID_VALUE, format!("{what} must be a name"), e.span, "expected a name");
+                self.error(
+                    codes::INVALID_VALUE,
+                    format!("{what} must be a name"),
+                    e.span,
+                    "expected a name",
+                );
                 None
             }
         }
@@ -250,7 +364,12 @@ impl<'e> Ctx<'e> {
 
     /// Matches a call's arguments to a signature: reports unknown, repeated and missing
     /// arguments, and returns them by name.
-    pub fn call_args<'a>(&mut self, sig: &Signature, args: &'a [Arg], call_span: Span) -> BTreeMap<&'static str, &'a Expr> {
+    pub fn call_args<'a>(
+        &mut self,
+        sig: &Signature,
+        args: &'a [Arg],
+        call_span: Span,
+    ) -> BTreeMap<&'static str, &'a Expr> {
         let mut out: BTreeMap<&'static str, &'a Expr> = BTreeMap::new();
         let mut position = 0;
         for a in args {
@@ -259,8 +378,15 @@ impl<'e> Ctx<'e> {
                     Some(p) => *p,
                     None => {
                         let help = did_you_mean(&n.name, sig.params.iter().copied());
-                        self.error(codes::UNKNOWN_ARGUMENT, format!("`{}` has no argument `{}`", sig.name, n.name), n.span, "unknown argument")
-                            .help = help.or_else(|| Some(format!("its arguments are: {}", sig.params.join(", "))));
+                        self.error(
+                            codes::UNKNOWN_ARGUMENT,
+                            format!("`{}` has no argument `{}`", sig.name, n.name),
+                            n.span,
+                            "unknown argument",
+                        )
+                        .help = help.or_else(|| {
+                            Some(format!("its arguments are: {}", sig.params.join(", ")))
+                        });
                         continue;
                     }
                 },
@@ -270,19 +396,37 @@ impl<'e> Ctx<'e> {
                         *p
                     }
                     None => {
-                        self.error(codes::UNKNOWN_ARGUMENT, format!("`{}` takes its arguments by name", sig.name), a.value.span, "unnamed argument")
-                            .help = Some(format!("write `name = value`; its arguments are: {}", sig.params.join(", ")));
+                        self.error(
+                            codes::UNKNOWN_ARGUMENT,
+                            format!("`{}` takes its arguments by name", sig.name),
+                            a.value.span,
+                            "unnamed argument",
+                        )
+                        .help = Some(format!(
+                            "write `name = value`; its arguments are: {}",
+                            sig.params.join(", ")
+                        ));
                         continue;
                     }
                 },
             };
             if out.insert(param, &a.value).is_some() {
-                self.error(codes::UNKNOWN_ARGUMENT, format!("argument `{param}` is given twice"), a.value.span, "given again");
+                self.error(
+                    codes::UNKNOWN_ARGUMENT,
+                    format!("argument `{param}` is given twice"),
+                    a.value.span,
+                    "given again",
+                );
             }
         }
         for req in sig.required {
             if !out.contains_key(req) {
-                self.error(codes::MISSING_ARGUMENT, format!("`{}` needs the argument `{req}`", sig.name), call_span, format!("`{req}` missing"));
+                self.error(
+                    codes::MISSING_ARGUMENT,
+                    format!("`{}` needs the argument `{req}`", sig.name),
+                    call_span,
+                    format!("`{req}` missing"),
+                );
             }
         }
         out
@@ -290,13 +434,25 @@ impl<'e> Ctx<'e> {
 
     pub fn url(&mut self, text: &Text, span: Span, what: &str) -> Option<String> {
         match url::Url::parse(&text.value) {
-            Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => Some(text.value.clone()),
+            Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => {
+                Some(text.value.clone())
+            }
             Ok(u) => {
-                self.error(codes::INVALID_URL, format!("{what} must be an http or https URL, not `{}:`", u.scheme()), span, "not http(s)");
+                self.error(
+                    codes::INVALID_URL,
+                    format!("{what} must be an http or https URL, not `{}:`", u.scheme()),
+                    span,
+                    "not http(s)",
+                );
                 None
             }
             Err(e) => {
-                self.error(codes::INVALID_URL, format!("{what} `{}` is not a valid URL: {e}", text.shown()), span, "invalid URL");
+                self.error(
+                    codes::INVALID_URL,
+                    format!("{what} `{}` is not a valid URL: {e}", text.shown()),
+                    span,
+                    "invalid URL",
+                );
                 None
             }
         }
@@ -311,11 +467,15 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
         return Err("empty".into());
     }
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(format!("expected a number before `{rest}`"));
         }
-        let n: u64 = rest[..digits].parse().map_err(|_| "number too large".to_string())?;
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| "number too large".to_string())?;
         rest = &rest[digits..];
         let (unit, len) = if rest.starts_with("ms") {
             (1, 2)

@@ -5,7 +5,16 @@ use super::props::Signature;
 use super::{codes, Auth, Ctx, Retry, Service, Text};
 use crate::syntax::ast::{self, ExprKind};
 
-const PROPS: &[&str] = &["base_url", "auth", "headers", "rate_limit", "concurrency", "timeout", "retry", "max_body"];
+const PROPS: &[&str] = &[
+    "base_url",
+    "auth",
+    "headers",
+    "rate_limit",
+    "concurrency",
+    "timeout",
+    "retry",
+    "max_body",
+];
 const AUTH_KINDS: &[&str] = &["bearer", "basic", "api_key", "none"];
 const DEFAULT_MAX_BODY: u64 = 64 * 1024 * 1024;
 
@@ -28,7 +37,9 @@ impl<'e> Ctx<'e> {
             None => Some(Auth::None),
         };
         let headers = match props.get("headers") {
-            Some(stmt) => self.stmt_block(stmt).and_then(|b| self.string_map(b, true, "a header")),
+            Some(stmt) => self
+                .stmt_block(stmt)
+                .and_then(|b| self.string_map(b, true, "a header")),
             None => Some(Vec::new()),
         };
         let rate_limit = match props.get("rate_limit").map(|s| self.stmt_expr(s)) {
@@ -37,7 +48,9 @@ impl<'e> Ctx<'e> {
             None => Some(None),
         };
         let concurrency = match props.get("concurrency").and_then(|s| self.stmt_expr(s)) {
-            Some(e) => self.int(e, "`concurrency`", 1).map(|v| v.min(10_000) as u32),
+            Some(e) => self
+                .int(e, "`concurrency`", 1)
+                .map(|v| v.min(10_000) as u32),
             None if props.get("concurrency").is_some() => None,
             None => Some(8),
         };
@@ -56,8 +69,25 @@ impl<'e> Ctx<'e> {
             None => Some(Retry::default()),
         };
 
-        let (Some(base_url), Some(auth), Some(headers), Some(rate_limit), Some(concurrency), Some(timeout_ms), Some(retry), Some(max_body)) =
-            (base_url, auth, headers, rate_limit, concurrency, timeout_ms, retry, max_body)
+        let (
+            Some(base_url),
+            Some(auth),
+            Some(headers),
+            Some(rate_limit),
+            Some(concurrency),
+            Some(timeout_ms),
+            Some(retry),
+            Some(max_body),
+        ) = (
+            base_url,
+            auth,
+            headers,
+            rate_limit,
+            concurrency,
+            timeout_ms,
+            retry,
+            max_body,
+        )
         else {
             return None;
         };
@@ -75,7 +105,11 @@ impl<'e> Ctx<'e> {
     }
 
     fn retry(&mut self, block: &ast::Block, owner: &str) -> Option<Retry> {
-        let props = self.props(block, &["attempts", "backoff", "max_backoff"], &format!("`retry` of {owner}"));
+        let props = self.props(
+            block,
+            &["attempts", "backoff", "max_backoff"],
+            &format!("`retry` of {owner}"),
+        );
         let mut r = Retry::default();
         let mut ok = true;
         if let Some(e) = props.get("attempts").and_then(|s| self.stmt_expr(s)) {
@@ -102,42 +136,88 @@ impl<'e> Ctx<'e> {
     fn auth(&mut self, e: &ast::Expr) -> Option<Auth> {
         let (name, args) = match &e.kind {
             ExprKind::Call { name, args } => (name, args),
-            ExprKind::Name(parts) if parts.len() == 1 && parts[0].name == "none" => return Some(Auth::None),
+            ExprKind::Name(parts) if parts.len() == 1 && parts[0].name == "none" => {
+                return Some(Auth::None)
+            }
             _ => {
-                self.error(codes::UNKNOWN_AUTH, "`auth` must be `bearer(...)`, `basic(...)` or `api_key(...)`", e.span, "expected an auth kind");
+                self.error(
+                    codes::UNKNOWN_AUTH,
+                    "`auth` must be `bearer(...)`, `basic(...)` or `api_key(...)`",
+                    e.span,
+                    "expected an auth kind",
+                );
                 return None;
             }
         };
         match name.name.as_str() {
             "bearer" => {
-                let sig = Signature { name: "bearer", params: &["token"], required: &["token"], positional: &["token"] };
+                let sig = Signature {
+                    name: "bearer",
+                    params: &["token"],
+                    required: &["token"],
+                    positional: &["token"],
+                };
                 let a = self.call_args(&sig, args, e.span);
-                Some(Auth::Bearer(self.text(a.get("token")?, true, "the token")?.into_secret()))
+                Some(Auth::Bearer(
+                    self.text(a.get("token")?, true, "the token")?.into_secret(),
+                ))
             }
             "basic" => {
-                let sig = Signature { name: "basic", params: &["user", "password"], required: &["user", "password"], positional: &["user", "password"] };
+                let sig = Signature {
+                    name: "basic",
+                    params: &["user", "password"],
+                    required: &["user", "password"],
+                    positional: &["user", "password"],
+                };
                 let a = self.call_args(&sig, args, e.span);
                 let user = a.get("user").and_then(|u| self.text(u, true, "the user"));
-                let pass = a.get("password").and_then(|p| self.text(p, true, "the password"));
+                let pass = a
+                    .get("password")
+                    .and_then(|p| self.text(p, true, "the password"));
                 Some(Auth::Basic(user?.into_secret(), pass?.into_secret()))
             }
             "api_key" => {
-                let sig = Signature { name: "api_key", params: &["header", "query", "value"], required: &["value"], positional: &[] };
+                let sig = Signature {
+                    name: "api_key",
+                    params: &["header", "query", "value"],
+                    required: &["value"],
+                    positional: &[],
+                };
                 let a = self.call_args(&sig, args, e.span);
                 let value = a.get("value").and_then(|v| self.text(v, true, "the key"));
-                let header = a.get("header").and_then(|h| self.text(h, false, "the header name"));
-                let query = a.get("query").and_then(|q| self.text(q, false, "the query parameter name"));
+                let header = a
+                    .get("header")
+                    .and_then(|h| self.text(h, false, "the header name"));
+                let query = a
+                    .get("query")
+                    .and_then(|q| self.text(q, false, "the query parameter name"));
                 match (a.contains_key("header"), a.contains_key("query")) {
                     (true, true) => {
-                        self.error(codes::CONFLICT, "`api_key` goes either in a `header` or in the `query`, not both", e.span, "both given");
+                        self.error(
+                            codes::CONFLICT,
+                            "`api_key` goes either in a `header` or in the `query`, not both",
+                            e.span,
+                            "both given",
+                        );
                         None
                     }
                     (false, false) => {
-                        self.error(codes::MISSING_ARGUMENT, "`api_key` needs `header = \"Name\"` or `query = \"name\"`", e.span, "where does the key go?");
+                        self.error(
+                            codes::MISSING_ARGUMENT,
+                            "`api_key` needs `header = \"Name\"` or `query = \"name\"`",
+                            e.span,
+                            "where does the key go?",
+                        );
                         None
                     }
-                    (true, false) => Some(Auth::Header { name: header?.value, value: value?.into_secret() }),
-                    (false, true) => Some(Auth::Query { name: query?.value, value: value?.into_secret() }),
+                    (true, false) => Some(Auth::Header {
+                        name: header?.value,
+                        value: value?.into_secret(),
+                    }),
+                    (false, true) => Some(Auth::Query {
+                        name: query?.value,
+                        value: value?.into_secret(),
+                    }),
                 }
             }
             "none" => Some(Auth::None),
@@ -151,16 +231,29 @@ impl<'e> Ctx<'e> {
     }
 
     /// `{ "Name" = "value" ... }` as pairs in order: `headers` and `query`.
-    pub(super) fn string_map(&mut self, block: &ast::Block, secret: bool, what: &str) -> Option<Vec<(String, Text)>> {
+    pub(super) fn string_map(
+        &mut self,
+        block: &ast::Block,
+        secret: bool,
+        what: &str,
+    ) -> Option<Vec<(String, Text)>> {
         let mut out: Vec<(String, Text)> = Vec::new();
         let mut ok = true;
         for stmt in &block.stmts {
             if out.iter().any(|(k, _)| *k == stmt.name.text) {
-                self.error(codes::DUPLICATE_PROPERTY, format!("{what} `{}` is set twice", stmt.name.text), stmt.name.span, "set again here");
+                self.error(
+                    codes::DUPLICATE_PROPERTY,
+                    format!("{what} `{}` is set twice", stmt.name.text),
+                    stmt.name.span,
+                    "set again here",
+                );
                 ok = false;
                 continue;
             }
-            match self.stmt_expr(stmt).and_then(|e| self.scalar_text(e, secret && is_env(e), &format!("{what}'s value"))) {
+            match self
+                .stmt_expr(stmt)
+                .and_then(|e| self.scalar_text(e, secret && is_env(e), &format!("{what}'s value")))
+            {
                 Some(t) => out.push((stmt.name.text.clone(), t)),
                 None => ok = false,
             }

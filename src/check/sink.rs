@@ -25,21 +25,57 @@ impl<'e> Ctx<'e> {
     pub(super) fn sink(&mut self, sink: &ast::Sink) -> Option<Sink> {
         let e = &sink.value;
         let ExprKind::Call { name: kind, args } = &e.kind else {
-            self.error(codes::UNKNOWN_SINK_KIND, "a sink is a call like `sled(\"orders\")`", e.span, "not a sink")
-                .help = Some(format!("the sink kinds are: {}", SINK_KINDS.join(", ")));
+            self.error(
+                codes::UNKNOWN_SINK_KIND,
+                "a sink is a call like `sled(\"orders\")`",
+                e.span,
+                "not a sink",
+            )
+            .help = Some(format!("the sink kinds are: {}", SINK_KINDS.join(", ")));
             return None;
         };
         let name = sink.name.name.clone();
         let sig = match kind.name.as_str() {
-            "sled" => Signature { name: "sled", params: &["tree"], required: &["tree"], positional: &["tree"] },
-            "jsonl" => Signature { name: "jsonl", params: &["path"], required: &["path"], positional: &["path"] },
-            "stdout" => Signature { name: "stdout", params: &[], required: &[], positional: &[] },
-            "postgres" => Signature { name: "postgres", params: &["url", "table", "batch"], required: &["url", "table"], positional: &["url"] },
-            "webhook" => Signature { name: "webhook", params: &["url", "batch"], required: &["url"], positional: &["url"] },
+            "sled" => Signature {
+                name: "sled",
+                params: &["tree"],
+                required: &["tree"],
+                positional: &["tree"],
+            },
+            "jsonl" => Signature {
+                name: "jsonl",
+                params: &["path"],
+                required: &["path"],
+                positional: &["path"],
+            },
+            "stdout" => Signature {
+                name: "stdout",
+                params: &[],
+                required: &[],
+                positional: &[],
+            },
+            "postgres" => Signature {
+                name: "postgres",
+                params: &["url", "table", "batch"],
+                required: &["url", "table"],
+                positional: &["url"],
+            },
+            "webhook" => Signature {
+                name: "webhook",
+                params: &["url", "batch"],
+                required: &["url"],
+                positional: &["url"],
+            },
             other => {
                 let help = did_you_mean(other, SINK_KINDS.iter().copied());
-                self.error(codes::UNKNOWN_SINK_KIND, format!("unknown sink kind `{other}`"), kind.span, "unknown sink kind")
-                    .help = help.or_else(|| Some(format!("the sink kinds are: {}", SINK_KINDS.join(", "))));
+                self.error(
+                    codes::UNKNOWN_SINK_KIND,
+                    format!("unknown sink kind `{other}`"),
+                    kind.span,
+                    "unknown sink kind",
+                )
+                .help =
+                    help.or_else(|| Some(format!("the sink kinds are: {}", SINK_KINDS.join(", "))));
                 return None;
             }
         };
@@ -52,37 +88,70 @@ impl<'e> Ctx<'e> {
             let v = a.get(key)?;
             let t = ctx.text(v, false, &format!("`{key}`"))?;
             if t.value.is_empty() {
-                ctx.error(codes::INVALID_VALUE, format!("`{key}` must not be empty"), v.span, "empty");
+                ctx.error(
+                    codes::INVALID_VALUE,
+                    format!("`{key}` must not be empty"),
+                    v.span,
+                    "empty",
+                );
                 return None;
             }
             Some((t, v.span))
         };
         Some(match kind.name.as_str() {
-            "sled" => Sink::Sled { name, tree: nonempty(self, "tree")?.0.value },
-            "jsonl" => Sink::Jsonl { name, path: nonempty(self, "path")?.0.value },
+            "sled" => Sink::Sled {
+                name,
+                tree: nonempty(self, "tree")?.0.value,
+            },
+            "jsonl" => Sink::Jsonl {
+                name,
+                path: nonempty(self, "path")?.0.value,
+            },
             "stdout" => Sink::Stdout { name },
             "postgres" => {
                 let url = nonempty(self, "url");
                 let table = nonempty(self, "table");
                 let (url, span) = url?;
                 let table = table?.0.value;
-                if !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
-                    self.error(codes::INVALID_VALUE, format!("table name `{table}` may hold only letters, digits, `_` and `.`"), a["table"].span, "bad table name");
+                if !table
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+                {
+                    self.error(
+                        codes::INVALID_VALUE,
+                        format!("table name `{table}` may hold only letters, digits, `_` and `.`"),
+                        a["table"].span,
+                        "bad table name",
+                    );
                     return None;
                 }
                 match url::Url::parse(&url.value) {
                     Ok(u) if u.scheme() == "postgres" || u.scheme() == "postgresql" => {}
                     _ => {
-                        self.error(codes::INVALID_URL, "the database URL must look like `postgres://user:password@host/db`", span, "not a postgres URL");
+                        self.error(
+                            codes::INVALID_URL,
+                            "the database URL must look like `postgres://user:password@host/db`",
+                            span,
+                            "not a postgres URL",
+                        );
                         return None;
                     }
                 }
-                Sink::Postgres { name, url, table, batch: batch.unwrap_or(500) }
+                Sink::Postgres {
+                    name,
+                    url,
+                    table,
+                    batch: batch.unwrap_or(500),
+                }
             }
             _ => {
                 let (url, span) = nonempty(self, "url")?;
                 self.url(&url, span, "the webhook URL")?;
-                Sink::Webhook { name, url, batch: batch.unwrap_or(100) }
+                Sink::Webhook {
+                    name,
+                    url,
+                    batch: batch.unwrap_or(100),
+                }
             }
         })
     }
@@ -91,21 +160,44 @@ impl<'e> Ctx<'e> {
     pub(super) fn flows(&mut self, file: &ast::File, decls: &Decls, p: &mut Pipeline) -> EdgeSpans {
         let mut spans = EdgeSpans::new();
         for item in &file.items {
-            let ast::Item::Flow(flow) = item else { continue };
+            let ast::Item::Flow(flow) = item else {
+                continue;
+            };
             let mut inputs = Vec::new();
             for i in &flow.inputs {
-                if decls.sources.contains_key(i.name.as_str()) || decls.aggregates.contains_key(i.name.as_str()) {
+                if decls.sources.contains_key(i.name.as_str())
+                    || decls.aggregates.contains_key(i.name.as_str())
+                {
                     inputs.push(i);
                 } else {
-                    let what = if decls.sinks.contains_key(i.name.as_str()) { "is a sink; flows go from sources to sinks" } else { "is not a declared source or aggregate" };
-                    let help = did_you_mean(&i.name, decls.sources.keys().chain(decls.aggregates.keys()).copied());
-                    self.error(codes::UNKNOWN_SOURCE, format!("flow from `{}`, which {what}", i.name), i.span, "unknown source").help = help;
+                    let what = if decls.sinks.contains_key(i.name.as_str()) {
+                        "is a sink; flows go from sources to sinks"
+                    } else {
+                        "is not a declared source or aggregate"
+                    };
+                    let help = did_you_mean(
+                        &i.name,
+                        decls.sources.keys().chain(decls.aggregates.keys()).copied(),
+                    );
+                    self.error(
+                        codes::UNKNOWN_SOURCE,
+                        format!("flow from `{}`, which {what}", i.name),
+                        i.span,
+                        "unknown source",
+                    )
+                    .help = help;
                 }
             }
             for o in &flow.outputs {
                 if !decls.sinks.contains_key(o.name.as_str()) {
                     let help = did_you_mean(&o.name, decls.sinks.keys().copied());
-                    self.error(codes::UNKNOWN_SINK, format!("flow into `{}`, which is not a declared sink", o.name), o.span, "unknown sink").help = help;
+                    self.error(
+                        codes::UNKNOWN_SINK,
+                        format!("flow into `{}`, which is not a declared sink", o.name),
+                        o.span,
+                        "unknown sink",
+                    )
+                    .help = help;
                     continue;
                 }
                 for i in &inputs {
@@ -131,7 +223,9 @@ impl<'e> Ctx<'e> {
             let keyed = p.sinks.get(sink).is_some_and(Sink::is_keyed);
             let mut reference: Option<(&str, Span, super::Schema)> = None;
             for (input, span) in inputs {
-                let Some(schema) = p.schema_of(input) else { continue };
+                let Some(schema) = p.schema_of(input) else {
+                    continue;
+                };
                 let Some((first, first_span, first_schema)) = &reference else {
                     reference = Some((input, span, schema));
                     continue;
@@ -154,7 +248,12 @@ impl<'e> Ctx<'e> {
         }
     }
 
-    pub(super) fn aggregate(&mut self, agg: &ast::Aggregate, decls: &Decls, models: &BTreeMap<String, Vec<FieldInfo>>) -> Option<Aggregate> {
+    pub(super) fn aggregate(
+        &mut self,
+        agg: &ast::Aggregate,
+        decls: &Decls,
+        models: &BTreeMap<String, Vec<FieldInfo>>,
+    ) -> Option<Aggregate> {
         let owner = format!("aggregate `{}`", agg.name.name);
         let props = self.props(&agg.body, &["from", "group_by", "compute"], &owner);
         // The sources it reads, and the fields they all share.
@@ -177,13 +276,24 @@ impl<'e> Ctx<'e> {
                             let theirs = super::source::declared_fields(src, models);
                             fields = Some(match fields {
                                 None => theirs,
-                                Some(mine) => mine.into_iter().filter(|f| theirs.contains(f)).collect(),
+                                Some(mine) => {
+                                    mine.into_iter().filter(|f| theirs.contains(f)).collect()
+                                }
                             });
                             from.push(ident.name.clone());
                         }
                         None => {
                             let help = did_you_mean(&ident.name, decls.sources.keys().copied());
-                            self.error(codes::UNKNOWN_SOURCE, format!("{owner} reads `{}`, which is not a declared source", ident.name), ident.span, "unknown source").help = help;
+                            self.error(
+                                codes::UNKNOWN_SOURCE,
+                                format!(
+                                    "{owner} reads `{}`, which is not a declared source",
+                                    ident.name
+                                ),
+                                ident.span,
+                                "unknown source",
+                            )
+                            .help = help;
                             ok = false;
                         }
                     }
@@ -196,20 +306,33 @@ impl<'e> Ctx<'e> {
             }
         }
         let fields = fields.unwrap_or_default();
-        let scope_owner = if from.len() > 1 { format!("every source of {owner}") } else { owner.clone() };
-        let scope = Scope::Fields { fields: &fields, owner: &scope_owner };
+        let scope_owner = if from.len() > 1 {
+            format!("every source of {owner}")
+        } else {
+            owner.clone()
+        };
+        let scope = Scope::Fields {
+            fields: &fields,
+            owner: &scope_owner,
+        };
 
         let mut group_by = Vec::new();
         match props.get("group_by").map(|s| self.stmt_expr(s)) {
             Some(Some(e)) => {
                 let items: Vec<(Option<&ast::Ident>, &ast::Expr)> = match &e.kind {
-                    ExprKind::List(items) => items.iter().map(|a| (a.name.as_ref(), &a.value)).collect(),
+                    ExprKind::List(items) => {
+                        items.iter().map(|a| (a.name.as_ref(), &a.value)).collect()
+                    }
                     _ => vec![(None, e)],
                 };
                 for (name, item) in items {
                     let out_name = match (name, &item.kind) {
                         (Some(n), _) => n.name.clone(),
-                        (None, ExprKind::Name(parts)) => parts.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join("_"),
+                        (None, ExprKind::Name(parts)) => parts
+                            .iter()
+                            .map(|p| p.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join("_"),
                         (None, ExprKind::Call { name, args }) => {
                             let mut n = name.name.clone();
                             for a in args {
@@ -221,8 +344,14 @@ impl<'e> Ctx<'e> {
                             n
                         }
                         _ => {
-                            self.error(codes::INVALID_VALUE, "name this group: `name = expression`", item.span, "unnamed group")
-                                .help = Some("for example `group_by = [weekday = day(created_at)]`".into());
+                            self.error(
+                                codes::INVALID_VALUE,
+                                "name this group: `name = expression`",
+                                item.span,
+                                "unnamed group",
+                            )
+                            .help =
+                                Some("for example `group_by = [weekday = day(created_at)]`".into());
                             ok = false;
                             continue;
                         }
@@ -258,12 +387,22 @@ impl<'e> Ctx<'e> {
                 ok = false;
             }
         }
-        ok.then(|| Aggregate { name: agg.name.name.clone(), from, group_by, compute })
+        ok.then(|| Aggregate {
+            name: agg.name.name.clone(),
+            from,
+            group_by,
+            compute,
+        })
     }
 
     fn compute(&mut self, stmt: &ast::Stmt, scope: &Scope) -> Option<Compute> {
         let StmtValue::Expr(e) = &stmt.value else {
-            self.error(codes::INVALID_VALUE, "a computed field is `name = count()` or `name = sum(field)`", stmt.span, "expected `name = function(...)`");
+            self.error(
+                codes::INVALID_VALUE,
+                "a computed field is `name = count()` or `name = sum(field)`",
+                stmt.span,
+                "expected `name = function(...)`",
+            );
             return None;
         };
         let ExprKind::Call { name, args } = &e.kind else {
@@ -272,13 +411,31 @@ impl<'e> Ctx<'e> {
         };
         let Some(&(_, func)) = AGG_FUNCS.iter().find(|(n, _)| *n == name.name) else {
             let help = did_you_mean(&name.name, AGG_FUNCS.iter().map(|(n, _)| *n));
-            self.error(codes::UNKNOWN_FUNCTION, format!("unknown aggregate function `{}`", name.name), name.span, "unknown function")
-                .help = help.or_else(|| Some("the aggregate functions are: count, sum, min, max, avg, count_distinct".into()));
+            self.error(
+                codes::UNKNOWN_FUNCTION,
+                format!("unknown aggregate function `{}`", name.name),
+                name.span,
+                "unknown function",
+            )
+            .help = help.or_else(|| {
+                Some(
+                    "the aggregate functions are: count, sum, min, max, avg, count_distinct".into(),
+                )
+            });
             return None;
         };
         let want = usize::from(func != AggFunc::Count);
         if args.len() != want {
-            self.error(codes::MISSING_ARGUMENT, format!("`{}` takes {want} argument{}", name.name, if want == 1 { "" } else { "s" }), e.span, "wrong number of arguments");
+            self.error(
+                codes::MISSING_ARGUMENT,
+                format!(
+                    "`{}` takes {want} argument{}",
+                    name.name,
+                    if want == 1 { "" } else { "s" }
+                ),
+                e.span,
+                "wrong number of arguments",
+            );
             return None;
         }
         let (arg, ty) = match args.first() {
@@ -287,11 +444,25 @@ impl<'e> Ctx<'e> {
                 let numeric = matches!(t, ETy::Any) || matches!(t, ETy::Known(k) if k.is_numeric());
                 let orderable = !matches!(t, ETy::Known(Type::Json | Type::Bool));
                 if matches!(func, AggFunc::Sum | AggFunc::Avg) && !numeric {
-                    self.error(codes::TYPE_ERROR, format!("`{}` needs a number, found {}", name.name, t.describe()), a.value.span, format!("this is {}", t.describe()));
+                    self.error(
+                        codes::TYPE_ERROR,
+                        format!("`{}` needs a number, found {}", name.name, t.describe()),
+                        a.value.span,
+                        format!("this is {}", t.describe()),
+                    );
                     return None;
                 }
                 if matches!(func, AggFunc::Min | AggFunc::Max) && !orderable {
-                    self.error(codes::TYPE_ERROR, format!("`{}` needs values with an order, found {}", name.name, t.describe()), a.value.span, format!("this is {}", t.describe()));
+                    self.error(
+                        codes::TYPE_ERROR,
+                        format!(
+                            "`{}` needs values with an order, found {}",
+                            name.name,
+                            t.describe()
+                        ),
+                        a.value.span,
+                        format!("this is {}", t.describe()),
+                    );
                     return None;
                 }
                 (Some(x), t)
@@ -310,7 +481,12 @@ impl<'e> Ctx<'e> {
             },
             AggFunc::Min | AggFunc::Max => known_or_json(ty),
         };
-        Some(Compute { name: stmt.name.text.clone(), func, arg, ty })
+        Some(Compute {
+            name: stmt.name.text.clone(),
+            func,
+            arg,
+            ty,
+        })
     }
 }
 
@@ -326,10 +502,18 @@ fn schema_difference(a: &str, sa: &super::Schema, b: &str, sb: &super::Schema) -
     for (name, ty, opt) in &sa.fields {
         match sb.fields.iter().find(|(n, ..)| n == name) {
             None => return Some(format!("`{a}` has a field `{name}` that `{b}` lacks")),
-            Some((_, t2, _)) if t2 != ty => return Some(format!("`{name}` is {} in `{a}` but {} in `{b}`", ty.name(), t2.name())),
+            Some((_, t2, _)) if t2 != ty => {
+                return Some(format!(
+                    "`{name}` is {} in `{a}` but {} in `{b}`",
+                    ty.name(),
+                    t2.name()
+                ))
+            }
             Some((_, _, o2)) if o2 != opt => {
                 let (req, optn) = if *opt { (b, a) } else { (a, b) };
-                return Some(format!("`{name}` is required in `{req}` but optional in `{optn}`"));
+                return Some(format!(
+                    "`{name}` is required in `{req}` but optional in `{optn}`"
+                ));
             }
             _ => {}
         }

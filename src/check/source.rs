@@ -4,21 +4,49 @@
 use super::diagnostic::did_you_mean;
 use super::expr::{ETy, FieldInfo, Scope};
 use super::props::{Props, Signature};
-use super::{codes, BodyValue, Ctx, Decls, Expr, Field, Incremental, Label, Lit, Method, Paginate, Pipeline, Schedule, Source, Type, DEFAULT_MAX_PAGES};
+use super::{
+    codes, BodyValue, Ctx, Decls, Expr, Field, Incremental, Label, Lit, Method, Paginate, Pipeline,
+    Schedule, Source, Type, DEFAULT_MAX_PAGES,
+};
 use crate::syntax::ast::{self, ExprKind, StmtValue};
 use crate::syntax::Span;
 use std::collections::{BTreeMap, BTreeSet};
 
 const PROPS: &[&str] = &[
-    "get", "post", "query", "body", "schedule", "paginate", "records", "model", "key", "incremental", "where", "fields", "for_each",
+    "get",
+    "post",
+    "query",
+    "body",
+    "schedule",
+    "paginate",
+    "records",
+    "model",
+    "key",
+    "incremental",
+    "where",
+    "fields",
+    "for_each",
 ];
-const PAGINATORS: &[&str] = &["none", "page", "offset", "cursor", "next_url", "link_header"];
+const PAGINATORS: &[&str] = &[
+    "none",
+    "page",
+    "offset",
+    "cursor",
+    "next_url",
+    "link_header",
+];
 
 /// The fields a source declares, read from its model or typed `fields` without checking
 /// anything, so children can be checked even when their parent has errors.
-pub(super) fn declared_fields(src: &ast::Source, models: &BTreeMap<String, Vec<FieldInfo>>) -> Vec<FieldInfo> {
+pub(super) fn declared_fields(
+    src: &ast::Source,
+    models: &BTreeMap<String, Vec<FieldInfo>>,
+) -> Vec<FieldInfo> {
     let model = src.body.get("model").and_then(|s| match &s.value {
-        StmtValue::Expr(ast::Expr { kind: ExprKind::Name(parts), .. }) => models.get(&parts[0].name),
+        StmtValue::Expr(ast::Expr {
+            kind: ExprKind::Name(parts),
+            ..
+        }) => models.get(&parts[0].name),
         _ => None,
     });
     if let Some(fields) = model {
@@ -50,9 +78,13 @@ pub(super) fn order_by_parent<'a>(ctx: &mut Ctx, decls: &Decls<'a>) -> Vec<&'a s
     let parent_of = |name: &str| -> Option<(&'a str, Span)> {
         let src = decls.sources.get(name)?;
         match &src.body.get("for_each")?.value {
-            StmtValue::Expr(ast::Expr { kind: ExprKind::Name(parts), span }) => {
-                decls.sources.get_key_value(parts[0].name.as_str()).map(|(k, _)| (*k, *span))
-            }
+            StmtValue::Expr(ast::Expr {
+                kind: ExprKind::Name(parts),
+                span,
+            }) => decls
+                .sources
+                .get_key_value(parts[0].name.as_str())
+                .map(|(k, _)| (*k, *span)),
             _ => None,
         }
     };
@@ -72,7 +104,10 @@ pub(super) fn order_by_parent<'a>(ctx: &mut Ctx, decls: &Decls<'a>) -> Vec<&'a s
                 if let Some((_, span)) = parent_of(first) {
                     ctx.error(
                         codes::FOR_EACH_CYCLE,
-                        format!("`for_each` goes round in a cycle: {} -> {first}", cycle.join(" -> ")),
+                        format!(
+                            "`for_each` goes round in a cycle: {} -> {first}",
+                            cycle.join(" -> ")
+                        ),
                         span,
                         "this closes the cycle",
                     );
@@ -94,29 +129,55 @@ pub(super) fn order_by_parent<'a>(ctx: &mut Ctx, decls: &Decls<'a>) -> Vec<&'a s
 }
 
 impl<'e> Ctx<'e> {
-    pub(super) fn source(&mut self, src: &ast::Source, decls: &Decls, models: &BTreeMap<String, Vec<FieldInfo>>, _p: &Pipeline) -> Option<Source> {
+    pub(super) fn source(
+        &mut self,
+        src: &ast::Source,
+        decls: &Decls,
+        models: &BTreeMap<String, Vec<FieldInfo>>,
+        _p: &Pipeline,
+    ) -> Option<Source> {
         let owner = format!("source `{}`", src.name.name);
         let props = self.props(&src.body, PROPS, &owner);
         let mut ok = true;
 
         if !decls.services.contains_key(src.service.name.as_str()) {
             let help = did_you_mean(&src.service.name, decls.services.keys().copied());
-            self.error(codes::UNKNOWN_SERVICE, format!("source `{}` uses unknown service `{}`", src.name.name, src.service.name), src.service.span, "not declared")
-                .help = help;
+            self.error(
+                codes::UNKNOWN_SERVICE,
+                format!(
+                    "source `{}` uses unknown service `{}`",
+                    src.name.name, src.service.name
+                ),
+                src.service.span,
+                "not declared",
+            )
+            .help = help;
             ok = false;
         }
 
         // The parent, for child sources.
         let mut parent: Option<(String, Vec<FieldInfo>)> = None;
         if let Some(stmt) = props.get("for_each") {
-            match self.stmt_expr(stmt).and_then(|e| self.bare_name(e, "`for_each`")) {
+            match self
+                .stmt_expr(stmt)
+                .and_then(|e| self.bare_name(e, "`for_each`"))
+            {
                 Some(name) => match decls.sources.get(name.name.as_str()) {
                     Some(p) => parent = Some((name.name.clone(), declared_fields(p, models))),
                     None => {
                         let help = did_you_mean(&name.name, decls.sources.keys().copied());
-                        let what = if decls.aggregates.contains_key(name.name.as_str()) { "is an aggregate, not a source" } else { "is not a declared source" };
-                        self.error(codes::UNKNOWN_SOURCE, format!("`for_each` names `{}`, which {what}", name.name), name.span, "not a source")
-                            .help = help;
+                        let what = if decls.aggregates.contains_key(name.name.as_str()) {
+                            "is an aggregate, not a source"
+                        } else {
+                            "is not a declared source"
+                        };
+                        self.error(
+                            codes::UNKNOWN_SOURCE,
+                            format!("`for_each` names `{}`, which {what}", name.name),
+                            name.span,
+                            "not a source",
+                        )
+                        .help = help;
                         ok = false;
                     }
                 },
@@ -135,7 +196,12 @@ impl<'e> Ctx<'e> {
             Some(Some(e)) => match &e.kind {
                 ExprKind::Path(text) => self.json_path(text, e.span).map(Some),
                 _ => {
-                    self.error(codes::INVALID_VALUE, "`records` must be a JSONPath like `$.data[*]`", e.span, "expected a JSONPath");
+                    self.error(
+                        codes::INVALID_VALUE,
+                        "`records` must be a JSONPath like `$.data[*]`",
+                        e.span,
+                        "expected a JSONPath",
+                    );
                     None
                 }
             },
@@ -148,7 +214,10 @@ impl<'e> Ctx<'e> {
         let mut model_fields: Option<&Vec<FieldInfo>> = None;
         let mut model_failed = false;
         if let Some(stmt) = props.get("model") {
-            match self.stmt_expr(stmt).and_then(|e| self.bare_name(e, "`model`")) {
+            match self
+                .stmt_expr(stmt)
+                .and_then(|e| self.bare_name(e, "`model`"))
+            {
                 Some(name) => match models.get(&name.name) {
                     Some(f) => {
                         model_name = Some(name.name.clone());
@@ -158,28 +227,47 @@ impl<'e> Ctx<'e> {
                         model_failed = true;
                         if !decls.models.contains_key(name.name.as_str()) {
                             let help = did_you_mean(&name.name, decls.models.keys().copied());
-                            self.error(codes::UNKNOWN_MODEL, format!("unknown model `{}`", name.name), name.span, "not declared").help = help;
+                            self.error(
+                                codes::UNKNOWN_MODEL,
+                                format!("unknown model `{}`", name.name),
+                                name.span,
+                                "not declared",
+                            )
+                            .help = help;
                         }
                     }
                 },
                 None => model_failed = true,
             }
         }
-        let parent_scope: Option<(&str, &[FieldInfo])> = parent.as_ref().map(|(n, f)| (n.as_str(), f.as_slice()));
+        let parent_scope: Option<(&str, &[FieldInfo])> =
+            parent.as_ref().map(|(n, f)| (n.as_str(), f.as_slice()));
         let fields = match props.get("fields") {
-            Some(stmt) => self.stmt_block(stmt).and_then(|b| self.fields(b, &stmt.name, model_fields, model_failed, parent_scope)),
+            Some(stmt) => self
+                .stmt_block(stmt)
+                .and_then(|b| self.fields(b, &stmt.name, model_fields, model_failed, parent_scope)),
             None => {
                 self.missing("source", &src.name, "fields");
                 None
             }
         };
 
-        let infos: Vec<FieldInfo> = fields
-            .as_ref()
-            .map(|f| f.iter().map(|f| FieldInfo { name: f.name.clone(), ty: f.ty, optional: f.optional }).collect())
-            .unwrap_or_default();
+        // Key, cursor and filter are checked against the declared fields even when some
+        // field's expression had an error; only an unusable model stops them.
+        let fields_known = fields.is_some() || !model_failed;
+        let infos: Vec<FieldInfo> = match &fields {
+            Some(f) => f
+                .iter()
+                .map(|f| FieldInfo {
+                    name: f.name.clone(),
+                    ty: f.ty,
+                    optional: f.optional,
+                })
+                .collect(),
+            None => declared_fields(src, models),
+        };
         let key = match props.get("key").map(|s| self.stmt_expr(s)) {
-            Some(Some(e)) if fields.is_some() => self.key(e, &infos, &owner),
+            Some(Some(e)) if fields_known => self.key(e, &infos, &owner),
             Some(Some(_)) => None,
             Some(None) => None,
             None => Some(Vec::new()),
@@ -188,10 +276,18 @@ impl<'e> Ctx<'e> {
             Some(stmt) => match self.stmt_block(stmt) {
                 Some(b) => {
                     if props.get("key").is_none() {
-                        self.error(codes::MISSING_PROPERTY, format!("{owner} has `incremental` but no `key`"), stmt.name.span, "needs a `key`")
-                            .help = Some("incremental collection tells records apart by key: add `key = id`".into());
+                        self.error(
+                            codes::MISSING_PROPERTY,
+                            format!("{owner} has `incremental` but no `key`"),
+                            stmt.name.span,
+                            "needs a `key`",
+                        )
+                        .help = Some(
+                            "incremental collection tells records apart by key: add `key = id`"
+                                .into(),
+                        );
                     }
-                    if fields.is_some() {
+                    if fields_known {
                         self.incremental(b, &infos, &owner).map(Some)
                     } else {
                         None
@@ -202,12 +298,23 @@ impl<'e> Ctx<'e> {
             None => Some(None),
         };
         let filter = match props.get("where").map(|s| self.stmt_expr(s)) {
-            Some(Some(e)) if fields.is_some() => {
-                let scope = Scope::Fields { fields: &infos, owner: &format!("the `where` of {owner}") };
+            Some(Some(e)) if fields_known => {
+                let scope = Scope::Fields {
+                    fields: &infos,
+                    owner: &format!("the `where` of {owner}"),
+                };
                 match self.lower(e, &scope) {
                     Some((x, t)) if t == ETy::Known(Type::Bool) || t == ETy::Any => Some(Some(x)),
                     Some((_, t)) => {
-                        self.error(codes::TYPE_ERROR, format!("`where` must be true or false, but this is {}", t.describe()), e.span, "not a condition");
+                        self.error(
+                            codes::TYPE_ERROR,
+                            format!(
+                                "`where` must be true or false, but this is {}",
+                                t.describe()
+                            ),
+                            e.span,
+                            "not a condition",
+                        );
                         None
                     }
                     None => None,
@@ -217,8 +324,25 @@ impl<'e> Ctx<'e> {
             None => Some(None),
         };
 
-        let ((method, path, query, body), schedule, paginate, records, fields, key, incremental, filter) =
-            (request?, schedule?, paginate?, records?, fields?, key?, incremental?, filter?);
+        let (
+            (method, path, query, body),
+            schedule,
+            paginate,
+            records,
+            fields,
+            key,
+            incremental,
+            filter,
+        ) = (
+            request?,
+            schedule?,
+            paginate?,
+            records?,
+            fields?,
+            key?,
+            incremental?,
+            filter?,
+        );
         if !ok {
             return None;
         }
@@ -242,12 +366,30 @@ impl<'e> Ctx<'e> {
     }
 
     #[allow(clippy::type_complexity)]
-    fn request(&mut self, src: &ast::Source, props: &Props, parent: Option<&(String, Vec<FieldInfo>)>) -> Option<(Method, String, Vec<(String, super::Text)>, Option<BodyValue>)> {
+    fn request(
+        &mut self,
+        src: &ast::Source,
+        props: &Props,
+        parent: Option<&(String, Vec<FieldInfo>)>,
+    ) -> Option<(
+        Method,
+        String,
+        Vec<(String, super::Text)>,
+        Option<BodyValue>,
+    )> {
         let (method, stmt) = match (props.get("get"), props.get("post")) {
             (Some(g), Some(p)) => {
-                self.error(codes::CONFLICT, format!("source `{}` has both `get` and `post`", src.name.name), p.name.span, "second method")
-                    .labels
-                    .push(Label { span: g.name.span, text: "first method".into() });
+                self.error(
+                    codes::CONFLICT,
+                    format!("source `{}` has both `get` and `post`", src.name.name),
+                    p.name.span,
+                    "second method",
+                )
+                .labels
+                .push(Label {
+                    span: g.name.span,
+                    text: "first method".into(),
+                });
                 return None;
             }
             (Some(g), None) => (Method::Get, g),
@@ -259,21 +401,36 @@ impl<'e> Ctx<'e> {
         };
         let expr = self.stmt_expr(stmt)?;
         let ExprKind::Str(path) = &expr.kind else {
-            self.error(codes::INVALID_VALUE, "the path must be a string like \"/orders\"", expr.span, "expected a string");
+            self.error(
+                codes::INVALID_VALUE,
+                "the path must be a string like \"/orders\"",
+                expr.span,
+                "expected a string",
+            );
             return None;
         };
         let mut ok = self.placeholders(path, expr.span, parent);
         let query = match props.get("query") {
-            Some(s) => self.stmt_block(s).and_then(|b| self.string_map(b, true, "a query parameter")),
+            Some(s) => self
+                .stmt_block(s)
+                .and_then(|b| self.string_map(b, true, "a query parameter")),
             None => Some(Vec::new()),
         };
         let body = match props.get("body") {
             Some(s) if method == Method::Get => {
-                self.error(codes::CONFLICT, "a `body` is sent only with `post`", s.name.span, "GET has no body");
+                self.error(
+                    codes::CONFLICT,
+                    "a `body` is sent only with `post`",
+                    s.name.span,
+                    "GET has no body",
+                );
                 ok = false;
                 None
             }
-            Some(s) => self.stmt_block(s).and_then(|b| self.body_object(b)).map(Some),
+            Some(s) => self
+                .stmt_block(s)
+                .and_then(|b| self.body_object(b))
+                .map(Some),
             None => Some(None),
         };
         let (query, body) = (query?, body?);
@@ -281,15 +438,25 @@ impl<'e> Ctx<'e> {
     }
 
     /// `{field}` placeholders: only in child sources, and only the parent's fields.
-    fn placeholders(&mut self, path: &str, span: Span, parent: Option<&(String, Vec<FieldInfo>)>) -> bool {
+    fn placeholders(
+        &mut self,
+        path: &str,
+        span: Span,
+        parent: Option<&(String, Vec<FieldInfo>)>,
+    ) -> bool {
         let mut ok = true;
         let mut rest = path;
         let mut offset = 0;
         while let Some(open) = rest.find('{') {
-            let Some(close) = rest[open..].find('}') else { break };
+            let Some(close) = rest[open..].find('}') else {
+                break;
+            };
             let name = &rest[open + 1..open + close];
             // +1 for the opening quote of the literal.
-            let at = Span::new(span.start + 1 + offset + open, span.start + 1 + offset + open + close + 1);
+            let at = Span::new(
+                span.start + 1 + offset + open,
+                span.start + 1 + offset + open + close + 1,
+            );
             match parent {
                 None => {
                     self.error(codes::UNKNOWN_PLACEHOLDER, format!("placeholder `{{{name}}}` needs a parent record, but this source has no `for_each`"), at, "no parent")
@@ -317,7 +484,12 @@ impl<'e> Ctx<'e> {
                 StmtValue::Block(b) => self.body_object(b),
                 StmtValue::Expr(e) => self.body_value(e),
                 StmtValue::Typed(t, _) => {
-                    self.error(codes::INVALID_VALUE, "a body value takes no type", t.span, "no type expected");
+                    self.error(
+                        codes::INVALID_VALUE,
+                        "a body value takes no type",
+                        t.span,
+                        "no type expected",
+                    );
                     None
                 }
             };
@@ -334,7 +506,11 @@ impl<'e> Ctx<'e> {
             ExprKind::Null => Some(BodyValue::Null),
             ExprKind::Bool(b) => Some(BodyValue::Bool(*b)),
             ExprKind::Number(n) => Some(BodyValue::Number(n.clone())),
-            ExprKind::List(items) => items.iter().map(|a| self.body_value(&a.value)).collect::<Option<Vec<_>>>().map(BodyValue::List),
+            ExprKind::List(items) => items
+                .iter()
+                .map(|a| self.body_value(&a.value))
+                .collect::<Option<Vec<_>>>()
+                .map(BodyValue::List),
             _ => {
                 let secret = matches!(&e.kind, ExprKind::Call { name, .. } if name.name == "env");
                 self.text(e, secret, "a body value").map(BodyValue::Text)
@@ -352,23 +528,45 @@ impl<'e> Ctx<'e> {
         };
         let e = self.stmt_expr(stmt)?;
         if is_child {
-            self.error(codes::CONFLICT, "a child source runs when its parent emits; it has no `schedule`", stmt.name.span, "not allowed with `for_each`");
+            self.error(
+                codes::CONFLICT,
+                "a child source runs when its parent emits; it has no `schedule`",
+                stmt.name.span,
+                "not allowed with `for_each`",
+            );
             return None;
         }
         match &e.kind {
-            ExprKind::Name(parts) if parts.len() == 1 && parts[0].name == "once" => Some(Schedule::Once),
+            ExprKind::Name(parts) if parts.len() == 1 && parts[0].name == "once" => {
+                Some(Schedule::Once)
+            }
             ExprKind::Call { name, args } if name.name == "every" => {
-                let sig = Signature { name: "every", params: &["interval"], required: &["interval"], positional: &["interval"] };
+                let sig = Signature {
+                    name: "every",
+                    params: &["interval"],
+                    required: &["interval"],
+                    positional: &["interval"],
+                };
                 let a = self.call_args(&sig, args, e.span);
                 let ms = self.duration(a.get("interval")?, "the interval")?;
                 Some(Schedule::Every { ms })
             }
             ExprKind::Call { name, args } if name.name == "cron" => {
-                let sig = Signature { name: "cron", params: &["expression"], required: &["expression"], positional: &["expression"] };
+                let sig = Signature {
+                    name: "cron",
+                    params: &["expression"],
+                    required: &["expression"],
+                    positional: &["expression"],
+                };
                 let a = self.call_args(&sig, args, e.span);
                 let arg = a.get("expression")?;
                 let ExprKind::Str(text) = &arg.kind else {
-                    self.error(codes::INVALID_CRON, "`cron` takes a string like \"*/5 * * * *\"", arg.span, "expected a string");
+                    self.error(
+                        codes::INVALID_CRON,
+                        "`cron` takes a string like \"*/5 * * * *\"",
+                        arg.span,
+                        "expected a string",
+                    );
                     return None;
                 };
                 match validate_cron(text) {
@@ -387,8 +585,13 @@ impl<'e> Ctx<'e> {
                     _ => None,
                 };
                 let help = word.and_then(|w| did_you_mean(&w.name, ["every", "cron", "once"]));
-                self.error(codes::INVALID_VALUE, "`schedule` must be `every(30s)`, `cron(\"*/5 * * * *\")` or `once`", e.span, "not a schedule")
-                    .help = help;
+                self.error(
+                    codes::INVALID_VALUE,
+                    "`schedule` must be `every(30s)`, `cron(\"*/5 * * * *\")` or `once`",
+                    e.span,
+                    "not a schedule",
+                )
+                .help = help;
                 None
             }
         }
@@ -399,21 +602,71 @@ impl<'e> Ctx<'e> {
             ExprKind::Call { name, args } => (name, args.as_slice()),
             ExprKind::Name(parts) if parts.len() == 1 => (&parts[0], &[][..]),
             _ => {
-                self.error(codes::UNKNOWN_PAGINATOR, "`paginate` must be a paginator like `page(param = \"page\")`", e.span, "not a paginator");
+                self.error(
+                    codes::UNKNOWN_PAGINATOR,
+                    "`paginate` must be a paginator like `page(param = \"page\")`",
+                    e.span,
+                    "not a paginator",
+                );
                 return None;
             }
         };
         let sig = match name.name.as_str() {
             "none" => return Some(Paginate::None),
-            "page" => Signature { name: "page", params: &["param", "start", "size_param", "size", "total_pages", "max_pages"], required: &[], positional: &[] },
-            "offset" => Signature { name: "offset", params: &["param", "start", "limit_param", "limit", "total", "max_pages"], required: &[], positional: &[] },
-            "cursor" => Signature { name: "cursor", params: &["param", "from", "has_more", "max_pages"], required: &["param", "from"], positional: &[] },
-            "next_url" => Signature { name: "next_url", params: &["path", "max_pages"], required: &["path"], positional: &["path"] },
-            "link_header" => Signature { name: "link_header", params: &["max_pages"], required: &[], positional: &[] },
+            "page" => Signature {
+                name: "page",
+                params: &[
+                    "param",
+                    "start",
+                    "size_param",
+                    "size",
+                    "total_pages",
+                    "max_pages",
+                ],
+                required: &[],
+                positional: &[],
+            },
+            "offset" => Signature {
+                name: "offset",
+                params: &[
+                    "param",
+                    "start",
+                    "limit_param",
+                    "limit",
+                    "total",
+                    "max_pages",
+                ],
+                required: &[],
+                positional: &[],
+            },
+            "cursor" => Signature {
+                name: "cursor",
+                params: &["param", "from", "has_more", "max_pages"],
+                required: &["param", "from"],
+                positional: &[],
+            },
+            "next_url" => Signature {
+                name: "next_url",
+                params: &["path", "max_pages"],
+                required: &["path"],
+                positional: &["path"],
+            },
+            "link_header" => Signature {
+                name: "link_header",
+                params: &["max_pages"],
+                required: &[],
+                positional: &[],
+            },
             other => {
                 let help = did_you_mean(other, PAGINATORS.iter().copied());
-                self.error(codes::UNKNOWN_PAGINATOR, format!("unknown paginator `{other}`"), name.span, "unknown paginator")
-                    .help = help.or_else(|| Some(format!("the paginators are: {}", PAGINATORS.join(", "))));
+                self.error(
+                    codes::UNKNOWN_PAGINATOR,
+                    format!("unknown paginator `{other}`"),
+                    name.span,
+                    "unknown paginator",
+                )
+                .help =
+                    help.or_else(|| Some(format!("the paginators are: {}", PAGINATORS.join(", "))));
                 return None;
             }
         };
@@ -431,7 +684,15 @@ impl<'e> Ctx<'e> {
                 None => default.map(str::to_string),
             }
         };
-        let param = string(self, "param", Some(if name.name == "offset" { "offset" } else { "page" }));
+        let param = string(
+            self,
+            "param",
+            Some(if name.name == "offset" {
+                "offset"
+            } else {
+                "page"
+            }),
+        );
         let size_param = string(self, "size_param", None);
         let limit_param = string(self, "limit_param", None);
         let mut int = |ctx: &mut Self, key: &str, min: i64| -> Option<i64> {
@@ -451,7 +712,12 @@ impl<'e> Ctx<'e> {
             let r = match &v.kind {
                 ExprKind::Path(text) => ctx.json_path(text, v.span),
                 _ => {
-                    ctx.error(codes::INVALID_VALUE, format!("`{key}` must be a JSONPath like `$.next`"), v.span, "expected a JSONPath");
+                    ctx.error(
+                        codes::INVALID_VALUE,
+                        format!("`{key}` must be a JSONPath like `$.next`"),
+                        v.span,
+                        "expected a JSONPath",
+                    );
                     None
                 }
             };
@@ -469,17 +735,46 @@ impl<'e> Ctx<'e> {
             return None;
         }
         Some(match name.name.as_str() {
-            "page" => Paginate::Page { param: param?, start: start.unwrap_or(1), size_param, size, total_pages, max_pages },
-            "offset" => Paginate::Offset { param: param?, start: start.unwrap_or(0), limit_param, limit, total, max_pages },
-            "cursor" => Paginate::Cursor { param: param?, from: from?, has_more, max_pages },
-            "next_url" => Paginate::NextUrl { path: next?, max_pages },
+            "page" => Paginate::Page {
+                param: param?,
+                start: start.unwrap_or(1),
+                size_param,
+                size,
+                total_pages,
+                max_pages,
+            },
+            "offset" => Paginate::Offset {
+                param: param?,
+                start: start.unwrap_or(0),
+                limit_param,
+                limit,
+                total,
+                max_pages,
+            },
+            "cursor" => Paginate::Cursor {
+                param: param?,
+                from: from?,
+                has_more,
+                max_pages,
+            },
+            "next_url" => Paginate::NextUrl {
+                path: next?,
+                max_pages,
+            },
             _ => Paginate::LinkHeader { max_pages },
         })
     }
 
     /// The `fields` block: with a model, `name = expr` for its fields; without one,
     /// `name : type = expr`.
-    fn fields(&mut self, block: &ast::Block, block_name: &ast::PropName, model: Option<&Vec<FieldInfo>>, model_failed: bool, parent: Option<(&str, &[FieldInfo])>) -> Option<Vec<Field>> {
+    fn fields(
+        &mut self,
+        block: &ast::Block,
+        block_name: &ast::PropName,
+        model: Option<&Vec<FieldInfo>>,
+        model_failed: bool,
+        parent: Option<(&str, &[FieldInfo])>,
+    ) -> Option<Vec<Field>> {
         let scope = Scope::Record { parent };
         let mut out: Vec<Field> = Vec::new();
         let mut ok = true;
@@ -487,9 +782,17 @@ impl<'e> Ctx<'e> {
         for stmt in &block.stmts {
             let name = stmt.name.text.as_str();
             if let Some(first) = seen.insert(name, stmt.name.span) {
-                self.error(codes::DUPLICATE_PROPERTY, format!("field `{name}` is mapped twice"), stmt.name.span, "mapped again here")
-                    .labels
-                    .push(Label { span: first, text: "first mapped here".into() });
+                self.error(
+                    codes::DUPLICATE_PROPERTY,
+                    format!("field `{name}` is mapped twice"),
+                    stmt.name.span,
+                    "mapped again here",
+                )
+                .labels
+                .push(Label {
+                    span: first,
+                    text: "first mapped here".into(),
+                });
                 ok = false;
                 continue;
             }
@@ -498,8 +801,13 @@ impl<'e> Ctx<'e> {
                     Some(f) => (Some((f.ty, f.optional)), e),
                     None => {
                         let help = did_you_mean(name, m.iter().map(|f| f.name.as_str()));
-                        self.error(codes::UNKNOWN_FIELD, format!("the model has no field `{name}`"), stmt.name.span, "not in the model")
-                            .help = help;
+                        self.error(
+                            codes::UNKNOWN_FIELD,
+                            format!("the model has no field `{name}`"),
+                            stmt.name.span,
+                            "not in the model",
+                        )
+                        .help = help;
                         let _ = self.lower(e, &scope);
                         ok = false;
                         continue;
@@ -507,8 +815,15 @@ impl<'e> Ctx<'e> {
                 },
                 (StmtValue::Expr(e), None) => {
                     if !model_failed {
-                        self.error(codes::MISSING_PROPERTY, format!("field `{name}` has no type"), stmt.name.span, "no type")
-                            .help = Some(format!("write `{name} : string = ...`, or name a `model` for the source"));
+                        self.error(
+                            codes::MISSING_PROPERTY,
+                            format!("field `{name}` has no type"),
+                            stmt.name.span,
+                            "no type",
+                        )
+                        .help = Some(format!(
+                            "write `{name} : string = ...`, or name a `model` for the source"
+                        ));
                     }
                     let _ = self.lower(e, &scope);
                     ok = false;
@@ -524,23 +839,40 @@ impl<'e> Ctx<'e> {
                     }
                 },
                 (StmtValue::Typed(t, e), Some(_)) => {
-                    self.error(codes::INVALID_VALUE, "with a `model`, fields take their types from it", t.span, "type given twice")
-                        .help = Some(format!("write `{name} = ...`"));
+                    self.error(
+                        codes::INVALID_VALUE,
+                        "with a `model`, fields take their types from it",
+                        t.span,
+                        "type given twice",
+                    )
+                    .help = Some(format!("write `{name} = ...`"));
                     let _ = self.lower(e, &scope);
                     ok = false;
                     continue;
                 }
                 (StmtValue::Block(b), _) => {
-                    self.error(codes::INVALID_VALUE, format!("field `{name}` takes a value, not a block"), b.span, "expected `= value`");
+                    self.error(
+                        codes::INVALID_VALUE,
+                        format!("field `{name}` takes a value, not a block"),
+                        b.span,
+                        "expected `= value`",
+                    );
                     ok = false;
                     continue;
                 }
             };
-            let Some((ty, optional)) = declared else { continue };
+            let Some((ty, optional)) = declared else {
+                continue;
+            };
             match self.lower(expr, &scope) {
                 Some((x, t)) => {
                     if self.check_assignable(name, ty, optional, expr, t) {
-                        out.push(Field { name: name.to_string(), ty, optional, expr: x });
+                        out.push(Field {
+                            name: name.to_string(),
+                            ty,
+                            optional,
+                            expr: x,
+                        });
                     } else {
                         ok = false;
                     }
@@ -553,11 +885,24 @@ impl<'e> Ctx<'e> {
             for f in m {
                 match out.iter().position(|o| o.name == f.name) {
                     Some(i) => ordered.push(out[i].clone()),
-                    None if f.optional => ordered.push(Field { name: f.name.clone(), ty: f.ty, optional: true, expr: Expr::Lit(Lit::Null) }),
+                    None if f.optional => ordered.push(Field {
+                        name: f.name.clone(),
+                        ty: f.ty,
+                        optional: true,
+                        expr: Expr::Lit(Lit::Null),
+                    }),
                     None if seen.contains_key(f.name.as_str()) => {}
                     None => {
-                        self.error(codes::UNMAPPED_FIELD, format!("model field `{}` is not mapped", f.name), block_name.span, format!("`{}` missing", f.name))
-                            .help = Some(format!("add `{} = $.{}`, or make it optional in the model", f.name, f.name));
+                        self.error(
+                            codes::UNMAPPED_FIELD,
+                            format!("model field `{}` is not mapped", f.name),
+                            block_name.span,
+                            format!("`{}` missing", f.name),
+                        )
+                        .help = Some(format!(
+                            "add `{} = $.{}`, or make it optional in the model",
+                            f.name, f.name
+                        ));
                         ok = false;
                     }
                 }
@@ -569,8 +914,15 @@ impl<'e> Ctx<'e> {
 
     pub(super) fn unknown_type(&mut self, name: &ast::Ident) {
         let help = did_you_mean(&name.name, Type::ALL.iter().map(|(n, _)| *n));
-        self.error(codes::UNKNOWN_TYPE, format!("unknown type `{}`", name.name), name.span, "unknown type")
-            .help = help.or_else(|| Some("the types are: string, int, float, decimal, bool, datetime, json".into()));
+        self.error(
+            codes::UNKNOWN_TYPE,
+            format!("unknown type `{}`", name.name),
+            name.span,
+            "unknown type",
+        )
+        .help = help.or_else(|| {
+            Some("the types are: string, int, float, decimal, bool, datetime, json".into())
+        });
     }
 
     fn key(&mut self, e: &ast::Expr, fields: &[FieldInfo], owner: &str) -> Option<Vec<String>> {
@@ -587,55 +939,114 @@ impl<'e> Ctx<'e> {
             };
             match fields.iter().find(|f| f.name == ident.name) {
                 Some(f) if f.optional => {
-                    self.error(codes::INVALID_KEY, format!("key field `{}` is optional", f.name), ident.span, "may be null")
-                        .help = Some("a key must always be there: make the field required".into());
+                    self.error(
+                        codes::INVALID_KEY,
+                        format!("key field `{}` is optional", f.name),
+                        ident.span,
+                        "may be null",
+                    )
+                    .help = Some("a key must always be there: make the field required".into());
                     ok = false;
                 }
                 Some(f) if f.ty == Type::Json => {
-                    self.error(codes::INVALID_KEY, format!("key field `{}` is json", f.name), ident.span, "not a scalar");
+                    self.error(
+                        codes::INVALID_KEY,
+                        format!("key field `{}` is json", f.name),
+                        ident.span,
+                        "not a scalar",
+                    );
                     ok = false;
                 }
                 Some(f) => out.push(f.name.clone()),
                 None => {
                     let help = did_you_mean(&ident.name, fields.iter().map(|f| f.name.as_str()));
-                    self.error(codes::INVALID_KEY, format!("{owner} has no field `{}` for its key", ident.name), ident.span, "unknown field").help = help;
+                    self.error(
+                        codes::INVALID_KEY,
+                        format!("{owner} has no field `{}` for its key", ident.name),
+                        ident.span,
+                        "unknown field",
+                    )
+                    .help = help;
                     ok = false;
                 }
             }
         }
         if out.is_empty() && ok {
-            self.error(codes::INVALID_KEY, "a key needs at least one field", e.span, "empty key");
+            self.error(
+                codes::INVALID_KEY,
+                "a key needs at least one field",
+                e.span,
+                "empty key",
+            );
             ok = false;
         }
         ok.then_some(out)
     }
 
-    fn incremental(&mut self, block: &ast::Block, fields: &[FieldInfo], owner: &str) -> Option<Incremental> {
-        let props = self.props(block, &["cursor", "param", "order", "start"], &format!("`incremental` of {owner}"));
+    fn incremental(
+        &mut self,
+        block: &ast::Block,
+        fields: &[FieldInfo],
+        owner: &str,
+    ) -> Option<Incremental> {
+        let props = self.props(
+            block,
+            &["cursor", "param", "order", "start"],
+            &format!("`incremental` of {owner}"),
+        );
         let cursor_field = match props.get("cursor") {
             Some(stmt) => {
-                let ident = self.stmt_expr(stmt).and_then(|e| self.bare_name(e, "`cursor`"));
+                let ident = self
+                    .stmt_expr(stmt)
+                    .and_then(|e| self.bare_name(e, "`cursor`"));
                 ident.and_then(|ident| match fields.iter().find(|f| f.name == ident.name) {
                     Some(f) if f.optional => {
-                        self.error(codes::INVALID_CURSOR, format!("cursor field `{}` is optional", f.name), ident.span, "may be null")
-                            .help = Some("a cursor must always be there: make the field required".into());
+                        self.error(
+                            codes::INVALID_CURSOR,
+                            format!("cursor field `{}` is optional", f.name),
+                            ident.span,
+                            "may be null",
+                        )
+                        .help =
+                            Some("a cursor must always be there: make the field required".into());
                         None
                     }
                     Some(f) if matches!(f.ty, Type::Json | Type::Bool) => {
-                        self.error(codes::INVALID_CURSOR, format!("cursor field `{}` is {}, which has no order", f.name, f.ty.name()), ident.span, "not orderable");
+                        self.error(
+                            codes::INVALID_CURSOR,
+                            format!(
+                                "cursor field `{}` is {}, which has no order",
+                                f.name,
+                                f.ty.name()
+                            ),
+                            ident.span,
+                            "not orderable",
+                        );
                         None
                     }
                     Some(f) => Some(f.clone()),
                     None => {
-                        let help = did_you_mean(&ident.name, fields.iter().map(|f| f.name.as_str()));
-                        self.error(codes::INVALID_CURSOR, format!("{owner} has no field `{}` for its cursor", ident.name), ident.span, "unknown field").help = help;
+                        let help =
+                            did_you_mean(&ident.name, fields.iter().map(|f| f.name.as_str()));
+                        self.error(
+                            codes::INVALID_CURSOR,
+                            format!("{owner} has no field `{}` for its cursor", ident.name),
+                            ident.span,
+                            "unknown field",
+                        )
+                        .help = help;
                         None
                     }
                 })
             }
             None => {
-                self.error(codes::MISSING_PROPERTY, "`incremental` needs a `cursor`", block.span, "no `cursor`")
-                    .help = Some("name the field that grows, like `cursor = updated_at`".into());
+                self.error(
+                    codes::MISSING_PROPERTY,
+                    "`incremental` needs a `cursor`",
+                    block.span,
+                    "no `cursor`",
+                )
+                .help = Some("name the field that grows, like `cursor = updated_at`".into());
                 None
             }
         };
@@ -650,7 +1061,13 @@ impl<'e> Ctx<'e> {
                 Some("oldest_first") => Some(false),
                 Some(other) => {
                     let help = did_you_mean(other, ["newest_first", "oldest_first"]);
-                    self.error(codes::INVALID_VALUE, format!("unknown order `{other}`"), e.span, "expected `newest_first` or `oldest_first`").help = help;
+                    self.error(
+                        codes::INVALID_VALUE,
+                        format!("unknown order `{other}`"),
+                        e.span,
+                        "expected `newest_first` or `oldest_first`",
+                    )
+                    .help = help;
                     None
                 }
                 None => None,
@@ -662,17 +1079,34 @@ impl<'e> Ctx<'e> {
             Some(Some(e)) => {
                 let lit = match &e.kind {
                     ExprKind::Str(s) => Some(Lit::Str(s.clone())),
-                    ExprKind::Number(n) => n.parse::<i64>().ok().map(Lit::Int).or_else(|| n.parse().ok().map(Lit::Decimal)),
+                    ExprKind::Number(n) => n
+                        .parse::<i64>()
+                        .ok()
+                        .map(Lit::Int)
+                        .or_else(|| n.parse().ok().map(Lit::Decimal)),
                     _ => None,
                 };
                 match (lit, &cursor_field) {
                     (Some(Lit::Str(s)), Some(f)) if !super::expr::convertible_literal(&s, f.ty) => {
-                        self.error(codes::TYPE_MISMATCH, format!("`start` \"{s}\" does not convert to the cursor's type {}", f.ty.name()), e.span, "does not convert");
+                        self.error(
+                            codes::TYPE_MISMATCH,
+                            format!(
+                                "`start` \"{s}\" does not convert to the cursor's type {}",
+                                f.ty.name()
+                            ),
+                            e.span,
+                            "does not convert",
+                        );
                         None
                     }
                     (Some(l), _) => Some(Some(l)),
                     (None, _) => {
-                        self.error(codes::INVALID_VALUE, "`start` must be a string or a number", e.span, "expected a literal");
+                        self.error(
+                            codes::INVALID_VALUE,
+                            "`start` must be a string or a number",
+                            e.span,
+                            "expected a literal",
+                        );
                         None
                     }
                 }
@@ -681,7 +1115,12 @@ impl<'e> Ctx<'e> {
             None => Some(None),
         };
         let (cursor, param, newest_first, start) = (cursor_field?, param?, newest_first?, start?);
-        Some(Incremental { cursor: cursor.name, param, newest_first, start })
+        Some(Incremental {
+            cursor: cursor.name,
+            param,
+            newest_first,
+            start,
+        })
     }
 }
 
@@ -691,5 +1130,7 @@ pub fn validate_cron(text: &str) -> Result<(), String> {
     if fields != 5 {
         return Err(format!("expected 5 fields, found {fields}"));
     }
-    text.parse::<croner::Cron>().map(|_| ()).map_err(|e| e.to_string())
+    text.parse::<croner::Cron>()
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }

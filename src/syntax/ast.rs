@@ -155,7 +155,10 @@ pub enum ExprKind {
     Path(String),
     /// `[a, b]`; items may be named (`[day = day(created_at)]`) where a property allows it.
     List(Vec<Arg>),
-    Call { name: Ident, args: Vec<Arg> },
+    Call {
+        name: Ident,
+        args: Vec<Arg>,
+    },
     /// A name or dotted name: `id`, `newest_first`, `parent.id`.
     Name(Vec<Ident>),
     Unary(UnaryOp, Box<Expr>),

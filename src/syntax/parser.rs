@@ -169,7 +169,10 @@ impl Builder {
 
     fn source(&mut self, pair: Pair<Rule>) -> Source {
         let span = span_of(&pair);
-        let mut inner = pair.into_inner().filter(|p| p.as_rule() != Rule::kw_from).skip(1);
+        let mut inner = pair
+            .into_inner()
+            .filter(|p| p.as_rule() != Rule::kw_from)
+            .skip(1);
         let name = self.ident(inner.next().expect("grammar: source name"));
         let service = self.ident(inner.next().expect("grammar: source service"));
         let body = self.block(inner.next().expect("grammar: source block"));
@@ -246,9 +249,9 @@ impl Builder {
                 let ty = self.type_ref(parts.next().expect("grammar: type"));
                 StmtValue::Typed(ty, self.expr(parts.next().expect("grammar: value")))
             }
-            _ => StmtValue::Expr(
-                self.expr(value_pair.into_inner().next().expect("grammar: value")),
-            ),
+            _ => {
+                StmtValue::Expr(self.expr(value_pair.into_inner().next().expect("grammar: value")))
+            }
         };
         Stmt { name, value, span }
     }
@@ -310,7 +313,10 @@ impl Builder {
         let kind = match pair.as_rule() {
             Rule::paren => {
                 let inner = self.expr(pair.into_inner().next().expect("grammar: paren"));
-                return Expr { kind: inner.kind, span };
+                return Expr {
+                    kind: inner.kind,
+                    span,
+                };
             }
             Rule::list => ExprKind::List(pair.into_inner().map(|a| self.arg(a)).collect()),
             Rule::call => {
@@ -510,7 +516,11 @@ mod tests {
             ExprKind::Binary(op, l, r) => format!("({} {} {})", show(l), op.symbol(), show(r)),
             ExprKind::Unary(UnaryOp::Neg, x) => format!("(-{})", show(x)),
             ExprKind::Unary(UnaryOp::Not, x) => format!("(not {})", show(x)),
-            ExprKind::Name(parts) => parts.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join("."),
+            ExprKind::Name(parts) => parts
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join("."),
             ExprKind::Number(n) => n.clone(),
             ExprKind::Path(p) => p.clone(),
             ExprKind::Str(s) => format!("{s:?}"),
@@ -536,7 +546,10 @@ mod tests {
     #[test]
     fn precedence() {
         assert_eq!(show(&expr_of("a + b * c")), "(a + (b * c))");
-        assert_eq!(show(&expr_of("a or b and not c == d")), "(a or (b and (not (c == d))))");
+        assert_eq!(
+            show(&expr_of("a or b and not c == d")),
+            "(a or (b and (not (c == d))))"
+        );
         assert_eq!(show(&expr_of("$.a ?? \"x\" == y")), "(($.a ?? \"x\") == y)");
         assert_eq!(show(&expr_of("-a - -b")), "((-a) - (-b))");
         assert_eq!(show(&expr_of("note and order")), "(note and order)");
@@ -572,7 +585,11 @@ mod tests {
     fn syntax_error_says_what_was_expected() {
         let (file, errors) = parse("service s { base_url = }");
         assert!(file.is_none());
-        assert!(errors[0].message.starts_with("expected a value"), "{}", errors[0].message);
+        assert!(
+            errors[0].message.starts_with("expected a value"),
+            "{}",
+            errors[0].message
+        );
         assert_eq!(errors[0].span.start, 23);
     }
 }
