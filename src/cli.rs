@@ -22,12 +22,76 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
         format: CheckFormat,
     },
+    /// Run a pipeline: poll its sources on their schedules into its sinks
+    Run {
+        file: PathBuf,
+        /// Run every scheduled source one full time, deliver everything, and exit
+        #[arg(long)]
+        once: bool,
+        /// Do not reload the pipeline when the file changes
+        #[arg(long)]
+        no_watch: bool,
+        /// Where state and sled sinks live (default: .hamstr/ beside the file)
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Print what a sled sink holds, or a source's rejected records
+    Dump {
+        file: PathBuf,
+        name: String,
+        #[arg(long, value_enum, default_value_t = DumpFormat::Jsonl)]
+        format: DumpFormat,
+        /// The rejected records of source NAME
+        #[arg(long)]
+        rejected: bool,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Per source: watermark, records seen, last run, last error
+    State {
+        file: PathBuf,
+        /// Forget everything about this source (it collects from scratch next run)
+        #[arg(long)]
+        reset: Option<String>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Print the compiled dataflow graph
+    Graph {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+    },
+    /// Start the bundled demo restaurant API and collect from it
+    Demo {
+        /// Port of the demo API on 127.0.0.1
+        #[arg(long, default_value_t = 8700)]
+        port: u16,
+        /// Where the demo keeps its data (default: a fresh temporary folder)
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Stop after this many seconds (default: run until Ctrl-C)
+        #[arg(long)]
+        seconds: Option<u64>,
+    },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CheckFormat {
     Human,
     Json,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DumpFormat {
+    Jsonl,
+    Csv,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GraphFormat {
+    Dot,
+    Mermaid,
 }
 
 /// How a command ended, as an exit code.

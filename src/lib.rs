@@ -4,7 +4,13 @@
 //! text → [`syntax`] (spanned AST) → [`check`] (diagnostics and a checked pipeline).
 
 pub mod check;
+pub mod commands;
 pub mod demo;
+pub mod demo_run;
+pub mod nodes;
+pub mod plan;
+pub mod runtime;
+pub mod state;
 pub mod syntax;
 
 /// Reads a pipeline file as UTF-8 text, with an error a person can act on.

@@ -1,20 +1,103 @@
-//! The `hamstr` binary: parses arguments and hands each command to the library.
+//! The `hamstr` binary: parses arguments, hands each command to the library, and turns
+//! the outcome into an exit code.
 
 mod cli;
 
 use clap::Parser;
-use cli::{CheckFormat, Cli, Command, Outcome};
+use cli::{CheckFormat, Cli, Command, DumpFormat, GraphFormat, Outcome};
+use hamstr::commands;
 use std::io::IsTerminal;
+use std::path::Path;
 
 fn main() {
     let cli = Cli::parse();
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    init_logs(color);
     let outcome = match cli.command {
-        Command::Check { file, format } => check(&file, format),
+        Command::Check { file, format } => check(&file, format, color),
+        Command::Run {
+            file,
+            once,
+            no_watch: _,
+            data_dir,
+        } => run(&file, once, data_dir.as_deref(), color),
+        Command::Dump {
+            file,
+            name,
+            format,
+            rejected,
+            data_dir,
+        } => with_store(&file, data_dir.as_deref(), color, |loaded, store| {
+            commands::dump(loaded, store, &name, rejected, format == DumpFormat::Csv)
+                .map(|out| print!("{out}"))
+        }),
+        Command::State {
+            file,
+            reset,
+            data_dir,
+        } => with_store(&file, data_dir.as_deref(), color, |loaded, store| {
+            if let Some(source) = reset {
+                if !loaded.pipeline.sources.contains_key(&source) {
+                    return Err(format!("no source named `{source}`"));
+                }
+                store.reset(&source).map_err(|e| e.to_string())?;
+                eprintln!("source `{source}` was reset: it collects from scratch on its next run");
+            }
+            commands::state(loaded, store).map(|out| print!("{out}"))
+        }),
+        Command::Graph { file, format } => match commands::load(&file, color) {
+            Ok(loaded) => {
+                let plan = hamstr::plan::Plan::new(&loaded.pipeline);
+                print!(
+                    "{}",
+                    if format == GraphFormat::Dot {
+                        plan.to_dot()
+                    } else {
+                        plan.to_mermaid()
+                    }
+                );
+                Outcome::Ok
+            }
+            Err(e) => fail(&e),
+        },
+        Command::Demo {
+            port,
+            data_dir,
+            seconds,
+        } => match hamstr::demo_run::demo(port, data_dir, seconds) {
+            Ok(()) => Outcome::Ok,
+            Err(e) => {
+                eprintln!("error: {e}");
+                Outcome::Failed
+            }
+        },
     };
     std::process::exit(outcome.code());
 }
 
-fn check(file: &std::path::Path, format: CheckFormat) -> Outcome {
+fn init_logs(color: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("hamstr=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(color)
+        .with_target(false)
+        .try_init();
+}
+
+/// Pipeline errors are printed as diagnostics (exit 1); I/O errors are one line (exit 2).
+fn fail(e: &str) -> Outcome {
+    if e.contains("hamstr::") {
+        eprint!("{e}");
+        Outcome::Failed
+    } else {
+        eprintln!("error: {e}");
+        Outcome::Usage
+    }
+}
+
+fn check(file: &Path, format: CheckFormat, color: bool) -> Outcome {
     let text = match hamstr::read_pipeline(file) {
         Ok(t) => t,
         Err(e) => {
@@ -28,15 +111,70 @@ fn check(file: &std::path::Path, format: CheckFormat) -> Outcome {
     let report = &checked.report;
     match format {
         CheckFormat::Json => println!("{}", report.to_json()),
-        CheckFormat::Human => {
-            let stderr = std::io::stderr();
-            let color = stderr.is_terminal() && std::env::var_os("NO_COLOR").is_none();
-            eprint!("{}", report.render(color, 100));
-        }
+        CheckFormat::Human => eprint!("{}", report.render(color, 100)),
     }
     if report.errors() > 0 {
         Outcome::Failed
     } else {
         Outcome::Ok
+    }
+}
+
+fn run(file: &Path, once: bool, data_dir: Option<&Path>, color: bool) -> Outcome {
+    let loaded = match commands::load(file, color) {
+        Ok(l) => l,
+        Err(e) => return fail(&e),
+    };
+    let dir = commands::data_dir(&loaded, data_dir);
+    let store = match commands::open_store(&dir) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    match commands::run(&loaded, store, once) {
+        Ok(report) => {
+            if once {
+                eprint!("{}", commands::summary(&report));
+            }
+            if once && report.failed() {
+                Outcome::Failed
+            } else {
+                Outcome::Ok
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Outcome::Failed
+        }
+    }
+}
+
+fn with_store(
+    file: &Path,
+    data_dir: Option<&Path>,
+    color: bool,
+    f: impl FnOnce(&commands::Loaded, &dyn hamstr::state::StateStore) -> Result<(), String>,
+) -> Outcome {
+    let loaded = match commands::load(file, color) {
+        Ok(l) => l,
+        Err(e) => return fail(&e),
+    };
+    let dir = commands::data_dir(&loaded, data_dir);
+    if !dir.exists() {
+        eprintln!(
+            "error: no data directory at `{}`: nothing has run yet",
+            dir.display()
+        );
+        return Outcome::Usage;
+    }
+    let store = match commands::open_store(&dir) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    match f(&loaded, store.as_ref()) {
+        Ok(()) => Outcome::Ok,
+        Err(e) => {
+            eprintln!("error: {e}");
+            Outcome::Usage
+        }
     }
 }

@@ -1,0 +1,618 @@
+//! The extract node: turns a page's JSON items into typed records (spec §4), rejects
+//! what does not convert, emits only new or changed keys (§5.2), applies `where`, hands
+//! each page to the sinks, and commits keys and watermark once every sink has it.
+
+use super::eval::{Compiled, Env, Path};
+use super::value::{write_record, Record, Val};
+use crate::check::{Source, Type};
+use crate::state::{KeyEntry, PageCommit, SourceMeta, StateStore};
+use serde_json::Value as Json;
+use std::cmp::Ordering;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// How one source's items become records.
+pub struct Extractor {
+    pub names: Arc<Vec<String>>,
+    fields: Vec<(Type, bool, Compiled)>,
+    key: Vec<usize>,
+    cursor: Option<(usize, Type)>,
+    filter: Option<Compiled>,
+    records: Records,
+}
+
+enum Records {
+    /// The body is the array.
+    Body,
+    /// `$.a.b[*]`: walk to the array and take it.
+    Array(Vec<crate::check::PathStep>),
+    General(Path),
+}
+
+impl Extractor {
+    pub fn new(src: &Source) -> Extractor {
+        let names: Vec<String> = src.fields.iter().map(|f| f.name.clone()).collect();
+        let index = |n: &str| names.iter().position(|x| x == n);
+        let fields = src
+            .fields
+            .iter()
+            .map(|f| (f.ty, f.optional, Compiled::new(&f.expr, &|_| None)))
+            .collect();
+        let key = src.key.iter().filter_map(|k| index(k)).collect();
+        let cursor = src
+            .incremental
+            .as_ref()
+            .and_then(|i| index(&i.cursor).map(|at| (at, src.fields[at].ty)));
+        let filter = src.filter.as_ref().map(|f| Compiled::new(f, &index));
+        let records = match &src.records {
+            None => Records::Body,
+            Some(p) => match p
+                .text
+                .strip_suffix("[*]")
+                .and_then(|prefix| jsonpath_rust::parser::parse_json_path(prefix).ok())
+            {
+                Some(q) => {
+                    use jsonpath_rust::parser::model::{Segment, Selector};
+                    let steps: Option<Vec<_>> = q
+                        .segments
+                        .iter()
+                        .map(|s| match s {
+                            Segment::Selector(Selector::Name(n)) => {
+                                Some(crate::check::PathStep::Name(n.clone()))
+                            }
+                            Segment::Selector(Selector::Index(i)) => {
+                                Some(crate::check::PathStep::Index(*i))
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    match steps {
+                        Some(steps) => Records::Array(steps),
+                        None => Records::General(Path::compile(p)),
+                    }
+                }
+                None => Records::General(Path::compile(p)),
+            },
+        };
+        Extractor {
+            names: Arc::new(names),
+            fields,
+            key,
+            cursor,
+            filter,
+            records,
+        }
+    }
+
+    /// Takes the record items out of a response body.
+    pub fn items(&self, body: Json) -> Result<Vec<Json>, String> {
+        match &self.records {
+            Records::Body => match body {
+                Json::Array(items) => Ok(items),
+                _ => Err("the response body is not an array: set `records` to the path of the records, like `records = $.data[*]`".into()),
+            },
+            Records::Array(steps) => {
+                let mut body = body;
+                let mut v = &mut body;
+                for step in steps {
+                    v = match (step, v) {
+                        (crate::check::PathStep::Name(n), Json::Object(m)) => match m.get_mut(n) {
+                            Some(x) => x,
+                            None => return Ok(Vec::new()),
+                        },
+                        (crate::check::PathStep::Index(i), Json::Array(a)) => {
+                            let idx = if *i < 0 { a.len().checked_sub(i.unsigned_abs() as usize) } else { Some(*i as usize) };
+                            match idx.and_then(|i| a.get_mut(i)) {
+                                Some(x) => x,
+                                None => return Ok(Vec::new()),
+                            }
+                        }
+                        _ => return Ok(Vec::new()),
+                    };
+                }
+                Ok(match std::mem::take(v) {
+                    Json::Array(items) => items,
+                    Json::Object(m) => m.into_iter().map(|(_, v)| v).collect(),
+                    _ => Vec::new(),
+                })
+            }
+            Records::General(p) => Ok(p.select(&body).into_iter().cloned().collect()),
+        }
+    }
+
+    /// How many record items a body holds, without taking them out.
+    pub fn count(&self, body: &Json) -> Result<usize, String> {
+        match &self.records {
+            Records::Body => match body {
+                Json::Array(items) => Ok(items.len()),
+                _ => Err("the response body is not an array: set `records` to the path of the records, like `records = $.data[*]`".into()),
+            },
+            Records::Array(steps) => Ok(match super::eval::walk(body, steps) {
+                Some(Json::Array(a)) => a.len(),
+                Some(Json::Object(m)) => m.len(),
+                _ => 0,
+            }),
+            Records::General(p) => Ok(p.select(body).len()),
+        }
+    }
+
+    /// Builds a record, or says why not (with the key when it could be read).
+    pub fn record(
+        &self,
+        item: &Json,
+        parent: Option<&serde_json::Map<String, Json>>,
+    ) -> Result<Record, (String, Option<Vec<u8>>, Option<Val>)> {
+        let env = Env {
+            item: Some(item),
+            parent,
+            fields: &[],
+        };
+        let mut values = Vec::with_capacity(self.fields.len());
+        let mut error: Option<String> = None;
+        for ((ty, optional, expr), name) in self.fields.iter().zip(self.names.iter()) {
+            let v = match expr.eval(&env).and_then(|v| v.convert(*ty)) {
+                Ok(Val::Null) if !optional => {
+                    error.get_or_insert_with(|| {
+                        format!("required field `{name}` is missing or null")
+                    });
+                    Val::Null
+                }
+                Ok(v) => v,
+                Err(e) => {
+                    error.get_or_insert_with(|| format!("field `{name}`: {e}"));
+                    Val::Null
+                }
+            };
+            values.push(v);
+        }
+        let record = Record { values };
+        match error {
+            None => Ok(record),
+            Some(e) => {
+                let key_ok = self.key.iter().all(|&i| !record.values[i].is_null());
+                let key = (key_ok && !self.key.is_empty()).then(|| self.key_of(&record));
+                let cursor = self.cursor_of(&record).filter(|c| !c.is_null()).cloned();
+                Err((e, key, cursor))
+            }
+        }
+    }
+
+    pub fn key_of(&self, r: &Record) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (n, &i) in self.key.iter().enumerate() {
+            if n > 0 {
+                out.push(0x1f);
+            }
+            out.extend_from_slice(r.values[i].to_text().as_bytes());
+        }
+        out
+    }
+
+    pub fn is_keyed(&self) -> bool {
+        !self.key.is_empty()
+    }
+
+    pub fn cursor_of<'a>(&self, r: &'a Record) -> Option<&'a Val> {
+        self.cursor.map(|(i, _)| &r.values[i])
+    }
+
+    /// The cursor of a raw item, for a newest-first source's early stop.
+    pub fn item_cursor(
+        &self,
+        item: &Json,
+        parent: Option<&serde_json::Map<String, Json>>,
+    ) -> Option<Val> {
+        let (i, ty) = self.cursor?;
+        let env = Env {
+            item: Some(item),
+            parent,
+            fields: &[],
+        };
+        self.fields[i]
+            .2
+            .eval(&env)
+            .ok()?
+            .convert(ty)
+            .ok()
+            .filter(|v| !v.is_null())
+    }
+
+    /// A stored watermark as a value of the cursor's type.
+    pub fn cursor_value(&self, json: &Json) -> Option<Val> {
+        let (_, ty) = self.cursor?;
+        Val::from_json(json)
+            .convert(ty)
+            .ok()
+            .filter(|v| !v.is_null())
+    }
+
+    pub fn passes(&self, r: &Record) -> bool {
+        match &self.filter {
+            None => true,
+            Some(f) => f.test(&Env {
+                item: None,
+                parent: None,
+                fields: &r.values,
+            }),
+        }
+    }
+}
+
+/// A record on its way to the sinks.
+#[derive(Debug, Clone)]
+pub struct Emitted {
+    pub key: Option<Vec<u8>>,
+    pub json: Vec<u8>,
+    pub record: Record,
+}
+
+/// A page's emitted records, handed to every sink of the source.
+pub struct Batch {
+    pub source: Arc<str>,
+    pub names: Arc<Vec<String>>,
+    pub records: Arc<Vec<Emitted>>,
+    pub page: u64,
+    pub ack: mpsc::UnboundedSender<Ack>,
+}
+
+#[derive(Debug)]
+pub struct Ack {
+    pub page: u64,
+    pub ok: bool,
+}
+
+/// One page of items fetched by a source node.
+pub struct Page {
+    pub items: Vec<Json>,
+    pub parent: Option<Arc<serde_json::Map<String, Json>>>,
+}
+
+/// What a run's end reports back to the source node.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    pub pages: u64,
+    pub records: u64,
+    pub emitted: u64,
+    pub rejected: u64,
+    pub committed: bool,
+}
+
+pub enum SourceMsg {
+    RunStart,
+    Page(Page),
+    RunEnd {
+        complete: bool,
+        error: Option<String>,
+        child_of: Option<Vec<u8>>,
+        done: oneshot::Sender<RunSummary>,
+    },
+}
+
+/// The running extract node of one source.
+pub struct ExtractNode {
+    pub source: Arc<str>,
+    pub ex: Arc<Extractor>,
+    pub store: Arc<dyn StateStore>,
+    pub sinks: Vec<mpsc::Sender<Batch>>,
+    /// Child sources fed by this one, and how to wake them.
+    pub children: Vec<(String, mpsc::Sender<()>)>,
+    pub incremental: bool,
+    pub newest_first: bool,
+}
+
+struct Pending {
+    page: u64,
+    remaining: usize,
+    commit: PageCommit,
+    max_cursor: Option<Val>,
+    seen: u64,
+    emitted: u64,
+    rejected: u64,
+}
+
+struct RunState {
+    start_watermark: Option<Val>,
+    max_cursor: Option<Val>,
+    broken: bool,
+    keys: HashMap<Vec<u8>, u64>,
+    summary: RunSummary,
+    end: Option<(
+        bool,
+        Option<String>,
+        Option<Vec<u8>>,
+        oneshot::Sender<RunSummary>,
+    )>,
+}
+
+impl ExtractNode {
+    pub async fn run(self, mut rx: mpsc::Receiver<SourceMsg>) {
+        let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<Ack>();
+        let mut meta = match self.store.meta(&self.source) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(source = %self.source, error = %e, "cannot read the source's state");
+                SourceMeta::default()
+            }
+        };
+        let mut pending: VecDeque<Pending> = VecDeque::new();
+        let mut run = self.new_run(&meta);
+        let mut next_page = 0u64;
+        let mut open = true;
+        while open || !pending.is_empty() || run.end.is_some() {
+            tokio::select! {
+                msg = rx.recv(), if open => match msg {
+                    None => open = false,
+                    Some(SourceMsg::RunStart) => {
+                        meta = self.store.meta(&self.source).unwrap_or(meta);
+                        run = self.new_run(&meta);
+                    }
+                    Some(SourceMsg::Page(page)) => {
+                        next_page += 1;
+                        let p = self.page(page, next_page, &mut run, &meta, &ack_tx).await;
+                        pending.push_back(p);
+                    }
+                    Some(SourceMsg::RunEnd { complete, error, child_of, done }) => run.end = Some((complete, error, child_of, done)),
+                },
+                ack = ack_rx.recv(), if !pending.is_empty() => {
+                    if let Some(ack) = ack {
+                        if let Some(p) = pending.iter_mut().find(|p| p.page == ack.page) {
+                            p.remaining = p.remaining.saturating_sub(1);
+                            if !ack.ok {
+                                run.broken = true;
+                            }
+                        }
+                    }
+                }
+            }
+            while pending.front().is_some_and(|p| p.remaining == 0) {
+                let Some(p) = pending.pop_front() else { break };
+                self.commit(p, &mut run, &mut meta);
+            }
+            if pending.is_empty() && run.end.is_some() {
+                self.finish(&mut run, &mut meta);
+            }
+            if !open && pending.is_empty() {
+                break;
+            }
+        }
+    }
+
+    fn new_run(&self, meta: &SourceMeta) -> RunState {
+        RunState {
+            start_watermark: meta
+                .watermark
+                .as_ref()
+                .and_then(|w| self.ex.cursor_value(w)),
+            max_cursor: None,
+            broken: false,
+            keys: HashMap::new(),
+            summary: RunSummary::default(),
+            end: None,
+        }
+    }
+
+    async fn page(
+        &self,
+        page: Page,
+        id: u64,
+        run: &mut RunState,
+        meta: &SourceMeta,
+        ack: &mpsc::UnboundedSender<Ack>,
+    ) -> Pending {
+        let mut commit = PageCommit::default();
+        let mut emitted = Vec::new();
+        let mut max_cursor: Option<Val> = None;
+        let (mut seen, mut rejected) = (0u64, 0u64);
+        let parent = page.parent.as_deref();
+        let keyed = self.ex.is_keyed();
+        let raise = |c: &Val, max: &mut Option<Val>| {
+            if max
+                .as_ref()
+                .is_none_or(|m| c.compare(m) == Some(Ordering::Greater))
+            {
+                *max = Some(c.clone());
+            }
+        };
+        for item in &page.items {
+            seen += 1;
+            let record = match self.ex.record(item, parent) {
+                Ok(r) => r,
+                Err((reason, key, cursor)) => {
+                    rejected += 1;
+                    if let Some(c) = &cursor {
+                        raise(c, &mut max_cursor);
+                    }
+                    let id = key.unwrap_or_else(|| {
+                        self.store.next_id().unwrap_or(0).to_be_bytes().to_vec()
+                    });
+                    let entry = serde_json::json!({ "reason": reason, "item": item, "at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true) });
+                    commit.rejected.push((id, entry));
+                    continue;
+                }
+            };
+            let cursor = self.ex.cursor_of(&record).cloned();
+            if let Some(c) = &cursor {
+                raise(c, &mut max_cursor);
+                // Older than what was already collected: not new (equal ones are ties,
+                // settled by key below).
+                if run
+                    .start_watermark
+                    .as_ref()
+                    .is_some_and(|w| c.compare(w) == Some(Ordering::Less))
+                {
+                    continue;
+                }
+            }
+            let mut json = Vec::with_capacity(256);
+            write_record(&self.ex.names, &record, &mut json);
+            let key = keyed.then(|| self.ex.key_of(&record));
+            if let Some(k) = &key {
+                let fp = xxhash_rust::xxh3::xxh3_64(&json);
+                let known = match run.keys.get(k) {
+                    Some(f) => Some(*f),
+                    None => self
+                        .store
+                        .key(&self.source, k)
+                        .ok()
+                        .flatten()
+                        .map(|e| e.fingerprint),
+                };
+                if known == Some(fp) {
+                    continue;
+                }
+                run.keys.insert(k.clone(), fp);
+                commit.keys.push((
+                    k.clone(),
+                    KeyEntry {
+                        fingerprint: fp,
+                        cursor: cursor.as_ref().map(Val::to_json),
+                    },
+                ));
+                if meta.rejected > 0 {
+                    commit.unrejected.push(k.clone());
+                }
+            }
+            if !self.ex.passes(&record) {
+                continue;
+            }
+            if !self.children.is_empty() {
+                let obj: Json = serde_json::from_slice(&json).unwrap_or(Json::Null);
+                let ckey = key
+                    .clone()
+                    .unwrap_or_else(|| self.store.next_id().unwrap_or(0).to_be_bytes().to_vec());
+                for (child, _) in &self.children {
+                    commit
+                        .child_requests
+                        .push((child.clone(), ckey.clone(), obj.clone()));
+                }
+            }
+            emitted.push(Emitted { key, json, record });
+        }
+        let n_emitted = emitted.len() as u64;
+        let records = Arc::new(emitted);
+        let mut remaining = 0;
+        for sink in &self.sinks {
+            let batch = Batch {
+                source: self.source.clone(),
+                names: self.ex.names.clone(),
+                records: records.clone(),
+                page: id,
+                ack: ack.clone(),
+            };
+            if sink.send(batch).await.is_ok() {
+                remaining += 1;
+            } else {
+                run.broken = true;
+            }
+        }
+        Pending {
+            page: id,
+            remaining,
+            commit,
+            max_cursor,
+            seen,
+            emitted: n_emitted,
+            rejected,
+        }
+    }
+
+    fn commit(&self, p: Pending, run: &mut RunState, meta: &mut SourceMeta) {
+        run.summary.pages += 1;
+        run.summary.records += p.seen;
+        run.summary.emitted += p.emitted;
+        run.summary.rejected += p.rejected;
+        if run.broken {
+            return;
+        }
+        if let Some(c) = &p.max_cursor {
+            if run
+                .max_cursor
+                .as_ref()
+                .is_none_or(|m| c.compare(m) == Some(Ordering::Greater))
+            {
+                run.max_cursor = Some(c.clone());
+            }
+        }
+        let mut next = meta.clone();
+        next.records_seen += p.seen;
+        next.emitted += p.emitted;
+        next.rejected += p.rejected;
+        // Without newest-first, the watermark follows every committed page; with it,
+        // only a run seen to its end moves it (see `finish`).
+        if !self.newest_first {
+            if let Some(c) = &p.max_cursor {
+                let current = next
+                    .watermark
+                    .as_ref()
+                    .and_then(|w| self.ex.cursor_value(w));
+                if current.is_none_or(|w| c.compare(&w) == Some(Ordering::Greater)) {
+                    next.watermark = Some(c.to_json());
+                }
+            }
+        }
+        match self.store.commit(&self.source, &p.commit, &next) {
+            Ok(()) => {
+                *meta = next;
+                if !p.commit.child_requests.is_empty() {
+                    for (_, wake) in &self.children {
+                        let _ = wake.try_send(());
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(source = %self.source, error = %e, "cannot commit a page");
+                run.broken = true;
+            }
+        }
+    }
+
+    fn finish(&self, run: &mut RunState, meta: &mut SourceMeta) {
+        let Some((complete, error, child_of, done)) = run.end.take() else {
+            return;
+        };
+        let committed = complete && !run.broken;
+        if committed && self.newest_first {
+            if let Some(c) = &run.max_cursor {
+                let current = meta
+                    .watermark
+                    .as_ref()
+                    .and_then(|w| self.ex.cursor_value(w));
+                if current.is_none_or(|w| c.compare(&w) == Some(Ordering::Greater)) {
+                    meta.watermark = Some(c.to_json());
+                }
+            }
+        }
+        if committed && self.incremental {
+            if let Some(w) = meta
+                .watermark
+                .as_ref()
+                .and_then(|w| self.ex.cursor_value(w))
+            {
+                let ex = self.ex.clone();
+                let below = move |c: &Json| {
+                    ex.cursor_value(c)
+                        .is_some_and(|c| c.compare(&w) == Some(Ordering::Less))
+                };
+                if let Err(e) = self.store.prune_keys(&self.source, &below) {
+                    tracing::warn!(source = %self.source, error = %e, "cannot prune keys below the watermark");
+                }
+            }
+        }
+        meta.runs += 1;
+        meta.last_run = Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        meta.last_error =
+            error.or_else(|| (!committed).then(|| "the run did not reach every sink".to_string()));
+        if let Err(e) = self.store.put_meta(&self.source, meta) {
+            tracing::error!(source = %self.source, error = %e, "cannot save the source's state");
+        }
+        if let (true, Some(parent_key)) = (committed, child_of) {
+            if let Err(e) = self.store.child_done(&self.source, &parent_key) {
+                tracing::error!(source = %self.source, error = %e, "cannot mark a child request done");
+            }
+        }
+        let mut summary = std::mem::take(&mut run.summary);
+        summary.committed = committed;
+        let _ = done.send(summary);
+    }
+}

@@ -1,0 +1,564 @@
+//! The HTTP client of one service: auth only on its own origin, a shared rate limit,
+//! concurrency limit and pause (Retry-After, RateLimit headers), timeouts, and retries
+//! with exponential backoff and jitter.
+
+use crate::check::{Auth, Service};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::Value as Json;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::Semaphore;
+use url::Url;
+
+/// A request a source wants to make.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub post: bool,
+    pub url: Url,
+    pub body: Option<Vec<u8>>,
+}
+
+/// A successful answer with a JSON body.
+#[derive(Debug)]
+pub struct Response {
+    pub url: Url,
+    pub headers: HeaderMap,
+    pub body: Json,
+    /// A hash of the raw body, to spot a page served twice.
+    pub body_hash: u64,
+}
+
+/// A request that failed for good; `message` holds no secret.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct FetchError {
+    pub message: String,
+    pub status: Option<u16>,
+}
+
+/// Replaces every secret in a text by `***`.
+#[derive(Debug, Clone, Default)]
+pub struct Masker {
+    secrets: Arc<Vec<String>>,
+}
+
+impl Masker {
+    pub fn new(mut secrets: Vec<String>) -> Self {
+        secrets.retain(|s| !s.is_empty());
+        // Longer first, so a secret containing another is masked whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        let encoded: Vec<String> = secrets
+            .iter()
+            .map(|s| {
+                percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string()
+            })
+            .filter(|e| !secrets.contains(e))
+            .collect();
+        secrets.extend(encoded);
+        Masker {
+            secrets: Arc::new(secrets),
+        }
+    }
+    pub fn mask(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in self.secrets.iter() {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), "***");
+            }
+        }
+        out
+    }
+    /// A URL with secrets masked, for logs.
+    pub fn url(&self, url: &Url) -> String {
+        self.mask(url.as_str())
+    }
+}
+
+pub struct ServiceClient {
+    pub name: String,
+    http: reqwest::Client,
+    pub base: Url,
+    auth: Auth,
+    headers: HeaderMap,
+    limiter: Option<DefaultDirectRateLimiter>,
+    concurrency: Semaphore,
+    timeout: Duration,
+    attempts: u32,
+    backoff: Duration,
+    max_backoff: Duration,
+    max_body: u64,
+    /// No request to this service starts before this instant (Retry-After, RateLimit).
+    pause_until: Mutex<Option<Instant>>,
+    pub masker: Masker,
+}
+
+/// The shared HTTP connection pool: redirects are handled here, not by reqwest, so the
+/// origin rule can be applied to them.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("hamstr/", env!("CARGO_PKG_VERSION")))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+impl ServiceClient {
+    pub fn new(
+        http: reqwest::Client,
+        svc: &Service,
+        masker: Masker,
+    ) -> Result<ServiceClient, String> {
+        let base = Url::parse(&svc.base_url)
+            .map_err(|e| format!("service `{}`: bad base_url: {e}", svc.name))?;
+        let mut headers = HeaderMap::new();
+        for (k, v) in &svc.headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| format!("service `{}`: `{k}` is not a valid header name", svc.name))?;
+            let mut value = HeaderValue::from_str(&v.value).map_err(|_| {
+                format!(
+                    "service `{}`: the value of header `{k}` is not valid",
+                    svc.name
+                )
+            })?;
+            value.set_sensitive(v.secret);
+            headers.insert(name, value);
+        }
+        let limiter = svc.rate_limit.and_then(|r| {
+            let per = Duration::from_millis(r.per_ms) / r.count.max(1);
+            Quota::with_period(per)
+                .map(|q| RateLimiter::direct(q.allow_burst(NonZeroU32::new(1).expect("one"))))
+        });
+        Ok(ServiceClient {
+            name: svc.name.clone(),
+            http,
+            base,
+            auth: svc.auth.clone(),
+            headers,
+            limiter,
+            concurrency: Semaphore::new(svc.concurrency.max(1) as usize),
+            timeout: Duration::from_millis(svc.timeout_ms),
+            attempts: svc.retry.attempts.max(1),
+            backoff: Duration::from_millis(svc.retry.backoff_ms),
+            max_backoff: Duration::from_millis(svc.retry.max_backoff_ms),
+            max_body: svc.max_body,
+            pause_until: Mutex::new(None),
+            masker,
+        })
+    }
+
+    pub fn same_origin(&self, url: &Url) -> bool {
+        url.origin() == self.base.origin()
+    }
+
+    /// Sends a request, retrying what may succeed later, until it gives JSON or fails
+    /// for good.
+    pub async fn fetch(
+        &self,
+        req: &Request,
+        stop: &crate::runtime::Stop,
+    ) -> Result<Response, FetchError> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let (error, retry_after) = match self.attempt(req).await {
+                Ok(resp) => return Ok(resp),
+                Err(Attempt::Fatal(e)) => return Err(e),
+                Err(Attempt::Retry(e, after)) => (e, after),
+            };
+            if attempt >= self.attempts || stop.is_stopping() {
+                return Err(FetchError {
+                    message: format!(
+                        "{} (gave up after {attempt} attempt{})",
+                        error.message,
+                        if attempt == 1 { "" } else { "s" }
+                    ),
+                    status: error.status,
+                });
+            }
+            let backoff = self.backoff_for(attempt);
+            let wait = retry_after.map_or(backoff, |a| {
+                a.max(backoff.min(a + Duration::from_millis(100)))
+            });
+            tracing::debug!(service = %self.name, attempt, wait_ms = wait.as_millis() as u64, error = %error.message, "retrying");
+            if let Some(after) = retry_after {
+                self.pause_for(after);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.stopped() => {}
+            }
+        }
+    }
+
+    fn backoff_for(&self, attempt: u32) -> Duration {
+        let exp = self.backoff.saturating_mul(1u32 << (attempt - 1).min(20));
+        let capped = exp.min(self.max_backoff);
+        let jitter = 0.5 + rand::random::<f64>() * 0.5;
+        capped.mul_f64(jitter)
+    }
+
+    fn pause_for(&self, d: Duration) {
+        let until = Instant::now() + d;
+        if let Ok(mut p) = self.pause_until.lock() {
+            if p.is_none_or(|cur| cur < until) {
+                *p = Some(until);
+            }
+        }
+    }
+
+    async fn wait_turn(&self) {
+        loop {
+            let until = self.pause_until.lock().ok().and_then(|p| *p);
+            match until {
+                Some(t) if t > Instant::now() => tokio::time::sleep_until(t.into()).await,
+                _ => break,
+            }
+        }
+        if let Some(l) = &self.limiter {
+            l.until_ready().await;
+        }
+    }
+
+    async fn attempt(&self, req: &Request) -> Result<Response, Attempt> {
+        self.wait_turn().await;
+        let _permit = self
+            .concurrency
+            .acquire()
+            .await
+            .map_err(|_| Attempt::fatal("the service is shutting down", None))?;
+        let mut url = req.url.clone();
+        for _hop in 0..5 {
+            let resp = self.send(&url, req).await?;
+            let status = resp.status();
+            self.note_rate_headers(resp.headers());
+            if status.is_redirection() {
+                let location = resp
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|l| l.to_str().ok())
+                    .and_then(|l| url.join(l).ok())
+                    .ok_or_else(|| {
+                        Attempt::fatal(
+                            format!("HTTP {status} without a usable Location"),
+                            Some(status.as_u16()),
+                        )
+                    })?;
+                if !self.same_origin(&location) {
+                    return Err(Attempt::fatal(
+                        format!("redirect to another origin ({}) not followed: credentials stay with {}", location.origin().ascii_serialization(), self.base.origin().ascii_serialization()),
+                        Some(status.as_u16()),
+                    ));
+                }
+                url = location;
+                continue;
+            }
+            if status.as_u16() == 429 || status.is_server_error() {
+                let after = retry_after(resp.headers());
+                return Err(Attempt::Retry(
+                    FetchError {
+                        message: format!("HTTP {status} from {}", self.masker.url(&url)),
+                        status: Some(status.as_u16()),
+                    },
+                    after,
+                ));
+            }
+            if !status.is_success() {
+                let body = self
+                    .read_body(resp, &url)
+                    .await
+                    .ok()
+                    .map(|b| {
+                        String::from_utf8_lossy(&b)
+                            .chars()
+                            .take(200)
+                            .collect::<String>()
+                    })
+                    .unwrap_or_default();
+                return Err(Attempt::fatal(
+                    format!(
+                        "HTTP {status} from {}: {}",
+                        self.masker.url(&url),
+                        self.masker.mask(body.trim())
+                    ),
+                    Some(status.as_u16()),
+                ));
+            }
+            let headers = resp.headers().clone();
+            let bytes = self.read_body(resp, &url).await?;
+            let body_hash = xxhash_rust::xxh3::xxh3_64(&bytes);
+            let body: Json = serde_json::from_slice(&bytes).map_err(|e| {
+                let what = if bytes.first().is_some_and(|b| *b == b'<') {
+                    "an HTML page, not JSON".to_string()
+                } else {
+                    format!("not valid JSON ({e})")
+                };
+                Attempt::Retry(
+                    FetchError {
+                        message: format!("the body from {} is {what}", self.masker.url(&url)),
+                        status: Some(status.as_u16()),
+                    },
+                    None,
+                )
+            })?;
+            return Ok(Response {
+                url,
+                headers,
+                body,
+                body_hash,
+            });
+        }
+        Err(Attempt::fatal("too many redirects", None))
+    }
+
+    async fn send(&self, url: &Url, req: &Request) -> Result<reqwest::Response, Attempt> {
+        let mut url = url.clone();
+        let on_origin = self.same_origin(&url);
+        if let (true, Auth::Query { name, value }) = (on_origin, &self.auth) {
+            if !url.query_pairs().any(|(k, _)| k == name.as_str()) {
+                url.query_pairs_mut().append_pair(name, &value.value);
+            }
+        }
+        let mut builder = if req.post {
+            self.http.post(url.clone())
+        } else {
+            self.http.get(url.clone())
+        };
+        builder = builder
+            .timeout(self.timeout)
+            .header(reqwest::header::ACCEPT, "application/json");
+        if on_origin {
+            builder = builder.headers(self.headers.clone());
+            builder = match &self.auth {
+                Auth::Bearer(t) => builder.bearer_auth(&t.value),
+                Auth::Basic(u, p) => builder.basic_auth(&u.value, Some(&p.value)),
+                Auth::Header { name, value } => {
+                    let mut v = HeaderValue::from_str(&value.value).map_err(|_| {
+                        Attempt::fatal("the api key is not a valid header value", None)
+                    })?;
+                    v.set_sensitive(true);
+                    builder.header(name.as_str(), v)
+                }
+                _ => builder,
+            };
+        }
+        if let Some(body) = &req.body {
+            builder = builder
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone());
+        }
+        builder.send().await.map_err(|e| {
+            let kind = if e.is_timeout() {
+                "timed out"
+            } else if e.is_connect() {
+                "could not connect"
+            } else {
+                "failed"
+            };
+            Attempt::Retry(
+                FetchError {
+                    message: format!(
+                        "request to {} {kind}: {}",
+                        self.masker.url(&req.url),
+                        self.masker.mask(&error_chain(&e.without_url()))
+                    ),
+                    status: None,
+                },
+                None,
+            )
+        })
+    }
+
+    /// Reads a body up to `max_body`; a larger one is refused without reading it all.
+    async fn read_body(&self, mut resp: reqwest::Response, url: &Url) -> Result<Vec<u8>, Attempt> {
+        let too_big = || {
+            Attempt::fatal(
+                format!(
+                    "the body from {} is larger than max_body ({} bytes)",
+                    self.masker.url(url),
+                    self.max_body
+                ),
+                None,
+            )
+        };
+        if resp.content_length().is_some_and(|n| n > self.max_body) {
+            return Err(too_big());
+        }
+        let mut out = Vec::with_capacity(
+            resp.content_length()
+                .unwrap_or(16 * 1024)
+                .min(self.max_body) as usize,
+        );
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    if out.len() as u64 + chunk.len() as u64 > self.max_body {
+                        return Err(too_big());
+                    }
+                    out.extend_from_slice(&chunk);
+                }
+                Ok(None) => return Ok(out),
+                Err(e) => {
+                    return Err(Attempt::Retry(
+                        FetchError {
+                            message: format!(
+                                "the body from {} was cut short: {}",
+                                self.masker.url(url),
+                                self.masker.mask(&error_chain(&e.without_url()))
+                            ),
+                            status: None,
+                        },
+                        None,
+                    ))
+                }
+            }
+        }
+    }
+
+    /// `RateLimit-Remaining: 0` (or the `X-RateLimit-*` forms) pauses the service until
+    /// the reset, before the API has to answer 429.
+    fn note_rate_headers(&self, headers: &HeaderMap) {
+        let get = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|n| headers.get(*n)?.to_str().ok()?.trim().parse::<f64>().ok())
+        };
+        let Some(remaining) = get(&["ratelimit-remaining", "x-ratelimit-remaining"]) else {
+            return;
+        };
+        if remaining > 0.0 {
+            return;
+        }
+        let Some(reset) = get(&["ratelimit-reset", "x-ratelimit-reset"]) else {
+            return;
+        };
+        // Large values are epoch seconds, small ones seconds from now.
+        let secs = if reset > 1_000_000_000.0 {
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            (reset - now).max(0.0)
+        } else {
+            reset
+        };
+        self.pause_for(Duration::from_secs_f64(secs.min(3600.0)));
+    }
+}
+
+enum Attempt {
+    Retry(FetchError, Option<Duration>),
+    Fatal(FetchError),
+}
+
+impl Attempt {
+    fn fatal(message: impl Into<String>, status: Option<u16>) -> Attempt {
+        Attempt::Fatal(FetchError {
+            message: message.into(),
+            status,
+        })
+    }
+}
+
+/// `Retry-After` in seconds or as an HTTP date.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs.min(3600)));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+            .min(Duration::from_secs(3600)),
+    )
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let t = s.to_string();
+        if !out.contains(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+        cur = s.source();
+    }
+    out
+}
+
+/// The `rel="next"` target of an RFC 8288 `Link` header.
+pub fn link_next(headers: &HeaderMap) -> Option<String> {
+    for value in headers.get_all(reqwest::header::LINK) {
+        let Ok(text) = value.to_str() else { continue };
+        let mut rest = text;
+        while let Some(open) = rest.find('<') {
+            let Some(close) = rest[open..].find('>') else {
+                break;
+            };
+            let target = &rest[open + 1..open + close];
+            let after = &rest[open + close + 1..];
+            let params_end = after.find('<').unwrap_or(after.len());
+            let params = &after[..params_end];
+            let is_next = params.split(';').any(|p| {
+                let p = p.trim().trim_end_matches(',').trim();
+                p.strip_prefix("rel=").is_some_and(|r| {
+                    r.trim_matches('"')
+                        .split_whitespace()
+                        .any(|r| r.eq_ignore_ascii_case("next"))
+                })
+            });
+            if is_next {
+                return Some(target.to_string());
+            }
+            rest = &after[params_end..];
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(reqwest::header::LINK, HeaderValue::from_static(r#"<https://a/x?page=1>; rel="prev", <https://a/x?page=3>; rel="next", <https://a/x?page=9>; rel="last""#));
+        assert_eq!(link_next(&h).as_deref(), Some("https://a/x?page=3"));
+        let mut h = HeaderMap::new();
+        h.insert(
+            reqwest::header::LINK,
+            HeaderValue::from_static(r#"<https://a/x?page=1>; rel="prev""#),
+        );
+        assert_eq!(link_next(&h), None);
+    }
+
+    #[test]
+    fn masking() {
+        let m = Masker::new(vec!["s3cr+t".into(), "".into()]);
+        assert_eq!(m.mask("token s3cr+t and s3cr%2Bt"), "token *** and ***");
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let mut h = HeaderMap::new();
+        h.insert(reqwest::header::RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            HeaderValue::from_str(&later).unwrap(),
+        );
+        let d = retry_after(&h).unwrap();
+        assert!(d > Duration::from_secs(25) && d <= Duration::from_secs(30));
+    }
+}

@@ -1,0 +1,10 @@
+//! The node kinds of a running graph, one file each: the HTTP client and paginators of
+//! source nodes, record extraction, and the sinks.
+
+pub mod eval;
+pub mod extract;
+pub mod http;
+pub mod paginate;
+pub mod poller;
+pub mod sinks;
+pub mod value;

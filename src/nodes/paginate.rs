@@ -1,0 +1,453 @@
+//! Paginators (spec §5.1): which request comes next, and when to stop — empty or short
+//! pages, totals, `has_more`, `max_pages`, loops, and links that leave the origin.
+
+use super::eval::Path;
+use super::http::{link_next, Response};
+use crate::check::Paginate;
+use serde_json::Value as Json;
+use std::collections::HashSet;
+use url::Url;
+
+/// What to do after a page.
+#[derive(Debug, PartialEq)]
+pub enum Next {
+    Fetch(Url),
+    /// The last page was reached.
+    Done,
+    /// Stopped early for a reason worth a warning; the listing was not seen to its end.
+    Stop(String),
+    /// `max_pages` was reached: stop, with a warning.
+    Limit(String),
+}
+
+enum Kind {
+    None,
+    Page {
+        param: String,
+        size_param: Option<String>,
+        size: Option<u64>,
+        total_pages: Option<Path>,
+    },
+    Offset {
+        param: String,
+        limit_param: Option<String>,
+        limit: Option<u64>,
+        total: Option<Path>,
+    },
+    Cursor {
+        param: String,
+        from: Path,
+        has_more: Option<Path>,
+    },
+    NextUrl(Path),
+    LinkHeader,
+}
+
+/// The pagination of one run of one source.
+pub struct Pager {
+    kind: Kind,
+    base: Url,
+    /// Parameters the paginator adds to every request it builds.
+    fixed: Vec<(String, String)>,
+    position: i64,
+    max_pages: u64,
+    pages: u64,
+    records: u64,
+    seen: HashSet<String>,
+    last_body: Option<u64>,
+}
+
+impl Pager {
+    /// `base` is the source's URL with its `query` applied; `fixed` are further
+    /// parameters for built requests (the incremental watermark).
+    pub fn new(p: &Paginate, base: Url, fixed: Vec<(String, String)>) -> Pager {
+        let (kind, position) = match p {
+            Paginate::None => (Kind::None, 0),
+            Paginate::Page {
+                param,
+                start,
+                size_param,
+                size,
+                total_pages,
+                ..
+            } => (
+                Kind::Page {
+                    param: param.clone(),
+                    size_param: size_param.clone(),
+                    size: *size,
+                    total_pages: total_pages.as_ref().map(Path::compile),
+                },
+                *start,
+            ),
+            Paginate::Offset {
+                param,
+                start,
+                limit_param,
+                limit,
+                total,
+                ..
+            } => (
+                Kind::Offset {
+                    param: param.clone(),
+                    limit_param: limit_param.clone(),
+                    limit: *limit,
+                    total: total.as_ref().map(Path::compile),
+                },
+                *start,
+            ),
+            Paginate::Cursor {
+                param,
+                from,
+                has_more,
+                ..
+            } => (
+                Kind::Cursor {
+                    param: param.clone(),
+                    from: Path::compile(from),
+                    has_more: has_more.as_ref().map(Path::compile),
+                },
+                0,
+            ),
+            Paginate::NextUrl { path, .. } => (Kind::NextUrl(Path::compile(path)), 0),
+            Paginate::LinkHeader { .. } => (Kind::LinkHeader, 0),
+        };
+        Pager {
+            kind,
+            base,
+            fixed,
+            position,
+            max_pages: p.max_pages(),
+            pages: 0,
+            records: 0,
+            seen: HashSet::new(),
+            last_body: None,
+        }
+    }
+
+    /// The first request.
+    pub fn first(&mut self) -> Url {
+        let url = match &self.kind {
+            Kind::Page {
+                param,
+                size_param,
+                size,
+                ..
+            } => self.built(
+                &[(param.clone(), self.position.to_string())],
+                size_param.as_ref().zip(*size),
+            ),
+            Kind::Offset {
+                param,
+                limit_param,
+                limit,
+                ..
+            } => self.built(
+                &[(param.clone(), self.position.to_string())],
+                limit_param.as_ref().zip(*limit),
+            ),
+            _ => self.built(&[], None),
+        };
+        self.seen.insert(normalized(&url));
+        url
+    }
+
+    fn built(&self, extra: &[(String, String)], size: Option<(&String, u64)>) -> Url {
+        let mut url = self.base.clone();
+        {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in &self.fixed {
+                q.append_pair(k, v);
+            }
+            for (k, v) in extra {
+                q.append_pair(k, v);
+            }
+            if let Some((k, v)) = size {
+                q.append_pair(k, &v.to_string());
+            }
+        }
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        url
+    }
+
+    /// Whether this page repeats the previous one byte for byte (a loop).
+    pub fn repeats_previous(&mut self, resp: &Response) -> bool {
+        let same = self.last_body == Some(resp.body_hash);
+        self.last_body = Some(resp.body_hash);
+        same && self.pages > 0
+    }
+
+    /// Decides the next request from a page and the number of records it held.
+    pub fn next(
+        &mut self,
+        resp: &Response,
+        count: usize,
+        same_origin: &dyn Fn(&Url) -> bool,
+    ) -> Next {
+        self.pages += 1;
+        self.records += count as u64;
+        if matches!(self.kind, Kind::None) {
+            return Next::Done;
+        }
+        let next = match &self.kind {
+            Kind::None => return Next::Done,
+            Kind::Page {
+                param,
+                size_param,
+                size,
+                total_pages,
+            } => {
+                let total = total_pages
+                    .as_ref()
+                    .and_then(|p| p.get(&resp.body))
+                    .and_then(as_i64);
+                if count == 0 {
+                    if let Some(t) = total.filter(|t| self.position <= *t) {
+                        return Next::Stop(format!(
+                            "page {} was empty, but `total_pages` says {t}",
+                            self.position
+                        ));
+                    }
+                    return Next::Done;
+                }
+                if size.is_some_and(|s| (count as u64) < s) {
+                    return Next::Done;
+                }
+                if total.is_some_and(|t| self.position >= t) {
+                    return Next::Done;
+                }
+                self.position += 1;
+                let url = self.built(
+                    &[(param.clone(), self.position.to_string())],
+                    size_param.as_ref().zip(*size),
+                );
+                url
+            }
+            Kind::Offset {
+                param,
+                limit_param,
+                limit,
+                total,
+            } => {
+                let total = total
+                    .as_ref()
+                    .and_then(|p| p.get(&resp.body))
+                    .and_then(as_i64);
+                if count == 0 {
+                    if let Some(t) = total.filter(|t| self.position < *t) {
+                        return Next::Stop(format!(
+                            "offset {} was empty, but `total` says {t}",
+                            self.position
+                        ));
+                    }
+                    return Next::Done;
+                }
+                self.position += count as i64;
+                if limit.is_some_and(|l| (count as u64) < l)
+                    || total.is_some_and(|t| self.position >= t)
+                {
+                    return Next::Done;
+                }
+                self.built(
+                    &[(param.clone(), self.position.to_string())],
+                    limit_param.as_ref().zip(*limit),
+                )
+            }
+            Kind::Cursor {
+                param,
+                from,
+                has_more,
+            } => {
+                let more = has_more
+                    .as_ref()
+                    .and_then(|p| p.get(&resp.body))
+                    .and_then(Json::as_bool);
+                if more == Some(false) {
+                    return Next::Done;
+                }
+                let token = match from.get(&resp.body) {
+                    None | Some(Json::Null) => None,
+                    Some(Json::String(s)) if s.is_empty() => None,
+                    Some(Json::String(s)) => Some(s.clone()),
+                    Some(other) => Some(other.to_string()),
+                };
+                match token {
+                    None if more == Some(true) => {
+                        return Next::Stop("`has_more` is true, but the cursor is empty".into())
+                    }
+                    None => return Next::Done,
+                    Some(t) => {
+                        if count == 0 && more == Some(true) {
+                            return Next::Stop("`has_more` is true, but the page was empty".into());
+                        }
+                        self.built(&[(param.clone(), t)], None)
+                    }
+                }
+            }
+            Kind::NextUrl(path) => match path.get(&resp.body) {
+                None | Some(Json::Null) => return Next::Done,
+                Some(Json::String(s)) if s.is_empty() => return Next::Done,
+                Some(Json::String(s)) => match resp.url.join(s) {
+                    Ok(u) => u,
+                    Err(e) => return Next::Stop(format!("the next link `{s}` is not a URL: {e}")),
+                },
+                Some(other) => {
+                    return Next::Stop(format!("the next link is {other}, not a string"))
+                }
+            },
+            Kind::LinkHeader => match link_next(&resp.headers) {
+                None => return Next::Done,
+                Some(s) => match resp.url.join(&s) {
+                    Ok(u) => u,
+                    Err(e) => {
+                        return Next::Stop(format!(
+                            "the Link header's next `{s}` is not a URL: {e}"
+                        ))
+                    }
+                },
+            },
+        };
+        if !same_origin(&next) {
+            return Next::Stop(format!(
+                "the next page is on another origin ({}) and was not followed",
+                next.origin().ascii_serialization()
+            ));
+        }
+        if !self.seen.insert(normalized(&next)) {
+            return Next::Stop(
+                "the next page was already requested in this run (a pagination loop)".into(),
+            );
+        }
+        if self.pages >= self.max_pages {
+            return Next::Limit(format!(
+                "stopped after `max_pages` = {} pages",
+                self.max_pages
+            ));
+        }
+        Next::Fetch(next)
+    }
+}
+
+fn as_i64(v: &Json) -> Option<i64> {
+    match v {
+        Json::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        Json::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A URL with its query parameters sorted, to compare requests.
+fn normalized(url: &Url) -> String {
+    let mut pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    pairs.sort();
+    let mut u = url.clone();
+    u.set_query(None);
+    u.set_fragment(None);
+    format!("{u}?{pairs:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::JsonPath;
+
+    fn resp(url: &str, body: Json) -> Response {
+        Response {
+            url: Url::parse(url).unwrap(),
+            headers: Default::default(),
+            body_hash: xxhash_rust::xxh3::xxh3_64(body.to_string().as_bytes()),
+            body,
+        }
+    }
+
+    #[test]
+    fn page_stops_on_short_page_and_total() {
+        let p = Paginate::Page {
+            param: "page".into(),
+            start: 1,
+            size_param: Some("n".into()),
+            size: Some(2),
+            total_pages: None,
+            max_pages: 100,
+        };
+        let mut pager = Pager::new(
+            &p,
+            Url::parse("http://a/x?q=1").unwrap(),
+            vec![("since".into(), "t".into())],
+        );
+        assert_eq!(pager.first().as_str(), "http://a/x?q=1&since=t&page=1&n=2");
+        let same = |_: &Url| true;
+        assert_eq!(
+            pager.next(&resp("http://a/x", serde_json::json!({})), 2, &same),
+            Next::Fetch(Url::parse("http://a/x?q=1&since=t&page=2&n=2").unwrap())
+        );
+        assert_eq!(
+            pager.next(&resp("http://a/x", serde_json::json!({})), 1, &same),
+            Next::Done
+        );
+    }
+
+    #[test]
+    fn cursor_is_url_encoded_and_loops_stop() {
+        let from = JsonPath {
+            text: "$.next".into(),
+            singular: Some(vec![crate::check::PathStep::Name("next".into())]),
+        };
+        let p = Paginate::Cursor {
+            param: "after".into(),
+            from,
+            has_more: None,
+            max_pages: 100,
+        };
+        let mut pager = Pager::new(&p, Url::parse("http://a/x").unwrap(), vec![]);
+        pager.first();
+        let same = |_: &Url| true;
+        let Next::Fetch(u) = pager.next(
+            &resp("http://a/x", serde_json::json!({"next": "a+b/c="})),
+            1,
+            &same,
+        ) else {
+            panic!()
+        };
+        assert_eq!(u.as_str(), "http://a/x?after=a%2Bb%2Fc%3D");
+        assert!(matches!(
+            pager.next(
+                &resp("http://a/x", serde_json::json!({"next": "a+b/c="})),
+                1,
+                &same
+            ),
+            Next::Stop(_)
+        ));
+    }
+
+    #[test]
+    fn next_url_to_another_origin_is_not_followed() {
+        let path = JsonPath {
+            text: "$.next".into(),
+            singular: Some(vec![crate::check::PathStep::Name("next".into())]),
+        };
+        let mut pager = Pager::new(
+            &Paginate::NextUrl {
+                path,
+                max_pages: 100,
+            },
+            Url::parse("http://a/x").unwrap(),
+            vec![],
+        );
+        pager.first();
+        let base = Url::parse("http://a/").unwrap();
+        let same = |u: &Url| u.origin() == base.origin();
+        assert!(matches!(
+            pager.next(
+                &resp("http://a/x", serde_json::json!({"next": "http://evil/x"})),
+                1,
+                &same
+            ),
+            Next::Stop(_)
+        ));
+    }
+}

@@ -1,0 +1,390 @@
+//! The state store: per-source watermarks, key fingerprints, rejected records, child
+//! request queues, and the records of sled sinks. sled sits behind [`StateStore`];
+//! everything persisted carries [`STATE_VERSION`].
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use std::path::Path;
+
+/// The version of what is persisted; older versions are migrated on open.
+pub const STATE_VERSION: u32 = 1;
+
+pub type Result<T> = std::result::Result<T, StateError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("the data directory `{path}` is in use by another `hamstr run`")]
+    Locked { path: String },
+    #[error("cannot open the data directory `{path}`: {reason}")]
+    Open { path: String, reason: String },
+    #[error("the data directory was written by a newer hamstr (state version {found}, this one reads up to {STATE_VERSION})")]
+    TooNew { found: u32 },
+    #[error("the state store failed: {0}")]
+    Io(String),
+    #[error("damaged state for {what}: {reason}")]
+    Damaged { what: String, reason: String },
+}
+
+impl From<sled::Error> for StateError {
+    fn from(e: sled::Error) -> Self {
+        StateError::Io(e.to_string())
+    }
+}
+
+/// What is remembered of one source between runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SourceMeta {
+    #[serde(default)]
+    pub version: u32,
+    /// The greatest cursor value committed, as JSON.
+    pub watermark: Option<Json>,
+    /// What the source's state belongs to (service URL, path, records path, key).
+    #[serde(default)]
+    pub identity: String,
+    #[serde(default)]
+    pub records_seen: u64,
+    #[serde(default)]
+    pub emitted: u64,
+    #[serde(default)]
+    pub rejected: u64,
+    #[serde(default)]
+    pub runs: u64,
+    pub last_run: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// What is remembered of one key: a fingerprint of its fields and its cursor value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyEntry {
+    pub fingerprint: u64,
+    pub cursor: Option<Json>,
+}
+
+impl KeyEntry {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = self.fingerprint.to_be_bytes().to_vec();
+        if let Some(c) = &self.cursor {
+            out.extend(serde_json::to_vec(c).unwrap_or_default());
+        }
+        out
+    }
+    fn decode(bytes: &[u8]) -> Option<KeyEntry> {
+        let fp = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
+        let cursor = if bytes.len() > 8 {
+            Some(serde_json::from_slice(&bytes[8..]).ok()?)
+        } else {
+            None
+        };
+        Some(KeyEntry {
+            fingerprint: fp,
+            cursor,
+        })
+    }
+}
+
+/// Everything a page commits for its source, applied together after the sinks have it.
+#[derive(Debug, Default)]
+pub struct PageCommit {
+    pub keys: Vec<(Vec<u8>, KeyEntry)>,
+    /// Rejected records by key (or sequence), as JSON.
+    pub rejected: Vec<(Vec<u8>, Json)>,
+    /// Keys whose record converted again: their rejected entry goes.
+    pub unrejected: Vec<Vec<u8>>,
+    /// Requests for child sources: (child, parent key, parent record).
+    pub child_requests: Vec<(String, Vec<u8>, Json)>,
+}
+
+/// The operations the engine needs from its store.
+pub trait StateStore: Send + Sync {
+    fn meta(&self, source: &str) -> Result<SourceMeta>;
+    fn put_meta(&self, source: &str, meta: &SourceMeta) -> Result<()>;
+    fn key(&self, source: &str, key: &[u8]) -> Result<Option<KeyEntry>>;
+    fn commit(&self, source: &str, page: &PageCommit, meta: &SourceMeta) -> Result<()>;
+    /// Forgets keys whose cursor is below the watermark, as decided by `below`.
+    fn prune_keys(&self, source: &str, below: &dyn Fn(&Json) -> bool) -> Result<usize>;
+    fn key_count(&self, source: &str) -> Result<usize>;
+    fn rejected(&self, source: &str) -> Result<Vec<Json>>;
+    fn child_queue(&self, child: &str) -> Result<Vec<(Vec<u8>, Json)>>;
+    fn child_done(&self, child: &str, parent_key: &[u8]) -> Result<()>;
+    /// Forgets everything about a source.
+    fn reset(&self, source: &str) -> Result<()>;
+    fn sink_upsert(&self, tree: &str, records: &[(Vec<u8>, Vec<u8>)]) -> Result<()>;
+    fn sink_records(&self, tree: &str) -> Result<Vec<Vec<u8>>>;
+    fn sink_len(&self, tree: &str) -> Result<usize>;
+    fn next_id(&self) -> Result<u64>;
+    fn flush(&self) -> Result<()>;
+}
+
+/// The sled-backed store in a data directory.
+pub struct SledStore {
+    db: sled::Db,
+}
+
+impl SledStore {
+    /// Opens (or creates) the store; a second process gets [`StateError::Locked`].
+    pub fn open(dir: &Path) -> Result<SledStore> {
+        let path = dir.join("state");
+        let shown = dir.display().to_string();
+        std::fs::create_dir_all(dir).map_err(|e| StateError::Open {
+            path: shown.clone(),
+            reason: e.to_string(),
+        })?;
+        let db = sled::Config::new()
+            .path(&path)
+            .cache_capacity(16 * 1024 * 1024)
+            .flush_every_ms(Some(200))
+            .open()
+            .map_err(|e| {
+                let text = e.to_string();
+                if text.contains("lock")
+                    || text.contains("WouldBlock")
+                    || text.contains("temporarily unavailable")
+                {
+                    StateError::Locked {
+                        path: shown.clone(),
+                    }
+                } else {
+                    StateError::Open {
+                        path: shown.clone(),
+                        reason: text,
+                    }
+                }
+            })?;
+        let store = SledStore { db };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let meta = self.db.open_tree("meta")?;
+        let found = match meta.get("version")? {
+            Some(v) => {
+                u32::from_be_bytes(v.as_ref().try_into().map_err(|_| StateError::Damaged {
+                    what: "the version".into(),
+                    reason: "not 4 bytes".into(),
+                })?)
+            }
+            None => 0,
+        };
+        if found > STATE_VERSION {
+            return Err(StateError::TooNew { found });
+        }
+        // Version 0 is a fresh store (or one from before versioning): nothing to rewrite.
+        meta.insert("version", &STATE_VERSION.to_be_bytes())?;
+        Ok(())
+    }
+
+    fn tree(&self, kind: &str, name: &str) -> Result<sled::Tree> {
+        Ok(self.db.open_tree(format!("{kind}/{name}"))?)
+    }
+}
+
+impl StateStore for SledStore {
+    fn meta(&self, source: &str) -> Result<SourceMeta> {
+        match self.tree("meta", "sources")?.get(source)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StateError::Damaged {
+                what: format!("source `{source}`"),
+                reason: e.to_string(),
+            }),
+            None => Ok(SourceMeta {
+                version: STATE_VERSION,
+                ..SourceMeta::default()
+            }),
+        }
+    }
+
+    fn put_meta(&self, source: &str, meta: &SourceMeta) -> Result<()> {
+        let mut m = meta.clone();
+        m.version = STATE_VERSION;
+        let bytes = serde_json::to_vec(&m).map_err(|e| StateError::Io(e.to_string()))?;
+        self.tree("meta", "sources")?.insert(source, bytes)?;
+        Ok(())
+    }
+
+    fn key(&self, source: &str, key: &[u8]) -> Result<Option<KeyEntry>> {
+        Ok(self
+            .tree("keys", source)?
+            .get(key)?
+            .and_then(|b| KeyEntry::decode(&b)))
+    }
+
+    fn commit(&self, source: &str, page: &PageCommit, meta: &SourceMeta) -> Result<()> {
+        // Child requests first, then rejections, keys, and the watermark last: a crash
+        // in between leaves at worst a request or key remembered twice, never a record
+        // skipped.
+        for (child, key, record) in &page.child_requests {
+            let bytes = serde_json::to_vec(record).map_err(|e| StateError::Io(e.to_string()))?;
+            self.tree("queue", child)?.insert(key, bytes)?;
+        }
+        if !page.rejected.is_empty() || !page.unrejected.is_empty() {
+            let tree = self.tree("rejected", source)?;
+            let mut batch = sled::Batch::default();
+            for (k, v) in &page.rejected {
+                batch.insert(
+                    k.as_slice(),
+                    serde_json::to_vec(v).map_err(|e| StateError::Io(e.to_string()))?,
+                );
+            }
+            for k in &page.unrejected {
+                batch.remove(k.as_slice());
+            }
+            tree.apply_batch(batch)?;
+        }
+        if !page.keys.is_empty() {
+            let mut batch = sled::Batch::default();
+            for (k, e) in &page.keys {
+                batch.insert(k.as_slice(), e.encode());
+            }
+            self.tree("keys", source)?.apply_batch(batch)?;
+        }
+        self.put_meta(source, meta)
+    }
+
+    fn prune_keys(&self, source: &str, below: &dyn Fn(&Json) -> bool) -> Result<usize> {
+        let tree = self.tree("keys", source)?;
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for kv in tree.iter() {
+            let (k, v) = kv?;
+            if let Some(KeyEntry {
+                cursor: Some(c), ..
+            }) = KeyEntry::decode(&v)
+            {
+                if below(&c) {
+                    batch.remove(k);
+                    n += 1;
+                }
+            }
+        }
+        tree.apply_batch(batch)?;
+        Ok(n)
+    }
+
+    fn key_count(&self, source: &str) -> Result<usize> {
+        Ok(self.tree("keys", source)?.len())
+    }
+
+    fn rejected(&self, source: &str) -> Result<Vec<Json>> {
+        let mut out = Vec::new();
+        for kv in self.tree("rejected", source)?.iter() {
+            let (_, v) = kv?;
+            out.push(serde_json::from_slice(&v).map_err(|e| StateError::Damaged {
+                what: format!("rejected records of `{source}`"),
+                reason: e.to_string(),
+            })?);
+        }
+        Ok(out)
+    }
+
+    fn child_queue(&self, child: &str) -> Result<Vec<(Vec<u8>, Json)>> {
+        let mut out = Vec::new();
+        for kv in self.tree("queue", child)?.iter() {
+            let (k, v) = kv?;
+            let record = serde_json::from_slice(&v).map_err(|e| StateError::Damaged {
+                what: format!("child requests of `{child}`"),
+                reason: e.to_string(),
+            })?;
+            out.push((k.to_vec(), record));
+        }
+        Ok(out)
+    }
+
+    fn child_done(&self, child: &str, parent_key: &[u8]) -> Result<()> {
+        self.tree("queue", child)?.remove(parent_key)?;
+        Ok(())
+    }
+
+    fn reset(&self, source: &str) -> Result<()> {
+        for kind in ["keys", "rejected", "queue"] {
+            self.db.drop_tree(format!("{kind}/{source}"))?;
+        }
+        self.tree("meta", "sources")?.remove(source)?;
+        Ok(())
+    }
+
+    fn sink_upsert(&self, tree: &str, records: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in records {
+            batch.insert(k.as_slice(), v.as_slice());
+        }
+        self.tree("sink", tree)?.apply_batch(batch)?;
+        Ok(())
+    }
+
+    fn sink_records(&self, tree: &str) -> Result<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        for kv in self.tree("sink", tree)?.iter() {
+            out.push(kv?.1.to_vec());
+        }
+        Ok(out)
+    }
+
+    fn sink_len(&self, tree: &str) -> Result<usize> {
+        Ok(self.tree("sink", tree)?.len())
+    }
+
+    fn next_id(&self) -> Result<u64> {
+        Ok(self.db.generate_id()?)
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_and_prune() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let page = PageCommit {
+            keys: vec![
+                (
+                    b"a".to_vec(),
+                    KeyEntry {
+                        fingerprint: 1,
+                        cursor: Some(Json::from(5)),
+                    },
+                ),
+                (
+                    b"b".to_vec(),
+                    KeyEntry {
+                        fingerprint: 2,
+                        cursor: Some(Json::from(9)),
+                    },
+                ),
+            ],
+            ..PageCommit::default()
+        };
+        let meta = SourceMeta {
+            watermark: Some(Json::from(9)),
+            ..SourceMeta::default()
+        };
+        store.commit("s", &page, &meta).unwrap();
+        assert_eq!(store.key("s", b"a").unwrap().unwrap().fingerprint, 1);
+        assert_eq!(store.meta("s").unwrap().watermark, Some(Json::from(9)));
+        assert_eq!(
+            store.prune_keys("s", &|c| c.as_i64().unwrap() < 9).unwrap(),
+            1
+        );
+        assert_eq!(store.key_count("s").unwrap(), 1);
+        store.reset("s").unwrap();
+        assert_eq!(store.key_count("s").unwrap(), 0);
+        assert_eq!(store.meta("s").unwrap().watermark, None);
+    }
+
+    #[test]
+    fn a_second_open_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = SledStore::open(dir.path()).unwrap();
+        match SledStore::open(dir.path()) {
+            Err(StateError::Locked { .. }) => {}
+            Err(other) => panic!("expected Locked, got {other}"),
+            Ok(_) => panic!("expected Locked, got a second store"),
+        }
+    }
+}
