@@ -3,6 +3,11 @@
 
 mod cli;
 
+/// sled and record extraction allocate a lot from several threads; glibc's allocator
+/// spends much of that time on its arena locks.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use cli::{CheckFormat, Cli, Command, DumpFormat, GraphFormat, Outcome};
 use hamstr::commands;

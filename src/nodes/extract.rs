@@ -244,7 +244,6 @@ impl Extractor {
 pub struct Emitted {
     pub key: Option<Vec<u8>>,
     pub json: Vec<u8>,
-    pub record: Record,
 }
 
 /// A page's emitted records, handed to every sink of the source.
@@ -487,7 +486,7 @@ impl ExtractNode {
                         .push((child.clone(), ckey.clone(), obj.clone()));
                 }
             }
-            emitted.push(Emitted { key, json, record });
+            emitted.push(Emitted { key, json });
         }
         let n_emitted = emitted.len() as u64;
         let records = Arc::new(emitted);

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 /// Pages that may wait between two nodes: memory stays bounded however large an API is.
-const CHANNEL_PAGES: usize = 4;
+const CHANNEL_PAGES: usize = 2;
 
 /// A shared "stop now" signal.
 #[derive(Clone)]

@@ -230,12 +230,13 @@ impl StateStore for SledStore {
             }
             tree.apply_batch(batch)?;
         }
+        // Plain inserts, not a batch: sled's batches take a database-wide write lock,
+        // which would stop the sinks writing at the same time. Each key stands alone.
         if !page.keys.is_empty() {
-            let mut batch = sled::Batch::default();
+            let tree = self.tree("keys", source)?;
             for (k, e) in &page.keys {
-                batch.insert(k.as_slice(), e.encode());
+                tree.insert(k.as_slice(), e.encode())?;
             }
-            self.tree("keys", source)?.apply_batch(batch)?;
         }
         self.put_meta(source, meta)
     }
@@ -303,11 +304,11 @@ impl StateStore for SledStore {
     }
 
     fn sink_upsert(&self, tree: &str, records: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
-        let mut batch = sled::Batch::default();
+        // See `commit`: inserts run beside other writers, a batch would not.
+        let tree = self.tree("sink", tree)?;
         for (k, v) in records {
-            batch.insert(k.as_slice(), v.as_slice());
+            tree.insert(k.as_slice(), v.as_slice())?;
         }
-        self.tree("sink", tree)?.apply_batch(batch)?;
         Ok(())
     }
 
