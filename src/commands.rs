@@ -97,6 +97,12 @@ pub fn summary(report: &Report) -> String {
             out.push_str(&format!("  warning: {w}\n"));
         }
     }
+    for (sink, pages) in &report.queued {
+        out.push_str(&format!(
+            "sink {sink}: {pages} page{} still wait in its queue; they go out on the next run\n",
+            plural(*pages as u64)
+        ));
+    }
     out
 }
 

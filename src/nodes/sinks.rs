@@ -1,92 +1,127 @@
-//! Sink nodes: `sled` (keyed upsert into the data directory), `jsonl` (appended lines,
-//! a half-written last line cut on start) and `stdout`. Each acknowledges a page once
-//! it holds the page's records.
+//! Sink nodes. A [`SinkWriter`] puts records somewhere (`sled`, `jsonl`, `stdout` here;
+//! the database and webhook writers beside this file); [`run_sink`] runs one behind a
+//! durable queue: a page the writer cannot take waits in the data directory and goes
+//! out, in order, when the writer recovers — across restarts too.
 
-use super::extract::{Ack, Batch};
+use super::extract::{Ack, Batch, Emitted};
 use crate::check::Sink;
 use crate::state::StateStore;
+use serde::{Deserialize, Serialize};
+use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Where a sink puts records.
-pub enum Writer {
-    Sled {
-        tree: String,
-        store: Arc<dyn StateStore>,
-    },
-    Jsonl {
-        path: PathBuf,
-        file: Option<std::fs::File>,
-    },
-    Stdout,
+pub type WriteFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+
+/// Where a sink puts records. `write` returns once the records are held (durably, for
+/// the sinks that can be).
+pub trait SinkWriter: Send {
+    fn write<'a>(&'a mut self, names: &'a [String], records: &'a [Emitted]) -> WriteFuture<'a>;
 }
 
-impl Writer {
-    /// `base` is the folder of the pipeline file, for relative paths.
-    pub fn new(sink: &Sink, base: &Path, store: Arc<dyn StateStore>) -> Writer {
-        match sink {
-            Sink::Sled { tree, .. } => Writer::Sled {
-                tree: tree.clone(),
-                store,
-            },
-            Sink::Jsonl { path, .. } => Writer::Jsonl {
-                path: base.join(path),
-                file: None,
-            },
-            Sink::Stdout { .. } => Writer::Stdout,
-            // The database and webhook sinks come with their own writers.
-            Sink::Postgres { .. } | Sink::Webhook { .. } => Writer::Stdout,
-        }
+/// Builds the writer of a sink; `base` is the folder of the pipeline file.
+pub fn writer_for(sink: &Sink, base: &Path, store: Arc<dyn StateStore>) -> Box<dyn SinkWriter> {
+    match sink {
+        Sink::Sled { tree, .. } => Box::new(SledWriter {
+            tree: tree.clone(),
+            store,
+        }),
+        Sink::Jsonl { path, .. } => Box::new(JsonlWriter {
+            path: base.join(path),
+            file: None,
+        }),
+        Sink::Stdout { .. } => Box::new(StdoutWriter),
+        Sink::Postgres { .. } | Sink::Webhook { .. } => Box::new(Unavailable(format!(
+            "sink `{}`: this kind of sink is not built into this version",
+            sink.name()
+        ))),
     }
+}
 
-    /// Writes one page's records; `Err` leaves the page unacknowledged as delivered.
-    pub fn write(&mut self, batch: &Batch) -> Result<(), String> {
-        match self {
-            Writer::Sled { tree, store } => {
-                let mut rows = Vec::with_capacity(batch.records.len());
-                for r in batch.records.iter() {
-                    let key = match &r.key {
-                        Some(k) => k.clone(),
-                        None => store
-                            .next_id()
-                            .map_err(|e| e.to_string())?
-                            .to_be_bytes()
-                            .to_vec(),
-                    };
-                    rows.push((key, r.json.clone()));
-                }
-                store.sink_upsert(tree, &rows).map_err(|e| e.to_string())
+pub struct SledWriter {
+    tree: String,
+    store: Arc<dyn StateStore>,
+}
+
+impl SinkWriter for SledWriter {
+    fn write<'a>(&'a mut self, _names: &'a [String], records: &'a [Emitted]) -> WriteFuture<'a> {
+        Box::pin(async move {
+            let mut rows = Vec::with_capacity(records.len());
+            for r in records {
+                let key = match &r.key {
+                    Some(k) => k.clone(),
+                    None => self
+                        .store
+                        .next_id()
+                        .map_err(|e| e.to_string())?
+                        .to_be_bytes()
+                        .to_vec(),
+                };
+                rows.push((key, r.json.clone()));
             }
-            Writer::Jsonl { path, file } => {
-                if file.is_none() {
-                    *file = Some(
-                        open_jsonl(path)
-                            .map_err(|e| format!("cannot open `{}`: {e}", path.display()))?,
-                    );
-                }
-                let f = file.as_mut().expect("opened above");
-                let mut buf = Vec::with_capacity(batch.records.len() * 256);
-                for r in batch.records.iter() {
-                    buf.extend_from_slice(&r.json);
-                    buf.push(b'\n');
-                }
-                f.write_all(&buf).and_then(|_| f.flush()).map_err(|e| {
-                    // Reopen next time, cutting whatever half line this left.
-                    *file = None;
-                    format!("cannot write `{}`: {e}", path.display())
-                })
+            self.store
+                .sink_upsert(&self.tree, &rows)
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+pub struct JsonlWriter {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl SinkWriter for JsonlWriter {
+    fn write<'a>(&'a mut self, _names: &'a [String], records: &'a [Emitted]) -> WriteFuture<'a> {
+        Box::pin(async move {
+            if self.file.is_none() {
+                self.file = Some(
+                    open_jsonl(&self.path)
+                        .map_err(|e| format!("cannot open `{}`: {e}", self.path.display()))?,
+                );
             }
-            Writer::Stdout => {
-                let mut out = std::io::stdout().lock();
-                for r in batch.records.iter() {
-                    out.write_all(&r.json).map_err(|e| e.to_string())?;
-                    out.write_all(b"\n").map_err(|e| e.to_string())?;
-                }
-                out.flush().map_err(|e| e.to_string())
+            let f = self.file.as_mut().expect("opened above");
+            let mut buf = Vec::with_capacity(records.len() * 256);
+            for r in records {
+                buf.extend_from_slice(&r.json);
+                buf.push(b'\n');
             }
-        }
+            if let Err(e) = f.write_all(&buf).and_then(|_| f.flush()) {
+                // Reopen next time, which cuts whatever half line this left.
+                self.file = None;
+                return Err(format!("cannot write `{}`: {e}", self.path.display()));
+            }
+            Ok(())
+        })
+    }
+}
+
+pub struct StdoutWriter;
+
+impl SinkWriter for StdoutWriter {
+    fn write<'a>(&'a mut self, _names: &'a [String], records: &'a [Emitted]) -> WriteFuture<'a> {
+        Box::pin(async move {
+            let mut out = std::io::stdout().lock();
+            for r in records {
+                out.write_all(&r.json).map_err(|e| e.to_string())?;
+                out.write_all(b"\n").map_err(|e| e.to_string())?;
+            }
+            out.flush().map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// A writer that always fails with a reason (its records wait in the queue).
+pub struct Unavailable(pub String);
+
+impl SinkWriter for Unavailable {
+    fn write<'a>(&'a mut self, _names: &'a [String], _records: &'a [Emitted]) -> WriteFuture<'a> {
+        let e = self.0.clone();
+        Box::pin(async move { Err(e) })
     }
 }
 
@@ -128,21 +163,145 @@ pub fn open_jsonl(path: &Path) -> std::io::Result<std::fs::File> {
     Ok(f)
 }
 
-/// Runs a sink node until its inputs close.
-pub async fn run_sink(name: String, mut writer: Writer, mut rx: mpsc::Receiver<Batch>) {
-    while let Some(batch) = rx.recv().await {
-        let result = if batch.records.is_empty() {
-            Ok(())
-        } else {
-            writer.write(&batch)
+/// A page waiting in a sink's durable queue.
+#[derive(Serialize, Deserialize)]
+struct Queued {
+    names: Vec<String>,
+    records: Vec<(Option<Vec<u8>>, String)>,
+}
+
+/// The name of a sink's queue in the store.
+pub fn queue_space(sink: &str) -> String {
+    format!("sinkq/{sink}")
+}
+
+/// The durable queue of one sink.
+struct Queue {
+    space: String,
+    store: Arc<dyn StateStore>,
+}
+
+impl Queue {
+    fn len(&self) -> usize {
+        self.store.kv_len(&self.space).unwrap_or(0)
+    }
+
+    fn push(&self, batch: &Batch) -> Result<(), String> {
+        let q = Queued {
+            names: batch.names.to_vec(),
+            records: batch
+                .records
+                .iter()
+                .map(|r| (r.key.clone(), String::from_utf8_lossy(&r.json).into_owned()))
+                .collect(),
         };
-        if let Err(e) = &result {
-            tracing::error!(sink = %name, source = %batch.source, error = %e, "sink could not take a page");
+        let bytes = serde_json::to_vec(&q).map_err(|e| e.to_string())?;
+        let id = self.store.next_id().map_err(|e| e.to_string())?;
+        self.store
+            .kv_apply(&self.space, &[(id.to_be_bytes().to_vec(), Some(bytes))])
+            .map_err(|e| e.to_string())
+    }
+
+    /// Delivers queued pages in order until the queue is empty or the writer fails.
+    async fn drain(&self, name: &str, writer: &mut dyn SinkWriter) -> Result<(), String> {
+        loop {
+            let Some((id, bytes)) = self
+                .store
+                .kv_scan(&self.space, 1)
+                .map_err(|e| e.to_string())?
+                .pop()
+            else {
+                return Ok(());
+            };
+            let q: Queued = serde_json::from_slice(&bytes)
+                .map_err(|e| format!("a damaged entry in the queue of sink `{name}`: {e}"))?;
+            let records: Vec<Emitted> = q
+                .records
+                .into_iter()
+                .map(|(key, json)| Emitted {
+                    key,
+                    json: json.into_bytes(),
+                })
+                .collect();
+            writer.write(&q.names, &records).await?;
+            self.store
+                .kv_apply(&self.space, &[(id, None)])
+                .map_err(|e| e.to_string())?;
+            tracing::info!(sink = %name, records = records.len(), "delivered a queued page");
         }
+    }
+}
+
+/// Runs a sink node until its inputs close: writes each page, or queues it durably when
+/// the writer fails, and acknowledges the page once it is held either way.
+pub async fn run_sink(
+    name: String,
+    mut writer: Box<dyn SinkWriter>,
+    store: Arc<dyn StateStore>,
+    mut rx: mpsc::Receiver<Batch>,
+) {
+    let queue = Queue {
+        space: queue_space(&name),
+        store,
+    };
+    let mut backoff = Duration::from_millis(500);
+    let mut queued = queue.len() > 0;
+    if queued {
+        queued = queue.drain(&name, writer.as_mut()).await.is_err();
+    }
+    loop {
+        let batch = if queued {
+            // Retry the queue now and then while new pages keep coming.
+            tokio::select! {
+                b = rx.recv() => b,
+                _ = tokio::time::sleep(backoff) => {
+                    match queue.drain(&name, writer.as_mut()).await {
+                        Ok(()) => {
+                            queued = false;
+                            backoff = Duration::from_millis(500);
+                        }
+                        Err(e) => {
+                            backoff = (backoff * 2).min(Duration::from_secs(30));
+                            tracing::debug!(sink = %name, error = %e, "sink still down");
+                        }
+                    }
+                    continue;
+                }
+            }
+        } else {
+            rx.recv().await
+        };
+        let Some(batch) = batch else { break };
+        let ok = if batch.records.is_empty() {
+            true
+        } else if queued {
+            queue.push(&batch).is_ok()
+        } else {
+            match writer.write(&batch.names, &batch.records).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(sink = %name, source = %batch.source, error = %e, "sink cannot take records now; they wait in its queue");
+                    queued = true;
+                    match queue.push(&batch) {
+                        Ok(()) => true,
+                        Err(qe) => {
+                            tracing::error!(sink = %name, error = %qe, "cannot queue records either");
+                            false
+                        }
+                    }
+                }
+            }
+        };
         let _ = batch.ack.send(Ack {
             page: batch.page,
-            ok: result.is_ok(),
+            ok,
         });
+    }
+    // One last try, so a short outage does not leave records behind at exit.
+    if queued {
+        if let Err(e) = queue.drain(&name, writer.as_mut()).await {
+            tracing::warn!(sink = %name, waiting = queue.len(), error = %e, "records still wait in the sink's queue; they go out on the next run");
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use crate::check::{Pipeline, Schedule};
 use crate::nodes::extract::{Batch, ExtractNode, Extractor};
 use crate::nodes::http::{http_client, Masker, ServiceClient};
 use crate::nodes::poller::{Poller, RunOutcome};
-use crate::nodes::sinks::{run_sink, Writer};
+use crate::nodes::sinks::{run_sink, writer_for};
 use crate::state::StateStore;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -60,6 +60,8 @@ pub struct Options {
 #[derive(Default)]
 pub struct Report {
     pub sources: BTreeMap<String, SourceTotals>,
+    /// Sinks with pages still waiting in their durable queue, and how many.
+    pub queued: BTreeMap<String, usize>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -75,8 +77,9 @@ pub struct SourceTotals {
 }
 
 impl Report {
+    /// A source failed, or records still wait for a sink.
     pub fn failed(&self) -> bool {
-        self.sources.values().any(|s| s.failed_runs > 0)
+        self.sources.values().any(|s| s.failed_runs > 0) || !self.queued.is_empty()
     }
 }
 
@@ -105,8 +108,13 @@ pub async fn run(
     let mut sink_tx: BTreeMap<&str, mpsc::Sender<Batch>> = BTreeMap::new();
     for (name, sink) in &p.sinks {
         let (tx, rx) = mpsc::channel(CHANNEL_PAGES);
-        let writer = Writer::new(sink, &opts.base_dir, store.clone());
-        tasks.push(tokio::spawn(run_sink(name.clone(), writer, rx)));
+        let writer = writer_for(sink, &opts.base_dir, store.clone());
+        tasks.push(tokio::spawn(run_sink(
+            name.clone(),
+            writer,
+            store.clone(),
+            rx,
+        )));
         sink_tx.insert(name, tx);
     }
 
@@ -198,7 +206,15 @@ pub async fn run(
         let _ = t.await;
     }
     store.flush().map_err(|e| e.to_string())?;
-    let report = std::mem::take(&mut *report.lock().map_err(|_| "report lock poisoned")?);
+    let mut report = std::mem::take(&mut *report.lock().map_err(|_| "report lock poisoned")?);
+    for name in p.sinks.keys() {
+        let waiting = store
+            .kv_len(&crate::nodes::sinks::queue_space(name))
+            .unwrap_or(0);
+        if waiting > 0 {
+            report.queued.insert(name.clone(), waiting);
+        }
+    }
     Ok(report)
 }
 

@@ -113,6 +113,14 @@ pub trait StateStore: Send + Sync {
     fn sink_len(&self, tree: &str) -> Result<usize>;
     fn next_id(&self) -> Result<u64>;
     fn flush(&self) -> Result<()>;
+    /// A generic ordered key-value space, for node state that has no method of its own
+    /// (sink queues, aggregate views).
+    fn kv_get(&self, space: &str, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Applies puts (`Some`) and removes (`None`) in order.
+    fn kv_apply(&self, space: &str, ops: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<()>;
+    /// Up to `limit` entries in key order, from the first.
+    fn kv_scan(&self, space: &str, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    fn kv_len(&self, space: &str) -> Result<usize>;
 }
 
 /// The sled-backed store in a data directory.
@@ -331,6 +339,34 @@ impl StateStore for SledStore {
     fn flush(&self) -> Result<()> {
         self.db.flush()?;
         Ok(())
+    }
+
+    fn kv_get(&self, space: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.tree("kv", space)?.get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn kv_apply(&self, space: &str, ops: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<()> {
+        let tree = self.tree("kv", space)?;
+        for (k, v) in ops {
+            match v {
+                Some(v) => tree.insert(k.as_slice(), v.as_slice())?,
+                None => tree.remove(k.as_slice())?,
+            };
+        }
+        Ok(())
+    }
+
+    fn kv_scan(&self, space: &str, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for kv in self.tree("kv", space)?.iter().take(limit) {
+            let (k, v) = kv?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn kv_len(&self, space: &str) -> Result<usize> {
+        Ok(self.tree("kv", space)?.len())
     }
 }
 
