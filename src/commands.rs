@@ -52,8 +52,17 @@ pub fn open_store(dir: &Path) -> Result<Arc<dyn StateStore>, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Runs a pipeline on a fresh tokio runtime until it ends or is interrupted.
-pub fn run(loaded: &Loaded, store: Arc<dyn StateStore>, once: bool) -> Result<Report, String> {
+/// Runs a pipeline on a fresh tokio runtime until it ends or is interrupted. With
+/// `watch`, saving the file reloads it: a file with errors is reported and the running
+/// graph goes on untouched.
+pub fn run(
+    path: &Path,
+    loaded: &Loaded,
+    store: Arc<dyn StateStore>,
+    once: bool,
+    watch: bool,
+    color: bool,
+) -> Result<Report, String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -61,16 +70,42 @@ pub fn run(loaded: &Loaded, store: Arc<dyn StateStore>, once: bool) -> Result<Re
     rt.block_on(async {
         let (handle, stop) = Stop::new();
         runtime::stop_on_signals(handle);
-        runtime::run(
-            &loaded.pipeline,
-            store,
-            Options {
-                once,
-                base_dir: loaded.base_dir.clone(),
-            },
-            stop,
-        )
-        .await
+        let mut _watch = None;
+        let reloads = if watch && !once {
+            let (event_tx, mut events) = tokio::sync::mpsc::channel::<()>(1);
+            _watch = Some(crate::watch::watch_file(path, event_tx)?);
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            let path = path.to_path_buf();
+            tokio::spawn(async move {
+                let mut last: Option<String> = None;
+                while events.recv().await.is_some() {
+                    let text = match crate::read_pipeline(&path) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            eprintln!("reload: {e}; the previous pipeline keeps running");
+                            continue;
+                        }
+                    };
+                    // Editors may write the same text twice; reload once.
+                    if last.as_deref() == Some(text.as_str()) {
+                        continue;
+                    }
+                    last = Some(text.clone());
+                    match load_text(&path, &text, color) {
+                        Ok(l) => {
+                            if tx.send(l.pipeline).await.is_err() {
+                                break;
+                            }
+                        }
+                        Err(report) => eprint!("{report}reload: the file has errors; the previous pipeline keeps running\n"),
+                    }
+                }
+            });
+            Some(rx)
+        } else {
+            None
+        };
+        runtime::run(&loaded.pipeline, store, Options { once, base_dir: loaded.base_dir.clone() }, stop, reloads).await
     })
 }
 

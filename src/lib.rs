@@ -12,6 +12,7 @@ pub mod plan;
 pub mod runtime;
 pub mod state;
 pub mod syntax;
+pub mod watch;
 
 /// Reads a pipeline file as UTF-8 text, with an error a person can act on.
 pub fn read_pipeline(path: &std::path::Path) -> Result<String, String> {

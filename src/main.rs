@@ -23,9 +23,9 @@ fn main() {
         Command::Run {
             file,
             once,
-            no_watch: _,
+            no_watch,
             data_dir,
-        } => run(&file, once, data_dir.as_deref(), color),
+        } => run(&file, once, !no_watch, data_dir.as_deref(), color),
         Command::Dump {
             file,
             name,
@@ -125,7 +125,7 @@ fn check(file: &Path, format: CheckFormat, color: bool) -> Outcome {
     }
 }
 
-fn run(file: &Path, once: bool, data_dir: Option<&Path>, color: bool) -> Outcome {
+fn run(file: &Path, once: bool, watch: bool, data_dir: Option<&Path>, color: bool) -> Outcome {
     let loaded = match commands::load(file, color) {
         Ok(l) => l,
         Err(e) => return fail(&e),
@@ -135,7 +135,7 @@ fn run(file: &Path, once: bool, data_dir: Option<&Path>, color: bool) -> Outcome
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
-    match commands::run(&loaded, store, once) {
+    match commands::run(file, &loaded, store, once, watch, color) {
         Ok(report) => {
             if once {
                 eprint!("{}", commands::summary(&report));

@@ -288,14 +288,27 @@ pub enum SourceMsg {
     },
 }
 
+/// Where a source's records go; replaced whole when a reload rewires the graph.
+#[derive(Default)]
+pub struct Outputs {
+    /// Sinks (and aggregates) that take every page.
+    pub sinks: Vec<mpsc::Sender<Batch>>,
+    /// Child sources that get a request per emitted record.
+    pub children: Vec<String>,
+}
+
+/// Wakes child sources by name, after their parent committed new requests.
+pub type Wakes = Arc<
+    std::sync::Mutex<std::collections::BTreeMap<String, mpsc::Sender<Option<oneshot::Sender<()>>>>>,
+>;
+
 /// The running extract node of one source.
 pub struct ExtractNode {
     pub source: Arc<str>,
     pub ex: Arc<Extractor>,
     pub store: Arc<dyn StateStore>,
-    pub sinks: Vec<mpsc::Sender<Batch>>,
-    /// Child sources fed by this one, and how to wake them.
-    pub children: Vec<(String, mpsc::Sender<()>)>,
+    pub outputs: tokio::sync::watch::Receiver<Arc<Outputs>>,
+    pub wakes: Wakes,
     pub incremental: bool,
     pub newest_first: bool,
 }
@@ -405,6 +418,7 @@ impl ExtractNode {
         let (mut seen, mut rejected) = (0u64, 0u64);
         let parent = page.parent.as_deref();
         let keyed = self.ex.is_keyed();
+        let outputs = self.outputs.borrow().clone();
         let raise = |c: &Val, max: &mut Option<Val>| {
             if max
                 .as_ref()
@@ -475,12 +489,12 @@ impl ExtractNode {
             if !self.ex.passes(&record) {
                 continue;
             }
-            if !self.children.is_empty() {
+            if !outputs.children.is_empty() {
                 let obj: Json = serde_json::from_slice(&json).unwrap_or(Json::Null);
                 let ckey = key
                     .clone()
                     .unwrap_or_else(|| self.store.next_id().unwrap_or(0).to_be_bytes().to_vec());
-                for (child, _) in &self.children {
+                for child in &outputs.children {
                     commit
                         .child_requests
                         .push((child.clone(), ckey.clone(), obj.clone()));
@@ -491,7 +505,7 @@ impl ExtractNode {
         let n_emitted = emitted.len() as u64;
         let records = Arc::new(emitted);
         let mut remaining = 0;
-        for sink in &self.sinks {
+        for sink in &outputs.sinks {
             let batch = Batch {
                 source: self.source.clone(),
                 names: self.ex.names.clone(),
@@ -554,8 +568,12 @@ impl ExtractNode {
             Ok(()) => {
                 *meta = next;
                 if !p.commit.child_requests.is_empty() {
-                    for (_, wake) in &self.children {
-                        let _ = wake.try_send(());
+                    if let Ok(wakes) = self.wakes.lock() {
+                        for (child, _, _) in &p.commit.child_requests {
+                            if let Some(w) = wakes.get(child) {
+                                let _ = w.try_send(None);
+                            }
+                        }
                     }
                 }
             }

@@ -2,6 +2,8 @@
 //! filter, aggregate and sink, and the edges between them. Nodes compare by meaning
 //! (derived `Eq`), which is what reload diffs rely on.
 
+pub mod diff;
+
 use crate::check::{Aggregate, Pipeline, Service, Sink, Source};
 use std::collections::BTreeMap;
 

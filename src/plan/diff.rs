@@ -1,0 +1,210 @@
+//! The difference between two plans, by node name: what to start, restart and stop on
+//! a reload. "Changed" is derived equality of plan nodes, which carry no spans, so
+//! moving a block or editing a comment changes nothing.
+
+use super::{Node, Plan};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Diff {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    /// Nodes whose own config is equal but whose edges differ: they are rewired.
+    pub rewired: Vec<String>,
+}
+
+impl Diff {
+    pub fn new(old: &Plan, new: &Plan) -> Diff {
+        let mut d = Diff::default();
+        for (id, node) in &new.nodes {
+            match old.nodes.get(id) {
+                None => d.added.push(id.clone()),
+                Some(o) if o != node => d.changed.push(id.clone()),
+                Some(_) => {
+                    let edges = |p: &Plan| {
+                        p.edges
+                            .iter()
+                            .filter(|(a, b)| a == id || b == id)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                    };
+                    if edges(old) != edges(new) {
+                        d.rewired.push(id.clone());
+                    }
+                }
+            }
+        }
+        d.removed = old
+            .nodes
+            .keys()
+            .filter(|id| !new.nodes.contains_key(*id))
+            .cloned()
+            .collect();
+        d
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty()
+            && self.changed.is_empty()
+            && self.removed.is_empty()
+            && self.rewired.is_empty()
+    }
+
+    /// `+1 source, ~1 sink, -0`: sources, aggregates and sinks (extraction and filter
+    /// nodes follow their source).
+    pub fn summary(&self) -> String {
+        fn part(sign: &str, ids: &[String]) -> String {
+            let mut kinds: Vec<(&str, usize)> = Vec::new();
+            for id in ids {
+                let kind = id.split(':').next().unwrap_or("");
+                if !matches!(kind, "source" | "sink" | "aggregate") {
+                    continue;
+                }
+                match kinds.iter_mut().find(|(k, _)| *k == kind) {
+                    Some((_, n)) => *n += 1,
+                    None => kinds.push((kind, 1)),
+                }
+            }
+            if kinds.is_empty() {
+                return format!("{sign}0");
+            }
+            kinds
+                .iter()
+                .map(|(k, n)| format!("{sign}{n} {k}{}", if *n == 1 { "" } else { "s" }))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+        format!(
+            "{}, {}, {}",
+            part("+", &self.added),
+            part("~", &self.changed),
+            part("-", &self.removed)
+        )
+    }
+}
+
+/// Whether a source's collected state still belongs to it: not when the service URL, the
+/// path, the records path or the key changed.
+pub fn same_identity(old: &Node, new: &Node) -> bool {
+    match (old, new) {
+        (
+            Node::Source {
+                source: a,
+                service: sa,
+            },
+            Node::Source {
+                source: b,
+                service: sb,
+            },
+        ) => {
+            sa.base_url == sb.base_url
+                && a.path == b.path
+                && a.records == b.records
+                && a.key == b.key
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::check;
+
+    const BASE: &str = r#"
+service api { base_url = "http://127.0.0.1:1/v1"  rate_limit = 5/s }
+# a comment
+source a from api {
+  get = "/a"  schedule = every(30s)  key = id
+  fields { id : string = $.id  n : int = $.n }
+}
+source b from api {
+  get = "/b"  schedule = every(1m)  key = id
+  fields { id : string = $.id  n : int = $.n }
+}
+sink s = sled("s")
+sink j = jsonl("out/x.jsonl")
+flow a, b -> s
+flow b -> j
+"#;
+
+    fn plan(text: &str) -> Plan {
+        let c = check("t.hmr", text, &|_| None);
+        assert_eq!(c.report.errors(), 0, "{}", c.report.render(false, 100));
+        Plan::new(&c.pipeline.unwrap())
+    }
+
+    fn diff(new: &str) -> Diff {
+        Diff::new(&plan(BASE), &plan(new))
+    }
+
+    #[test]
+    fn comments_and_moved_blocks_change_nothing() {
+        let moved = BASE
+            .replace("# a comment", "# another comment\n# more")
+            .replace("sink s = sled(\"s\")\n", "")
+            + "sink s = sled(\"s\")\n";
+        assert!(diff(&moved).is_empty(), "{:?}", diff(&moved));
+    }
+
+    #[test]
+    fn a_schedule_change_restarts_one_source() {
+        let d = diff(&BASE.replace("every(30s)", "every(10s)"));
+        assert_eq!(d.changed, vec!["source:a".to_string()]);
+        assert!(d.added.is_empty() && d.removed.is_empty());
+        assert_eq!(d.summary(), "+0, ~1 source, -0");
+    }
+
+    #[test]
+    fn a_path_or_key_change_loses_identity() {
+        let old = plan(BASE);
+        for edit in [
+            BASE.replace("get = \"/a\"", "get = \"/a2\""),
+            BASE.replace("key = id", "key = [id, n]"),
+        ] {
+            let new = plan(&edit);
+            assert!(!same_identity(
+                &old.nodes["source:a"],
+                &new.nodes["source:a"]
+            ));
+        }
+        let sched = plan(&BASE.replace("every(30s)", "every(10s)"));
+        assert!(same_identity(
+            &old.nodes["source:a"],
+            &sched.nodes["source:a"]
+        ));
+    }
+
+    #[test]
+    fn a_service_change_restarts_only_its_sources() {
+        let text = BASE.replace("source b from api", "source b from other")
+            + "service other { base_url = \"http://127.0.0.1:2\" }\n";
+        let old = plan(&text);
+        let new = plan(&text.replace("rate_limit = 5/s", "rate_limit = 9/s"));
+        let d = Diff::new(&old, &new);
+        assert_eq!(d.changed, vec!["source:a".to_string()]);
+    }
+
+    #[test]
+    fn sinks_added_removed_and_rewired() {
+        let d = diff(&BASE.replace("flow b -> j\n", "").replace(
+            "sink j = jsonl(\"out/x.jsonl\")\n",
+            "sink c = stdout()\nflow a -> c\n",
+        ));
+        assert_eq!(d.added, vec!["sink:c".to_string()]);
+        assert_eq!(d.removed, vec!["sink:j".to_string()]);
+        assert!(d.rewired.contains(&"extract:a".to_string()));
+        assert_eq!(d.summary(), "+1 sink, ~0, -1 sink");
+    }
+
+    #[test]
+    fn a_renamed_source_is_removed_and_added() {
+        let d = diff(
+            &BASE
+                .replace("source a from", "source a2 from")
+                .replace("flow a, b", "flow a2, b"),
+        );
+        assert!(d.added.contains(&"source:a2".to_string()));
+        assert!(d.removed.contains(&"source:a".to_string()));
+    }
+}

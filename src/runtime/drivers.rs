@@ -1,0 +1,136 @@
+//! What drives a source: its schedule (`every`, `cron`, `once`) or, for a child source,
+//! the wake-ups of its parent; and the per-run report.
+
+use super::{schedule, Report, Stop};
+use crate::nodes::extract::{Outputs, Wakes};
+use crate::nodes::poller::{Poller, RunOutcome};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot, watch};
+
+fn record(report: &Mutex<Report>, name: &str, outcome: &RunOutcome) {
+    let s = &outcome.summary;
+    match &outcome.error {
+        Some(e) => {
+            tracing::error!(source = %name, pages = s.pages, records = s.records, emitted = s.emitted, rejected = s.rejected, error = %e, "run failed")
+        }
+        None => {
+            tracing::info!(source = %name, pages = s.pages, records = s.records, emitted = s.emitted, rejected = s.rejected, "run finished")
+        }
+    }
+    if let Ok(mut r) = report.lock() {
+        let t = r.sources.entry(name.to_string()).or_default();
+        t.runs += 1;
+        t.pages += s.pages;
+        t.records += s.records;
+        t.emitted += s.emitted;
+        t.rejected += s.rejected;
+        t.warnings.extend(outcome.warnings.iter().cloned());
+        if outcome.error.is_some() {
+            t.failed_runs += 1;
+            t.last_error = outcome.error.clone();
+        }
+    }
+}
+
+fn children_of(outputs: &watch::Receiver<Arc<Outputs>>) -> Vec<String> {
+    outputs.borrow().children.clone()
+}
+
+/// Waits until every child (and their children) has worked through its queue.
+async fn drain_children(children: &[String], wakes: &Wakes) {
+    for child in children {
+        let wake = wakes.lock().ok().and_then(|w| w.get(child).cloned());
+        if let Some(wake) = wake {
+            let (tx, rx) = oneshot::channel();
+            if wake.send(Some(tx)).await.is_ok() {
+                let _ = rx.await;
+            }
+        }
+    }
+}
+
+pub async fn scheduled_driver(
+    poller: Arc<Poller>,
+    outputs: watch::Receiver<Arc<Outputs>>,
+    wakes: Wakes,
+    report: Arc<Mutex<Report>>,
+    stop: Stop,
+    once: bool,
+) {
+    let name = poller.src.name.clone();
+    let mut next_start = tokio::time::Instant::now();
+    loop {
+        let started = tokio::time::Instant::now();
+        let outcome = poller.run(None).await;
+        record(&report, &name, &outcome);
+        let children = children_of(&outputs);
+        if once {
+            drain_children(&children, &wakes).await;
+            break;
+        }
+        // Children retry their failed requests after every parent run.
+        if let Ok(w) = wakes.lock() {
+            for c in &children {
+                if let Some(wake) = w.get(c) {
+                    let _ = wake.try_send(None);
+                }
+            }
+        }
+        next_start = match schedule::next_after(&poller.src.schedule, started.max(next_start)) {
+            Some(t) => t,
+            None => break,
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(next_start) => {}
+            _ = stop.stopped() => break,
+        }
+        if stop.is_stopping() {
+            break;
+        }
+    }
+}
+
+pub async fn child_driver(
+    poller: Arc<Poller>,
+    outputs: watch::Receiver<Arc<Outputs>>,
+    wakes: Wakes,
+    mut wake: mpsc::Receiver<Option<oneshot::Sender<()>>>,
+    report: Arc<Mutex<Report>>,
+    stop: Stop,
+) {
+    let name = poller.src.name.clone();
+    loop {
+        let reply = tokio::select! {
+            r = wake.recv() => match r {
+                Some(r) => r,
+                None => break,
+            },
+            _ = stop.stopped() => break,
+        };
+        // Coalesce wake-ups that piled up while a queue was being worked.
+        let mut replies: Vec<oneshot::Sender<()>> = reply.into_iter().collect();
+        while let Ok(more) = wake.try_recv() {
+            replies.extend(more);
+        }
+        let queue = match poller.store.child_queue(&name) {
+            Ok(q) => q,
+            Err(e) => {
+                tracing::error!(source = %name, error = %e, "cannot read child requests");
+                Vec::new()
+            }
+        };
+        for (key, parent) in queue {
+            if stop.is_stopping() {
+                break;
+            }
+            let outcome = poller.run(Some((key, parent))).await;
+            record(&report, &name, &outcome);
+        }
+        if !replies.is_empty() {
+            drain_children(&children_of(&outputs), &wakes).await;
+        }
+        for r in replies {
+            let _ = r.send(());
+        }
+    }
+}
