@@ -59,6 +59,7 @@ pub fn run(
     path: &Path,
     loaded: &Loaded,
     store: Arc<dyn StateStore>,
+    data_dir: &Path,
     once: bool,
     watch: bool,
     color: bool,
@@ -105,8 +106,35 @@ pub fn run(
         } else {
             None
         };
+        #[cfg(unix)]
+        let _control = {
+            let pipeline = Arc::new(std::sync::Mutex::new(loaded.pipeline.clone()));
+            let base_dir = loaded.base_dir.clone();
+            let store = store.clone();
+            let answer = move |req: crate::control::Request| {
+                let loaded = Loaded { pipeline: pipeline.lock().map_err(|_| "lock poisoned".to_string())?.clone(), base_dir: base_dir.clone() };
+                answer(&loaded, store.as_ref(), req)
+            };
+            crate::control::serve(data_dir, Arc::new(answer))?
+        };
         runtime::run(&loaded.pipeline, store, Options { once, base_dir: loaded.base_dir.clone() }, stop, reloads).await
     })
+}
+
+/// Answers `dump` and `state` from a store.
+pub fn answer(
+    loaded: &Loaded,
+    store: &dyn StateStore,
+    req: crate::control::Request,
+) -> Result<String, String> {
+    match req {
+        crate::control::Request::Dump {
+            name,
+            rejected,
+            csv,
+        } => dump(loaded, store, &name, rejected, csv),
+        crate::control::Request::State => state(loaded, store),
+    }
 }
 
 /// One line per source: what the run did.
@@ -255,12 +283,20 @@ pub fn state(loaded: &Loaded, store: &dyn StateStore) -> Result<String, String> 
         }
     }
     for (name, sink) in &loaded.pipeline.sinks {
-        if let Sink::Sled { tree, .. } = sink {
-            out.push_str(&format!(
-                "sink {name}: {} records\n",
+        let queued = store
+            .kv_len(&crate::nodes::sinks::queue_space(name))
+            .map_err(|e| e.to_string())?;
+        let held = match sink {
+            Sink::Sled { tree, .. } => format!(
+                "{} records, ",
                 store.sink_len(tree).map_err(|e| e.to_string())?
-            ));
-        }
+            ),
+            _ => String::new(),
+        };
+        out.push_str(&format!(
+            "sink {name}: {held}queue depth {queued} page{}\n",
+            plural(queued as u64)
+        ));
     }
     Ok(out)
 }

@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod commands;
+pub mod control;
 pub mod demo;
 pub mod demo_run;
 pub mod nodes;

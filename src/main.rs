@@ -11,6 +11,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::Parser;
 use cli::{CheckFormat, Cli, Command, DumpFormat, GraphFormat, Outcome};
 use hamstr::commands;
+use hamstr::state::StateStore;
 use std::io::IsTerminal;
 use std::path::Path;
 
@@ -32,24 +33,28 @@ fn main() {
             format,
             rejected,
             data_dir,
-        } => with_store(&file, data_dir.as_deref(), color, |loaded, store| {
-            commands::dump(loaded, store, &name, rejected, format == DumpFormat::Csv)
-                .map(|out| print!("{out}"))
-        }),
+        } => with_store(
+            &file,
+            data_dir.as_deref(),
+            color,
+            hamstr::control::Request::Dump {
+                name,
+                rejected,
+                csv: format == DumpFormat::Csv,
+            },
+            None,
+        ),
         Command::State {
             file,
             reset,
             data_dir,
-        } => with_store(&file, data_dir.as_deref(), color, |loaded, store| {
-            if let Some(source) = reset {
-                if !loaded.pipeline.sources.contains_key(&source) {
-                    return Err(format!("no source named `{source}`"));
-                }
-                store.reset(&source).map_err(|e| e.to_string())?;
-                eprintln!("source `{source}` was reset: it collects from scratch on its next run");
-            }
-            commands::state(loaded, store).map(|out| print!("{out}"))
-        }),
+        } => with_store(
+            &file,
+            data_dir.as_deref(),
+            color,
+            hamstr::control::Request::State,
+            reset,
+        ),
         Command::Graph { file, format } => match commands::load(&file, color) {
             Ok(loaded) => {
                 let plan = hamstr::plan::Plan::new(&loaded.pipeline);
@@ -135,7 +140,7 @@ fn run(file: &Path, once: bool, watch: bool, data_dir: Option<&Path>, color: boo
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
-    match commands::run(file, &loaded, store, once, watch, color) {
+    match commands::run(file, &loaded, store, &dir, once, watch, color) {
         Ok(report) => {
             if once {
                 eprint!("{}", commands::summary(&report));
@@ -153,11 +158,13 @@ fn run(file: &Path, once: bool, watch: bool, data_dir: Option<&Path>, color: boo
     }
 }
 
+/// Runs `req` on the store of the data directory, or asks the run that holds it.
 fn with_store(
     file: &Path,
     data_dir: Option<&Path>,
     color: bool,
-    f: impl FnOnce(&commands::Loaded, &dyn hamstr::state::StateStore) -> Result<(), String>,
+    req: hamstr::control::Request,
+    reset: Option<String>,
 ) -> Outcome {
     let loaded = match commands::load(file, color) {
         Ok(l) => l,
@@ -171,12 +178,24 @@ fn with_store(
         );
         return Outcome::Usage;
     }
-    let store = match commands::open_store(&dir) {
-        Ok(s) => s,
-        Err(e) => return fail(&e),
+    let result = match hamstr::state::SledStore::open(&dir) {
+        Ok(store) => {
+            let reset = match reset {
+                Some(source) if !loaded.pipeline.sources.contains_key(&source) => Err(format!("no source named `{source}`")),
+                Some(source) => store.reset(&source).map(|_| eprintln!("source `{source}` was reset: it collects from scratch on its next run")).map_err(|e| e.to_string()),
+                None => Ok(()),
+            };
+            reset.and_then(|_| commands::answer(&loaded, &store, req))
+        }
+        Err(hamstr::state::StateError::Locked { .. }) if reset.is_some() => Err("the data directory is in use by a running `hamstr run`: stop it before resetting a source".to_string()),
+        Err(hamstr::state::StateError::Locked { .. }) => hamstr::control::ask(&dir, &req),
+        Err(e) => Err(e.to_string()),
     };
-    match f(&loaded, store.as_ref()) {
-        Ok(()) => Outcome::Ok,
+    match result {
+        Ok(out) => {
+            print!("{out}");
+            Outcome::Ok
+        }
         Err(e) => {
             eprintln!("error: {e}");
             Outcome::Usage
