@@ -320,7 +320,9 @@ impl Graph {
             .collect();
         for name in scheduled {
             if let Some(unit) = self.sources.get_mut(&name) {
-                let _ = (&mut unit.driver).await;
+                // Leave a finished handle behind: `shutdown` awaits every driver again.
+                let driver = std::mem::replace(&mut unit.driver, tokio::spawn(async {}));
+                let _ = driver.await;
             }
         }
     }
