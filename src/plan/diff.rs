@@ -54,25 +54,21 @@ impl Diff {
     /// nodes follow their source).
     pub fn summary(&self) -> String {
         fn part(sign: &str, ids: &[String]) -> String {
-            let mut kinds: Vec<(&str, usize)> = Vec::new();
-            for id in ids {
-                let kind = id.split(':').next().unwrap_or("");
-                if !matches!(kind, "source" | "sink" | "aggregate") {
-                    continue;
-                }
-                match kinds.iter_mut().find(|(k, _)| *k == kind) {
-                    Some((_, n)) => *n += 1,
-                    None => kinds.push((kind, 1)),
-                }
-            }
-            if kinds.is_empty() {
-                return format!("{sign}0");
-            }
-            kinds
+            let parts: Vec<String> = ["source", "aggregate", "sink"]
                 .iter()
-                .map(|(k, n)| format!("{sign}{n} {k}{}", if *n == 1 { "" } else { "s" }))
-                .collect::<Vec<_>>()
-                .join(", ")
+                .filter_map(|kind| {
+                    let n = ids
+                        .iter()
+                        .filter(|id| id.split(':').next() == Some(kind))
+                        .count();
+                    (n > 0).then(|| format!("{sign}{n} {kind}{}", if n == 1 { "" } else { "s" }))
+                })
+                .collect();
+            if parts.is_empty() {
+                format!("{sign}0")
+            } else {
+                parts.join(", ")
+            }
         }
         format!(
             "{}, {}, {}",

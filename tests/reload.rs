@@ -1,0 +1,246 @@
+//! Live reload end to end: `hamstr run` keeps running while its file is edited — a source
+//! added, a schedule changed, the syntax broken and fixed, a sink removed, a source
+//! renamed — and unchanged sources are never restarted, nothing is lost or duplicated.
+
+mod support;
+
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::{records, Order, Paging, TestApi};
+
+fn pipeline(url: &str, b_every: &str, c_name: Option<&str>, with_lines: bool) -> String {
+    let mut text = format!(
+        r#"
+service api {{ base_url = "{url}" }}
+
+source a from api {{
+  get = "/a"  schedule = every(1h)  records = $.data[*]  key = id
+  fields {{ id : string = $.id  seq : int = $.seq }}
+}}
+
+source b from api {{
+  get = "/b"  schedule = every({b_every})  records = $.data[*]  key = id
+  paginate = page(param = "page", size_param = "per_page", size = 10)
+  incremental {{ cursor = created_at  param = "since" }}
+  fields {{ id : string = $.id  seq : int = $.seq  created_at : datetime = $.created_at }}
+}}
+
+sink sa = sled("a")
+sink sb = sled("b")
+flow a -> sa
+flow b -> sb
+"#
+    );
+    if with_lines {
+        text.push_str("sink lines = jsonl(\"out/b.jsonl\")\nflow b -> lines\n");
+    }
+    if let Some(c) = c_name {
+        text.push_str(&format!(
+            "source {c} from api {{\n  get = \"/c\"  schedule = every(300ms)  records = $.data[*]  key = id\n  fields {{ id : string = $.id  seq : int = $.seq }}\n}}\nsink sc = sled(\"c\")\nflow {c} -> sc\n"
+        ));
+    }
+    text
+}
+
+/// Saves like an editor: write a new file, rename it over the old one.
+fn save(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp~");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn ids_in(bin: &Path, file: &Path, data: &Path, sink: &str) -> Vec<String> {
+    let out = Command::new(bin)
+        .arg("dump")
+        .arg(file)
+        .arg(sink)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn edits_while_running_restart_only_what_changed() {
+    let api = TestApi::start_blocking();
+    api.serve("/a", Paging::wrapped("data"));
+    api.set_records("/a", records::make(5));
+    api.serve("/b", Paging::page(10));
+    api.set_order("/b", Order::Ascending("created_at".into()));
+    api.set_since_filter("/b", "since", "created_at");
+    api.set_records("/b", records::make(30));
+    api.serve("/c", Paging::wrapped("data"));
+    api.set_records("/c", records::range(1000, 12));
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.hmr");
+    let data = dir.path().join("data");
+    save(&file, &pipeline(&api.url(), "300ms", None, true));
+    let bin = assert_cmd::cargo::cargo_bin("hamstr");
+    let mut child = Command::new(&bin)
+        .args(["run", "--data-dir"])
+        .arg(&data)
+        .arg(&file)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let lines = lines.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        })
+    };
+    let reloads = |lines: &Arc<Mutex<Vec<String>>>| {
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.starts_with("reloaded:"))
+            .count()
+    };
+    let mut next = 31u64;
+    let mut grow = |api: &TestApi| {
+        api.push_records("/b", records::range(next, 3));
+        next += 3;
+    };
+
+    wait_until("b to collect", Duration::from_secs(20), || {
+        api.hits("/b") >= 3
+    });
+    grow(&api);
+    // 1. A new source.
+    save(&file, &pipeline(&api.url(), "300ms", Some("c"), true));
+    wait_until("the first reload", Duration::from_secs(20), || {
+        reloads(&lines) >= 1
+    });
+    wait_until("c to collect", Duration::from_secs(20), || {
+        api.hits("/c") >= 1
+    });
+    grow(&api);
+    // 2. A schedule change.
+    save(&file, &pipeline(&api.url(), "200ms", Some("c"), true));
+    wait_until("the second reload", Duration::from_secs(20), || {
+        reloads(&lines) >= 2
+    });
+    // 3. Broken syntax: collection goes on.
+    save(
+        &file,
+        &pipeline(&api.url(), "200ms", Some("c"), true).replace("sink sb", "sink sb sb"),
+    );
+    wait_until("the error report", Duration::from_secs(20), || {
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("previous pipeline keeps running"))
+    });
+    let hits_while_broken = api.hits("/b");
+    grow(&api);
+    wait_until(
+        "b to go on while the file is broken",
+        Duration::from_secs(20),
+        || api.hits("/b") >= hits_while_broken + 3,
+    );
+    // 4. Fixed, and the jsonl sink removed.
+    save(&file, &pipeline(&api.url(), "200ms", Some("c"), false));
+    wait_until("the third reload", Duration::from_secs(20), || {
+        reloads(&lines) >= 3
+    });
+    let lines_after_removal = std::fs::read_to_string(dir.path().join("out/b.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    grow(&api);
+    // 5. A renamed source.
+    save(&file, &pipeline(&api.url(), "200ms", Some("c2"), false));
+    wait_until("the fourth reload", Duration::from_secs(20), || {
+        reloads(&lines) >= 4
+    });
+    let c_hits = api.hits("/c");
+    wait_until("c2 to collect", Duration::from_secs(20), || {
+        api.hits("/c") > c_hits
+    });
+    grow(&api);
+    let total_b = api.records("/b").len();
+    let b_hits = api.hits("/b");
+    wait_until("b to catch up", Duration::from_secs(20), || {
+        api.hits("/b") >= b_hits + 2
+    });
+    std::thread::sleep(Duration::from_millis(500));
+
+    // SIGTERM: a clean stop.
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    let log = lines.lock().unwrap().join("\n");
+    assert!(status.success(), "exit {status:?}\n{log}");
+
+    // The unchanged hourly source ran once: it was never restarted.
+    assert_eq!(api.hits("/a"), 1, "{log}");
+    let summaries: Vec<String> = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with("reloaded:"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        summaries[0], "reloaded: +1 source, +1 sink, ~0, -0",
+        "{log}"
+    );
+    assert_eq!(summaries[1], "reloaded: +0, ~1 source, -0", "{log}");
+    assert_eq!(summaries[2], "reloaded: +0, ~0, -1 sink", "{log}");
+    assert_eq!(summaries[3], "reloaded: +1 source, ~0, -1 source", "{log}");
+
+    let b_ids = ids_in(&bin, &file, &data, "sb");
+    let unique: BTreeSet<&String> = b_ids.iter().collect();
+    assert_eq!(b_ids.len(), total_b, "every b record once\n{log}");
+    assert_eq!(unique.len(), total_b);
+    assert_eq!(ids_in(&bin, &file, &data, "sc").len(), 12);
+    assert_eq!(ids_in(&bin, &file, &data, "sa").len(), 5);
+    let lines_at_end = std::fs::read_to_string(dir.path().join("out/b.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(
+        lines_at_end, lines_after_removal,
+        "the removed sink got no more records"
+    );
+}
