@@ -15,20 +15,17 @@ pub struct Diff {
 
 impl Diff {
     pub fn new(old: &Plan, new: &Plan) -> Diff {
+        let (old_edges, new_edges) = (edges_by_node(old), edges_by_node(new));
+        let none = Vec::new();
         let mut d = Diff::default();
         for (id, node) in &new.nodes {
             match old.nodes.get(id) {
                 None => d.added.push(id.clone()),
                 Some(o) if o != node => d.changed.push(id.clone()),
                 Some(_) => {
-                    let edges = |p: &Plan| {
-                        p.edges
-                            .iter()
-                            .filter(|(a, b)| a == id || b == id)
-                            .cloned()
-                            .collect::<Vec<_>>()
-                    };
-                    if edges(old) != edges(new) {
+                    if old_edges.get(id.as_str()).unwrap_or(&none)
+                        != new_edges.get(id.as_str()).unwrap_or(&none)
+                    {
                         d.rewired.push(id.clone());
                     }
                 }
@@ -77,6 +74,19 @@ impl Diff {
             part("-", &self.removed)
         )
     }
+}
+
+/// Every node's edges (in and out), in plan order: one pass, not one per node.
+fn edges_by_node(p: &Plan) -> std::collections::HashMap<&str, Vec<&(String, String)>> {
+    let mut map: std::collections::HashMap<&str, Vec<&(String, String)>> =
+        std::collections::HashMap::new();
+    for e in &p.edges {
+        map.entry(e.0.as_str()).or_default().push(e);
+        if e.1 != e.0 {
+            map.entry(e.1.as_str()).or_default().push(e);
+        }
+    }
+    map
 }
 
 /// Whether a source's collected state still belongs to it: not when the service URL, the

@@ -36,6 +36,18 @@ pub struct Plan {
 impl Plan {
     pub fn new(p: &Pipeline) -> Plan {
         let mut plan = Plan::default();
+        // Outputs and aggregate inputs by name, once: looking them up per source would
+        // make a plan of n sources cost n².
+        let mut outputs: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (from, to) in &p.flows {
+            outputs.entry(from).or_default().push(to);
+        }
+        let mut readers: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for agg in p.aggregates.values() {
+            for from in &agg.from {
+                readers.entry(from).or_default().push(&agg.name);
+            }
+        }
         for (name, src) in &p.sources {
             let Some(service) = p.services.get(&src.service) else {
                 continue;

@@ -142,25 +142,34 @@ impl Graph {
                 stopped.push((name, unit));
             }
         }
-        let old_plan = std::mem::replace(&mut self.plan, plan);
+        // Whether each stopped source keeps its state, decided on the two plans before
+        // the new one replaces the old (no copy of either).
+        let keep: BTreeMap<String, bool> = stopped
+            .iter()
+            .map(|(name, _)| {
+                let id = format!("source:{name}");
+                let same = match (self.plan.nodes.get(&id), plan.nodes.get(&id)) {
+                    (Some(a), Some(b)) => same_identity(a, b),
+                    _ => true,
+                };
+                (name.clone(), same)
+            })
+            .collect();
+        self.plan = plan;
         let store = self.store.clone();
-        let new_plan = self.plan.clone();
-        let mut to_start = Vec::new();
-        for (name, src) in &p.sources {
-            if !self.sources.contains_key(name) {
-                to_start.push(src.clone());
-            }
-        }
+        let to_start: Vec<Source> = p
+            .sources
+            .iter()
+            .filter(|(name, _)| !self.sources.contains_key(*name))
+            .map(|(_, s)| s.clone())
+            .collect();
         // Stopped units are awaited in the background; their replacements start after
         // the old ones are gone, so a source never runs twice at once.
         let mut waits: BTreeMap<String, tokio::sync::oneshot::Receiver<()>> = BTreeMap::new();
         for (name, unit) in stopped {
             let (done_tx, done_rx) = tokio::sync::oneshot::channel();
             let id = format!("source:{name}");
-            let keep_state = match (old_plan.nodes.get(&id), new_plan.nodes.get(&id)) {
-                (Some(a), Some(b)) => same_identity(a, b),
-                _ => true,
-            };
+            let keep_state = keep.get(&name).copied().unwrap_or(true);
             let store = store.clone();
             tokio::spawn(async move {
                 let _ = unit.driver.await;
@@ -177,9 +186,11 @@ impl Graph {
             });
             waits.insert(id, done_rx);
         }
+        let mut outputs = self.all_outputs();
         for src in to_start {
             let wait = waits.remove(&format!("source:{}", src.name));
-            self.start_source(&src, wait)?;
+            let wired = outputs.remove(&src.name).unwrap_or_default();
+            self.start_source(&src, wired, wait)?;
         }
         self.rewire();
         // Retired sinks end once no source holds their sender any more.
@@ -193,16 +204,25 @@ impl Graph {
         Ok(diff)
     }
 
-    fn outputs_for(&self, name: &str) -> (Vec<String>, Vec<String>) {
-        let sinks: Vec<String> = self.pipeline.outputs_of(name).map(str::to_string).collect();
-        let children: Vec<String> = self
+    /// The sinks and child sources of every source, in one pass over the pipeline.
+    fn all_outputs(&self) -> BTreeMap<String, (Vec<String>, Vec<String>)> {
+        let mut out: BTreeMap<String, (Vec<String>, Vec<String>)> = self
             .pipeline
             .sources
-            .values()
-            .filter(|s| s.for_each.as_deref() == Some(name))
-            .map(|s| s.name.clone())
+            .keys()
+            .map(|n| (n.clone(), Default::default()))
             .collect();
-        (sinks, children)
+        for (from, to) in &self.pipeline.flows {
+            if let Some(o) = out.get_mut(from) {
+                o.0.push(to.clone());
+            }
+        }
+        for s in self.pipeline.sources.values() {
+            if let Some(o) = s.for_each.as_ref().and_then(|p| out.get_mut(p)) {
+                o.1.push(s.name.clone());
+            }
+        }
+        out
     }
 
     fn build_outputs(&self, wired: &(Vec<String>, Vec<String>)) -> Arc<Outputs> {
@@ -219,17 +239,19 @@ impl Graph {
     /// Points every source at its current sinks and children; only units whose
     /// outputs differ are touched (a restarted sink has a new sender).
     fn rewire(&mut self) {
-        let names: Vec<String> = self.sources.keys().cloned().collect();
-        for name in names {
-            let wired = self.outputs_for(&name);
-            let unit = &self.sources[&name];
-            let senders_same = unit
-                .outputs
-                .borrow()
-                .sinks
-                .iter()
-                .zip(wired.0.iter())
-                .all(|(tx, s)| self.sinks.get(s).is_some_and(|u| u.tx.same_channel(tx)));
+        for (name, wired) in self.all_outputs() {
+            let Some(unit) = self.sources.get(&name) else {
+                continue;
+            };
+            let senders_same = {
+                let current = unit.outputs.borrow();
+                current.sinks.len() == wired.0.len()
+                    && current
+                        .sinks
+                        .iter()
+                        .zip(wired.0.iter())
+                        .all(|(tx, s)| self.sinks.get(s).is_some_and(|u| u.tx.same_channel(tx)))
+            };
             if unit.wired == wired && senders_same {
                 continue;
             }
@@ -244,6 +266,7 @@ impl Graph {
     fn start_source(
         &mut self,
         src: &Source,
+        wired: (Vec<String>, Vec<String>),
         after: Option<tokio::sync::oneshot::Receiver<()>>,
     ) -> Result<(), String> {
         let name = src.name.clone();
@@ -253,7 +276,6 @@ impl Graph {
             .map(|(_, c)| c.clone())
             .ok_or_else(|| format!("source `{name}`: no service `{}`", src.service))?;
         let ex = Arc::new(Extractor::new(src));
-        let wired = self.outputs_for(&name);
         let (outputs_tx, outputs_rx) = watch::channel(self.build_outputs(&wired));
         let (tx, rx) = mpsc::channel(CHANNEL_PAGES);
         let (stop_handle, stop) = Stop::new();
