@@ -570,8 +570,10 @@ impl ExtractNode {
         let Some((complete, error, child_of, done)) = run.end.take() else {
             return;
         };
-        let committed = complete && !run.broken;
-        if committed && self.newest_first {
+        // Every page reached every sink; `complete` says whether the listing was also
+        // seen to its end (not cut by `max_pages`, an error or a stop).
+        let committed = !run.broken;
+        if committed && complete && self.newest_first {
             if let Some(c) = &run.max_cursor {
                 let current = meta
                     .watermark
@@ -605,7 +607,7 @@ impl ExtractNode {
         if let Err(e) = self.store.put_meta(&self.source, meta) {
             tracing::error!(source = %self.source, error = %e, "cannot save the source's state");
         }
-        if let (true, Some(parent_key)) = (committed, child_of) {
+        if let (true, Some(parent_key)) = (committed && complete, child_of) {
             if let Err(e) = self.store.child_done(&self.source, &parent_key) {
                 tracing::error!(source = %self.source, error = %e, "cannot mark a child request done");
             }
