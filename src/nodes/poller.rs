@@ -77,10 +77,7 @@ impl Poller {
     ) -> Result<bool, String> {
         let src = &self.src;
         let meta = self.store.meta(&src.name).map_err(|e| e.to_string())?;
-        let watermark = meta
-            .watermark
-            .as_ref()
-            .and_then(|w| self.ex.cursor_value(w));
+        let watermark = self.ex.watermark(meta.watermark.as_ref());
         let mut fixed = Vec::new();
         if let Some(inc) = &src.incremental {
             let start = inc.start.as_ref().map(super::eval::lit_value);
