@@ -49,15 +49,23 @@ impl Masker {
         secrets.retain(|s| !s.is_empty());
         // Longer first, so a secret containing another is masked whole.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        let encoded: Vec<String> = secrets
+        // As they appear in URLs: percent-encoded (path placeholders) and
+        // form-encoded (query parameters, which leave `-._*` alone and turn ` ` to `+`).
+        let mut encoded: Vec<String> = secrets
             .iter()
-            .map(|s| {
-                percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
-                    .to_string()
+            .flat_map(|s| {
+                [
+                    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
+                        .to_string(),
+                    url::form_urlencoded::byte_serialize(s.as_bytes()).collect(),
+                ]
             })
             .filter(|e| !secrets.contains(e))
             .collect();
+        encoded.sort();
+        encoded.dedup();
         secrets.extend(encoded);
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         Masker {
             secrets: Arc::new(secrets),
         }
@@ -546,6 +554,12 @@ mod tests {
     fn masking() {
         let m = Masker::new(vec!["s3cr+t".into(), "".into()]);
         assert_eq!(m.mask("token s3cr+t and s3cr%2Bt"), "token *** and ***");
+        let m = Masker::new(vec!["a-b c+d".into()]);
+        assert_eq!(
+            m.mask("x=a-b+c%2Bd y=a%2Db%20c%2Bd"),
+            "x=*** y=***",
+            "form-encoded and percent-encoded"
+        );
     }
 
     #[test]

@@ -194,9 +194,15 @@ pub fn id_range(first: u64, n: u64) -> Vec<String> {
     (first..first + n).map(|s| format!("r{s:05}")).collect()
 }
 
-/// A `service api { ... }` block for `url` with extra properties.
+/// A `service api { ... }` block for `url` with extra properties, and quick retries
+/// unless `extra` sets its own.
 pub fn service(url: &str, extra: &str) -> String {
-    format!("service api {{\n  base_url = \"{url}\"\n  retry {{ attempts = 3  backoff = 50ms  max_backoff = 200ms }}\n{extra}\n}}\n")
+    let retry = if extra.contains("retry") {
+        ""
+    } else {
+        "  retry { attempts = 3  backoff = 50ms  max_backoff = 200ms }\n"
+    };
+    format!("service api {{\n  base_url = \"{url}\"\n{retry}{extra}\n}}\n")
 }
 
 /// A pipeline: one service `api` at `url`, one source `src` with the standard fields and
