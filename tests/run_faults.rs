@@ -318,9 +318,12 @@ fn a_redirect_on_the_same_origin_is_followed_with_credentials() {
     assert_eq!(api.hits("/moved"), 1);
 }
 
+/// What the API demands, the `auth` expression, and the environment it reads.
+type AuthCase = (Auth, &'static str, Vec<(&'static str, &'static str)>);
+
 #[test]
 fn every_kind_of_credentials_arrives_on_every_page() {
-    let cases: Vec<(Auth, &str, Vec<(&str, &str)>)> = vec![
+    let cases: Vec<AuthCase> = vec![
         (
             Auth::Bearer("b-Tok+en/1=".into()),
             "bearer(env(\"HMR_T_A\"))",

@@ -459,3 +459,55 @@ fn state_answers_while_a_run_holds_the_data_dir() {
     assert_eq!(state.status.code(), Some(0), "{}", text(&state));
     assert_contains(&stdout(&state), "src");
 }
+
+#[test]
+fn run_repeats_on_its_schedule_and_exits_0_on_sigterm() {
+    let api = api_with(3);
+    let p = Pipeline::new(
+        &pipeline(&api.url(), "sink store = sled(\"items\")", "store")
+            .replace("schedule = once", "schedule = every(1s)"),
+    );
+    let bin = assert_cmd::cargo::cargo_bin("hamstr");
+    let mut running = std::process::Command::new(bin)
+        .env("NO_COLOR", "1")
+        .args(["run", "--no-watch"])
+        .arg(&p.file)
+        .arg("--data-dir")
+        .arg(&p.data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // three records, pages of five: one request per run
+    let polled = api.wait_for_hits_blocking(PATH, 3, Duration::from_secs(30));
+    let signalled = std::process::Command::new("kill")
+        .args(["-TERM", &running.id().to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = running.try_wait().unwrap() {
+            break Some(s);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = running.kill();
+            let _ = running.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(polled, "fewer than three runs");
+    assert!(signalled);
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "exit 0 after SIGTERM"
+    );
+    let reqs = api.requests_to(PATH);
+    assert!(
+        reqs[2].at - reqs[0].at >= Duration::from_millis(1500),
+        "runs start every second, not sooner"
+    );
+    assert_eq!(sorted_ids(&p.dump("store")), id_range(1, 3));
+    assert_contains(&p.state(), "runs:");
+}
