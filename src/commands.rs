@@ -226,6 +226,17 @@ pub fn state(loaded: &Loaded, store: &dyn StateStore) -> Result<String, String> 
                 store.sink_len(tree).map_err(|e| e.to_string())?
             ));
         }
+        let waiting = store
+            .kv_len(&crate::nodes::sinks::queue_space(name))
+            .map_err(|e| e.to_string())?;
+        if waiting > 0 {
+            let pages = if waiting == 1 {
+                "1 page waits".to_string()
+            } else {
+                format!("{waiting} pages wait")
+            };
+            out.push_str(&format!("sink {name}: {pages} in its queue\n"));
+        }
     }
     Ok(out)
 }

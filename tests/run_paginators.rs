@@ -515,3 +515,58 @@ fn query_parameters_go_with_every_built_page() {
         }
     }
 }
+
+// ---- requests -------------------------------------------------------------------------
+
+#[test]
+fn the_path_is_appended_to_a_base_url_with_a_path() {
+    let api = TestApi::start_blocking();
+    api.set_records("/v2/items", records::make(3));
+    for base in ["/v2", "/v2/"] {
+        let p = Pipeline::new(&one_source(
+            &format!("{}{base}", api.url()),
+            "get = \"/items\"",
+        ));
+        p.run_ok();
+        assert_all(&p, 3);
+    }
+    assert_eq!(api.hits("/v2/items"), 2);
+    assert_eq!(api.total_hits(), 2);
+}
+
+#[test]
+fn post_sends_its_body_with_every_page() {
+    let api = api_with(12, page_paging(5, false));
+    let (p, _) = collect(
+        &api,
+        "post = \"/items\"\n  body { q = \"shoes\"  filter { status = \"open\"  min = 2 }  tags = [\"a\", \"b\"] }\n  paginate = page(size_param = \"per_page\", size = 5)\n  records = $.data[*]",
+    );
+    assert_all(&p, 12);
+    let reqs = api.requests_to(PATH);
+    assert_eq!(reqs.len(), 3);
+    for r in &reqs {
+        assert_eq!(r.method, "POST");
+        assert_eq!(
+            r.body_json(),
+            Some(
+                serde_json::json!({"q": "shoes", "filter": {"status": "open", "min": 2}, "tags": ["a", "b"]})
+            )
+        );
+        assert!(r
+            .header("content-type")
+            .is_some_and(|c| c.contains("application/json")));
+    }
+}
+
+#[test]
+fn an_empty_page_before_total_pages_is_reported() {
+    let api = TestApi::start_blocking();
+    api.set_json(PATH, serde_json::json!({"data": [], "total_pages": 3}));
+    let (p, summary) = collect(
+        &api,
+        "get = \"/items\"\n  paginate = page(total_pages = $.total_pages)\n  records = $.data[*]",
+    );
+    assert!(p.jsonl("out/src.jsonl").is_empty());
+    assert_contains(&summary, "warning");
+    assert_contains(&summary, "total_pages");
+}

@@ -511,3 +511,55 @@ fn run_repeats_on_its_schedule_and_exits_0_on_sigterm() {
     assert_eq!(sorted_ids(&p.dump("store")), id_range(1, 3));
     assert_contains(&p.state(), "runs:");
 }
+
+// ---- what sinks hold ------------------------------------------------------------------------
+
+#[test]
+fn jsonl_cuts_a_half_written_line_and_writes_values_as_the_spec_says() {
+    let api = TestApi::start_blocking();
+    // raw bytes: an exact decimal number and a datetime with an offset
+    api.set_reply(
+        PATH,
+        support::Reply::text(
+            200,
+            "application/json",
+            r#"[{"id": 7, "seq": "7", "created_at": "2026-01-01T02:00:00+02:00", "amount": 12.50, "currency": "EUR"}]"#,
+        ),
+    );
+    let p = Pipeline::new(&one_source(&api.url(), "get = \"/items\""));
+    std::fs::create_dir_all(p.path("out")).unwrap();
+    std::fs::write(p.path("out/src.jsonl"), "{\"id\":\"old\"}\n{\"id\":\"torn").unwrap();
+    p.run_ok();
+    let lines = p.jsonl("out/src.jsonl");
+    assert_eq!(
+        lines,
+        vec![
+            json!({"id": "old"}),
+            json!({"id": "7", "seq": 7, "created_at": "2026-01-01T00:00:00Z", "amount": "12.50", "currency": "EUR"}),
+        ]
+    );
+}
+
+#[test]
+fn records_wait_in_the_queue_of_a_sink_that_is_down() {
+    let api = api_with(7);
+    let p = Pipeline::new(&pipeline(
+        &api.url(),
+        "sink lines = jsonl(\"blocked/items.jsonl\")",
+        "lines",
+    ));
+    // a file where the sink's folder should be: the sink cannot open its file
+    std::fs::write(p.path("blocked"), "not a folder").unwrap();
+    let summary = p.run_failing();
+    assert_contains(&summary, "still wait");
+    let state = p.state();
+    assert_contains(&state, "emitted: 7");
+    assert_contains(&state, "sink lines: 2 pages wait in its queue");
+
+    std::fs::remove_file(p.path("blocked")).unwrap();
+    p.run_ok();
+    assert!(!p.state().contains("wait in its queue"));
+    assert_eq!(ids(&p.jsonl("blocked/items.jsonl")), id_range(1, 7));
+    p.run_ok();
+    assert_eq!(p.jsonl("blocked/items.jsonl").len(), 7, "delivered once");
+}
