@@ -493,4 +493,55 @@ fn secrets_from_env_never_appear_in_output_at_trace_level() {
     }
     // the hidden values did reach the API
     assert!(api.saw_header_value(qkey) && api.saw_header_value(hkey));
+    // and the errors kept in the state show none of them either
+    let mut state = p.cmd(&["state", "--data-dir"]);
+    state.arg(&p.data);
+    for (k, v) in &env[..6] {
+        state.env(k, v);
+    }
+    let out = state.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let shown = format!("{}{}", stdout(&out), stderr(&out));
+    assert_contains(&shown, "last error:   HTTP 400");
+    for secret in [bearer, user, password, qkey, hkey, extra] {
+        assert!(!shown.contains(secret), "{secret:?} in state:\n{shown}");
+    }
+}
+
+#[test]
+fn service_headers_arrive_once_and_replace_defaults() {
+    let api = api_with(3, Paging::none());
+    let p = pipeline(
+        &api.url(),
+        "  headers { \"Accept\" = \"application/vnd.test+json\"  \"X-Client\" = \"hamstr-test\" }",
+        "",
+    );
+    p.run_ok();
+    let req = &api.requests_to(PATH)[0];
+    assert_eq!(req.header("x-client"), Some("hamstr-test"));
+    let accepts: Vec<_> = req.headers.iter().filter(|(k, _)| k == "accept").collect();
+    assert_eq!(accepts.len(), 1, "{:?}", req.headers);
+    assert_eq!(accepts[0].1, "application/vnd.test+json");
+}
+
+#[test]
+fn rate_limit_spaces_requests_out() {
+    let api = api_with(20, Paging::page(5));
+    let p = pipeline(&api.url(), "  rate_limit = 5/s", PAGED);
+    p.run_ok();
+    assert_eq!(api.hits(PATH), 5);
+    // one at once, then one per 200 ms
+    assert!(
+        spread(&api) >= Duration::from_millis(600),
+        "{:?}",
+        spread(&api)
+    );
+}
+
+#[test]
+fn a_refused_connection_is_retried_then_fails() {
+    let p = pipeline(&support::closed_origin(), "", "");
+    let err = p.run_failing();
+    assert_contains(&err, "could not connect");
+    assert_contains(&err, "gave up after 3 attempts");
 }
