@@ -338,3 +338,46 @@ fn the_watermark_moves_past_a_rejected_record() {
     assert_eq!(ids(&new_lines(&p, 5)), ["r00006"]);
     assert!(p.rejected("src").is_empty());
 }
+
+#[test]
+fn a_killed_run_is_made_good_by_the_next() {
+    let api = api_with(records::make(20), Paging::page(5));
+    // page 3 takes long: the run is killed while it waits
+    api.fail_after(PATH, 2, Fault::Delay(std::time::Duration::from_secs(20)));
+    let p = Pipeline::new(&one_source(&api.url(), PAGED).replace(
+        "flow src -> lines",
+        "sink store = sled(\"items\")\nflow src -> lines, store",
+    ));
+    let mut running = std::process::Command::new(assert_cmd::cargo::cargo_bin("hamstr"))
+        .env("NO_COLOR", "1")
+        .args(["run", "--once"])
+        .arg(&p.file)
+        .arg("--data-dir")
+        .arg(&p.data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let reached = api.wait_for_hits_blocking(PATH, 3, std::time::Duration::from_secs(30));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let _ = running.kill();
+    let _ = running.wait();
+    assert!(reached, "the run never asked for page 3");
+
+    api.clear_faults(PATH);
+    p.run_ok();
+    assert_eq!(
+        sorted_ids(&p.dump("store")),
+        id_range(1, 20),
+        "every record once"
+    );
+    let lines = p.jsonl(LINES);
+    let mut unique = sorted_ids(&lines);
+    unique.dedup();
+    assert_eq!(unique, id_range(1, 20), "at least once");
+    assert!(
+        lines.len() <= 30,
+        "at most pages 1-2 again: {}",
+        lines.len()
+    );
+}
