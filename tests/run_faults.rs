@@ -545,3 +545,59 @@ fn a_refused_connection_is_retried_then_fails() {
     assert_contains(&err, "could not connect");
     assert_contains(&err, "gave up after 3 attempts");
 }
+
+/// Starts `hamstr run` on a source whose first request gets `fault`, sends SIGTERM once
+/// the request arrived, and expects a prompt exit 0 with no further request.
+fn sigterm_stops_promptly(fault: Fault) {
+    let api = api_with(3, Paging::none());
+    api.fail_next(PATH, fault.clone());
+    let p = pipeline(&api.url(), "", "");
+    let mut running = std::process::Command::new(assert_cmd::cargo::cargo_bin("hamstr"))
+        .env("NO_COLOR", "1")
+        .args(["run", "--no-watch"])
+        .arg(&p.file)
+        .arg("--data-dir")
+        .arg(&p.data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let asked = api.wait_for_hits_blocking(PATH, 1, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &running.id().to_string()])
+        .status();
+    // the spec gives in-flight pages 10 s; the fault would hold on far longer
+    let deadline = std::time::Instant::now() + Duration::from_secs(25);
+    let status = loop {
+        if let Some(s) = running.try_wait().unwrap() {
+            break Some(s);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = running.kill();
+            let _ = running.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(asked, "{fault:?}");
+    assert!(
+        status.is_some(),
+        "{fault:?}: still running 25 s after SIGTERM"
+    );
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{fault:?}");
+    assert_eq!(api.hits(PATH), 1, "{fault:?}: no request after the stop");
+}
+
+#[test]
+fn sigterm_during_a_long_retry_after_stops_promptly() {
+    sigterm_stops_promptly(Fault::TooManyRequests {
+        retry_after: RetryAfter::Seconds(300),
+    });
+}
+
+#[test]
+fn sigterm_during_a_hanging_request_stops_within_the_grace_period() {
+    // the default timeout is 30 s
+    sigterm_stops_promptly(Fault::Hang(Duration::from_secs(120)));
+}

@@ -173,7 +173,17 @@ impl ServiceClient {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let (error, retry_after) = match self.attempt(req).await {
+            let result = tokio::select! {
+                r = self.attempt(req, stop) => r,
+                _ = stop.grace_over() => Err(Attempt::fatal(
+                    format!(
+                        "stopped: the request to {} did not finish within the shutdown grace period",
+                        self.masker.url(&req.url)
+                    ),
+                    None,
+                )),
+            };
+            let (error, retry_after) = match result {
                 Ok(resp) => return Ok(resp),
                 Err(Attempt::Fatal(e)) => return Err(e),
                 Err(Attempt::Retry(e, after)) => (e, after),
@@ -200,6 +210,12 @@ impl ServiceClient {
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.stopped() => {}
             }
+            if stop.is_stopping() {
+                return Err(FetchError {
+                    message: format!("{} (stopped before retrying)", error.message),
+                    status: error.status,
+                });
+            }
         }
     }
 
@@ -219,21 +235,35 @@ impl ServiceClient {
         }
     }
 
-    async fn wait_turn(&self) {
+    /// Waits out a pause and the rate limit; false when `stop` came first.
+    async fn wait_turn(&self, stop: &crate::runtime::Stop) -> bool {
         loop {
             let until = self.pause_until.lock().ok().and_then(|p| *p);
             match until {
-                Some(t) if t > Instant::now() => tokio::time::sleep_until(t.into()).await,
+                Some(t) if t > Instant::now() => tokio::select! {
+                    _ = tokio::time::sleep_until(t.into()) => {}
+                    _ = stop.stopped() => return false,
+                },
                 _ => break,
             }
         }
         if let Some(l) = &self.limiter {
-            l.until_ready().await;
+            tokio::select! {
+                _ = l.until_ready() => {}
+                _ = stop.stopped() => return false,
+            }
         }
+        true
     }
 
-    async fn attempt(&self, req: &Request) -> Result<Response, Attempt> {
-        self.wait_turn().await;
+    async fn attempt(
+        &self,
+        req: &Request,
+        stop: &crate::runtime::Stop,
+    ) -> Result<Response, Attempt> {
+        if !self.wait_turn(stop).await {
+            return Err(Attempt::fatal("stopped before the request was sent", None));
+        }
         let _permit = self
             .concurrency
             .acquire()

@@ -102,11 +102,12 @@ impl Poller {
                 url: url.clone(),
                 body: body.clone(),
             };
-            let resp = self
-                .client
-                .fetch(&req, &self.stop)
-                .await
-                .map_err(|e| e.message)?;
+            let resp = match self.client.fetch(&req, &self.stop).await {
+                Ok(resp) => resp,
+                // Interrupted, not failed: the page is fetched again next time.
+                Err(_) if self.stop.is_stopping() => return Ok(false),
+                Err(e) => return Err(e.message),
+            };
             if pager.repeats_previous(&resp) {
                 warnings.push(
                     "a page repeated the previous one byte for byte (a pagination loop)".into(),

@@ -18,6 +18,9 @@ use tokio::task::JoinHandle;
 /// Pages that may wait between two nodes: memory stays bounded however large an API is.
 const CHANNEL_PAGES: usize = 2;
 
+/// How long in-flight pages get to finish once a stop is asked for (spec §8).
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A shared "stop now" signal.
 #[derive(Clone)]
 pub struct Stop {
@@ -40,6 +43,11 @@ impl Stop {
     pub async fn stopped(&self) {
         let mut rx = self.rx.clone();
         let _ = rx.wait_for(|s| *s).await;
+    }
+    /// Resolves [`SHUTDOWN_GRACE`] after the stop: in-flight work gives up then.
+    pub async fn grace_over(&self) {
+        self.stopped().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
     }
 }
 
