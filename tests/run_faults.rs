@@ -8,7 +8,9 @@ mod support;
 
 use std::time::{Duration, SystemTime};
 
-use common::{assert_contains, id_range, ids, service, stderr, stdout, text, Pipeline, FIELDS};
+use common::{
+    assert_contains, id_range, ids, service, stderr, stdout, terminate, text, Pipeline, FIELDS,
+};
 use support::{base64_encode, records, Auth, Fault, Paging, RetryAfter, TestApi};
 
 const PATH: &str = "/items";
@@ -552,34 +554,11 @@ fn sigterm_stops_promptly(fault: Fault) {
     let api = api_with(3, Paging::none());
     api.fail_next(PATH, fault.clone());
     let p = pipeline(&api.url(), "", "");
-    let mut running = std::process::Command::new(assert_cmd::cargo::cargo_bin("hamstr"))
-        .env("NO_COLOR", "1")
-        .args(["run", "--no-watch"])
-        .arg(&p.file)
-        .arg("--data-dir")
-        .arg(&p.data)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut running = p.spawn_run(&["--no-watch"]);
     let asked = api.wait_for_hits_blocking(PATH, 1, Duration::from_secs(30));
     std::thread::sleep(Duration::from_millis(300));
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &running.id().to_string()])
-        .status();
     // the spec gives in-flight pages 10 s; the fault would hold on far longer
-    let deadline = std::time::Instant::now() + Duration::from_secs(25);
-    let status = loop {
-        if let Some(s) = running.try_wait().unwrap() {
-            break Some(s);
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = running.kill();
-            let _ = running.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = terminate(&mut running, Duration::from_secs(25));
     assert!(asked, "{fault:?}");
     assert!(
         status.is_some(),

@@ -348,20 +348,10 @@ fn a_killed_run_is_made_good_by_the_next() {
         "flow src -> lines",
         "sink store = sled(\"items\")\nflow src -> lines, store",
     ));
-    let mut running = std::process::Command::new(assert_cmd::cargo::cargo_bin("hamstr"))
-        .env("NO_COLOR", "1")
-        .args(["run", "--once"])
-        .arg(&p.file)
-        .arg("--data-dir")
-        .arg(&p.data)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut running = p.spawn_run(&["--once"]);
     let reached = api.wait_for_hits_blocking(PATH, 3, std::time::Duration::from_secs(30));
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let _ = running.kill();
-    let _ = running.wait();
+    common::stop(&mut running);
     assert!(reached, "the run never asked for page 3");
 
     api.clear_faults(PATH);

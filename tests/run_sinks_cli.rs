@@ -6,12 +6,11 @@
 mod common;
 mod support;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::{
     assert_contains, hamstr, id_range, ids, json_lines, one_source, service, sorted_ids, stderr,
-    stdout, text, Pipeline, FIELDS,
+    stdout, stop, terminate, text, Pipeline, FIELDS,
 };
 use serde_json::{json, Value};
 use support::{records, Fault, Paging, TestApi};
@@ -346,21 +345,10 @@ fn a_second_run_on_the_same_data_dir_is_refused() {
         &pipeline(&api.url(), "sink store = sled(\"items\")", "store")
             .replace("schedule = once", "schedule = every(1h)"),
     );
-    let bin = assert_cmd::cargo::cargo_bin("hamstr");
-    let mut first = std::process::Command::new(bin)
-        .env("NO_COLOR", "1")
-        .args(["run", "--no-watch"])
-        .arg(&p.file)
-        .arg("--data-dir")
-        .arg(&p.data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = p.spawn_run(&["--no-watch"]);
     let started = api.wait_for_hits_blocking(PATH, 1, Duration::from_secs(30));
     let second = p.run_once();
-    let _ = first.kill();
-    let _ = first.wait();
+    stop(&mut first);
     assert!(started, "the first run never polled");
     assert_ne!(second.status.code(), Some(0), "{}", text(&second));
     let err = stderr(&second);
@@ -439,22 +427,11 @@ fn state_answers_while_a_run_holds_the_data_dir() {
         &pipeline(&api.url(), "sink store = sled(\"items\")", "store")
             .replace("schedule = once", "schedule = every(1h)"),
     );
-    let bin = assert_cmd::cargo::cargo_bin("hamstr");
-    let mut running = std::process::Command::new(bin)
-        .env("NO_COLOR", "1")
-        .args(["run", "--no-watch"])
-        .arg(&p.file)
-        .arg("--data-dir")
-        .arg(&p.data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut running = p.spawn_run(&["--no-watch"]);
     let started = api.wait_for_hits_blocking(PATH, 1, Duration::from_secs(30));
     let mut c = p.cmd(&["state", "--data-dir"]);
     let state = c.arg(&p.data).output().unwrap();
-    let _ = running.kill();
-    let _ = running.wait();
+    stop(&mut running);
     assert!(started, "the run never polled");
     assert_eq!(state.status.code(), Some(0), "{}", text(&state));
     assert_contains(&stdout(&state), "src");
@@ -467,37 +444,11 @@ fn run_repeats_on_its_schedule_and_exits_0_on_sigterm() {
         &pipeline(&api.url(), "sink store = sled(\"items\")", "store")
             .replace("schedule = once", "schedule = every(1s)"),
     );
-    let bin = assert_cmd::cargo::cargo_bin("hamstr");
-    let mut running = std::process::Command::new(bin)
-        .env("NO_COLOR", "1")
-        .args(["run", "--no-watch"])
-        .arg(&p.file)
-        .arg("--data-dir")
-        .arg(&p.data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut running = p.spawn_run(&["--no-watch"]);
     // three records, pages of five: one request per run
     let polled = api.wait_for_hits_blocking(PATH, 3, Duration::from_secs(30));
-    let signalled = std::process::Command::new("kill")
-        .args(["-TERM", &running.id().to_string()])
-        .status()
-        .is_ok_and(|s| s.success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = running.try_wait().unwrap() {
-            break Some(s);
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = running.kill();
-            let _ = running.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = terminate(&mut running, Duration::from_secs(30));
     assert!(polled, "fewer than three runs");
-    assert!(signalled);
     assert_eq!(
         status.and_then(|s| s.code()),
         Some(0),

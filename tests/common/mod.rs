@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
-use std::time::Duration;
+use std::process::{Child, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use serde_json::Value;
@@ -126,6 +126,22 @@ impl Pipeline {
         stdout(&out)
     }
 
+    /// `hamstr run ARGS FILE --data-dir DATA` in the background, output discarded.
+    pub fn spawn_run(&self, args: &[&str]) -> Child {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("hamstr"))
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .arg("run")
+            .args(args)
+            .arg(&self.file)
+            .arg("--data-dir")
+            .arg(&self.data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start hamstr run")
+    }
+
     /// The lines of a jsonl file inside the pipeline's folder (none when it is missing).
     pub fn jsonl(&self, rel: &str) -> Vec<Value> {
         read_jsonl(&self.path(rel))
@@ -139,6 +155,31 @@ pub fn hamstr() -> Command {
         .env_remove("RUST_LOG")
         .timeout(COMMAND_TIMEOUT);
     c
+}
+
+/// Sends SIGTERM to a process this test started and waits up to `limit` for its exit
+/// status; `None` (after killing it) when it did not exit in time.
+pub fn terminate(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            stop(child);
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Kills a process this test started (SIGKILL: like a crash) and reaps it.
+pub fn stop(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 pub fn stdout(out: &Output) -> String {
