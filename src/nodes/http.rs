@@ -47,8 +47,6 @@ pub struct Masker {
 impl Masker {
     pub fn new(mut secrets: Vec<String>) -> Self {
         secrets.retain(|s| !s.is_empty());
-        // Longer first, so a secret containing another is masked whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         // As they appear in URLs: percent-encoded (path placeholders) and
         // form-encoded (query parameters, which leave `-._*` alone and turn ` ` to `+`).
         let mut encoded: Vec<String> = secrets
@@ -65,6 +63,7 @@ impl Masker {
         encoded.sort();
         encoded.dedup();
         secrets.extend(encoded);
+        // Longer first, so a secret containing another is masked whole.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         Masker {
             secrets: Arc::new(secrets),
