@@ -293,10 +293,12 @@ pub fn state(loaded: &Loaded, store: &dyn StateStore) -> Result<String, String> 
             ),
             _ => String::new(),
         };
-        out.push_str(&format!(
-            "sink {name}: {held}queue depth {queued} page{}\n",
-            plural(queued as u64)
-        ));
+        let waiting = match queued {
+            0 => "its queue is empty".to_string(),
+            1 => "1 page waits in its queue".to_string(),
+            n => format!("{n} pages wait in its queue"),
+        };
+        out.push_str(&format!("sink {name}: {held}{waiting}\n"));
     }
     Ok(out)
 }

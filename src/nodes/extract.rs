@@ -18,6 +18,8 @@ pub struct Extractor {
     fields: Vec<(Type, bool, Compiled)>,
     key: Vec<usize>,
     cursor: Option<(usize, Type)>,
+    /// `incremental.start`, the watermark before anything was collected.
+    start: Option<Val>,
     filter: Option<Compiled>,
     records: Records,
 }
@@ -44,6 +46,13 @@ impl Extractor {
             .incremental
             .as_ref()
             .and_then(|i| index(&i.cursor).map(|at| (at, src.fields[at].ty)));
+        let start = src.incremental.as_ref().and_then(|i| {
+            let (_, ty) = cursor?;
+            super::eval::lit_value(i.start.as_ref()?)
+                .convert(ty)
+                .ok()
+                .filter(|v| !v.is_null())
+        });
         let filter = src.filter.as_ref().map(|f| Compiled::new(f, &index));
         let records = match &src.records {
             None => Records::Body,
@@ -80,6 +89,7 @@ impl Extractor {
             fields,
             key,
             cursor,
+            start,
             filter,
             records,
         }
@@ -216,6 +226,13 @@ impl Extractor {
             .convert(ty)
             .ok()
             .filter(|v| !v.is_null())
+    }
+
+    /// The watermark in effect: the stored one, else `incremental.start`.
+    pub fn watermark(&self, stored: Option<&Json>) -> Option<Val> {
+        stored
+            .and_then(|w| self.cursor_value(w))
+            .or_else(|| self.start.clone())
     }
 
     /// A stored watermark as a value of the cursor's type.
@@ -392,10 +409,7 @@ impl ExtractNode {
 
     fn new_run(&self, meta: &SourceMeta) -> RunState {
         RunState {
-            start_watermark: meta
-                .watermark
-                .as_ref()
-                .and_then(|w| self.ex.cursor_value(w)),
+            start_watermark: self.ex.watermark(meta.watermark.as_ref()),
             max_cursor: None,
             broken: false,
             keys: HashMap::new(),
@@ -555,10 +569,7 @@ impl ExtractNode {
         // only a run seen to its end moves it (see `finish`).
         if !self.newest_first {
             if let Some(c) = &p.max_cursor {
-                let current = next
-                    .watermark
-                    .as_ref()
-                    .and_then(|w| self.ex.cursor_value(w));
+                let current = self.ex.watermark(next.watermark.as_ref());
                 if current.is_none_or(|w| c.compare(&w) == Some(Ordering::Greater)) {
                     next.watermark = Some(c.to_json());
                 }
@@ -588,13 +599,12 @@ impl ExtractNode {
         let Some((complete, error, child_of, done)) = run.end.take() else {
             return;
         };
-        let committed = complete && !run.broken;
-        if committed && self.newest_first {
+        // Every page reached every sink; `complete` says whether the listing was also
+        // seen to its end (not cut by `max_pages`, an error or a stop).
+        let committed = !run.broken;
+        if committed && complete && self.newest_first {
             if let Some(c) = &run.max_cursor {
-                let current = meta
-                    .watermark
-                    .as_ref()
-                    .and_then(|w| self.ex.cursor_value(w));
+                let current = self.ex.watermark(meta.watermark.as_ref());
                 if current.is_none_or(|w| c.compare(&w) == Some(Ordering::Greater)) {
                     meta.watermark = Some(c.to_json());
                 }
@@ -623,7 +633,7 @@ impl ExtractNode {
         if let Err(e) = self.store.put_meta(&self.source, meta) {
             tracing::error!(source = %self.source, error = %e, "cannot save the source's state");
         }
-        if let (true, Some(parent_key)) = (committed, child_of) {
+        if let (true, Some(parent_key)) = (committed && complete, child_of) {
             if let Err(e) = self.store.child_done(&self.source, &parent_key) {
                 tracing::error!(source = %self.source, error = %e, "cannot mark a child request done");
             }

@@ -47,17 +47,24 @@ pub struct Masker {
 impl Masker {
     pub fn new(mut secrets: Vec<String>) -> Self {
         secrets.retain(|s| !s.is_empty());
-        // Longer first, so a secret containing another is masked whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        let encoded: Vec<String> = secrets
+        // As they appear in URLs: percent-encoded (path placeholders) and
+        // form-encoded (query parameters, which leave `-._*` alone and turn ` ` to `+`).
+        let mut encoded: Vec<String> = secrets
             .iter()
-            .map(|s| {
-                percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
-                    .to_string()
+            .flat_map(|s| {
+                [
+                    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
+                        .to_string(),
+                    url::form_urlencoded::byte_serialize(s.as_bytes()).collect(),
+                ]
             })
             .filter(|e| !secrets.contains(e))
             .collect();
+        encoded.sort();
+        encoded.dedup();
         secrets.extend(encoded);
+        // Longer first, so a secret containing another is masked whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         Masker {
             secrets: Arc::new(secrets),
         }
@@ -165,7 +172,17 @@ impl ServiceClient {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let (error, retry_after) = match self.attempt(req).await {
+            let result = tokio::select! {
+                r = self.attempt(req, stop) => r,
+                _ = stop.grace_over() => Err(Attempt::fatal(
+                    format!(
+                        "stopped: the request to {} did not finish within the shutdown grace period",
+                        self.masker.url(&req.url)
+                    ),
+                    None,
+                )),
+            };
+            let (error, retry_after) = match result {
                 Ok(resp) => return Ok(resp),
                 Err(Attempt::Fatal(e)) => return Err(e),
                 Err(Attempt::Retry(e, after)) => (e, after),
@@ -192,6 +209,12 @@ impl ServiceClient {
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.stopped() => {}
             }
+            if stop.is_stopping() {
+                return Err(FetchError {
+                    message: format!("{} (stopped before retrying)", error.message),
+                    status: error.status,
+                });
+            }
         }
     }
 
@@ -211,21 +234,35 @@ impl ServiceClient {
         }
     }
 
-    async fn wait_turn(&self) {
+    /// Waits out a pause and the rate limit; false when `stop` came first.
+    async fn wait_turn(&self, stop: &crate::runtime::Stop) -> bool {
         loop {
             let until = self.pause_until.lock().ok().and_then(|p| *p);
             match until {
-                Some(t) if t > Instant::now() => tokio::time::sleep_until(t.into()).await,
+                Some(t) if t > Instant::now() => tokio::select! {
+                    _ = tokio::time::sleep_until(t.into()) => {}
+                    _ = stop.stopped() => return false,
+                },
                 _ => break,
             }
         }
         if let Some(l) = &self.limiter {
-            l.until_ready().await;
+            tokio::select! {
+                _ = l.until_ready() => {}
+                _ = stop.stopped() => return false,
+            }
         }
+        true
     }
 
-    async fn attempt(&self, req: &Request) -> Result<Response, Attempt> {
-        self.wait_turn().await;
+    async fn attempt(
+        &self,
+        req: &Request,
+        stop: &crate::runtime::Stop,
+    ) -> Result<Response, Attempt> {
+        if !self.wait_turn(stop).await {
+            return Err(Attempt::fatal("stopped before the request was sent", None));
+        }
         let _permit = self
             .concurrency
             .acquire()
@@ -546,6 +583,12 @@ mod tests {
     fn masking() {
         let m = Masker::new(vec!["s3cr+t".into(), "".into()]);
         assert_eq!(m.mask("token s3cr+t and s3cr%2Bt"), "token *** and ***");
+        let m = Masker::new(vec!["a-b c+d".into()]);
+        assert_eq!(
+            m.mask("x=a-b+c%2Bd y=a%2Db%20c%2Bd"),
+            "x=*** y=***",
+            "form-encoded and percent-encoded"
+        );
     }
 
     #[test]

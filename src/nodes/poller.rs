@@ -77,10 +77,7 @@ impl Poller {
     ) -> Result<bool, String> {
         let src = &self.src;
         let meta = self.store.meta(&src.name).map_err(|e| e.to_string())?;
-        let watermark = meta
-            .watermark
-            .as_ref()
-            .and_then(|w| self.ex.cursor_value(w));
+        let watermark = self.ex.watermark(meta.watermark.as_ref());
         let mut fixed = Vec::new();
         if let Some(inc) = &src.incremental {
             let start = inc.start.as_ref().map(super::eval::lit_value);
@@ -105,11 +102,12 @@ impl Poller {
                 url: url.clone(),
                 body: body.clone(),
             };
-            let resp = self
-                .client
-                .fetch(&req, &self.stop)
-                .await
-                .map_err(|e| e.message)?;
+            let resp = match self.client.fetch(&req, &self.stop).await {
+                Ok(resp) => resp,
+                // Interrupted, not failed: the page is fetched again next time.
+                Err(_) if self.stop.is_stopping() => return Ok(false),
+                Err(e) => return Err(e.message),
+            };
             if pager.repeats_previous(&resp) {
                 warnings.push(
                     "a page repeated the previous one byte for byte (a pagination loop)".into(),

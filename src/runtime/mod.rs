@@ -14,6 +14,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
+/// How long in-flight pages get to finish once a stop is asked for (spec §8).
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A shared "stop now" signal.
 #[derive(Clone)]
 pub struct Stop {
@@ -49,6 +52,11 @@ impl Stop {
             handle.stop();
         });
         stop
+    }
+    /// Resolves [`SHUTDOWN_GRACE`] after the stop: in-flight work gives up then.
+    pub async fn grace_over(&self) {
+        self.stopped().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
     }
 }
 

@@ -1,0 +1,515 @@
+//! Sinks and the CLI around `run` (spec §5.3, §6, §8, §9): sled upserts and `dump`
+//! (jsonl and csv), jsonl appends and path resolution, stdout, fan-in and fan-out,
+//! child sources, `state` and `state --reset`, `graph`, the data-directory lock, and
+//! the exit codes of `run --once`.
+
+mod common;
+mod support;
+
+use std::time::Duration;
+
+use common::{
+    assert_contains, hamstr, id_range, ids, json_lines, one_source, service, sorted_ids, stderr,
+    stdout, stop, terminate, text, Pipeline, FIELDS,
+};
+use serde_json::{json, Value};
+use support::{records, Fault, Paging, TestApi};
+
+const PATH: &str = "/items";
+
+fn api_with(n: usize) -> TestApi {
+    let api = TestApi::start_blocking();
+    api.set_records(PATH, records::make(n));
+    api.serve(PATH, Paging::page(5));
+    api
+}
+
+/// One source `src` from `/items` (paged) into the sinks declared in `sinks`.
+fn pipeline(url: &str, sinks: &str, flow: &str) -> String {
+    format!(
+        "{}\nsource src from api {{\n  get = \"/items\"\n  schedule = once\n  paginate = page(size_param = \"per_page\", size = 5)\n  records = $.data[*]\n{FIELDS}\n}}\n{sinks}\nflow src -> {flow}\n",
+        service(url, "")
+    )
+}
+
+/// Records whose ids start with `prefix` instead of `r`.
+fn prefixed(prefix: &str, n: usize) -> Vec<Value> {
+    records::make(n)
+        .into_iter()
+        .map(|mut r| {
+            let id = r["id"].as_str().unwrap().replacen('r', prefix, 1);
+            r["id"] = json!(id);
+            r
+        })
+        .collect()
+}
+
+// ---- sled and dump -------------------------------------------------------------------
+
+#[test]
+fn sled_upserts_by_key_and_dump_shows_one_record_per_key() {
+    let api = api_with(10);
+    let p = Pipeline::new(&pipeline(
+        &api.url(),
+        "sink store = sled(\"items\")",
+        "store",
+    ));
+    p.run_ok();
+    assert_eq!(sorted_ids(&p.dump("store")), id_range(1, 10));
+
+    api.upsert_record(
+        PATH,
+        "id",
+        records::changed(&records::record(2), "amount", json!("0.01")),
+    );
+    api.push_records(PATH, records::range(11, 2));
+    p.run_ok();
+    let rows = p.dump("store");
+    assert_eq!(sorted_ids(&rows), id_range(1, 12), "one record per key");
+    let two = rows.iter().find(|r| r["id"] == "r00002").unwrap();
+    assert_eq!(
+        two["amount"],
+        json!("0.01"),
+        "the update replaced the record"
+    );
+    assert_eq!(two["created_at"], json!(records::created_at(2)));
+
+    let csv = p.ok(&["dump", "store", "--format", "csv", "--data-dir"]);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "id,seq,created_at,amount,currency");
+    assert_eq!(lines.len(), 13, "{csv}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("r00002,2,") && l.contains(",0.01,")),
+        "{csv}"
+    );
+}
+
+// ---- jsonl ----------------------------------------------------------------------------
+
+#[test]
+fn jsonl_appends_relative_to_the_pipeline_folder() {
+    let api = api_with(10);
+    let p = Pipeline::new(&pipeline(
+        &api.url(),
+        "sink lines = jsonl(\"out/deep/items.jsonl\")",
+        "lines",
+    ));
+    let elsewhere = tempfile::tempdir().unwrap();
+    // an absolute pipeline path, run from another folder, default data directory
+    let out = hamstr()
+        .current_dir(elsewhere.path())
+        .args(["run", "--once"])
+        .arg(&p.file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(ids(&p.jsonl("out/deep/items.jsonl")), id_range(1, 10));
+    assert!(
+        p.path(".hamstr").is_dir(),
+        "the data directory sits beside the file"
+    );
+    assert!(
+        std::fs::read_dir(elsewhere.path())
+            .unwrap()
+            .next()
+            .is_none(),
+        "nothing in the cwd"
+    );
+
+    // a relative pipeline path from the folder above: the lines are appended
+    api.push_records(PATH, records::range(11, 3));
+    let parent = p.dir.path().parent().unwrap();
+    let rel = p.file.strip_prefix(parent).unwrap();
+    let out = hamstr()
+        .current_dir(parent)
+        .args(["run", "--once"])
+        .arg(rel)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(ids(&p.jsonl("out/deep/items.jsonl")), id_range(1, 13));
+}
+
+// ---- stdout ---------------------------------------------------------------------------
+
+#[test]
+fn stdout_prints_json_lines_with_null_for_missing_optionals() {
+    let api = api_with(6);
+    let text_ = format!(
+        "{}\nsource src from api {{\n  get = \"/items\"\n  schedule = once\n  paginate = page(size_param = \"per_page\", size = 5)\n  records = $.data[*]\n  key = id\n  fields {{\n    id : string = $.id\n    amount : decimal = $.amount\n    note : string? = $.note\n  }}\n}}\nsink console = stdout()\nflow src -> console\n",
+        service(&api.url(), "")
+    );
+    let p = Pipeline::new(&text_);
+    let out = p.run_once();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let lines = json_lines(&stdout(&out));
+    assert_eq!(ids(&lines), id_range(1, 6));
+    assert_eq!(
+        lines[0],
+        json!({"id": "r00001", "amount": "12.50", "note": null})
+    );
+    assert!(!stdout(&out).contains("run"), "the summary goes to stderr");
+}
+
+// ---- fan-in and fan-out -----------------------------------------------------------------
+
+#[test]
+fn two_sources_feed_one_sink_and_one_source_feeds_three() {
+    let api = TestApi::start_blocking();
+    api.set_records("/a", prefixed("a", 4));
+    api.set_records("/b", prefixed("b", 3));
+    let src = |name: &str, path: &str| {
+        format!("source {name} from api {{\n  get = \"{path}\"\n  schedule = once\n{FIELDS}\n}}\n")
+    };
+    let p = Pipeline::new(&format!(
+        "{}\n{}\n{}\nsink store = sled(\"all\")\nsink lines = jsonl(\"a.jsonl\")\nsink console = stdout()\nflow src_a, src_b -> store\nflow src_a -> lines, console\n",
+        service(&api.url(), ""),
+        src("src_a", "/a"),
+        src("src_b", "/b"),
+    ));
+    let out = p.run_once();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let mut all: Vec<String> = [
+        "a00001", "a00002", "a00003", "a00004", "b00001", "b00002", "b00003",
+    ]
+    .map(String::from)
+    .to_vec();
+    all.sort();
+    assert_eq!(sorted_ids(&p.dump("store")), all);
+    let a: Vec<String> = all[..4].to_vec();
+    assert_eq!(ids(&p.jsonl("a.jsonl")), a);
+    assert_eq!(ids(&json_lines(&stdout(&out))), a);
+}
+
+// ---- child sources -----------------------------------------------------------------------
+
+fn parent(id: &str, seq: u64) -> Value {
+    let mut r = records::record(seq);
+    r["id"] = json!(id);
+    r
+}
+
+#[test]
+fn child_sources_run_once_per_new_or_changed_parent() {
+    let api = TestApi::start_blocking();
+    api.set_records(
+        "/orders",
+        vec![parent("o1", 1), parent("a b", 2), parent("x/y", 3)],
+    );
+    // routes as the encoded path arrives: a raw space or slash would miss them
+    let items = |id: &str| json!({ "items": [ { "sku": format!("{id}-1"), "qty": 1 }, { "sku": format!("{id}-2"), "qty": 2 } ] });
+    api.set_json("/orders/o1/items", items("o1"));
+    api.set_json("/orders/a%20b/items", items("a b"));
+    api.set_json("/orders/x%2Fy/items", items("x/y"));
+    api.set_json("/orders/n1/items", items("n1"));
+    let p = Pipeline::new(&format!(
+        "{}\nsource orders from api {{\n  get = \"/orders\"\n  schedule = once\n{FIELDS}\n}}\nsource order_items from api {{\n  for_each = orders\n  get = \"/orders/{{id}}/items\"\n  records = $.items[*]\n  key = [order_id, sku]\n  fields {{\n    order_id : string = parent.id\n    sku : string = $.sku\n    qty : int = $.qty\n  }}\n}}\nsink store = sled(\"orders\")\nsink items = sled(\"items\")\nflow orders -> store\nflow order_items -> items\n",
+        service(&api.url(), "")
+    ));
+    let hits = |api: &TestApi| {
+        [
+            "/orders/o1/items",
+            "/orders/a%20b/items",
+            "/orders/x%2Fy/items",
+            "/orders/n1/items",
+        ]
+        .map(|path| api.requests().iter().filter(|r| r.path == path).count())
+    };
+    p.run_ok();
+    assert_eq!(hits(&api), [1, 1, 1, 0]);
+    let rows = p.dump("items");
+    assert_eq!(rows.len(), 6);
+    assert!(
+        rows.contains(&json!({"order_id": "x/y", "sku": "x/y-2", "qty": 2})),
+        "{rows:?}"
+    );
+    assert!(
+        rows.contains(&json!({"order_id": "a b", "sku": "a b-1", "qty": 1})),
+        "{rows:?}"
+    );
+
+    p.run_ok();
+    assert_eq!(
+        hits(&api),
+        [1, 1, 1, 0],
+        "unchanged parents trigger nothing"
+    );
+
+    api.upsert_record(
+        "/orders",
+        "id",
+        records::changed(&parent("a b", 2), "amount", json!("1.00")),
+    );
+    api.push_records("/orders", vec![parent("n1", 4)]);
+    p.run_ok();
+    assert_eq!(
+        hits(&api),
+        [1, 2, 1, 1],
+        "the changed and the new parent only"
+    );
+    assert_eq!(p.dump("items").len(), 8);
+    assert_contains(&p.state(), "pending parent records: 0");
+}
+
+// ---- state ------------------------------------------------------------------------------
+
+#[test]
+fn state_shows_the_watermark_and_counts_and_reset_starts_over() {
+    let api = api_with(10);
+    let text_ = pipeline(
+        &api.url(),
+        "sink lines = jsonl(\"out/items.jsonl\")",
+        "lines",
+    )
+    .replace(
+        "records = $.data[*]",
+        "records = $.data[*]\n  incremental { cursor = created_at }",
+    );
+    let p = Pipeline::new(&text_);
+    p.run_ok();
+    let state = p.state();
+    assert_contains(&state, "src");
+    assert_contains(
+        &state,
+        &format!("watermark:    \"{}\"", records::created_at(10)),
+    );
+    assert_contains(&state, "records seen: 10");
+    assert_contains(&state, "emitted: 10");
+    assert_contains(&state, "runs:         1");
+    assert_contains(&state, "last error:   none");
+
+    p.run_ok();
+    assert_eq!(p.jsonl("out/items.jsonl").len(), 10);
+
+    let mut c = p.cmd(&["state", "--reset", "src", "--data-dir"]);
+    let out = c.arg(&p.data).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_contains(&stdout(&out), "watermark:    none");
+    p.run_ok();
+    assert_eq!(
+        ids(&p.jsonl("out/items.jsonl")[10..]),
+        id_range(1, 10),
+        "everything is collected again"
+    );
+
+    let mut c = p.cmd(&["state", "--reset", "nope", "--data-dir"]);
+    let out = c.arg(&p.data).output().unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert_contains(&stderr(&out), "nope");
+}
+
+// ---- graph ------------------------------------------------------------------------------
+
+#[test]
+fn graph_shows_the_nodes_and_no_secret() {
+    let token = "tok-Graph-5ecret-1";
+    let key = "qkey-Graph-5ecret-2";
+    let header = "hdr-Graph-5ecret-3";
+    let text_ = format!(
+        "service api {{\n  base_url = \"http://127.0.0.1:9/v1\"\n  auth = bearer(env(\"HMR_T_TOKEN\"))\n  headers {{ \"X-Extra\" = env(\"HMR_T_HEADER\") }}\n}}\nsource src from api {{\n  get = \"/items\"\n  query {{ key = env(\"HMR_T_KEY\") }}\n  schedule = every(1m)\n  where = currency == \"EUR\"\n{FIELDS}\n}}\nsink store = sled(\"items\")\nsink lines = jsonl(\"out/x.jsonl\")\nflow src -> store, lines\n"
+    );
+    let p = Pipeline::new(&text_);
+    for format in ["dot", "mermaid"] {
+        let out = p
+            .cmd(&["graph", "--format", format])
+            .env("HMR_T_TOKEN", token)
+            .env("HMR_T_KEY", key)
+            .env("HMR_T_HEADER", header)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let all = format!("{}{}", stdout(&out), stderr(&out));
+        for node in [
+            "source:src",
+            "extract:src",
+            "filter:src",
+            "sink:store",
+            "sink:lines",
+        ] {
+            assert_contains(&all, node);
+        }
+        for secret in [token, key, header] {
+            assert!(!all.contains(secret), "{format} shows a secret:\n{all}");
+        }
+    }
+}
+
+// ---- the data-directory lock and exit codes ----------------------------------------------
+
+#[test]
+fn a_second_run_on_the_same_data_dir_is_refused() {
+    let api = api_with(3);
+    let p = Pipeline::new(
+        &pipeline(&api.url(), "sink store = sled(\"items\")", "store")
+            .replace("schedule = once", "schedule = every(1h)"),
+    );
+    let mut first = p.spawn_run(&["--no-watch"]);
+    let started = api.wait_for_hits_blocking(PATH, 1, Duration::from_secs(30));
+    let second = p.run_once();
+    stop(&mut first);
+    assert!(started, "the first run never polled");
+    assert_ne!(second.status.code(), Some(0), "{}", text(&second));
+    let err = stderr(&second);
+    assert_contains(&err, "in use");
+    assert_contains(&err, &p.data.display().to_string());
+}
+
+#[test]
+fn run_once_exits_0_on_success_and_1_when_a_source_failed() {
+    let api = api_with(3);
+    let p = Pipeline::new(&one_source(&api.url(), "get = \"/items\"\n  paginate = page(size_param = \"per_page\", size = 5)\n  records = $.data[*]"));
+    let summary = p.run_ok();
+    assert_contains(&summary, "src: 1 run");
+
+    api.fail_always(PATH, Fault::Status(404));
+    let summary = p.run_failing();
+    assert_contains(&summary, "FAILED");
+    assert_contains(&summary, "404");
+}
+
+#[test]
+fn a_failed_child_request_is_retried_and_filtered_parents_trigger_nothing() {
+    let api = TestApi::start_blocking();
+    // record 4 is in USD and filtered out by the parent's `where`
+    api.set_records("/orders", records::make(4));
+    for seq in 1..=4 {
+        api.set_json(
+            &format!("/orders/{}/items", records::id(seq)),
+            json!({ "items": [ { "sku": "s", "qty": seq } ] }),
+        );
+    }
+    api.fail_always("/orders/r00002/items", Fault::Status(503));
+    let p = Pipeline::new(&format!(
+        "{}\nsource orders from api {{\n  get = \"/orders\"\n  schedule = once\n  where = currency == \"EUR\"\n{FIELDS}\n}}\nsource order_items from api {{\n  for_each = orders\n  get = \"/orders/{{id}}/items\"\n  records = $.items[*]\n  key = [order_id, sku]\n  fields {{\n    order_id : string = parent.id\n    sku : string = $.sku\n    qty : int = $.qty\n  }}\n}}\nsink items = sled(\"items\")\nflow order_items -> items\n",
+        service(&api.url(), "")
+    ));
+    let summary = p.run_failing();
+    assert_contains(&summary, "order_items");
+    assert_eq!(
+        api.hits("/orders/r00004/items"),
+        0,
+        "a filtered parent triggers nothing"
+    );
+    let orders: Vec<String> = p
+        .dump("items")
+        .iter()
+        .map(|r| r["order_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(orders.len(), 2, "{orders:?}");
+    assert_contains(&p.state(), "pending parent records: 1");
+
+    api.clear_faults("/orders/r00002/items");
+    let before = api.hits("/orders/r00001/items");
+    p.run_ok();
+    assert_eq!(
+        api.hits("/orders/r00001/items"),
+        before,
+        "done requests are not repeated"
+    );
+    let mut orders: Vec<String> = p
+        .dump("items")
+        .iter()
+        .map(|r| r["order_id"].as_str().unwrap().to_string())
+        .collect();
+    orders.sort();
+    assert_eq!(orders, ["r00001", "r00002", "r00003"]);
+    assert_contains(&p.state(), "pending parent records: 0");
+    assert_eq!(api.hits("/orders/r00004/items"), 0);
+}
+
+#[test]
+fn state_answers_while_a_run_holds_the_data_dir() {
+    let api = api_with(3);
+    let p = Pipeline::new(
+        &pipeline(&api.url(), "sink store = sled(\"items\")", "store")
+            .replace("schedule = once", "schedule = every(1h)"),
+    );
+    let mut running = p.spawn_run(&["--no-watch"]);
+    let started = api.wait_for_hits_blocking(PATH, 1, Duration::from_secs(30));
+    let mut c = p.cmd(&["state", "--data-dir"]);
+    let state = c.arg(&p.data).output().unwrap();
+    stop(&mut running);
+    assert!(started, "the run never polled");
+    assert_eq!(state.status.code(), Some(0), "{}", text(&state));
+    assert_contains(&stdout(&state), "src");
+}
+
+#[test]
+fn run_repeats_on_its_schedule_and_exits_0_on_sigterm() {
+    let api = api_with(3);
+    let p = Pipeline::new(
+        &pipeline(&api.url(), "sink store = sled(\"items\")", "store")
+            .replace("schedule = once", "schedule = every(1s)"),
+    );
+    let mut running = p.spawn_run(&["--no-watch"]);
+    // three records, pages of five: one request per run
+    let polled = api.wait_for_hits_blocking(PATH, 3, Duration::from_secs(30));
+    let status = terminate(&mut running, Duration::from_secs(30));
+    assert!(polled, "fewer than three runs");
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "exit 0 after SIGTERM"
+    );
+    let reqs = api.requests_to(PATH);
+    assert!(
+        reqs[2].at - reqs[0].at >= Duration::from_millis(1500),
+        "runs start every second, not sooner"
+    );
+    assert_eq!(sorted_ids(&p.dump("store")), id_range(1, 3));
+    assert_contains(&p.state(), "runs:");
+}
+
+// ---- what sinks hold ------------------------------------------------------------------------
+
+#[test]
+fn jsonl_cuts_a_half_written_line_and_writes_values_as_the_spec_says() {
+    let api = TestApi::start_blocking();
+    // raw bytes: an exact decimal number and a datetime with an offset
+    api.set_reply(
+        PATH,
+        support::Reply::text(
+            200,
+            "application/json",
+            r#"[{"id": 7, "seq": "7", "created_at": "2026-01-01T02:00:00+02:00", "amount": 12.50, "currency": "EUR"}]"#,
+        ),
+    );
+    let p = Pipeline::new(&one_source(&api.url(), "get = \"/items\""));
+    std::fs::create_dir_all(p.path("out")).unwrap();
+    std::fs::write(p.path("out/src.jsonl"), "{\"id\":\"old\"}\n{\"id\":\"torn").unwrap();
+    p.run_ok();
+    let lines = p.jsonl("out/src.jsonl");
+    assert_eq!(
+        lines,
+        vec![
+            json!({"id": "old"}),
+            json!({"id": "7", "seq": 7, "created_at": "2026-01-01T00:00:00Z", "amount": "12.50", "currency": "EUR"}),
+        ]
+    );
+}
+
+#[test]
+fn records_wait_in_the_queue_of_a_sink_that_is_down() {
+    let api = api_with(7);
+    let p = Pipeline::new(&pipeline(
+        &api.url(),
+        "sink lines = jsonl(\"blocked/items.jsonl\")",
+        "lines",
+    ));
+    // a file where the sink's folder should be: the sink cannot open its file
+    std::fs::write(p.path("blocked"), "not a folder").unwrap();
+    let summary = p.run_failing();
+    assert_contains(&summary, "still wait");
+    let state = p.state();
+    assert_contains(&state, "emitted: 7");
+    assert_contains(&state, "sink lines: 2 pages wait in its queue");
+
+    std::fs::remove_file(p.path("blocked")).unwrap();
+    p.run_ok();
+    assert!(!p.state().contains("wait in its queue"));
+    assert_eq!(ids(&p.jsonl("blocked/items.jsonl")), id_range(1, 7));
+    p.run_ok();
+    assert_eq!(p.jsonl("blocked/items.jsonl").len(), 7, "delivered once");
+}
