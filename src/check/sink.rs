@@ -79,7 +79,7 @@ impl<'e> Ctx<'e> {
                 return None;
             }
         };
-        let a = self.call_args(&sig, args, e.span);
+        let a = self.call_args(&sig, args, kind.span);
         let batch = match a.get("batch") {
             Some(b) => Some(self.int(b, "`batch`", 1)?.min(100_000) as u32),
             None => None,
@@ -175,7 +175,7 @@ impl<'e> Ctx<'e> {
                     } else {
                         "is not a declared source or aggregate"
                     };
-                    let help = did_you_mean(
+                    let help = self.suggest(
                         &i.name,
                         decls.sources.keys().chain(decls.aggregates.keys()).copied(),
                     );
@@ -190,7 +190,7 @@ impl<'e> Ctx<'e> {
             }
             for o in &flow.outputs {
                 if !decls.sinks.contains_key(o.name.as_str()) {
-                    let help = did_you_mean(&o.name, decls.sinks.keys().copied());
+                    let help = self.suggest(&o.name, decls.sinks.keys().copied());
                     self.error(
                         codes::UNKNOWN_SINK,
                         format!("flow into `{}`, which is not a declared sink", o.name),
@@ -260,6 +260,9 @@ impl<'e> Ctx<'e> {
         let mut from = Vec::new();
         let mut fields: Option<Vec<FieldInfo>> = None;
         let mut ok = true;
+        // False when a source could not be resolved or its fields are not known: then
+        // names in `group_by` and `compute` are not reported again.
+        let mut known = true;
         match props.get("from").map(|s| self.stmt_expr(s)) {
             Some(Some(e)) => {
                 let items: Vec<&ast::Expr> = match &e.kind {
@@ -269,21 +272,28 @@ impl<'e> Ctx<'e> {
                 for item in items {
                     let Some(ident) = self.bare_name(item, "a source in `from`") else {
                         ok = false;
+                        known = false;
                         continue;
                     };
                     match decls.sources.get(ident.name.as_str()) {
                         Some(src) => {
-                            let theirs = super::source::declared_fields(src, models);
-                            fields = Some(match fields {
-                                None => theirs,
-                                Some(mine) => {
-                                    mine.into_iter().filter(|f| theirs.contains(f)).collect()
+                            match super::source::declared_fields(src, models) {
+                                Some(theirs) => {
+                                    fields = Some(match fields {
+                                        None => theirs,
+                                        Some(mine) => mine
+                                            .into_iter()
+                                            .filter(|f| theirs.contains(f))
+                                            .collect(),
+                                    });
                                 }
-                            });
+                                None => known = false,
+                            }
                             from.push(ident.name.clone());
                         }
                         None => {
-                            let help = did_you_mean(&ident.name, decls.sources.keys().copied());
+                            known = false;
+                            let help = self.suggest(&ident.name, decls.sources.keys().copied());
                             self.error(
                                 codes::UNKNOWN_SOURCE,
                                 format!(
@@ -299,10 +309,14 @@ impl<'e> Ctx<'e> {
                     }
                 }
             }
-            Some(None) => ok = false,
+            Some(None) => {
+                ok = false;
+                known = false;
+            }
             None => {
                 self.missing("aggregate", &agg.name, "from");
                 ok = false;
+                known = false;
             }
         }
         let fields = fields.unwrap_or_default();
@@ -314,6 +328,7 @@ impl<'e> Ctx<'e> {
         let scope = Scope::Fields {
             fields: &fields,
             owner: &scope_owner,
+            known,
         };
 
         let mut group_by = Vec::new();
