@@ -92,6 +92,23 @@ impl<'e> Ctx<'e> {
     /// Validates a JSONPath with jsonpath-rust; a syntax error is labelled at the offset
     /// inside the path that the library reports.
     pub fn json_path(&mut self, text: &str, span: Span) -> Option<JsonPath> {
+        // Most paths are plain steps like `$.amount.value`, and many repeat across
+        // sources: neither needs the library's parser again.
+        if let Some(singular) = simple_path(text) {
+            return Some(JsonPath {
+                text: text.to_string(),
+                singular: Some(singular),
+            });
+        }
+        if let Some(known) = self.paths.get(text) {
+            return Some(known.clone());
+        }
+        let path = self.parse_json_path(text, span)?;
+        self.paths.insert(text.to_string(), path.clone());
+        Some(path)
+    }
+
+    fn parse_json_path(&mut self, text: &str, span: Span) -> Option<JsonPath> {
         use jsonpath_rust::parser::errors::JsonPathError;
         use jsonpath_rust::parser::model::{Segment, Selector};
         if let Some((at, len, message, label)) = unbalanced_path(text) {
@@ -680,6 +697,42 @@ impl<'e> Ctx<'e> {
     }
 }
 
+/// The steps of a path made only of `$`, `.name` and `[index]`, which is always valid
+/// RFC 9535; `None` for anything else, which the library then parses.
+fn simple_path(text: &str) -> Option<Vec<PathStep>> {
+    let mut rest = text.strip_prefix('$')?;
+    let mut steps = Vec::new();
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('.') {
+            let len = r
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(r.len());
+            let name = &r[..len];
+            if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+                return None;
+            }
+            steps.push(PathStep::Name(name.to_string()));
+            rest = &r[len..];
+        } else if let Some(r) = rest.strip_prefix('[') {
+            let close = r.find(']')?;
+            let index = &r[..close];
+            let digits = index.strip_prefix('-').unwrap_or(index);
+            let plain = !digits.is_empty()
+                && digits.len() <= 15
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && (!digits.starts_with('0') || index == "0");
+            if !plain {
+                return None;
+            }
+            steps.push(PathStep::Index(index.parse().ok()?));
+            rest = &r[close + 1..];
+        } else {
+            return None;
+        }
+    }
+    Some(steps)
+}
+
 /// An unclosed `[` or quote, or a `]` that closes nothing, in a JSONPath: its offset,
 /// length, the problem and a label. The library would report these further on.
 fn unbalanced_path(text: &str) -> Option<(usize, usize, &'static str, &'static str)> {
@@ -769,5 +822,49 @@ fn bin_op(op: BinaryOp) -> BinOp {
         BinaryOp::And => BinOp::And,
         BinaryOp::Or => BinOp::Or,
         BinaryOp::Coalesce => BinOp::Coalesce,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shortcut for plain paths agrees with jsonpath-rust wherever it is taken,
+    /// and leaves everything else to the library.
+    #[test]
+    fn simple_paths_agree_with_the_library() {
+        let env = |_: &str| None;
+        let taken = [
+            "$",
+            "$.a",
+            "$.a.b_c",
+            "$._links.next.href",
+            "$.data[0]",
+            "$.data[-1].id",
+            "$[12].x",
+            "$.data[999999999999999]",
+        ];
+        let left = [
+            "$.a[01]",
+            "$.a[-0]",
+            "$.a[ 1]",
+            "$.1a",
+            "$..a",
+            "$.a[*]",
+            "$['a']",
+            "$.é",
+            "$.a.",
+            "$[1",
+            "$.data[1:2]",
+        ];
+        for text in taken {
+            let mut ctx = Ctx::new(&env);
+            let library = ctx.parse_json_path(text, Span::default());
+            let library = library.unwrap_or_else(|| panic!("{text}: library refuses"));
+            assert_eq!(library.singular, simple_path(text), "{text}");
+        }
+        for text in left {
+            assert_eq!(simple_path(text), None, "{text}");
+        }
     }
 }

@@ -71,6 +71,8 @@ pub(crate) struct Ctx<'e> {
     /// Declared sources and sinks that a misspelled reference was taken to mean, so
     /// they are not also reported as unused.
     meant: BTreeSet<String>,
+    /// JSONPaths already compiled by the library, by text.
+    paths: std::collections::HashMap<String, JsonPath>,
 }
 
 impl<'e> Ctx<'e> {
@@ -79,6 +81,7 @@ impl<'e> Ctx<'e> {
             diags: Vec::new(),
             env,
             meant: BTreeSet::new(),
+            paths: std::collections::HashMap::new(),
         }
     }
 

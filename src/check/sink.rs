@@ -159,6 +159,8 @@ impl<'e> Ctx<'e> {
     /// Records every flow edge; unknown names are reported with a suggestion.
     pub(super) fn flows(&mut self, file: &ast::File, decls: &Decls, p: &mut Pipeline) -> EdgeSpans {
         let mut spans = EdgeSpans::new();
+        let mut seen: std::collections::HashSet<(String, String)> =
+            p.flows.iter().cloned().collect();
         for item in &file.items {
             let ast::Item::Flow(flow) = item else {
                 continue;
@@ -202,7 +204,7 @@ impl<'e> Ctx<'e> {
                 }
                 for i in &inputs {
                     let edge = (i.name.clone(), o.name.clone());
-                    if !p.flows.contains(&edge) {
+                    if seen.insert(edge.clone()) {
                         p.flows.push(edge.clone());
                         spans.push((edge.0, edge.1, i.span));
                     }
@@ -219,11 +221,17 @@ impl<'e> Ctx<'e> {
         for (from, to, span) in spans {
             by_sink.entry(to).or_default().push((from, *span));
         }
+        // A source feeding many sinks is compared once per sink: build its schema once.
+        let mut schemas: std::collections::HashMap<&str, Option<std::rc::Rc<super::Schema>>> =
+            std::collections::HashMap::new();
         for (sink, inputs) in by_sink {
             let keyed = p.sinks.get(sink).is_some_and(Sink::is_keyed);
-            let mut reference: Option<(&str, Span, super::Schema)> = None;
+            let mut reference: Option<(&str, Span, std::rc::Rc<super::Schema>)> = None;
             for (input, span) in inputs {
-                let Some(schema) = p.schema_of(input) else {
+                let schema = schemas
+                    .entry(input)
+                    .or_insert_with(|| p.schema_of(input).map(std::rc::Rc::new));
+                let Some(schema) = schema.clone() else {
                     continue;
                 };
                 let Some((first, first_span, first_schema)) = &reference else {

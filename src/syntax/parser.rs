@@ -15,6 +15,10 @@ struct HmrParser;
 /// parsing recurses, and hostile input must not overflow the stack.
 const MAX_NESTING: usize = 64;
 
+/// How many parser calls per byte of input are allowed before the file is refused as
+/// too complex: several times what real pipelines need.
+const CALLS_PER_BYTE: usize = 100;
+
 /// A problem found while reading the text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyntaxError {
@@ -44,14 +48,24 @@ pub fn parse(text: &str) -> (Option<File>, Vec<SyntaxError>) {
     if let Some(err) = check_nesting(text) {
         return (None, vec![err]);
     }
-    pest::set_call_limit(std::num::NonZeroUsize::new(50_000_000));
+    // A bound on the parser's work that grows with the input (a plain pipeline takes
+    // about a dozen calls per byte), so that only pathological backtracking hits it.
+    pest::set_call_limit(std::num::NonZeroUsize::new(
+        text.len().saturating_mul(CALLS_PER_BYTE).max(1_000_000),
+    ));
     let pairs = match HmrParser::parse(Rule::file, text) {
         Ok(pairs) => pairs,
         Err(err) => return (None, vec![syntax_error(text, err)]),
     };
     let mut b = Builder { errors: Vec::new() };
     let mut file = File::default();
-    for pair in pairs.flatten().filter(|p| p.as_rule() != Rule::file) {
+    let items = pairs
+        .into_iter()
+        .next()
+        .map(|file| file.into_inner())
+        .into_iter()
+        .flatten();
+    for pair in items {
         let item = match pair.as_rule() {
             Rule::service => Item::Service(b.service(pair)),
             Rule::model => Item::Model(b.model(pair)),
@@ -63,8 +77,6 @@ pub fn parse(text: &str) -> (Option<File>, Vec<SyntaxError>) {
         };
         file.items.push(item);
     }
-    // `flatten` visits every pair below too; only top-level items were taken above,
-    // since nested rules never match those arms.
     (Some(file), b.errors)
 }
 
@@ -448,6 +460,14 @@ fn syntax_error(text: &str, err: pest::error::Error<Rule>) -> SyntaxError {
     let message = match &err.variant {
         ErrorVariant::ParsingError { positives, .. } => {
             let mut wanted: Vec<&str> = positives.iter().map(|r| phrase(*r)).collect();
+            // Where a property or a field may start, so may the `}` that ends the block;
+            // pest does not list literal tokens.
+            if wanted
+                .iter()
+                .any(|w| w.starts_with("a property") || w.starts_with("a field"))
+            {
+                wanted.push("`}`");
+            }
             wanted.sort_unstable();
             wanted.dedup();
             match wanted.len() {
