@@ -916,7 +916,7 @@ impl<'e> Ctx<'e> {
             let mut ordered = Vec::new();
             for f in m {
                 match out.iter().position(|o| o.name == f.name) {
-                    Some(i) => ordered.push(out[i].clone()),
+                    Some(i) => ordered.push(out.swap_remove(i)),
                     None if f.optional => ordered.push(Field {
                         name: f.name.clone(),
                         ty: f.ty,

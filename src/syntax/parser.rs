@@ -283,7 +283,11 @@ impl Builder {
     }
 
     fn expr(&mut self, pair: Pair<Rule>) -> Expr {
-        let pairs = pair.into_inner();
+        let mut pairs = pair.into_inner();
+        // Most expressions are a single operand: nothing for the Pratt parser to order.
+        if pairs.len() == 1 {
+            return self.primary(pairs.next().expect("grammar: an operand"));
+        }
         // The Pratt parser's closures cannot all borrow `self` mutably at once, so
         // string errors are gathered in a cell and moved over afterwards.
         let errors = std::cell::RefCell::new(Vec::new());
