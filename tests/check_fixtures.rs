@@ -1,6 +1,7 @@
 //! Snapshots of `hamstr check` diagnostics: every fixture under `tests/fixtures/check/`
 //! rendered with miette's no-colour theme at a fixed width, and as the JSON of spec §10.
-//! Also: every diagnostic code is produced by some fixture, and the examples are clean.
+//! Also: every diagnostic code is produced by some fixture and listed in
+//! `docs/language.md`, and the examples are clean.
 
 use hamstr::check::{check, Checked};
 use std::collections::BTreeSet;
@@ -89,6 +90,20 @@ fn every_code_has_a_fixture() {
     }
     let missing: Vec<_> = declared.difference(&produced).collect();
     assert!(missing.is_empty(), "codes no fixture produces: {missing:?}");
+}
+
+/// The language reference lists every code, so it stays in step with the checker.
+#[test]
+fn every_code_is_documented() {
+    let docs = include_str!("../docs/language.md");
+    let missing: Vec<_> = declared_codes()
+        .into_iter()
+        .filter(|c| !docs.contains(&format!("| `{c}` |")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "codes missing from docs/language.md: {missing:?}"
+    );
 }
 
 #[test]
