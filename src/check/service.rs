@@ -193,12 +193,23 @@ impl<'e> Ctx<'e> {
                     .and_then(|q| self.text(q, false, "the query parameter name"));
                 match (a.contains_key("header"), a.contains_key("query")) {
                     (true, true) => {
+                        let at = |key: &str| {
+                            args.iter()
+                                .filter_map(|a| a.name.as_ref())
+                                .find(|n| n.name == key)
+                                .map_or(name.span, |n| n.span)
+                        };
                         self.error(
                             codes::CONFLICT,
                             "`api_key` goes either in a `header` or in the `query`, not both",
-                            name.span,
-                            "both given",
-                        );
+                            at("query"),
+                            "in the query",
+                        )
+                        .labels
+                        .push(super::Label {
+                            span: at("header"),
+                            text: "and in a header".into(),
+                        });
                         None
                     }
                     (false, false) => {
