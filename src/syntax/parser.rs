@@ -244,9 +244,8 @@ impl Builder {
 
     fn statement(&mut self, pair: Pair<Rule>) -> Stmt {
         let mut inner = pair.into_inner();
-        let name_pair = inner.next().expect("grammar: property name");
-        let name_span = span_of(&name_pair);
-        let name_inner = name_pair.into_inner().next().expect("grammar: name");
+        let name_inner = inner.next().expect("grammar: property name");
+        let name_span = span_of(&name_inner);
         let name = if name_inner.as_rule() == Rule::string {
             PropName {
                 text: self.string(name_inner),
