@@ -18,7 +18,8 @@ pub mod codes {
     pub const UNKNOWN_SINK: &str = "hamstr::unknown_sink";
     /// two `service api { ... }`
     pub const DUPLICATE_NAME: &str = "hamstr::duplicate_name";
-    /// `timeout = 1s  timeout = 2s`
+    /// `timeout = 1s  timeout = 2s`, a header or field set twice,
+    /// `page(param = "p", param = "q")`
     pub const DUPLICATE_PROPERTY: &str = "hamstr::duplicate_property";
     /// `base_ur = "..."`
     pub const UNKNOWN_PROPERTY: &str = "hamstr::unknown_property";
@@ -307,17 +308,22 @@ pub fn did_you_mean<'a>(
     name: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<String> {
-    let limit = (name.chars().count() / 3).max(1) + usize::from(name.len() > 6);
+    closest(name, candidates).map(|c| format!("did you mean `{c}`?"))
+}
+
+/// The candidate closest to `name` within a small edit distance (about one edit in
+/// three characters), ignoring case; ties go to the shorter candidate.
+pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let chars = name.chars().count();
+    let limit = (chars / 3).max(1) + usize::from(name.len() > 6);
+    let lower = name.to_lowercase();
     candidates
         .into_iter()
         .filter(|c| *c != name)
-        .map(|c| {
-            (
-                strsim::damerau_levenshtein(&name.to_lowercase(), &c.to_lowercase()),
-                c,
-            )
-        })
+        // Names further apart in length than the limit cannot be within it.
+        .filter(|c| c.chars().count().abs_diff(chars) <= limit)
+        .map(|c| (strsim::damerau_levenshtein(&lower, &c.to_lowercase()), c))
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, c)| (*d, c.len()))
-        .map(|(_, c)| format!("did you mean `{c}`?"))
+        .map(|(_, c)| c)
 }

@@ -19,14 +19,26 @@ pub struct FieldInfo {
 /// What a bare name or a `$` path means where an expression stands.
 pub enum Scope<'a> {
     /// `fields` right-hand sides: `$` is the record item, `parent.x` a parent field.
-    Record {
-        parent: Option<(&'a str, &'a [FieldInfo])>,
-    },
-    /// `where`, `key`, `incremental` and aggregate clauses: names are fields.
+    Record { parent: Parent<'a> },
+    /// `where`, `key`, `incremental` and aggregate clauses: names are fields. When the
+    /// fields are not all `known` (an earlier error hid some), an unknown name is not
+    /// reported again.
     Fields {
         fields: &'a [FieldInfo],
         owner: &'a str,
+        known: bool,
     },
+}
+
+/// The parent record that `parent.x` reads in a `fields` block.
+#[derive(Clone, Copy)]
+pub enum Parent<'a> {
+    /// Not a child source: `parent` is out of scope.
+    None,
+    /// A child source whose parent's fields are not known because of an earlier error:
+    /// any `parent.x` is accepted, untyped.
+    Unknown,
+    Known(&'a str, &'a [FieldInfo]),
 }
 
 /// The static type of an expression; `Any` is a JSON value not known until run time.
@@ -80,8 +92,34 @@ impl<'e> Ctx<'e> {
     /// Validates a JSONPath with jsonpath-rust; a syntax error is labelled at the offset
     /// inside the path that the library reports.
     pub fn json_path(&mut self, text: &str, span: Span) -> Option<JsonPath> {
+        // Most paths are plain steps like `$.amount.value`, and many repeat across
+        // sources: neither needs the library's parser again.
+        if let Some(singular) = simple_path(text) {
+            return Some(JsonPath {
+                text: text.to_string(),
+                singular: Some(singular),
+            });
+        }
+        if let Some(known) = self.paths.get(text) {
+            return Some(known.clone());
+        }
+        let path = self.parse_json_path(text, span)?;
+        self.paths.insert(text.to_string(), path.clone());
+        Some(path)
+    }
+
+    fn parse_json_path(&mut self, text: &str, span: Span) -> Option<JsonPath> {
         use jsonpath_rust::parser::errors::JsonPathError;
         use jsonpath_rust::parser::model::{Segment, Selector};
+        if let Some((at, len, message, label)) = unbalanced_path(text) {
+            self.error(
+                codes::INVALID_JSONPATH,
+                format!("invalid JSONPath `{text}`: {message}"),
+                Span::new(span.start + at, span.start + at + len),
+                label,
+            );
+            return None;
+        }
         match jsonpath_rust::parser::parse_json_path(text) {
             Ok(q) => {
                 let singular = q
@@ -106,7 +144,20 @@ impl<'e> Ctx<'e> {
                 };
                 let pos = pos.min(text.len());
                 let len = text[pos..].chars().next().map_or(0, char::len_utf8);
-                let what = err.variant.message().replace('\n', " ");
+                let what = match &err.variant {
+                    pest::error::ErrorVariant::ParsingError { positives, .. }
+                        if !positives.is_empty() =>
+                    {
+                        let mut wanted: Vec<&str> = positives
+                            .iter()
+                            .map(|r| path_rule_phrase(&format!("{r:?}")))
+                            .collect();
+                        wanted.sort_unstable();
+                        wanted.dedup();
+                        format!("expected {}", wanted.join(" or "))
+                    }
+                    other => other.message().replace('\n', " "),
+                };
                 self.error(
                     codes::INVALID_JSONPATH,
                     format!("invalid JSONPath `{text}`: {what}"),
@@ -203,7 +254,7 @@ impl<'e> Ctx<'e> {
                 let lhs = self.lower(l, scope);
                 let rhs = self.lower(r, scope);
                 let ((lx, lt), (rx, rt)) = (lhs?, rhs?);
-                let ty = self.binary_type(*op, lt, rt, l.span, r.span, e.span)?;
+                let ty = self.binary_type(*op, lt, rt, l.span, r.span)?;
                 Some((Expr::Binary(bin_op(*op), Box::new(lx), Box::new(rx)), ty))
             }
         }
@@ -233,14 +284,21 @@ impl<'e> Ctx<'e> {
         match scope {
             Scope::Record { parent } => {
                 if parts[0].name == "parent" {
-                    let Some((parent_name, fields)) = parent else {
-                        self.error(
-                            codes::OUT_OF_SCOPE,
-                            "`parent` exists only in a child source (one with `for_each`)",
-                            parts[0].span,
-                            "no parent here",
-                        );
-                        return None;
+                    let (parent_name, fields) = match *parent {
+                        Parent::Known(name, fields) => (name, fields),
+                        Parent::Unknown => {
+                            let field = parts.get(1).map_or("", |f| f.name.as_str());
+                            return Some((Expr::Parent(field.to_string()), ETy::Any));
+                        }
+                        Parent::None => {
+                            self.error(
+                                codes::OUT_OF_SCOPE,
+                                "`parent` exists only in a child source (one with `for_each`)",
+                                parts[0].span,
+                                "no parent here",
+                            );
+                            return None;
+                        }
                     };
                     let Some(field) = parts.get(1) else {
                         self.error(
@@ -293,7 +351,14 @@ impl<'e> Ctx<'e> {
                 ));
                 None
             }
-            Scope::Fields { fields, owner } => {
+            Scope::Fields {
+                fields,
+                owner,
+                known,
+            } => {
+                if !known && !fields.iter().any(|f| f.name == parts[0].name) {
+                    return Some((Expr::Field(parts[0].name.clone()), ETy::Any));
+                }
                 if parts.len() > 1 {
                     self.error(
                         codes::UNKNOWN_FIELD,
@@ -490,29 +555,22 @@ impl<'e> Ctx<'e> {
         Some((Expr::Call(func, lowered), ty))
     }
 
-    fn binary_type(
-        &mut self,
-        op: BinaryOp,
-        lt: ETy,
-        rt: ETy,
-        ls: Span,
-        rs: Span,
-        span: Span,
-    ) -> Option<ETy> {
+    fn binary_type(&mut self, op: BinaryOp, lt: ETy, rt: ETy, ls: Span, rs: Span) -> Option<ETy> {
         use ETy::*;
+        // One label on each operand: a label on the whole expression too would cover
+        // both and make the picture hard to read.
         let mismatch = |ctx: &mut Self, what: String| {
-            ctx.error(codes::TYPE_ERROR, what, span, "types do not match")
-                .labels
-                .extend([
-                    super::Label {
-                        span: ls,
-                        text: format!("this is {}", lt.describe()),
-                    },
-                    super::Label {
-                        span: rs,
-                        text: format!("this is {}", rt.describe()),
-                    },
-                ]);
+            ctx.error(
+                codes::TYPE_ERROR,
+                what,
+                ls,
+                format!("this is {}", lt.describe()),
+            )
+            .labels
+            .push(super::Label {
+                span: rs,
+                text: format!("this is {}", rt.describe()),
+            });
         };
         match op {
             BinaryOp::And | BinaryOp::Or => {
@@ -639,6 +697,102 @@ impl<'e> Ctx<'e> {
     }
 }
 
+/// The steps of a path made only of `$`, `.name` and `[index]`, which is always valid
+/// RFC 9535; `None` for anything else, which the library then parses.
+fn simple_path(text: &str) -> Option<Vec<PathStep>> {
+    let mut rest = text.strip_prefix('$')?;
+    let mut steps = Vec::new();
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('.') {
+            let len = r
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(r.len());
+            let name = &r[..len];
+            if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+                return None;
+            }
+            steps.push(PathStep::Name(name.to_string()));
+            rest = &r[len..];
+        } else if let Some(r) = rest.strip_prefix('[') {
+            let close = r.find(']')?;
+            let index = &r[..close];
+            let digits = index.strip_prefix('-').unwrap_or(index);
+            let plain = !digits.is_empty()
+                && digits.len() <= 15
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && (!digits.starts_with('0') || index == "0");
+            if !plain {
+                return None;
+            }
+            steps.push(PathStep::Index(index.parse().ok()?));
+            rest = &r[close + 1..];
+        } else {
+            return None;
+        }
+    }
+    Some(steps)
+}
+
+/// An unclosed `[` or quote, or a `]` that closes nothing, in a JSONPath: its offset,
+/// length, the problem and a label. The library would report these further on.
+fn unbalanced_path(text: &str) -> Option<(usize, usize, &'static str, &'static str)> {
+    let mut open: Vec<usize> = Vec::new();
+    let mut quote: Option<(char, usize)> = None;
+    let mut escaped = false;
+    for (i, c) in text.char_indices() {
+        if let Some((q, _)) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '\'' | '"' => quote = Some((c, i)),
+            '[' => open.push(i),
+            ']' if open.pop().is_none() => {
+                return Some((i, 1, "this `]` closes no `[`", "nothing to close"))
+            }
+            _ => {}
+        }
+    }
+    if let Some((_, i)) = quote {
+        return Some((i, 1, "this quoted name is not closed", "not closed"));
+    }
+    open.last()
+        .map(|&i| (i, 1, "this `[` is not closed", "not closed"))
+}
+
+/// The phrase for a rule of jsonpath-rust's grammar in "expected ...".
+fn path_rule_phrase(rule: &str) -> &'static str {
+    match rule {
+        "EOI" => "the end of the path",
+        "segment" | "segments" | "child_segment" | "descendant_segment" => {
+            "a segment like `.name` or `[0]`"
+        }
+        "bracketed_selection"
+        | "selector"
+        | "name_selector"
+        | "wildcard_selector"
+        | "index_selector"
+        | "slice_selector"
+        | "filter_selector" => "a selector: `'name'`, `*`, an index, a slice or `?filter`",
+        "member_name_shorthand" | "name_first" | "name_char" | "ALPHA" => "a name",
+        "logical_expr" | "logical_expr_and" | "atom_expr" | "paren_expr" | "comp_expr"
+        | "test_expr" | "test" => "a filter condition like `@.qty > 1`",
+        "comparable" | "literal" | "singular_query" | "rel_singular_query"
+        | "abs_singular_query" => "a value to compare: a literal or a path like `@.qty`",
+        "comp_op" => "a comparison: `==`, `!=`, `<`, `<=`, `>`, `>=`",
+        "function_expr" | "function_argument" => "a function call",
+        "string" => "a quoted string",
+        "int" | "number" | "start" | "end" | "step" => "a number",
+        _ => "something else",
+    }
+}
+
 /// Whether a string literal converts to a type (spec §4).
 pub fn convertible_literal(s: &str, to: Type) -> bool {
     match to {
@@ -668,5 +822,49 @@ fn bin_op(op: BinaryOp) -> BinOp {
         BinaryOp::And => BinOp::And,
         BinaryOp::Or => BinOp::Or,
         BinaryOp::Coalesce => BinOp::Coalesce,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shortcut for plain paths agrees with jsonpath-rust wherever it is taken,
+    /// and leaves everything else to the library.
+    #[test]
+    fn simple_paths_agree_with_the_library() {
+        let env = |_: &str| None;
+        let taken = [
+            "$",
+            "$.a",
+            "$.a.b_c",
+            "$._links.next.href",
+            "$.data[0]",
+            "$.data[-1].id",
+            "$[12].x",
+            "$.data[999999999999999]",
+        ];
+        let left = [
+            "$.a[01]",
+            "$.a[-0]",
+            "$.a[ 1]",
+            "$.1a",
+            "$..a",
+            "$.a[*]",
+            "$['a']",
+            "$.é",
+            "$.a.",
+            "$[1",
+            "$.data[1:2]",
+        ];
+        for text in taken {
+            let mut ctx = Ctx::new(&env);
+            let library = ctx.parse_json_path(text, Span::default());
+            let library = library.unwrap_or_else(|| panic!("{text}: library refuses"));
+            assert_eq!(library.singular, simple_path(text), "{text}");
+        }
+        for text in left {
+            assert_eq!(simple_path(text), None, "{text}");
+        }
     }
 }

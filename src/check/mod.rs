@@ -15,7 +15,7 @@ pub use diagnostic::{codes, Diagnostic, Label, Report, Severity};
 pub use pipeline::*;
 
 use crate::syntax::{self, ast, Span};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Where `env("NAME")` values come from.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -32,8 +32,11 @@ pub fn check(file_name: &str, text: &str, env: EnvLookup) -> Checked {
     let (tree, syntax_errors) = syntax::parse(text);
     let mut ctx = Ctx::new(env);
     for e in syntax_errors {
-        ctx.diags
-            .push(Diagnostic::error(codes::SYNTAX, e.message, e.span, e.label));
+        let mut d = Diagnostic::error(codes::SYNTAX, e.message, e.span, e.label).with_help(e.help);
+        for (span, text) in e.related {
+            d = d.with_label(span, text);
+        }
+        ctx.diags.push(d);
     }
     let pipeline = tree.map(|tree| ctx.check_file(&tree));
     let mut diagnostics = ctx.diags;
@@ -65,6 +68,11 @@ struct Decls<'a> {
 pub(crate) struct Ctx<'e> {
     pub diags: Vec<Diagnostic>,
     env: EnvLookup<'e>,
+    /// Declared sources and sinks that a misspelled reference was taken to mean, so
+    /// they are not also reported as unused.
+    meant: BTreeSet<String>,
+    /// JSONPaths already compiled by the library, by text.
+    paths: std::collections::HashMap<String, JsonPath>,
 }
 
 impl<'e> Ctx<'e> {
@@ -72,7 +80,21 @@ impl<'e> Ctx<'e> {
         Ctx {
             diags: Vec::new(),
             env,
+            meant: BTreeSet::new(),
+            paths: std::collections::HashMap::new(),
         }
+    }
+
+    /// "did you mean `x`?" for a misspelled reference to a declared source or sink; `x`
+    /// then counts as used.
+    pub fn suggest<'a>(
+        &mut self,
+        name: &str,
+        declared: impl IntoIterator<Item = &'a str>,
+    ) -> Option<String> {
+        let best = diagnostic::closest(name, declared)?;
+        self.meant.insert(best.to_string());
+        Some(format!("did you mean `{best}`?"))
     }
 
     pub fn error(
@@ -126,7 +148,7 @@ impl<'e> Ctx<'e> {
         }
         let edges = self.flows(file, &decls, &mut p);
         self.sink_compatibility(&edges, &p);
-        self.unused(&decls, &p);
+        self.unused(file, &decls);
         p
     }
 
@@ -202,48 +224,83 @@ impl<'e> Ctx<'e> {
     }
 
     /// Warnings for sources and aggregates that feed nothing, and sinks nothing feeds.
-    fn unused(&mut self, decls: &Decls, p: &Pipeline) {
-        let feeds_something = |name: &str| {
-            p.flows.iter().any(|(f, _)| f == name)
-                || p.sources
-                    .values()
-                    .any(|s| s.for_each.as_deref() == Some(name))
-                || p.aggregates
-                    .values()
-                    .any(|a| a.from.iter().any(|f| f == name))
+    /// Uses are read from the syntax tree, so a flow, child or aggregate with an error
+    /// of its own still counts as a use, and so does a misspelling of the name.
+    fn unused(&mut self, file: &ast::File, decls: &Decls) {
+        let mut feeding: BTreeSet<&str> = BTreeSet::new();
+        let mut fed: BTreeSet<&str> = BTreeSet::new();
+        for item in &file.items {
+            if let ast::Item::Flow(f) = item {
+                feeding.extend(f.inputs.iter().map(|i| i.name.as_str()));
+                fed.extend(f.outputs.iter().map(|o| o.name.as_str()));
+            }
+        }
+        let names_in = |block: &'_ ast::Block, prop: &str| -> Vec<String> {
+            let Some(ast::StmtValue::Expr(e)) = block.get(prop).map(|s| &s.value) else {
+                return Vec::new();
+            };
+            let items: Vec<&ast::Expr> = match &e.kind {
+                ast::ExprKind::List(items) => items.iter().map(|a| &a.value).collect(),
+                _ => vec![e],
+            };
+            items
+                .into_iter()
+                .filter_map(|i| match &i.kind {
+                    ast::ExprKind::Name(parts) => Some(parts[0].name.clone()),
+                    _ => None,
+                })
+                .collect()
         };
+        let mut parents: BTreeSet<String> = BTreeSet::new();
+        for s in decls.sources.values() {
+            parents.extend(names_in(&s.body, "for_each"));
+        }
+        for a in decls.aggregates.values() {
+            parents.extend(names_in(&a.body, "from"));
+        }
+        let used = |name: &str, meant: &BTreeSet<String>| {
+            feeding.contains(name) || parents.contains(name) || meant.contains(name)
+        };
+        let mut warnings = Vec::new();
         for (name, s) in &decls.sources {
-            if !feeds_something(name) {
-                self.warn(
-                    codes::UNUSED_SOURCE,
-                    format!("source `{name}` feeds no sink"),
-                    s.name.span,
-                    "its records go nowhere",
-                )
-                .help = Some(format!("add `flow {name} -> SINK`"));
+            if !used(name, &self.meant) {
+                warnings.push(
+                    Diagnostic::warning(
+                        codes::UNUSED_SOURCE,
+                        format!("source `{name}` feeds no sink"),
+                        s.name.span,
+                        "its records go nowhere",
+                    )
+                    .with_help(Some(format!("add `flow {name} -> SINK`"))),
+                );
             }
         }
         for (name, a) in &decls.aggregates {
-            if !feeds_something(name) {
-                self.warn(
-                    codes::UNUSED_SOURCE,
-                    format!("aggregate `{name}` feeds no sink"),
-                    a.name.span,
-                    "its groups go nowhere",
-                )
-                .help = Some(format!("add `flow {name} -> SINK`"));
+            if !used(name, &self.meant) {
+                warnings.push(
+                    Diagnostic::warning(
+                        codes::UNUSED_SOURCE,
+                        format!("aggregate `{name}` feeds no sink"),
+                        a.name.span,
+                        "its groups go nowhere",
+                    )
+                    .with_help(Some(format!("add `flow {name} -> SINK`"))),
+                );
             }
         }
         for (name, s) in &decls.sinks {
-            if !p.flows.iter().any(|(_, t)| t == name) {
-                self.warn(
-                    codes::UNUSED_SINK,
-                    format!("sink `{name}` is fed by nothing"),
-                    s.name.span,
-                    "no flow ends here",
-                )
-                .help = Some(format!("add `flow SOURCE -> {name}`"));
+            if !fed.contains(name) && !self.meant.contains(*name) {
+                warnings.push(
+                    Diagnostic::warning(
+                        codes::UNUSED_SINK,
+                        format!("sink `{name}` is fed by nothing"),
+                        s.name.span,
+                        "no flow ends here",
+                    )
+                    .with_help(Some(format!("add `flow SOURCE -> {name}`"))),
+                );
             }
         }
+        self.diags.extend(warnings);
     }
 }

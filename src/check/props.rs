@@ -103,11 +103,11 @@ impl<'e> Ctx<'e> {
     pub fn stmt_block<'a>(&mut self, stmt: &'a Stmt) -> Option<&'a Block> {
         match &stmt.value {
             StmtValue::Block(b) => Some(b),
-            _ => {
+            StmtValue::Expr(e) | StmtValue::Typed(_, e) => {
                 self.error(
                     codes::INVALID_VALUE,
-                    format!("`{}` takes a block", stmt.name.text),
-                    stmt.span,
+                    format!("`{}` takes a block, not a value", stmt.name.text),
+                    e.span,
                     format!("expected `{} {{ ... }}`", stmt.name.text),
                 );
                 None
@@ -363,14 +363,15 @@ impl<'e> Ctx<'e> {
     }
 
     /// Matches a call's arguments to a signature: reports unknown, repeated and missing
-    /// arguments, and returns them by name.
+    /// arguments (a missing one on the callee's name), and returns them by name.
     pub fn call_args<'a>(
         &mut self,
         sig: &Signature,
         args: &'a [Arg],
-        call_span: Span,
+        callee: Span,
     ) -> BTreeMap<&'static str, &'a Expr> {
         let mut out: BTreeMap<&'static str, &'a Expr> = BTreeMap::new();
+        let mut given: BTreeMap<&'static str, Span> = BTreeMap::new();
         let mut position = 0;
         for a in args {
             let param = match &a.name {
@@ -410,23 +411,33 @@ impl<'e> Ctx<'e> {
                     }
                 },
             };
-            if out.insert(param, &a.value).is_some() {
+            let at = a.name.as_ref().map_or(a.value.span, |n| n.span);
+            if let Some(first) = given.insert(param, at) {
                 self.error(
-                    codes::UNKNOWN_ARGUMENT,
-                    format!("argument `{param}` is given twice"),
-                    a.value.span,
-                    "given again",
-                );
+                    codes::DUPLICATE_PROPERTY,
+                    format!("argument `{param}` of `{}` is given twice", sig.name),
+                    at,
+                    "given again here",
+                )
+                .labels
+                .push(Label {
+                    span: first,
+                    text: "first given here".into(),
+                });
+                given.insert(param, first);
+                continue;
             }
+            out.insert(param, &a.value);
         }
         for req in sig.required {
             if !out.contains_key(req) {
                 self.error(
                     codes::MISSING_ARGUMENT,
                     format!("`{}` needs the argument `{req}`", sig.name),
-                    call_span,
+                    callee,
                     format!("`{req}` missing"),
-                );
+                )
+                .help = Some(format!("its arguments are: {}", sig.params.join(", ")));
             }
         }
         out

@@ -142,7 +142,7 @@ impl<'e> Ctx<'e> {
             _ => {
                 self.error(
                     codes::UNKNOWN_AUTH,
-                    "`auth` must be `bearer(...)`, `basic(...)` or `api_key(...)`",
+                    "`auth` must be `bearer(...)`, `basic(...)`, `api_key(...)` or `none`",
                     e.span,
                     "expected an auth kind",
                 );
@@ -157,7 +157,7 @@ impl<'e> Ctx<'e> {
                     required: &["token"],
                     positional: &["token"],
                 };
-                let a = self.call_args(&sig, args, e.span);
+                let a = self.call_args(&sig, args, name.span);
                 Some(Auth::Bearer(
                     self.text(a.get("token")?, true, "the token")?.into_secret(),
                 ))
@@ -169,7 +169,7 @@ impl<'e> Ctx<'e> {
                     required: &["user", "password"],
                     positional: &["user", "password"],
                 };
-                let a = self.call_args(&sig, args, e.span);
+                let a = self.call_args(&sig, args, name.span);
                 let user = a.get("user").and_then(|u| self.text(u, true, "the user"));
                 let pass = a
                     .get("password")
@@ -183,7 +183,7 @@ impl<'e> Ctx<'e> {
                     required: &["value"],
                     positional: &[],
                 };
-                let a = self.call_args(&sig, args, e.span);
+                let a = self.call_args(&sig, args, name.span);
                 let value = a.get("value").and_then(|v| self.text(v, true, "the key"));
                 let header = a
                     .get("header")
@@ -193,19 +193,30 @@ impl<'e> Ctx<'e> {
                     .and_then(|q| self.text(q, false, "the query parameter name"));
                 match (a.contains_key("header"), a.contains_key("query")) {
                     (true, true) => {
+                        let at = |key: &str| {
+                            args.iter()
+                                .filter_map(|a| a.name.as_ref())
+                                .find(|n| n.name == key)
+                                .map_or(name.span, |n| n.span)
+                        };
                         self.error(
                             codes::CONFLICT,
                             "`api_key` goes either in a `header` or in the `query`, not both",
-                            e.span,
-                            "both given",
-                        );
+                            at("query"),
+                            "in the query",
+                        )
+                        .labels
+                        .push(super::Label {
+                            span: at("header"),
+                            text: "and in a header".into(),
+                        });
                         None
                     }
                     (false, false) => {
                         self.error(
                             codes::MISSING_ARGUMENT,
                             "`api_key` needs `header = \"Name\"` or `query = \"name\"`",
-                            e.span,
+                            name.span,
                             "where does the key go?",
                         );
                         None
@@ -238,18 +249,26 @@ impl<'e> Ctx<'e> {
         what: &str,
     ) -> Option<Vec<(String, Text)>> {
         let mut out: Vec<(String, Text)> = Vec::new();
+        let mut first_set: std::collections::BTreeMap<&str, crate::syntax::Span> =
+            std::collections::BTreeMap::new();
         let mut ok = true;
         for stmt in &block.stmts {
-            if out.iter().any(|(k, _)| *k == stmt.name.text) {
+            if let Some(first) = first_set.get(stmt.name.text.as_str()) {
                 self.error(
                     codes::DUPLICATE_PROPERTY,
                     format!("{what} `{}` is set twice", stmt.name.text),
                     stmt.name.span,
                     "set again here",
-                );
+                )
+                .labels
+                .push(super::Label {
+                    span: *first,
+                    text: "first set here".into(),
+                });
                 ok = false;
                 continue;
             }
+            first_set.insert(&stmt.name.text, stmt.name.span);
             match self
                 .stmt_expr(stmt)
                 .and_then(|e| self.scalar_text(e, secret && is_env(e), &format!("{what}'s value")))

@@ -79,7 +79,7 @@ impl<'e> Ctx<'e> {
                 return None;
             }
         };
-        let a = self.call_args(&sig, args, e.span);
+        let a = self.call_args(&sig, args, kind.span);
         let batch = match a.get("batch") {
             Some(b) => Some(self.int(b, "`batch`", 1)?.min(100_000) as u32),
             None => None,
@@ -159,6 +159,8 @@ impl<'e> Ctx<'e> {
     /// Records every flow edge; unknown names are reported with a suggestion.
     pub(super) fn flows(&mut self, file: &ast::File, decls: &Decls, p: &mut Pipeline) -> EdgeSpans {
         let mut spans = EdgeSpans::new();
+        let mut seen: std::collections::HashSet<(String, String)> =
+            p.flows.iter().cloned().collect();
         for item in &file.items {
             let ast::Item::Flow(flow) = item else {
                 continue;
@@ -175,7 +177,7 @@ impl<'e> Ctx<'e> {
                     } else {
                         "is not a declared source or aggregate"
                     };
-                    let help = did_you_mean(
+                    let help = self.suggest(
                         &i.name,
                         decls.sources.keys().chain(decls.aggregates.keys()).copied(),
                     );
@@ -190,7 +192,7 @@ impl<'e> Ctx<'e> {
             }
             for o in &flow.outputs {
                 if !decls.sinks.contains_key(o.name.as_str()) {
-                    let help = did_you_mean(&o.name, decls.sinks.keys().copied());
+                    let help = self.suggest(&o.name, decls.sinks.keys().copied());
                     self.error(
                         codes::UNKNOWN_SINK,
                         format!("flow into `{}`, which is not a declared sink", o.name),
@@ -202,7 +204,7 @@ impl<'e> Ctx<'e> {
                 }
                 for i in &inputs {
                     let edge = (i.name.clone(), o.name.clone());
-                    if !p.flows.contains(&edge) {
+                    if seen.insert(edge.clone()) {
                         p.flows.push(edge.clone());
                         spans.push((edge.0, edge.1, i.span));
                     }
@@ -219,11 +221,17 @@ impl<'e> Ctx<'e> {
         for (from, to, span) in spans {
             by_sink.entry(to).or_default().push((from, *span));
         }
+        // A source feeding many sinks is compared once per sink: build its schema once.
+        let mut schemas: std::collections::HashMap<&str, Option<std::rc::Rc<super::Schema>>> =
+            std::collections::HashMap::new();
         for (sink, inputs) in by_sink {
             let keyed = p.sinks.get(sink).is_some_and(Sink::is_keyed);
-            let mut reference: Option<(&str, Span, super::Schema)> = None;
+            let mut reference: Option<(&str, Span, std::rc::Rc<super::Schema>)> = None;
             for (input, span) in inputs {
-                let Some(schema) = p.schema_of(input) else {
+                let schema = schemas
+                    .entry(input)
+                    .or_insert_with(|| p.schema_of(input).map(std::rc::Rc::new));
+                let Some(schema) = schema.clone() else {
                     continue;
                 };
                 let Some((first, first_span, first_schema)) = &reference else {
@@ -260,6 +268,9 @@ impl<'e> Ctx<'e> {
         let mut from = Vec::new();
         let mut fields: Option<Vec<FieldInfo>> = None;
         let mut ok = true;
+        // False when a source could not be resolved or its fields are not known: then
+        // names in `group_by` and `compute` are not reported again.
+        let mut known = true;
         match props.get("from").map(|s| self.stmt_expr(s)) {
             Some(Some(e)) => {
                 let items: Vec<&ast::Expr> = match &e.kind {
@@ -269,21 +280,28 @@ impl<'e> Ctx<'e> {
                 for item in items {
                     let Some(ident) = self.bare_name(item, "a source in `from`") else {
                         ok = false;
+                        known = false;
                         continue;
                     };
                     match decls.sources.get(ident.name.as_str()) {
                         Some(src) => {
-                            let theirs = super::source::declared_fields(src, models);
-                            fields = Some(match fields {
-                                None => theirs,
-                                Some(mine) => {
-                                    mine.into_iter().filter(|f| theirs.contains(f)).collect()
+                            match super::source::declared_fields(src, models) {
+                                Some(theirs) => {
+                                    fields = Some(match fields {
+                                        None => theirs,
+                                        Some(mine) => mine
+                                            .into_iter()
+                                            .filter(|f| theirs.contains(f))
+                                            .collect(),
+                                    });
                                 }
-                            });
+                                None => known = false,
+                            }
                             from.push(ident.name.clone());
                         }
                         None => {
-                            let help = did_you_mean(&ident.name, decls.sources.keys().copied());
+                            known = false;
+                            let help = self.suggest(&ident.name, decls.sources.keys().copied());
                             self.error(
                                 codes::UNKNOWN_SOURCE,
                                 format!(
@@ -299,10 +317,14 @@ impl<'e> Ctx<'e> {
                     }
                 }
             }
-            Some(None) => ok = false,
+            Some(None) => {
+                ok = false;
+                known = false;
+            }
             None => {
                 self.missing("aggregate", &agg.name, "from");
                 ok = false;
+                known = false;
             }
         }
         let fields = fields.unwrap_or_default();
@@ -314,6 +336,7 @@ impl<'e> Ctx<'e> {
         let scope = Scope::Fields {
             fields: &fields,
             owner: &scope_owner,
+            known,
         };
 
         let mut group_by = Vec::new();

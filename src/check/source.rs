@@ -2,7 +2,7 @@
 //! key, incremental collection, filter, and child sources (`for_each`).
 
 use super::diagnostic::did_you_mean;
-use super::expr::{ETy, FieldInfo, Scope};
+use super::expr::{ETy, FieldInfo, Parent, Scope};
 use super::props::{Props, Signature};
 use super::{
     codes, BodyValue, Ctx, Decls, Expr, Field, Incremental, Label, Lit, Method, Paginate, Pipeline,
@@ -37,27 +37,27 @@ const PAGINATORS: &[&str] = &[
 ];
 
 /// The fields a source declares, read from its model or typed `fields` without checking
-/// anything, so children can be checked even when their parent has errors.
+/// anything, so children and aggregates can be checked even when the source has errors.
+/// `None` when they cannot all be known (an unknown model, an untyped field, ...).
 pub(super) fn declared_fields(
     src: &ast::Source,
     models: &BTreeMap<String, Vec<FieldInfo>>,
-) -> Vec<FieldInfo> {
-    let model = src.body.get("model").and_then(|s| match &s.value {
-        StmtValue::Expr(ast::Expr {
-            kind: ExprKind::Name(parts),
-            ..
-        }) => models.get(&parts[0].name),
-        _ => None,
-    });
-    if let Some(fields) = model {
-        return fields.clone();
+) -> Option<Vec<FieldInfo>> {
+    if let Some(stmt) = src.body.get("model") {
+        return match &stmt.value {
+            StmtValue::Expr(ast::Expr {
+                kind: ExprKind::Name(parts),
+                ..
+            }) if parts.len() == 1 => models.get(&parts[0].name).cloned(),
+            _ => None,
+        };
     }
-    let Some(StmtValue::Block(b)) = src.body.get("fields").map(|s| &s.value) else {
-        return Vec::new();
+    let StmtValue::Block(b) = &src.body.get("fields")?.value else {
+        return None;
     };
     b.stmts
         .iter()
-        .filter_map(|s| match &s.value {
+        .map(|s| match &s.value {
             StmtValue::Typed(t, _) => Some(FieldInfo {
                 name: s.name.text.clone(),
                 ty: type_named(&t.name.name)?,
@@ -155,17 +155,25 @@ impl<'e> Ctx<'e> {
             ok = false;
         }
 
-        // The parent, for child sources.
+        // The parent, for child sources: `Unknown` when an error hides its fields, so
+        // that placeholders and `parent.x` are not reported again.
         let mut parent: Option<(String, Vec<FieldInfo>)> = None;
+        let mut parent_unknown = false;
         if let Some(stmt) = props.get("for_each") {
+            parent_unknown = true;
             match self
                 .stmt_expr(stmt)
                 .and_then(|e| self.bare_name(e, "`for_each`"))
             {
                 Some(name) => match decls.sources.get(name.name.as_str()) {
-                    Some(p) => parent = Some((name.name.clone(), declared_fields(p, models))),
+                    Some(p) => {
+                        if let Some(fields) = declared_fields(p, models) {
+                            parent = Some((name.name.clone(), fields));
+                            parent_unknown = false;
+                        }
+                    }
                     None => {
-                        let help = did_you_mean(&name.name, decls.sources.keys().copied());
+                        let help = self.suggest(&name.name, decls.sources.keys().copied());
                         let what = if decls.aggregates.contains_key(name.name.as_str()) {
                             "is an aggregate, not a source"
                         } else {
@@ -185,7 +193,7 @@ impl<'e> Ctx<'e> {
             }
         }
 
-        let request = self.request(src, &props, parent.as_ref());
+        let request = self.request(src, &props, parent.as_ref(), parent_unknown);
         let schedule = self.schedule(src, &props, props.get("for_each").is_some());
         let paginate = match props.get("paginate").map(|s| self.stmt_expr(s)) {
             Some(Some(e)) => self.paginator(e),
@@ -240,12 +248,16 @@ impl<'e> Ctx<'e> {
                 None => model_failed = true,
             }
         }
-        let parent_scope: Option<(&str, &[FieldInfo])> =
-            parent.as_ref().map(|(n, f)| (n.as_str(), f.as_slice()));
+        let parent_scope = match &parent {
+            Some((n, f)) => Parent::Known(n, f),
+            None if parent_unknown => Parent::Unknown,
+            None => Parent::None,
+        };
         let fields = match props.get("fields") {
-            Some(stmt) => self
-                .stmt_block(stmt)
-                .and_then(|b| self.fields(b, &stmt.name, model_fields, model_failed, parent_scope)),
+            Some(stmt) => self.stmt_block(stmt).and_then(|b| {
+                let model = model_name.as_deref().zip(model_fields);
+                self.fields(b, &stmt.name, model, model_failed, parent_scope)
+            }),
             None => {
                 self.missing("source", &src.name, "fields");
                 None
@@ -253,19 +265,21 @@ impl<'e> Ctx<'e> {
         };
 
         // Key, cursor and filter are checked against the declared fields even when some
-        // field's expression had an error; only an unusable model stops them.
-        let fields_known = fields.is_some() || !model_failed;
-        let infos: Vec<FieldInfo> = match &fields {
-            Some(f) => f
-                .iter()
-                .map(|f| FieldInfo {
-                    name: f.name.clone(),
-                    ty: f.ty,
-                    optional: f.optional,
-                })
-                .collect(),
+        // field's expression had an error; only fields that cannot be known stop them.
+        let infos: Option<Vec<FieldInfo>> = match &fields {
+            Some(f) => Some(
+                f.iter()
+                    .map(|f| FieldInfo {
+                        name: f.name.clone(),
+                        ty: f.ty,
+                        optional: f.optional,
+                    })
+                    .collect(),
+            ),
             None => declared_fields(src, models),
         };
+        let fields_known = infos.is_some();
+        let infos = infos.unwrap_or_default();
         let key = match props.get("key").map(|s| self.stmt_expr(s)) {
             Some(Some(e)) if fields_known => self.key(e, &infos, &owner),
             Some(Some(_)) => None,
@@ -276,19 +290,23 @@ impl<'e> Ctx<'e> {
             Some(stmt) => match self.stmt_block(stmt) {
                 Some(b) => {
                     if props.get("key").is_none() {
-                        self.error(
+                        let d = self.error(
                             codes::MISSING_PROPERTY,
                             format!("{owner} has `incremental` but no `key`"),
-                            stmt.name.span,
-                            "needs a `key`",
-                        )
-                        .help = Some(
+                            src.name.span,
+                            "`key` is required",
+                        );
+                        d.labels.push(Label {
+                            span: stmt.name.span,
+                            text: "needs a `key`".into(),
+                        });
+                        d.help = Some(
                             "incremental collection tells records apart by key: add `key = id`"
                                 .into(),
                         );
                     }
                     if fields_known {
-                        self.incremental(b, &infos, &owner).map(Some)
+                        self.incremental(b, &stmt.name, &infos, &owner).map(Some)
                     } else {
                         None
                     }
@@ -302,6 +320,7 @@ impl<'e> Ctx<'e> {
                 let scope = Scope::Fields {
                     fields: &infos,
                     owner: &format!("the `where` of {owner}"),
+                    known: true,
                 };
                 match self.lower(e, &scope) {
                     Some((x, t)) if t == ETy::Known(Type::Bool) || t == ETy::Any => Some(Some(x)),
@@ -371,6 +390,7 @@ impl<'e> Ctx<'e> {
         src: &ast::Source,
         props: &Props,
         parent: Option<&(String, Vec<FieldInfo>)>,
+        parent_unknown: bool,
     ) -> Option<(
         Method,
         String,
@@ -409,7 +429,7 @@ impl<'e> Ctx<'e> {
             );
             return None;
         };
-        let mut ok = self.placeholders(path, expr.span, parent);
+        let mut ok = parent_unknown || self.placeholders(path, expr.span, parent);
         let query = match props.get("query") {
             Some(s) => self
                 .stmt_block(s)
@@ -547,7 +567,7 @@ impl<'e> Ctx<'e> {
                     required: &["interval"],
                     positional: &["interval"],
                 };
-                let a = self.call_args(&sig, args, e.span);
+                let a = self.call_args(&sig, args, name.span);
                 let ms = self.duration(a.get("interval")?, "the interval")?;
                 Some(Schedule::Every { ms })
             }
@@ -558,7 +578,7 @@ impl<'e> Ctx<'e> {
                     required: &["expression"],
                     positional: &["expression"],
                 };
-                let a = self.call_args(&sig, args, e.span);
+                let a = self.call_args(&sig, args, name.span);
                 let arg = a.get("expression")?;
                 let ExprKind::Str(text) = &arg.kind else {
                     self.error(
@@ -569,10 +589,20 @@ impl<'e> Ctx<'e> {
                     );
                     return None;
                 };
-                match validate_cron(text) {
+                // Point at the field that is out of range when the literal has no
+                // escapes, so offsets in the text are offsets in the file.
+                let checked = match cron_field_error(text) {
+                    Some((why, at, len)) if text.len() + 2 == arg.span.len() => {
+                        let start = arg.span.start + 1 + at;
+                        Err((why, Span::new(start, start + len), "out of range"))
+                    }
+                    Some((why, ..)) => Err((why, arg.span, "invalid cron")),
+                    None => validate_cron(text).map_err(|why| (why, arg.span, "invalid cron")),
+                };
+                match checked {
                     Ok(()) => Some(Schedule::Cron(text.clone())),
-                    Err(why) => {
-                        self.error(codes::INVALID_CRON, format!("invalid cron expression \"{text}\": {why}"), arg.span, "invalid cron")
+                    Err((why, span, label)) => {
+                        self.error(codes::INVALID_CRON, format!("invalid cron expression \"{text}\": {why}"), span, label)
                             .help = Some("five fields: minute hour day-of-month month day-of-week, like \"*/15 * * * *\"".into());
                         None
                     }
@@ -670,7 +700,7 @@ impl<'e> Ctx<'e> {
                 return None;
             }
         };
-        let a = self.call_args(&sig, args, e.span);
+        let a = self.call_args(&sig, args, name.span);
         let mut ok = true;
         let mut string = |ctx: &mut Self, key: &str, default: Option<&str>| -> Option<String> {
             match a.get(key) {
@@ -771,10 +801,12 @@ impl<'e> Ctx<'e> {
         &mut self,
         block: &ast::Block,
         block_name: &ast::PropName,
-        model: Option<&Vec<FieldInfo>>,
+        model: Option<(&str, &Vec<FieldInfo>)>,
         model_failed: bool,
-        parent: Option<(&str, &[FieldInfo])>,
+        parent: Parent,
     ) -> Option<Vec<Field>> {
+        let model_name = model.map_or("", |(n, _)| n);
+        let model = model.map(|(_, m)| m);
         let scope = Scope::Record { parent };
         let mut out: Vec<Field> = Vec::new();
         let mut ok = true;
@@ -803,7 +835,7 @@ impl<'e> Ctx<'e> {
                         let help = did_you_mean(name, m.iter().map(|f| f.name.as_str()));
                         self.error(
                             codes::UNKNOWN_FIELD,
-                            format!("the model has no field `{name}`"),
+                            format!("model `{model_name}` has no field `{name}`"),
                             stmt.name.span,
                             "not in the model",
                         )
@@ -884,7 +916,7 @@ impl<'e> Ctx<'e> {
             let mut ordered = Vec::new();
             for f in m {
                 match out.iter().position(|o| o.name == f.name) {
-                    Some(i) => ordered.push(out[i].clone()),
+                    Some(i) => ordered.push(out.swap_remove(i)),
                     None if f.optional => ordered.push(Field {
                         name: f.name.clone(),
                         ty: f.ty,
@@ -986,6 +1018,7 @@ impl<'e> Ctx<'e> {
     fn incremental(
         &mut self,
         block: &ast::Block,
+        block_name: &ast::PropName,
         fields: &[FieldInfo],
         owner: &str,
     ) -> Option<Incremental> {
@@ -1042,9 +1075,9 @@ impl<'e> Ctx<'e> {
             None => {
                 self.error(
                     codes::MISSING_PROPERTY,
-                    "`incremental` needs a `cursor`",
-                    block.span,
-                    "no `cursor`",
+                    format!("`incremental` of {owner} has no `cursor`"),
+                    block_name.span,
+                    "`cursor` is required",
                 )
                 .help = Some("name the field that grows, like `cursor = updated_at`".into());
                 None
@@ -1130,7 +1163,55 @@ pub fn validate_cron(text: &str) -> Result<(), String> {
     if fields != 5 {
         return Err(format!("expected 5 fields, found {fields}"));
     }
+    if let Some((why, ..)) = cron_field_error(text) {
+        return Err(why);
+    }
     text.parse::<croner::Cron>()
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string().trim_end_matches('.').to_lowercase())
+}
+
+/// A number out of its field's range in a five-field cron expression: the problem, and
+/// the offset and length of the field in `text`. Names (`MON`, `JAN`) and other forms
+/// are left to croner.
+fn cron_field_error(text: &str) -> Option<(String, usize, usize)> {
+    const FIELDS: [(&str, u32, u32); 5] = [
+        ("minute", 0, 59),
+        ("hour", 0, 23),
+        ("day of month", 1, 31),
+        ("month", 1, 12),
+        ("day of week", 0, 7),
+    ];
+    let mut fields = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(|c: char| !c.is_whitespace()) {
+        let len = rest[start..]
+            .find(char::is_whitespace)
+            .unwrap_or(rest.len() - start);
+        fields.push((text.len() - rest.len() + start, &rest[start..start + len]));
+        rest = &rest[start + len..];
+    }
+    if fields.len() != 5 {
+        return None;
+    }
+    for ((at, field), (what, lo, hi)) in fields.into_iter().zip(FIELDS) {
+        for part in field.split(',') {
+            let (range, step) = part.split_once('/').unwrap_or((part, ""));
+            if step == "0" {
+                return Some((format!("the {what} step must not be 0"), at, field.len()));
+            }
+            for n in range.split('-') {
+                if let Ok(v) = n.parse::<u64>() {
+                    if v < u64::from(lo) || v > u64::from(hi) {
+                        return Some((
+                            format!("{what} {v} is out of range {lo}-{hi}"),
+                            at,
+                            field.len(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    None
 }

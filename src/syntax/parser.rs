@@ -15,12 +15,31 @@ struct HmrParser;
 /// parsing recurses, and hostile input must not overflow the stack.
 const MAX_NESTING: usize = 64;
 
+/// How many parser calls per byte of input are allowed before the file is refused as
+/// too complex: several times what real pipelines need.
+const CALLS_PER_BYTE: usize = 100;
+
 /// A problem found while reading the text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyntaxError {
     pub span: Span,
     pub message: String,
     pub label: String,
+    pub help: Option<String>,
+    /// Further places worth pointing at, such as the `{` that was never closed.
+    pub related: Vec<(Span, String)>,
+}
+
+impl SyntaxError {
+    fn new(span: Span, message: impl Into<String>, label: impl Into<String>) -> Self {
+        SyntaxError {
+            span,
+            message: message.into(),
+            label: label.into(),
+            help: None,
+            related: Vec::new(),
+        }
+    }
 }
 
 /// Parses a whole file. On a syntax error the tree is `None`; lexical problems inside
@@ -29,14 +48,24 @@ pub fn parse(text: &str) -> (Option<File>, Vec<SyntaxError>) {
     if let Some(err) = check_nesting(text) {
         return (None, vec![err]);
     }
-    pest::set_call_limit(std::num::NonZeroUsize::new(50_000_000));
+    // A bound on the parser's work that grows with the input (a plain pipeline takes
+    // about a dozen calls per byte), so that only pathological backtracking hits it.
+    pest::set_call_limit(std::num::NonZeroUsize::new(
+        text.len().saturating_mul(CALLS_PER_BYTE).max(1_000_000),
+    ));
     let pairs = match HmrParser::parse(Rule::file, text) {
         Ok(pairs) => pairs,
         Err(err) => return (None, vec![syntax_error(text, err)]),
     };
     let mut b = Builder { errors: Vec::new() };
     let mut file = File::default();
-    for pair in pairs.flatten().filter(|p| p.as_rule() != Rule::file) {
+    let items = pairs
+        .into_iter()
+        .next()
+        .map(|file| file.into_inner())
+        .into_iter()
+        .flatten();
+    for pair in items {
         let item = match pair.as_rule() {
             Rule::service => Item::Service(b.service(pair)),
             Rule::model => Item::Model(b.model(pair)),
@@ -48,43 +77,28 @@ pub fn parse(text: &str) -> (Option<File>, Vec<SyntaxError>) {
         };
         file.items.push(item);
     }
-    // `flatten` visits every pair below too; only top-level items were taken above,
-    // since nested rules never match those arms.
     (Some(file), b.errors)
 }
 
 /// Scans for nesting deeper than [`MAX_NESTING`] outside strings and comments.
 fn check_nesting(text: &str) -> Option<SyntaxError> {
     let mut depth = 0usize;
-    let mut in_string = false;
-    let mut in_comment = false;
-    let mut escaped = false;
+    let mut scan = Scanner::default();
     for (i, c) in text.char_indices() {
-        if in_comment {
-            in_comment = c != '\n';
-            continue;
-        }
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' || c == '\n' {
-                in_string = false;
-            }
+        let quoted = scan.in_string || scan.in_comment;
+        scan.step(i, c);
+        if quoted || scan.in_string || scan.in_comment {
             continue;
         }
         match c {
-            '#' => in_comment = true,
-            '"' => in_string = true,
             '(' | '[' | '{' => {
                 depth += 1;
                 if depth > MAX_NESTING {
-                    return Some(SyntaxError {
-                        span: Span::new(i, i + 1),
-                        message: format!("nesting deeper than {MAX_NESTING} levels"),
-                        label: "too deep".into(),
-                    });
+                    return Some(SyntaxError::new(
+                        Span::new(i, i + 1),
+                        format!("nesting deeper than {MAX_NESTING} levels"),
+                        "too deep",
+                    ));
                 }
             }
             ')' | ']' | '}' => depth = depth.saturating_sub(1),
@@ -189,6 +203,7 @@ impl Builder {
         let mut inner = pair.into_inner().skip(1);
         let name = self.ident(inner.next().expect("grammar: sink name"));
         let value = self.expr(inner.next().expect("grammar: sink value"));
+        let span = Span::new(span.start, value.span.end);
         Sink { name, value, span }
     }
 
@@ -201,6 +216,11 @@ impl Builder {
         };
         let inputs = names(self, lists.next());
         let outputs = names(self, lists.next());
+        let end = outputs
+            .last()
+            .or(inputs.last())
+            .map_or(span.end, |i| i.span.end);
+        let span = Span::new(span.start, end);
         Flow {
             inputs,
             outputs,
@@ -223,11 +243,9 @@ impl Builder {
     }
 
     fn statement(&mut self, pair: Pair<Rule>) -> Stmt {
-        let span = span_of(&pair);
         let mut inner = pair.into_inner();
-        let name_pair = inner.next().expect("grammar: property name");
-        let name_span = span_of(&name_pair);
-        let name_inner = name_pair.into_inner().next().expect("grammar: name");
+        let name_inner = inner.next().expect("grammar: property name");
+        let name_span = span_of(&name_inner);
         let name = if name_inner.as_rule() == Rule::string {
             PropName {
                 text: self.string(name_inner),
@@ -253,11 +271,22 @@ impl Builder {
                 StmtValue::Expr(self.expr(value_pair.into_inner().next().expect("grammar: value")))
             }
         };
+        // From the name to the end of the value: the pest pair would also hold the
+        // whitespace and comments that follow.
+        let end = match &value {
+            StmtValue::Expr(e) | StmtValue::Typed(_, e) => e.span.end,
+            StmtValue::Block(b) => b.span.end,
+        };
+        let span = Span::new(name.span.start, end);
         Stmt { name, value, span }
     }
 
     fn expr(&mut self, pair: Pair<Rule>) -> Expr {
-        let pairs = pair.into_inner();
+        let mut pairs = pair.into_inner();
+        // Most expressions are a single operand: nothing for the Pratt parser to order.
+        if pairs.len() == 1 {
+            return self.primary(pairs.next().expect("grammar: an operand"));
+        }
         // The Pratt parser's closures cannot all borrow `self` mutably at once, so
         // string errors are gathered in a cell and moved over afterwards.
         let errors = std::cell::RefCell::new(Vec::new());
@@ -378,20 +407,29 @@ impl Builder {
                                 chars.next();
                             }
                         }
-                        None => self.errors.push(SyntaxError {
-                            span: Span::new(base + i, base + i + 2),
-                            message: "invalid unicode escape: write `\\u{XXXX}` with 1 to 6 hex digits of a valid code point".into(),
-                            label: "bad escape".into(),
-                        }),
+                        None => self.errors.push(SyntaxError::new(
+                            // The whole `\u{...}` when it is closed in this string.
+                            Span::new(
+                                base + i,
+                                base + i
+                                    + 2
+                                    + rest
+                                        .strip_prefix('{')
+                                        .and_then(|r| r.find('}'))
+                                        .map_or(0, |close| close + 2),
+                            ),
+                            "invalid unicode escape: write `\\u{XXXX}` with 1 to 6 hex digits of a valid code point",
+                            "bad escape",
+                        )),
                     }
                 }
-                other => self.errors.push(SyntaxError {
-                    span: Span::new(base + i, base + i + 1 + other.len_utf8()),
-                    message: format!(
+                other => self.errors.push(SyntaxError::new(
+                    Span::new(base + i, base + i + 1 + other.len_utf8()),
+                    format!(
                         "unknown escape `\\{other}`; the escapes are \\\" \\\\ \\n \\t \\r \\u{{XXXX}}"
                     ),
-                    label: "unknown escape".into(),
-                }),
+                    "unknown escape",
+                )),
             }
         }
         out
@@ -425,6 +463,14 @@ fn syntax_error(text: &str, err: pest::error::Error<Rule>) -> SyntaxError {
     let message = match &err.variant {
         ErrorVariant::ParsingError { positives, .. } => {
             let mut wanted: Vec<&str> = positives.iter().map(|r| phrase(*r)).collect();
+            // Where a property or a field may start, so may the `}` that ends the block;
+            // pest does not list literal tokens.
+            if wanted
+                .iter()
+                .any(|w| w.starts_with("a property") || w.starts_with("a field"))
+            {
+                wanted.push("`}`");
+            }
             wanted.sort_unstable();
             wanted.dedup();
             match wanted.len() {
@@ -443,10 +489,134 @@ fn syntax_error(text: &str, err: pest::error::Error<Rule>) -> SyntaxError {
     } else {
         message
     };
-    SyntaxError {
-        span: Span::new(start, token_end),
-        message,
-        label: "unexpected here".into(),
+    unclosed_string(text, start)
+        .or_else(|| unclosed_block(text, start))
+        .unwrap_or_else(|| {
+            SyntaxError::new(Span::new(start, token_end), message, "unexpected here")
+        })
+}
+
+/// A string literal opened at or before `at` that has no closing quote on its line:
+/// the parser only notices further on, so point at where the string starts.
+fn unclosed_string(text: &str, at: usize) -> Option<SyntaxError> {
+    let mut scan = Scanner::default();
+    for (i, c) in text.char_indices() {
+        if i > at && !scan.in_string {
+            return None;
+        }
+        if let Some(open) = scan.string_start.filter(|_| scan.in_string && c == '\n') {
+            let mut e = SyntaxError::new(
+                Span::new(open, i),
+                "this string is not closed: a string ends with `\"` on the same line",
+                "no closing quote",
+            );
+            e.help = Some("close it with `\"`; write a quote inside a string as `\\\"`".into());
+            return Some(e);
+        }
+        scan.step(i, c);
+    }
+    let open = scan.string_start.filter(|_| scan.in_string)?;
+    let mut e = SyntaxError::new(
+        Span::new(open, text.len()),
+        "this string is not closed: the file ends inside it",
+        "no closing quote",
+    );
+    e.help = Some("close it with `\"`".into());
+    Some(e)
+}
+
+/// An error at the start of a declaration (`source`, `sink`, ...) while a block is
+/// still open, or at the end of the file: most likely a `}` is missing.
+fn unclosed_block(text: &str, at: usize) -> Option<SyntaxError> {
+    let mut scan = Scanner::default();
+    let mut open: Vec<(usize, char)> = Vec::new();
+    for (i, c) in text.char_indices() {
+        if i >= at {
+            break;
+        }
+        scan.step(i, c);
+        if scan.in_string || scan.in_comment {
+            continue;
+        }
+        match c {
+            '{' | '(' | '[' => open.push((i, c)),
+            '}' | ')' | ']' => {
+                open.pop();
+            }
+            _ => {}
+        }
+    }
+    let &(brace, _) = open.iter().rev().find(|(_, c)| *c == '{')?;
+    let line_start = text[..at.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let line = &text[line_start..];
+    let indent = line.len() - line.trim_start().len();
+    let keyword = ["service", "model", "source", "sink", "flow", "aggregate"]
+        .into_iter()
+        .find(|k| {
+            line.trim_start().starts_with(k)
+                && !line.trim_start()[k.len()..]
+                    .starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        });
+    let brace_line = text[..brace].matches('\n').count() + 1;
+    let mut e = if at >= text.trim_end().len() {
+        // On the last character, since an empty span past the last line is not drawn.
+        let trimmed = text.trim_end();
+        let last = trimmed.char_indices().last().map_or(0, |(i, _)| i);
+        SyntaxError::new(
+            Span::new(last, trimmed.len()),
+            format!("the file ends inside a block: the `{{` on line {brace_line} is not closed"),
+            "expected `}` after this",
+        )
+    } else {
+        // Only when the parser stopped right after the keyword, which it took for a
+        // property name, and the block was opened on an earlier line.
+        let kw = keyword?;
+        let kw_start = line_start + indent;
+        let after_keyword = text.get(kw_start + kw.len()..at)?;
+        if brace >= line_start || !after_keyword.trim().is_empty() {
+            return None;
+        }
+        SyntaxError::new(
+            Span::new(kw_start, kw_start + kw.len()),
+            format!(
+                "expected `}}` before this `{kw}`: the `{{` on line {brace_line} is not closed"
+            ),
+            "a new declaration starts here",
+        )
+    };
+    e.related
+        .push((Span::new(brace, brace + 1), "this `{` is not closed".into()));
+    e.help = Some("add the missing `}`".into());
+    Some(e)
+}
+
+/// Tracks whether a position is inside a string or a comment.
+#[derive(Default)]
+struct Scanner {
+    in_string: bool,
+    in_comment: bool,
+    escaped: bool,
+    string_start: Option<usize>,
+}
+
+impl Scanner {
+    fn step(&mut self, i: usize, c: char) {
+        if self.in_comment {
+            self.in_comment = c != '\n';
+        } else if self.in_string {
+            if self.escaped {
+                self.escaped = false;
+            } else if c == '\\' {
+                self.escaped = true;
+            } else if c == '"' || c == '\n' {
+                self.in_string = false;
+            }
+        } else if c == '#' {
+            self.in_comment = true;
+        } else if c == '"' {
+            self.in_string = true;
+            self.string_start = Some(i);
+        }
     }
 }
 

@@ -1,0 +1,141 @@
+//! Snapshots of `hamstr check` diagnostics: every fixture under `tests/fixtures/check/`
+//! rendered with miette's no-colour theme at a fixed width, and as the JSON of spec §10.
+//! Also: every diagnostic code is produced by some fixture and listed in
+//! `docs/language.md`, and the examples are clean.
+
+use hamstr::check::{check, Checked};
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// No environment variable is set while checking fixtures, so the output is the same
+/// on every machine.
+fn check_file(path: &Path) -> Checked {
+    let text = std::fs::read_to_string(path).expect("fixture is UTF-8");
+    let name = path.file_name().expect("file name").to_string_lossy();
+    check(&name, &text, &|_| None)
+}
+
+#[test]
+fn fixtures_render() {
+    insta::glob!("fixtures/check/*.hmr", |path| {
+        let checked = check_file(path);
+        insta::assert_snapshot!("human", checked.report.render(false, 100));
+    });
+}
+
+#[test]
+fn fixtures_json() {
+    insta::glob!("fixtures/check/*.hmr", |path| {
+        let checked = check_file(path);
+        let json = serde_json::to_string_pretty(&checked.report.to_json()).expect("json");
+        insta::assert_snapshot!("json", json);
+    });
+}
+
+/// Each fixture that shows a problem has at least one error or warning, and its header
+/// comment says what it shows.
+#[test]
+fn fixtures_are_commented_and_report_something() {
+    for path in fixture_paths() {
+        let text = std::fs::read_to_string(&path).expect("fixture");
+        assert!(
+            text.starts_with("# "),
+            "{} must start with a comment saying what it shows",
+            path.display()
+        );
+        let checked = check_file(&path);
+        assert!(
+            !checked.report.diagnostics.is_empty(),
+            "{} reports nothing",
+            path.display()
+        );
+        assert_eq!(
+            checked.pipeline.is_some(),
+            checked.report.errors() == 0,
+            "{}: a pipeline comes back exactly when there are no errors",
+            path.display()
+        );
+    }
+}
+
+/// The codes declared in `src/check/diagnostic.rs`, read from its `codes` module so a
+/// new code without a fixture fails this test.
+fn declared_codes() -> BTreeSet<String> {
+    let source = include_str!("../src/check/diagnostic.rs");
+    let start = source.find("pub mod codes").expect("codes module");
+    let end = start + source[start..].find("\n}").expect("end of codes module");
+    source[start..end]
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("pub const "))
+        .filter_map(|l| l.split('"').nth(1))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn every_code_has_a_fixture() {
+    let declared = declared_codes();
+    assert!(declared.len() >= 30, "found only {declared:?}");
+    let mut produced = BTreeSet::new();
+    for path in fixture_paths() {
+        for d in check_file(&path).report.diagnostics {
+            assert!(
+                declared.contains(d.code),
+                "{}: `{}` is not listed in the codes module",
+                path.display(),
+                d.code
+            );
+            produced.insert(d.code.to_string());
+        }
+    }
+    let missing: Vec<_> = declared.difference(&produced).collect();
+    assert!(missing.is_empty(), "codes no fixture produces: {missing:?}");
+}
+
+/// The language reference lists every code, so it stays in step with the checker.
+#[test]
+fn every_code_is_documented() {
+    let docs = include_str!("../docs/language.md");
+    let missing: Vec<_> = declared_codes()
+        .into_iter()
+        .filter(|c| !docs.contains(&format!("| `{c}` |")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "codes missing from docs/language.md: {missing:?}"
+    );
+}
+
+#[test]
+fn examples_check_clean() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir("examples").expect("examples folder") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|e| e != "hmr") {
+            continue;
+        }
+        let checked = check_file(&path);
+        let report = &checked.report;
+        assert!(
+            report.diagnostics.is_empty(),
+            "{}:\n{}",
+            path.display(),
+            report.render(false, 100)
+        );
+        assert!(checked.pipeline.is_some());
+        seen += 1;
+    }
+    assert!(seen >= 5, "expected the five examples, found {seen}");
+}
+
+fn fixture_paths() -> Vec<std::path::PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/check");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .expect("fixtures folder")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "hmr"))
+        .collect();
+    paths.sort();
+    assert!(paths.len() >= 35, "only {} fixtures", paths.len());
+    paths
+}
