@@ -98,7 +98,7 @@ pub fn run(
                                 break;
                             }
                         }
-                        Err(report) => eprint!("{report}reload: the file has errors; the previous pipeline keeps running\n"),
+                        Err(report) => eprintln!("{report}reload: the file has errors; the previous pipeline keeps running"),
                     }
                 }
             });

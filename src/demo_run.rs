@@ -34,7 +34,7 @@ pub fn demo(port: u16, data_dir: Option<PathBuf>, seconds: Option<u64>) -> Resul
         let pipeline = checked.pipeline.ok_or_else(|| checked.report.render(false, 100))?;
         let store = commands::open_store(&dir.join(".hamstr"))?;
         eprintln!("demo restaurant API on http://{addr}  (till: /pos/orders, payments: /pay/payments)");
-        eprintln!("collecting with {} into {}", "examples/restaurant.hmr", dir.display());
+        eprintln!("collecting with examples/restaurant.hmr into {}", dir.display());
         eprintln!("new orders arrive every 2 seconds; shop orders are polled every 30s, payments every minute. Ctrl-C to stop.\n");
         let (handle, stop) = Stop::new();
         runtime::stop_on_signals_with(handle, seconds.map(Duration::from_secs));

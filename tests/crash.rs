@@ -151,7 +151,7 @@ fn killed_at_random_instants_loses_nothing_and_stores_nothing_twice() {
                 api.push_records("/desc", batch);
                 next += 2;
                 tick += 1;
-                if tick % 5 == 0 {
+                if tick.is_multiple_of(5) {
                     let victim = records::record(1 + (tick * 7) % (next - 1));
                     // Changed now: its `updated_at` ties with the newest records.
                     let mut changed =

@@ -12,6 +12,14 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
+/// Why an item did not become a record, with its key and cursor when they could be read.
+#[derive(Debug)]
+pub struct Rejection {
+    pub reason: String,
+    pub key: Option<Vec<u8>>,
+    pub cursor: Option<Val>,
+}
+
 /// How one source's items become records.
 pub struct Extractor {
     pub names: Arc<Vec<String>>,
@@ -152,7 +160,7 @@ impl Extractor {
         &self,
         item: &Json,
         parent: Option<&serde_json::Map<String, Json>>,
-    ) -> Result<Record, (String, Option<Vec<u8>>, Option<Val>)> {
+    ) -> Result<Record, Rejection> {
         let env = Env {
             item: Some(item),
             parent,
@@ -183,7 +191,11 @@ impl Extractor {
                 let key_ok = self.key.iter().all(|&i| !record.values[i].is_null());
                 let key = (key_ok && !self.key.is_empty()).then(|| self.key_of(&record));
                 let cursor = self.cursor_of(&record).filter(|c| !c.is_null()).cloned();
-                Err((e, key, cursor))
+                Err(Rejection {
+                    reason: e,
+                    key,
+                    cursor,
+                })
             }
         }
     }
@@ -346,12 +358,15 @@ struct RunState {
     broken: bool,
     keys: HashMap<Vec<u8>, u64>,
     summary: RunSummary,
-    end: Option<(
-        bool,
-        Option<String>,
-        Option<Vec<u8>>,
-        oneshot::Sender<RunSummary>,
-    )>,
+    end: Option<RunEnd>,
+}
+
+/// The end of a run, waiting for the run's last pages to be committed.
+struct RunEnd {
+    complete: bool,
+    error: Option<String>,
+    child_of: Option<Vec<u8>>,
+    done: oneshot::Sender<RunSummary>,
 }
 
 impl ExtractNode {
@@ -381,7 +396,7 @@ impl ExtractNode {
                         let p = self.page(page, next_page, &mut run, &meta, &ack_tx).await;
                         pending.push_back(p);
                     }
-                    Some(SourceMsg::RunEnd { complete, error, child_of, done }) => run.end = Some((complete, error, child_of, done)),
+                    Some(SourceMsg::RunEnd { complete, error, child_of, done }) => run.end = Some(RunEnd { complete, error, child_of, done }),
                 },
                 ack = ack_rx.recv(), if !pending.is_empty() => {
                     if let Some(ack) = ack {
@@ -445,7 +460,11 @@ impl ExtractNode {
             seen += 1;
             let record = match self.ex.record(item, parent) {
                 Ok(r) => r,
-                Err((reason, key, cursor)) => {
+                Err(Rejection {
+                    reason,
+                    key,
+                    cursor,
+                }) => {
                     rejected += 1;
                     if let Some(c) = &cursor {
                         raise(c, &mut max_cursor);
@@ -596,7 +615,13 @@ impl ExtractNode {
     }
 
     fn finish(&self, run: &mut RunState, meta: &mut SourceMeta) {
-        let Some((complete, error, child_of, done)) = run.end.take() else {
+        let Some(RunEnd {
+            complete,
+            error,
+            child_of,
+            done,
+        }) = run.end.take()
+        else {
             return;
         };
         // Every page reached every sink; `complete` says whether the listing was also

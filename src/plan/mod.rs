@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 pub enum Node {
     /// Polls an endpoint (or, for a child, runs per parent record).
     Source {
-        source: Source,
-        service: Service,
+        source: Box<Source>,
+        service: Box<Service>,
     },
     /// Turns JSON items into typed records.
     Extract {
@@ -57,8 +57,8 @@ impl Plan {
             plan.nodes.insert(
                 source_id.clone(),
                 Node::Source {
-                    source: src.clone(),
-                    service: service.clone(),
+                    source: Box::new(src.clone()),
+                    service: Box::new(service.clone()),
                 },
             );
             plan.nodes.insert(
