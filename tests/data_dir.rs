@@ -1,0 +1,91 @@
+//! The data directory: damaged ones give a clear error (never a panic), state written
+//! before versioning is read, a newer version is refused.
+
+use assert_cmd::Command;
+use hamstr::state::{SledStore, StateError, StateStore};
+
+fn hamstr() -> Command {
+    let mut c = Command::cargo_bin("hamstr").unwrap();
+    c.env("NO_COLOR", "1");
+    c
+}
+
+#[test]
+fn a_damaged_store_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data/state")).unwrap();
+    let noise: Vec<u8> = (0..20_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(dir.path().join("data/state/db"), &noise).unwrap();
+    std::fs::write(dir.path().join("data/state/conf"), &noise[..300]).unwrap();
+    let out = hamstr()
+        .args(["state", "examples/restaurant.hmr", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("cannot open the data directory"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn a_data_dir_that_is_a_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("data"), "not a directory").unwrap();
+    let out = hamstr()
+        .args([
+            "run",
+            "--once",
+            "--no-watch",
+            "examples/restaurant.hmr",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("cannot open the data directory"), "{err}");
+}
+
+#[test]
+fn state_from_before_versioning_is_read_and_a_newer_version_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // What a store without a version looked like: source meta without the fields
+        // added since, and no version entry.
+        let db = sled::open(dir.path().join("state")).unwrap();
+        let sources = db.open_tree("meta/sources").unwrap();
+        sources
+            .insert(
+                "shop_orders",
+                br#"{"watermark":"2026-01-01T00:00:00Z","last_run":null,"last_error":null}"#
+                    .to_vec(),
+            )
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let store = SledStore::open(dir.path()).unwrap();
+    let meta = store.meta("shop_orders").unwrap();
+    assert_eq!(
+        meta.watermark,
+        Some(serde_json::json!("2026-01-01T00:00:00Z"))
+    );
+    assert_eq!(meta.records_seen, 0);
+    drop(store);
+    {
+        let db = sled::open(dir.path().join("state")).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("version", &99u32.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    match SledStore::open(dir.path()) {
+        Err(StateError::TooNew { found: 99 }) => {}
+        Err(other) => panic!("expected TooNew, got {other}"),
+        Ok(_) => panic!("a newer store was opened"),
+    }
+}
