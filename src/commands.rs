@@ -226,6 +226,15 @@ pub fn state(loaded: &Loaded, store: &dyn StateStore) -> Result<String, String> 
                 store.sink_len(tree).map_err(|e| e.to_string())?
             ));
         }
+        let waiting = store
+            .kv_len(&crate::nodes::sinks::queue_space(name))
+            .map_err(|e| e.to_string())?;
+        if waiting > 0 || !matches!(sink, Sink::Sled { .. }) {
+            out.push_str(&format!(
+                "sink {name}: {waiting} page{} waiting in its queue\n",
+                plural(waiting as u64)
+            ));
+        }
     }
     Ok(out)
 }

@@ -108,7 +108,9 @@ pub async fn run(
     let mut sink_tx: BTreeMap<&str, mpsc::Sender<Batch>> = BTreeMap::new();
     for (name, sink) in &p.sinks {
         let (tx, rx) = mpsc::channel(CHANNEL_PAGES);
-        let writer = writer_for(sink, &opts.base_dir, store.clone());
+        let input = p.flows.iter().find(|(_, to)| to == name);
+        let schema = input.and_then(|(from, _)| p.schema_of(from));
+        let writer = writer_for(sink, schema.as_ref(), &opts.base_dir, store.clone());
         tasks.push(tokio::spawn(run_sink(
             name.clone(),
             writer,
