@@ -234,7 +234,11 @@ fn keyed_records_are_upserted() {
 
     // One record changes: the next run emits it alone, and it replaces the old row.
     let old = records::record(5);
-    api.upsert_record("/orders", "id", records::changed(&old, "amount", json!("99.99")));
+    api.upsert_record(
+        "/orders",
+        "id",
+        records::changed(&old, "amount", json!("99.99")),
+    );
     let out = run_once(&file, &data, &api, &url);
     assert_eq!(out.code, 0, "{}", out.text);
     // A fresh data directory sends every record again: still one row per key.
@@ -309,13 +313,17 @@ fn a_table_that_does_not_fit_is_named() {
     let out = run_once(&file, &data, &api, &pg);
     assert_eq!(out.code, 1, "{}", out.text);
     assert!(
-        out.text.contains(&format!("table `{table}` has no column `amount`")),
+        out.text
+            .contains(&format!("table `{table}` has no column `amount`")),
         "{}",
         out.text
     );
 
     // Fixed by hand: the queued records go in on the next run.
-    sql(&url, &format!("ALTER TABLE \"{table}\" ADD COLUMN amount numeric"));
+    sql(
+        &url,
+        &format!("ALTER TABLE \"{table}\" ADD COLUMN amount numeric"),
+    );
     let out = run_once(&file, &data, &api, &pg);
     assert_eq!(out.code, 0, "{}", out.text);
     let rows = sql(&url, &format!("SELECT count(*) FROM \"{table}\""));
@@ -349,10 +357,18 @@ fn records_wait_while_the_database_is_down() {
     let out = run_once(&file, &data, &api, &pg);
     seen.push_str(&out.text);
     assert_eq!(out.code, 1, "{}", out.text);
-    assert!(out.text.contains("sink db: 2 pages still wait"), "{}", out.text);
+    assert!(
+        out.text.contains("sink db: 2 pages still wait"),
+        "{}",
+        out.text
+    );
     let state = hamstr(&["state"], &file, &data, &api, &pg);
     seen.push_str(&state.text);
-    assert!(state.text.contains("sink db: 2 pages waiting in its queue"), "{}", state.text);
+    assert!(
+        state.text.contains("sink db: 2 pages waiting in its queue"),
+        "{}",
+        state.text
+    );
 
     // Still down, and new records come: they queue behind the others.
     api.push_records("/orders", records::range(16, 5));
@@ -360,7 +376,11 @@ fn records_wait_while_the_database_is_down() {
     seen.push_str(&out.text);
     assert_eq!(out.code, 1, "{}", out.text);
     let state = hamstr(&["state"], &file, &data, &api, &pg);
-    assert!(state.text.contains("sink db: 3 pages waiting"), "{}", state.text);
+    assert!(
+        state.text.contains("sink db: 3 pages waiting"),
+        "{}",
+        state.text
+    );
     assert_eq!(count(&url, &table), 0);
 
     // Back: everything arrives, in the order it was collected.
@@ -375,7 +395,11 @@ fn records_wait_while_the_database_is_down() {
     assert_eq!(ids, records::ids(&records::make(20)));
     let state = hamstr(&["state"], &file, &data, &api, &pg);
     seen.push_str(&state.text);
-    assert!(state.text.contains("sink db: 0 pages waiting"), "{}", state.text);
+    assert!(
+        state.text.contains("sink db: 0 pages waiting"),
+        "{}",
+        state.text
+    );
 
     assert!(seen.contains("***"), "the URL is shown masked: {seen}");
     assert!(!seen.contains("s3cr3t-pw"), "the password leaked: {seen}");

@@ -138,9 +138,7 @@ impl PgWriter {
                 .iter()
                 .map(|p| p.as_ref() as &(dyn ToSql + Sync))
                 .collect();
-            tx.execute(&conn.insert, &refs)
-                .await
-                .map_err(Failure::Db)?;
+            tx.execute(&conn.insert, &refs).await.map_err(Failure::Db)?;
             start = end;
         }
         tx.commit().await.map_err(Failure::Db)
@@ -148,7 +146,11 @@ impl PgWriter {
 
     /// The page as typed columns: keyed records deduplicated (the last one of a key
     /// wins, as it would row by row), in their order.
-    fn columns(&self, names: &[String], records: &[Emitted]) -> Result<(Vec<Cells>, usize), String> {
+    fn columns(
+        &self,
+        names: &[String],
+        records: &[Emitted],
+    ) -> Result<(Vec<Cells>, usize), String> {
         let keep: Vec<&Emitted> = if self.table.key.is_empty() {
             records.iter().collect()
         } else {
@@ -184,9 +186,8 @@ impl PgWriter {
                 format!("sink `{}`: a record that is not a JSON object", self.sink)
             })?;
             for ((col, v), (name, ..)) in cols.iter_mut().zip(record.values).zip(&fields) {
-                col.push(v).map_err(|e| {
-                    format!("sink `{}`: field `{name}`: {e}", self.sink)
-                })?;
+                col.push(v)
+                    .map_err(|e| format!("sink `{}`: field `{name}`: {e}", self.sink))?;
             }
         }
         Ok((cols, keep.len()))
@@ -329,7 +330,12 @@ impl Cells {
             (Cells::Bool(c), Val::Bool(b)) => c.push(Some(b)),
             (Cells::Time(c), Val::Datetime(t)) => c.push(Some(t)),
             (Cells::Json(c), Val::Json(j)) => c.push(Some(j)),
-            (_, v) => return Err(format!("a {} value where the column wants another type", v.type_name())),
+            (_, v) => {
+                return Err(format!(
+                    "a {} value where the column wants another type",
+                    v.type_name()
+                ))
+            }
         }
         Ok(())
     }

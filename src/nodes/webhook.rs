@@ -91,7 +91,9 @@ impl WebhookWriter {
                 ));
             }
             let backoff = self.backoff_for(attempt);
-            let wait = after.map_or(backoff, |a| a.max(backoff.min(a + Duration::from_millis(100))));
+            let wait = after.map_or(backoff, |a| {
+                a.max(backoff.min(a + Duration::from_millis(100)))
+            });
             tracing::debug!(sink = %self.sink, attempt, wait_ms = wait.as_millis() as u64, error = %error, "retrying the webhook");
             tokio::time::sleep(wait).await;
         }
@@ -121,7 +123,10 @@ impl WebhookWriter {
                 } else {
                     error_chain(&e.without_url())
                 };
-                return Err(Attempt::Retry(self.say(&format!("POST failed: {what}")), None));
+                return Err(Attempt::Retry(
+                    self.say(&format!("POST failed: {what}")),
+                    None,
+                ));
             }
         };
         let status = resp.status();
@@ -137,23 +142,29 @@ impl WebhookWriter {
         let body = resp
             .bytes()
             .await
-            .map(|b| String::from_utf8_lossy(&b).chars().take(200).collect::<String>())
+            .map(|b| {
+                String::from_utf8_lossy(&b)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+            })
             .unwrap_or_default();
         let note = if status.is_redirection() {
             " (redirects are not followed)"
         } else {
             ""
         };
-        Err(Attempt::Fatal(self.say(&format!(
-            "HTTP {status}{note}: {}",
-            body.trim()
-        ))))
+        Err(Attempt::Fatal(
+            self.say(&format!("HTTP {status}{note}: {}", body.trim())),
+        ))
     }
 
     /// A message about this webhook, with its secrets masked.
     fn say(&self, what: &str) -> String {
-        self.masker
-            .mask(&format!("sink `{}` (webhook {}): {what}", self.sink, self.shown))
+        self.masker.mask(&format!(
+            "sink `{}` (webhook {}): {what}",
+            self.sink, self.shown
+        ))
     }
 }
 
@@ -225,7 +236,10 @@ mod tests {
             key: None,
             json: s.as_bytes().to_vec(),
         };
-        assert_eq!(&json_array(&[r("{\"a\":1}"), r("{\"a\":2}")])[..], b"[{\"a\":1},{\"a\":2}]");
+        assert_eq!(
+            &json_array(&[r("{\"a\":1}"), r("{\"a\":2}")])[..],
+            b"[{\"a\":1},{\"a\":2}]"
+        );
         assert_eq!(&json_array(&[])[..], b"[]");
     }
 
