@@ -3,6 +3,7 @@
 //! upserts (keyed records) or inserts, `batch` rows per statement. The password of the
 //! URL never appears in its errors.
 
+mod cells;
 mod table;
 
 pub use table::{ident, sql_type, Column, Table};
@@ -10,13 +11,9 @@ pub use table::{ident, sql_type, Column, Table};
 use super::extract::Emitted;
 use super::http::Masker;
 use super::sinks::{SinkWriter, WriteFuture};
-use super::value::{read_record, Val};
-use crate::check::{Schema, Text, Type};
-use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
-use serde_json::Value as Json;
+use crate::check::{Schema, Text};
+use cells::{push_record, Cells};
 use std::collections::HashMap;
-use std::ops::Range;
 use std::str::FromStr;
 use std::time::Duration;
 use table::Failure;
@@ -165,30 +162,22 @@ impl PgWriter {
                 .map(|(_, r)| r)
                 .collect()
         };
-        let fields: Vec<(String, Type, bool)> = self
+        let columns: Vec<String> = self.table.columns.iter().map(|c| c.name.clone()).collect();
+        if let Some(missing) = columns.iter().find(|n| !names.contains(n)) {
+            return Err(format!(
+                "sink `{}`: records without field `{missing}` reached it",
+                self.sink
+            ));
+        }
+        let mut cols: Vec<Cells> = self
             .table
             .columns
             .iter()
-            .map(|c| (c.name.clone(), c.ty, c.optional))
-            .collect();
-        if let Some(missing) = fields.iter().find(|(n, ..)| !names.contains(n)) {
-            return Err(format!(
-                "sink `{}`: records without field `{}` reached it",
-                self.sink, missing.0
-            ));
-        }
-        let mut cols: Vec<Cells> = fields
-            .iter()
-            .map(|(_, ty, _)| Cells::new(*ty, keep.len()))
+            .map(|c| Cells::new(c.ty, keep.len()))
             .collect();
         for r in &keep {
-            let record = read_record(&fields, &r.json).ok_or_else(|| {
-                format!("sink `{}`: a record that is not a JSON object", self.sink)
-            })?;
-            for ((col, v), (name, ..)) in cols.iter_mut().zip(record.values).zip(&fields) {
-                col.push(v)
-                    .map_err(|e| format!("sink `{}`: field `{name}`: {e}", self.sink))?;
-            }
+            push_record(&mut cols, &columns, &r.json)
+                .map_err(|e| format!("sink `{}`: a record that does not fit: {e}", self.sink))?;
         }
         Ok((cols, keep.len()))
     }
@@ -287,73 +276,6 @@ pub fn error_text(e: &tokio_postgres::Error) -> String {
     out
 }
 
-/// The values of one column of a page, typed for its array parameter.
-enum Cells {
-    Text(Vec<Option<String>>),
-    Int(Vec<Option<i64>>),
-    Float(Vec<Option<f64>>),
-    Decimal(Vec<Option<Decimal>>),
-    Bool(Vec<Option<bool>>),
-    Time(Vec<Option<DateTime<Utc>>>),
-    Json(Vec<Option<Json>>),
-}
-
-impl Cells {
-    fn new(ty: Type, n: usize) -> Cells {
-        match ty {
-            Type::String => Cells::Text(Vec::with_capacity(n)),
-            Type::Int => Cells::Int(Vec::with_capacity(n)),
-            Type::Float => Cells::Float(Vec::with_capacity(n)),
-            Type::Decimal => Cells::Decimal(Vec::with_capacity(n)),
-            Type::Bool => Cells::Bool(Vec::with_capacity(n)),
-            Type::Datetime => Cells::Time(Vec::with_capacity(n)),
-            Type::Json => Cells::Json(Vec::with_capacity(n)),
-        }
-    }
-
-    fn push(&mut self, v: Val) -> Result<(), String> {
-        let null = v.is_null();
-        match (self, v) {
-            (Cells::Text(c), _) if null => c.push(None),
-            (Cells::Int(c), _) if null => c.push(None),
-            (Cells::Float(c), _) if null => c.push(None),
-            (Cells::Decimal(c), _) if null => c.push(None),
-            (Cells::Bool(c), _) if null => c.push(None),
-            (Cells::Time(c), _) if null => c.push(None),
-            (Cells::Json(c), _) if null => c.push(None),
-            (Cells::Text(c), Val::Str(s)) => c.push(Some(s)),
-            (Cells::Int(c), Val::Int(i)) => c.push(Some(i)),
-            (Cells::Float(c), Val::Float(f)) => c.push(Some(f)),
-            (Cells::Float(c), Val::Int(i)) => c.push(Some(i as f64)),
-            (Cells::Decimal(c), Val::Decimal(d)) => c.push(Some(d)),
-            (Cells::Decimal(c), Val::Int(i)) => c.push(Some(Decimal::from(i))),
-            (Cells::Bool(c), Val::Bool(b)) => c.push(Some(b)),
-            (Cells::Time(c), Val::Datetime(t)) => c.push(Some(t)),
-            (Cells::Json(c), Val::Json(j)) => c.push(Some(j)),
-            (_, v) => {
-                return Err(format!(
-                    "a {} value where the column wants another type",
-                    v.type_name()
-                ))
-            }
-        }
-        Ok(())
-    }
-
-    /// Rows `r` of this column as one array parameter.
-    fn slice(&self, r: Range<usize>) -> Box<dyn ToSql + Sync + Send + '_> {
-        match self {
-            Cells::Text(c) => Box::new(&c[r]),
-            Cells::Int(c) => Box::new(&c[r]),
-            Cells::Float(c) => Box::new(&c[r]),
-            Cells::Decimal(c) => Box::new(&c[r]),
-            Cells::Bool(c) => Box::new(&c[r]),
-            Cells::Time(c) => Box::new(&c[r]),
-            Cells::Json(c) => Box::new(&c[r]),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,7 +290,7 @@ mod tests {
     #[test]
     fn tls_is_refused_clearly() {
         let schema = Schema {
-            fields: vec![("id".into(), Type::String, false)],
+            fields: vec![("id".into(), crate::check::Type::String, false)],
             key: vec![],
         };
         let err = PgWriter::new(
