@@ -26,7 +26,8 @@ use tokio_postgres::{Client, NoTls};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-const USAGE: &str = "usage: pg_sink [--url postgres://...] [--records N] [--batch N] [--rounds N]";
+const USAGE: &str = "usage: pg_sink [--url postgres://...] [--records N] [--batch N] [--rounds N] \
+     [--only writer|values|copy]";
 
 const FIELDS: [(&str, Type); 11] = [
     ("id", Type::String),
@@ -86,6 +87,8 @@ struct Options {
     records: usize,
     batch: usize,
     rounds: usize,
+    /// Run only this variant: `writer`, `values` or `copy`.
+    only: Option<String>,
 }
 
 fn options() -> Result<Options, BoxError> {
@@ -94,6 +97,7 @@ fn options() -> Result<Options, BoxError> {
         records: 100_000,
         batch: 500,
         rounds: 3,
+        only: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -106,6 +110,7 @@ fn options() -> Result<Options, BoxError> {
             "--records" => o.records = value()?.parse()?,
             "--batch" => o.batch = value()?.parse()?,
             "--rounds" => o.rounds = value()?.parse()?,
+            "--only" => o.only = Some(value()?),
             // `cargo bench` passes this to every bench binary.
             "--bench" => {}
             other => return Err(format!("unknown argument `{other}`\n{USAGE}").into()),
@@ -289,6 +294,9 @@ async fn check_count(client: &Client, table: &str, n: usize) -> Result<(), BoxEr
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
     v.sort_by(|a, b| a.total_cmp(b));
     let m = v.len() / 2;
     if v.len() % 2 == 1 {
@@ -313,28 +321,44 @@ async fn bench(o: Options) -> Result<(), BoxError> {
         "pg_sink: {} records, pages of {}, {} round(s)",
         o.records, o.batch, o.rounds
     );
-    let (mut w, mut c, mut v) = (Vec::new(), Vec::new(), Vec::new());
+    let runs = |name: &str| o.only.as_deref().is_none_or(|only| only == name);
+    let (mut w, mut v, mut c) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=o.rounds {
         let rate = |secs: f64| o.records as f64 / secs;
-        let ws = rate(via_writer(&o, &names, &records).await?);
-        let vs = rate(via_values(&o, &records).await?);
-        let cs = rate(via_copy(&o, &records).await?);
-        println!(
-            "round {round}: writer (UNNEST) {ws:>9.0} records/s   multi-row VALUES {vs:>9.0} records/s   COPY {cs:>9.0} records/s"
-        );
-        w.push(ws);
-        v.push(vs);
-        c.push(cs);
+        let mut line = format!("round {round}:");
+        if runs("writer") {
+            w.push(rate(via_writer(&o, &names, &records).await?));
+            line.push_str(&format!("  writer (UNNEST) {:>7.0}/s", w[w.len() - 1]));
+        }
+        if runs("values") {
+            v.push(rate(via_values(&o, &records).await?));
+            line.push_str(&format!("  multi-row VALUES {:>7.0}/s", v[v.len() - 1]));
+        }
+        if runs("copy") {
+            c.push(rate(via_copy(&o, &records).await?));
+            line.push_str(&format!("  COPY {:>7.0}/s", c[c.len() - 1]));
+        }
+        println!("{line}");
     }
     let (w, v, c) = (median(w), median(v), median(c));
-    println!("writer (UNNEST upsert): median {w:>9.0} records/s");
-    println!("multi-row VALUES upsert: median {v:>9.0} records/s");
-    println!("COPY FROM STDIN (binary): median {c:>9.0} records/s");
-    println!("ratio: writer / COPY = {:.1} %", 100.0 * w / c);
-    println!("ratio: writer / VALUES = {:.1} %", 100.0 * w / v);
+    for (what, rate) in [
+        ("writer (UNNEST upsert)", w),
+        ("multi-row VALUES upsert", v),
+        ("COPY FROM STDIN (binary)", c),
+    ] {
+        if rate > 0.0 {
+            println!("{what:<25} median {rate:>8.0} records/s");
+        }
+    }
+    if w > 0.0 && c > 0.0 {
+        println!("ratio: writer / COPY = {:.1} %", 100.0 * w / c);
+    }
+    if w > 0.0 && v > 0.0 {
+        println!("ratio: writer / VALUES = {:.1} %", 100.0 * w / v);
+    }
     let client = connect(&o.url).await?;
     client
-        .batch_execute("DROP TABLE bench_writer, bench_values, bench_copy")
+        .batch_execute("DROP TABLE IF EXISTS bench_writer, bench_values, bench_copy")
         .await?;
     Ok(())
 }
