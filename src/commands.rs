@@ -295,8 +295,7 @@ pub fn state(loaded: &Loaded, store: &dyn StateStore) -> Result<String, String> 
         };
         let waiting = match queued {
             0 => "its queue is empty".to_string(),
-            1 => "1 page waits in its queue".to_string(),
-            n => format!("{n} pages wait in its queue"),
+            n => format!("{n} page{} waiting in its queue", plural(n as u64)),
         };
         out.push_str(&format!("sink {name}: {held}{waiting}\n"));
     }

@@ -504,11 +504,11 @@ fn records_wait_in_the_queue_of_a_sink_that_is_down() {
     assert_contains(&summary, "still wait");
     let state = p.state();
     assert_contains(&state, "emitted: 7");
-    assert_contains(&state, "sink lines: 2 pages wait in its queue");
+    assert_contains(&state, "sink lines: 2 pages waiting in its queue");
 
     std::fs::remove_file(p.path("blocked")).unwrap();
     p.run_ok();
-    assert!(!p.state().contains("wait in its queue"));
+    assert!(!p.state().contains("waiting in its queue"));
     assert_eq!(ids(&p.jsonl("blocked/items.jsonl")), id_range(1, 7));
     p.run_ok();
     assert_eq!(p.jsonl("blocked/items.jsonl").len(), 7, "delivered once");

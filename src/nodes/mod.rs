@@ -6,5 +6,7 @@ pub mod extract;
 pub mod http;
 pub mod paginate;
 pub mod poller;
+pub mod postgres;
 pub mod sinks;
 pub mod value;
+pub mod webhook;

@@ -4,7 +4,10 @@
 //! out, in order, when the writer recovers — across restarts too.
 
 use super::extract::{Ack, Batch, Emitted};
-use crate::check::Sink;
+use super::http::http_client;
+use super::postgres::PgWriter;
+use super::webhook::WebhookWriter;
+use crate::check::{Schema, Sink};
 use crate::state::StateStore;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -23,8 +26,14 @@ pub trait SinkWriter: Send {
     fn write<'a>(&'a mut self, names: &'a [String], records: &'a [Emitted]) -> WriteFuture<'a>;
 }
 
-/// Builds the writer of a sink; `base` is the folder of the pipeline file.
-pub fn writer_for(sink: &Sink, base: &Path, store: Arc<dyn StateStore>) -> Box<dyn SinkWriter> {
+/// Builds the writer of a sink; `schema` is what feeds it (`None` when nothing does), and
+/// `base` the folder of the pipeline file.
+pub fn writer_for(
+    sink: &Sink,
+    schema: Option<&Schema>,
+    base: &Path,
+    store: Arc<dyn StateStore>,
+) -> Box<dyn SinkWriter> {
     match sink {
         Sink::Sled { tree, .. } => Box::new(SledWriter {
             tree: tree.clone(),
@@ -35,10 +44,26 @@ pub fn writer_for(sink: &Sink, base: &Path, store: Arc<dyn StateStore>) -> Box<d
             file: None,
         }),
         Sink::Stdout { .. } => Box::new(StdoutWriter),
-        Sink::Postgres { .. } | Sink::Webhook { .. } => Box::new(Unavailable(format!(
-            "sink `{}`: this kind of sink is not built into this version",
-            sink.name()
-        ))),
+        Sink::Postgres {
+            name,
+            url,
+            table,
+            batch,
+        } => {
+            let Some(schema) = schema else {
+                return Box::new(Unavailable(format!("sink `{name}`: nothing feeds it")));
+            };
+            match PgWriter::new(name, url, table, *batch, schema) {
+                Ok(w) => Box::new(w),
+                Err(e) => Box::new(Unavailable(e)),
+            }
+        }
+        Sink::Webhook { name, url, batch } => {
+            match WebhookWriter::new(name, url, *batch, http_client()) {
+                Ok(w) => Box::new(w),
+                Err(e) => Box::new(Unavailable(e)),
+            }
+        }
     }
 }
 

@@ -98,7 +98,18 @@ impl Graph {
                 continue;
             }
             let (tx, rx) = mpsc::channel(CHANNEL_PAGES);
-            let writer = writer_for(sink, &self.opts.base_dir, self.store.clone());
+            // Every input of a sink carries the same schema (the checker sees to it).
+            let schema = p
+                .flows
+                .iter()
+                .find(|(_, to)| to == name)
+                .and_then(|(from, _)| p.schema_of(from));
+            let writer = writer_for(
+                sink,
+                schema.as_ref(),
+                &self.opts.base_dir,
+                self.store.clone(),
+            );
             let task = tokio::spawn(run_sink(name.clone(), writer, self.store.clone(), rx));
             if let Some(old) = self.sinks.insert(
                 name.clone(),

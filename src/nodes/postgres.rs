@@ -1,0 +1,308 @@
+//! The `postgres(url, table = ..., batch = N)` sink: connects lazily (no TLS), creates or
+//! checks the table on first connect, and writes each page in one transaction as
+//! upserts (keyed records) or inserts, `batch` rows per statement. The password of the
+//! URL never appears in its errors.
+
+mod cells;
+mod table;
+
+pub use table::{ident, sql_type, Column, Table};
+
+use super::extract::Emitted;
+use super::http::Masker;
+use super::sinks::{SinkWriter, WriteFuture};
+use crate::check::{Schema, Text};
+use cells::{push_record, Cells};
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+use table::Failure;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Config, NoTls, Statement};
+
+/// How long a connection attempt may take before the page goes to the queue.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct PgWriter {
+    sink: String,
+    config: Config,
+    /// The URL with its password masked, to say which database an error is about.
+    shown_url: String,
+    masker: Masker,
+    table: Table,
+    batch: usize,
+    conn: Option<Conn>,
+    /// The table was created or found fitting on this writer's connection so far.
+    table_ready: bool,
+}
+
+struct Conn {
+    client: Client,
+    insert: Statement,
+}
+
+impl PgWriter {
+    /// A writer for sink `sink`; it connects on its first write. `Err` when the URL
+    /// cannot be used at all (it asks for TLS, or does not parse).
+    pub fn new(
+        sink: &str,
+        url: &Text,
+        table: &str,
+        batch: u32,
+        schema: &Schema,
+    ) -> Result<PgWriter, String> {
+        let (shown_url, masker) = mask_for(&url.value);
+        let parsed = url::Url::parse(&url.value).ok();
+        if let Some(mode) = parsed.as_ref().and_then(|u| {
+            u.query_pairs()
+                .find(|(k, _)| k == "sslmode")
+                .map(|(_, v)| v.into_owned())
+        }) {
+            if !matches!(mode.as_str(), "disable" | "allow" | "prefer") {
+                return Err(format!(
+                    "sink `{sink}`: the database URL asks for `sslmode={mode}`, but hamstr \
+                     connects to PostgreSQL without TLS; use `sslmode=disable` (a local \
+                     server, or a tunnel) or leave sslmode out"
+                ));
+            }
+        }
+        let mut config = Config::from_str(&url.value).map_err(|e| {
+            masker.mask(&format!(
+                "sink `{sink}`: the database URL {shown_url} cannot be used: {}",
+                error_text(&e)
+            ))
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("hamstr");
+        }
+        Ok(PgWriter {
+            sink: sink.to_string(),
+            config,
+            shown_url,
+            masker,
+            table: Table::new(table, schema),
+            batch: batch.max(1) as usize,
+            conn: None,
+            table_ready: false,
+        })
+    }
+
+    /// A connection, made (with the table created or checked) when there is none.
+    async fn connect(&mut self) -> Result<&mut Conn, Failure> {
+        if self.conn.is_none() {
+            let (client, connection) = self.config.connect(NoTls).await.map_err(Failure::Db)?;
+            let sink = self.sink.clone();
+            let masker = self.masker.clone();
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(sink = %sink, error = %masker.mask(&error_text(&e)), "database connection closed");
+                }
+            });
+            // Timestamps without a zone (an existing table's choice) then hold UTC.
+            client
+                .batch_execute("SET TIME ZONE 'UTC'")
+                .await
+                .map_err(Failure::Db)?;
+            if !self.table_ready {
+                if self.table.ensure(&client).await? {
+                    tracing::info!(sink = %self.sink, table = %self.table.shown(), "created the table");
+                }
+                self.table_ready = true;
+            }
+            let insert = client
+                .prepare(&self.table.insert_sql())
+                .await
+                .map_err(Failure::Db)?;
+            self.conn = Some(Conn { client, insert });
+        }
+        Ok(self.conn.as_mut().expect("connected above"))
+    }
+
+    /// Writes a page's rows in one transaction, `batch` rows per statement.
+    async fn write_page(&mut self, cols: &[Cells], rows: usize) -> Result<(), Failure> {
+        let batch = self.batch;
+        let conn = self.connect().await?;
+        let tx = conn.client.transaction().await.map_err(Failure::Db)?;
+        let mut start = 0;
+        while start < rows {
+            let end = (start + batch).min(rows);
+            let params: Vec<Box<dyn ToSql + Sync + Send + '_>> =
+                cols.iter().map(|c| c.slice(start..end)).collect();
+            let refs: Vec<&(dyn ToSql + Sync)> = params
+                .iter()
+                .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                .collect();
+            tx.execute(&conn.insert, &refs).await.map_err(Failure::Db)?;
+            start = end;
+        }
+        tx.commit().await.map_err(Failure::Db)
+    }
+
+    /// The page as typed columns: keyed records deduplicated (the last one of a key
+    /// wins, as it would row by row), in their order.
+    fn columns(
+        &self,
+        names: &[String],
+        records: &[Emitted],
+    ) -> Result<(Vec<Cells>, usize), String> {
+        let keep: Vec<&Emitted> = if self.table.key.is_empty() {
+            records.iter().collect()
+        } else {
+            let mut last: HashMap<&[u8], usize> = HashMap::with_capacity(records.len());
+            for (i, r) in records.iter().enumerate() {
+                last.insert(r.key.as_deref().unwrap_or(&r.json), i);
+            }
+            records
+                .iter()
+                .enumerate()
+                .filter(|(i, r)| last.get(r.key.as_deref().unwrap_or(&r.json)) == Some(i))
+                .map(|(_, r)| r)
+                .collect()
+        };
+        let columns: Vec<String> = self.table.columns.iter().map(|c| c.name.clone()).collect();
+        if let Some(missing) = columns.iter().find(|n| !names.contains(n)) {
+            return Err(format!(
+                "sink `{}`: records without field `{missing}` reached it",
+                self.sink
+            ));
+        }
+        let mut cols: Vec<Cells> = self
+            .table
+            .columns
+            .iter()
+            .map(|c| Cells::new(c.ty, keep.len()))
+            .collect();
+        for r in &keep {
+            push_record(&mut cols, &columns, &r.json)
+                .map_err(|e| format!("sink `{}`: a record that does not fit: {e}", self.sink))?;
+        }
+        Ok((cols, keep.len()))
+    }
+
+    /// A failure as a message: database errors carry the server's own words; the URL's
+    /// password is masked.
+    fn describe(&self, f: &Failure) -> String {
+        let text = match f {
+            Failure::Db(e) => format!(
+                "sink `{}` ({}, table `{}`): {}",
+                self.sink,
+                self.shown_url,
+                self.table.shown(),
+                error_text(e)
+            ),
+            Failure::Table(msg) => format!("sink `{}` ({}): {msg}", self.sink, self.shown_url),
+        };
+        self.masker.mask(&text)
+    }
+}
+
+impl SinkWriter for PgWriter {
+    fn write<'a>(&'a mut self, names: &'a [String], records: &'a [Emitted]) -> WriteFuture<'a> {
+        Box::pin(async move {
+            let (cols, rows) = self.columns(names, records)?;
+            if rows == 0 {
+                return Ok(());
+            }
+            let mut retried = false;
+            loop {
+                let reused = self.conn.is_some();
+                let Err(f) = self.write_page(&cols, rows).await else {
+                    return Ok(());
+                };
+                let closed = self.conn.as_ref().is_none_or(|c| c.client.is_closed());
+                // Start afresh after any failure: a new connection, the table checked
+                // again (it may have been altered or dropped meanwhile).
+                self.conn = None;
+                if matches!(f, Failure::Db(ref e) if e.as_db_error().is_some())
+                    || matches!(f, Failure::Table(_))
+                {
+                    self.table_ready = false;
+                }
+                // A pooled connection the server closed (a restart) gets one more try
+                // on a new one before the page goes to the queue.
+                if reused && closed && !retried {
+                    retried = true;
+                    continue;
+                }
+                return Err(self.describe(&f));
+            }
+        })
+    }
+}
+
+/// The URL as it may be shown (password replaced by `***`), and a masker that hides
+/// the password (as written and decoded) in any text.
+fn mask_for(url: &str) -> (String, Masker) {
+    let mut secrets = Vec::new();
+    let shown = match url::Url::parse(url) {
+        Ok(mut u) => {
+            if let Some(pw) = u.password().map(str::to_string) {
+                let decoded = percent_encoding::percent_decode_str(&pw)
+                    .decode_utf8_lossy()
+                    .into_owned();
+                secrets.push(pw);
+                secrets.push(decoded);
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string().replace("%2A%2A%2A", "***")
+        }
+        Err(_) => "the database URL".to_string(),
+    };
+    (shown, Masker::new(secrets))
+}
+
+/// A tokio-postgres error with its cause: the server's message, detail and hint for
+/// database errors.
+pub fn error_text(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut out = format!("{}: {}", db.severity(), db.message());
+        if let Some(d) = db.detail() {
+            out.push_str(&format!(" ({d})"));
+        }
+        if let Some(h) = db.hint() {
+            out.push_str(&format!("; hint: {h}"));
+        }
+        return out;
+    }
+    let mut out = e.to_string();
+    let mut cur = std::error::Error::source(e);
+    while let Some(s) = cur {
+        out.push_str(&format!(": {s}"));
+        cur = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_password_is_masked() {
+        let (shown, masker) = mask_for("postgres://app:p%40ss@db.local:5432/shop");
+        assert_eq!(shown, "postgres://app:***@db.local:5432/shop");
+        assert_eq!(masker.mask("auth p@ss / p%40ss"), "auth *** / ***");
+    }
+
+    #[test]
+    fn tls_is_refused_clearly() {
+        let schema = Schema {
+            fields: vec![("id".into(), crate::check::Type::String, false)],
+            key: vec![],
+        };
+        let err = PgWriter::new(
+            "db",
+            &Text::plain("postgres://u:hunter2@h/db?sslmode=require"),
+            "t",
+            10,
+            &schema,
+        )
+        .err()
+        .unwrap();
+        assert!(err.contains("sslmode=require"), "{err}");
+        assert!(!err.contains("hunter2"));
+    }
+}

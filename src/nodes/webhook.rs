@@ -1,0 +1,254 @@
+//! The `webhook(url, batch = N)` sink: POSTs the records as JSON arrays of at most `batch`
+//! records, retrying like service calls (connection errors, timeouts, 429 and 5xx, with
+//! exponential backoff, jitter and `Retry-After`). A page it cannot deliver waits in the
+//! sink's durable queue; the arrays of that page already delivered are not sent again
+//! while hamstr keeps running.
+
+use super::extract::Emitted;
+use super::http::{retry_after, Masker};
+use super::sinks::{SinkWriter, WriteFuture};
+use crate::check::{Retry, Text};
+use bytes::Bytes;
+use std::time::Duration;
+use url::Url;
+
+/// How long one POST may take.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct WebhookWriter {
+    sink: String,
+    url: Url,
+    /// The URL as it may be shown: masked when it came from a secret.
+    shown: String,
+    masker: Masker,
+    http: reqwest::Client,
+    batch: usize,
+    retry: Retry,
+    /// The page that failed part-way (its hash) and how many of its arrays arrived.
+    resume: Option<(u64, usize)>,
+}
+
+/// What one POST came to.
+enum Attempt {
+    /// Worth trying again (after the server's `Retry-After`, when it gave one).
+    Retry(String, Option<Duration>),
+    Fatal(String),
+}
+
+impl WebhookWriter {
+    pub fn new(
+        sink: &str,
+        url: &Text,
+        batch: u32,
+        http: reqwest::Client,
+    ) -> Result<WebhookWriter, String> {
+        let parsed = Url::parse(&url.value).map_err(|e| {
+            format!(
+                "sink `{sink}`: the webhook URL {} is not valid: {e}",
+                url.shown()
+            )
+        })?;
+        let mut secrets = Vec::new();
+        if let Some(pw) = parsed.password() {
+            secrets.push(pw.to_string());
+        }
+        if url.secret {
+            secrets.push(url.value.clone());
+        }
+        let masker = Masker::new(secrets);
+        let shown = if url.secret {
+            format!("{}/***", parsed.origin().ascii_serialization())
+        } else {
+            masker.url(&parsed)
+        };
+        Ok(WebhookWriter {
+            sink: sink.to_string(),
+            url: parsed,
+            shown,
+            masker,
+            http,
+            batch: batch.max(1) as usize,
+            retry: Retry::default(),
+            resume: None,
+        })
+    }
+
+    /// Sends one array, retrying what may succeed later.
+    async fn post(&self, body: Bytes) -> Result<(), String> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let (error, after) = match self.attempt(body.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(Attempt::Fatal(e)) => return Err(e),
+                Err(Attempt::Retry(e, after)) => (e, after),
+            };
+            let max = Duration::from_millis(self.retry.max_backoff_ms);
+            if attempt >= self.retry.attempts || after.is_some_and(|a| a > max) {
+                return Err(format!(
+                    "{error} (gave up after {attempt} attempt{})",
+                    if attempt == 1 { "" } else { "s" }
+                ));
+            }
+            let backoff = self.backoff_for(attempt);
+            let wait = after.map_or(backoff, |a| {
+                a.max(backoff.min(a + Duration::from_millis(100)))
+            });
+            tracing::debug!(sink = %self.sink, attempt, wait_ms = wait.as_millis() as u64, error = %error, "retrying the webhook");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn backoff_for(&self, attempt: u32) -> Duration {
+        let base = Duration::from_millis(self.retry.backoff_ms);
+        let exp = base.saturating_mul(1u32 << (attempt - 1).min(20));
+        let capped = exp.min(Duration::from_millis(self.retry.max_backoff_ms));
+        capped.mul_f64(0.5 + rand::random::<f64>() * 0.5)
+    }
+
+    async fn attempt(&self, body: Bytes) -> Result<(), Attempt> {
+        let sent = self
+            .http
+            .post(self.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .timeout(TIMEOUT)
+            .body(body)
+            .send()
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                let what = if e.is_timeout() {
+                    "timed out".to_string()
+                } else {
+                    error_chain(&e.without_url())
+                };
+                return Err(Attempt::Retry(
+                    self.say(&format!("POST failed: {what}")),
+                    None,
+                ));
+            }
+        };
+        let status = resp.status();
+        if status.is_success() {
+            // Read the answer, so the connection can be used again.
+            let _ = resp.bytes().await;
+            return Ok(());
+        }
+        if status.as_u16() == 429 || status.is_server_error() {
+            let after = retry_after(resp.headers());
+            return Err(Attempt::Retry(self.say(&format!("HTTP {status}")), after));
+        }
+        let body = resp
+            .bytes()
+            .await
+            .map(|b| {
+                String::from_utf8_lossy(&b)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+            })
+            .unwrap_or_default();
+        let note = if status.is_redirection() {
+            " (redirects are not followed)"
+        } else {
+            ""
+        };
+        Err(Attempt::Fatal(
+            self.say(&format!("HTTP {status}{note}: {}", body.trim())),
+        ))
+    }
+
+    /// A message about this webhook, with its secrets masked.
+    fn say(&self, what: &str) -> String {
+        self.masker.mask(&format!(
+            "sink `{}` (webhook {}): {what}",
+            self.sink, self.shown
+        ))
+    }
+}
+
+impl SinkWriter for WebhookWriter {
+    fn write<'a>(&'a mut self, _names: &'a [String], records: &'a [Emitted]) -> WriteFuture<'a> {
+        Box::pin(async move {
+            let hash = page_hash(records);
+            let done = match self.resume {
+                Some((h, n)) if h == hash => n,
+                _ => 0,
+            };
+            for (i, chunk) in records.chunks(self.batch).enumerate().skip(done) {
+                if let Err(e) = self.post(json_array(chunk)).await {
+                    self.resume = Some((hash, i));
+                    return Err(e);
+                }
+            }
+            self.resume = None;
+            Ok(())
+        })
+    }
+}
+
+/// `[r1,r2,...]` from records that are JSON objects already.
+fn json_array(records: &[Emitted]) -> Bytes {
+    let len = records.iter().map(|r| r.json.len() + 1).sum::<usize>() + 2;
+    let mut out = Vec::with_capacity(len);
+    out.push(b'[');
+    for (i, r) in records.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&r.json);
+    }
+    out.push(b']');
+    Bytes::from(out)
+}
+
+fn page_hash(records: &[Emitted]) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for r in records {
+        h.update(&r.json);
+        h.update(b"\n");
+    }
+    h.digest()
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let t = s.to_string();
+        if !out.contains(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+        cur = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arrays_join_records() {
+        let r = |s: &str| Emitted {
+            key: None,
+            json: s.as_bytes().to_vec(),
+        };
+        assert_eq!(
+            &json_array(&[r("{\"a\":1}"), r("{\"a\":2}")])[..],
+            b"[{\"a\":1},{\"a\":2}]"
+        );
+        assert_eq!(&json_array(&[])[..], b"[]");
+    }
+
+    #[test]
+    fn a_secret_url_is_not_shown() {
+        let url = Text::plain("https://hooks.example.com/T000/B000/XXXX").into_secret();
+        let w = WebhookWriter::new("hook", &url, 10, crate::nodes::http::http_client()).unwrap();
+        let said = w.say("HTTP 500 from https://hooks.example.com/T000/B000/XXXX");
+        assert!(!said.contains("XXXX"), "{said}");
+        assert!(said.contains("https://hooks.example.com/***"), "{said}");
+    }
+}
