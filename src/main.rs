@@ -18,7 +18,15 @@ use std::path::Path;
 fn main() {
     let cli = Cli::parse();
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    init_logs(color);
+    // On a terminal, `run` shows a live line per source; logs then keep to warnings
+    // unless RUST_LOG asks for more.
+    let live = matches!(cli.command, Command::Run { .. } | Command::Demo { .. })
+        && std::io::stderr().is_terminal()
+        && std::env::var_os("RUST_LOG").is_none();
+    if live {
+        hamstr::runtime::progress::enable();
+    }
+    init_logs(color, if live { "hamstr=warn" } else { "hamstr=info" });
     let outcome = match cli.command {
         Command::Check { file, format } => check(&file, format, color),
         Command::Run {
@@ -85,9 +93,9 @@ fn main() {
     std::process::exit(outcome.code());
 }
 
-fn init_logs(color: bool) {
+fn init_logs(color: bool, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("hamstr=info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

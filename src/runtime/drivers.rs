@@ -7,7 +7,7 @@ use crate::nodes::poller::{Poller, RunOutcome};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, watch};
 
-fn record(report: &Mutex<Report>, name: &str, outcome: &RunOutcome) {
+fn record(report: &Mutex<Report>, name: &str, outcome: &RunOutcome) -> super::SourceTotals {
     let s = &outcome.summary;
     match &outcome.error {
         Some(e) => {
@@ -29,7 +29,9 @@ fn record(report: &Mutex<Report>, name: &str, outcome: &RunOutcome) {
             t.failed_runs += 1;
             t.last_error = outcome.error.clone();
         }
+        return t.clone();
     }
+    super::SourceTotals::default()
 }
 
 fn children_of(outputs: &watch::Receiver<Arc<Outputs>>) -> Vec<String> {
@@ -61,8 +63,9 @@ pub async fn scheduled_driver(
     let mut next_start = tokio::time::Instant::now();
     loop {
         let started = tokio::time::Instant::now();
+        super::progress::running(&name);
         let outcome = poller.run(None).await;
-        record(&report, &name, &outcome);
+        let totals = record(&report, &name, &outcome);
         let children = children_of(&outputs);
         if once {
             drain_children(&children, &wakes).await;
@@ -78,8 +81,16 @@ pub async fn scheduled_driver(
         }
         next_start = match schedule::next_after(&poller.src.schedule, started.max(next_start)) {
             Some(t) => t,
-            None => break,
+            None => {
+                super::progress::finished(&name, &totals, None);
+                break;
+            }
         };
+        super::progress::finished(
+            &name,
+            &totals,
+            Some(next_start.saturating_duration_since(tokio::time::Instant::now())),
+        );
         tokio::select! {
             _ = tokio::time::sleep_until(next_start) => {}
             _ = stop.stopped() => break,
@@ -123,8 +134,10 @@ pub async fn child_driver(
             if stop.is_stopping() {
                 break;
             }
+            super::progress::running(&name);
             let outcome = poller.run(Some((key, parent))).await;
-            record(&report, &name, &outcome);
+            let totals = record(&report, &name, &outcome);
+            super::progress::finished(&name, &totals, None);
         }
         if !replies.is_empty() {
             drain_children(&children_of(&outputs), &wakes).await;

@@ -4,6 +4,7 @@
 
 mod drivers;
 mod graph;
+pub mod progress;
 mod schedule;
 
 use crate::check::Pipeline;
