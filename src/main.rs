@@ -15,8 +15,31 @@ use hamstr::state::StateStore;
 use std::io::IsTerminal;
 use std::path::Path;
 
+/// mimalloc reads its options from the environment only when the process starts. For
+/// the long-running commands hamstr prefers a small resident size (lazily committed
+/// arenas, freed memory returned soon) and so starts itself again with them set, unless
+/// the user set them.
+fn tune_allocator() {
+    #[cfg(unix)]
+    if std::env::var_os("MIMALLOC_ARENA_EAGER_COMMIT").is_none() {
+        use std::os::unix::process::CommandExt;
+        if let Ok(exe) = std::env::current_exe() {
+            let error = std::process::Command::new(exe)
+                .args(std::env::args_os().skip(1))
+                .env("MIMALLOC_ARENA_EAGER_COMMIT", "0")
+                .env("MIMALLOC_PURGE_DELAY", "5")
+                .exec();
+            // `exec` returns only when it failed: go on with the defaults.
+            tracing::debug!(error = %error, "could not restart with allocator options");
+        }
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Run { .. } | Command::Demo { .. }) {
+        tune_allocator();
+    }
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     // On a terminal, `run` shows a live line per source; logs then keep to warnings
     // unless RUST_LOG asks for more.
