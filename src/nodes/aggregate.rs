@@ -143,11 +143,11 @@ pub fn dump(
 ) -> Result<Vec<serde_json::Value>, String> {
     let view = View::new(p, name)?;
     view.redo(store)?;
-    if !view.is_current(store)? && !view.rows(store)?.is_empty() {
+    let rows = view.rows(store)?;
+    if !rows.is_empty() && !view.is_current(store)? {
         return Err(format!("the view of `{name}` was built by another definition of the aggregate; the next run starts it afresh"));
     }
-    view.rows(store)?
-        .into_iter()
+    rows.into_iter()
         .map(|r| {
             serde_json::from_slice(&r.json).map_err(|e| format!("a damaged group in `{name}`: {e}"))
         })

@@ -263,8 +263,7 @@ pub fn decode_ops(bytes: &[u8]) -> Result<Vec<Op>, String> {
         Ok(head)
     };
     let mut ops = Vec::new();
-    loop {
-        let Ok(tag) = take(1) else { break };
+    while let Ok(tag) = take(1) {
         let space = Space::from_tag(tag[0]).ok_or_else(damaged)?;
         let klen = u32::from_be_bytes(take(4)?.try_into().map_err(|_| damaged())?);
         let key = take(klen as usize)?.to_vec();
