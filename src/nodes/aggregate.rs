@@ -23,19 +23,19 @@ pub struct AggregateNode {
 }
 
 impl AggregateNode {
-    /// Opens the view of aggregate `name` (finishing what a crash interrupted).
-    pub fn open(
-        p: &Pipeline,
-        name: &str,
-        store: Arc<dyn StateStore>,
-        sinks: Vec<mpsc::Sender<Batch>>,
-    ) -> Result<AggregateNode, String> {
-        let view = View::open(p, name, store.as_ref())?;
-        Ok(AggregateNode { view, store, sinks })
-    }
-
-    /// Runs until every source feeding it is gone.
+    /// Opens the view (finishing what a crash interrupted), then runs until every
+    /// source feeding it is gone.
     pub async fn run(self, mut rx: mpsc::Receiver<Batch>) {
+        if let Err(e) = self.view.recover(self.store.as_ref()) {
+            tracing::error!(aggregate = %self.view.name, error = %e, "cannot open the view; its sources' pages are refused");
+            while let Some(batch) = rx.recv().await {
+                let _ = batch.ack.send(Ack {
+                    page: batch.page,
+                    ok: false,
+                });
+            }
+            return;
+        }
         let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Ack>();
         let mut out = Outgoing {
             page: 0,
@@ -142,7 +142,6 @@ pub fn dump(
     store: &dyn StateStore,
 ) -> Result<Vec<serde_json::Value>, String> {
     let view = View::new(p, name)?;
-    view.redo(store)?;
     let rows = view.rows(store)?;
     if !rows.is_empty() && !view.is_current(store)? {
         return Err(format!("the view of `{name}` was built by another definition of the aggregate; the next run starts it afresh"));

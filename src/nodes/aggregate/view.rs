@@ -117,36 +117,40 @@ impl View {
         })
     }
 
-    /// Compiles, finishes a batch a crash interrupted, and starts the view afresh when it
-    /// was built by another definition of the aggregate.
+    /// Compiles and [`recover`](View::recover)s.
     pub fn open(p: &Pipeline, name: &str, store: &dyn StateStore) -> StoreResult<View> {
         let view = View::new(p, name)?;
-        view.redo(store)?;
-        match store
-            .kv_get(&view.spaces.meta, DEFINITION_KEY)
-            .map_err(io)?
-        {
-            Some(f) if f == view.fingerprint => {}
-            found => {
-                if found.is_some() {
-                    tracing::warn!(aggregate = %name, "the aggregate's definition changed: its view starts empty and holds only records collected from now on; reset its sources (`hamstr state --reset SOURCE`) to rebuild it from everything");
-                }
-                for s in Space::ALL {
-                    clear(store, view.spaces.name(s))?;
-                }
-                store
-                    .kv_apply(
-                        &view.spaces.meta,
-                        &[(DEFINITION_KEY.to_vec(), Some(view.fingerprint.clone()))],
-                    )
-                    .map_err(io)?;
-            }
-        }
+        view.recover(store)?;
         Ok(view)
     }
 
+    /// Finishes a batch a crash interrupted, and starts the view afresh when it was
+    /// built by another definition of the aggregate.
+    pub fn recover(&self, store: &dyn StateStore) -> StoreResult<()> {
+        self.redo(store)?;
+        if self.is_current(store)? {
+            return Ok(());
+        }
+        if store
+            .kv_get(&self.spaces.meta, DEFINITION_KEY)
+            .map_err(io)?
+            .is_some()
+        {
+            tracing::warn!(aggregate = %self.name, "the aggregate's definition changed: its view starts empty and holds only records collected from now on; reset its sources (`hamstr state --reset SOURCE`) to rebuild it from everything");
+        }
+        for s in Space::ALL {
+            clear(store, self.spaces.name(s))?;
+        }
+        store
+            .kv_apply(
+                &self.spaces.meta,
+                &[(DEFINITION_KEY.to_vec(), Some(self.fingerprint.clone()))],
+            )
+            .map_err(io)
+    }
+
     /// Applies the writes of a batch that a crash interrupted, if any.
-    pub fn redo(&self, store: &dyn StateStore) -> StoreResult<()> {
+    fn redo(&self, store: &dyn StateStore) -> StoreResult<()> {
         if let Some(bytes) = store.kv_get(&self.spaces.redo, REDO_KEY).map_err(io)? {
             let ops = decode_ops(&bytes)?;
             tracing::info!(aggregate = %self.name, writes = ops.len(), "finishing a batch an earlier run left half applied");
@@ -456,21 +460,44 @@ impl View {
 
     /// Every group's row, in group id order.
     pub fn rows(&self, store: &dyn StateStore) -> StoreResult<Vec<Emitted>> {
-        let mut out = Vec::new();
+        // Read-only: a batch being applied (or left by a crash) is read through its redo
+        // entry rather than applied, as a running node may be applying it right now.
+        let mut pending: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        if let Some(bytes) = store.kv_get(&self.spaces.redo, REDO_KEY).map_err(io)? {
+            for (space, k, v) in decode_ops(&bytes)? {
+                if space == Space::Groups {
+                    pending.insert(k, v);
+                }
+            }
+        }
+        let mut groups: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         let mut from = Vec::new();
         loop {
             let page = store
                 .kv_scan_from(self.spaces.name(Space::Groups), &from, SCAN_PAGE)
                 .map_err(io)?;
-            for (_, v) in &page {
-                let gs: GroupState = decode(v, "a group")?;
-                out.push(self.row(&gs.v, Some(&gs)));
+            let full = page.len() == SCAN_PAGE;
+            if let Some((k, _)) = page.last() {
+                from = after(k);
             }
-            match page.last() {
-                Some((k, _)) if page.len() == SCAN_PAGE => from = after(k),
-                _ => return Ok(out),
+            groups.extend(page);
+            if !full {
+                break;
             }
         }
+        for (k, v) in pending {
+            match v {
+                Some(v) => groups.insert(k, v),
+                None => groups.remove(&k),
+            };
+        }
+        groups
+            .values()
+            .map(|v| {
+                let gs: GroupState = decode(v, "a group")?;
+                Ok(self.row(&gs.v, Some(&gs)))
+            })
+            .collect()
     }
 
     /// Up to `limit` groups waiting for the sinks: (group id, output row).
