@@ -1,6 +1,7 @@
 //! Aggregates end to end (spec §7): `hamstr run --once` against a fake API, an update in
 //! the API, a second run, and `dump AGGREGATE` equal to a recomputation over the API's
-//! records; and `examples/order_items.hmr` against the bundled demo API.
+//! records; `examples/order_items.hmr` against the bundled demo API; and reloads that
+//! rewire and retire an aggregate in a running graph.
 
 mod support;
 
@@ -335,4 +336,122 @@ fn order_items_example_against_the_demo_api() {
         }
     }
     assert_eq!(printed.into_values().collect::<Vec<_>>(), groups);
+}
+
+/// A running graph (in process) whose file changes: the aggregate's sink is swapped
+/// (the view is kept and goes on following updates), then the aggregate is removed.
+#[test]
+fn reloads_rewire_and_retire_aggregates() {
+    use hamstr::runtime::{self, Options, Stop};
+    use std::time::{Duration, Instant};
+
+    let api = TestApi::start_blocking();
+    let data = vec![
+        order(1, 1, "2.00", "EUR", "paid"),
+        order(2, 1, "3.00", "USD", "paid"),
+    ];
+    api.set_records(ORDERS, data);
+    api.serve(ORDERS, Paging::wrapped("items"));
+    let text = |sink: &str, with_aggregate: bool| {
+        let mut t = format!(
+            r#"
+service pos {{ base_url = "{}" }}
+source orders from pos {{
+  get = "/orders"  schedule = every(200ms)  records = $.items[*]  key = id
+  fields {{ id : string = $.id  amount : decimal = $.amount  currency : string = $.currency }}
+}}
+sink store = sled("orders")
+sink {sink} = sled("{sink}")
+flow orders -> store
+"#,
+            api.url()
+        );
+        if with_aggregate {
+            t.push_str(&format!(
+                "aggregate totals {{\n  from = [orders]\n  group_by = [currency]\n  compute {{ n = count()  total = sum(amount) }}\n}}\nflow totals -> {sink}\n"
+            ));
+        }
+        t
+    };
+    let check = |t: &str| {
+        let checked = hamstr::check::check("p.hmr", t, &|_| None);
+        checked.pipeline.expect("the test pipeline checks")
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = hamstr::commands::open_store(dir.path()).unwrap();
+    let first = check(&text("first", true));
+    let view = hamstr::nodes::aggregate::View::new(&first, "totals").unwrap();
+    let groups = |store: &dyn hamstr::state::StateStore| -> Vec<Value> {
+        view.rows(store)
+            .unwrap()
+            .into_iter()
+            .map(|r| serde_json::from_slice(&r.json).unwrap())
+            .collect()
+    };
+    let sink_rows = |store: &dyn hamstr::state::StateStore, tree: &str| -> Vec<Value> {
+        store
+            .sink_records(tree)
+            .unwrap()
+            .into_iter()
+            .map(|b| serde_json::from_slice(&b).unwrap())
+            .collect()
+    };
+    let wait_until = |what: &str, f: &dyn Fn() -> bool| {
+        let start = Instant::now();
+        while !f() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+    let (stop_handle, stop) = Stop::new();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let running = {
+        let store = store.clone();
+        let first = first.clone();
+        let opts = Options {
+            once: false,
+            base_dir: dir.path().to_path_buf(),
+        };
+        rt.spawn(async move { runtime::run(&first, store, opts, stop, Some(reload_rx)).await })
+    };
+    let eur = |n: u64, total: &str| json!({"currency": "EUR", "n": n, "total": total});
+    wait_until("the first groups", &|| groups(store.as_ref()).len() == 2);
+    assert_eq!(sink_rows(store.as_ref(), "first").len(), 2);
+
+    // Another sink for the aggregate: it is replaced, its view kept.
+    reload_tx
+        .blocking_send(check(&text("second", true)))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    api.upsert_record(ORDERS, "id", order(3, 2, "4.50", "EUR", "paid"));
+    wait_until("the view to follow an update after the reload", &|| {
+        groups(store.as_ref()).contains(&eur(2, "6.50"))
+    });
+    wait_until("the new sink to get the changed group", &|| {
+        sink_rows(store.as_ref(), "second") == vec![eur(2, "6.50")]
+    });
+
+    // Without the aggregate: its unit is retired, the source goes on alone.
+    reload_tx
+        .blocking_send(check(&text("second", false)))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    api.upsert_record(ORDERS, "id", order(4, 2, "1.00", "EUR", "paid"));
+    wait_until("the source to go on", &|| {
+        sink_rows(store.as_ref(), "orders").len() == 4
+    });
+    assert!(groups(store.as_ref()).contains(&eur(2, "6.50")));
+
+    stop_handle.stop();
+    let report = rt
+        .block_on(async { tokio::time::timeout(Duration::from_secs(20), running).await })
+        .expect("the graph shuts down")
+        .unwrap()
+        .unwrap();
+    assert!(!report.failed());
 }
