@@ -3,6 +3,8 @@
 //! and acknowledges a page once the view holds it.
 
 mod codec;
+mod rows;
+mod tx;
 pub mod view;
 
 use super::extract::{Ack, Batch};

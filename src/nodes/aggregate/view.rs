@@ -1,36 +1,33 @@
 //! The exact view of one aggregate. Per record: take back its previous contribution,
-//! add the new one. A batch's writes gather in an overlay and reach the store through a
-//! redo entry, so a crash never leaves half a batch applied.
+//! add the new one, in the batch's overlay ([`super::tx`]).
 
 use super::codec::{
-    canon, contrib_key, decode, decode_count, decode_ops, encode, encode_count, encode_ops,
-    group_id, order, values_key, values_prefix, Acc, Contrib, GroupState, Op, Space, Spaces,
+    canon, contrib_key, decode, decode_count, decode_ops, encode, encode_count, group_id, order,
+    values_key, Acc, Contrib, GroupState, Op, Space, Spaces,
 };
+use super::tx::{io, StoreResult, Tx, REDO_KEY, SCAN_PAGE};
 use crate::check::{AggFunc, Pipeline, Type};
 use crate::nodes::eval::{Compiled, Env};
 use crate::nodes::extract::Emitted;
 use crate::nodes::value::{read_record, Record, Val};
 use crate::state::StateStore;
-use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde_json::Value as Json;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-const REDO_KEY: &[u8] = b"redo";
 const DEFINITION_KEY: &[u8] = b"definition";
-const SCAN_PAGE: usize = 512;
 
 /// A compiled aggregate: how records of each source it reads become contributions.
 pub struct View {
     pub name: Arc<str>,
     /// The output fields: group fields, then computed fields.
     pub names: Arc<Vec<String>>,
-    computes: Vec<(AggFunc, Type)>,
-    group_types: Vec<Type>,
+    pub(super) computes: Vec<(AggFunc, Type)>,
+    pub(super) group_types: Vec<Type>,
     inputs: HashMap<String, Input>,
-    spaces: Spaces,
+    pub(super) spaces: Spaces,
     fingerprint: Vec<u8>,
 }
 
@@ -45,12 +42,6 @@ struct New {
     contrib: Contrib,
     groups: Vec<Json>,
     shown: Vec<Json>,
-}
-
-type StoreResult<T> = Result<T, String>;
-
-fn io(e: crate::state::StateError) -> String {
-    e.to_string()
 }
 
 impl View {
@@ -196,11 +187,7 @@ impl View {
             .inputs
             .get(source)
             .ok_or_else(|| format!("aggregate `{}` does not read `{source}`", self.name))?;
-        let mut tx = Tx {
-            store,
-            writes: BTreeMap::new(),
-            changed: 0,
-        };
+        let mut tx = Tx::new(store);
         let mut changed: BTreeMap<String, Vec<Json>> = BTreeMap::new();
         for r in records {
             let new = match read_record(&input.fields, &r.json)
@@ -285,8 +272,8 @@ impl View {
 
     fn add(&self, tx: &mut Tx, new: &mut New) -> StoreResult<()> {
         let g = new.contrib.g.clone();
-        let mut gs = match tx.get(self, Space::Groups, g.as_bytes())? {
-            Some(b) => decode::<GroupState>(&b, "a group")?,
+        let mut gs = match tx.take_group(self, &g)? {
+            Some(gs) => gs,
             None => GroupState {
                 v: new.groups.clone(),
                 n: 0,
@@ -340,7 +327,7 @@ impl View {
                 }
             }
         }
-        tx.put(Space::Groups, g.into_bytes(), Some(encode(&gs)));
+        tx.put_group(&g, Some(gs));
         Ok(())
     }
 
@@ -348,11 +335,10 @@ impl View {
     /// group was not there (a damaged view: what can be taken back is).
     fn retract(&self, tx: &mut Tx, old: &Contrib) -> StoreResult<Option<Vec<Json>>> {
         let g = &old.g;
-        let Some(bytes) = tx.get(self, Space::Groups, g.as_bytes())? else {
+        let Some(mut gs) = tx.take_group(self, g)? else {
             tracing::error!(aggregate = %self.name, group = %g, "the view misses a group a record was counted in");
             return Ok(None);
         };
-        let mut gs: GroupState = decode(&bytes, "a group")?;
         gs.n = gs.n.saturating_sub(1);
         for (i, (func, _)) in self.computes.iter().enumerate() {
             let Some(a) = old.a.get(i).cloned().flatten() else {
@@ -389,12 +375,11 @@ impl View {
             }
         }
         let shown = gs.v.clone();
-        let value = (gs.n > 0).then(|| encode(&gs));
-        tx.put(Space::Groups, g.clone().into_bytes(), value);
+        tx.put_group(g, (gs.n > 0).then_some(gs));
         Ok(Some(shown))
     }
 
-    fn write(&self, store: &dyn StateStore, ops: &[Op]) -> StoreResult<()> {
+    pub(super) fn write(&self, store: &dyn StateStore, ops: &[Op]) -> StoreResult<()> {
         for s in Space::ALL {
             let mine: Vec<(Vec<u8>, Option<Vec<u8>>)> = ops
                 .iter()
@@ -407,148 +392,6 @@ impl View {
         }
         Ok(())
     }
-
-    /// The output object of a group (zero counts and nulls for a group that is gone).
-    pub fn row(&self, shown: &[Json], gs: Option<&GroupState>) -> Emitted {
-        let mut obj = serde_json::Map::new();
-        let mut key = Vec::new();
-        for (i, (name, v)) in self.names.iter().zip(shown).enumerate() {
-            if i > 0 {
-                key.push(0x1f);
-            }
-            match v {
-                Json::String(s) => key.extend_from_slice(s.as_bytes()),
-                Json::Null => {}
-                other => key.extend_from_slice(other.to_string().as_bytes()),
-            }
-            obj.insert(name.clone(), v.clone());
-        }
-        let names = &self.names[self.group_types.len()..];
-        for (i, ((func, ty), name)) in self.computes.iter().zip(names).enumerate() {
-            let (n, acc) = match gs {
-                Some(gs) => (gs.n, gs.c.get(i).cloned().unwrap_or_default()),
-                None => (0, Acc::default()),
-            };
-            let v = match func {
-                AggFunc::Count => Json::from(n),
-                AggFunc::CountDistinct => Json::from(acc.n),
-                _ if acc.n == 0 => Json::Null,
-                AggFunc::Sum => number(acc.s, *ty),
-                AggFunc::Avg => acc
-                    .s
-                    .checked_div(Decimal::from(acc.n))
-                    .map_or(Json::Null, |d| number(d, *ty)),
-                AggFunc::Min | AggFunc::Max => acc.xv.unwrap_or(Json::Null),
-            };
-            obj.insert(name.clone(), v);
-        }
-        Emitted {
-            key: Some(key),
-            json: serde_json::to_vec(&obj).unwrap_or_default(),
-        }
-    }
-
-    /// The output row of one group by id: `shown` stands in for a group that is gone.
-    pub fn row_of(&self, store: &dyn StateStore, g: &[u8], shown: &[Json]) -> StoreResult<Emitted> {
-        let gs = store
-            .kv_get(self.spaces.name(Space::Groups), g)
-            .map_err(io)?
-            .map(|b| decode::<GroupState>(&b, "a group"))
-            .transpose()?;
-        Ok(self.row(gs.as_ref().map_or(shown, |gs| &gs.v), gs.as_ref()))
-    }
-
-    /// Every group's row, in group id order.
-    pub fn rows(&self, store: &dyn StateStore) -> StoreResult<Vec<Emitted>> {
-        // Read-only: a batch being applied (or left by a crash) is read through its redo
-        // entry rather than applied, as a running node may be applying it right now.
-        let mut pending: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
-        if let Some(bytes) = store.kv_get(&self.spaces.redo, REDO_KEY).map_err(io)? {
-            for (space, k, v) in decode_ops(&bytes)? {
-                if space == Space::Groups {
-                    pending.insert(k, v);
-                }
-            }
-        }
-        let mut groups: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-        let mut from = Vec::new();
-        loop {
-            let page = store
-                .kv_scan_from(self.spaces.name(Space::Groups), &from, SCAN_PAGE)
-                .map_err(io)?;
-            let full = page.len() == SCAN_PAGE;
-            if let Some((k, _)) = page.last() {
-                from = after(k);
-            }
-            groups.extend(page);
-            if !full {
-                break;
-            }
-        }
-        for (k, v) in pending {
-            match v {
-                Some(v) => groups.insert(k, v),
-                None => groups.remove(&k),
-            };
-        }
-        groups
-            .values()
-            .map(|v| {
-                let gs: GroupState = decode(v, "a group")?;
-                Ok(self.row(&gs.v, Some(&gs)))
-            })
-            .collect()
-    }
-
-    /// Up to `limit` groups waiting for the sinks: (group id, output row).
-    pub fn outbox(
-        &self,
-        store: &dyn StateStore,
-        limit: usize,
-    ) -> StoreResult<Vec<(Vec<u8>, Emitted)>> {
-        store
-            .kv_scan(self.spaces.name(Space::Outbox), limit)
-            .map_err(io)?
-            .into_iter()
-            .map(|(g, v)| {
-                let shown: Vec<Json> = decode(&v, "an outbox entry")?;
-                let row = self.row_of(store, &g, &shown)?;
-                Ok((g, row))
-            })
-            .collect()
-    }
-
-    /// Forgets groups the sinks now hold.
-    pub fn delivered(&self, store: &dyn StateStore, groups: &[Vec<u8>]) -> StoreResult<()> {
-        let ops: Vec<(Vec<u8>, Option<Vec<u8>>)> =
-            groups.iter().map(|g| (g.clone(), None)).collect();
-        store
-            .kv_apply(self.spaces.name(Space::Outbox), &ops)
-            .map_err(io)
-    }
-
-    pub fn has_outbox(&self, store: &dyn StateStore) -> bool {
-        store
-            .kv_len(self.spaces.name(Space::Outbox))
-            .is_ok_and(|n| n > 0)
-    }
-}
-
-fn number(d: Decimal, ty: Type) -> Json {
-    match ty {
-        Type::Int => d
-            .to_i64()
-            .map_or_else(|| Val::Decimal(d).to_json(), Json::from),
-        Type::Float => Val::Float(d.to_f64().unwrap_or(f64::NAN)).to_json(),
-        _ => Val::Decimal(d).to_json(),
-    }
-}
-
-/// The smallest key greater than `k`.
-fn after(k: &[u8]) -> Vec<u8> {
-    let mut next = k.to_vec();
-    next.push(0);
-    next
 }
 
 fn clear(store: &dyn StateStore, space: &str) -> StoreResult<()> {
@@ -559,103 +402,6 @@ fn clear(store: &dyn StateStore, space: &str) -> StoreResult<()> {
         }
         let ops: Vec<_> = page.into_iter().map(|(k, _)| (k, None)).collect();
         store.kv_apply(space, &ops).map_err(io)?;
-    }
-}
-
-/// The writes of one batch, read through before the store.
-struct Tx<'s> {
-    store: &'s dyn StateStore,
-    writes: BTreeMap<(Space, Vec<u8>), Option<Vec<u8>>>,
-    changed: usize,
-}
-
-impl Tx<'_> {
-    fn get(&self, view: &View, space: Space, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
-        if let Some(w) = self.writes.get(&(space, key.to_vec())) {
-            return Ok(w.clone());
-        }
-        self.store.kv_get(view.spaces.name(space), key).map_err(io)
-    }
-
-    fn put(&mut self, space: Space, key: Vec<u8>, value: Option<Vec<u8>>) {
-        self.writes.insert((space, key), value);
-    }
-
-    /// The least (or greatest) value left in a group's multiset, with how it is shown.
-    fn extreme(
-        &self,
-        view: &View,
-        g: &str,
-        compute: usize,
-        least: bool,
-    ) -> StoreResult<Option<(String, Json)>> {
-        let prefix = values_prefix(g, compute);
-        let mut best: Option<String> = None;
-        let mut consider = |c: &[u8]| {
-            let c = String::from_utf8_lossy(c).into_owned();
-            let wanted = if least {
-                Ordering::Less
-            } else {
-                Ordering::Greater
-            };
-            if best.as_ref().is_none_or(|b| order(&c, b) == wanted) {
-                best = Some(c);
-            }
-        };
-        let mut from = prefix.clone();
-        'pages: loop {
-            let page = self
-                .store
-                .kv_scan_from(view.spaces.name(Space::Values), &from, SCAN_PAGE)
-                .map_err(io)?;
-            for (k, _) in &page {
-                if !k.starts_with(&prefix) {
-                    break 'pages;
-                }
-                if !matches!(self.writes.get(&(Space::Values, k.clone())), Some(None)) {
-                    consider(&k[prefix.len()..]);
-                }
-            }
-            match page.last() {
-                Some((k, _)) if page.len() == SCAN_PAGE => from = after(k),
-                _ => break,
-            }
-        }
-        let start = (Space::Values, prefix.clone());
-        for ((space, k), v) in self.writes.range(start..) {
-            if *space != Space::Values || !k.starts_with(&prefix) {
-                break;
-            }
-            if v.is_some() {
-                consider(&k[prefix.len()..]);
-            }
-        }
-        let Some(best) = best else { return Ok(None) };
-        let key = values_key(g, compute, &best);
-        let shown = match self.get(view, Space::Values, &key)? {
-            Some(b) => decode_count(&b)?.1,
-            None => Json::Null,
-        };
-        Ok(Some((best, shown)))
-    }
-
-    /// Writes the redo entry, then every write, then drops the redo entry.
-    fn commit(&mut self, view: &View) -> StoreResult<()> {
-        if self.writes.is_empty() {
-            return Ok(());
-        }
-        let ops: Vec<Op> = std::mem::take(&mut self.writes)
-            .into_iter()
-            .map(|((s, k), v)| (s, k, v))
-            .collect();
-        let redo = &view.spaces.redo;
-        self.store
-            .kv_apply(redo, &[(REDO_KEY.to_vec(), Some(encode_ops(&ops)))])
-            .map_err(io)?;
-        view.write(self.store, &ops)?;
-        self.store
-            .kv_apply(redo, &[(REDO_KEY.to_vec(), None)])
-            .map_err(io)
     }
 }
 

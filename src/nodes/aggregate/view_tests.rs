@@ -2,6 +2,7 @@
 //! and a changed definition.
 
 use super::*;
+use crate::nodes::aggregate::codec::encode_ops;
 use crate::state::SledStore;
 use serde_json::json;
 
@@ -119,10 +120,7 @@ fn a_crash_after_the_redo_entry_is_finished_on_open() {
         view.apply(&store, "orders", &first, false).unwrap();
         let mut tx = view.prepare(&store, "orders", &second, false).unwrap();
         // The crash: the redo entry is written, the writes are not.
-        let ops: Vec<Op> = std::mem::take(&mut tx.writes)
-            .into_iter()
-            .map(|((s, k), v)| (s, k, v))
-            .collect();
+        let ops = tx.ops();
         store
             .kv_apply(
                 &view.spaces.redo,
