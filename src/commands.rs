@@ -302,5 +302,12 @@ pub fn state(loaded: &Loaded, store: &dyn StateStore) -> Result<String, String> 
         };
         out.push_str(&format!("sink {name}: {held}{waiting}\n"));
     }
+    for name in loaded.pipeline.aggregates.keys() {
+        let (groups, waiting) = crate::nodes::aggregate::sizes(name, store)?;
+        out.push_str(&format!(
+            "aggregate {name}: {groups} group{}, {waiting} waiting for its sinks\n",
+            plural(groups as u64)
+        ));
+    }
     Ok(out)
 }

@@ -219,6 +219,17 @@ fn the_view_follows_updates_in_the_api() {
         rows.len(),
         "the sink holds every group"
     );
+    let state = cmd(
+        &["state", "{file}", "--data-dir", "{data}"],
+        &file,
+        &data_dir,
+        &[],
+    );
+    let line = format!(
+        "aggregate daily_revenue: {} groups, 0 waiting for its sinks",
+        rows.len()
+    );
+    assert!(state.contains(&line), "{state}");
 
     // Updates: a new amount, a move to another day and currency (emptying a group), an
     // open order paid, and a new order.

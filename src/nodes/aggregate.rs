@@ -154,3 +154,10 @@ pub fn dump(
         })
         .collect()
 }
+
+/// How many groups the view of `name` holds, and how many wait for its sinks.
+pub fn sizes(name: &str, store: &dyn StateStore) -> Result<(usize, usize), String> {
+    let spaces = codec::Spaces::new(name);
+    let len = |s| store.kv_len(spaces.name(s)).map_err(|e| e.to_string());
+    Ok((len(codec::Space::Groups)?, len(codec::Space::Outbox)?))
+}
