@@ -35,7 +35,7 @@ pub enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
-    /// Print what a sled sink holds, or a source's rejected records
+    /// Print what a sled sink or an aggregate holds, or a source's rejected records
     Dump {
         file: PathBuf,
         name: String,

@@ -177,7 +177,8 @@ fn plural(n: u64) -> &'static str {
     }
 }
 
-/// What `dump` prints: the records of a sled sink, or the rejected list of a source.
+/// What `dump` prints: the records of a sled sink, the groups of an aggregate, or the
+/// rejected list of a source.
 pub fn dump(
     loaded: &Loaded,
     store: &dyn StateStore,
@@ -194,12 +195,14 @@ pub fn dump(
             ));
         }
         store.rejected(name).map_err(|e| e.to_string())?
+    } else if p.aggregates.contains_key(name) {
+        crate::nodes::aggregate::dump(p, name, store)?
     } else {
         let tree = match p.sinks.get(name) {
             Some(Sink::Sled { tree, .. }) => tree.clone(),
             Some(_) => return Err(format!("sink `{name}` is not a sled sink; only sled sinks keep records in the data directory")),
             None if p.sources.contains_key(name) => return Err(format!("`{name}` is a source: use `--rejected` for its rejected records, or name a sled sink")),
-            None => return Err(format!("no sled sink named `{name}` (sled sinks: {})", names(p.sinks.iter().filter(|(_, s)| matches!(s, Sink::Sled { .. })).map(|(n, _)| n)))),
+            None => return Err(format!("no sled sink or aggregate named `{name}` (sled sinks: {}; aggregates: {})", names(p.sinks.iter().filter(|(_, s)| matches!(s, Sink::Sled { .. })).map(|(n, _)| n)), names(p.aggregates.keys()))),
         };
         store
             .sink_records(&tree)
@@ -298,6 +301,13 @@ pub fn state(loaded: &Loaded, store: &dyn StateStore) -> Result<String, String> 
             n => format!("{n} page{} waiting in its queue", plural(n as u64)),
         };
         out.push_str(&format!("sink {name}: {held}{waiting}\n"));
+    }
+    for name in loaded.pipeline.aggregates.keys() {
+        let (groups, waiting) = crate::nodes::aggregate::sizes(name, store)?;
+        out.push_str(&format!(
+            "aggregate {name}: {groups} group{}, {waiting} waiting for its sinks\n",
+            plural(groups as u64)
+        ));
     }
     Ok(out)
 }

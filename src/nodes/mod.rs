@@ -1,6 +1,7 @@
 //! The node kinds of a running graph, one file each: the HTTP client and paginators of
-//! source nodes, record extraction, and the sinks.
+//! source nodes, record extraction, aggregates, and the sinks.
 
+pub mod aggregate;
 pub mod eval;
 pub mod extract;
 pub mod http;

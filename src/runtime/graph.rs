@@ -2,6 +2,7 @@
 //! kept by name, so a reload can start, restart and stop units one by one and rewire
 //! the rest without touching them.
 
+use super::aggregates::{self, AggregateUnit};
 use super::drivers::{child_driver, scheduled_driver};
 use super::{Options, Report, Stop, StopHandle};
 use crate::check::{Pipeline, Schedule, Service, Sink, Source};
@@ -18,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// Pages that may wait between two nodes: memory stays bounded however large an API is.
-const CHANNEL_PAGES: usize = 2;
+pub(super) const CHANNEL_PAGES: usize = 2;
 
 struct SinkUnit {
     sink: Sink,
@@ -44,6 +45,7 @@ pub struct Graph {
     clients: BTreeMap<String, (Service, Arc<ServiceClient>)>,
     sinks: BTreeMap<String, SinkUnit>,
     sources: BTreeMap<String, SourceUnit>,
+    aggregates: BTreeMap<String, AggregateUnit>,
     wakes: Wakes,
     pub report: Arc<Mutex<Report>>,
     global: Stop,
@@ -65,6 +67,7 @@ impl Graph {
             clients: BTreeMap::new(),
             sinks: BTreeMap::new(),
             sources: BTreeMap::new(),
+            aggregates: BTreeMap::new(),
             wakes: Arc::new(Mutex::new(BTreeMap::new())),
             report: Arc::new(Mutex::new(Report::default())),
             global,
@@ -88,6 +91,7 @@ impl Graph {
             };
             clients.insert(name.clone(), (svc.clone(), client));
         }
+        let views = aggregates::compile(p)?;
         let restart = |id: &str| diff.changed.iter().chain(&diff.removed).any(|c| c == id);
 
         // New and changed sinks first, so sources can be wired to them.
@@ -135,6 +139,15 @@ impl Graph {
         }
         self.clients = clients;
         self.pipeline = p.clone();
+        let sinks = &self.sinks;
+        aggregates::apply(
+            &mut self.aggregates,
+            views,
+            p,
+            &restart,
+            &self.store,
+            &|s| sinks.get(s).map(|u| u.tx.clone()),
+        );
 
         // Changed and removed sources stop (their current run finishes first).
         let stopping: Vec<String> = self
@@ -228,6 +241,13 @@ impl Graph {
                 o.0.push(to.clone());
             }
         }
+        for a in self.pipeline.aggregates.values() {
+            for src in &a.from {
+                if let Some(o) = out.get_mut(src) {
+                    o.0.push(aggregates::input_name(&a.name));
+                }
+            }
+        }
         for s in self.pipeline.sources.values() {
             if let Some(o) = s.for_each.as_ref().and_then(|p| out.get_mut(p)) {
                 o.1.push(s.name.clone());
@@ -236,12 +256,17 @@ impl Graph {
         out
     }
 
+    /// The sender of a sink, or of an aggregate named by [`aggregates::input_name`].
+    fn input(&self, name: &str) -> Option<&mpsc::Sender<Batch>> {
+        aggregates::input_of(&self.aggregates, name).or_else(|| self.sinks.get(name).map(|u| &u.tx))
+    }
+
     fn build_outputs(&self, wired: &(Vec<String>, Vec<String>)) -> Arc<Outputs> {
         Arc::new(Outputs {
             sinks: wired
                 .0
                 .iter()
-                .filter_map(|s| self.sinks.get(s).map(|u| u.tx.clone()))
+                .filter_map(|s| self.input(s).cloned())
                 .collect(),
             children: wired.1.clone(),
         })
@@ -261,7 +286,7 @@ impl Graph {
                         .sinks
                         .iter()
                         .zip(wired.0.iter())
-                        .all(|(tx, s)| self.sinks.get(s).is_some_and(|u| u.tx.same_channel(tx)))
+                        .all(|(tx, s)| self.input(s).is_some_and(|u| u.same_channel(tx)))
             };
             if unit.wired == wired && senders_same {
                 continue;
@@ -374,6 +399,7 @@ impl Graph {
             drop(unit.outputs);
             let _ = unit.extract.await;
         }
+        aggregates::shutdown(std::mem::take(&mut self.aggregates)).await;
         for (_, unit) in std::mem::take(&mut self.sinks) {
             drop(unit.tx);
             let _ = unit.task.await;

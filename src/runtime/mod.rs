@@ -2,6 +2,7 @@
 //! them with bounded channels, drives schedules, applies reloads as diffs, and shuts
 //! down cleanly.
 
+mod aggregates;
 mod drivers;
 mod graph;
 pub mod progress;

@@ -120,6 +120,13 @@ pub trait StateStore: Send + Sync {
     fn kv_apply(&self, space: &str, ops: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<()>;
     /// Up to `limit` entries in key order, from the first.
     fn kv_scan(&self, space: &str, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// Up to `limit` entries in key order, from the first key at or after `start`.
+    fn kv_scan_from(
+        &self,
+        space: &str,
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
     fn kv_len(&self, space: &str) -> Result<usize>;
 }
 
@@ -359,6 +366,20 @@ impl StateStore for SledStore {
     fn kv_scan(&self, space: &str, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut out = Vec::new();
         for kv in self.tree("kv", space)?.iter().take(limit) {
+            let (k, v) = kv?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn kv_scan_from(
+        &self,
+        space: &str,
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for kv in self.tree("kv", space)?.range(start..).take(limit) {
             let (k, v) = kv?;
             out.push((k.to_vec(), v.to_vec()));
         }
