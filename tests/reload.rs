@@ -151,8 +151,8 @@ fn edits_while_running_restart_only_what_changed() {
         api.hits("/c") >= 1
     });
     grow(&api);
-    // 2. A schedule change.
-    save(&file, &pipeline(&api.url(), "200ms", Some("c"), true));
+    // 2. A schedule change, written in place (not by rename).
+    std::fs::write(&file, pipeline(&api.url(), "200ms", Some("c"), true)).unwrap();
     wait_until("the second reload", Duration::from_secs(20), || {
         reloads(&lines) >= 2
     });
