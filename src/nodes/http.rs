@@ -518,7 +518,8 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     )
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error and its sources, in one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();
     while let Some(s) = cur {

@@ -8,6 +8,7 @@ pub mod http;
 pub mod paginate;
 pub mod poller;
 pub mod postgres;
+pub mod record;
 pub mod sinks;
 pub mod value;
 pub mod webhook;

@@ -5,7 +5,7 @@
 //! while hamstr keeps running.
 
 use super::extract::Emitted;
-use super::http::{retry_after, Masker};
+use super::http::{error_chain, retry_after, Masker};
 use super::sinks::{SinkWriter, WriteFuture};
 use crate::check::{Retry, Text};
 use bytes::Bytes;
@@ -210,20 +210,6 @@ fn page_hash(records: &[Emitted]) -> u64 {
         h.update(b"\n");
     }
     h.digest()
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let t = s.to_string();
-        if !out.contains(&t) {
-            out.push_str(": ");
-            out.push_str(&t);
-        }
-        cur = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -1,0 +1,264 @@
+//! How a source's JSON items become typed records (spec §4): the `records` path, the
+//! `fields` expressions and conversions, the key, the cursor and the `where` filter.
+
+use super::eval::{Compiled, Env, Path};
+use super::value::{Record, Val};
+use crate::check::{Source, Type};
+use serde_json::Value as Json;
+use std::sync::Arc;
+
+/// Why an item did not become a record, with its key and cursor when they could be read.
+#[derive(Debug)]
+pub struct Rejection {
+    pub reason: String,
+    pub key: Option<Vec<u8>>,
+    pub cursor: Option<Val>,
+}
+
+/// How one source's items become records.
+pub struct Extractor {
+    pub names: Arc<Vec<String>>,
+    fields: Vec<(Type, bool, Compiled)>,
+    key: Vec<usize>,
+    cursor: Option<(usize, Type)>,
+    /// `incremental.start`, the watermark before anything was collected.
+    start: Option<Val>,
+    filter: Option<Compiled>,
+    records: Records,
+}
+
+enum Records {
+    /// The body is the array.
+    Body,
+    /// `$.a.b[*]`: walk to the array and take it.
+    Array(Vec<crate::check::PathStep>),
+    General(Path),
+}
+
+impl Extractor {
+    pub fn new(src: &Source) -> Extractor {
+        let names: Vec<String> = src.fields.iter().map(|f| f.name.clone()).collect();
+        let index = |n: &str| names.iter().position(|x| x == n);
+        let fields = src
+            .fields
+            .iter()
+            .map(|f| (f.ty, f.optional, Compiled::new(&f.expr, &|_| None)))
+            .collect();
+        let key = src.key.iter().filter_map(|k| index(k)).collect();
+        let cursor = src
+            .incremental
+            .as_ref()
+            .and_then(|i| index(&i.cursor).map(|at| (at, src.fields[at].ty)));
+        let start = src.incremental.as_ref().and_then(|i| {
+            let (_, ty) = cursor?;
+            super::eval::lit_value(i.start.as_ref()?)
+                .convert(ty)
+                .ok()
+                .filter(|v| !v.is_null())
+        });
+        let filter = src.filter.as_ref().map(|f| Compiled::new(f, &index));
+        let records = match &src.records {
+            None => Records::Body,
+            Some(p) => match p
+                .text
+                .strip_suffix("[*]")
+                .and_then(|prefix| jsonpath_rust::parser::parse_json_path(prefix).ok())
+            {
+                Some(q) => {
+                    use jsonpath_rust::parser::model::{Segment, Selector};
+                    let steps: Option<Vec<_>> = q
+                        .segments
+                        .iter()
+                        .map(|s| match s {
+                            Segment::Selector(Selector::Name(n)) => {
+                                Some(crate::check::PathStep::Name(n.clone()))
+                            }
+                            Segment::Selector(Selector::Index(i)) => {
+                                Some(crate::check::PathStep::Index(*i))
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    match steps {
+                        Some(steps) => Records::Array(steps),
+                        None => Records::General(Path::compile(p)),
+                    }
+                }
+                None => Records::General(Path::compile(p)),
+            },
+        };
+        Extractor {
+            names: Arc::new(names),
+            fields,
+            key,
+            cursor,
+            start,
+            filter,
+            records,
+        }
+    }
+
+    /// Takes the record items out of a response body.
+    pub fn items(&self, body: Json) -> Result<Vec<Json>, String> {
+        match &self.records {
+            Records::Body => match body {
+                Json::Array(items) => Ok(items),
+                _ => Err("the response body is not an array: set `records` to the path of the records, like `records = $.data[*]`".into()),
+            },
+            Records::Array(steps) => {
+                let mut body = body;
+                let mut v = &mut body;
+                for step in steps {
+                    v = match (step, v) {
+                        (crate::check::PathStep::Name(n), Json::Object(m)) => match m.get_mut(n) {
+                            Some(x) => x,
+                            None => return Ok(Vec::new()),
+                        },
+                        (crate::check::PathStep::Index(i), Json::Array(a)) => {
+                            let idx = if *i < 0 { a.len().checked_sub(i.unsigned_abs() as usize) } else { Some(*i as usize) };
+                            match idx.and_then(|i| a.get_mut(i)) {
+                                Some(x) => x,
+                                None => return Ok(Vec::new()),
+                            }
+                        }
+                        _ => return Ok(Vec::new()),
+                    };
+                }
+                Ok(match std::mem::take(v) {
+                    Json::Array(items) => items,
+                    Json::Object(m) => m.into_iter().map(|(_, v)| v).collect(),
+                    _ => Vec::new(),
+                })
+            }
+            Records::General(p) => Ok(p.select(&body).into_iter().cloned().collect()),
+        }
+    }
+
+    /// How many record items a body holds, without taking them out.
+    pub fn count(&self, body: &Json) -> Result<usize, String> {
+        match &self.records {
+            Records::Body => match body {
+                Json::Array(items) => Ok(items.len()),
+                _ => Err("the response body is not an array: set `records` to the path of the records, like `records = $.data[*]`".into()),
+            },
+            Records::Array(steps) => Ok(match super::eval::walk(body, steps) {
+                Some(Json::Array(a)) => a.len(),
+                Some(Json::Object(m)) => m.len(),
+                _ => 0,
+            }),
+            Records::General(p) => Ok(p.select(body).len()),
+        }
+    }
+
+    /// Builds a record, or says why not (with the key when it could be read).
+    pub fn record(
+        &self,
+        item: &Json,
+        parent: Option<&serde_json::Map<String, Json>>,
+    ) -> Result<Record, Rejection> {
+        let env = Env {
+            item: Some(item),
+            parent,
+            fields: &[],
+        };
+        let mut values = Vec::with_capacity(self.fields.len());
+        let mut error: Option<String> = None;
+        for ((ty, optional, expr), name) in self.fields.iter().zip(self.names.iter()) {
+            let v = match expr.eval(&env).and_then(|v| v.convert(*ty)) {
+                Ok(Val::Null) if !optional => {
+                    error.get_or_insert_with(|| {
+                        format!("required field `{name}` is missing or null")
+                    });
+                    Val::Null
+                }
+                Ok(v) => v,
+                Err(e) => {
+                    error.get_or_insert_with(|| format!("field `{name}`: {e}"));
+                    Val::Null
+                }
+            };
+            values.push(v);
+        }
+        let record = Record { values };
+        match error {
+            None => Ok(record),
+            Some(e) => {
+                let key_ok = self.key.iter().all(|&i| !record.values[i].is_null());
+                let key = (key_ok && !self.key.is_empty()).then(|| self.key_of(&record));
+                let cursor = self.cursor_of(&record).filter(|c| !c.is_null()).cloned();
+                Err(Rejection {
+                    reason: e,
+                    key,
+                    cursor,
+                })
+            }
+        }
+    }
+
+    pub fn key_of(&self, r: &Record) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (n, &i) in self.key.iter().enumerate() {
+            if n > 0 {
+                out.push(0x1f);
+            }
+            out.extend_from_slice(r.values[i].to_text().as_bytes());
+        }
+        out
+    }
+
+    pub fn is_keyed(&self) -> bool {
+        !self.key.is_empty()
+    }
+
+    pub fn cursor_of<'a>(&self, r: &'a Record) -> Option<&'a Val> {
+        self.cursor.map(|(i, _)| &r.values[i])
+    }
+
+    /// The cursor of a raw item, for a newest-first source's early stop.
+    pub fn item_cursor(
+        &self,
+        item: &Json,
+        parent: Option<&serde_json::Map<String, Json>>,
+    ) -> Option<Val> {
+        let (i, ty) = self.cursor?;
+        let env = Env {
+            item: Some(item),
+            parent,
+            fields: &[],
+        };
+        self.fields[i]
+            .2
+            .eval(&env)
+            .ok()?
+            .convert(ty)
+            .ok()
+            .filter(|v| !v.is_null())
+    }
+
+    /// The watermark in effect: the stored one, else `incremental.start`.
+    pub fn watermark(&self, stored: Option<&Json>) -> Option<Val> {
+        stored
+            .and_then(|w| self.cursor_value(w))
+            .or_else(|| self.start.clone())
+    }
+
+    /// A stored watermark as a value of the cursor's type.
+    pub fn cursor_value(&self, json: &Json) -> Option<Val> {
+        let (_, ty) = self.cursor?;
+        Val::from_json(json)
+            .convert(ty)
+            .ok()
+            .filter(|v| !v.is_null())
+    }
+
+    pub fn passes(&self, r: &Record) -> bool {
+        match &self.filter {
+            None => true,
+            Some(f) => f.test(&Env {
+                item: None,
+                parent: None,
+                fields: &r.values,
+            }),
+        }
+    }
+}
