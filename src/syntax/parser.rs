@@ -200,7 +200,10 @@ impl Builder {
 
     fn sink(&mut self, pair: Pair<Rule>) -> Sink {
         let span = span_of(&pair);
-        let mut inner = pair.into_inner().skip(1);
+        let mut inner = pair
+            .into_inner()
+            .filter(|p| p.as_rule() != Rule::sink_eq)
+            .skip(1);
         let name = self.ident(inner.next().expect("grammar: sink name"));
         let value = self.expr(inner.next().expect("grammar: sink value"));
         let span = Span::new(span.start, value.span.end);
@@ -638,7 +641,7 @@ fn phrase(rule: Rule) -> &'static str {
         Rule::type_ref => "a type like `string`",
         Rule::block | Rule::model_body => "`{`",
         Rule::typed_value => "`:`",
-        Rule::assign => "`=`",
+        Rule::assign | Rule::sink_eq => "`=`",
         Rule::arrow => "`->`",
         Rule::expr | Rule::paren | Rule::list | Rule::call | Rule::arg => "a value",
         Rule::duration => "a duration like `30s`",
