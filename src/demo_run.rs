@@ -44,6 +44,8 @@ pub fn demo(port: u16, data_dir: Option<PathBuf>, seconds: Option<u64>) -> Resul
         eprintln!("the store holds {stored} orders; look at them with:");
         eprintln!("  hamstr dump {} orders --data-dir {}", pipeline_path.display(), dir.join(".hamstr").display());
         eprintln!("  (the same records were appended to {})", dir.join("out/orders.jsonl").display());
+        eprintln!("and at the till orders it rejected (their currency is missing), with the reason:");
+        eprintln!("  hamstr dump {} shop_orders --rejected --data-dir {}", pipeline_path.display(), dir.join(".hamstr").display());
         Ok(())
     })
 }
