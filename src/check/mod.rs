@@ -262,27 +262,24 @@ impl<'e> Ctx<'e> {
             feeding.contains(name) || parents.contains(name) || meant.contains(name)
         };
         let mut warnings = Vec::new();
-        for (name, s) in &decls.sources {
+        let emitters = decls
+            .sources
+            .iter()
+            .map(|(name, s)| (*name, s.name.span, "source", "records"))
+            .chain(
+                decls
+                    .aggregates
+                    .iter()
+                    .map(|(name, a)| (*name, a.name.span, "aggregate", "groups")),
+            );
+        for (name, span, kind, what) in emitters {
             if !used(name, &self.meant) {
                 warnings.push(
                     Diagnostic::warning(
                         codes::UNUSED_SOURCE,
-                        format!("source `{name}` feeds no sink"),
-                        s.name.span,
-                        "its records go nowhere",
-                    )
-                    .with_help(Some(format!("add `flow {name} -> SINK`"))),
-                );
-            }
-        }
-        for (name, a) in &decls.aggregates {
-            if !used(name, &self.meant) {
-                warnings.push(
-                    Diagnostic::warning(
-                        codes::UNUSED_SOURCE,
-                        format!("aggregate `{name}` feeds no sink"),
-                        a.name.span,
-                        "its groups go nowhere",
+                        format!("{kind} `{name}` feeds no sink"),
+                        span,
+                        format!("its {what} go nowhere"),
                     )
                     .with_help(Some(format!("add `flow {name} -> SINK`"))),
                 );
