@@ -2,7 +2,7 @@
 //! compiled with jsonpath-rust, and the AST lowered to the span-free [`Expr`].
 
 use super::diagnostic::did_you_mean;
-use super::{codes, BinOp, Ctx, Expr, Func, JsonPath, Lit, PathStep, Type};
+use super::{codes, Ctx, Expr, Func, JsonPath, Lit, PathStep, Type};
 use crate::syntax::ast::{self, BinaryOp, ExprKind, UnaryOp};
 use crate::syntax::Span;
 use rust_decimal::Decimal;
@@ -255,7 +255,7 @@ impl<'e> Ctx<'e> {
                 let rhs = self.lower(r, scope);
                 let ((lx, lt), (rx, rt)) = (lhs?, rhs?);
                 let ty = self.binary_type(*op, lt, rt, l.span, r.span)?;
-                Some((Expr::Binary(bin_op(*op), Box::new(lx), Box::new(rx)), ty))
+                Some((Expr::Binary(*op, Box::new(lx), Box::new(rx)), ty))
             }
         }
     }
@@ -804,24 +804,6 @@ pub fn convertible_literal(s: &str, to: Type) -> bool {
         }
         Type::Bool => s == "true" || s == "false",
         Type::Datetime => chrono::DateTime::parse_from_rfc3339(s).is_ok(),
-    }
-}
-
-fn bin_op(op: BinaryOp) -> BinOp {
-    match op {
-        BinaryOp::Add => BinOp::Add,
-        BinaryOp::Sub => BinOp::Sub,
-        BinaryOp::Mul => BinOp::Mul,
-        BinaryOp::Div => BinOp::Div,
-        BinaryOp::Eq => BinOp::Eq,
-        BinaryOp::Ne => BinOp::Ne,
-        BinaryOp::Lt => BinOp::Lt,
-        BinaryOp::Le => BinOp::Le,
-        BinaryOp::Gt => BinOp::Gt,
-        BinaryOp::Ge => BinOp::Ge,
-        BinaryOp::And => BinOp::And,
-        BinaryOp::Or => BinOp::Or,
-        BinaryOp::Coalesce => BinOp::Coalesce,
     }
 }
 

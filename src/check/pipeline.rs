@@ -284,22 +284,8 @@ pub enum Lit {
     Str(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BinOp {
-    Add,
-    Sub,
-    Mul,
-    Div,
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-    And,
-    Or,
-    Coalesce,
-}
+/// Binary operators are the syntax tree's own: they carry no span.
+pub use crate::syntax::ast::BinaryOp as BinOp;
 
 /// The expression functions (spec §2, and a few more).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

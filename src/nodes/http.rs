@@ -2,7 +2,7 @@
 //! concurrency limit and pause (Retry-After, RateLimit headers), timeouts, and retries
 //! with exponential backoff and jitter.
 
-use crate::check::{Auth, Service};
+use crate::check::{Auth, Retry, Service};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value as Json;
@@ -94,8 +94,7 @@ pub struct ServiceClient {
     concurrency: Semaphore,
     timeout: Duration,
     attempts: u32,
-    backoff: Duration,
-    max_backoff: Duration,
+    retry: Retry,
     max_body: u64,
     /// No request to this service starts before this instant (Retry-After, RateLimit).
     pause_until: Mutex<Option<Instant>>,
@@ -150,8 +149,7 @@ impl ServiceClient {
             concurrency: Semaphore::new(svc.concurrency.max(1) as usize),
             timeout: Duration::from_millis(svc.timeout_ms),
             attempts: svc.retry.attempts.max(1),
-            backoff: Duration::from_millis(svc.retry.backoff_ms),
-            max_backoff: Duration::from_millis(svc.retry.max_backoff_ms),
+            retry: svc.retry,
             max_body: svc.max_body,
             pause_until: Mutex::new(None),
             masker,
@@ -197,10 +195,7 @@ impl ServiceClient {
                     status: error.status,
                 });
             }
-            let backoff = self.backoff_for(attempt);
-            let wait = retry_after.map_or(backoff, |a| {
-                a.max(backoff.min(a + Duration::from_millis(100)))
-            });
+            let wait = retry_wait(&self.retry, attempt, retry_after);
             tracing::debug!(service = %self.name, attempt, wait_ms = wait.as_millis() as u64, error = %error.message, "retrying");
             if let Some(after) = retry_after {
                 self.pause_for(after);
@@ -216,13 +211,6 @@ impl ServiceClient {
                 });
             }
         }
-    }
-
-    fn backoff_for(&self, attempt: u32) -> Duration {
-        let exp = self.backoff.saturating_mul(1u32 << (attempt - 1).min(20));
-        let capped = exp.min(self.max_backoff);
-        let jitter = 0.5 + rand::random::<f64>() * 0.5;
-        capped.mul_f64(jitter)
     }
 
     fn pause_for(&self, d: Duration) {
@@ -498,6 +486,19 @@ impl Attempt {
             status,
         })
     }
+}
+
+/// How long to wait before attempt `attempt + 1`: exponential backoff from `retry.backoff`,
+/// capped at `max_backoff`, with jitter; at least what `Retry-After` asked for.
+pub fn retry_wait(retry: &Retry, attempt: u32, retry_after: Option<Duration>) -> Duration {
+    let exp = Duration::from_millis(retry.backoff_ms)
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+    let backoff = exp
+        .min(Duration::from_millis(retry.max_backoff_ms))
+        .mul_f64(0.5 + rand::random::<f64>() * 0.5);
+    retry_after.map_or(backoff, |a| {
+        a.max(backoff.min(a + Duration::from_millis(100)))
+    })
 }
 
 /// `Retry-After` in seconds or as an HTTP date.

@@ -5,7 +5,7 @@
 //! while hamstr keeps running.
 
 use super::extract::Emitted;
-use super::http::{error_chain, retry_after, Masker};
+use super::http::{error_chain, retry_after, retry_wait, Masker};
 use super::sinks::{SinkWriter, WriteFuture};
 use crate::check::{Retry, Text};
 use bytes::Bytes;
@@ -90,20 +90,10 @@ impl WebhookWriter {
                     if attempt == 1 { "" } else { "s" }
                 ));
             }
-            let backoff = self.backoff_for(attempt);
-            let wait = after.map_or(backoff, |a| {
-                a.max(backoff.min(a + Duration::from_millis(100)))
-            });
+            let wait = retry_wait(&self.retry, attempt, after);
             tracing::debug!(sink = %self.sink, attempt, wait_ms = wait.as_millis() as u64, error = %error, "retrying the webhook");
             tokio::time::sleep(wait).await;
         }
-    }
-
-    fn backoff_for(&self, attempt: u32) -> Duration {
-        let base = Duration::from_millis(self.retry.backoff_ms);
-        let exp = base.saturating_mul(1u32 << (attempt - 1).min(20));
-        let capped = exp.min(Duration::from_millis(self.retry.max_backoff_ms));
-        capped.mul_f64(0.5 + rand::random::<f64>() * 0.5)
     }
 
     async fn attempt(&self, body: Bytes) -> Result<(), Attempt> {
