@@ -101,6 +101,8 @@ struct RunState {
     max_cursor: Option<Val>,
     broken: bool,
     keys: HashMap<Vec<u8>, u64>,
+    /// Keys with an entry in the rejected list: one that converts now loses it.
+    rejected: std::collections::HashSet<Vec<u8>>,
     summary: RunSummary,
     end: Option<RunEnd>,
 }
@@ -137,7 +139,7 @@ impl ExtractNode {
                     }
                     Some(SourceMsg::Page(page)) => {
                         next_page += 1;
-                        let p = self.page(page, next_page, &mut run, &meta, &ack_tx).await;
+                        let p = self.page(page, next_page, &mut run, &ack_tx).await;
                         pending.push_back(p);
                     }
                     Some(SourceMsg::RunEnd { complete, error, child_of, done }) => run.end = Some(RunEnd { complete, error, child_of, done }),
@@ -172,6 +174,13 @@ impl ExtractNode {
             max_cursor: None,
             broken: false,
             keys: HashMap::new(),
+            // Read once a run, and only for a source that ever rejected something,
+            // rather than a removal per record on the hot path.
+            rejected: if meta.rejected > 0 {
+                self.store.rejected_keys(&self.source).unwrap_or_default()
+            } else {
+                Default::default()
+            },
             summary: RunSummary::default(),
             end: None,
         }
@@ -182,7 +191,6 @@ impl ExtractNode {
         page: Page,
         id: u64,
         run: &mut RunState,
-        meta: &SourceMeta,
         ack: &mpsc::UnboundedSender<Ack>,
     ) -> Pending {
         let mut commit = PageCommit::default();
@@ -212,6 +220,9 @@ impl ExtractNode {
                     rejected += 1;
                     if let Some(c) = &cursor {
                         raise(c, &mut max_cursor);
+                    }
+                    if let Some(k) = &key {
+                        run.rejected.insert(k.clone());
                     }
                     let id = key.unwrap_or_else(|| {
                         self.store.next_id().unwrap_or(0).to_be_bytes().to_vec()
@@ -259,7 +270,7 @@ impl ExtractNode {
                         cursor: cursor.as_ref().map(Val::to_json),
                     },
                 ));
-                if meta.rejected > 0 {
+                if run.rejected.remove(k) {
                     commit.unrejected.push(k.clone());
                 }
             }

@@ -104,6 +104,8 @@ pub trait StateStore: Send + Sync {
     fn prune_keys(&self, source: &str, below: &dyn Fn(&Json) -> bool) -> Result<usize>;
     fn key_count(&self, source: &str) -> Result<usize>;
     fn rejected(&self, source: &str) -> Result<Vec<Json>>;
+    /// The keys of a source's rejected records.
+    fn rejected_keys(&self, source: &str) -> Result<std::collections::HashSet<Vec<u8>>>;
     fn child_queue(&self, child: &str) -> Result<Vec<(Vec<u8>, Json)>>;
     fn child_done(&self, child: &str, parent_key: &[u8]) -> Result<()>;
     /// Forgets everything about a source.
@@ -288,6 +290,14 @@ impl StateStore for SledStore {
                 what: format!("rejected records of `{source}`"),
                 reason: e.to_string(),
             })?);
+        }
+        Ok(out)
+    }
+
+    fn rejected_keys(&self, source: &str) -> Result<std::collections::HashSet<Vec<u8>>> {
+        let mut out = std::collections::HashSet::new();
+        for k in self.tree("rejected", source)?.iter().keys() {
+            out.insert(k?.to_vec());
         }
         Ok(out)
     }
