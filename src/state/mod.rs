@@ -132,6 +132,50 @@ pub trait StateStore: Send + Sync {
     fn kv_len(&self, space: &str) -> Result<usize>;
 }
 
+/// Removes the snapshot files sled was still writing when its process died.
+///
+/// sled 0.34 writes a snapshot to `snap.<lsn>.generating`, syncs it, then renames it to
+/// `snap.<lsn>`; but on open it reads the newest `snap.*` file, `.generating` ones
+/// included, so a process killed while writing one (sled writes a snapshot each time it
+/// opens a store that has grown) leaves a store that refuses to open with "Read corrupted
+/// data" (spacejam/sled#1527). An unfinished snapshot holds nothing the log does not:
+/// without it sled recovers from the previous snapshot and replays the log from there.
+/// The files are removed only under the lock sled itself takes on `db`, so never while
+/// another process is writing one.
+fn clear_unfinished_snapshots(path: &Path, shown: &str) -> Result<()> {
+    let failed = |e: std::io::Error| StateError::Open {
+        path: shown.to_string(),
+        reason: e.to_string(),
+    };
+    let db = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path.join("db"))
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(failed(e)),
+    };
+    match db.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(StateError::Locked {
+                path: shown.to_string(),
+            })
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(failed(e)),
+    }
+    for entry in std::fs::read_dir(path).map_err(failed)? {
+        let name = entry.map_err(failed)?.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            tracing::warn!("removing the unfinished sled snapshot `{name}` a killed run left");
+            std::fs::remove_file(path.join(&*name)).map_err(failed)?;
+        }
+    }
+    Ok(())
+}
+
 /// The sled-backed store in a data directory.
 pub struct SledStore {
     db: sled::Db,
@@ -146,6 +190,7 @@ impl SledStore {
             path: shown.clone(),
             reason: e.to_string(),
         })?;
+        clear_unfinished_snapshots(&path, &shown)?;
         let db = sled::Config::new()
             .path(&path)
             .cache_capacity(16 * 1024 * 1024)
