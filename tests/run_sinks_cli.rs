@@ -513,3 +513,32 @@ fn records_wait_in_the_queue_of_a_sink_that_is_down() {
     p.run_ok();
     assert_eq!(p.jsonl("blocked/items.jsonl").len(), 7, "delivered once");
 }
+
+/// A full disk, for real: the jsonl file is `/dev/full`, where every write fails with
+/// ENOSPC. The records wait in the queue, the watermark moves, and once there is room
+/// (the file is a plain one again) they arrive, in order and once.
+#[cfg(target_os = "linux")]
+#[test]
+fn records_wait_while_the_disk_of_a_jsonl_sink_is_full() {
+    let api = api_with(9);
+    let p = Pipeline::new(&pipeline(
+        &api.url(),
+        "sink lines = jsonl(\"out/items.jsonl\")",
+        "lines",
+    ));
+    std::fs::create_dir_all(p.path("out")).unwrap();
+    std::os::unix::fs::symlink("/dev/full", p.path("out/items.jsonl")).unwrap();
+    let summary = p.run_failing();
+    assert_contains(&summary, "still wait");
+    assert_contains(&summary, "No space left on device");
+    let state = p.state();
+    assert_contains(&state, "emitted: 9");
+    assert_contains(&state, "waiting in its queue");
+
+    std::fs::remove_file(p.path("out/items.jsonl")).unwrap();
+    p.run_ok();
+    assert!(!p.state().contains("waiting in its queue"));
+    assert_eq!(ids(&p.jsonl("out/items.jsonl")), id_range(1, 9));
+    p.run_ok();
+    assert_eq!(p.jsonl("out/items.jsonl").len(), 9, "delivered once");
+}
