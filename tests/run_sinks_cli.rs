@@ -490,55 +490,66 @@ fn jsonl_cuts_a_half_written_line_and_writes_values_as_the_spec_says() {
     );
 }
 
-#[test]
-fn records_wait_in_the_queue_of_a_sink_that_is_down() {
-    let api = api_with(7);
+/// A jsonl sink at `file` that cannot take records while `block` holds: `n` records
+/// wait in its queue (the run fails saying `why`), then, once `unblock` ran, arrive in
+/// order, and only once.
+fn queued_while_blocked_then_delivered(
+    n: usize,
+    file: &str,
+    block: impl Fn(&Pipeline),
+    why: &str,
+    unblock: impl Fn(&Pipeline),
+) {
+    let api = api_with(n);
     let p = Pipeline::new(&pipeline(
         &api.url(),
-        "sink lines = jsonl(\"blocked/items.jsonl\")",
+        &format!("sink lines = jsonl(\"{file}\")"),
         "lines",
     ));
-    // a file where the sink's folder should be: the sink cannot open its file
-    std::fs::write(p.path("blocked"), "not a folder").unwrap();
+    block(&p);
     let summary = p.run_failing();
     assert_contains(&summary, "still wait");
+    assert_contains(&summary, why);
     let state = p.state();
-    assert_contains(&state, "emitted: 7");
-    assert_contains(&state, "sink lines: 2 pages waiting in its queue");
+    assert_contains(&state, &format!("emitted: {n}"));
+    assert_contains(
+        &state,
+        &format!("sink lines: {} pages waiting in its queue", n.div_ceil(5)),
+    );
 
-    std::fs::remove_file(p.path("blocked")).unwrap();
+    unblock(&p);
     p.run_ok();
     assert!(!p.state().contains("waiting in its queue"));
-    assert_eq!(ids(&p.jsonl("blocked/items.jsonl")), id_range(1, 7));
+    assert_eq!(ids(&p.jsonl(file)), id_range(1, n as u64));
     p.run_ok();
-    assert_eq!(p.jsonl("blocked/items.jsonl").len(), 7, "delivered once");
+    assert_eq!(p.jsonl(file).len(), n, "delivered once");
+}
+
+#[test]
+fn records_wait_in_the_queue_of_a_sink_that_is_down() {
+    // a file where the sink's folder should be: the sink cannot open its file
+    queued_while_blocked_then_delivered(
+        7,
+        "blocked/items.jsonl",
+        |p| std::fs::write(p.path("blocked"), "not a folder").unwrap(),
+        "cannot open",
+        |p| std::fs::remove_file(p.path("blocked")).unwrap(),
+    );
 }
 
 /// A full disk, for real: the jsonl file is `/dev/full`, where every write fails with
-/// ENOSPC. The records wait in the queue, the watermark moves, and once there is room
-/// (the file is a plain one again) they arrive, in order and once.
+/// ENOSPC; once there is room (the file is a plain one again) the records arrive.
 #[cfg(target_os = "linux")]
 #[test]
 fn records_wait_while_the_disk_of_a_jsonl_sink_is_full() {
-    let api = api_with(9);
-    let p = Pipeline::new(&pipeline(
-        &api.url(),
-        "sink lines = jsonl(\"out/items.jsonl\")",
-        "lines",
-    ));
-    std::fs::create_dir_all(p.path("out")).unwrap();
-    std::os::unix::fs::symlink("/dev/full", p.path("out/items.jsonl")).unwrap();
-    let summary = p.run_failing();
-    assert_contains(&summary, "still wait");
-    assert_contains(&summary, "No space left on device");
-    let state = p.state();
-    assert_contains(&state, "emitted: 9");
-    assert_contains(&state, "waiting in its queue");
-
-    std::fs::remove_file(p.path("out/items.jsonl")).unwrap();
-    p.run_ok();
-    assert!(!p.state().contains("waiting in its queue"));
-    assert_eq!(ids(&p.jsonl("out/items.jsonl")), id_range(1, 9));
-    p.run_ok();
-    assert_eq!(p.jsonl("out/items.jsonl").len(), 9, "delivered once");
+    queued_while_blocked_then_delivered(
+        9,
+        "out/items.jsonl",
+        |p| {
+            std::fs::create_dir_all(p.path("out")).unwrap();
+            std::os::unix::fs::symlink("/dev/full", p.path("out/items.jsonl")).unwrap();
+        },
+        "No space left on device",
+        |p| std::fs::remove_file(p.path("out/items.jsonl")).unwrap(),
+    );
 }
