@@ -462,6 +462,34 @@ fn run_repeats_on_its_schedule_and_exits_0_on_sigterm() {
     assert_contains(&p.state(), "runs:");
 }
 
+/// `cron` runs at its times only, not at start as `every` does; `--once` runs it now.
+#[test]
+fn a_cron_source_waits_for_its_time_and_once_runs_it_now() {
+    let api = api_with(3);
+    api.set_records("/yearly", records::make(2));
+    api.serve("/yearly", Paging::page(5));
+    let source = |name: &str, path: &str, schedule: &str| {
+        format!(
+            "source {name} from api {{\n  get = \"{path}\"\n  schedule = {schedule}\n  records = $.data[*]\n{FIELDS}\n}}\n"
+        )
+    };
+    let text = format!(
+        "{}\n{}{}sink store = sled(\"items\")\nflow src, yearly -> store\n",
+        service(&api.url(), ""),
+        source("src", PATH, "every(500ms)"),
+        source("yearly", "/yearly", "cron(\"0 0 1 1 *\")"),
+    );
+    let p = Pipeline::new(&text);
+    let mut running = p.spawn_run(&["--no-watch"]);
+    // The `every` source ran three times: the cron source had every chance to run.
+    assert!(api.wait_for_hits_blocking(PATH, 3, Duration::from_secs(30)));
+    stop(&mut running);
+    assert!(api.requests_to("/yearly").is_empty(), "cron ran at start");
+
+    p.run_ok();
+    assert_eq!(api.requests_to("/yearly").len(), 1, "--once runs it");
+}
+
 // ---- what sinks hold ------------------------------------------------------------------------
 
 #[test]

@@ -177,6 +177,9 @@ fn truthy(v: &Val) -> Option<bool> {
 fn to_decimal(v: &Val) -> Result<Decimal, String> {
     match v {
         Val::Str(s) => parse_decimal(s.trim()).ok_or_else(|| format!("\"{s}\" is not a number")),
+        Val::Json(Json::Number(n)) => Err(format!(
+            "{n} cannot be kept exactly: a decimal holds at most 28 significant digits"
+        )),
         Val::Bool(_) | Val::Datetime(_) | Val::Json(_) | Val::Null => {
             Err(format!("{} is not a number", v.type_name()))
         }
@@ -276,7 +279,8 @@ fn arithmetic(op: BinOp, a: Val, b: Val) -> Result<Val, String> {
             return Ok(Val::Int(r));
         }
     }
-    if matches!(a, Val::Float(_)) || matches!(b, Val::Float(_)) {
+    let float = |v: &Val| matches!(v, Val::Float(_) | Val::Json(Json::Number(_)));
+    if float(&a) || float(&b) {
         let (x, y) = (
             a.as_f64().ok_or("not a number")?,
             b.as_f64().ok_or("not a number")?,

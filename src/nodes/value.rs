@@ -85,6 +85,24 @@ impl Val {
                 | Val::Bool(_)
                 | Val::Datetime(_)),
             ) => Ok(Val::Str(v.to_text())),
+            // A JSON number no decimal holds exactly (kept as its text, see `number_val`).
+            (ty, Val::Json(Json::Number(n))) => match ty {
+                Type::Float => n
+                    .as_f64()
+                    .filter(|f| f.is_finite())
+                    .map(Val::Float)
+                    .ok_or_else(|| format!("number {} is out of range for float", brief_text(&n))),
+                Type::Decimal => Err(format!(
+                    "number {} cannot be kept exactly: a decimal holds at most 28 significant digits",
+                    brief_text(&n)
+                )),
+                Type::String => Ok(Val::Str(n.to_string())),
+                _ => Err(format!(
+                    "number {} does not convert to {}",
+                    brief_text(&n),
+                    ty.name()
+                )),
+            },
             (Type::Int, Val::Int(i)) => Ok(Val::Int(i)),
             (Type::Int, Val::Decimal(d)) if d.fract().is_zero() => d
                 .to_i64()
@@ -95,22 +113,29 @@ impl Val {
                 .parse::<i64>()
                 .map(Val::Int)
                 .map_err(|_| format!("string {} is not an integer", quoted(&s))),
-            (Type::Float, Val::Float(f)) => Ok(Val::Float(f)),
+            (Type::Float, Val::Float(f)) if f.is_finite() => Ok(Val::Float(f)),
             (Type::Float, Val::Int(i)) => Ok(Val::Float(i as f64)),
             (Type::Float, Val::Decimal(d)) => Ok(Val::Float(d.to_f64().unwrap_or(f64::NAN))),
             (Type::Float, Val::Str(s)) => s
                 .trim()
                 .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
                 .map(Val::Float)
-                .map_err(|_| format!("string {} is not a number", quoted(&s))),
+                .ok_or_else(|| format!("string {} is not a finite number", quoted(&s))),
             (Type::Decimal, Val::Decimal(d)) => Ok(Val::Decimal(d)),
             (Type::Decimal, Val::Int(i)) => Ok(Val::Decimal(Decimal::from(i))),
             (Type::Decimal, Val::Float(f)) => Decimal::from_f64(f)
                 .map(Val::Decimal)
                 .ok_or_else(|| format!("{f} does not fit a decimal")),
-            (Type::Decimal, Val::Str(s)) => parse_decimal(s.trim())
-                .map(Val::Decimal)
-                .ok_or_else(|| format!("string {} is not a decimal number", quoted(&s))),
+            (Type::Decimal, Val::Str(s)) => match parse_decimal(s.trim()) {
+                Some(d) => Ok(Val::Decimal(d)),
+                None if s.trim().parse::<f64>().is_ok_and(f64::is_finite) => Err(format!(
+                    "string {} cannot be kept exactly: a decimal holds at most 28 significant digits",
+                    quoted(&s)
+                )),
+                None => Err(format!("string {} is not a decimal number", quoted(&s))),
+            },
             (Type::Bool, Val::Bool(b)) => Ok(Val::Bool(b)),
             (Type::Bool, Val::Str(s)) if s == "true" || s == "false" => Ok(Val::Bool(s == "true")),
             (Type::Datetime, Val::Datetime(d)) => Ok(Val::Datetime(d)),
@@ -220,8 +245,19 @@ impl Val {
             Val::Int(i) => Some(*i as f64),
             Val::Decimal(d) => d.to_f64(),
             Val::Float(f) => Some(*f),
+            Val::Json(Json::Number(n)) => n.as_f64(),
             _ => None,
         }
+    }
+}
+
+/// A number's text, cut to 40 characters for a reason.
+fn brief_text(n: &serde_json::Number) -> String {
+    let t = n.to_string();
+    if t.chars().count() > 40 {
+        format!("{}…", t.chars().take(40).collect::<String>())
+    } else {
+        t
     }
 }
 
@@ -234,26 +270,65 @@ fn itoa(i: i64) -> String {
     i.to_string()
 }
 
-/// A JSON number as the narrowest exact value: an int, else an exact decimal, else a float.
+/// A JSON number as the narrowest exact value: an int, else an exact decimal, else the
+/// number itself (its text kept), which arithmetic treats as a float and a `decimal`
+/// field refuses rather than rounding it.
 pub fn number_val(n: &serde_json::Number) -> Val {
     if let Some(i) = n.as_i64() {
         return Val::Int(i);
     }
-    let text = n.to_string();
-    match parse_decimal(&text) {
+    match parse_decimal(&n.to_string()) {
         Some(d) => Val::Decimal(d),
-        None => Val::Float(n.as_f64().unwrap_or(f64::NAN)),
+        None => Val::Json(Json::Number(n.clone())),
     }
 }
 
-/// `12.50`, `-3`, `1e3`: exact where a decimal can hold it.
+/// `12.50`, `-3`, `1e3`: the decimal that holds exactly this number, or `None` when a
+/// decimal cannot (more than 28 significant digits, or out of range): never rounded.
 pub fn parse_decimal(s: &str) -> Option<Decimal> {
     if s.is_empty() {
         return None;
     }
-    Decimal::from_str(s)
-        .ok()
-        .or_else(|| Decimal::from_scientific(s).ok())
+    let d = match Decimal::from_str_exact(s) {
+        Ok(d) => d,
+        // Rounded, or written with an exponent: keep it only when nothing was lost.
+        Err(_) => Decimal::from_str(s)
+            .or_else(|_| Decimal::from_scientific(s))
+            .ok()
+            .filter(|d| same_number(s, &d.to_string()))?,
+    };
+    Some(d)
+}
+
+/// Whether two decimal numerals (`-1.50`, `15e-1`) name the same number: compares their
+/// sign, significant digits and magnitude as text, so nothing is rounded on the way.
+fn same_number(a: &str, b: &str) -> bool {
+    digits_of(a).is_some() && digits_of(a) == digits_of(b)
+}
+
+/// (negative, significant digits, exponent of the first digit) of a numeral.
+fn digits_of(s: &str) -> Option<(bool, String, i64)> {
+    let (neg, s) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let (mantissa, exp) = match s.find(['e', 'E']) {
+        Some(i) => (&s[..i], s[i + 1..].parse::<i64>().ok()?),
+        None => (s, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if int.is_empty() && frac.is_empty()
+        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let all = format!("{int}{frac}");
+    let lead = all.bytes().take_while(|b| *b == b'0').count();
+    let digits = all[lead..].trim_end_matches('0').to_string();
+    if digits.is_empty() {
+        return Some((false, String::new(), 0));
+    }
+    Some((neg, digits, exp + int.len() as i64 - lead as i64))
 }
 
 /// Writes a JSON string with escapes.
@@ -311,6 +386,62 @@ mod tests {
             Json::String("0.10".into())
         );
         assert!(Val::Str("ten".into()).convert(Type::Decimal).is_err());
+    }
+
+    #[test]
+    fn a_decimal_is_kept_exactly_or_refused_never_rounded() {
+        let kept = |v: Val| v.convert(Type::Decimal).map(|d| d.to_text());
+        assert_eq!(kept(num("1e3")), Ok("1000".into()));
+        assert_eq!(kept(num("-2.5E-3")), Ok("-0.0025".into()));
+        assert_eq!(
+            kept(num("0.1234567890123456789012345678")),
+            Ok("0.1234567890123456789012345678".into())
+        );
+        // Trailing zeros beyond what a decimal holds lose nothing.
+        assert_eq!(
+            kept(Val::Str("1.000000000000000000000000000000000".into())),
+            Ok("1.0000000000000000000000000000".into())
+        );
+        for refused in [
+            num("0.10000000000000000000000000001"),
+            num("1e-40"),
+            num("1e400"),
+            Val::Str("1.00000000000000000000000000009".into()),
+            Val::Str("123456789012345678901234567890.5".into()),
+        ] {
+            let e = refused.clone().convert(Type::Decimal).unwrap_err();
+            assert!(e.contains("cannot be kept exactly"), "{refused:?}: {e}");
+        }
+        // Kept as written where the field is json or string.
+        assert_eq!(
+            num("0.10000000000000000000000000001")
+                .convert(Type::Json)
+                .unwrap()
+                .to_json()
+                .to_string(),
+            "0.10000000000000000000000000001"
+        );
+        assert_eq!(
+            num("1e-40").convert(Type::String),
+            Ok(Val::Str("1e-40".into()))
+        );
+    }
+
+    #[test]
+    fn a_float_is_finite() {
+        assert_eq!(num("2.5").convert(Type::Float), Ok(Val::Float(2.5)));
+        assert_eq!(
+            num("0.10000000000000000000000000001").convert(Type::Float),
+            Ok(Val::Float(0.1))
+        );
+        for refused in [
+            num("1e400"),
+            Val::Str("NaN".into()),
+            Val::Str("inf".into()),
+            Val::Str("-Infinity".into()),
+        ] {
+            assert!(refused.clone().convert(Type::Float).is_err(), "{refused:?}");
+        }
     }
 
     #[test]

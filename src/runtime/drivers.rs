@@ -61,6 +61,22 @@ pub async fn scheduled_driver(
 ) {
     let name = poller.src.name.clone();
     let mut next_start = tokio::time::Instant::now();
+    // `every` and `once` run at start; `cron` only at its times (but `--once` runs
+    // every source one time, now).
+    if !once && matches!(poller.src.schedule, crate::check::Schedule::Cron(_)) {
+        let Some(first) = schedule::next_after(&poller.src.schedule, next_start) else {
+            return;
+        };
+        super::progress::waiting(&name, first.saturating_duration_since(next_start));
+        tokio::select! {
+            _ = tokio::time::sleep_until(first) => {}
+            _ = stop.stopped() => return,
+        }
+        if stop.is_stopping() {
+            return;
+        }
+        next_start = first;
+    }
     loop {
         let started = tokio::time::Instant::now();
         super::progress::running(&name);

@@ -50,6 +50,13 @@ pub fn running(name: &str) {
     }
 }
 
+/// A source that has not run yet and waits for its first time.
+pub fn waiting(name: &str, first: Duration) {
+    if let Some(bar) = bar(name) {
+        bar.set_message(format!("{name}: first run in {}s", first.as_secs()));
+    }
+}
+
 pub fn finished(name: &str, t: &SourceTotals, next: Option<Duration>) {
     let Some(bar) = bar(name) else { return };
     let next = match next {
