@@ -339,6 +339,34 @@ fn the_watermark_moves_past_a_rejected_record() {
     assert!(p.rejected("src").is_empty());
 }
 
+/// Spec §5.2: a rejected record is considered again on the next run and collected once
+/// it converts, though the watermark has moved past it.
+#[test]
+fn a_rejected_record_below_the_watermark_is_collected_once_it_converts() {
+    let mut recs = records::make(6);
+    recs[2]["amount"] = json!("n/a");
+    let api = api_with(recs, Paging::none());
+    let p = Pipeline::new(&one_source(
+        &api.url(),
+        "get = \"/items\"\n  incremental { cursor = created_at }",
+    ));
+    p.run_ok();
+    assert_eq!(p.jsonl(LINES).len(), 5);
+    assert_contains(&p.state(), &records::created_at(6));
+    p.run_ok();
+    assert_eq!(p.jsonl(LINES).len(), 5, "still rejected: nothing new");
+    api.upsert_record(
+        PATH,
+        "id",
+        records::changed(&records::record(3), "amount", json!("3.00")),
+    );
+    p.run_ok();
+    assert_eq!(ids(&new_lines(&p, 5)), ["r00003"]);
+    assert!(p.rejected("src").is_empty());
+    p.run_ok();
+    assert_eq!(p.jsonl(LINES).len(), 6, "collected once");
+}
+
 #[test]
 fn a_killed_run_is_made_good_by_the_next() {
     let api = api_with(records::make(20), Paging::page(5));

@@ -233,21 +233,23 @@ impl ExtractNode {
                 }
             };
             let cursor = self.ex.cursor_of(&record).cloned();
+            let key = keyed.then(|| self.ex.key_of(&record));
             if let Some(c) = &cursor {
                 raise(c, &mut max_cursor);
                 // Older than what was already collected: not new (equal ones are ties,
-                // settled by key below).
+                // settled by key below) — unless it was rejected before and converts now
+                // (spec §5.2: the watermark moved past it, the record is collected still).
                 if run
                     .start_watermark
                     .as_ref()
                     .is_some_and(|w| c.compare(w) == Some(Ordering::Less))
+                    && !key.as_ref().is_some_and(|k| run.rejected.contains(k))
                 {
                     continue;
                 }
             }
             let mut json = Vec::with_capacity(256);
             write_record(&self.ex.names, &record, &mut json);
-            let key = keyed.then(|| self.ex.key_of(&record));
             if let Some(k) = &key {
                 let fp = xxhash_rust::xxh3::xxh3_64(&json);
                 let known = match run.keys.get(k) {
