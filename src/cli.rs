@@ -35,7 +35,7 @@ pub enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
-    /// Print what a sled sink or an aggregate holds, or a source's rejected records
+    /// Print what a sled sink, an aggregate or a source holds (a source: its keys; with --rejected, its rejected records)
     Dump {
         file: PathBuf,
         name: String,

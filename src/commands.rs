@@ -177,8 +177,38 @@ fn plural(n: u64) -> &'static str {
     }
 }
 
-/// What `dump` prints: the records of a sled sink, the groups of an aggregate, or the
-/// rejected list of a source.
+/// What a source holds: one object per key it remembers, `{"key": {FIELD: VALUE, ...},
+/// "cursor": VALUE}` (the cursor only with `incremental`), in key order.
+fn source_keys(
+    p: &crate::check::Pipeline,
+    store: &dyn StateStore,
+    name: &str,
+) -> Result<Vec<serde_json::Value>, String> {
+    let fields = &p.sources[name].key;
+    if fields.is_empty() {
+        return Err(format!("source `{name}` has no `key`, so it remembers no records; `--rejected` lists its rejected ones"));
+    }
+    let rows = store.keys(name).map_err(|e| e.to_string())?;
+    Ok(rows
+        .into_iter()
+        .map(|(key, entry)| {
+            let text = String::from_utf8_lossy(&key);
+            let key: serde_json::Map<String, serde_json::Value> = fields
+                .iter()
+                .cloned()
+                .zip(text.split('\u{1f}').map(serde_json::Value::from))
+                .collect();
+            let mut row = serde_json::json!({ "key": key });
+            if let Some(c) = entry.cursor {
+                row["cursor"] = c;
+            }
+            row
+        })
+        .collect())
+}
+
+/// What `dump` prints: the records of a sled sink, the groups of an aggregate, or what a
+/// source holds (the keys it remembers, or with `--rejected` its rejected list).
 pub fn dump(
     loaded: &Loaded,
     store: &dyn StateStore,
@@ -197,11 +227,12 @@ pub fn dump(
         store.rejected(name).map_err(|e| e.to_string())?
     } else if p.aggregates.contains_key(name) {
         crate::nodes::aggregate::dump(p, name, store)?
+    } else if p.sources.contains_key(name) && !p.sinks.contains_key(name) {
+        source_keys(p, store, name)?
     } else {
         let tree = match p.sinks.get(name) {
             Some(Sink::Sled { tree, .. }) => tree.clone(),
             Some(_) => return Err(format!("sink `{name}` is not a sled sink; only sled sinks keep records in the data directory")),
-            None if p.sources.contains_key(name) => return Err(format!("`{name}` is a source: use `--rejected` for its rejected records, or name a sled sink")),
             None => return Err(format!("no sled sink or aggregate named `{name}` (sled sinks: {}; aggregates: {})", names(p.sinks.iter().filter(|(_, s)| matches!(s, Sink::Sled { .. })).map(|(n, _)| n)), names(p.aggregates.keys()))),
         };
         store

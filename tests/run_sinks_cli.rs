@@ -255,6 +255,39 @@ fn child_sources_run_once_per_new_or_changed_parent() {
 
 // ---- state ------------------------------------------------------------------------------
 
+/// `dump SOURCE` prints what a source holds: the keys it remembers (with their cursor
+/// under `incremental`), one object each.
+#[test]
+fn dump_of_a_source_lists_the_keys_it_remembers() {
+    let api = api_with(4);
+    let p = Pipeline::new(&pipeline(
+        &api.url(),
+        "sink store = sled(\"items\")",
+        "store",
+    ));
+    p.run_ok();
+    let keys = p.dump("src");
+    assert_eq!(
+        keys,
+        (1..=4)
+            .map(|i| json!({ "key": { "id": format!("r{i:05}") } }))
+            .collect::<Vec<_>>()
+    );
+
+    let p = Pipeline::new(
+        &pipeline(&api.url(), "sink store = sled(\"items\")", "store").replace(
+            "records = $.data[*]",
+            "records = $.data[*]\n  incremental { cursor = created_at }",
+        ),
+    );
+    p.run_ok();
+    // Only the keys at the watermark stay (the ties); older ones are pruned.
+    assert_eq!(
+        p.dump("src"),
+        [json!({ "key": { "id": "r00004" }, "cursor": records::created_at(4) })]
+    );
+}
+
 #[test]
 fn state_shows_the_watermark_and_counts_and_reset_starts_over() {
     let api = api_with(10);

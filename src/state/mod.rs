@@ -103,6 +103,8 @@ pub trait StateStore: Send + Sync {
     /// Forgets keys whose cursor is below the watermark, as decided by `below`.
     fn prune_keys(&self, source: &str, below: &dyn Fn(&Json) -> bool) -> Result<usize>;
     fn key_count(&self, source: &str) -> Result<usize>;
+    /// Every key the source remembers, in key order.
+    fn keys(&self, source: &str) -> Result<Vec<(Vec<u8>, KeyEntry)>>;
     fn rejected(&self, source: &str) -> Result<Vec<Json>>;
     /// The keys of a source's rejected records.
     fn rejected_keys(&self, source: &str) -> Result<std::collections::HashSet<Vec<u8>>>;
@@ -325,6 +327,19 @@ impl StateStore for SledStore {
 
     fn key_count(&self, source: &str) -> Result<usize> {
         Ok(self.tree("keys", source)?.len())
+    }
+
+    fn keys(&self, source: &str) -> Result<Vec<(Vec<u8>, KeyEntry)>> {
+        let mut out = Vec::new();
+        for kv in self.tree("keys", source)?.iter() {
+            let (k, v) = kv?;
+            let entry = KeyEntry::decode(&v).ok_or_else(|| StateError::Damaged {
+                what: format!("the keys of `{source}`"),
+                reason: "an entry does not decode".into(),
+            })?;
+            out.push((k.to_vec(), entry));
+        }
+        Ok(out)
     }
 
     fn rejected(&self, source: &str) -> Result<Vec<Json>> {
