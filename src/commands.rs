@@ -295,10 +295,18 @@ pub fn state(loaded: &Loaded, store: &dyn StateStore) -> Result<String, String> 
         let keys = store.key_count(name).map_err(|e| e.to_string())?;
         let queued = store.child_queue(name).map(|q| q.len()).unwrap_or(0);
         out.push_str(&format!("{name}\n"));
-        out.push_str(&format!(
-            "  watermark:    {}\n",
-            m.watermark.map_or("none".to_string(), |w| w.to_string())
-        ));
+        let start = loaded.pipeline.sources[name]
+            .incremental
+            .as_ref()
+            .and_then(|i| i.start.as_ref())
+            .map(|l| crate::nodes::eval::lit_value(l).to_json());
+        let watermark = match (m.watermark, start) {
+            (Some(w), _) => w.to_string(),
+            // Nothing above `start` collected yet: `start` is the watermark in effect.
+            (None, Some(s)) => format!("{s} (its start)"),
+            (None, None) => "none".to_string(),
+        };
+        out.push_str(&format!("  watermark:    {watermark}\n"));
         out.push_str(&format!(
             "  records seen: {}  emitted: {}  rejected: {}  keys held: {keys}\n",
             m.records_seen, m.emitted, m.rejected

@@ -113,6 +113,22 @@ fn the_watermark_param_starts_at_start() {
 }
 
 #[test]
+fn state_shows_start_while_nothing_newer_was_collected() {
+    let api = api_with(records::make(3), Paging::none());
+    let start = records::created_at(9);
+    let p = Pipeline::new(&one_source(
+        &api.url(),
+        &format!("get = \"/items\"\n  incremental {{ cursor = created_at  start = \"{start}\" }}"),
+    ));
+    p.run_ok();
+    assert!(p.jsonl(LINES).is_empty());
+    assert_contains(
+        &p.state(),
+        &format!("watermark:    \"{start}\" (its start)"),
+    );
+}
+
+#[test]
 fn records_older_than_start_are_not_new() {
     // the API ignores the parameter: `start` is still the initial watermark
     let api = api_with(records::make(9), Paging::none());
