@@ -139,10 +139,11 @@ fn recompute(latest: &HashMap<u8, Rec>, appended: &[Rec]) -> BTreeMap<Group, Val
             let total: Option<Decimal> = (!amounts.is_empty()).then(|| amounts.iter().sum());
             let row = json!({
                 "n": recs.len(),
-                "total": total.map(|t| t.normalize().to_string()),
+                // Exactly as a sum of these decimals writes it: at their greatest scale.
+                "total": total.map(|t| t.to_string()),
                 "lo": amounts.iter().min().map(|d| d.normalize().to_string()),
                 "hi": scores.iter().max(),
-                "mean": total.map(|t| (t / Decimal::from(amounts.len())).normalize().to_string()),
+                "mean": total.map(|t| (t / Decimal::from(amounts.len())).to_string()),
                 "kinds": scores.iter().collect::<BTreeSet<_>>().len(),
                 "big": amounts.iter().max().map(|d| d.normalize().to_string()),
             });
@@ -151,7 +152,8 @@ fn recompute(latest: &HashMap<u8, Rec>, appended: &[Rec]) -> BTreeMap<Group, Val
         .collect()
 }
 
-/// The view as the store holds it, decimals normalised for comparison.
+/// The view as the store holds it; min and max normalised for comparison (equal values
+/// written at different scales are one value, shown as first seen).
 fn view_rows(view: &View, store: &SledStore) -> BTreeMap<Group, Value> {
     view.rows(store)
         .unwrap()
@@ -161,6 +163,9 @@ fn view_rows(view: &View, store: &SledStore) -> BTreeMap<Group, Value> {
             let g = row.remove("g").unwrap().as_str().unwrap().to_string();
             let h = row.remove("h").unwrap().as_i64().unwrap();
             for (name, v) in row.iter_mut() {
+                if name == "total" || name == "mean" {
+                    continue;
+                }
                 if let Value::String(s) = v {
                     let d: Decimal = s
                         .parse()

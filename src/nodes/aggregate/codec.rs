@@ -101,11 +101,32 @@ pub struct Acc {
     /// The exact sum (sum, avg).
     #[serde(default, skip_serializing_if = "Decimal::is_zero")]
     pub s: Decimal,
+    /// Values added by their decimal scale (sum, avg): a recomputation's sum has the
+    /// greatest scale among the values held, which a retraction may lower.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub k: std::collections::BTreeMap<u32, u64>,
     /// The canonical text of the current extreme (min, max) and its value as shown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub x: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub xv: Option<Json>,
+}
+
+impl Acc {
+    /// The sum at the scale a recomputation over the values held would give it. A view
+    /// written before scales were counted keeps its sum as it is.
+    pub fn sum(&self) -> Decimal {
+        let counted: u64 = self.k.values().sum();
+        match self.k.keys().next_back() {
+            Some(&scale) if counted == self.n && scale < self.s.scale() => {
+                let mut s = self.s;
+                // Exact: every value held has at most this scale.
+                s.rescale(scale);
+                s
+            }
+            _ => self.s,
+        }
+    }
 }
 
 fn is_zero(n: &u64) -> bool {

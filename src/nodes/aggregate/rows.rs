@@ -39,9 +39,9 @@ impl View {
                 AggFunc::Count => Json::from(n),
                 AggFunc::CountDistinct => Json::from(acc.n),
                 _ if acc.n == 0 => Json::Null,
-                AggFunc::Sum => number(acc.s, *ty),
+                AggFunc::Sum => number(acc.sum(), *ty),
                 AggFunc::Avg => acc
-                    .s
+                    .sum()
                     .checked_div(Decimal::from(acc.n))
                     .map_or(Json::Null, |d| number(d, *ty)),
                 AggFunc::Min | AggFunc::Max => acc.xv.unwrap_or(Json::Null),

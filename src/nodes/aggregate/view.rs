@@ -294,6 +294,7 @@ impl View {
                         Some(s) => {
                             acc.s = s;
                             acc.n += 1;
+                            *acc.k.entry(d.scale()).or_default() += 1;
                         }
                         None => {
                             tracing::warn!(aggregate = %self.name, value = %d, "a sum overflows; the value is left out");
@@ -351,6 +352,12 @@ impl View {
                     let d: Decimal = a.parse().map_err(|_| format!("bad decimal {a}"))?;
                     acc.s = acc.s.checked_sub(d).ok_or("a sum overflows")?;
                     acc.n = acc.n.saturating_sub(1);
+                    if let Some(c) = acc.k.get_mut(&d.scale()) {
+                        *c -= 1;
+                        if *c == 0 {
+                            acc.k.remove(&d.scale());
+                        }
+                    }
                 }
                 AggFunc::Min | AggFunc::Max | AggFunc::CountDistinct => {
                     let key = values_key(g, i, &a);

@@ -157,3 +157,20 @@ fn a_changed_definition_starts_the_view_afresh() {
     let view = View::open(&changed, "totals", &store).unwrap();
     assert!(rows(&view, &store).is_empty());
 }
+
+/// A retraction leaves the sum at the scale a recomputation would give: after the one
+/// value written with cents leaves the group, `1` stays `1`, not `1.00`.
+#[test]
+fn a_sum_keeps_the_scale_of_the_values_it_still_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let p = pipeline(PIPELINE);
+    let view = View::open(&p, "totals", &store).unwrap();
+    let page = [rec("1", "a", Some("1")), rec("2", "a", Some("2.00"))];
+    view.apply(&store, "orders", &page, true).unwrap();
+    assert_eq!(rows(&view, &store)[0]["total"], json!("3.00"));
+    view.apply(&store, "orders", &[rec("2", "b", Some("2.00"))], true)
+        .unwrap();
+    let a = &rows(&view, &store)[0];
+    assert_eq!((&a["total"], &a["mean"]), (&json!("1"), &json!("1")), "{a}");
+}
