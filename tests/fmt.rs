@@ -399,6 +399,33 @@ fn missing_and_non_utf8_files_exit_2_like_check() {
 
 // ---- never a panic ----
 
+#[test]
+fn huge_expressions_are_a_syntax_error_not_a_stack_overflow() {
+    let (dir, _) = temp_file("");
+    for (name, text) in [
+        (
+            "chain.hmr",
+            format!("sink s = stdout({})\n", vec!["a"; 20_000].join(" + ")),
+        ),
+        (
+            "prefix.hmr",
+            format!("sink s = stdout({} a)\n", vec!["not"; 50_000].join(" ")),
+        ),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, &text).unwrap();
+        for command in ["fmt", "check"] {
+            hamstr()
+                .arg(command)
+                .arg(&path)
+                .assert()
+                .code(1)
+                .stderr(predicates::str::contains("too deep"));
+        }
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    }
+}
+
 /// Formatting must never panic; when it succeeds, the output is stable and keeps the
 /// comments.
 fn holds(text: &str) {
