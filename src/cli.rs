@@ -62,6 +62,13 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
         format: GraphFormat,
     },
+    /// Rewrite a pipeline file in canonical layout, keeping its comments
+    Fmt {
+        file: PathBuf,
+        /// Write nothing; exit 1 and print a diff when the file is not canonical
+        #[arg(long)]
+        check: bool,
+    },
     /// Start the bundled demo restaurant API and collect from it
     Demo {
         /// Port of the demo API on 127.0.0.1

@@ -350,3 +350,88 @@ pub fn state(loaded: &Loaded, store: &dyn StateStore) -> Result<String, String> 
     }
     Ok(out)
 }
+
+/// What `fmt` did, or would do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Fmt {
+    /// The file is already canonical; nothing was written.
+    Canonical,
+    /// The file was rewritten.
+    Rewritten,
+    /// `--check`: the file would change, as this unified diff says.
+    WouldChange(String),
+}
+
+/// Why `fmt` left a file alone.
+#[derive(Debug)]
+pub enum FmtFailure {
+    /// The file could not be read or written: one line.
+    Io(String),
+    /// The file does not parse (the rendered diagnostics of `check`), or could not be
+    /// formatted safely (one line).
+    Pipeline(String),
+}
+
+/// Formats a pipeline file in place (unless `check_only`). A file with syntax errors is
+/// not touched; its diagnostics are rendered as `hamstr check` renders them.
+pub fn fmt(path: &Path, check_only: bool, color: bool) -> Result<Fmt, FmtFailure> {
+    let text = crate::read_pipeline(path).map_err(FmtFailure::Io)?;
+    let formatted = match crate::format::format(&text) {
+        Ok(f) => f,
+        Err(crate::format::FormatError::Syntax(_)) => {
+            let checked = check::check(&path.display().to_string(), &text, &|k| {
+                std::env::var(k).ok()
+            });
+            return Err(FmtFailure::Pipeline(checked.report.render(color, 100)));
+        }
+        Err(crate::format::FormatError::Unsafe(why)) => {
+            return Err(FmtFailure::Pipeline(format!(
+                "error: `{}` was left as it is: {why}\n",
+                path.display()
+            )))
+        }
+    };
+    if formatted == text {
+        return Ok(Fmt::Canonical);
+    }
+    if check_only {
+        let name = path.display().to_string();
+        let diff = similar::TextDiff::from_lines(&text, &formatted)
+            .unified_diff()
+            .context_radius(3)
+            .header(&name, &format!("{name} (formatted)"))
+            .to_string();
+        return Ok(Fmt::WouldChange(diff));
+    }
+    write_replacing(path, &formatted).map_err(FmtFailure::Io)?;
+    Ok(Fmt::Rewritten)
+}
+
+/// Writes a temporary file beside the target and renames it over the target, so a
+/// crash leaves either the old text or the new, never half of one. A symbolic link is
+/// followed: the file it points to is replaced, the link stays.
+fn write_replacing(path: &Path, text: &str) -> Result<(), String> {
+    use std::io::Write;
+    let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let file_name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "pipeline".into());
+    let tmp = target.with_file_name(format!(".{file_name}.fmt-{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        if let Ok(meta) = std::fs::metadata(&target) {
+            f.set_permissions(meta.permissions())?;
+        }
+        f.sync_all()?;
+        std::fs::rename(&tmp, &target)
+    })();
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot write `{}`: {e}", path.display())
+    })
+}

@@ -2,12 +2,14 @@
 //!
 //! A `.hmr` file flows one way through these stages:
 //! text → [`syntax`] (spanned AST) → [`check`] (diagnostics and a checked pipeline).
+//! [`format`] prints a syntax tree back as canonical text (`hamstr fmt`).
 
 pub mod check;
 pub mod commands;
 pub mod control;
 pub mod demo;
 pub mod demo_run;
+pub mod format;
 pub mod nodes;
 pub mod plan;
 pub mod runtime;

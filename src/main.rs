@@ -101,6 +101,7 @@ fn main() {
             }
             Err(e) => fail(&e),
         },
+        Command::Fmt { file, check } => fmt(&file, check, color),
         Command::Demo {
             port,
             data_dir,
@@ -158,6 +159,25 @@ fn check(file: &Path, format: CheckFormat, color: bool) -> Outcome {
         Outcome::Failed
     } else {
         Outcome::Ok
+    }
+}
+
+fn fmt(file: &Path, check: bool, color: bool) -> Outcome {
+    match commands::fmt(file, check, color) {
+        Ok(commands::Fmt::Canonical | commands::Fmt::Rewritten) => Outcome::Ok,
+        Ok(commands::Fmt::WouldChange(diff)) => {
+            eprintln!("`{}` is not formatted", file.display());
+            print!("{diff}");
+            Outcome::Failed
+        }
+        Err(commands::FmtFailure::Pipeline(report)) => {
+            eprint!("{report}");
+            Outcome::Failed
+        }
+        Err(commands::FmtFailure::Io(e)) => {
+            eprintln!("error: {e}");
+            Outcome::Usage
+        }
     }
 }
 

@@ -226,3 +226,100 @@ impl Block {
         self.stmts.iter().find(|s| s.name.text == name)
     }
 }
+
+/// Span-blind comparison, the way kdl-rs and dhall-rust compare trees: every span set
+/// to zero, so two texts that differ only in layout give equal trees.
+impl File {
+    pub fn without_spans(&self) -> File {
+        let mut f = self.clone();
+        for item in &mut f.items {
+            match item {
+                Item::Service(s) => {
+                    s.span = Span::default();
+                    erase_ident(&mut s.name);
+                    erase_block(&mut s.body);
+                }
+                Item::Model(m) => {
+                    m.span = Span::default();
+                    erase_ident(&mut m.name);
+                    for field in &mut m.fields {
+                        erase_ident(&mut field.name);
+                        erase_type(&mut field.ty);
+                    }
+                }
+                Item::Source(s) => {
+                    s.span = Span::default();
+                    erase_ident(&mut s.name);
+                    erase_ident(&mut s.service);
+                    erase_block(&mut s.body);
+                }
+                Item::Sink(s) => {
+                    s.span = Span::default();
+                    erase_ident(&mut s.name);
+                    erase_expr(&mut s.value);
+                }
+                Item::Flow(fl) => {
+                    fl.span = Span::default();
+                    fl.inputs.iter_mut().for_each(erase_ident);
+                    fl.outputs.iter_mut().for_each(erase_ident);
+                }
+                Item::Aggregate(a) => {
+                    a.span = Span::default();
+                    erase_ident(&mut a.name);
+                    erase_block(&mut a.body);
+                }
+            }
+        }
+        f
+    }
+}
+
+fn erase_ident(i: &mut Ident) {
+    i.span = Span::default();
+}
+
+fn erase_type(t: &mut TypeRef) {
+    t.span = Span::default();
+    erase_ident(&mut t.name);
+}
+
+fn erase_block(b: &mut Block) {
+    b.span = Span::default();
+    for s in &mut b.stmts {
+        s.span = Span::default();
+        s.name.span = Span::default();
+        match &mut s.value {
+            StmtValue::Expr(e) => erase_expr(e),
+            StmtValue::Typed(t, e) => {
+                erase_type(t);
+                erase_expr(e);
+            }
+            StmtValue::Block(inner) => erase_block(inner),
+        }
+    }
+}
+
+fn erase_expr(e: &mut Expr) {
+    e.span = Span::default();
+    match &mut e.kind {
+        ExprKind::List(args) => args.iter_mut().for_each(erase_arg),
+        ExprKind::Call { name, args } => {
+            erase_ident(name);
+            args.iter_mut().for_each(erase_arg);
+        }
+        ExprKind::Name(parts) => parts.iter_mut().for_each(erase_ident),
+        ExprKind::Unary(_, x) => erase_expr(x),
+        ExprKind::Binary(_, l, r) => {
+            erase_expr(l);
+            erase_expr(r);
+        }
+        _ => {}
+    }
+}
+
+fn erase_arg(a: &mut Arg) {
+    if let Some(n) = &mut a.name {
+        erase_ident(n);
+    }
+    erase_expr(&mut a.value);
+}

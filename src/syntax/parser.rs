@@ -15,6 +15,10 @@ struct HmrParser;
 /// parsing recurses, and hostile input must not overflow the stack.
 const MAX_NESTING: usize = 64;
 
+/// How deep an expression's operators may nest (`a + a + ...` nests once per `+`): the
+/// later stages walk expressions recursively.
+const MAX_EXPR_DEPTH: usize = 256;
+
 /// How many parser calls per byte of input are allowed before the file is refused as
 /// too complex: several times what real pipelines need.
 const CALLS_PER_BYTE: usize = 100;
@@ -57,7 +61,7 @@ pub fn parse(text: &str) -> (Option<File>, Vec<SyntaxError>) {
         Ok(pairs) => pairs,
         Err(err) => return (None, vec![syntax_error(text, err)]),
     };
-    let mut b = Builder { errors: Vec::new() };
+    let mut b = Builder::default();
     let mut file = File::default();
     let items = pairs
         .into_iter()
@@ -76,6 +80,10 @@ pub fn parse(text: &str) -> (Option<File>, Vec<SyntaxError>) {
             _ => continue,
         };
         file.items.push(item);
+    }
+    if b.too_deep {
+        // Like nesting, a refusal: no tree, so no errors that only follow from it.
+        return (None, b.errors);
     }
     (Some(file), b.errors)
 }
@@ -133,8 +141,13 @@ fn pratt() -> &'static PrattParser<Rule> {
     })
 }
 
+#[derive(Default)]
 struct Builder {
     errors: Vec<SyntaxError>,
+    /// An expression was refused as too deep: the file gets no tree.
+    too_deep: bool,
+    /// How many operators deep the expression being built already is.
+    depth: usize,
 }
 
 impl Builder {
@@ -285,19 +298,44 @@ impl Builder {
     }
 
     fn expr(&mut self, pair: Pair<Rule>) -> Expr {
+        let span = span_of(&pair);
         let mut pairs = pair.into_inner();
         // Most expressions are a single operand: nothing for the Pratt parser to order.
         if pairs.len() == 1 {
             return self.primary(pairs.next().expect("grammar: an operand"));
         }
+        // Refused before the tree is built: the Pratt parser recurses once per prefix
+        // operator in a row (and again inside parentheses), and a tree as deep as a
+        // long chain (`a + a + ...`) is dropped recursively.
+        let (mut run, mut longest, mut operators) = (0, 0, 0);
+        for p in pairs.clone() {
+            let prefix = matches!(p.as_rule(), Rule::neg | Rule::not_op);
+            run = if prefix { run + 1 } else { 0 };
+            longest = longest.max(run);
+            operators += usize::from(prefix || is_infix(p.as_rule()));
+            if operators > MAX_EXPR_DEPTH {
+                let message = format!("an expression with more than {MAX_EXPR_DEPTH} operators");
+                return self.refuse_deep(span, span_of(&p), message);
+            }
+        }
+        let depth = self.depth + longest + 1;
+        if depth > MAX_EXPR_DEPTH {
+            let message = format!("an expression nested more than {MAX_EXPR_DEPTH} deep");
+            return self.refuse_deep(span, Span::new(span.start, span.start + 1), message);
+        }
         // The Pratt parser's closures cannot all borrow `self` mutably at once, so
         // string errors are gathered in a cell and moved over afterwards.
         let errors = std::cell::RefCell::new(Vec::new());
+        let too_deep = std::cell::Cell::new(false);
         let expr = pratt()
             .map_primary(|p| {
-                let mut b = Builder { errors: Vec::new() };
+                let mut b = Builder {
+                    depth,
+                    ..Builder::default()
+                };
                 let e = b.primary(p);
                 errors.borrow_mut().extend(b.errors);
+                too_deep.set(too_deep.get() || b.too_deep);
                 e
             })
             .map_prefix(|op, rhs| {
@@ -336,7 +374,26 @@ impl Builder {
             })
             .parse(pairs);
         self.errors.extend(errors.into_inner());
+        self.too_deep |= too_deep.get();
+        // Depth counts operands too: `a + b` is two deep.
+        if self.depth + expr_depth(&expr) > MAX_EXPR_DEPTH + 1 {
+            let message = format!("an expression nested more than {MAX_EXPR_DEPTH} deep");
+            return self.refuse_deep(span, Span::new(span.start, span.start + 1), message);
+        }
         expr
+    }
+
+    /// Reports an expression too deep to work with. `null` stands in for it, but the
+    /// file gets no tree (see `parse`).
+    fn refuse_deep(&mut self, span: Span, at: Span, message: String) -> Expr {
+        let mut e = SyntaxError::new(at, message, "too deep");
+        e.help = Some("split it, or use a function such as `concat` or `coalesce`".into());
+        self.errors.push(e);
+        self.too_deep = true;
+        Expr {
+            kind: ExprKind::Null,
+            span,
+        }
     }
 
     fn primary(&mut self, pair: Pair<Rule>) -> Expr {
@@ -437,6 +494,46 @@ impl Builder {
         }
         out
     }
+}
+
+fn is_infix(rule: Rule) -> bool {
+    matches!(
+        rule,
+        Rule::coalesce
+            | Rule::or_op
+            | Rule::and_op
+            | Rule::eq
+            | Rule::ne
+            | Rule::le
+            | Rule::ge
+            | Rule::lt
+            | Rule::gt
+            | Rule::add
+            | Rule::sub
+            | Rule::mul
+            | Rule::div
+    )
+}
+
+/// How deep an expression's tree is, found without recursion (the tree may be deep).
+fn expr_depth(e: &Expr) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(e, 1)];
+    while let Some((e, depth)) = stack.pop() {
+        deepest = deepest.max(depth);
+        match &e.kind {
+            ExprKind::Unary(_, x) => stack.push((x, depth + 1)),
+            ExprKind::Binary(_, l, r) => {
+                stack.push((l, depth + 1));
+                stack.push((r, depth + 1));
+            }
+            ExprKind::List(args) | ExprKind::Call { args, .. } => {
+                stack.extend(args.iter().map(|a| (&a.value, depth + 1)))
+            }
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Turns pest's error into one with readable expectations.
@@ -752,6 +849,37 @@ mod tests {
         let (file, errors) = parse(&text);
         assert!(file.is_none());
         assert!(errors[0].message.contains("nesting"));
+    }
+
+    #[test]
+    fn long_operator_chains_are_refused_not_overflowed() {
+        // 256 operators deep is fine; deeper is refused, however the depth is made (a
+        // chain, prefix operators, parentheses). Tens of thousands would overflow the
+        // stack of the Pratt parser or of the stages that walk the tree.
+        let ok = format!("sink s = {}", vec!["a"; 257].join(" + "));
+        assert!(parse(&ok).1.is_empty());
+        let nested = (0..4).fold("a".to_string(), |inner, _| {
+            format!("({inner}{})", " + a".repeat(100))
+        });
+        for text in [
+            format!("sink s = {}", vec!["a"; 258].join(" + ")),
+            format!("sink s = {}", vec!["a"; 100_000].join(" + ")),
+            format!("sink s = {nested}"),
+            // The most recursion the Pratt parser can be made to do before a check.
+            format!(
+                "sink s = {}",
+                (0..60).fold("a".to_string(), |inner, _| {
+                    format!("({}{inner})", "-".repeat(64))
+                })
+            ),
+            format!("sink s = {}a", "not -".repeat(129)),
+            format!("sink s = {}a", "-".repeat(100_000)),
+        ] {
+            let (file, errors) = parse(&text);
+            assert!(file.is_none(), "{}", &text[..60]);
+            assert!(!errors.is_empty());
+            assert_eq!(errors[0].label, "too deep");
+        }
     }
 
     #[test]
