@@ -3,9 +3,7 @@
 
 use super::ast::*;
 use pest::iterators::Pair;
-use pest::pratt_parser::{Assoc, Op, PrattParser};
 use pest::Parser as _;
-use std::sync::OnceLock;
 
 #[derive(pest_derive::Parser)]
 #[grammar = "grammar/hamstr.pest"]
@@ -14,6 +12,11 @@ struct HmrParser;
 /// How deep brackets, braces and parentheses may nest before the file is refused:
 /// parsing recurses, and hostile input must not overflow the stack.
 const MAX_NESTING: usize = 64;
+
+/// How deep an expression's tree may be: each operator, call and list is a level. The
+/// checker and the evaluator walk expressions recursively, so a long chain such as
+/// `a and a and ...` must be refused rather than overflow the stack.
+const MAX_EXPR_DEPTH: usize = 256;
 
 /// How many parser calls per byte of input are allowed before the file is refused as
 /// too complex: several times what real pipelines need.
@@ -57,7 +60,10 @@ pub fn parse(text: &str) -> (Option<File>, Vec<SyntaxError>) {
         Ok(pairs) => pairs,
         Err(err) => return (None, vec![syntax_error(text, err)]),
     };
-    let mut b = Builder { errors: Vec::new() };
+    let mut b = Builder {
+        errors: Vec::new(),
+        too_deep: false,
+    };
     let mut file = File::default();
     let items = pairs
         .into_iter()
@@ -76,6 +82,9 @@ pub fn parse(text: &str) -> (Option<File>, Vec<SyntaxError>) {
             _ => continue,
         };
         file.items.push(item);
+    }
+    if b.too_deep {
+        return (None, b.errors);
     }
     (Some(file), b.errors)
 }
@@ -113,28 +122,50 @@ fn span_of(pair: &Pair<Rule>) -> Span {
     Span::new(s.start(), s.end())
 }
 
-fn pratt() -> &'static PrattParser<Rule> {
-    static PRATT: OnceLock<PrattParser<Rule>> = OnceLock::new();
-    PRATT.get_or_init(|| {
-        PrattParser::new()
-            .op(Op::infix(Rule::or_op, Assoc::Left))
-            .op(Op::infix(Rule::and_op, Assoc::Left))
-            .op(Op::prefix(Rule::not_op))
-            .op(Op::infix(Rule::eq, Assoc::Left)
-                | Op::infix(Rule::ne, Assoc::Left)
-                | Op::infix(Rule::lt, Assoc::Left)
-                | Op::infix(Rule::le, Assoc::Left)
-                | Op::infix(Rule::gt, Assoc::Left)
-                | Op::infix(Rule::ge, Assoc::Left))
-            .op(Op::infix(Rule::coalesce, Assoc::Left))
-            .op(Op::infix(Rule::add, Assoc::Left) | Op::infix(Rule::sub, Assoc::Left))
-            .op(Op::infix(Rule::mul, Assoc::Left) | Op::infix(Rule::div, Assoc::Left))
-            .op(Op::prefix(Rule::neg))
+// Binding powers, as pest's Pratt parser numbers them: a prefix operator takes as its
+// operand everything that binds tighter than itself, so `not a == b` is `not (a == b)`.
+const PREC_NOT: u8 = 30;
+const PREC_NEG: u8 = 80;
+
+/// An infix operator and how tightly it binds; all are left-associative.
+fn infix(rule: Rule) -> Option<(BinaryOp, u8)> {
+    Some(match rule {
+        Rule::or_op => (BinaryOp::Or, 10),
+        Rule::and_op => (BinaryOp::And, 20),
+        Rule::eq => (BinaryOp::Eq, 40),
+        Rule::ne => (BinaryOp::Ne, 40),
+        Rule::lt => (BinaryOp::Lt, 40),
+        Rule::le => (BinaryOp::Le, 40),
+        Rule::gt => (BinaryOp::Gt, 40),
+        Rule::ge => (BinaryOp::Ge, 40),
+        Rule::coalesce => (BinaryOp::Coalesce, 50),
+        Rule::add => (BinaryOp::Add, 60),
+        Rule::sub => (BinaryOp::Sub, 60),
+        Rule::mul => (BinaryOp::Mul, 70),
+        Rule::div => (BinaryOp::Div, 70),
+        _ => return None,
     })
+}
+
+/// An operator still waiting for its right-hand operand while an expression is built.
+enum Pending {
+    Prefix {
+        op: UnaryOp,
+        start: usize,
+        /// The binding power in force before the operator.
+        rbp: u8,
+    },
+    Infix {
+        op: BinaryOp,
+        lhs: (Expr, usize),
+        rbp: u8,
+    },
 }
 
 struct Builder {
     errors: Vec<SyntaxError>,
+    /// An expression was deeper than [`MAX_EXPR_DEPTH`]: the tree is incomplete.
+    too_deep: bool,
 }
 
 impl Builder {
@@ -285,95 +316,166 @@ impl Builder {
     }
 
     fn expr(&mut self, pair: Pair<Rule>) -> Expr {
-        let mut pairs = pair.into_inner();
-        // Most expressions are a single operand: nothing for the Pratt parser to order.
-        if pairs.len() == 1 {
-            return self.primary(pairs.next().expect("grammar: an operand"));
-        }
-        // The Pratt parser's closures cannot all borrow `self` mutably at once, so
-        // string errors are gathered in a cell and moved over afterwards.
-        let errors = std::cell::RefCell::new(Vec::new());
-        let expr = pratt()
-            .map_primary(|p| {
-                let mut b = Builder { errors: Vec::new() };
-                let e = b.primary(p);
-                errors.borrow_mut().extend(b.errors);
-                e
-            })
-            .map_prefix(|op, rhs| {
-                let span = span_of(&op).to(rhs.span);
-                let op = if op.as_rule() == Rule::neg {
-                    UnaryOp::Neg
-                } else {
-                    UnaryOp::Not
-                };
-                Expr {
-                    kind: ExprKind::Unary(op, Box::new(rhs)),
-                    span,
-                }
-            })
-            .map_infix(|lhs, op, rhs| {
-                let op = match op.as_rule() {
-                    Rule::add => BinaryOp::Add,
-                    Rule::sub => BinaryOp::Sub,
-                    Rule::mul => BinaryOp::Mul,
-                    Rule::div => BinaryOp::Div,
-                    Rule::eq => BinaryOp::Eq,
-                    Rule::ne => BinaryOp::Ne,
-                    Rule::lt => BinaryOp::Lt,
-                    Rule::le => BinaryOp::Le,
-                    Rule::gt => BinaryOp::Gt,
-                    Rule::ge => BinaryOp::Ge,
-                    Rule::and_op => BinaryOp::And,
-                    Rule::or_op => BinaryOp::Or,
-                    _ => BinaryOp::Coalesce,
-                };
-                let span = lhs.span.to(rhs.span);
-                Expr {
-                    kind: ExprKind::Binary(op, Box::new(lhs), Box::new(rhs)),
-                    span,
-                }
-            })
-            .parse(pairs);
-        self.errors.extend(errors.into_inner());
-        expr
+        self.sized_expr(pair).0
     }
 
-    fn primary(&mut self, pair: Pair<Rule>) -> Expr {
+    /// Reports an expression deeper than [`MAX_EXPR_DEPTH`]; what comes back only stands
+    /// in for it, since the file is refused.
+    fn too_deep(&mut self, span: Span) -> (Expr, usize) {
+        self.too_deep = true;
+        let mut e = SyntaxError::new(
+            span,
+            format!("this expression is nested deeper than {MAX_EXPR_DEPTH} levels"),
+            "too deep",
+        );
+        e.help = Some(format!(
+            "each operator, call and list adds a level, so a chain like `a and b and c` \
+             counts one per `and`; an expression may be at most {MAX_EXPR_DEPTH} levels deep"
+        ));
+        self.errors.push(e);
+        (
+            Expr {
+                kind: ExprKind::Null,
+                span,
+            },
+            1,
+        )
+    }
+
+    /// An expression and the depth of its tree (a literal or name is 1 deep).
+    ///
+    /// Operators are ordered by precedence climbing as pest's Pratt parser does it, but
+    /// with an explicit stack instead of recursion: `not not not ... x` must not
+    /// overflow the stack. A tree deeper than [`MAX_EXPR_DEPTH`] is never built; the
+    /// expression is reported and the file refused.
+    fn sized_expr(&mut self, pair: Pair<Rule>) -> (Expr, usize) {
+        // The pair's own span may run on over the blanks after the last operand.
+        let whole = pair.clone();
+        let mut pairs = pair.into_inner().peekable();
+        let mut stack: Vec<Pending> = Vec::new();
+        let mut rbp = 0;
+        loop {
+            // An operand: any prefix operators, then a primary.
+            let mut operand = loop {
+                let next = pairs.next().expect("grammar: an operand");
+                match next.as_rule() {
+                    Rule::neg | Rule::not_op => {
+                        let (op, prec) = if next.as_rule() == Rule::neg {
+                            (UnaryOp::Neg, PREC_NEG)
+                        } else {
+                            (UnaryOp::Not, PREC_NOT)
+                        };
+                        stack.push(Pending::Prefix {
+                            op,
+                            start: span_of(&next).start,
+                            rbp,
+                        });
+                        rbp = prec - 1;
+                    }
+                    _ => break self.primary(next),
+                }
+            };
+            // Fold finished operators into the operand until one binds the next operator.
+            loop {
+                let next = pairs.peek().and_then(|p| infix(p.as_rule()));
+                if let Some((op, prec)) = next.filter(|&(_, prec)| rbp < prec) {
+                    pairs.next();
+                    stack.push(Pending::Infix {
+                        op,
+                        lhs: operand,
+                        rbp,
+                    });
+                    rbp = prec;
+                    break;
+                }
+                let Some(pending) = stack.pop() else {
+                    return operand;
+                };
+                let (expr, depth) = operand;
+                let (node, outer) = match pending {
+                    Pending::Prefix { op, start, rbp } => {
+                        let span = Span::new(start, expr.span.end);
+                        let kind = ExprKind::Unary(op, Box::new(expr));
+                        ((Expr { kind, span }, depth + 1), rbp)
+                    }
+                    Pending::Infix {
+                        op,
+                        lhs: (lhs, lhs_depth),
+                        rbp,
+                    } => {
+                        let span = lhs.span.to(expr.span);
+                        let kind = ExprKind::Binary(op, Box::new(lhs), Box::new(expr));
+                        ((Expr { kind, span }, depth.max(lhs_depth) + 1), rbp)
+                    }
+                };
+                if node.1 > MAX_EXPR_DEPTH {
+                    let start = whole.as_span().start();
+                    let end = whole.into_inner().last().map_or(start, |p| span_of(&p).end);
+                    return self.too_deep(Span::new(start, end));
+                }
+                operand = node;
+                rbp = outer;
+            }
+        }
+    }
+
+    fn primary(&mut self, pair: Pair<Rule>) -> (Expr, usize) {
         let span = span_of(&pair);
         let text = pair.as_str();
-        let kind = match pair.as_rule() {
+        let (kind, depth) = match pair.as_rule() {
             Rule::paren => {
-                let inner = self.expr(pair.into_inner().next().expect("grammar: paren"));
-                return Expr {
-                    kind: inner.kind,
-                    span,
-                };
+                let (inner, depth) =
+                    self.sized_expr(pair.into_inner().next().expect("grammar: paren"));
+                return (
+                    Expr {
+                        kind: inner.kind,
+                        span,
+                    },
+                    depth,
+                );
             }
-            Rule::list => ExprKind::List(pair.into_inner().map(|a| self.arg(a)).collect()),
+            Rule::list => {
+                let (items, depth) = self.args(pair.into_inner());
+                (ExprKind::List(items), depth)
+            }
             Rule::call => {
                 let mut inner = pair.into_inner();
                 let name = self.ident(inner.next().expect("grammar: call name"));
-                let args = inner.map(|a| self.arg(a)).collect();
-                ExprKind::Call { name, args }
+                let (args, depth) = self.args(inner);
+                (ExprKind::Call { name, args }, depth)
             }
-            Rule::duration => ExprKind::Duration(text.to_string()),
-            Rule::rate => ExprKind::Rate(text.to_string()),
-            Rule::number => ExprKind::Number(text.to_string()),
-            Rule::string => ExprKind::Str(self.string(pair)),
-            Rule::boolean => ExprKind::Bool(text == "true"),
-            Rule::null => ExprKind::Null,
-            Rule::jsonpath => ExprKind::Path(text.to_string()),
-            _ => ExprKind::Name(pair.into_inner().map(|i| self.ident(i)).collect()),
+            Rule::duration => (ExprKind::Duration(text.to_string()), 1),
+            Rule::rate => (ExprKind::Rate(text.to_string()), 1),
+            Rule::number => (ExprKind::Number(text.to_string()), 1),
+            Rule::string => (ExprKind::Str(self.string(pair)), 1),
+            Rule::boolean => (ExprKind::Bool(text == "true"), 1),
+            Rule::null => (ExprKind::Null, 1),
+            Rule::jsonpath => (ExprKind::Path(text.to_string()), 1),
+            _ => (
+                ExprKind::Name(pair.into_inner().map(|i| self.ident(i)).collect()),
+                1,
+            ),
         };
-        Expr { kind, span }
+        if depth > MAX_EXPR_DEPTH {
+            return self.too_deep(span);
+        }
+        (Expr { kind, span }, depth)
     }
 
-    fn arg(&mut self, pair: Pair<Rule>) -> Arg {
-        let mut inner: Vec<Pair<Rule>> = pair.into_inner().collect();
-        let value = self.expr(inner.pop().expect("grammar: argument value"));
-        let name = inner.pop().map(|n| self.ident(n));
-        Arg { name, value }
+    /// The arguments of a call or the items of a list, and the depth of the node that
+    /// holds them.
+    fn args<'i>(&mut self, pairs: impl Iterator<Item = Pair<'i, Rule>>) -> (Vec<Arg>, usize) {
+        let mut depth = 0;
+        let args = pairs
+            .map(|pair| {
+                let mut inner: Vec<Pair<Rule>> = pair.into_inner().collect();
+                let (value, d) = self.sized_expr(inner.pop().expect("grammar: argument value"));
+                depth = depth.max(d);
+                let name = inner.pop().map(|n| self.ident(n));
+                Arg { name, value }
+            })
+            .collect();
+        (args, depth + 1)
     }
 
     /// Decodes a string literal's escapes; a bad escape is reported at its own span.
@@ -716,6 +818,17 @@ mod tests {
         }
     }
 
+    const QUIRKS: &[(&str, &str)] = &[
+        ("a * not b + c", "(a * (not (b + c)))"),
+        ("a == not b and c", "((a == (not b)) and c)"),
+        ("- a * b", "((-a) * b)"),
+        ("not not a or b", "((not (not a)) or b)"),
+        ("a - - - b", "(a - (-(-b)))"),
+        ("a ?? b + c * d - e", "(a ?? ((b + (c * d)) - e))"),
+        ("not a + not b + c", "(not (a + (not (b + c))))"),
+        ("a < b == c", "((a < b) == c)"),
+    ];
+
     #[test]
     fn precedence() {
         assert_eq!(show(&expr_of("a + b * c")), "(a + (b * c))");
@@ -727,6 +840,11 @@ mod tests {
         assert_eq!(show(&expr_of("-a - -b")), "((-a) - (-b))");
         assert_eq!(show(&expr_of("note and order")), "(note and order)");
         assert_eq!(show(&expr_of("parent.id")), "parent.id");
+        // Prefix operators take everything that binds tighter than themselves, as in
+        // pest's Pratt parser, which this parser replaced.
+        for (src, tree) in QUIRKS {
+            assert_eq!(show(&expr_of(src)), *tree, "{src}");
+        }
     }
 
     #[test]
@@ -744,6 +862,46 @@ mod tests {
         let (_, errors) = parse(r#"sink s = "bad \q escape""#);
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].span, Span::new(14, 16));
+    }
+
+    #[test]
+    fn operator_chains_are_limited_in_depth_not_overflowed() {
+        let depth_of = |e: &Expr| {
+            let mut deepest = 0;
+            let mut todo = vec![(e, 1)];
+            while let Some((e, d)) = todo.pop() {
+                deepest = deepest.max(d);
+                match &e.kind {
+                    ExprKind::Unary(_, x) => todo.push((x, d + 1)),
+                    ExprKind::Binary(_, l, r) => todo.extend([(&**l, d + 1), (&**r, d + 1)]),
+                    ExprKind::Call { args, .. } | ExprKind::List(args) => {
+                        todo.extend(args.iter().map(|a| (&a.value, d + 1)))
+                    }
+                    _ => {}
+                }
+            }
+            deepest
+        };
+        // 255 operators over literals: exactly the limit.
+        let at_limit = expr_of(&vec!["1"; 256].join(" + "));
+        assert_eq!(depth_of(&at_limit), MAX_EXPR_DEPTH);
+        assert_eq!(depth_of(&expr_of(&format!("{}1", "-".repeat(255)))), 256);
+        assert_eq!(
+            depth_of(&expr_of(&format!("f({})", vec!["1"; 255].join(" + ")))),
+            256
+        );
+        for text in [
+            vec!["1"; 257].join(" + "),
+            format!("{}1", "not ".repeat(256)),
+            format!("f({})", vec!["1"; 256].join(" + ")),
+            format!("[({}) and x]", vec!["1"; 256].join(" * ")),
+            vec!["a"; 100_000].join(" and "),
+        ] {
+            let (file, errors) = parse(&format!("sink s = {text}"));
+            assert!(file.is_none(), "{}", &text[..40]);
+            assert_eq!(errors.len(), 1);
+            assert!(errors[0].message.contains("deeper than 256"), "{errors:?}");
+        }
     }
 
     #[test]
