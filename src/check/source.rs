@@ -1120,16 +1120,31 @@ impl<'e> Ctx<'e> {
                     _ => None,
                 };
                 match (lit, &cursor_field) {
-                    (Some(Lit::Str(s)), Some(f)) if !super::expr::convertible_literal(&s, f.ty) => {
+                    (Some(l), Some(f)) if !start_converts(&l, f.ty) => {
+                        let shown = match (&l, &e.kind) {
+                            (Lit::Str(s), _) => format!("\"{s}\""),
+                            (_, ExprKind::Number(n)) => n.clone(),
+                            _ => String::new(),
+                        };
+                        let help = match f.ty {
+                            Type::Datetime => Some(
+                                "a datetime cursor starts at an RFC 3339 string, like \
+                                 `\"2024-01-01T00:00:00Z\"`"
+                                    .to_string(),
+                            ),
+                            Type::Int => Some(super::expr::INT_RANGE.to_string()),
+                            _ => None,
+                        };
                         self.error(
                             codes::TYPE_MISMATCH,
                             format!(
-                                "`start` \"{s}\" does not convert to the cursor's type {}",
+                                "`start` {shown} does not convert to the cursor's type {}",
                                 f.ty.name()
                             ),
                             e.span,
                             "does not convert",
-                        );
+                        )
+                        .help = help;
                         None
                     }
                     (Some(l), _) => Some(Some(l)),
@@ -1154,6 +1169,18 @@ impl<'e> Ctx<'e> {
             newest_first,
             start,
         })
+    }
+}
+
+/// Whether a `start` literal converts to the cursor field's type (spec §4), as the
+/// first watermark must.
+fn start_converts(l: &Lit, ty: Type) -> bool {
+    use super::expr::{convertible_literal, number_converts};
+    match l {
+        Lit::Str(s) => convertible_literal(s, ty),
+        Lit::Int(i) => number_converts((*i).into(), ty),
+        Lit::Decimal(d) => number_converts(*d, ty),
+        Lit::Null | Lit::Bool(_) => false,
     }
 }
 
