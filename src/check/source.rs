@@ -592,9 +592,9 @@ impl<'e> Ctx<'e> {
                 // Point at the field that is out of range when the literal has no
                 // escapes, so offsets in the text are offsets in the file.
                 let checked = match cron_field_error(text) {
-                    Some((why, at, len)) if text.len() + 2 == arg.span.len() => {
+                    Some((why, at, len, label)) if text.len() + 2 == arg.span.len() => {
                         let start = arg.span.start + 1 + at;
-                        Err((why, Span::new(start, start + len), "out of range"))
+                        Err((why, Span::new(start, start + len), label))
                     }
                     Some((why, ..)) => Err((why, arg.span, "invalid cron")),
                     None => validate_cron(text).map_err(|why| (why, arg.span, "invalid cron")),
@@ -1184,6 +1184,31 @@ fn start_converts(l: &Lit, ty: Type) -> bool {
     }
 }
 
+/// A month or day name outside the one field that takes it: croner would read `MON` in
+/// the minute field as minute 1, and `JAN` as day of week as Monday.
+fn misplaced_name(part: &str, field: &str) -> Option<String> {
+    const MONTHS: [&str; 12] = [
+        "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+    ];
+    const DAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+    let upper = part.to_ascii_uppercase();
+    let (kind, home) = if MONTHS.contains(&upper.as_str()) {
+        ("month", "month (JAN-DEC)")
+    } else if DAYS.contains(&upper.as_str()) {
+        ("day", "day of week (SUN-SAT)")
+    } else {
+        return None;
+    };
+    let wanted = if kind == "month" {
+        "month"
+    } else {
+        "day of week"
+    };
+    (field != wanted).then(|| {
+        format!("`{part}` is a {kind} name, which only the {home} field takes, not the {field}")
+    })
+}
+
 /// Five standard fields, parsed by croner.
 pub fn validate_cron(text: &str) -> Result<(), String> {
     let fields = text.split_whitespace().count();
@@ -1198,10 +1223,10 @@ pub fn validate_cron(text: &str) -> Result<(), String> {
         .map_err(|e| e.to_string().trim_end_matches('.').to_lowercase())
 }
 
-/// A number out of its field's range in a five-field cron expression: the problem, and
-/// the offset and length of the field in `text`. Names (`MON`, `JAN`) and other forms
-/// are left to croner.
-fn cron_field_error(text: &str) -> Option<(String, usize, usize)> {
+/// A number out of its field's range, or a name in a field that takes none, in a
+/// five-field cron expression: the problem, the offset and length of the field in
+/// `text`, and a label for it. Other forms are left to croner.
+fn cron_field_error(text: &str) -> Option<(String, usize, usize, &'static str)> {
     const FIELDS: [(&str, u32, u32); 5] = [
         ("minute", 0, 59),
         ("hour", 0, 23),
@@ -1225,15 +1250,24 @@ fn cron_field_error(text: &str) -> Option<(String, usize, usize)> {
         for part in field.split(',') {
             let (range, step) = part.split_once('/').unwrap_or((part, ""));
             if step == "0" {
-                return Some((format!("the {what} step must not be 0"), at, field.len()));
+                return Some((
+                    format!("the {what} step must not be 0"),
+                    at,
+                    field.len(),
+                    "out of range",
+                ));
             }
             for n in range.split('-') {
+                if let Some(error) = misplaced_name(n, what) {
+                    return Some((error, at, field.len(), "a name this field does not take"));
+                }
                 if let Ok(v) = n.parse::<u64>() {
                     if v < u64::from(lo) || v > u64::from(hi) {
                         return Some((
                             format!("{what} {v} is out of range {lo}-{hi}"),
                             at,
                             field.len(),
+                            "out of range",
                         ));
                     }
                 }
