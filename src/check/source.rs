@@ -3,6 +3,7 @@
 
 use super::diagnostic::did_you_mean;
 use super::expr::{ETy, FieldInfo, Parent, Scope};
+use super::model::Models;
 use super::props::{Props, Signature};
 use super::{
     codes, BodyValue, Ctx, Decls, Expr, Field, Incremental, Label, Lit, Method, Paginate, Pipeline,
@@ -39,10 +40,7 @@ const PAGINATORS: &[&str] = &[
 /// The fields a source declares, read from its model or typed `fields` without checking
 /// anything, so children and aggregates can be checked even when the source has errors.
 /// `None` when they cannot all be known (an unknown model, an untyped field, ...).
-pub(super) fn declared_fields(
-    src: &ast::Source,
-    models: &BTreeMap<String, Vec<FieldInfo>>,
-) -> Option<Vec<FieldInfo>> {
+pub(super) fn declared_fields(src: &ast::Source, models: &Models) -> Option<Vec<FieldInfo>> {
     if let Some(stmt) = src.body.get("model") {
         return match &stmt.value {
             StmtValue::Expr(ast::Expr {
@@ -133,7 +131,7 @@ impl<'e> Ctx<'e> {
         &mut self,
         src: &ast::Source,
         decls: &Decls,
-        models: &BTreeMap<String, Vec<FieldInfo>>,
+        models: &Models,
         _p: &Pipeline,
     ) -> Option<Source> {
         let owner = format!("source `{}`", src.name.name);
@@ -221,6 +219,8 @@ impl<'e> Ctx<'e> {
         let mut model_name = None;
         let mut model_fields: Option<&Vec<FieldInfo>> = None;
         let mut model_failed = false;
+        // The fields of the model that are declared with an error of their own.
+        let mut broken: Option<&BTreeSet<String>> = None;
         if let Some(stmt) = props.get("model") {
             match self
                 .stmt_expr(stmt)
@@ -230,6 +230,12 @@ impl<'e> Ctx<'e> {
                     Some(f) => {
                         model_name = Some(name.name.clone());
                         model_fields = Some(f);
+                    }
+                    None if models.partial(&name.name).is_some() => {
+                        let partial = models.partial(&name.name).expect("just checked");
+                        model_name = Some(name.name.clone());
+                        model_fields = Some(&partial.fields);
+                        broken = Some(&partial.broken);
                     }
                     None => {
                         model_failed = true;
@@ -256,7 +262,10 @@ impl<'e> Ctx<'e> {
         let fields = match props.get("fields") {
             Some(stmt) => self.stmt_block(stmt).and_then(|b| {
                 let model = model_name.as_deref().zip(model_fields);
-                self.fields(b, &stmt.name, model, model_failed, parent_scope)
+                let fields = self.fields(b, &stmt.name, model, broken, model_failed, parent_scope);
+                // A source of a model with an error is not built; its fields were
+                // checked all the same.
+                fields.filter(|_| broken.is_none())
             }),
             None => {
                 self.missing("source", &src.name, "fields");
@@ -802,6 +811,7 @@ impl<'e> Ctx<'e> {
         block: &ast::Block,
         block_name: &ast::PropName,
         model: Option<(&str, &Vec<FieldInfo>)>,
+        broken: Option<&BTreeSet<String>>,
         model_failed: bool,
         parent: Parent,
     ) -> Option<Vec<Field>> {
@@ -831,6 +841,12 @@ impl<'e> Ctx<'e> {
             let (declared, expr) = match (&stmt.value, model) {
                 (StmtValue::Expr(e), Some(m)) => match m.iter().find(|f| f.name == name) {
                     Some(f) => (Some((f.ty, f.optional)), e),
+                    // The model's declaration of it has an error: its type is unknown.
+                    None if broken.is_some_and(|b| b.contains(name)) => {
+                        let _ = self.lower(e, &scope);
+                        ok = false;
+                        continue;
+                    }
                     None => {
                         let help = did_you_mean(name, m.iter().map(|f| f.name.as_str()));
                         self.error(
