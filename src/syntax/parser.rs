@@ -854,6 +854,16 @@ mod tests {
         assert_eq!(show(&expr_of("$.a??$.b")), "($.a ?? $.b)");
         assert_eq!(show(&expr_of("$.data[-1].id")), "$.data[-1].id");
         assert_eq!(show(&expr_of("$[\"]\"]")), "$[\"]\"]");
+        assert_eq!(
+            show(&expr_of("$.a[?(@.b > 1) && match(@.c, \")\")]")),
+            "$.a[?(@.b > 1) && match(@.c, \")\")]"
+        );
+        // An unclosed bracket ends at a `)` it did not open: the call's.
+        let call = expr_of("next_url($.a[)");
+        let ExprKind::Call { args, .. } = &call.kind else {
+            panic!("{call:?}")
+        };
+        assert_eq!(show(&args[0].value), "$.a[");
     }
 
     #[test]
