@@ -103,11 +103,21 @@ fn check_nesting(text: &str) -> Option<SyntaxError> {
             '(' | '[' | '{' => {
                 depth += 1;
                 if depth > MAX_NESTING {
-                    return Some(SyntaxError::new(
+                    // The count takes in the blocks around the expression, which a
+                    // reader counting only the `[` in front of them would miss.
+                    let mut e = SyntaxError::new(
                         Span::new(i, i + 1),
-                        format!("nesting deeper than {MAX_NESTING} levels"),
+                        format!(
+                            "nesting deeper than {MAX_NESTING} levels: this `{c}` opens level \
+                             {depth}, counting every `{{`, `[` and `(` still open before it"
+                        ),
                         "too deep",
+                    );
+                    e.help = Some(format!(
+                        "at most {MAX_NESTING} braces, brackets and parentheses may be open at \
+                         once, those of the enclosing blocks included"
                     ));
+                    return Some(e);
                 }
             }
             ')' | ']' | '}' => depth = depth.saturating_sub(1),
@@ -912,6 +922,32 @@ mod tests {
             assert_eq!(errors.len(), 1);
             assert!(errors[0].message.contains("deeper than 256"), "{errors:?}");
         }
+    }
+
+    /// The limit counts every kind of opener, the enclosing blocks included, and the
+    /// message says so: 64 open at once are allowed, the 65th is refused.
+    #[test]
+    fn the_nesting_limit_counts_what_it_says() {
+        let nested = |n: usize| {
+            format!(
+                "source s from a {{ fields {{ x : json = {}1{} }} }}",
+                "[".repeat(n),
+                "]".repeat(n)
+            )
+        };
+        // Two braces and 62 brackets: 64 levels.
+        let (file, errors) = parse(&nested(62));
+        assert!(file.is_some() && errors.is_empty(), "{errors:?}");
+        let (file, errors) = parse(&nested(63));
+        assert!(file.is_none());
+        assert_eq!(
+            errors[0].message,
+            "nesting deeper than 64 levels: this `[` opens level 65, \
+             counting every `{`, `[` and `(` still open before it"
+        );
+        let text = nested(63);
+        let last = text.rfind('[').expect("a bracket");
+        assert_eq!(errors[0].span, Span::new(last, last + 1));
     }
 
     #[test]
