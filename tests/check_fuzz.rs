@@ -1,6 +1,7 @@
 //! Hostile input for `hamstr::check::check`: mutated examples, random bytes, random
-//! token soups, deep nesting and a 5 MB line. Every input must come back, without a
-//! panic, with either a pipeline or at least one error, and its report must render.
+//! token soups, deep nesting, long operator chains (through the built binary, so a
+//! stack overflow fails the test) and a 5 MB line. Every input must come back, without
+//! a panic, with either a pipeline or at least one error, and its report must render.
 
 use hamstr::check::check;
 use proptest::prelude::*;
