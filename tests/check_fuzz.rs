@@ -1,6 +1,7 @@
 //! Hostile input for `hamstr::check::check`: mutated examples, random bytes, random
-//! token soups, deep nesting and a 5 MB line. Every input must come back, without a
-//! panic, with either a pipeline or at least one error, and its report must render.
+//! token soups, deep nesting, long operator chains (through the built binary, so a
+//! stack overflow fails the test) and a 5 MB line. Every input must come back, without
+//! a panic, with either a pipeline or at least one error, and its report must render.
 
 use hamstr::check::check;
 use proptest::prelude::*;
@@ -491,4 +492,70 @@ fn a_five_megabyte_line() {
         "took {:?}",
         started.elapsed()
     );
+}
+
+/// A pipeline whose `where` is `condition`, written to a file for the binary to check.
+fn with_where(dir: &tempfile::TempDir, name: &str, condition: &str) -> std::path::PathBuf {
+    let path = dir.path().join(format!("{name}.hmr"));
+    let text = format!(
+        "service api {{ base_url = \"https://x.example.com\" }}\n\
+         source s from api {{\n  get = \"/x\"\n  schedule = every(1m)\n  key = n\n  \
+         where = {condition}\n  fields {{ n : int = $.n }}\n}}\nsink o = stdout()\nflow s -> o\n"
+    );
+    std::fs::write(&path, text).expect("write");
+    path
+}
+
+/// Long operator chains make deep trees, and every stage after the parser walks them
+/// recursively. Each is refused with one diagnostic on the expression; none may
+/// overflow the stack. The binary runs as a child, so an overflow (SIGABRT) fails this
+/// test instead of killing the test harness.
+#[test]
+fn long_operator_chains_are_refused_not_overflowed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for n in [2_500, 100_000] {
+        let chains = [
+            ("and", vec!["n > 1"; n].join(" and ")),
+            ("add", format!("{} > 1", vec!["n"; n].join(" + "))),
+            ("not", format!("{}true", "not ".repeat(n))),
+            ("neg", format!("{}1 > n", "- ".repeat(n))),
+        ];
+        for (name, condition) in chains {
+            let path = with_where(&dir, &format!("{name}_{n}"), &condition);
+            let output = assert_cmd::Command::cargo_bin("hamstr")
+                .expect("the hamstr binary")
+                .env("NO_COLOR", "1")
+                .args(["check", "--format", "json"])
+                .arg(&path)
+                .output()
+                .expect("run hamstr");
+            assert_eq!(output.status.code(), Some(1), "{name} × {n}: {output:?}");
+            let report: serde_json::Value =
+                serde_json::from_slice(&output.stdout).expect("one JSON report");
+            let diagnostics = report["diagnostics"].as_array().expect("diagnostics");
+            assert_eq!(diagnostics.len(), 1, "{name} × {n}: {report}");
+            let d = &diagnostics[0];
+            assert_eq!(d["code"], "hamstr::syntax");
+            assert!(
+                d["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("deeper than 256 levels")),
+                "{d}"
+            );
+            // Labelled at the whole expression: from its first token to its last.
+            let label = &d["labels"][0];
+            assert_eq!(label["line"], 6, "{d}");
+            assert_eq!(label["length"], condition.len(), "{d}");
+        }
+    }
+    // A bit under the limit is an ordinary, valid condition.
+    let path = with_where(&dir, "under", &vec!["n > 1"; 250].join(" and "));
+    assert_cmd::Command::cargo_bin("hamstr")
+        .expect("the hamstr binary")
+        .env("NO_COLOR", "1")
+        .arg("check")
+        .arg(&path)
+        .assert()
+        .code(0);
+    check_holds(&std::fs::read_to_string(&path).expect("read"));
 }

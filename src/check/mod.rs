@@ -32,6 +32,7 @@ pub fn check(file_name: &str, text: &str, env: EnvLookup) -> Checked {
     let (tree, syntax_errors) = syntax::parse(text);
     let mut ctx = Ctx::new(env);
     for e in syntax_errors {
+        ctx.lexical_errors.push(e.span);
         let mut d = Diagnostic::error(codes::SYNTAX, e.message, e.span, e.label).with_help(e.help);
         for (span, text) in e.related {
             d = d.with_label(span, text);
@@ -73,6 +74,12 @@ pub(crate) struct Ctx<'e> {
     meant: BTreeSet<String>,
     /// JSONPaths already compiled by the library, by text.
     paths: std::collections::HashMap<String, JsonPath>,
+    /// Where a problem inside a literal (a bad escape) was reported: what the literal
+    /// decodes to is not judged again.
+    lexical_errors: Vec<Span>,
+    /// `env(...)` calls whose variable is unset with no default: already warned about,
+    /// their empty value is not judged again.
+    unset_env: Vec<Span>,
 }
 
 impl<'e> Ctx<'e> {
@@ -82,6 +89,8 @@ impl<'e> Ctx<'e> {
             env,
             meant: BTreeSet::new(),
             paths: std::collections::HashMap::new(),
+            lexical_errors: Vec::new(),
+            unset_env: Vec::new(),
         }
     }
 
@@ -95,6 +104,17 @@ impl<'e> Ctx<'e> {
         let best = diagnostic::closest(name, declared)?;
         self.meant.insert(best.to_string());
         Some(format!("did you mean `{best}`?"))
+    }
+
+    /// Whether the value written at `span` was already reported as flawed: a literal
+    /// with a bad escape, or an unset `env(...)`. Checks of the value itself then say
+    /// nothing more.
+    pub fn already_reported(&self, span: Span) -> bool {
+        self.unset_env.contains(&span)
+            || self
+                .lexical_errors
+                .iter()
+                .any(|e| span.start <= e.start && e.end <= span.end)
     }
 
     pub fn error(

@@ -198,6 +198,7 @@ impl<'e> Ctx<'e> {
             (Some(v), _) => v,
             (None, Some((default, _))) => default.clone(),
             (None, None) => {
+                self.unset_env.push(span);
                 self.warn(
                     codes::ENV_NOT_SET,
                     format!("environment variable `{name}` is not set and has no default"),
@@ -444,6 +445,10 @@ impl<'e> Ctx<'e> {
     }
 
     pub fn url(&mut self, text: &Text, span: Span, what: &str) -> Option<String> {
+        if self.already_reported(span) {
+            // An unset variable is only a warning: its empty value stands.
+            return self.unset_env.contains(&span).then(|| text.value.clone());
+        }
         match url::Url::parse(&text.value) {
             Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => {
                 Some(text.value.clone())

@@ -4,6 +4,7 @@ use super::diagnostic::did_you_mean;
 use super::props::Signature;
 use super::{codes, Auth, Ctx, Retry, Service, Text};
 use crate::syntax::ast::{self, ExprKind};
+use crate::syntax::Span;
 
 const PROPS: &[&str] = &[
     "base_url",
@@ -19,6 +20,33 @@ const AUTH_KINDS: &[&str] = &["bearer", "basic", "api_key", "none"];
 const DEFAULT_MAX_BODY: u64 = 64 * 1024 * 1024;
 
 impl<'e> Ctx<'e> {
+    /// A `base_url` has no query or fragment: a source's `get` path is appended to it,
+    /// so `http://h/v2?tenant=1` would request `/v2?tenant=1/orders`.
+    fn base_url_only(&mut self, text: &Text, span: Span) -> bool {
+        let Ok(url) = url::Url::parse(&text.value) else {
+            return true;
+        };
+        let (what, help) = match (url.query(), url.fragment()) {
+            (Some(_), _) => (
+                "a query",
+                "put query parameters in `query { }`, in each source that needs them",
+            ),
+            (None, Some(_)) => ("a fragment", "remove the `#...`: it is never sent"),
+            (None, None) => return true,
+        };
+        self.error(
+            codes::INVALID_URL,
+            format!(
+                "`base_url` `{}` has {what}: the path of each request is appended to it",
+                text.shown()
+            ),
+            span,
+            format!("{what} in `base_url`"),
+        )
+        .help = Some(help.into());
+        false
+    }
+
     pub(super) fn service(&mut self, svc: &ast::Service) -> Option<Service> {
         let owner = format!("service `{}`", svc.name.name);
         let props = self.props(&svc.body, PROPS, &owner);
@@ -26,7 +54,10 @@ impl<'e> Ctx<'e> {
             Some(stmt) => self
                 .stmt_expr(stmt)
                 .and_then(|e| self.text(e, false, "`base_url`").map(|t| (t, e.span)))
-                .and_then(|(t, span)| self.url(&t, span, "`base_url`")),
+                .and_then(|(t, span)| {
+                    let url = self.url(&t, span, "`base_url`")?;
+                    self.base_url_only(&t, span).then_some(url)
+                }),
             None => {
                 self.missing("service", &svc.name, "base_url");
                 None

@@ -2,6 +2,7 @@
 
 use super::diagnostic::did_you_mean;
 use super::expr::{ETy, FieldInfo, Scope};
+use super::model::Models;
 use super::props::Signature;
 use super::{codes, AggFunc, Aggregate, Compute, Ctx, Decls, Label, Pipeline, Sink, Text, Type};
 use crate::syntax::ast::{self, ExprKind, StmtValue};
@@ -80,9 +81,12 @@ impl<'e> Ctx<'e> {
             }
         };
         let a = self.call_args(&sig, args, kind.span);
+        // An error in `batch` does not stop the other arguments from being checked.
         let batch = match a.get("batch") {
-            Some(b) => Some(self.int(b, "`batch`", 1)?.min(100_000) as u32),
-            None => None,
+            Some(b) => self
+                .int(b, "`batch`", 1)
+                .map(|n| Some(n.min(100_000) as u32)),
+            None => Some(None),
         };
         let nonempty = |ctx: &mut Self, key: &str| -> Option<(Text, Span)> {
             let v = a.get(key)?;
@@ -109,48 +113,52 @@ impl<'e> Ctx<'e> {
             },
             "stdout" => Sink::Stdout { name },
             "postgres" => {
-                let url = nonempty(self, "url");
-                let table = nonempty(self, "table");
-                let (url, span) = url?;
-                let table = table?.0.value;
-                if !table
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
-                {
-                    self.error(
-                        codes::INVALID_VALUE,
-                        format!("table name `{table}` may hold only letters, digits, `_` and `.`"),
-                        a["table"].span,
-                        "bad table name",
-                    );
-                    return None;
-                }
-                match url::Url::parse(&url.value) {
-                    Ok(u) if u.scheme() == "postgres" || u.scheme() == "postgresql" => {}
-                    _ => {
+                let url = nonempty(self, "url").filter(|(url, span)| {
+                    let parsed = url::Url::parse(&url.value);
+                    let ok = parsed
+                        .is_ok_and(|u| u.scheme() == "postgres" || u.scheme() == "postgresql");
+                    if !ok {
                         self.error(
                             codes::INVALID_URL,
                             "the database URL must look like `postgres://user:password@host/db`",
-                            span,
+                            *span,
                             "not a postgres URL",
                         );
-                        return None;
                     }
-                }
+                    ok
+                });
+                let table = nonempty(self, "table").filter(|(table, span)| {
+                    let ok = table
+                        .value
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+                    if !ok {
+                        self.error(
+                            codes::INVALID_VALUE,
+                            format!(
+                                "table name `{}` may hold only letters, digits, `_` and `.`",
+                                table.value
+                            ),
+                            *span,
+                            "bad table name",
+                        );
+                    }
+                    ok
+                });
                 Sink::Postgres {
                     name,
-                    url,
-                    table,
-                    batch: batch.unwrap_or(500),
+                    url: url?.0,
+                    table: table?.0.value,
+                    batch: batch?.unwrap_or(500),
                 }
             }
             _ => {
-                let (url, span) = nonempty(self, "url")?;
-                self.url(&url, span, "the webhook URL")?;
+                let url = nonempty(self, "url")
+                    .and_then(|(url, span)| self.url(&url, span, "the webhook URL").map(|_| url));
                 Sink::Webhook {
                     name,
-                    url,
-                    batch: batch.unwrap_or(100),
+                    url: url?,
+                    batch: batch?.unwrap_or(100),
                 }
             }
         })
@@ -260,7 +268,7 @@ impl<'e> Ctx<'e> {
         &mut self,
         agg: &ast::Aggregate,
         decls: &Decls,
-        models: &BTreeMap<String, Vec<FieldInfo>>,
+        models: &Models,
     ) -> Option<Aggregate> {
         let owner = format!("aggregate `{}`", agg.name.name);
         let props = self.props(&agg.body, &["from", "group_by", "compute"], &owner);

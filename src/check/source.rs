@@ -3,6 +3,7 @@
 
 use super::diagnostic::did_you_mean;
 use super::expr::{ETy, FieldInfo, Parent, Scope};
+use super::model::Models;
 use super::props::{Props, Signature};
 use super::{
     codes, BodyValue, Ctx, Decls, Expr, Field, Incremental, Label, Lit, Method, Paginate, Pipeline,
@@ -39,10 +40,7 @@ const PAGINATORS: &[&str] = &[
 /// The fields a source declares, read from its model or typed `fields` without checking
 /// anything, so children and aggregates can be checked even when the source has errors.
 /// `None` when they cannot all be known (an unknown model, an untyped field, ...).
-pub(super) fn declared_fields(
-    src: &ast::Source,
-    models: &BTreeMap<String, Vec<FieldInfo>>,
-) -> Option<Vec<FieldInfo>> {
+pub(super) fn declared_fields(src: &ast::Source, models: &Models) -> Option<Vec<FieldInfo>> {
     if let Some(stmt) = src.body.get("model") {
         return match &stmt.value {
             StmtValue::Expr(ast::Expr {
@@ -133,7 +131,7 @@ impl<'e> Ctx<'e> {
         &mut self,
         src: &ast::Source,
         decls: &Decls,
-        models: &BTreeMap<String, Vec<FieldInfo>>,
+        models: &Models,
         _p: &Pipeline,
     ) -> Option<Source> {
         let owner = format!("source `{}`", src.name.name);
@@ -221,6 +219,8 @@ impl<'e> Ctx<'e> {
         let mut model_name = None;
         let mut model_fields: Option<&Vec<FieldInfo>> = None;
         let mut model_failed = false;
+        // The fields of the model that are declared with an error of their own.
+        let mut broken: Option<&BTreeSet<String>> = None;
         if let Some(stmt) = props.get("model") {
             match self
                 .stmt_expr(stmt)
@@ -230,6 +230,12 @@ impl<'e> Ctx<'e> {
                     Some(f) => {
                         model_name = Some(name.name.clone());
                         model_fields = Some(f);
+                    }
+                    None if models.partial(&name.name).is_some() => {
+                        let partial = models.partial(&name.name).expect("just checked");
+                        model_name = Some(name.name.clone());
+                        model_fields = Some(&partial.fields);
+                        broken = Some(&partial.broken);
                     }
                     None => {
                         model_failed = true;
@@ -256,7 +262,10 @@ impl<'e> Ctx<'e> {
         let fields = match props.get("fields") {
             Some(stmt) => self.stmt_block(stmt).and_then(|b| {
                 let model = model_name.as_deref().zip(model_fields);
-                self.fields(b, &stmt.name, model, model_failed, parent_scope)
+                let fields = self.fields(b, &stmt.name, model, broken, model_failed, parent_scope);
+                // A source of a model with an error is not built; its fields were
+                // checked all the same.
+                fields.filter(|_| broken.is_none())
             }),
             None => {
                 self.missing("source", &src.name, "fields");
@@ -592,9 +601,9 @@ impl<'e> Ctx<'e> {
                 // Point at the field that is out of range when the literal has no
                 // escapes, so offsets in the text are offsets in the file.
                 let checked = match cron_field_error(text) {
-                    Some((why, at, len)) if text.len() + 2 == arg.span.len() => {
+                    Some((why, at, len, label)) if text.len() + 2 == arg.span.len() => {
                         let start = arg.span.start + 1 + at;
-                        Err((why, Span::new(start, start + len), "out of range"))
+                        Err((why, Span::new(start, start + len), label))
                     }
                     Some((why, ..)) => Err((why, arg.span, "invalid cron")),
                     None => validate_cron(text).map_err(|why| (why, arg.span, "invalid cron")),
@@ -802,6 +811,7 @@ impl<'e> Ctx<'e> {
         block: &ast::Block,
         block_name: &ast::PropName,
         model: Option<(&str, &Vec<FieldInfo>)>,
+        broken: Option<&BTreeSet<String>>,
         model_failed: bool,
         parent: Parent,
     ) -> Option<Vec<Field>> {
@@ -831,6 +841,12 @@ impl<'e> Ctx<'e> {
             let (declared, expr) = match (&stmt.value, model) {
                 (StmtValue::Expr(e), Some(m)) => match m.iter().find(|f| f.name == name) {
                     Some(f) => (Some((f.ty, f.optional)), e),
+                    // The model's declaration of it has an error: its type is unknown.
+                    None if broken.is_some_and(|b| b.contains(name)) => {
+                        let _ = self.lower(e, &scope);
+                        ok = false;
+                        continue;
+                    }
                     None => {
                         let help = did_you_mean(name, m.iter().map(|f| f.name.as_str()));
                         self.error(
@@ -1120,16 +1136,31 @@ impl<'e> Ctx<'e> {
                     _ => None,
                 };
                 match (lit, &cursor_field) {
-                    (Some(Lit::Str(s)), Some(f)) if !super::expr::convertible_literal(&s, f.ty) => {
+                    (Some(l), Some(f)) if !start_converts(&l, f.ty) => {
+                        let shown = match (&l, &e.kind) {
+                            (Lit::Str(s), _) => format!("\"{s}\""),
+                            (_, ExprKind::Number(n)) => n.clone(),
+                            _ => String::new(),
+                        };
+                        let help = match f.ty {
+                            Type::Datetime => Some(
+                                "a datetime cursor starts at an RFC 3339 string, like \
+                                 `\"2024-01-01T00:00:00Z\"`"
+                                    .to_string(),
+                            ),
+                            Type::Int => Some(super::expr::INT_RANGE.to_string()),
+                            _ => None,
+                        };
                         self.error(
                             codes::TYPE_MISMATCH,
                             format!(
-                                "`start` \"{s}\" does not convert to the cursor's type {}",
+                                "`start` {shown} does not convert to the cursor's type {}",
                                 f.ty.name()
                             ),
                             e.span,
                             "does not convert",
-                        );
+                        )
+                        .help = help;
                         None
                     }
                     (Some(l), _) => Some(Some(l)),
@@ -1157,6 +1188,43 @@ impl<'e> Ctx<'e> {
     }
 }
 
+/// Whether a `start` literal converts to the cursor field's type (spec §4), as the
+/// first watermark must.
+fn start_converts(l: &Lit, ty: Type) -> bool {
+    use super::expr::{convertible_literal, number_converts};
+    match l {
+        Lit::Str(s) => convertible_literal(s, ty),
+        Lit::Int(i) => number_converts((*i).into(), ty),
+        Lit::Decimal(d) => number_converts(*d, ty),
+        Lit::Null | Lit::Bool(_) => false,
+    }
+}
+
+/// A month or day name outside the one field that takes it: croner would read `MON` in
+/// the minute field as minute 1, and `JAN` as day of week as Monday.
+fn misplaced_name(part: &str, field: &str) -> Option<String> {
+    const MONTHS: [&str; 12] = [
+        "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+    ];
+    const DAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+    let upper = part.to_ascii_uppercase();
+    let (kind, home) = if MONTHS.contains(&upper.as_str()) {
+        ("month", "month (JAN-DEC)")
+    } else if DAYS.contains(&upper.as_str()) {
+        ("day", "day of week (SUN-SAT)")
+    } else {
+        return None;
+    };
+    let wanted = if kind == "month" {
+        "month"
+    } else {
+        "day of week"
+    };
+    (field != wanted).then(|| {
+        format!("`{part}` is a {kind} name, which only the {home} field takes, not the {field}")
+    })
+}
+
 /// Five standard fields, parsed by croner.
 pub fn validate_cron(text: &str) -> Result<(), String> {
     let fields = text.split_whitespace().count();
@@ -1171,10 +1239,10 @@ pub fn validate_cron(text: &str) -> Result<(), String> {
         .map_err(|e| e.to_string().trim_end_matches('.').to_lowercase())
 }
 
-/// A number out of its field's range in a five-field cron expression: the problem, and
-/// the offset and length of the field in `text`. Names (`MON`, `JAN`) and other forms
-/// are left to croner.
-fn cron_field_error(text: &str) -> Option<(String, usize, usize)> {
+/// A number out of its field's range, or a name in a field that takes none, in a
+/// five-field cron expression: the problem, the offset and length of the field in
+/// `text`, and a label for it. Other forms are left to croner.
+fn cron_field_error(text: &str) -> Option<(String, usize, usize, &'static str)> {
     const FIELDS: [(&str, u32, u32); 5] = [
         ("minute", 0, 59),
         ("hour", 0, 23),
@@ -1198,15 +1266,24 @@ fn cron_field_error(text: &str) -> Option<(String, usize, usize)> {
         for part in field.split(',') {
             let (range, step) = part.split_once('/').unwrap_or((part, ""));
             if step == "0" {
-                return Some((format!("the {what} step must not be 0"), at, field.len()));
+                return Some((
+                    format!("the {what} step must not be 0"),
+                    at,
+                    field.len(),
+                    "out of range",
+                ));
             }
             for n in range.split('-') {
+                if let Some(error) = misplaced_name(n, what) {
+                    return Some((error, at, field.len(), "a name this field does not take"));
+                }
                 if let Ok(v) = n.parse::<u64>() {
                     if v < u64::from(lo) || v > u64::from(hi) {
                         return Some((
                             format!("{what} {v} is out of range {lo}-{hi}"),
                             at,
                             field.len(),
+                            "out of range",
                         ));
                     }
                 }

@@ -508,4 +508,45 @@ mod tests {
             Ok(Val::Str("x-1250".into()))
         );
     }
+
+    /// The deepest expressions the checker accepts (256 levels) compile, evaluate and
+    /// drop on a 2 MiB stack, the size of a tokio worker's.
+    #[test]
+    fn the_deepest_accepted_expression_runs_on_a_worker_stack() {
+        let deepest = [
+            format!("v : int = {}", vec!["$.n"; 256].join(" + ")),
+            format!("v : int = {}$.n", "-".repeat(255)),
+            format!("v : bool = {}true", "not ".repeat(255)),
+            format!("v : bool = {} > 0", vec!["$.n"; 255].join(" + ")),
+        ];
+        let pipelines: Vec<_> = deepest.iter().map(|f| pipeline(f)).collect();
+        std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || {
+                let item = serde_json::json!({"id": "x", "n": 1});
+                let env = Env {
+                    item: Some(&item),
+                    parent: None,
+                    fields: &[],
+                };
+                let got: Vec<_> = pipelines
+                    .iter()
+                    .map(|p| Compiled::new(&p.sources["a"].field("v").unwrap().expr, &|_| None))
+                    .map(|c| c.eval(&env))
+                    .collect();
+                assert_eq!(
+                    got,
+                    [
+                        Ok(Val::Int(256)),
+                        Ok(Val::Int(-1)),
+                        Ok(Val::Bool(false)),
+                        Ok(Val::Bool(true))
+                    ]
+                );
+                drop(pipelines);
+            })
+            .expect("thread")
+            .join()
+            .expect("no overflow");
+    }
 }

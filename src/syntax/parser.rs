@@ -3,9 +3,7 @@
 
 use super::ast::*;
 use pest::iterators::Pair;
-use pest::pratt_parser::{Assoc, Op, PrattParser};
 use pest::Parser as _;
-use std::sync::OnceLock;
 
 #[derive(pest_derive::Parser)]
 #[grammar = "grammar/hamstr.pest"]
@@ -15,8 +13,9 @@ struct HmrParser;
 /// parsing recurses, and hostile input must not overflow the stack.
 const MAX_NESTING: usize = 64;
 
-/// How deep an expression's operators may nest (`a + a + ...` nests once per `+`): the
-/// later stages walk expressions recursively.
+/// How deep an expression's tree may be: each operator, call and list is a level. The
+/// checker and the evaluator walk expressions recursively, so a long chain such as
+/// `a and a and ...` must be refused rather than overflow the stack.
 const MAX_EXPR_DEPTH: usize = 256;
 
 /// How many parser calls per byte of input are allowed before the file is refused as
@@ -61,7 +60,10 @@ pub fn parse(text: &str) -> (Option<File>, Vec<SyntaxError>) {
         Ok(pairs) => pairs,
         Err(err) => return (None, vec![syntax_error(text, err)]),
     };
-    let mut b = Builder::default();
+    let mut b = Builder {
+        errors: Vec::new(),
+        too_deep: false,
+    };
     let mut file = File::default();
     let items = pairs
         .into_iter()
@@ -82,7 +84,6 @@ pub fn parse(text: &str) -> (Option<File>, Vec<SyntaxError>) {
         file.items.push(item);
     }
     if b.too_deep {
-        // Like nesting, a refusal: no tree, so no errors that only follow from it.
         return (None, b.errors);
     }
     (Some(file), b.errors)
@@ -102,11 +103,21 @@ fn check_nesting(text: &str) -> Option<SyntaxError> {
             '(' | '[' | '{' => {
                 depth += 1;
                 if depth > MAX_NESTING {
-                    return Some(SyntaxError::new(
+                    // The count takes in the blocks around the expression, which a
+                    // reader counting only the `[` in front of them would miss.
+                    let mut e = SyntaxError::new(
                         Span::new(i, i + 1),
-                        format!("nesting deeper than {MAX_NESTING} levels"),
+                        format!(
+                            "nesting deeper than {MAX_NESTING} levels: this `{c}` opens level \
+                             {depth}, counting every `{{`, `[` and `(` still open before it"
+                        ),
                         "too deep",
+                    );
+                    e.help = Some(format!(
+                        "at most {MAX_NESTING} braces, brackets and parentheses may be open at \
+                         once, those of the enclosing blocks included"
                     ));
+                    return Some(e);
                 }
             }
             ')' | ']' | '}' => depth = depth.saturating_sub(1),
@@ -121,33 +132,50 @@ fn span_of(pair: &Pair<Rule>) -> Span {
     Span::new(s.start(), s.end())
 }
 
-fn pratt() -> &'static PrattParser<Rule> {
-    static PRATT: OnceLock<PrattParser<Rule>> = OnceLock::new();
-    PRATT.get_or_init(|| {
-        PrattParser::new()
-            .op(Op::infix(Rule::or_op, Assoc::Left))
-            .op(Op::infix(Rule::and_op, Assoc::Left))
-            .op(Op::prefix(Rule::not_op))
-            .op(Op::infix(Rule::eq, Assoc::Left)
-                | Op::infix(Rule::ne, Assoc::Left)
-                | Op::infix(Rule::lt, Assoc::Left)
-                | Op::infix(Rule::le, Assoc::Left)
-                | Op::infix(Rule::gt, Assoc::Left)
-                | Op::infix(Rule::ge, Assoc::Left))
-            .op(Op::infix(Rule::coalesce, Assoc::Left))
-            .op(Op::infix(Rule::add, Assoc::Left) | Op::infix(Rule::sub, Assoc::Left))
-            .op(Op::infix(Rule::mul, Assoc::Left) | Op::infix(Rule::div, Assoc::Left))
-            .op(Op::prefix(Rule::neg))
+// Binding powers, as pest's Pratt parser numbers them: a prefix operator takes as its
+// operand everything that binds tighter than itself, so `not a == b` is `not (a == b)`.
+const PREC_NOT: u8 = 30;
+const PREC_NEG: u8 = 80;
+
+/// An infix operator and how tightly it binds; all are left-associative.
+fn infix(rule: Rule) -> Option<(BinaryOp, u8)> {
+    Some(match rule {
+        Rule::or_op => (BinaryOp::Or, 10),
+        Rule::and_op => (BinaryOp::And, 20),
+        Rule::eq => (BinaryOp::Eq, 40),
+        Rule::ne => (BinaryOp::Ne, 40),
+        Rule::lt => (BinaryOp::Lt, 40),
+        Rule::le => (BinaryOp::Le, 40),
+        Rule::gt => (BinaryOp::Gt, 40),
+        Rule::ge => (BinaryOp::Ge, 40),
+        Rule::coalesce => (BinaryOp::Coalesce, 50),
+        Rule::add => (BinaryOp::Add, 60),
+        Rule::sub => (BinaryOp::Sub, 60),
+        Rule::mul => (BinaryOp::Mul, 70),
+        Rule::div => (BinaryOp::Div, 70),
+        _ => return None,
     })
 }
 
-#[derive(Default)]
+/// An operator still waiting for its right-hand operand while an expression is built.
+enum Pending {
+    Prefix {
+        op: UnaryOp,
+        start: usize,
+        /// The binding power in force before the operator.
+        rbp: u8,
+    },
+    Infix {
+        op: BinaryOp,
+        lhs: (Expr, usize),
+        rbp: u8,
+    },
+}
+
 struct Builder {
     errors: Vec<SyntaxError>,
-    /// An expression was refused as too deep: the file gets no tree.
+    /// An expression was deeper than [`MAX_EXPR_DEPTH`]: the tree is incomplete.
     too_deep: bool,
-    /// How many operators deep the expression being built already is.
-    depth: usize,
 }
 
 impl Builder {
@@ -298,139 +326,166 @@ impl Builder {
     }
 
     fn expr(&mut self, pair: Pair<Rule>) -> Expr {
-        let span = span_of(&pair);
-        let mut pairs = pair.into_inner();
-        // Most expressions are a single operand: nothing for the Pratt parser to order.
-        if pairs.len() == 1 {
-            return self.primary(pairs.next().expect("grammar: an operand"));
-        }
-        // Refused before the tree is built: the Pratt parser recurses once per prefix
-        // operator in a row (and again inside parentheses), and a tree as deep as a
-        // long chain (`a + a + ...`) is dropped recursively.
-        let (mut run, mut longest, mut operators) = (0, 0, 0);
-        for p in pairs.clone() {
-            let prefix = matches!(p.as_rule(), Rule::neg | Rule::not_op);
-            run = if prefix { run + 1 } else { 0 };
-            longest = longest.max(run);
-            operators += usize::from(prefix || is_infix(p.as_rule()));
-            if operators > MAX_EXPR_DEPTH {
-                let message = format!("an expression with more than {MAX_EXPR_DEPTH} operators");
-                return self.refuse_deep(span, span_of(&p), message);
+        self.sized_expr(pair).0
+    }
+
+    /// Reports an expression deeper than [`MAX_EXPR_DEPTH`]; what comes back only stands
+    /// in for it, since the file is refused.
+    fn too_deep(&mut self, span: Span) -> (Expr, usize) {
+        self.too_deep = true;
+        let mut e = SyntaxError::new(
+            span,
+            format!("this expression is nested deeper than {MAX_EXPR_DEPTH} levels"),
+            "too deep",
+        );
+        e.help = Some(format!(
+            "each operator, call and list adds a level, so a chain like `a and b and c` \
+             counts one per `and`; an expression may be at most {MAX_EXPR_DEPTH} levels deep"
+        ));
+        self.errors.push(e);
+        (
+            Expr {
+                kind: ExprKind::Null,
+                span,
+            },
+            1,
+        )
+    }
+
+    /// An expression and the depth of its tree (a literal or name is 1 deep).
+    ///
+    /// Operators are ordered by precedence climbing as pest's Pratt parser does it, but
+    /// with an explicit stack instead of recursion: `not not not ... x` must not
+    /// overflow the stack. A tree deeper than [`MAX_EXPR_DEPTH`] is never built; the
+    /// expression is reported and the file refused.
+    fn sized_expr(&mut self, pair: Pair<Rule>) -> (Expr, usize) {
+        // The pair's own span may run on over the blanks after the last operand.
+        let whole = pair.clone();
+        let mut pairs = pair.into_inner().peekable();
+        let mut stack: Vec<Pending> = Vec::new();
+        let mut rbp = 0;
+        loop {
+            // An operand: any prefix operators, then a primary.
+            let mut operand = loop {
+                let next = pairs.next().expect("grammar: an operand");
+                match next.as_rule() {
+                    Rule::neg | Rule::not_op => {
+                        let (op, prec) = if next.as_rule() == Rule::neg {
+                            (UnaryOp::Neg, PREC_NEG)
+                        } else {
+                            (UnaryOp::Not, PREC_NOT)
+                        };
+                        stack.push(Pending::Prefix {
+                            op,
+                            start: span_of(&next).start,
+                            rbp,
+                        });
+                        rbp = prec - 1;
+                    }
+                    _ => break self.primary(next),
+                }
+            };
+            // Fold finished operators into the operand until one binds the next operator.
+            loop {
+                let next = pairs.peek().and_then(|p| infix(p.as_rule()));
+                if let Some((op, prec)) = next.filter(|&(_, prec)| rbp < prec) {
+                    pairs.next();
+                    stack.push(Pending::Infix {
+                        op,
+                        lhs: operand,
+                        rbp,
+                    });
+                    rbp = prec;
+                    break;
+                }
+                let Some(pending) = stack.pop() else {
+                    return operand;
+                };
+                let (expr, depth) = operand;
+                let (node, outer) = match pending {
+                    Pending::Prefix { op, start, rbp } => {
+                        let span = Span::new(start, expr.span.end);
+                        let kind = ExprKind::Unary(op, Box::new(expr));
+                        ((Expr { kind, span }, depth + 1), rbp)
+                    }
+                    Pending::Infix {
+                        op,
+                        lhs: (lhs, lhs_depth),
+                        rbp,
+                    } => {
+                        let span = lhs.span.to(expr.span);
+                        let kind = ExprKind::Binary(op, Box::new(lhs), Box::new(expr));
+                        ((Expr { kind, span }, depth.max(lhs_depth) + 1), rbp)
+                    }
+                };
+                if node.1 > MAX_EXPR_DEPTH {
+                    let start = whole.as_span().start();
+                    let end = whole.into_inner().last().map_or(start, |p| span_of(&p).end);
+                    return self.too_deep(Span::new(start, end));
+                }
+                operand = node;
+                rbp = outer;
             }
         }
-        let depth = self.depth + longest + 1;
-        if depth > MAX_EXPR_DEPTH {
-            let message = format!("an expression nested more than {MAX_EXPR_DEPTH} deep");
-            return self.refuse_deep(span, Span::new(span.start, span.start + 1), message);
-        }
-        // The Pratt parser's closures cannot all borrow `self` mutably at once, so
-        // string errors are gathered in a cell and moved over afterwards.
-        let errors = std::cell::RefCell::new(Vec::new());
-        let too_deep = std::cell::Cell::new(false);
-        let expr = pratt()
-            .map_primary(|p| {
-                let mut b = Builder {
-                    depth,
-                    ..Builder::default()
-                };
-                let e = b.primary(p);
-                errors.borrow_mut().extend(b.errors);
-                too_deep.set(too_deep.get() || b.too_deep);
-                e
-            })
-            .map_prefix(|op, rhs| {
-                let span = span_of(&op).to(rhs.span);
-                let op = if op.as_rule() == Rule::neg {
-                    UnaryOp::Neg
-                } else {
-                    UnaryOp::Not
-                };
-                Expr {
-                    kind: ExprKind::Unary(op, Box::new(rhs)),
-                    span,
-                }
-            })
-            .map_infix(|lhs, op, rhs| {
-                let op = match op.as_rule() {
-                    Rule::add => BinaryOp::Add,
-                    Rule::sub => BinaryOp::Sub,
-                    Rule::mul => BinaryOp::Mul,
-                    Rule::div => BinaryOp::Div,
-                    Rule::eq => BinaryOp::Eq,
-                    Rule::ne => BinaryOp::Ne,
-                    Rule::lt => BinaryOp::Lt,
-                    Rule::le => BinaryOp::Le,
-                    Rule::gt => BinaryOp::Gt,
-                    Rule::ge => BinaryOp::Ge,
-                    Rule::and_op => BinaryOp::And,
-                    Rule::or_op => BinaryOp::Or,
-                    _ => BinaryOp::Coalesce,
-                };
-                let span = lhs.span.to(rhs.span);
-                Expr {
-                    kind: ExprKind::Binary(op, Box::new(lhs), Box::new(rhs)),
-                    span,
-                }
-            })
-            .parse(pairs);
-        self.errors.extend(errors.into_inner());
-        self.too_deep |= too_deep.get();
-        // Depth counts operands too: `a + b` is two deep.
-        if self.depth + expr_depth(&expr) > MAX_EXPR_DEPTH + 1 {
-            let message = format!("an expression nested more than {MAX_EXPR_DEPTH} deep");
-            return self.refuse_deep(span, Span::new(span.start, span.start + 1), message);
-        }
-        expr
     }
 
-    /// Reports an expression too deep to work with. `null` stands in for it, but the
-    /// file gets no tree (see `parse`).
-    fn refuse_deep(&mut self, span: Span, at: Span, message: String) -> Expr {
-        let mut e = SyntaxError::new(at, message, "too deep");
-        e.help = Some("split it, or use a function such as `concat` or `coalesce`".into());
-        self.errors.push(e);
-        self.too_deep = true;
-        Expr {
-            kind: ExprKind::Null,
-            span,
-        }
-    }
-
-    fn primary(&mut self, pair: Pair<Rule>) -> Expr {
+    fn primary(&mut self, pair: Pair<Rule>) -> (Expr, usize) {
         let span = span_of(&pair);
         let text = pair.as_str();
-        let kind = match pair.as_rule() {
+        let (kind, depth) = match pair.as_rule() {
             Rule::paren => {
-                let inner = self.expr(pair.into_inner().next().expect("grammar: paren"));
-                return Expr {
-                    kind: inner.kind,
-                    span,
-                };
+                let (inner, depth) =
+                    self.sized_expr(pair.into_inner().next().expect("grammar: paren"));
+                return (
+                    Expr {
+                        kind: inner.kind,
+                        span,
+                    },
+                    depth,
+                );
             }
-            Rule::list => ExprKind::List(pair.into_inner().map(|a| self.arg(a)).collect()),
+            Rule::list => {
+                let (items, depth) = self.args(pair.into_inner());
+                (ExprKind::List(items), depth)
+            }
             Rule::call => {
                 let mut inner = pair.into_inner();
                 let name = self.ident(inner.next().expect("grammar: call name"));
-                let args = inner.map(|a| self.arg(a)).collect();
-                ExprKind::Call { name, args }
+                let (args, depth) = self.args(inner);
+                (ExprKind::Call { name, args }, depth)
             }
-            Rule::duration => ExprKind::Duration(text.to_string()),
-            Rule::rate => ExprKind::Rate(text.to_string()),
-            Rule::number => ExprKind::Number(text.to_string()),
-            Rule::string => ExprKind::Str(self.string(pair)),
-            Rule::boolean => ExprKind::Bool(text == "true"),
-            Rule::null => ExprKind::Null,
-            Rule::jsonpath => ExprKind::Path(text.to_string()),
-            _ => ExprKind::Name(pair.into_inner().map(|i| self.ident(i)).collect()),
+            Rule::duration => (ExprKind::Duration(text.to_string()), 1),
+            Rule::rate => (ExprKind::Rate(text.to_string()), 1),
+            Rule::number => (ExprKind::Number(text.to_string()), 1),
+            Rule::string => (ExprKind::Str(self.string(pair)), 1),
+            Rule::boolean => (ExprKind::Bool(text == "true"), 1),
+            Rule::null => (ExprKind::Null, 1),
+            Rule::jsonpath => (ExprKind::Path(text.to_string()), 1),
+            _ => (
+                ExprKind::Name(pair.into_inner().map(|i| self.ident(i)).collect()),
+                1,
+            ),
         };
-        Expr { kind, span }
+        if depth > MAX_EXPR_DEPTH {
+            return self.too_deep(span);
+        }
+        (Expr { kind, span }, depth)
     }
 
-    fn arg(&mut self, pair: Pair<Rule>) -> Arg {
-        let mut inner: Vec<Pair<Rule>> = pair.into_inner().collect();
-        let value = self.expr(inner.pop().expect("grammar: argument value"));
-        let name = inner.pop().map(|n| self.ident(n));
-        Arg { name, value }
+    /// The arguments of a call or the items of a list, and the depth of the node that
+    /// holds them.
+    fn args<'i>(&mut self, pairs: impl Iterator<Item = Pair<'i, Rule>>) -> (Vec<Arg>, usize) {
+        let mut depth = 0;
+        let args = pairs
+            .map(|pair| {
+                let mut inner: Vec<Pair<Rule>> = pair.into_inner().collect();
+                let (value, d) = self.sized_expr(inner.pop().expect("grammar: argument value"));
+                depth = depth.max(d);
+                let name = inner.pop().map(|n| self.ident(n));
+                Arg { name, value }
+            })
+            .collect();
+        (args, depth + 1)
     }
 
     /// Decodes a string literal's escapes; a bad escape is reported at its own span.
@@ -494,46 +549,6 @@ impl Builder {
         }
         out
     }
-}
-
-fn is_infix(rule: Rule) -> bool {
-    matches!(
-        rule,
-        Rule::coalesce
-            | Rule::or_op
-            | Rule::and_op
-            | Rule::eq
-            | Rule::ne
-            | Rule::le
-            | Rule::ge
-            | Rule::lt
-            | Rule::gt
-            | Rule::add
-            | Rule::sub
-            | Rule::mul
-            | Rule::div
-    )
-}
-
-/// How deep an expression's tree is, found without recursion (the tree may be deep).
-fn expr_depth(e: &Expr) -> usize {
-    let mut deepest = 0;
-    let mut stack = vec![(e, 1)];
-    while let Some((e, depth)) = stack.pop() {
-        deepest = deepest.max(depth);
-        match &e.kind {
-            ExprKind::Unary(_, x) => stack.push((x, depth + 1)),
-            ExprKind::Binary(_, l, r) => {
-                stack.push((l, depth + 1));
-                stack.push((r, depth + 1));
-            }
-            ExprKind::List(args) | ExprKind::Call { args, .. } => {
-                stack.extend(args.iter().map(|a| (&a.value, depth + 1)))
-            }
-            _ => {}
-        }
-    }
-    deepest
 }
 
 /// Turns pest's error into one with readable expectations.
@@ -813,6 +828,17 @@ mod tests {
         }
     }
 
+    const QUIRKS: &[(&str, &str)] = &[
+        ("a * not b + c", "(a * (not (b + c)))"),
+        ("a == not b and c", "((a == (not b)) and c)"),
+        ("- a * b", "((-a) * b)"),
+        ("not not a or b", "((not (not a)) or b)"),
+        ("a - - - b", "(a - (-(-b)))"),
+        ("a ?? b + c * d - e", "(a ?? ((b + (c * d)) - e))"),
+        ("not a + not b + c", "(not (a + (not (b + c))))"),
+        ("a < b == c", "((a < b) == c)"),
+    ];
+
     #[test]
     fn precedence() {
         assert_eq!(show(&expr_of("a + b * c")), "(a + (b * c))");
@@ -824,6 +850,11 @@ mod tests {
         assert_eq!(show(&expr_of("-a - -b")), "((-a) - (-b))");
         assert_eq!(show(&expr_of("note and order")), "(note and order)");
         assert_eq!(show(&expr_of("parent.id")), "parent.id");
+        // Prefix operators take everything that binds tighter than themselves, as in
+        // pest's Pratt parser, which this parser replaced.
+        for (src, tree) in QUIRKS {
+            assert_eq!(show(&expr_of(src)), *tree, "{src}");
+        }
     }
 
     #[test]
@@ -833,6 +864,16 @@ mod tests {
         assert_eq!(show(&expr_of("$.a??$.b")), "($.a ?? $.b)");
         assert_eq!(show(&expr_of("$.data[-1].id")), "$.data[-1].id");
         assert_eq!(show(&expr_of("$[\"]\"]")), "$[\"]\"]");
+        assert_eq!(
+            show(&expr_of("$.a[?(@.b > 1) && match(@.c, \")\")]")),
+            "$.a[?(@.b > 1) && match(@.c, \")\")]"
+        );
+        // An unclosed bracket ends at a `)` it did not open: the call's.
+        let call = expr_of("next_url($.a[)");
+        let ExprKind::Call { args, .. } = &call.kind else {
+            panic!("{call:?}")
+        };
+        assert_eq!(show(&args[0].value), "$.a[");
     }
 
     #[test]
@@ -844,42 +885,77 @@ mod tests {
     }
 
     #[test]
+    fn operator_chains_are_limited_in_depth_not_overflowed() {
+        let depth_of = |e: &Expr| {
+            let mut deepest = 0;
+            let mut todo = vec![(e, 1)];
+            while let Some((e, d)) = todo.pop() {
+                deepest = deepest.max(d);
+                match &e.kind {
+                    ExprKind::Unary(_, x) => todo.push((x, d + 1)),
+                    ExprKind::Binary(_, l, r) => todo.extend([(&**l, d + 1), (&**r, d + 1)]),
+                    ExprKind::Call { args, .. } | ExprKind::List(args) => {
+                        todo.extend(args.iter().map(|a| (&a.value, d + 1)))
+                    }
+                    _ => {}
+                }
+            }
+            deepest
+        };
+        // 255 operators over literals: exactly the limit.
+        let at_limit = expr_of(&vec!["1"; 256].join(" + "));
+        assert_eq!(depth_of(&at_limit), MAX_EXPR_DEPTH);
+        assert_eq!(depth_of(&expr_of(&format!("{}1", "-".repeat(255)))), 256);
+        assert_eq!(
+            depth_of(&expr_of(&format!("f({})", vec!["1"; 255].join(" + ")))),
+            256
+        );
+        for text in [
+            vec!["1"; 257].join(" + "),
+            format!("{}1", "not ".repeat(256)),
+            format!("f({})", vec!["1"; 256].join(" + ")),
+            format!("[({}) and x]", vec!["1"; 256].join(" * ")),
+            vec!["a"; 100_000].join(" and "),
+        ] {
+            let (file, errors) = parse(&format!("sink s = {text}"));
+            assert!(file.is_none(), "{}", &text[..40]);
+            assert_eq!(errors.len(), 1);
+            assert!(errors[0].message.contains("deeper than 256"), "{errors:?}");
+        }
+    }
+
+    /// The limit counts every kind of opener, the enclosing blocks included, and the
+    /// message says so: 64 open at once are allowed, the 65th is refused.
+    #[test]
+    fn the_nesting_limit_counts_what_it_says() {
+        let nested = |n: usize| {
+            format!(
+                "source s from a {{ fields {{ x : json = {}1{} }} }}",
+                "[".repeat(n),
+                "]".repeat(n)
+            )
+        };
+        // Two braces and 62 brackets: 64 levels.
+        let (file, errors) = parse(&nested(62));
+        assert!(file.is_some() && errors.is_empty(), "{errors:?}");
+        let (file, errors) = parse(&nested(63));
+        assert!(file.is_none());
+        assert_eq!(
+            errors[0].message,
+            "nesting deeper than 64 levels: this `[` opens level 65, \
+             counting every `{`, `[` and `(` still open before it"
+        );
+        let text = nested(63);
+        let last = text.rfind('[').expect("a bracket");
+        assert_eq!(errors[0].span, Span::new(last, last + 1));
+    }
+
+    #[test]
     fn deep_nesting_is_refused_not_overflowed() {
         let text = format!("sink s = {}1{}", "(".repeat(100_000), ")".repeat(100_000));
         let (file, errors) = parse(&text);
         assert!(file.is_none());
         assert!(errors[0].message.contains("nesting"));
-    }
-
-    #[test]
-    fn long_operator_chains_are_refused_not_overflowed() {
-        // 256 operators deep is fine; deeper is refused, however the depth is made (a
-        // chain, prefix operators, parentheses). Tens of thousands would overflow the
-        // stack of the Pratt parser or of the stages that walk the tree.
-        let ok = format!("sink s = {}", vec!["a"; 257].join(" + "));
-        assert!(parse(&ok).1.is_empty());
-        let nested = (0..4).fold("a".to_string(), |inner, _| {
-            format!("({inner}{})", " + a".repeat(100))
-        });
-        for text in [
-            format!("sink s = {}", vec!["a"; 258].join(" + ")),
-            format!("sink s = {}", vec!["a"; 100_000].join(" + ")),
-            format!("sink s = {nested}"),
-            // The most recursion the Pratt parser can be made to do before a check.
-            format!(
-                "sink s = {}",
-                (0..60).fold("a".to_string(), |inner, _| {
-                    format!("({}{inner})", "-".repeat(64))
-                })
-            ),
-            format!("sink s = {}a", "not -".repeat(129)),
-            format!("sink s = {}a", "-".repeat(100_000)),
-        ] {
-            let (file, errors) = parse(&text);
-            assert!(file.is_none(), "{}", &text[..60]);
-            assert!(!errors.is_empty());
-            assert_eq!(errors[0].label, "too deep");
-        }
     }
 
     #[test]
