@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{records, Order, Paging, TestApi};
+use support::{records, Fault, Order, Paging, TestApi};
 
 fn pipeline(url: &str, b_every: &str, c_name: Option<&str>, with_lines: bool) -> String {
     let mut text = format!(
@@ -242,5 +242,100 @@ fn edits_while_running_restart_only_what_changed() {
     assert_eq!(
         lines_at_end, lines_after_removal,
         "the removed sink got no more records"
+    );
+}
+
+/// A source whose identity changes (here its path) starts from scratch, and only once the
+/// old one is gone: the new one's first request carries no watermark of the old, and it
+/// does not start while the old one's request is still in flight.
+#[test]
+fn a_changed_identity_starts_from_scratch_after_the_old_run_ends() {
+    let api = TestApi::start_blocking();
+    for path in ["/old", "/new"] {
+        api.serve(path, Paging::page(10));
+        api.set_order(path, Order::Ascending("created_at".into()));
+        api.set_since_filter(path, "since", "created_at");
+    }
+    api.set_records("/old", records::make(10));
+    // The same timestamps, other ids: all at or below the old source's watermark.
+    let renamed: Vec<Value> = records::make(10)
+        .into_iter()
+        .map(|mut r| {
+            r["id"] = Value::from(r["id"].as_str().unwrap().replacen('r', "n", 1));
+            r
+        })
+        .collect();
+    api.set_records("/new", renamed);
+
+    let text = |path: &str| {
+        format!(
+            r#"
+service api {{ base_url = "{}" }}
+source s from api {{
+  get = "{path}"  schedule = every(200ms)  records = $.data[*]  key = id
+  paginate = page(param = "page", size_param = "per_page", size = 10)
+  incremental {{ cursor = created_at  param = "since" }}
+  fields {{ id : string = $.id  created_at : datetime = $.created_at }}
+}}
+sink store = sled("s")
+flow s -> store
+"#,
+            api.url()
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.hmr");
+    let data = dir.path().join("data");
+    save(&file, &text("/old"));
+    let bin = assert_cmd::cargo::cargo_bin("hamstr");
+    let mut child = Command::new(&bin)
+        .args(["run", "--data-dir"])
+        .arg(&data)
+        .arg(&file)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Two runs: the watermark is the newest record's.
+    wait_until(
+        "the old source to run twice",
+        Duration::from_secs(20),
+        || api.hits("/old") >= 2,
+    );
+    // Its next request hangs for a while; the edit lands while it is in flight.
+    api.fail_always("/old", Fault::Delay(Duration::from_millis(1500)));
+    let before = api.hits("/old");
+    wait_until("a slow request in flight", Duration::from_secs(20), || {
+        api.hits("/old") > before
+    });
+    save(&file, &text("/new"));
+    wait_until("the new source to run", Duration::from_secs(20), || {
+        api.hits("/new") >= 1
+    });
+    wait_until("every new record", Duration::from_secs(20), || {
+        ids_in(&bin, &file, &data, "store")
+            .iter()
+            .filter(|id| id.starts_with('n'))
+            .count()
+            == 10
+    });
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    assert!(child.wait().unwrap().success());
+
+    let old = api.requests_to("/old");
+    let new = api.requests_to("/new");
+    assert_eq!(
+        new[0].query_value("since"),
+        None,
+        "the first request of a source collected from scratch carries no watermark"
+    );
+    let last_old = old.last().unwrap();
+    assert!(
+        new[0].at >= last_old.at + Duration::from_millis(1400),
+        "the new source started while the old one's request was in flight"
     );
 }

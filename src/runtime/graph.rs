@@ -337,22 +337,46 @@ impl Graph {
         let wakes = self.wakes.clone();
         let children = outputs_tx.subscribe();
         let once = self.opts.once;
-        let extract = tokio::spawn(async move {
-            if let Some(after) = after {
+        // A replacement waits, both its extract node and its driver, until the unit it
+        // replaces is gone and its state reset: the old run's pages are committed, and
+        // the first request of the new one sees the state it is meant to start from.
+        let (gate_tx, gate) = watch::channel(after.is_none());
+        if let Some(after) = after {
+            tokio::spawn(async move {
                 let _ = after.await;
-            }
-            node.run(rx).await
-        });
+                let _ = gate_tx.send(true);
+            });
+        }
+        let opened = |mut gate: watch::Receiver<bool>| async move {
+            // An error means the waiting task is gone: nothing left to wait for.
+            let _ = gate.wait_for(|open| *open).await;
+        };
+        let extract = {
+            let opened = opened(gate.clone());
+            tokio::spawn(async move {
+                opened.await;
+                node.run(rx).await
+            })
+        };
+        let opened = opened(gate);
         let driver = if src.schedule == Schedule::Parent {
             let (wake_tx, wake_rx) = mpsc::channel(64);
             if let Ok(mut w) = self.wakes.lock() {
                 w.insert(name.clone(), wake_tx);
             }
-            tokio::spawn(child_driver(poller, children, wakes, wake_rx, report, stop))
+            tokio::spawn(async move {
+                opened.await;
+                if !stop.is_stopping() {
+                    child_driver(poller, children, wakes, wake_rx, report, stop).await
+                }
+            })
         } else {
-            tokio::spawn(scheduled_driver(
-                poller, children, wakes, report, stop, once,
-            ))
+            tokio::spawn(async move {
+                opened.await;
+                if !stop.is_stopping() {
+                    scheduled_driver(poller, children, wakes, report, stop, once).await
+                }
+            })
         };
         self.sources.insert(
             name,
