@@ -106,9 +106,11 @@ pub fn run(
         } else {
             None
         };
+        // What `dump` and `state` over the socket answer for: the pipeline running now.
+        let running = Arc::new(std::sync::Mutex::new(loaded.pipeline.clone()));
         #[cfg(unix)]
         let _control = {
-            let pipeline = Arc::new(std::sync::Mutex::new(loaded.pipeline.clone()));
+            let pipeline = running.clone();
             let base_dir = loaded.base_dir.clone();
             let store = store.clone();
             let answer = move |req: crate::control::Request| {
@@ -117,7 +119,8 @@ pub fn run(
             };
             crate::control::serve(data_dir, Arc::new(answer))?
         };
-        runtime::run(&loaded.pipeline, store, Options { once, base_dir: loaded.base_dir.clone() }, stop, reloads).await
+        let opts = Options { once, base_dir: loaded.base_dir.clone(), running: Some(running) };
+        runtime::run(&loaded.pipeline, store, opts, stop, reloads).await
     })
 }
 

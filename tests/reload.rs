@@ -339,3 +339,63 @@ flow s -> store
         "the new source started while the old one's request was in flight"
     );
 }
+
+/// While a run holds the data directory, `dump` and `state` answer for the pipeline it
+/// runs now: after a reload, a new sink can be dumped, a new source is listed and a
+/// removed one is not.
+#[test]
+fn dump_and_state_answer_for_the_reloaded_pipeline() {
+    let api = TestApi::start_blocking();
+    for path in ["/b", "/c"] {
+        api.serve(path, Paging::wrapped("data"));
+    }
+    api.set_records("/b", records::make(3));
+    api.set_records("/c", records::range(100, 4));
+    let text = |source: &str| {
+        format!(
+            r#"
+service api {{ base_url = "{}" }}
+source {source} from api {{
+  get = "/{source}"  schedule = every(200ms)  records = $.data[*]  key = id
+  fields {{ id : string = $.id }}
+}}
+sink store_{source} = sled("{source}")
+flow {source} -> store_{source}
+"#,
+            api.url()
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.hmr");
+    let data = dir.path().join("data");
+    save(&file, &text("b"));
+    let bin = assert_cmd::cargo::cargo_bin("hamstr");
+    let mut child = Command::new(&bin)
+        .args(["run", "--data-dir"])
+        .arg(&data)
+        .arg(&file)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("b to run", Duration::from_secs(20), || api.hits("/b") >= 1);
+    save(&file, &text("c"));
+    wait_until("c to run", Duration::from_secs(20), || api.hits("/c") >= 2);
+    let state = Command::new(&bin)
+        .arg("state")
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    let state = String::from_utf8_lossy(&state.stdout).to_string();
+    assert!(state.lines().any(|l| l == "c"), "{state}");
+    assert!(!state.lines().any(|l| l == "b"), "{state}");
+    assert_eq!(ids_in(&bin, &file, &data, "store_c").len(), 4);
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    assert!(child.wait().unwrap().success());
+}

@@ -68,11 +68,15 @@ impl StopHandle {
     }
 }
 
+#[derive(Default)]
 pub struct Options {
     /// Run every scheduled source one time, drain, and return.
     pub once: bool,
     /// The folder of the pipeline file: relative paths are resolved against it.
     pub base_dir: PathBuf,
+    /// Set to each pipeline once the graph runs it (a reload applied), for those who
+    /// answer questions about the running pipeline (`dump` and `state` over the socket).
+    pub running: Option<Arc<std::sync::Mutex<Pipeline>>>,
 }
 
 /// What each source did, for the summary and the exit code.
@@ -112,6 +116,7 @@ pub async fn run(
     reloads: Option<mpsc::Receiver<Pipeline>>,
 ) -> Result<Report, String> {
     let once = opts.once;
+    let running = opts.running.clone();
     let mut graph = Graph::start(p, store, opts, stop.clone())?;
     if once {
         graph.wait_scheduled().await;
@@ -132,6 +137,9 @@ pub async fn run(
                     let started = std::time::Instant::now();
                     match graph.apply(&p) {
                         Ok(diff) => {
+                            if let Some(Ok(mut current)) = running.as_ref().map(|r| r.lock()) {
+                                *current = p.clone();
+                            }
                             let summary = diff.summary();
                             tracing::info!(took_ms = started.elapsed().as_millis() as u64, "reloaded: {summary}");
                             eprintln!("reloaded: {summary}");
