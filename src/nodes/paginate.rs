@@ -244,6 +244,12 @@ impl Pager {
                     return Next::Done;
                 }
                 self.position += count as i64;
+                if let Some(t) = total.filter(|t| self.position > *t) {
+                    return Next::Stop(format!(
+                        "the pages held {} records, but `total` says {t}",
+                        self.position
+                    ));
+                }
                 if limit.is_some_and(|l| (count as u64) < l)
                     || total.is_some_and(|t| self.position >= t)
                 {
@@ -388,6 +394,46 @@ mod tests {
         assert_eq!(
             pager.next(&resp("http://a/x", serde_json::json!({})), 1, &same),
             Next::Done
+        );
+    }
+
+    /// Spec §5.1: a `total` that disagrees with what the pages held is a warning, both
+    /// ways (an empty page before it; more records than it says).
+    #[test]
+    fn offset_warns_when_total_disagrees() {
+        let total = JsonPath {
+            text: "$.total".into(),
+            singular: Some(vec![crate::check::PathStep::Name("total".into())]),
+        };
+        let p = Paginate::Offset {
+            param: "offset".into(),
+            start: 0,
+            limit_param: None,
+            limit: None,
+            total: Some(total),
+            max_pages: 100,
+        };
+        let same = |_: &Url| true;
+        let body = serde_json::json!({"total": 15});
+        let mut pager = Pager::new(&p, Url::parse("http://a/x").unwrap(), vec![]);
+        pager.first();
+        assert!(matches!(
+            pager.next(&resp("http://a/x", body.clone()), 10, &same),
+            Next::Fetch(_)
+        ));
+        assert_eq!(
+            pager.next(&resp("http://a/x", body.clone()), 10, &same),
+            Next::Stop("the pages held 20 records, but `total` says 15".into())
+        );
+        let mut pager = Pager::new(&p, Url::parse("http://a/x").unwrap(), vec![]);
+        pager.first();
+        assert!(matches!(
+            pager.next(&resp("http://a/x", body.clone()), 10, &same),
+            Next::Fetch(_)
+        ));
+        assert_eq!(
+            pager.next(&resp("http://a/x", body), 0, &same),
+            Next::Stop("offset 10 was empty, but `total` says 15".into())
         );
     }
 
