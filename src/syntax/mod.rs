@@ -2,7 +2,9 @@
 //! AST of [`ast`]. No pest type leaves this folder.
 
 pub mod ast;
+mod errors;
 mod parser;
 
 pub use ast::*;
-pub use parser::{parse, SyntaxError};
+pub use errors::SyntaxError;
+pub use parser::parse;
