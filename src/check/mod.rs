@@ -5,8 +5,10 @@
 pub mod diagnostic;
 mod expr;
 mod model;
+mod paginate;
 pub mod pipeline;
 mod props;
+mod schedule;
 mod service;
 mod sink;
 mod source;
