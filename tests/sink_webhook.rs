@@ -287,3 +287,52 @@ fn records_wait_while_the_receiver_is_down() {
         state.text
     );
 }
+
+/// A long run delivers its queue once the receiver is back, while pages (here empty
+/// ones: nothing new) keep arriving more often than it retries; before, every arriving
+/// page put the retry off again and the queue went out only at exit.
+#[test]
+fn a_running_pipeline_delivers_its_queue_when_the_receiver_comes_back() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let api = api_with(15);
+    let dir = tempfile::tempdir().unwrap();
+    let file = pipeline(dir.path());
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("schedule = once", "schedule = every(200ms)");
+    std::fs::write(&file, text).unwrap();
+    let data = dir.path().join("data");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("hamstr"))
+        .args(["run", "--no-watch", "--data-dir"])
+        .arg(&data)
+        .arg(&file)
+        .env("API_URL", api.url())
+        .env("HOOK_URL", &url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Several runs while nobody listens: the pages wait in the queue.
+    assert!(api.wait_for_hits_blocking("/orders", 8, Duration::from_secs(30)));
+    let receiver = Receiver::start_on(port);
+    let start = std::time::Instant::now();
+    while ids(&receiver.delivered()).len() < 15 && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let delivered = ids(&receiver.delivered());
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.wait();
+    assert_eq!(
+        delivered,
+        records::ids(&records::make(15)),
+        "delivered while running, in order, once"
+    );
+}

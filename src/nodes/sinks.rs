@@ -269,7 +269,12 @@ pub async fn run_sink(
         space: queue_space(&name),
         store,
     };
-    let mut backoff = Duration::from_millis(500);
+    const FIRST_RETRY: Duration = Duration::from_millis(500);
+    let mut backoff = FIRST_RETRY;
+    // When the queue is tried next: a deadline, not a sleep started afresh in every
+    // turn of the loop, so pages arriving more often than the backoff cannot put the
+    // retry off for ever.
+    let mut retry_at = tokio::time::Instant::now() + backoff;
     let mut queued = queue.len() > 0;
     if queued {
         queued = queue.drain(&name, writer.as_mut()).await.is_err();
@@ -279,17 +284,18 @@ pub async fn run_sink(
             // Retry the queue now and then while new pages keep coming.
             tokio::select! {
                 b = rx.recv() => b,
-                _ = tokio::time::sleep(backoff) => {
+                _ = tokio::time::sleep_until(retry_at) => {
                     match queue.drain(&name, writer.as_mut()).await {
                         Ok(()) => {
                             queued = false;
-                            backoff = Duration::from_millis(500);
+                            backoff = FIRST_RETRY;
                         }
                         Err(e) => {
                             backoff = (backoff * 2).min(Duration::from_secs(30));
                             tracing::debug!(sink = %name, error = %e, "sink still down");
                         }
                     }
+                    retry_at = tokio::time::Instant::now() + backoff;
                     continue;
                 }
             }
@@ -307,6 +313,7 @@ pub async fn run_sink(
                 Err(e) => {
                     tracing::warn!(sink = %name, source = %batch.source, error = %e, "sink cannot take records now; they wait in its queue");
                     queued = true;
+                    retry_at = tokio::time::Instant::now() + backoff;
                     match queue.push(&batch) {
                         Ok(()) => true,
                         Err(qe) => {
