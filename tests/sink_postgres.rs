@@ -319,10 +319,24 @@ fn a_table_that_does_not_fit_is_named() {
         out.text
     );
 
+    // A numeric with a fixed scale would round the decimals: refused, not rounded.
+    sql(
+        &url,
+        &format!("ALTER TABLE \"{table}\" ADD COLUMN amount numeric(5,1)"),
+    );
+    let out = run_once(&file, &data, &api, &pg);
+    assert_eq!(out.code, 1, "{}", out.text);
+    assert!(
+        out.text
+            .contains("column `amount` is a numeric with a fixed scale"),
+        "{}",
+        out.text
+    );
+
     // Fixed by hand: the queued records go in on the next run.
     sql(
         &url,
-        &format!("ALTER TABLE \"{table}\" ADD COLUMN amount numeric"),
+        &format!("ALTER TABLE \"{table}\" ALTER COLUMN amount TYPE numeric"),
     );
     let out = run_once(&file, &data, &api, &pg);
     assert_eq!(out.code, 0, "{}", out.text);
@@ -476,4 +490,54 @@ impl Proxy {
     fn set_up(&self, up: bool) {
         self.up.store(up, Ordering::SeqCst);
     }
+}
+
+/// An aggregate into PostgreSQL, grouped by an optional field: the table hamstr creates
+/// (its primary key makes the group column NOT NULL) is accepted on the next run too, and
+/// the groups are upserted as they change.
+#[test]
+fn an_aggregate_keeps_upserting_its_groups() {
+    let Some(url) = database_url() else { return };
+    let table = fresh_table(&url, "agg");
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"
+service api {{ base_url = env("API_URL") }}
+source orders from api {{
+  get      = "/orders"
+  schedule = once
+  paginate = page(param = "page", start = 1, size_param = "per_page", size = 10)
+  records  = $.data[*]
+  key      = id
+  fields {{
+    id     : string  = $.id
+    kind   : string? = $.currency
+    amount : decimal = $.amount
+  }}
+}}
+aggregate by_kind {{
+  from     = orders
+  group_by = [kind]
+  compute {{ n = count()  total = sum(amount) }}
+}}
+sink db = postgres(env("PG_URL"), table = "{table}")
+flow by_kind -> db
+"#
+    );
+    let file = dir.path().join("p.hmr");
+    std::fs::write(&file, text).unwrap();
+    let data = dir.path().join("data");
+    let api = api_with(4);
+    let out = run_once(&file, &data, &api, &url);
+    assert_eq!(out.code, 0, "{}", out.text);
+    let count = |url: &str| {
+        sql(url, &format!("SELECT sum(n)::bigint FROM \"{table}\""))[0].get::<_, i64>(0)
+    };
+    assert_eq!(count(&url), 4);
+
+    api.set_records("/orders", records::make(6));
+    let out = run_once(&file, &data, &api, &url);
+    assert_eq!(out.code, 0, "the second run: {}", out.text);
+    assert_eq!(count(&url), 6);
+    sql(&url, &format!("DROP TABLE \"{table}\""));
 }

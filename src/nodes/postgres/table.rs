@@ -42,20 +42,16 @@ pub fn sql_type(ty: Type) -> &'static str {
 }
 
 /// The column types (as `information_schema` names them) an existing table may have for
-/// a field: those the value converts into on insert without loss of meaning.
+/// a field: those that hold every value of the field as it is, or refuse it with an
+/// error (an int too large for `integer`); never one that rounds it silently (`real`,
+/// `double precision` for a decimal, a `numeric` with a scale for a decimal: see
+/// [`Table::ensure`]).
 fn accepted(ty: Type) -> &'static [&'static str] {
     match ty {
         Type::String => &["text", "character varying", "character", "citext"],
-        Type::Int => &[
-            "bigint",
-            "integer",
-            "smallint",
-            "numeric",
-            "double precision",
-            "real",
-        ],
-        Type::Float => &["double precision", "real", "numeric"],
-        Type::Decimal => &["numeric", "double precision", "real"],
+        Type::Int => &["bigint", "integer", "smallint", "numeric"],
+        Type::Float => &["double precision", "numeric"],
+        Type::Decimal => &["numeric"],
         Type::Bool => &["boolean"],
         Type::Datetime => &["timestamp with time zone", "timestamp without time zone"],
         Type::Json => &["jsonb", "json"],
@@ -189,7 +185,8 @@ impl Table {
         let rows = client
             .query(
                 "SELECT column_name::text, data_type::text, udt_name::text, is_nullable = 'YES', \
-                 column_default IS NOT NULL OR is_identity = 'YES' OR is_generated <> 'NEVER' \
+                 column_default IS NOT NULL OR is_identity = 'YES' OR is_generated <> 'NEVER', \
+                 numeric_scale IS NOT NULL \
                  FROM information_schema.columns \
                  WHERE table_schema::text = COALESCE($1::text, current_schema()::text) \
                    AND table_name::text = $2::text \
@@ -205,7 +202,7 @@ impl Table {
                 .map_err(Failure::Db)?;
             return Ok(true);
         }
-        let existing: Vec<(String, String, bool, bool)> = rows
+        let existing: Vec<(String, String, bool, bool, bool)> = rows
             .iter()
             .map(|r| {
                 let data_type: String = r.get(1);
@@ -214,12 +211,13 @@ impl Table {
                 } else {
                     data_type
                 };
-                (r.get(0), shown, r.get(3), r.get(4))
+                (r.get(0), shown, r.get(3), r.get(4), r.get(5))
             })
             .collect();
         let t = self.shown();
-        for c in &self.columns {
-            let Some((_, ty, nullable, _)) = existing.iter().find(|(n, ..)| *n == c.name) else {
+        for (i, c) in self.columns.iter().enumerate() {
+            let Some((_, ty, nullable, _, scaled)) = existing.iter().find(|(n, ..)| *n == c.name)
+            else {
                 return Err(Failure::Table(format!(
                     "table `{t}` has no column `{}` for field `{}` ({}); add it with \
                      ALTER TABLE {} ADD COLUMN {} {}",
@@ -241,14 +239,27 @@ impl Table {
                     one_of(accepted(c.ty))
                 )));
             }
-            if c.optional && !nullable {
+            if c.ty == Type::Decimal && *scaled {
+                return Err(Failure::Table(format!(
+                    "table `{t}`: column `{}` is a numeric with a fixed scale, which would round \
+                     the decimals of field `{}`; a decimal is kept exactly in a plain numeric \
+                     (ALTER TABLE {} ALTER COLUMN {} TYPE numeric)",
+                    c.name,
+                    c.name,
+                    self.quoted(),
+                    ident(&c.name)
+                )));
+            }
+            // A primary key's columns are NOT NULL whatever was declared (PostgreSQL adds
+            // it), so an optional key field (an aggregate's group) meets one there.
+            if c.optional && !nullable && !self.key.contains(&i) {
                 return Err(Failure::Table(format!(
                     "table `{t}`: column `{}` is NOT NULL, but field `{}` is optional",
                     c.name, c.name
                 )));
             }
         }
-        if let Some((name, ..)) = existing.iter().find(|(n, _, nullable, filled)| {
+        if let Some((name, ..)) = existing.iter().find(|(n, _, nullable, filled, _)| {
             !nullable && !filled && !self.columns.iter().any(|c| &c.name == n)
         }) {
             return Err(Failure::Table(format!(
