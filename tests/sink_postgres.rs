@@ -541,3 +541,33 @@ flow by_kind -> db
     assert_eq!(count(&url), 6);
     sql(&url, &format!("DROP TABLE \"{table}\""));
 }
+
+/// PostgreSQL's text and jsonb cannot hold NUL at all: the character is left out (with a
+/// warning) instead of the page being refused for good and the sink blocked behind it.
+#[test]
+fn a_nul_character_is_left_out_not_a_blocked_sink() {
+    let Some(url) = database_url() else { return };
+    let table = fresh_table(&url, "nul");
+    let dir = tempfile::tempdir().unwrap();
+    let file = pipeline(dir.path(), &table, true, ALL_TYPES);
+    let mut recs = records::make(3);
+    recs[1]["note"] = json!("a\u{0}b");
+    recs[1]["nested"] = json!({"k\u{0}": ["x\u{0}y"]});
+    let api = TestApi::start_blocking();
+    api.set_records("/orders", recs);
+    api.serve("/orders", Paging::page(10));
+    let out = run_once(&file, &dir.path().join("data"), &api, &url);
+    assert_eq!(out.code, 0, "{}", out.text);
+    assert!(out.text.contains("NUL"), "{}", out.text);
+    let rows = sql(
+        &url,
+        &format!("SELECT note, nested::text FROM \"{table}\" ORDER BY seq"),
+    );
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[1].get::<_, Option<String>>(0).as_deref(), Some("ab"));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&rows[1].get::<_, String>(1)).unwrap(),
+        json!({"k": ["xy"]})
+    );
+    sql(&url, &format!("DROP TABLE \"{table}\""));
+}

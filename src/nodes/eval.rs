@@ -178,7 +178,7 @@ fn to_decimal(v: &Val) -> Result<Decimal, String> {
     match v {
         Val::Str(s) => parse_decimal(s.trim()).ok_or_else(|| format!("\"{s}\" is not a number")),
         Val::Json(Json::Number(n)) => Err(format!(
-            "{n} cannot be kept exactly: a decimal holds at most 28 significant digits"
+            "{n} cannot be kept exactly: a decimal holds 28 or 29 significant digits and at most 28 after the point"
         )),
         Val::Bool(_) | Val::Datetime(_) | Val::Json(_) | Val::Null => {
             Err(format!("{} is not a number", v.type_name()))

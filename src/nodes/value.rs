@@ -93,7 +93,7 @@ impl Val {
                     .map(Val::Float)
                     .ok_or_else(|| format!("number {} is out of range for float", brief_text(&n))),
                 Type::Decimal => Err(format!(
-                    "number {} cannot be kept exactly: a decimal holds at most 28 significant digits",
+                    "number {} cannot be kept exactly: a decimal holds 28 or 29 significant digits and at most 28 after the point",
                     brief_text(&n)
                 )),
                 Type::String => Ok(Val::Str(n.to_string())),
@@ -131,7 +131,7 @@ impl Val {
             (Type::Decimal, Val::Str(s)) => match parse_decimal(s.trim()) {
                 Some(d) => Ok(Val::Decimal(d)),
                 None if s.trim().parse::<f64>().is_ok_and(f64::is_finite) => Err(format!(
-                    "string {} cannot be kept exactly: a decimal holds at most 28 significant digits",
+                    "string {} cannot be kept exactly: a decimal holds 28 or 29 significant digits and at most 28 after the point",
                     quoted(&s)
                 )),
                 None => Err(format!("string {} is not a decimal number", quoted(&s))),

@@ -139,11 +139,20 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
             let name = &self.names[i];
             let bad = |e: String| de::Error::custom(format!("field `{name}`: {e}"));
             match &mut self.cols[i] {
-                Cells::Text(c) => c.push(map.next_value()?),
+                Cells::Text(c) => {
+                    let v: Option<String> = map.next_value()?;
+                    c.push(v.map(|s| without_nul(s, name)));
+                }
                 Cells::Int(c) => c.push(map.next_value()?),
                 Cells::Float(c) => c.push(map.next_value()?),
                 Cells::Bool(c) => c.push(map.next_value()?),
-                Cells::Json(c) => c.push(map.next_value()?),
+                Cells::Json(c) => {
+                    let v: Option<Json> = map.next_value()?;
+                    c.push(v.map(|mut j| {
+                        json_without_nul(&mut j, name);
+                        j
+                    }));
+                }
                 Cells::Decimal(c) => {
                     let v = map.next_value_seed(Parsed(PhantomData::<Decimal>))?;
                     c.push(v.transpose().map_err(bad)?);
@@ -159,6 +168,34 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
 }
 
 /// A key as the index of its column, `None` for a name without one.
+/// PostgreSQL's `text` and `jsonb` cannot hold the NUL character (U+0000) at all: it is
+/// left out, with a warning, rather than the whole page refused for good.
+fn without_nul(s: String, field: &str) -> String {
+    if !s.contains('\0') {
+        return s;
+    }
+    tracing::warn!(field = %field, "PostgreSQL cannot store the NUL character: it is left out of this value");
+    s.replace('\0', "")
+}
+
+fn json_without_nul(j: &mut Json, field: &str) {
+    match j {
+        Json::String(s) if s.contains('\0') => *s = without_nul(std::mem::take(s), field),
+        Json::Array(items) => items.iter_mut().for_each(|i| json_without_nul(i, field)),
+        Json::Object(map) => {
+            if map.keys().any(|k| k.contains('\0')) {
+                let old = std::mem::take(map);
+                *map = old
+                    .into_iter()
+                    .map(|(k, v)| (without_nul(k, field), v))
+                    .collect();
+            }
+            map.values_mut().for_each(|v| json_without_nul(v, field));
+        }
+        _ => {}
+    }
+}
+
 struct KeySeed<'a>(&'a [String]);
 
 impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
