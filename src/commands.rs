@@ -164,9 +164,13 @@ pub fn summary(report: &Report) -> String {
         }
     }
     for (sink, pages) in &report.queued {
+        let (page, wait, they) = if *pages == 1 {
+            ("page", "waits", "it goes")
+        } else {
+            ("pages", "wait", "they go")
+        };
         out.push_str(&format!(
-            "sink {sink}: {pages} page{} still wait in its queue; they go out on the next run\n",
-            plural(*pages as u64)
+            "sink {sink}: {pages} {page} still {wait} in its queue; {they} out on the next run\n"
         ));
     }
     out
