@@ -124,8 +124,21 @@ impl<'e> Ctx<'e> {
                             *span,
                             "not a postgres URL",
                         );
+                        return false;
                     }
-                    ok
+                    // What the sink would refuse at run time, said now.
+                    match crate::nodes::postgres::usable_url(&url.value) {
+                        Ok(_) => true,
+                        Err(why) => {
+                            self.error(
+                                codes::INVALID_URL,
+                                format!("the database URL {why}"),
+                                *span,
+                                "not usable",
+                            );
+                            false
+                        }
+                    }
                 });
                 let table = nonempty(self, "table").filter(|(table, span)| {
                     let ok = table

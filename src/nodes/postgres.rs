@@ -41,6 +41,27 @@ struct Conn {
     insert: Statement,
 }
 
+/// The connection settings of a database URL, or why hamstr cannot use it (it asks for
+/// TLS, or PostgreSQL's parser refuses it: an unknown option, say). The reason never
+/// holds the password. `hamstr check` reports the same reasons.
+pub fn usable_url(url: &str) -> Result<Config, String> {
+    let (_, masker) = mask_for(url);
+    let parsed = url::Url::parse(url).ok();
+    if let Some(mode) = parsed.as_ref().and_then(|u| {
+        u.query_pairs()
+            .find(|(k, _)| k == "sslmode")
+            .map(|(_, v)| v.into_owned())
+    }) {
+        if !matches!(mode.as_str(), "disable" | "allow" | "prefer") {
+            return Err(format!(
+                "asks for `sslmode={mode}`, but hamstr connects to PostgreSQL without TLS; \
+                 use `sslmode=disable` (a local server, or a tunnel) or leave sslmode out"
+            ));
+        }
+    }
+    Config::from_str(url).map_err(|e| masker.mask(&format!("cannot be used: {}", error_text(&e))))
+}
+
 impl PgWriter {
     /// A writer for sink `sink`; it connects on its first write. `Err` when the URL
     /// cannot be used at all (it asks for TLS, or does not parse).
@@ -52,26 +73,8 @@ impl PgWriter {
         schema: &Schema,
     ) -> Result<PgWriter, String> {
         let (shown_url, masker) = mask_for(&url.value);
-        let parsed = url::Url::parse(&url.value).ok();
-        if let Some(mode) = parsed.as_ref().and_then(|u| {
-            u.query_pairs()
-                .find(|(k, _)| k == "sslmode")
-                .map(|(_, v)| v.into_owned())
-        }) {
-            if !matches!(mode.as_str(), "disable" | "allow" | "prefer") {
-                return Err(format!(
-                    "sink `{sink}`: the database URL asks for `sslmode={mode}`, but hamstr \
-                     connects to PostgreSQL without TLS; use `sslmode=disable` (a local \
-                     server, or a tunnel) or leave sslmode out"
-                ));
-            }
-        }
-        let mut config = Config::from_str(&url.value).map_err(|e| {
-            masker.mask(&format!(
-                "sink `{sink}`: the database URL {shown_url} cannot be used: {}",
-                error_text(&e)
-            ))
-        })?;
+        let mut config = usable_url(&url.value)
+            .map_err(|why| format!("sink `{sink}`: the database URL {shown_url} {why}"))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
