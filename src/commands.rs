@@ -344,7 +344,12 @@ pub fn state(loaded: &Loaded, store: &dyn StateStore) -> Result<String, String> 
         };
         let waiting = match queued {
             0 => "its queue is empty".to_string(),
-            n => format!("{n} page{} waiting in its queue", plural(n as u64)),
+            n => {
+                let why = crate::nodes::sinks::last_error(store, name)
+                    .map(|e| format!("; last error: {e}"))
+                    .unwrap_or_default();
+                format!("{n} page{} waiting in its queue{why}", plural(n as u64))
+            }
         };
         out.push_str(&format!("sink {name}: {held}{waiting}\n"));
     }

@@ -577,10 +577,14 @@ fn queued_while_blocked_then_delivered(
         &state,
         &format!("sink lines: {} pages waiting in its queue", n.div_ceil(5)),
     );
+    // `state` says why, not only how many.
+    assert_contains(&state, "; last error: ");
+    assert_contains(&state, why);
 
     unblock(&p);
     p.run_ok();
     assert!(!p.state().contains("waiting in its queue"));
+    assert!(!p.state().contains("; last error: "));
     assert_eq!(ids(&p.jsonl(file)), id_range(1, n as u64));
     p.run_ok();
     assert_eq!(p.jsonl(file).len(), n, "delivered once");

@@ -200,6 +200,16 @@ pub fn queue_space(sink: &str) -> String {
     format!("sinkq/{sink}")
 }
 
+/// Where the last reason a sink could not take records is kept (per sink name), for
+/// `hamstr state`; gone once its queue is empty again.
+pub const ERROR_SPACE: &str = "sinkerr";
+
+/// Why sink `sink` last failed, while records wait in its queue.
+pub fn last_error(store: &dyn StateStore, sink: &str) -> Option<String> {
+    let bytes = store.kv_get(ERROR_SPACE, sink.as_bytes()).ok()??;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 /// The durable queue of one sink.
 struct Queue {
     space: String,
@@ -209,6 +219,14 @@ struct Queue {
 impl Queue {
     fn len(&self) -> usize {
         self.store.kv_len(&self.space).unwrap_or(0)
+    }
+
+    /// Keeps why the sink failed (the writers' errors carry no secret), or forgets it.
+    fn note_error(&self, sink: &str, error: Option<&str>) {
+        let value = error.map(|e| e.chars().take(500).collect::<String>().into_bytes());
+        let _ = self
+            .store
+            .kv_apply(ERROR_SPACE, &[(sink.as_bytes().to_vec(), value)]);
     }
 
     fn push(&self, batch: &Batch) -> Result<(), String> {
@@ -277,7 +295,13 @@ pub async fn run_sink(
     let mut retry_at = tokio::time::Instant::now() + backoff;
     let mut queued = queue.len() > 0;
     if queued {
-        queued = queue.drain(&name, writer.as_mut()).await.is_err();
+        match queue.drain(&name, writer.as_mut()).await {
+            Ok(()) => {
+                queued = false;
+                queue.note_error(&name, None);
+            }
+            Err(e) => queue.note_error(&name, Some(&e)),
+        }
     }
     loop {
         let batch = if queued {
@@ -289,10 +313,12 @@ pub async fn run_sink(
                         Ok(()) => {
                             queued = false;
                             backoff = FIRST_RETRY;
+                            queue.note_error(&name, None);
                         }
                         Err(e) => {
                             backoff = (backoff * 2).min(Duration::from_secs(30));
                             tracing::debug!(sink = %name, error = %e, "sink still down");
+                            queue.note_error(&name, Some(&e));
                         }
                     }
                     retry_at = tokio::time::Instant::now() + backoff;
@@ -312,6 +338,7 @@ pub async fn run_sink(
                 Ok(()) => true,
                 Err(e) => {
                     tracing::warn!(sink = %name, source = %batch.source, error = %e, "sink cannot take records now; they wait in its queue");
+                    queue.note_error(&name, Some(&e));
                     queued = true;
                     retry_at = tokio::time::Instant::now() + backoff;
                     match queue.push(&batch) {
@@ -331,8 +358,12 @@ pub async fn run_sink(
     }
     // One last try, so a short outage does not leave records behind at exit.
     if queued {
-        if let Err(e) = queue.drain(&name, writer.as_mut()).await {
-            tracing::warn!(sink = %name, waiting = queue.len(), error = %e, "records still wait in the sink's queue; they go out on the next run");
+        match queue.drain(&name, writer.as_mut()).await {
+            Ok(()) => queue.note_error(&name, None),
+            Err(e) => {
+                tracing::warn!(sink = %name, waiting = queue.len(), error = %e, "records still wait in the sink's queue; they go out on the next run");
+                queue.note_error(&name, Some(&e));
+            }
         }
     }
 }
