@@ -4,6 +4,7 @@
 
 pub mod diagnostic;
 mod expr;
+mod jsonpath;
 mod model;
 mod paginate;
 pub mod pipeline;
