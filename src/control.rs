@@ -14,8 +14,19 @@ pub enum Request {
     State,
 }
 
+/// Where the run holding `data_dir` listens: `control.sock` in it, or, when that path is
+/// too long for a Unix socket (about 100 bytes), a socket in the temporary folder named
+/// after the data directory's full path, which `ask` finds the same way.
 pub fn socket_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("control.sock")
+    const SOCKET_PATH_MAX: usize = 100;
+    // Decided on the full path, so `run` and `dump` agree however each names the folder.
+    let full = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    let inside = full.join("control.sock");
+    if inside.as_os_str().len() < SOCKET_PATH_MAX {
+        return inside;
+    }
+    let id = xxhash_rust::xxh3::xxh3_64(full.as_os_str().as_encoded_bytes());
+    std::env::temp_dir().join(format!("hamstr-{id:016x}.sock"))
 }
 
 /// Answers requests until the returned task is dropped; `answer` runs on the store the

@@ -469,6 +469,27 @@ fn state_answers_while_a_run_holds_the_data_dir() {
     assert_contains(&stdout(&state), "src");
 }
 
+/// A data directory whose path is too long for a Unix socket (about 100 bytes): the run
+/// still starts, and `state` still gets its answer from it.
+#[test]
+fn a_data_dir_with_a_long_path_still_answers_while_running() {
+    let api = api_with(3);
+    let mut p = Pipeline::new(
+        &pipeline(&api.url(), "sink store = sled(\"items\")", "store")
+            .replace("schedule = once", "schedule = every(1h)"),
+    );
+    p.data = p.path(&format!("{}/{}/data", "d".repeat(60), "e".repeat(60)));
+    assert!(p.data.join("control.sock").as_os_str().len() > 110);
+    let mut running = p.spawn_run(&["--no-watch"]);
+    let started = api.wait_for_hits_blocking(PATH, 1, Duration::from_secs(30));
+    let mut c = p.cmd(&["state", "--data-dir"]);
+    let state = c.arg(&p.data).output().unwrap();
+    stop(&mut running);
+    assert!(started, "the run never polled");
+    assert_eq!(state.status.code(), Some(0), "{}", text(&state));
+    assert_contains(&stdout(&state), "records seen: 3");
+}
+
 #[test]
 fn run_repeats_on_its_schedule_and_exits_0_on_sigterm() {
     let api = api_with(3);
