@@ -340,8 +340,13 @@ fn graph_shows_the_nodes_and_no_secret() {
     let token = "tok-Graph-5ecret-1";
     let key = "qkey-Graph-5ecret-2";
     let header = "hdr-Graph-5ecret-3";
+    // Passwords and tokens in URLs too: a base URL's userinfo, a webhook's password and
+    // the token in its query.
+    let base_pw = "basepw-Graph-5ecret-4";
+    let hook_pw = "hookpw-Graph-5ecret-5";
+    let hook_token = "hooktok-Graph-5ecret-6";
     let text_ = format!(
-        "service api {{\n  base_url = \"http://127.0.0.1:9/v1\"\n  auth = bearer(env(\"HMR_T_TOKEN\"))\n  headers {{ \"X-Extra\" = env(\"HMR_T_HEADER\") }}\n}}\nsource src from api {{\n  get = \"/items\"\n  query {{ key = env(\"HMR_T_KEY\") }}\n  schedule = every(1m)\n  where = currency == \"EUR\"\n{FIELDS}\n}}\nsink store = sled(\"items\")\nsink lines = jsonl(\"out/x.jsonl\")\nflow src -> store, lines\n"
+        "service api {{\n  base_url = \"http://user:{base_pw}@127.0.0.1:9/v1\"\n  auth = bearer(env(\"HMR_T_TOKEN\"))\n  headers {{ \"X-Extra\" = env(\"HMR_T_HEADER\") }}\n}}\nsource src from api {{\n  get = \"/items\"\n  query {{ key = env(\"HMR_T_KEY\") }}\n  schedule = every(1m)\n  where = currency == \"EUR\"\n{FIELDS}\n}}\nsink store = sled(\"items\")\nsink lines = jsonl(\"out/x.jsonl\")\nsink hook = webhook(\"http://u:{hook_pw}@127.0.0.1:9/in?token={hook_token}\")\nflow src -> store, lines, hook\n"
     );
     let p = Pipeline::new(&text_);
     for format in ["dot", "mermaid"] {
@@ -363,7 +368,7 @@ fn graph_shows_the_nodes_and_no_secret() {
         ] {
             assert_contains(&all, node);
         }
-        for secret in [token, key, header] {
+        for secret in [token, key, header, base_pw, hook_pw, hook_token] {
             assert!(!all.contains(secret), "{format} shows a secret:\n{all}");
         }
     }

@@ -445,15 +445,13 @@ impl Pipeline {
             }
         }
         let mut out: Vec<String> = Vec::new();
+        for s in self.services.values() {
+            out.extend(url_secrets(&s.base_url, false));
+        }
         for s in self.sinks.values() {
             if let Sink::Postgres { url, .. } | Sink::Webhook { url, .. } = s {
                 texts.push(url);
-                if let Some(pw) = url::Url::parse(&url.value)
-                    .ok()
-                    .and_then(|u| u.password().map(str::to_string))
-                {
-                    out.push(pw);
-                }
+                out.extend(url_secrets(&url.value, matches!(s, Sink::Webhook { .. })));
             }
         }
         out.extend(
@@ -475,4 +473,39 @@ fn body_secrets<'a>(b: &'a BodyValue, out: &mut Vec<&'a Text>) {
         BodyValue::Object(items) => items.iter().for_each(|(_, i)| body_secrets(i, out)),
         _ => {}
     }
+}
+
+/// The parts of a URL that are secrets: its password, and (`query_too`, for a webhook,
+/// whose URL often carries its token) the values of its query of six characters or more.
+fn url_secrets(url: &str, query_too: bool) -> Vec<String> {
+    let Ok(u) = url::Url::parse(url) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = u.password().map(str::to_string).into_iter().collect();
+    if query_too {
+        out.extend(
+            u.query_pairs()
+                .map(|(_, v)| v.into_owned())
+                .filter(|v| v.len() >= 6),
+        );
+    }
+    out
+}
+
+/// A URL as `graph` shows it: the password and every query value are `***`.
+pub fn url_shown(url: &str) -> String {
+    let Ok(mut u) = url::Url::parse(url) else {
+        return url.to_string();
+    };
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    if u.query().is_some() {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, _)| (k.into_owned(), "***".to_string()))
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
 }

@@ -130,7 +130,7 @@ impl Plan {
                 };
                 format!(
                     "{id}\\n{method} {}{}",
-                    service.base_url.trim_end_matches('/'),
+                    crate::check::pipeline::url_shown(&service.base_url).trim_end_matches('/'),
                     source.path
                 )
             }
@@ -139,7 +139,10 @@ impl Plan {
                 Sink::Jsonl { path, .. } => format!("{id}\\njsonl(\"{path}\")"),
                 Sink::Stdout { .. } => format!("{id}\\nstdout()"),
                 Sink::Postgres { table, .. } => format!("{id}\\npostgres(table = \"{table}\")"),
-                Sink::Webhook { url, .. } => format!("{id}\\nwebhook(\"{}\")", url.shown()),
+                Sink::Webhook { url, .. } => format!(
+                    "{id}\\nwebhook(\"{}\")",
+                    crate::check::pipeline::url_shown(url.shown())
+                ),
             },
             _ => id.to_string(),
         }
