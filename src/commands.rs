@@ -240,7 +240,7 @@ pub fn dump(
         let tree = match p.sinks.get(name) {
             Some(Sink::Sled { tree, .. }) => tree.clone(),
             Some(_) => return Err(format!("sink `{name}` is not a sled sink; only sled sinks keep records in the data directory")),
-            None => return Err(format!("no sled sink or aggregate named `{name}` (sled sinks: {}; aggregates: {})", names(p.sinks.iter().filter(|(_, s)| matches!(s, Sink::Sled { .. })).map(|(n, _)| n)), names(p.aggregates.keys()))),
+            None => return Err(format!("no sled sink, aggregate or source named `{name}` (sled sinks: {}; aggregates: {}; sources: {})", names(p.sinks.iter().filter(|(_, s)| matches!(s, Sink::Sled { .. })).map(|(n, _)| n)), names(p.aggregates.keys()), names(p.sources.keys()))),
         };
         store
             .sink_records(&tree)
@@ -268,6 +268,10 @@ pub fn dump(
                 }
             }
         }
+    }
+    if columns.is_empty() {
+        // Nothing held: no header to give, and not a row holding one empty field.
+        return Ok(String::new());
     }
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(&columns).map_err(|e| e.to_string())?;

@@ -48,6 +48,7 @@ fn a_data_dir_that_is_a_file_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("cannot open the data directory"), "{err}");
+    assert!(err.contains("it is a file, not a folder"), "{err}");
 }
 
 #[test]

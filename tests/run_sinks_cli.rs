@@ -84,6 +84,9 @@ fn sled_upserts_by_key_and_dump_shows_one_record_per_key() {
             .any(|l| l.starts_with("r00002,2,") && l.contains(",0.01,")),
         "{csv}"
     );
+    // Nothing rejected: an empty CSV, not a row holding one empty field.
+    let none = p.ok(&["dump", "src", "--rejected", "--format", "csv", "--data-dir"]);
+    assert_eq!(none, "");
 }
 
 // ---- jsonl ----------------------------------------------------------------------------

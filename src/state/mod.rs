@@ -188,6 +188,12 @@ impl SledStore {
     pub fn open(dir: &Path) -> Result<SledStore> {
         let path = dir.join("state");
         let shown = dir.display().to_string();
+        if dir.exists() && !dir.is_dir() {
+            return Err(StateError::Open {
+                path: shown,
+                reason: "it is a file, not a folder".into(),
+            });
+        }
         std::fs::create_dir_all(dir).map_err(|e| StateError::Open {
             path: shown.clone(),
             reason: e.to_string(),
