@@ -47,6 +47,30 @@ flow b -> sb
     text
 }
 
+/// A `hamstr run` child that is killed when the test ends, failed assertions included,
+/// so a failing test leaves no process behind.
+struct KillOnDrop(std::process::Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Saves like an editor: write a new file, rename it over the old one.
 fn save(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp~");
@@ -105,15 +129,17 @@ fn edits_while_running_restart_only_what_changed() {
     let data = dir.path().join("data");
     save(&file, &pipeline(&api.url(), "300ms", None, true));
     let bin = assert_cmd::cargo::cargo_bin("hamstr");
-    let mut child = Command::new(&bin)
-        .args(["run", "--data-dir"])
-        .arg(&data)
-        .arg(&file)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        Command::new(&bin)
+            .args(["run", "--data-dir"])
+            .arg(&data)
+            .arg(&file)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let lines = Arc::new(Mutex::new(Vec::<String>::new()));
     let reader = {
         let lines = lines.clone();
@@ -288,15 +314,17 @@ flow s -> store
     let data = dir.path().join("data");
     save(&file, &text("/old"));
     let bin = assert_cmd::cargo::cargo_bin("hamstr");
-    let mut child = Command::new(&bin)
-        .args(["run", "--data-dir"])
-        .arg(&data)
-        .arg(&file)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        Command::new(&bin)
+            .args(["run", "--data-dir"])
+            .arg(&data)
+            .arg(&file)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     // Two runs: the watermark is the newest record's.
     wait_until(
         "the old source to run twice",
@@ -370,15 +398,17 @@ flow {source} -> store_{source}
     let data = dir.path().join("data");
     save(&file, &text("b"));
     let bin = assert_cmd::cargo::cargo_bin("hamstr");
-    let mut child = Command::new(&bin)
-        .args(["run", "--data-dir"])
-        .arg(&data)
-        .arg(&file)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        Command::new(&bin)
+            .args(["run", "--data-dir"])
+            .arg(&data)
+            .arg(&file)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_until("b to run", Duration::from_secs(20), || api.hits("/b") >= 1);
     save(&file, &text("c"));
     wait_until("c to run", Duration::from_secs(20), || api.hits("/c") >= 2);

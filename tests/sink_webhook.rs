@@ -318,7 +318,11 @@ fn a_running_pipeline_delivers_its_queue_when_the_receiver_comes_back() {
         .spawn()
         .unwrap();
     // Several runs while nobody listens: the pages wait in the queue.
-    assert!(api.wait_for_hits_blocking("/orders", 8, Duration::from_secs(30)));
+    if !api.wait_for_hits_blocking("/orders", 8, Duration::from_secs(30)) {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the source did not run");
+    }
     let receiver = Receiver::start_on(port);
     let start = std::time::Instant::now();
     while ids(&receiver.delivered()).len() < 15 && start.elapsed() < Duration::from_secs(20) {
