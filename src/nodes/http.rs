@@ -297,12 +297,7 @@ impl ServiceClient {
                     .read_body(resp, &url)
                     .await
                     .ok()
-                    .map(|b| {
-                        String::from_utf8_lossy(&b)
-                            .chars()
-                            .take(200)
-                            .collect::<String>()
-                    })
+                    .map(|b| body_excerpt(&b))
                     .unwrap_or_default();
                 return Err(Attempt::fatal(
                     format!(
@@ -564,9 +559,30 @@ pub fn link_next(headers: &HeaderMap) -> Option<String> {
     None
 }
 
+/// The start of an error response's body, for a message: 200 characters at most, and
+/// control characters (a terminal's escape sequences among them) shown as spaces, so an
+/// API cannot write to the terminal of whoever reads the log.
+pub fn body_excerpt(body: &[u8]) -> String {
+    String::from_utf8_lossy(body)
+        .chars()
+        .take(200)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_body_cannot_write_to_the_terminal() {
+        let body = "\u{1b}[31mbad\u{1b}[0m request\r\nnext\u{7}";
+        assert_eq!(body_excerpt(body.as_bytes()), " [31mbad [0m request  next ");
+        assert_eq!(
+            body_excerpt("é".repeat(300).as_bytes()).chars().count(),
+            200
+        );
+    }
 
     #[test]
     fn link_headers() {

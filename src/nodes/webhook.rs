@@ -132,12 +132,7 @@ impl WebhookWriter {
         let body = resp
             .bytes()
             .await
-            .map(|b| {
-                String::from_utf8_lossy(&b)
-                    .chars()
-                    .take(200)
-                    .collect::<String>()
-            })
+            .map(|b| super::http::body_excerpt(&b))
             .unwrap_or_default();
         let note = if status.is_redirection() {
             " (redirects are not followed)"
