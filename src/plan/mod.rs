@@ -120,32 +120,42 @@ impl Plan {
         plan
     }
 
-    fn label(&self, id: &str) -> String {
-        match self.nodes.get(id) {
+    /// A node's label, one line per item, as plain text (each format escapes it).
+    fn label(&self, id: &str) -> Vec<String> {
+        let second = match self.nodes.get(id) {
             Some(Node::Source { source, service }) => {
                 let method = if source.method == crate::check::Method::Post {
                     "POST"
                 } else {
                     "GET"
                 };
-                format!(
-                    "{id}\\n{method} {}{}",
+                Some(format!(
+                    "{method} {}{}",
                     crate::check::pipeline::url_shown(&service.base_url).trim_end_matches('/'),
                     source.path
-                )
+                ))
             }
-            Some(Node::Sink(s)) => match s {
-                Sink::Sled { tree, .. } => format!("{id}\\nsled(\"{tree}\")"),
-                Sink::Jsonl { path, .. } => format!("{id}\\njsonl(\"{path}\")"),
-                Sink::Stdout { .. } => format!("{id}\\nstdout()"),
-                Sink::Postgres { table, .. } => format!("{id}\\npostgres(table = \"{table}\")"),
+            Some(Node::Sink(s)) => Some(match s {
+                Sink::Sled { tree, .. } => format!("sled(\"{tree}\")"),
+                Sink::Jsonl { path, .. } => format!("jsonl(\"{path}\")"),
+                Sink::Stdout { .. } => "stdout()".to_string(),
+                Sink::Postgres { table, .. } => format!("postgres(table = \"{table}\")"),
                 Sink::Webhook { url, .. } => format!(
-                    "{id}\\nwebhook(\"{}\")",
+                    "webhook(\"{}\")",
                     crate::check::pipeline::url_shown(url.shown())
                 ),
-            },
-            _ => id.to_string(),
-        }
+            }),
+            _ => None,
+        };
+        // Control characters (a path or URL may hold any) never reach the output.
+        std::iter::once(id.to_string())
+            .chain(second)
+            .map(|l| {
+                l.chars()
+                    .map(|c| if c.is_control() { ' ' } else { c })
+                    .collect()
+            })
+            .collect()
     }
 
     /// Graphviz text. No secret is in it: auth, headers and query values are not shown.
@@ -154,9 +164,16 @@ impl Plan {
             "digraph hamstr {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n",
         );
         for id in self.nodes.keys() {
+            // In a DOT string `\\` and `"` are escaped; `\\n` breaks the line.
+            let lines: Vec<String> = self
+                .label(id)
+                .iter()
+                .map(|l| l.replace('\\', "\\\\").replace('"', "\\\""))
+                .collect();
             out.push_str(&format!(
-                "  \"{id}\" [label=\"{}\"];\n",
-                self.label(id).replace('"', "\\\"").replace("\\\\n", "\\n")
+                "  \"{}\" [label=\"{}\"];\n",
+                id.replace('"', "\\\""),
+                lines.join("\\n")
             ));
         }
         for (a, b) in &self.edges {
@@ -175,12 +192,16 @@ impl Plan {
             .collect();
         let mut out = String::from("flowchart LR\n");
         for (id, short) in &ids {
-            out.push_str(&format!(
-                "  {short}[\"{}\"]\n",
-                self.label(id)
-                    .replace("\\n", "<br/>")
-                    .replace('"', "#quot;")
-            ));
+            let lines: Vec<String> = self
+                .label(id)
+                .iter()
+                .map(|l| {
+                    l.replace('"', "#quot;")
+                        .replace('<', "#lt;")
+                        .replace('>', "#gt;")
+                })
+                .collect();
+            out.push_str(&format!("  {short}[\"{}\"]\n", lines.join("<br/>")));
         }
         for (a, b) in &self.edges {
             if let (Some(x), Some(y)) = (ids.get(a.as_str()), ids.get(b.as_str())) {
@@ -188,5 +209,38 @@ impl Plan {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Labels are escaped for each format: a backslash or quote in a path cannot end a
+    /// DOT string or turn into a Graphviz escape (`\N`), `<` cannot open mermaid markup,
+    /// and control characters never get through.
+    #[test]
+    fn labels_are_escaped_for_each_format() {
+        let text = r#"
+service api { base_url = "http://127.0.0.1:9" }
+source s from api {
+  get = "/x"  schedule = once  records = $.data[*]
+  fields { id : string = $.id }
+}
+sink out = jsonl("a\\N\"<b>\t.jsonl")
+flow s -> out
+"#;
+        let checked = crate::check::check("t.hmr", text, &|_| None);
+        let plan = Plan::new(checked.pipeline.as_ref().expect("checks"));
+        let dot = plan.to_dot();
+        assert!(
+            dot.contains(r#"[label="sink:out\njsonl(\"a\\N\"<b> .jsonl\")"]"#),
+            "{dot}"
+        );
+        let mermaid = plan.to_mermaid();
+        assert!(
+            mermaid.contains(r#"sink:out<br/>jsonl(#quot;a\N#quot;#lt;b#gt; .jsonl#quot;)"#),
+            "{mermaid}"
+        );
     }
 }
