@@ -248,3 +248,21 @@ fn json_format_with_an_io_error_still_exits_2() {
         .code(2)
         .stdout("");
 }
+
+/// A file is untrusted: escape sequences in it (raw, or written as `\u{1b}` in a string
+/// that a message quotes) never reach the reader's terminal.
+#[test]
+fn escape_sequences_in_a_file_are_not_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("esc.hmr");
+    std::fs::write(
+        &file,
+        "service api {\n  base_url = \"http://h\\u{1b}[2J\\u{1b}]0;TITLE\\u{7}x\"\n}\nsource s from api { get = \"/x\x1b[31m\"  schedule = 5  fields { id : string = $.id } }\nsink o = stdout()\nflow s -> o\n",
+    )
+    .unwrap();
+    let out = hamstr().arg("check").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("invalid_url"), "{err}");
+    assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
+}

@@ -209,10 +209,32 @@ impl Report {
         let handler = GraphicalReportHandler::new_themed(theme)
             .with_width(width)
             .with_links(false);
-        let source = miette::NamedSource::new(&self.file, self.text.clone());
+        // The file and what the messages quote from it are untrusted: a control character
+        // (an escape sequence) would act on the reader's terminal. One byte for one, so
+        // the spans still point where they did.
+        let printable = |t: &str| -> String {
+            t.chars()
+                .map(|c| {
+                    if c.is_ascii_control() && !matches!(c, '\n' | '\r' | '\t') {
+                        '?'
+                    } else {
+                        c
+                    }
+                })
+                .collect()
+        };
+        let source = miette::NamedSource::new(&self.file, printable(&self.text));
         let mut out = String::new();
         for d in &self.diagnostics {
-            let view = MietteView { d, source: &source };
+            let shown = Diagnostic {
+                message: printable(&d.message),
+                help: d.help.as_deref().map(printable),
+                ..d.clone()
+            };
+            let view = MietteView {
+                d: &shown,
+                source: &source,
+            };
             if handler.render_report(&mut out, &view).is_err() {
                 out.push_str(&format!("{}: {}\n", d.code, d.message));
             }
