@@ -40,7 +40,9 @@ fn main() {
     if matches!(cli.command, Command::Run { .. } | Command::Demo { .. }) {
         tune_allocator();
     }
-    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    // no-color.org: only a NO_COLOR that is set and not empty turns colour off.
+    let color = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     // On a terminal, `run` shows a live line per source; logs then keep to warnings
     // unless RUST_LOG asks for more.
     let live = matches!(cli.command, Command::Run { .. } | Command::Demo { .. })

@@ -266,3 +266,48 @@ fn escape_sequences_in_a_file_are_not_echoed() {
     assert!(err.contains("invalid_url"), "{err}");
     assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
 }
+
+/// Colour on a terminal, unless NO_COLOR is set to something (no-color.org: an empty
+/// NO_COLOR does not count). The terminal is real: util-linux `script` runs the check
+/// under a pseudo-terminal.
+#[test]
+fn colour_on_a_terminal_follows_no_color() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: util-linux `script` is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.hmr");
+    std::fs::write(&file, "service api {\n  base_url = \"ftp://x\"\n}\n").unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("hamstr");
+    let under_terminal = |no_color: Option<&str>| {
+        let mut c = std::process::Command::new("script");
+        c.arg("-qc")
+            .arg(format!("{} check {}", bin.display(), file.display()))
+            .arg("/dev/null");
+        match no_color {
+            Some(v) => c.env("NO_COLOR", v),
+            None => c.env_remove("NO_COLOR"),
+        };
+        let out = c.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        // No pseudo-terminal here (`script` failed): nothing to see.
+        text.contains("invalid_url")
+            .then(|| text.contains("\u{1b}["))
+    };
+    let Some(plain) = under_terminal(None) else {
+        eprintln!("skipped: `script` could not open a pseudo-terminal");
+        return;
+    };
+    assert!(plain, "no colour on a terminal");
+    let under_terminal = |v| under_terminal(v).unwrap_or(false);
+    assert!(
+        under_terminal(Some("")),
+        "an empty NO_COLOR turned colour off"
+    );
+    assert!(!under_terminal(Some("1")), "NO_COLOR=1 left colour on");
+}
