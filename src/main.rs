@@ -224,9 +224,10 @@ fn with_store(
         Err(e) => return fail(&e),
     };
     let dir = commands::data_dir(&loaded, data_dir);
-    if !dir.exists() {
+    // Only a folder a run has used holds a store; reading must not create one.
+    if !dir.join("state").exists() && !dir.is_file() {
         eprintln!(
-            "error: no data directory at `{}`: nothing has run yet",
+            "error: no data directory at `{}`: nothing has run there yet",
             dir.display()
         );
         return Outcome::Usage;

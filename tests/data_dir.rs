@@ -161,3 +161,30 @@ fn an_unfinished_snapshot_of_a_running_store_is_left_alone() {
     }
     assert!(generating.exists());
 }
+
+/// `dump` and `state` only read: on a folder no run has used they say so, and leave it
+/// as it was (a user who may only read a folder can still ask).
+#[test]
+fn reading_an_unused_data_dir_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for args in [vec!["state"], vec!["dump", "orders"]] {
+        let out = hamstr()
+            .args(&args[..1])
+            .arg("examples/restaurant.hmr")
+            .args(&args[1..])
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("nothing has run there yet"), "{err}");
+        assert_eq!(
+            std::fs::read_dir(&data).unwrap().count(),
+            0,
+            "{args:?} wrote"
+        );
+    }
+}
