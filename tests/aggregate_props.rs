@@ -136,10 +136,15 @@ fn recompute(latest: &HashMap<u8, Rec>, appended: &[Rec]) -> BTreeMap<Group, Val
         .map(|(g, recs)| {
             let amounts: Vec<Decimal> = recs.iter().filter_map(|r| r.amount).collect();
             let scores: Vec<i64> = recs.iter().filter_map(|r| r.score).collect();
-            let total: Option<Decimal> = (!amounts.is_empty()).then(|| amounts.iter().sum());
+            // A sum is written at the greatest scale of the values it holds (docs: §7),
+            // whatever order and zero short cuts the addition took.
+            let total: Option<Decimal> = (!amounts.is_empty()).then(|| {
+                let mut t: Decimal = amounts.iter().sum();
+                t.rescale(amounts.iter().map(|d| d.scale()).max().unwrap_or(0));
+                t
+            });
             let row = json!({
                 "n": recs.len(),
-                // Exactly as a sum of these decimals writes it: at their greatest scale.
                 "total": total.map(|t| t.to_string()),
                 "lo": amounts.iter().min().map(|d| d.normalize().to_string()),
                 "hi": scores.iter().max(),

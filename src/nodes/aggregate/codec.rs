@@ -118,9 +118,11 @@ impl Acc {
     pub fn sum(&self) -> Decimal {
         let counted: u64 = self.k.values().sum();
         match self.k.keys().next_back() {
-            Some(&scale) if counted == self.n && scale < self.s.scale() => {
+            Some(&scale) if counted == self.n && scale != self.s.scale() => {
                 let mut s = self.s;
-                // Exact: every value held has at most this scale.
+                // Exact both ways: every value held has at most this scale, so a lower
+                // one drops only zeros; a higher one (a zero sum is stored without its
+                // scale) adds them.
                 s.rescale(scale);
                 s
             }
