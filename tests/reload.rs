@@ -51,6 +51,32 @@ flow b -> sb
 /// so a failing test leaves no process behind.
 struct KillOnDrop(std::process::Child);
 
+impl KillOnDrop {
+    /// `hamstr run --data-dir DATA FILE`, watching the file, stdout discarded.
+    fn run(bin: &Path, data: &Path, file: &Path, stderr: Stdio) -> KillOnDrop {
+        KillOnDrop(
+            Command::new(bin)
+                .args(["run", "--data-dir"])
+                .arg(data)
+                .arg(file)
+                .env("NO_COLOR", "1")
+                .stdout(Stdio::null())
+                .stderr(stderr)
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    /// SIGTERM, as Ctrl-C would; waits for the exit.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        self.0.wait().unwrap()
+    }
+}
+
 impl std::ops::Deref for KillOnDrop {
     type Target = std::process::Child;
     fn deref(&self) -> &Self::Target {
@@ -129,17 +155,7 @@ fn edits_while_running_restart_only_what_changed() {
     let data = dir.path().join("data");
     save(&file, &pipeline(&api.url(), "300ms", None, true));
     let bin = assert_cmd::cargo::cargo_bin("hamstr");
-    let mut child = KillOnDrop(
-        Command::new(&bin)
-            .args(["run", "--data-dir"])
-            .arg(&data)
-            .arg(&file)
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = KillOnDrop::run(&bin, &data, &file, Stdio::piped());
     let lines = Arc::new(Mutex::new(Vec::<String>::new()));
     let reader = {
         let lines = lines.clone();
@@ -229,11 +245,7 @@ fn edits_while_running_restart_only_what_changed() {
     std::thread::sleep(Duration::from_millis(500));
 
     // SIGTERM: a clean stop.
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let status = child.wait().unwrap();
+    let status = child.terminate();
     reader.join().unwrap();
     let log = lines.lock().unwrap().join("\n");
     assert!(status.success(), "exit {status:?}\n{log}");
@@ -314,17 +326,7 @@ flow s -> store
     let data = dir.path().join("data");
     save(&file, &text("/old"));
     let bin = assert_cmd::cargo::cargo_bin("hamstr");
-    let mut child = KillOnDrop(
-        Command::new(&bin)
-            .args(["run", "--data-dir"])
-            .arg(&data)
-            .arg(&file)
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = KillOnDrop::run(&bin, &data, &file, Stdio::null());
     // Two runs: the watermark is the newest record's.
     wait_until(
         "the old source to run twice",
@@ -348,11 +350,7 @@ flow s -> store
             .count()
             == 10
     });
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    assert!(child.wait().unwrap().success());
+    assert!(child.terminate().success());
 
     let old = api.requests_to("/old");
     let new = api.requests_to("/new");
@@ -398,17 +396,7 @@ flow {source} -> store_{source}
     let data = dir.path().join("data");
     save(&file, &text("b"));
     let bin = assert_cmd::cargo::cargo_bin("hamstr");
-    let mut child = KillOnDrop(
-        Command::new(&bin)
-            .args(["run", "--data-dir"])
-            .arg(&data)
-            .arg(&file)
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = KillOnDrop::run(&bin, &data, &file, Stdio::null());
     wait_until("b to run", Duration::from_secs(20), || api.hits("/b") >= 1);
     save(&file, &text("c"));
     wait_until("c to run", Duration::from_secs(20), || api.hits("/c") >= 2);
@@ -423,9 +411,5 @@ flow {source} -> store_{source}
     assert!(state.lines().any(|l| l == "c"), "{state}");
     assert!(!state.lines().any(|l| l == "b"), "{state}");
     assert_eq!(ids_in(&bin, &file, &data, "store_c").len(), 4);
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    assert!(child.wait().unwrap().success());
+    assert!(child.terminate().success());
 }

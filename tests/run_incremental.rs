@@ -328,10 +328,11 @@ fn rejected_records_are_listed_not_remembered_and_collected_once_they_convert() 
     assert_eq!(p.jsonl(LINES).len(), 9);
 }
 
-#[test]
-fn the_watermark_moves_past_a_rejected_record() {
+/// Six records by `created_at`, record `seq` with an amount that does not convert, under
+/// `incremental`; after the first run: five collected, the watermark at the sixth.
+fn six_with_one_rejected(seq: usize) -> (TestApi, Pipeline) {
     let mut recs = records::make(6);
-    recs[5]["amount"] = json!("n/a");
+    recs[seq - 1]["amount"] = json!("n/a");
     let api = api_with(recs, Paging::none());
     let p = Pipeline::new(&one_source(
         &api.url(),
@@ -340,6 +341,12 @@ fn the_watermark_moves_past_a_rejected_record() {
     p.run_ok();
     assert_eq!(p.jsonl(LINES).len(), 5);
     assert_contains(&p.state(), &records::created_at(6));
+    (api, p)
+}
+
+#[test]
+fn the_watermark_moves_past_a_rejected_record() {
+    let (api, p) = six_with_one_rejected(6);
     // it is still considered next time (the API lists it again) and kept as rejected
     p.run_ok();
     assert_eq!(p.rejected("src").len(), 1);
@@ -359,16 +366,7 @@ fn the_watermark_moves_past_a_rejected_record() {
 /// it converts, though the watermark has moved past it.
 #[test]
 fn a_rejected_record_below_the_watermark_is_collected_once_it_converts() {
-    let mut recs = records::make(6);
-    recs[2]["amount"] = json!("n/a");
-    let api = api_with(recs, Paging::none());
-    let p = Pipeline::new(&one_source(
-        &api.url(),
-        "get = \"/items\"\n  incremental { cursor = created_at }",
-    ));
-    p.run_ok();
-    assert_eq!(p.jsonl(LINES).len(), 5);
-    assert_contains(&p.state(), &records::created_at(6));
+    let (api, p) = six_with_one_rejected(3);
     p.run_ok();
     assert_eq!(p.jsonl(LINES).len(), 5, "still rejected: nothing new");
     api.upsert_record(

@@ -467,6 +467,11 @@ fn state_answers_while_a_run_holds_the_data_dir() {
         &pipeline(&api.url(), "sink store = sled(\"items\")", "store")
             .replace("schedule = once", "schedule = every(1h)"),
     );
+    assert_contains(&state_while_running(&p, &api), "src");
+}
+
+/// `hamstr state` asked while `run` holds the data directory (once it has polled).
+fn state_while_running(p: &Pipeline, api: &TestApi) -> String {
     let mut running = p.spawn_run(&["--no-watch"]);
     let started = api.wait_for_hits_blocking(PATH, 1, Duration::from_secs(30));
     let mut c = p.cmd(&["state", "--data-dir"]);
@@ -474,7 +479,7 @@ fn state_answers_while_a_run_holds_the_data_dir() {
     stop(&mut running);
     assert!(started, "the run never polled");
     assert_eq!(state.status.code(), Some(0), "{}", text(&state));
-    assert_contains(&stdout(&state), "src");
+    stdout(&state)
 }
 
 /// A data directory whose path is too long for a Unix socket (about 100 bytes): the run
@@ -488,14 +493,7 @@ fn a_data_dir_with_a_long_path_still_answers_while_running() {
     );
     p.data = p.path(&format!("{}/{}/data", "d".repeat(60), "e".repeat(60)));
     assert!(p.data.join("control.sock").as_os_str().len() > 110);
-    let mut running = p.spawn_run(&["--no-watch"]);
-    let started = api.wait_for_hits_blocking(PATH, 1, Duration::from_secs(30));
-    let mut c = p.cmd(&["state", "--data-dir"]);
-    let state = c.arg(&p.data).output().unwrap();
-    stop(&mut running);
-    assert!(started, "the run never polled");
-    assert_eq!(state.status.code(), Some(0), "{}", text(&state));
-    assert_contains(&stdout(&state), "records seen: 3");
+    assert_contains(&state_while_running(&p, &api), "records seen: 3");
 }
 
 #[test]

@@ -245,8 +245,15 @@ impl Queue {
             .map_err(|e| e.to_string())
     }
 
-    /// Delivers queued pages in order until the queue is empty or the writer fails.
+    /// Delivers queued pages in order until the queue is empty or the writer fails, and
+    /// keeps the failure for `hamstr state` (or forgets it once the queue is empty).
     async fn drain(&self, name: &str, writer: &mut dyn SinkWriter) -> Result<(), String> {
+        let result = self.deliver(name, writer).await;
+        self.note_error(name, result.as_ref().err().map(String::as_str));
+        result
+    }
+
+    async fn deliver(&self, name: &str, writer: &mut dyn SinkWriter) -> Result<(), String> {
         loop {
             let Some((id, bytes)) = self
                 .store
@@ -295,13 +302,7 @@ pub async fn run_sink(
     let mut retry_at = tokio::time::Instant::now() + backoff;
     let mut queued = queue.len() > 0;
     if queued {
-        match queue.drain(&name, writer.as_mut()).await {
-            Ok(()) => {
-                queued = false;
-                queue.note_error(&name, None);
-            }
-            Err(e) => queue.note_error(&name, Some(&e)),
-        }
+        queued = queue.drain(&name, writer.as_mut()).await.is_err();
     }
     loop {
         let batch = if queued {
@@ -313,12 +314,10 @@ pub async fn run_sink(
                         Ok(()) => {
                             queued = false;
                             backoff = FIRST_RETRY;
-                            queue.note_error(&name, None);
                         }
                         Err(e) => {
                             backoff = (backoff * 2).min(Duration::from_secs(30));
                             tracing::debug!(sink = %name, error = %e, "sink still down");
-                            queue.note_error(&name, Some(&e));
                         }
                     }
                     retry_at = tokio::time::Instant::now() + backoff;
@@ -358,12 +357,8 @@ pub async fn run_sink(
     }
     // One last try, so a short outage does not leave records behind at exit.
     if queued {
-        match queue.drain(&name, writer.as_mut()).await {
-            Ok(()) => queue.note_error(&name, None),
-            Err(e) => {
-                tracing::warn!(sink = %name, waiting = queue.len(), error = %e, "records still wait in the sink's queue; they go out on the next run");
-                queue.note_error(&name, Some(&e));
-            }
+        if let Err(e) = queue.drain(&name, writer.as_mut()).await {
+            tracing::warn!(sink = %name, waiting = queue.len(), error = %e, "records still wait in the sink's queue; they go out on the next run");
         }
     }
 }

@@ -303,7 +303,8 @@ pub fn parse_decimal(s: &str) -> Option<Decimal> {
 /// Whether two decimal numerals (`-1.50`, `15e-1`) name the same number: compares their
 /// sign, significant digits and magnitude as text, so nothing is rounded on the way.
 fn same_number(a: &str, b: &str) -> bool {
-    digits_of(a).is_some() && digits_of(a) == digits_of(b)
+    let a = digits_of(a);
+    a.is_some() && a == digits_of(b)
 }
 
 /// (negative, significant digits, exponent of the first digit) of a numeral.
