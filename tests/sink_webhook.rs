@@ -185,6 +185,16 @@ fn api_with(n: usize) -> TestApi {
     api
 }
 
+/// A port where nothing listens yet, and the hook URL on it.
+fn closed_hook() -> (u16, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    (port, format!("http://127.0.0.1:{port}/hook"))
+}
+
 fn ids(arrays: &[Vec<Value>]) -> Vec<String> {
     arrays
         .iter()
@@ -248,13 +258,7 @@ fn a_400_is_not_retried_and_the_page_waits() {
 
 #[test]
 fn records_wait_while_the_receiver_is_down() {
-    // A port where nothing listens yet.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}/hook");
+    let (port, url) = closed_hook();
     let api = api_with(15);
     let dir = tempfile::tempdir().unwrap();
     let file = pipeline(dir.path());
@@ -293,12 +297,7 @@ fn records_wait_while_the_receiver_is_down() {
 /// page put the retry off again and the queue went out only at exit.
 #[test]
 fn a_running_pipeline_delivers_its_queue_when_the_receiver_comes_back() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}/hook");
+    let (port, url) = closed_hook();
     let api = api_with(15);
     let dir = tempfile::tempdir().unwrap();
     let file = pipeline(dir.path());
