@@ -2,7 +2,8 @@
 //! pipeline, opening the data directory, running, and reading what was collected.
 
 use crate::check::{self, Pipeline, Sink};
-use crate::runtime::{self, Options, Report, Stop};
+use crate::runtime::{self, Options, Report, Reload};
+use crate::stop::Stop;
 use crate::state::{SledStore, StateStore};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -68,33 +69,54 @@ pub fn run(
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    rt.block_on(async {
-        let (handle, stop) = Stop::new();
-        runtime::stop_on_signals(handle);
+    let result = rt.block_on(async {
+        let stop = Stop::new();
+        runtime::stop_on_signals(stop.clone());
+        // What `dump` and `state` over the socket answer for: the pipeline running now.
+        let running = Arc::new(std::sync::Mutex::new(loaded.pipeline.clone()));
         let mut _watch = None;
         let reloads = if watch && !once {
             let (event_tx, mut events) = tokio::sync::mpsc::channel::<()>(1);
             _watch = Some(crate::watch::watch_file(path, event_tx)?);
             let (tx, rx) = tokio::sync::mpsc::channel(1);
             let path = path.to_path_buf();
+            let running = running.clone();
             tokio::spawn(async move {
                 let mut last: Option<String> = None;
                 while events.recv().await.is_some() {
-                    let text = match crate::read_pipeline(&path) {
-                        Ok(t) => t,
+                    // Reading and checking the file is blocking work: off the workers.
+                    let (p, previous) = (path.clone(), last.clone());
+                    let loaded = tokio::task::spawn_blocking(move || {
+                        let text = crate::read_pipeline(&p)?;
+                        // Editors may write the same text twice; reload once.
+                        if previous.as_deref() == Some(text.as_str()) {
+                            return Ok(None);
+                        }
+                        let loaded = load_text(&p, &text, color);
+                        Ok(Some((text, loaded)))
+                    })
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r);
+                    let (text, loaded) = match loaded {
+                        Ok(Some(l)) => l,
+                        Ok(None) => continue,
                         Err(e) => {
                             eprintln!("reload: {e}; the previous pipeline keeps running");
                             continue;
                         }
                     };
-                    // Editors may write the same text twice; reload once.
-                    if last.as_deref() == Some(text.as_str()) {
-                        continue;
-                    }
-                    last = Some(text.clone());
-                    match load_text(&path, &text, color) {
+                    last = Some(text);
+                    match loaded {
                         Ok(l) => {
-                            if tx.send(l.pipeline).await.is_err() {
+                            let plan = crate::plan::Plan::new(&l.pipeline);
+                            let running = running.clone();
+                            let applied = Box::new(move || {
+                                if let Ok(mut current) = running.lock() {
+                                    *current = l.pipeline;
+                                }
+                            });
+                            if tx.send(Reload { plan, applied }).await.is_err() {
                                 break;
                             }
                         }
@@ -106,8 +128,6 @@ pub fn run(
         } else {
             None
         };
-        // What `dump` and `state` over the socket answer for: the pipeline running now.
-        let running = Arc::new(std::sync::Mutex::new(loaded.pipeline.clone()));
         #[cfg(unix)]
         let _control = {
             let pipeline = running.clone();
@@ -119,9 +139,13 @@ pub fn run(
             };
             crate::control::serve(data_dir, Arc::new(answer))?
         };
-        let opts = Options { once, base_dir: loaded.base_dir.clone(), running: Some(running) };
-        runtime::run(&loaded.pipeline, store, opts, stop, reloads).await
-    })
+        let opts = Options { once, base_dir: loaded.base_dir.clone() };
+        runtime::run(crate::plan::Plan::new(&loaded.pipeline), store, opts, stop, reloads).await
+    });
+    // A sink write abandoned at the end of the grace may still hold a blocking thread
+    // (a reader that never reads): the process does not wait for it.
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    result
 }
 
 /// Answers `dump` and `state` from a store.
@@ -337,7 +361,7 @@ pub fn state(loaded: &Loaded, store: &dyn StateStore) -> Result<String, String> 
     }
     for (name, sink) in &loaded.pipeline.sinks {
         let queued = store
-            .kv_len(&crate::nodes::sinks::queue_space(name))
+            .kv_len(&crate::nodes::sink::queue_space(name))
             .map_err(|e| e.to_string())?;
         let held = match sink {
             Sink::Sled { tree, .. } => format!(
@@ -349,7 +373,7 @@ pub fn state(loaded: &Loaded, store: &dyn StateStore) -> Result<String, String> 
         let waiting = match queued {
             0 => "its queue is empty".to_string(),
             n => {
-                let why = crate::nodes::sinks::last_error(store, name)
+                let why = crate::nodes::sink::last_error(store, name)
                     .map(|e| format!("; last error: {e}"))
                     .unwrap_or_default();
                 format!("{n} page{} waiting in its queue{why}", plural(n as u64))

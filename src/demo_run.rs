@@ -2,7 +2,8 @@
 //! collecting from it into the embedded store.
 
 use crate::commands;
-use crate::runtime::{self, Options, Stop};
+use crate::runtime::{self, Options};
+use crate::stop::Stop;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -36,9 +37,9 @@ pub fn demo(port: u16, data_dir: Option<PathBuf>, seconds: Option<u64>) -> Resul
         eprintln!("demo restaurant API on http://{addr}  (till: /pos/orders, payments: /pay/payments)");
         eprintln!("collecting with examples/restaurant.hmr into {}", dir.display());
         eprintln!("new orders arrive every 2 seconds; shop orders are polled every 30s, payments every minute. Ctrl-C to stop.\n");
-        let (handle, stop) = Stop::new();
-        runtime::stop_on_signals_with(handle, seconds.map(Duration::from_secs));
-        let report = runtime::run(&pipeline, store.clone(), Options { once: false, base_dir: dir.clone(), running: None }, stop, None).await?;
+        let stop = Stop::new();
+        runtime::stop_on_signals_with(stop.clone(), seconds.map(Duration::from_secs));
+        let report = runtime::run(crate::plan::Plan::new(&pipeline), store.clone(), Options { once: false, base_dir: dir.clone() }, stop, None).await?;
         eprintln!("\n{}", commands::summary(&report));
         let stored = store.sink_len("orders").map_err(|e| e.to_string())?;
         eprintln!("the store holds {stored} orders; look at them with:");

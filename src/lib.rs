@@ -10,10 +10,12 @@ pub mod control;
 pub mod demo;
 pub mod demo_run;
 pub mod format;
+pub mod masking;
 pub mod nodes;
 pub mod plan;
 pub mod runtime;
 pub mod state;
+pub mod stop;
 pub mod syntax;
 pub mod watch;
 

@@ -8,6 +8,7 @@ mod jsonpath;
 mod model;
 mod paginate;
 pub mod pipeline;
+pub mod postgres_url;
 mod props;
 mod schedule;
 mod service;

@@ -127,7 +127,7 @@ impl<'e> Ctx<'e> {
                         return false;
                     }
                     // What the sink would refuse at run time, said now.
-                    match crate::nodes::postgres::usable_url(&url.value) {
+                    match super::postgres_url::usable_url(&url.value) {
                         Ok(_) => true,
                         Err(why) => {
                             self.error(

@@ -4,11 +4,8 @@
 pub mod aggregate;
 pub mod eval;
 pub mod extract;
-pub mod http;
-pub mod paginate;
-pub mod poller;
-pub mod postgres;
+pub mod net;
 pub mod record;
-pub mod sinks;
+pub mod sink;
+pub mod source;
 pub mod value;
-pub mod webhook;

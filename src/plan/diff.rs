@@ -2,15 +2,17 @@
 //! a reload. "Changed" is derived equality of plan nodes, which carry no spans, so
 //! moving a block or editing a comment changes nothing.
 
-use super::{Node, Plan};
+use super::{NodeId, Plan};
+use std::collections::{BTreeSet, HashMap};
 
+/// What a reload does, as sets of node ids.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Diff {
-    pub added: Vec<String>,
-    pub changed: Vec<String>,
-    pub removed: Vec<String>,
+    pub added: BTreeSet<NodeId>,
+    pub changed: BTreeSet<NodeId>,
+    pub removed: BTreeSet<NodeId>,
     /// Nodes whose own config is equal but whose edges differ: they are rewired.
-    pub rewired: Vec<String>,
+    pub rewired: BTreeSet<NodeId>,
 }
 
 impl Diff {
@@ -20,13 +22,15 @@ impl Diff {
         let mut d = Diff::default();
         for (id, node) in &new.nodes {
             match old.nodes.get(id) {
-                None => d.added.push(id.clone()),
-                Some(o) if o != node => d.changed.push(id.clone()),
+                None => {
+                    d.added.insert(id.clone());
+                }
+                Some(o) if o != node => {
+                    d.changed.insert(id.clone());
+                }
                 Some(_) => {
-                    if old_edges.get(id.as_str()).unwrap_or(&none)
-                        != new_edges.get(id.as_str()).unwrap_or(&none)
-                    {
-                        d.rewired.push(id.clone());
+                    if old_edges.get(id).unwrap_or(&none) != new_edges.get(id).unwrap_or(&none) {
+                        d.rewired.insert(id.clone());
                     }
                 }
             }
@@ -40,6 +44,14 @@ impl Diff {
         d
     }
 
+    /// Everything of a fresh start: every node of `plan` added.
+    pub fn start(plan: &Plan) -> Diff {
+        Diff {
+            added: plan.nodes.keys().cloned().collect(),
+            ..Diff::default()
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.added.is_empty()
             && self.changed.is_empty()
@@ -47,17 +59,19 @@ impl Diff {
             && self.rewired.is_empty()
     }
 
+    /// Whether `id` stops or restarts.
+    pub fn restarts(&self, id: &NodeId) -> bool {
+        self.changed.contains(id) || self.removed.contains(id)
+    }
+
     /// `+1 source, ~1 sink, -0`: sources, aggregates and sinks (extraction and filter
     /// nodes follow their source).
     pub fn summary(&self) -> String {
-        fn part(sign: &str, ids: &[String]) -> String {
+        fn part(sign: &str, ids: &BTreeSet<NodeId>) -> String {
             let parts: Vec<String> = ["source", "aggregate", "sink"]
                 .iter()
                 .filter_map(|kind| {
-                    let n = ids
-                        .iter()
-                        .filter(|id| id.split(':').next() == Some(kind))
-                        .count();
+                    let n = ids.iter().filter(|id| id.kind() == *kind).count();
                     (n > 0).then(|| format!("{sign}{n} {kind}{}", if n == 1 { "" } else { "s" }))
                 })
                 .collect();
@@ -77,39 +91,15 @@ impl Diff {
 }
 
 /// Every node's edges (in and out), in plan order: one pass, not one per node.
-fn edges_by_node(p: &Plan) -> std::collections::HashMap<&str, Vec<&(String, String)>> {
-    let mut map: std::collections::HashMap<&str, Vec<&(String, String)>> =
-        std::collections::HashMap::new();
+fn edges_by_node(p: &Plan) -> HashMap<&NodeId, Vec<&(NodeId, NodeId)>> {
+    let mut map: HashMap<&NodeId, Vec<&(NodeId, NodeId)>> = HashMap::new();
     for e in &p.edges {
-        map.entry(e.0.as_str()).or_default().push(e);
+        map.entry(&e.0).or_default().push(e);
         if e.1 != e.0 {
-            map.entry(e.1.as_str()).or_default().push(e);
+            map.entry(&e.1).or_default().push(e);
         }
     }
     map
-}
-
-/// Whether a source's collected state still belongs to it: not when the service URL, the
-/// path, the records path or the key changed.
-pub fn same_identity(old: &Node, new: &Node) -> bool {
-    match (old, new) {
-        (
-            Node::Source {
-                source: a,
-                service: sa,
-            },
-            Node::Source {
-                source: b,
-                service: sb,
-            },
-        ) => {
-            sa.base_url == sb.base_url
-                && a.path == b.path
-                && a.records == b.records
-                && a.key == b.key
-        }
-        _ => false,
-    }
 }
 
 #[cfg(test)]
@@ -140,6 +130,10 @@ flow b -> j
         Plan::new(&c.pipeline.unwrap())
     }
 
+    fn a() -> NodeId {
+        NodeId::Source("a".into())
+    }
+
     fn diff(new: &str) -> Diff {
         Diff::new(&plan(BASE), &plan(new))
     }
@@ -156,7 +150,7 @@ flow b -> j
     #[test]
     fn a_schedule_change_restarts_one_source() {
         let d = diff(&BASE.replace("every(30s)", "every(10s)"));
-        assert_eq!(d.changed, vec!["source:a".to_string()]);
+        assert_eq!(d.changed, BTreeSet::from([NodeId::Source("a".into())]));
         assert!(d.added.is_empty() && d.removed.is_empty());
         assert_eq!(d.summary(), "+0, ~1 source, -0");
     }
@@ -169,16 +163,10 @@ flow b -> j
             BASE.replace("key = id", "key = [id, n]"),
         ] {
             let new = plan(&edit);
-            assert!(!same_identity(
-                &old.nodes["source:a"],
-                &new.nodes["source:a"]
-            ));
+            assert_ne!(old.nodes[&a()].identity(), new.nodes[&a()].identity());
         }
         let sched = plan(&BASE.replace("every(30s)", "every(10s)"));
-        assert!(same_identity(
-            &old.nodes["source:a"],
-            &sched.nodes["source:a"]
-        ));
+        assert_eq!(old.nodes[&a()].identity(), sched.nodes[&a()].identity());
     }
 
     #[test]
@@ -188,7 +176,7 @@ flow b -> j
         let old = plan(&text);
         let new = plan(&text.replace("rate_limit = 5/s", "rate_limit = 9/s"));
         let d = Diff::new(&old, &new);
-        assert_eq!(d.changed, vec!["source:a".to_string()]);
+        assert_eq!(d.changed, BTreeSet::from([NodeId::Source("a".into())]));
     }
 
     #[test]
@@ -197,9 +185,9 @@ flow b -> j
             "sink j = jsonl(\"out/x.jsonl\")\n",
             "sink c = stdout()\nflow a -> c\n",
         ));
-        assert_eq!(d.added, vec!["sink:c".to_string()]);
-        assert_eq!(d.removed, vec!["sink:j".to_string()]);
-        assert!(d.rewired.contains(&"extract:a".to_string()));
+        assert_eq!(d.added, BTreeSet::from([NodeId::Sink("c".into())]));
+        assert_eq!(d.removed, BTreeSet::from([NodeId::Sink("j".into())]));
+        assert!(d.rewired.contains(&NodeId::Extract("a".into())));
         assert_eq!(d.summary(), "+1 sink, ~0, -1 sink");
     }
 
@@ -210,7 +198,7 @@ flow b -> j
                 .replace("source a from", "source a2 from")
                 .replace("flow a, b", "flow a2, b"),
         );
-        assert!(d.added.contains(&"source:a2".to_string()));
-        assert!(d.removed.contains(&"source:a".to_string()));
+        assert!(d.added.contains(&NodeId::Source("a2".into())));
+        assert!(d.removed.contains(&a()));
     }
 }

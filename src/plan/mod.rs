@@ -4,8 +4,47 @@
 
 pub mod diff;
 
-use crate::check::{Aggregate, Pipeline, Service, Sink, Source};
+use crate::check::{Aggregate, Pipeline, Schema, Service, Sink, Source};
 use std::collections::BTreeMap;
+
+/// A node of the plan, typed by kind. Shown as `kind:name` (`source:orders`); ordered by
+/// that text, so listings keep their order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NodeId {
+    Aggregate(String),
+    Extract(String),
+    Filter(String),
+    Sink(String),
+    Source(String),
+}
+
+impl NodeId {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            NodeId::Aggregate(_) => "aggregate",
+            NodeId::Extract(_) => "extract",
+            NodeId::Filter(_) => "filter",
+            NodeId::Sink(_) => "sink",
+            NodeId::Source(_) => "source",
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            NodeId::Aggregate(n)
+            | NodeId::Extract(n)
+            | NodeId::Filter(n)
+            | NodeId::Sink(n)
+            | NodeId::Source(n) => n,
+        }
+    }
+}
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.kind(), self.name())
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
@@ -23,37 +62,60 @@ pub enum Node {
     Filter {
         source: String,
     },
-    Aggregate(Aggregate),
-    Sink(Sink),
+    /// An aggregate and the schemas of the sources it reads.
+    Aggregate {
+        aggregate: Aggregate,
+        inputs: BTreeMap<String, Schema>,
+    },
+    /// A sink and the schema of what feeds it (`None` when nothing does).
+    Sink { sink: Sink, schema: Option<Schema> },
 }
 
+impl Node {
+    /// What a source's collected state belongs to: its service URL, path, records path
+    /// and key. Persisted with the state; a change resets the state (spec §8).
+    pub fn identity(&self) -> Option<String> {
+        match self {
+            Node::Source { source, service } => {
+                let text = format!(
+                    "{:?}",
+                    (&service.base_url, &source.path, &source.records, &source.key)
+                );
+                Some(format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes())))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The compiled dataflow graph: nodes, edges, and the secrets to mask in what the
+/// running graph prints.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Plan {
-    pub nodes: BTreeMap<String, Node>,
-    pub edges: Vec<(String, String)>,
+    pub nodes: BTreeMap<NodeId, Node>,
+    pub edges: Vec<(NodeId, NodeId)>,
+    pub secrets: Vec<String>,
 }
 
 impl Plan {
     pub fn new(p: &Pipeline) -> Plan {
-        let mut plan = Plan::default();
-        // Outputs and aggregate inputs by name, once: looking them up per source would
-        // make a plan of n sources cost n².
-        let mut outputs: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for (from, to) in &p.flows {
-            outputs.entry(from).or_default().push(to);
-        }
-        let mut readers: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for agg in p.aggregates.values() {
-            for from in &agg.from {
-                readers.entry(from).or_default().push(&agg.name);
+        let mut plan = Plan {
+            secrets: p.secrets(),
+            ..Plan::default()
+        };
+        let out_of = |name: &str| {
+            if p.sources.get(name).is_some_and(|s| s.filter.is_some()) {
+                NodeId::Filter(name.to_string())
+            } else {
+                NodeId::Extract(name.to_string())
             }
-        }
+        };
         for (name, src) in &p.sources {
             let Some(service) = p.services.get(&src.service) else {
                 continue;
             };
-            let source_id = format!("source:{name}");
-            let extract_id = format!("extract:{name}");
+            let source_id = NodeId::Source(name.clone());
+            let extract_id = NodeId::Extract(name.clone());
             plan.nodes.insert(
                 source_id.clone(),
                 Node::Source {
@@ -69,59 +131,96 @@ impl Plan {
                 },
             );
             plan.edges.push((source_id, extract_id.clone()));
-            let out = if src.filter.is_some() {
-                let filter_id = format!("filter:{name}");
+            if src.filter.is_some() {
+                let filter_id = NodeId::Filter(name.clone());
                 plan.nodes.insert(
                     filter_id.clone(),
                     Node::Filter {
                         source: name.clone(),
                     },
                 );
-                plan.edges.push((extract_id, filter_id.clone()));
-                filter_id
-            } else {
-                extract_id
-            };
+                plan.edges.push((extract_id, filter_id));
+            }
             if let Some(parent) = &src.for_each {
-                plan.edges.push((
-                    format!(
-                        "{}:{parent}",
-                        if p.sources[parent].filter.is_some() {
-                            "filter"
-                        } else {
-                            "extract"
-                        }
-                    ),
-                    format!("source:{name}"),
-                ));
-            }
-            for agg in p.aggregates.values().filter(|a| a.from.contains(name)) {
                 plan.edges
-                    .push((out.clone(), format!("aggregate:{}", agg.name)));
-            }
-            for sink in p.outputs_of(name) {
-                plan.edges.push((out.clone(), format!("sink:{sink}")));
+                    .push((out_of(parent), NodeId::Source(name.clone())));
             }
         }
         for (name, agg) in &p.aggregates {
-            plan.nodes
-                .insert(format!("aggregate:{name}"), Node::Aggregate(agg.clone()));
-            for sink in p.outputs_of(name) {
+            let inputs = agg
+                .from
+                .iter()
+                .filter_map(|src| Some((src.clone(), p.schema_of(src)?)))
+                .collect();
+            plan.nodes.insert(
+                NodeId::Aggregate(name.clone()),
+                Node::Aggregate {
+                    aggregate: agg.clone(),
+                    inputs,
+                },
+            );
+            for src in &agg.from {
                 plan.edges
-                    .push((format!("aggregate:{name}"), format!("sink:{sink}")));
+                    .push((out_of(src), NodeId::Aggregate(name.clone())));
             }
         }
+        for (from, to) in &p.flows {
+            let from_id = if p.aggregates.contains_key(from) {
+                NodeId::Aggregate(from.clone())
+            } else {
+                out_of(from)
+            };
+            plan.edges.push((from_id, NodeId::Sink(to.clone())));
+        }
         for (name, sink) in &p.sinks {
-            plan.nodes
-                .insert(format!("sink:{name}"), Node::Sink(sink.clone()));
+            // Every input of a sink carries the same schema (the checker sees to it).
+            let schema = p
+                .flows
+                .iter()
+                .find(|(_, to)| to == name)
+                .and_then(|(from, _)| p.schema_of(from));
+            plan.nodes.insert(
+                NodeId::Sink(name.clone()),
+                Node::Sink {
+                    sink: sink.clone(),
+                    schema,
+                },
+            );
         }
         plan.edges.sort();
         plan.edges.dedup();
         plan
     }
 
+    /// The nodes `id` feeds, in order.
+    pub fn outputs<'a>(&'a self, id: &'a NodeId) -> impl Iterator<Item = &'a NodeId> + 'a {
+        let start = self.edges.partition_point(|(a, _)| a < id);
+        self.edges[start..]
+            .iter()
+            .take_while(move |(a, _)| a == id)
+            .map(|(_, b)| b)
+    }
+
+    /// The node whose output carries a source's records: its filter, else its extractor.
+    pub fn output_of(&self, source: &str) -> NodeId {
+        let filter = NodeId::Filter(source.to_string());
+        if self.nodes.contains_key(&filter) {
+            filter
+        } else {
+            NodeId::Extract(source.to_string())
+        }
+    }
+
+    /// The source node of every unit of work (one per source, for now).
+    pub fn sources(&self) -> impl Iterator<Item = (&str, &Source, &Service)> + '_ {
+        self.nodes.values().filter_map(|n| match n {
+            Node::Source { source, service } => Some((source.name.as_str(), &**source, &**service)),
+            _ => None,
+        })
+    }
+
     /// A node's label, one line per item, as plain text (each format escapes it).
-    fn label(&self, id: &str) -> Vec<String> {
+    fn label(&self, id: &NodeId) -> Vec<String> {
         let second = match self.nodes.get(id) {
             Some(Node::Source { source, service }) => {
                 let method = if source.method == crate::check::Method::Post {
@@ -135,7 +234,7 @@ impl Plan {
                     source.path
                 ))
             }
-            Some(Node::Sink(s)) => Some(match s {
+            Some(Node::Sink { sink: s, .. }) => Some(match s {
                 Sink::Sled { tree, .. } => format!("sled(\"{tree}\")"),
                 Sink::Jsonl { path, .. } => format!("jsonl(\"{path}\")"),
                 Sink::Stdout { .. } => "stdout()".to_string(),
@@ -172,7 +271,7 @@ impl Plan {
                 .collect();
             out.push_str(&format!(
                 "  \"{}\" [label=\"{}\"];\n",
-                id.replace('"', "\\\""),
+                id.to_string().replace('"', "\\\""),
                 lines.join("\\n")
             ));
         }
@@ -184,11 +283,11 @@ impl Plan {
     }
 
     pub fn to_mermaid(&self) -> String {
-        let ids: BTreeMap<&str, String> = self
+        let ids: BTreeMap<&NodeId, String> = self
             .nodes
             .keys()
             .enumerate()
-            .map(|(i, k)| (k.as_str(), format!("n{i}")))
+            .map(|(i, k)| (k, format!("n{i}")))
             .collect();
         let mut out = String::from("flowchart LR\n");
         for (id, short) in &ids {
@@ -204,7 +303,7 @@ impl Plan {
             out.push_str(&format!("  {short}[\"{}\"]\n", lines.join("<br/>")));
         }
         for (a, b) in &self.edges {
-            if let (Some(x), Some(y)) = (ids.get(a.as_str()), ids.get(b.as_str())) {
+            if let (Some(x), Some(y)) = (ids.get(a), ids.get(b)) {
                 out.push_str(&format!("  {x} --> {y}\n"));
             }
         }

@@ -1,9 +1,10 @@
 //! What drives a source: its schedule (`every`, `cron`, `once`) or, for a child source,
 //! the wake-ups of its parent; and the per-run report.
 
-use super::{schedule, Report, Stop};
+use super::{schedule, Report};
+use crate::stop::Stop;
 use crate::nodes::extract::{Outputs, Wakes};
-use crate::nodes::poller::{Poller, RunOutcome};
+use crate::nodes::source::{Poller, RunOutcome};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, watch};
 

@@ -7,65 +7,26 @@ mod drivers;
 mod graph;
 pub mod progress;
 mod schedule;
+mod supervise;
+mod units;
 
-use crate::check::Pipeline;
+use crate::plan::Plan;
 use crate::state::StateStore;
+use crate::stop::Stop;
 use graph::Graph;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
-/// How long in-flight pages get to finish once a stop is asked for (spec §8).
-pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+pub use crate::stop::SHUTDOWN_GRACE;
 
-/// A shared "stop now" signal.
-#[derive(Clone)]
-pub struct Stop {
-    rx: watch::Receiver<bool>,
-}
-
-/// The side that raises [`Stop`].
-pub struct StopHandle {
-    tx: watch::Sender<bool>,
-}
-
-impl Stop {
-    pub fn new() -> (StopHandle, Stop) {
-        let (tx, rx) = watch::channel(false);
-        (StopHandle { tx }, Stop { rx })
-    }
-    pub fn is_stopping(&self) -> bool {
-        *self.rx.borrow()
-    }
-    pub async fn stopped(&self) {
-        let mut rx = self.rx.clone();
-        let _ = rx.wait_for(|s| *s).await;
-    }
-    /// A signal raised when either this one or `other` is.
-    pub fn or(&self, other: &Stop) -> Stop {
-        let (handle, stop) = Stop::new();
-        let (a, b) = (self.clone(), other.clone());
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = a.stopped() => {}
-                _ = b.stopped() => {}
-            }
-            handle.stop();
-        });
-        stop
-    }
-    /// Resolves [`SHUTDOWN_GRACE`] after the stop: in-flight work gives up then.
-    pub async fn grace_over(&self) {
-        self.stopped().await;
-        tokio::time::sleep(SHUTDOWN_GRACE).await;
-    }
-}
-
-impl StopHandle {
-    pub fn stop(&self) {
-        let _ = self.tx.send(true);
-    }
+/// A new plan for the running graph, and what to do once it runs.
+pub struct Reload {
+    pub plan: Plan,
+    /// Called after the graph has moved to `plan` (for those who answer questions
+    /// about the running pipeline).
+    pub applied: Box<dyn FnOnce() + Send>,
 }
 
 #[derive(Default)]
@@ -74,9 +35,6 @@ pub struct Options {
     pub once: bool,
     /// The folder of the pipeline file: relative paths are resolved against it.
     pub base_dir: PathBuf,
-    /// Set to each pipeline once the graph runs it (a reload applied), for those who
-    /// answer questions about the running pipeline (`dump` and `state` over the socket).
-    pub running: Option<Arc<std::sync::Mutex<Pipeline>>>,
 }
 
 /// What each source did, for the summary and the exit code.
@@ -85,6 +43,8 @@ pub struct Report {
     pub sources: BTreeMap<String, SourceTotals>,
     /// Sinks with pages still waiting in their durable queue, and how many.
     pub queued: BTreeMap<String, usize>,
+    /// A sink's reader left (standard output closed): the run ended early.
+    pub reader_gone: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -106,20 +66,22 @@ impl Report {
     }
 }
 
-/// Runs a pipeline until `stop` (or, with `once`, until every source ran once). New
-/// pipelines arriving on `reloads` are applied as diffs to the running graph.
+/// Runs a plan until `stop` (or, with `once`, until every source ran once). New plans
+/// arriving on `reloads` are applied as diffs to the running graph.
 pub async fn run(
-    p: &Pipeline,
+    plan: Plan,
     store: Arc<dyn StateStore>,
     opts: Options,
     stop: Stop,
-    reloads: Option<mpsc::Receiver<Pipeline>>,
+    reloads: Option<mpsc::Receiver<Reload>>,
 ) -> Result<Report, String> {
     let once = opts.once;
-    let running = opts.running.clone();
-    let mut graph = Graph::start(p, store, opts, stop.clone())?;
+    let mut graph = Graph::start(plan, store, opts, stop.clone())?;
     if once {
-        graph.wait_scheduled().await;
+        tokio::select! {
+            _ = graph.wait_scheduled() => {}
+            _ = stop.stopped() => {}
+        }
         return Ok(graph.shutdown().await);
     }
     let mut reloads = reloads;
@@ -132,14 +94,12 @@ pub async fn run(
         };
         tokio::select! {
             _ = stop.stopped() => break,
-            p = next => match p {
-                Some(p) => {
+            r = next => match r {
+                Some(Reload { plan, applied }) => {
                     let started = std::time::Instant::now();
-                    match graph.apply(&p) {
+                    match graph.apply(plan) {
                         Ok(diff) => {
-                            if let Some(Ok(mut current)) = running.as_ref().map(|r| r.lock()) {
-                                *current = p.clone();
-                            }
+                            applied();
                             let summary = diff.summary();
                             tracing::info!(took_ms = started.elapsed().as_millis() as u64, "reloaded: {summary}");
                             eprintln!("reloaded: {summary}");
@@ -155,12 +115,12 @@ pub async fn run(
 }
 
 /// Installs the SIGINT/SIGTERM handler that raises `stop`.
-pub fn stop_on_signals(handle: StopHandle) {
+pub fn stop_on_signals(handle: Stop) {
     stop_on_signals_with(handle, None)
 }
 
 /// Like [`stop_on_signals`], and also stops after `limit` when given.
-pub fn stop_on_signals_with(handle: StopHandle, limit: Option<std::time::Duration>) {
+pub fn stop_on_signals_with(handle: Stop, limit: Option<std::time::Duration>) {
     tokio::spawn(async move {
         let limit = async move {
             match limit {

@@ -6,7 +6,7 @@ use super::codec::{
     values_key, Acc, Contrib, GroupState, Op, Space, Spaces,
 };
 use super::tx::{io, StoreResult, Tx, REDO_KEY, SCAN_PAGE};
-use crate::check::{AggFunc, Pipeline, Type};
+use crate::check::{AggFunc, Aggregate, Pipeline, Schema, Type};
 use crate::nodes::eval::{Compiled, Env};
 use crate::nodes::extract::Emitted;
 use crate::nodes::value::{read_record, Record, Val};
@@ -51,10 +51,26 @@ impl View {
             .aggregates
             .get(name)
             .ok_or_else(|| format!("no aggregate named `{name}`"))?;
+        let schemas = agg
+            .from
+            .iter()
+            .map(|src| {
+                p.schema_of(src)
+                    .map(|s| (src.clone(), s))
+                    .ok_or_else(|| format!("aggregate `{name}` reads `{src}`, which is no source"))
+            })
+            .collect::<StoreResult<BTreeMap<_, _>>>()?;
+        View::compile(agg, &schemas)
+    }
+
+    /// Compiles `agg`, reading sources with the given schemas (nothing is read or written).
+    pub fn compile(agg: &Aggregate, schemas: &BTreeMap<String, Schema>) -> StoreResult<View> {
+        let name = agg.name.as_str();
         let mut inputs = HashMap::new();
         for src in &agg.from {
-            let schema = p
-                .schema_of(src)
+            let schema = schemas
+                .get(src)
+                .cloned()
                 .ok_or_else(|| format!("aggregate `{name}` reads `{src}`, which is no source"))?;
             let index = |n: &str| schema.fields.iter().position(|(f, _, _)| f == n);
             inputs.insert(

@@ -1,12 +1,15 @@
 //! The source node: one run of a source — build requests, follow the paginator, parse
 //! pages and hand them to the extract node; stop early for newest-first listings.
 
-use super::extract::{Extractor, Page, RunSummary, SourceMsg};
-use super::http::{Request, ServiceClient};
-use super::paginate::{Next, Pager};
-use super::value::Val;
+pub mod http;
+pub mod paginate;
+
 use crate::check::{BodyValue, Method, Source};
-use crate::runtime::Stop;
+use crate::nodes::extract::{Extractor, Page, RunSummary, SourceMsg};
+use crate::nodes::value::Val;
+use crate::stop::Stop;
+use http::{Request, ServiceClient};
+use paginate::{Next, Pager};
 use crate::state::StateStore;
 use serde_json::Value as Json;
 use std::cmp::Ordering;
@@ -80,7 +83,7 @@ impl Poller {
         let watermark = self.ex.watermark(meta.watermark.as_ref());
         let mut fixed = Vec::new();
         if let Some(inc) = &src.incremental {
-            let start = inc.start.as_ref().map(super::eval::lit_value);
+            let start = inc.start.as_ref().map(crate::nodes::eval::lit_value);
             if let (Some(param), Some(value)) = (&inc.param, watermark.clone().or(start)) {
                 fixed.push((param.clone(), value.to_text()));
             }

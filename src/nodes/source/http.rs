@@ -3,11 +3,13 @@
 //! with exponential backoff and jitter.
 
 use crate::check::{Auth, Retry, Service};
+use crate::masking::Masker;
+use crate::nodes::net::{body_excerpt, error_chain, retry_after, retry_wait};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value as Json;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Semaphore;
 use url::Url;
@@ -38,52 +40,6 @@ pub struct FetchError {
     pub status: Option<u16>,
 }
 
-/// Replaces every secret in a text by `***`.
-#[derive(Debug, Clone, Default)]
-pub struct Masker {
-    secrets: Arc<Vec<String>>,
-}
-
-impl Masker {
-    pub fn new(mut secrets: Vec<String>) -> Self {
-        secrets.retain(|s| !s.is_empty());
-        // As they appear in URLs: percent-encoded (path placeholders) and
-        // form-encoded (query parameters, which leave `-._*` alone and turn ` ` to `+`).
-        let mut encoded: Vec<String> = secrets
-            .iter()
-            .flat_map(|s| {
-                [
-                    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
-                        .to_string(),
-                    url::form_urlencoded::byte_serialize(s.as_bytes()).collect(),
-                ]
-            })
-            .filter(|e| !secrets.contains(e))
-            .collect();
-        encoded.sort();
-        encoded.dedup();
-        secrets.extend(encoded);
-        // Longer first, so a secret containing another is masked whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        Masker {
-            secrets: Arc::new(secrets),
-        }
-    }
-    pub fn mask(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for s in self.secrets.iter() {
-            if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), "***");
-            }
-        }
-        out
-    }
-    /// A URL with secrets masked, for logs.
-    pub fn url(&self, url: &Url) -> String {
-        self.mask(url.as_str())
-    }
-}
-
 pub struct ServiceClient {
     pub name: String,
     http: reqwest::Client,
@@ -99,18 +55,6 @@ pub struct ServiceClient {
     /// No request to this service starts before this instant (Retry-After, RateLimit).
     pause_until: Mutex<Option<Instant>>,
     pub masker: Masker,
-}
-
-/// The shared HTTP connection pool: redirects are handled here, not by reqwest, so the
-/// origin rule can be applied to them.
-pub fn http_client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("hamstr/", env!("CARGO_PKG_VERSION")))
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build()
-        .unwrap_or_else(|_| reqwest::Client::new())
 }
 
 impl ServiceClient {
@@ -165,7 +109,7 @@ impl ServiceClient {
     pub async fn fetch(
         &self,
         req: &Request,
-        stop: &crate::runtime::Stop,
+        stop: &crate::stop::Stop,
     ) -> Result<Response, FetchError> {
         let mut attempt = 0u32;
         loop {
@@ -223,7 +167,7 @@ impl ServiceClient {
     }
 
     /// Waits out a pause and the rate limit; false when `stop` came first.
-    async fn wait_turn(&self, stop: &crate::runtime::Stop) -> bool {
+    async fn wait_turn(&self, stop: &crate::stop::Stop) -> bool {
         loop {
             let until = self.pause_until.lock().ok().and_then(|p| *p);
             match until {
@@ -246,7 +190,7 @@ impl ServiceClient {
     async fn attempt(
         &self,
         req: &Request,
-        stop: &crate::runtime::Stop,
+        stop: &crate::stop::Stop,
     ) -> Result<Response, Attempt> {
         if !self.wait_turn(stop).await {
             return Err(Attempt::fatal("stopped before the request was sent", None));
@@ -483,52 +427,6 @@ impl Attempt {
     }
 }
 
-/// How long to wait before attempt `attempt + 1`: exponential backoff from `retry.backoff`,
-/// capped at `max_backoff`, with jitter; at least what `Retry-After` asked for.
-pub fn retry_wait(retry: &Retry, attempt: u32, retry_after: Option<Duration>) -> Duration {
-    let exp = Duration::from_millis(retry.backoff_ms)
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
-    let backoff = exp
-        .min(Duration::from_millis(retry.max_backoff_ms))
-        .mul_f64(0.5 + rand::random::<f64>() * 0.5);
-    retry_after.map_or(backoff, |a| {
-        a.max(backoff.min(a + Duration::from_millis(100)))
-    })
-}
-
-/// `Retry-After` in seconds or as an HTTP date.
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs.min(3600)));
-    }
-    let when = httpdate::parse_http_date(v).ok()?;
-    Some(
-        when.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO)
-            .min(Duration::from_secs(3600)),
-    )
-}
-
-/// An error and its sources, in one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let t = s.to_string();
-        if !out.contains(&t) {
-            out.push_str(": ");
-            out.push_str(&t);
-        }
-        cur = s.source();
-    }
-    out
-}
-
 /// The `rel="next"` target of an RFC 8288 `Link` header.
 pub fn link_next(headers: &HeaderMap) -> Option<String> {
     for value in headers.get_all(reqwest::header::LINK) {
@@ -559,30 +457,9 @@ pub fn link_next(headers: &HeaderMap) -> Option<String> {
     None
 }
 
-/// The start of an error response's body, for a message: 200 characters at most, and
-/// control characters (a terminal's escape sequences among them) shown as spaces, so an
-/// API cannot write to the terminal of whoever reads the log.
-pub fn body_excerpt(body: &[u8]) -> String {
-    String::from_utf8_lossy(body)
-        .chars()
-        .take(200)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_error_body_cannot_write_to_the_terminal() {
-        let body = "\u{1b}[31mbad\u{1b}[0m request\r\nnext\u{7}";
-        assert_eq!(body_excerpt(body.as_bytes()), " [31mbad [0m request  next ");
-        assert_eq!(
-            body_excerpt("é".repeat(300).as_bytes()).chars().count(),
-            200
-        );
-    }
 
     #[test]
     fn link_headers() {
@@ -595,31 +472,5 @@ mod tests {
             HeaderValue::from_static(r#"<https://a/x?page=1>; rel="prev""#),
         );
         assert_eq!(link_next(&h), None);
-    }
-
-    #[test]
-    fn masking() {
-        let m = Masker::new(vec!["s3cr+t".into(), "".into()]);
-        assert_eq!(m.mask("token s3cr+t and s3cr%2Bt"), "token *** and ***");
-        let m = Masker::new(vec!["a-b c+d".into()]);
-        assert_eq!(
-            m.mask("x=a-b+c%2Bd y=a%2Db%20c%2Bd"),
-            "x=*** y=***",
-            "form-encoded and percent-encoded"
-        );
-    }
-
-    #[test]
-    fn retry_after_forms() {
-        let mut h = HeaderMap::new();
-        h.insert(reqwest::header::RETRY_AFTER, HeaderValue::from_static("7"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
-        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
-        h.insert(
-            reqwest::header::RETRY_AFTER,
-            HeaderValue::from_str(&later).unwrap(),
-        );
-        let d = retry_after(&h).unwrap();
-        assert!(d > Duration::from_secs(25) && d <= Duration::from_secs(30));
     }
 }

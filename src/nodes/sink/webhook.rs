@@ -4,9 +4,11 @@
 //! sink's durable queue; the arrays of that page already delivered are not sent again
 //! while hamstr keeps running.
 
-use super::extract::Emitted;
-use super::http::{error_chain, retry_after, retry_wait, Masker};
-use super::sinks::{SinkWriter, WriteFuture};
+use super::{SinkWriter, WriteFuture};
+use crate::nodes::extract::Emitted;
+use crate::masking::Masker;
+use crate::nodes::net::{body_excerpt, error_chain, retry_after, retry_wait};
+use std::sync::Arc;
 use crate::check::{Retry, Text};
 use bytes::Bytes;
 use std::time::Duration;
@@ -132,7 +134,7 @@ impl WebhookWriter {
         let body = resp
             .bytes()
             .await
-            .map(|b| super::http::body_excerpt(&b))
+            .map(|b| body_excerpt(&b))
             .unwrap_or_default();
         let note = if status.is_redirection() {
             " (redirects are not followed)"
@@ -154,7 +156,11 @@ impl WebhookWriter {
 }
 
 impl SinkWriter for WebhookWriter {
-    fn write<'a>(&'a mut self, _names: &'a [String], records: &'a [Emitted]) -> WriteFuture<'a> {
+    fn write<'a>(
+        &'a mut self,
+        _names: &'a [String],
+        records: &'a Arc<Vec<Emitted>>,
+    ) -> WriteFuture<'a> {
         Box::pin(async move {
             let hash = page_hash(records);
             let done = match self.resume {
@@ -164,7 +170,7 @@ impl SinkWriter for WebhookWriter {
             for (i, chunk) in records.chunks(self.batch).enumerate().skip(done) {
                 if let Err(e) = self.post(json_array(chunk)).await {
                     self.resume = Some((hash, i));
-                    return Err(e);
+                    return Err(e.into());
                 }
             }
             self.resume = None;
@@ -217,7 +223,7 @@ mod tests {
     #[test]
     fn a_secret_url_is_not_shown() {
         let url = Text::plain("https://hooks.example.com/T000/B000/XXXX").into_secret();
-        let w = WebhookWriter::new("hook", &url, 10, crate::nodes::http::http_client()).unwrap();
+        let w = WebhookWriter::new("hook", &url, 10, crate::nodes::net::http_client().unwrap()).unwrap();
         let said = w.say("HTTP 500 from https://hooks.example.com/T000/B000/XXXX");
         assert!(!said.contains("XXXX"), "{said}");
         assert!(said.contains("https://hooks.example.com/***"), "{said}");

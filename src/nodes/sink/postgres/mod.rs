@@ -8,13 +8,14 @@ mod table;
 
 pub use table::{ident, sql_type, Column, Table};
 
-use super::extract::Emitted;
-use super::http::Masker;
-use super::sinks::{SinkWriter, WriteFuture};
+use super::{SinkWriter, WriteFuture};
+use crate::nodes::extract::Emitted;
+use crate::check::postgres_url;
+use crate::masking::Masker;
+use std::sync::Arc;
 use crate::check::{Schema, Text};
 use cells::{push_record, Cells};
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::time::Duration;
 use table::Failure;
 use tokio_postgres::types::ToSql;
@@ -41,27 +42,6 @@ struct Conn {
     insert: Statement,
 }
 
-/// The connection settings of a database URL, or why hamstr cannot use it (it asks for
-/// TLS, or PostgreSQL's parser refuses it: an unknown option, say). The reason never
-/// holds the password. `hamstr check` reports the same reasons.
-pub fn usable_url(url: &str) -> Result<Config, String> {
-    let (_, masker) = mask_for(url);
-    let parsed = url::Url::parse(url).ok();
-    if let Some(mode) = parsed.as_ref().and_then(|u| {
-        u.query_pairs()
-            .find(|(k, _)| k == "sslmode")
-            .map(|(_, v)| v.into_owned())
-    }) {
-        if !matches!(mode.as_str(), "disable" | "allow" | "prefer") {
-            return Err(format!(
-                "asks for `sslmode={mode}`, but hamstr connects to PostgreSQL without TLS; \
-                 use `sslmode=disable` (a local server, or a tunnel) or leave sslmode out"
-            ));
-        }
-    }
-    Config::from_str(url).map_err(|e| masker.mask(&format!("cannot be used: {}", error_text(&e))))
-}
-
 impl PgWriter {
     /// A writer for sink `sink`; it connects on its first write. `Err` when the URL
     /// cannot be used at all (it asks for TLS, or does not parse).
@@ -72,8 +52,8 @@ impl PgWriter {
         batch: u32,
         schema: &Schema,
     ) -> Result<PgWriter, String> {
-        let (shown_url, masker) = mask_for(&url.value);
-        let mut config = usable_url(&url.value)
+        let (shown_url, masker) = postgres_url::mask_for(&url.value);
+        let mut config = postgres_url::usable_url(&url.value)
             .map_err(|why| format!("sink `{sink}`: the database URL {shown_url} {why}"))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
@@ -203,8 +183,13 @@ impl PgWriter {
 }
 
 impl SinkWriter for PgWriter {
-    fn write<'a>(&'a mut self, names: &'a [String], records: &'a [Emitted]) -> WriteFuture<'a> {
+    fn write<'a>(
+        &'a mut self,
+        names: &'a [String],
+        records: &'a Arc<Vec<Emitted>>,
+    ) -> WriteFuture<'a> {
         Box::pin(async move {
+            let written: Result<(), String> = async {
             let (cols, rows) = self.columns(names, records)?;
             if rows == 0 {
                 return Ok(());
@@ -232,29 +217,11 @@ impl SinkWriter for PgWriter {
                 }
                 return Err(self.describe(&f));
             }
+            }
+            .await;
+            written.map_err(Into::into)
         })
     }
-}
-
-/// The URL as it may be shown (password replaced by `***`), and a masker that hides
-/// the password (as written and decoded) in any text.
-fn mask_for(url: &str) -> (String, Masker) {
-    let mut secrets = Vec::new();
-    let shown = match url::Url::parse(url) {
-        Ok(mut u) => {
-            if let Some(pw) = u.password().map(str::to_string) {
-                let decoded = percent_encoding::percent_decode_str(&pw)
-                    .decode_utf8_lossy()
-                    .into_owned();
-                secrets.push(pw);
-                secrets.push(decoded);
-                let _ = u.set_password(Some("***"));
-            }
-            u.to_string().replace("%2A%2A%2A", "***")
-        }
-        Err(_) => "the database URL".to_string(),
-    };
-    (shown, Masker::new(secrets))
 }
 
 /// A tokio-postgres error with its cause: the server's message, detail and hint for
@@ -285,7 +252,7 @@ mod tests {
 
     #[test]
     fn the_password_is_masked() {
-        let (shown, masker) = mask_for("postgres://app:p%40ss@db.local:5432/shop");
+        let (shown, masker) = postgres_url::mask_for("postgres://app:p%40ss@db.local:5432/shop");
         assert_eq!(shown, "postgres://app:***@db.local:5432/shop");
         assert_eq!(masker.mask("auth p@ss / p%40ss"), "auth *** / ***");
     }

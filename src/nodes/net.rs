@@ -1,0 +1,121 @@
+//! What service calls and webhooks share: the HTTP connection pool, retry timing
+//! (backoff with jitter, `Retry-After`) and the texts of HTTP errors.
+
+use crate::check::Retry;
+use reqwest::header::HeaderMap;
+use std::time::{Duration, SystemTime};
+
+/// The shared HTTP connection pool: redirects are handled by hamstr, not by reqwest, so
+/// the origin rule applies to them. There is no fallback client: one that followed
+/// redirects could carry credentials to another origin.
+pub fn http_client() -> Result<reqwest::Client, String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    client_from(reqwest::Client::builder())
+}
+
+/// Finishes a client builder with hamstr's settings, or says why it cannot.
+pub fn client_from(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, String> {
+    builder
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("hamstr/", env!("CARGO_PKG_VERSION")))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| format!("cannot set up the HTTP client: {}", error_chain(&e)))
+}
+
+/// How long to wait before attempt `attempt + 1`: exponential backoff from `retry.backoff`,
+/// capped at `max_backoff`, with jitter; at least what `Retry-After` asked for.
+pub fn retry_wait(retry: &Retry, attempt: u32, retry_after: Option<Duration>) -> Duration {
+    let exp = Duration::from_millis(retry.backoff_ms)
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+    let backoff = exp
+        .min(Duration::from_millis(retry.max_backoff_ms))
+        .mul_f64(0.5 + rand::random::<f64>() * 0.5);
+    retry_after.map_or(backoff, |a| {
+        a.max(backoff.min(a + Duration::from_millis(100)))
+    })
+}
+
+/// `Retry-After` in seconds or as an HTTP date.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs.min(3600)));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+            .min(Duration::from_secs(3600)),
+    )
+}
+
+/// An error and its sources, in one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let t = s.to_string();
+        if !out.contains(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+        cur = s.source();
+    }
+    out
+}
+
+/// The start of an error response's body, for a message: 200 characters at most, and
+/// control characters (a terminal's escape sequences among them) shown as spaces, so an
+/// API cannot write to the terminal of whoever reads the log.
+pub fn body_excerpt(body: &[u8]) -> String {
+    String::from_utf8_lossy(body)
+        .chars()
+        .take(200)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    /// A client that cannot be built is an error, never a default client (which would
+    /// follow redirects, credentials and all).
+    #[test]
+    fn a_client_that_cannot_be_built_is_an_error() {
+        let broken = reqwest::Client::builder().tls_backend_preconfigured(());
+        let e = client_from(broken).unwrap_err();
+        assert!(e.starts_with("cannot set up the HTTP client"), "{e}");
+        assert!(http_client().is_ok());
+    }
+
+    #[test]
+    fn an_error_body_cannot_write_to_the_terminal() {
+        let body = "\u{1b}[31mbad\u{1b}[0m request\r\nnext\u{7}";
+        assert_eq!(body_excerpt(body.as_bytes()), " [31mbad [0m request  next ");
+        assert_eq!(
+            body_excerpt("é".repeat(300).as_bytes()).chars().count(),
+            200
+        );
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let mut h = HeaderMap::new();
+        h.insert(reqwest::header::RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            HeaderValue::from_str(&later).unwrap(),
+        );
+        let d = retry_after(&h).unwrap();
+        assert!(d > Duration::from_secs(25) && d <= Duration::from_secs(30));
+    }
+}

@@ -1,0 +1,273 @@
+//! Sink nodes. A [`SinkWriter`] puts records somewhere (one file per kind beside this
+//! one); [`SinkNode`] runs one behind a durable [`queue`]: a page the writer cannot take
+//! waits in the data directory and goes out, in order, when the writer recovers.
+//!
+//! A sink stops with its [`Stop`]: the page it is writing gets the grace period, later
+//! pages go to its queue, so a sink that hangs cannot hold a shutdown past the grace.
+
+mod jsonl;
+pub mod postgres;
+mod queue;
+mod sled;
+mod stdout;
+mod webhook;
+
+pub use jsonl::open_jsonl;
+pub use queue::{last_error, queue_space, ERROR_SPACE};
+
+use super::extract::{Ack, Batch, Emitted};
+use crate::check::{Schema, Sink};
+use crate::state::StateStore;
+use crate::stop::Stop;
+use queue::Queue;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Why a write did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteError {
+    /// The sink cannot take the page now: it waits in the queue and is tried again.
+    Failed(String),
+    /// Whoever reads the sink is gone (standard output closed): nothing is queued for
+    /// nobody, the page is not committed, and the run ends.
+    Closed,
+}
+
+impl From<String> for WriteError {
+    fn from(e: String) -> Self {
+        WriteError::Failed(e)
+    }
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriteError::Failed(e) => f.write_str(e),
+            WriteError::Closed => f.write_str("the reader of the sink is gone"),
+        }
+    }
+}
+
+pub type WriteFuture<'a> = Pin<Box<dyn Future<Output = Result<(), WriteError>> + Send + 'a>>;
+
+/// Where a sink puts records. `write` returns once the records are held (durably, for
+/// the sinks that can be). Blocking work (files, sled, standard output) runs off the
+/// async workers.
+pub trait SinkWriter: Send {
+    fn write<'a>(&'a mut self, names: &'a [String], records: &'a Arc<Vec<Emitted>>)
+        -> WriteFuture<'a>;
+}
+
+/// Builds the writer of a sink; `schema` is what feeds it (`None` when nothing does), and
+/// `base` the folder of the pipeline file.
+pub fn writer_for(
+    sink: &Sink,
+    schema: Option<&Schema>,
+    base: &Path,
+    store: Arc<dyn StateStore>,
+    http: &reqwest::Client,
+) -> Box<dyn SinkWriter> {
+    match sink {
+        Sink::Sled { tree, .. } => Box::new(sled::SledWriter {
+            tree: tree.clone(),
+            store,
+        }),
+        Sink::Jsonl { path, .. } => Box::new(jsonl::JsonlWriter {
+            path: base.join(path),
+            file: None,
+        }),
+        Sink::Stdout { .. } => Box::new(stdout::StdoutWriter),
+        Sink::Postgres {
+            name,
+            url,
+            table,
+            batch,
+        } => {
+            let Some(schema) = schema else {
+                return Box::new(Unavailable(format!("sink `{name}`: nothing feeds it")));
+            };
+            match postgres::PgWriter::new(name, url, table, *batch, schema) {
+                Ok(w) => Box::new(w),
+                Err(e) => Box::new(Unavailable(e)),
+            }
+        }
+        Sink::Webhook { name, url, batch } => {
+            match webhook::WebhookWriter::new(name, url, *batch, http.clone()) {
+                Ok(w) => Box::new(w),
+                Err(e) => Box::new(Unavailable(e)),
+            }
+        }
+    }
+}
+
+/// A writer that always fails with a reason (its records wait in the queue).
+pub struct Unavailable(pub String);
+
+impl SinkWriter for Unavailable {
+    fn write<'a>(
+        &'a mut self,
+        _names: &'a [String],
+        _records: &'a Arc<Vec<Emitted>>,
+    ) -> WriteFuture<'a> {
+        let e = self.0.clone();
+        Box::pin(async move { Err(WriteError::Failed(e)) })
+    }
+}
+
+/// How a sink node ended.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SinkExit {
+    /// Its reader left (standard output closed).
+    pub reader_gone: bool,
+}
+
+/// A running sink: its writer behind its durable queue.
+pub struct SinkNode {
+    pub name: String,
+    pub writer: Box<dyn SinkWriter>,
+    pub store: Arc<dyn StateStore>,
+    /// Fires at shutdown, or when a reload retires this sink.
+    pub stop: Stop,
+    /// Set before `stop` fires when a reload retires the sink: its replacement drains the
+    /// queue, so it does not try a last time.
+    pub retired: Arc<AtomicBool>,
+    /// The run's root: a reader that left ends the whole run.
+    pub end_run: Stop,
+}
+
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+
+/// Runs `fut` unless the grace period after `stop` ends first (`None` then). The
+/// deadline is set the first time the stop is seen, and kept, so every later wait ends
+/// at the same instant.
+async fn within_grace<F: Future>(
+    stop: &Stop,
+    deadline: &mut Option<Instant>,
+    fut: F,
+) -> Option<F::Output> {
+    tokio::pin!(fut);
+    loop {
+        match *deadline {
+            Some(d) => {
+                return tokio::select! {
+                    r = &mut fut => Some(r),
+                    _ = tokio::time::sleep_until(d) => None,
+                }
+            }
+            None => tokio::select! {
+                r = &mut fut => return Some(r),
+                _ = stop.stopped() => *deadline = Some(Instant::now() + stop.grace()),
+            },
+        }
+    }
+}
+
+fn over(deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|d| Instant::now() >= d)
+}
+
+impl SinkNode {
+    /// Runs until its inputs close: writes each page, or queues it durably when the
+    /// writer fails, and acknowledges the page once it is held either way.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Batch>) -> SinkExit {
+        let queue = Queue::new(&self.name, self.store.clone());
+        let mut exit = SinkExit::default();
+        let mut deadline: Option<Instant> = None;
+        let mut backoff = FIRST_RETRY;
+        // When the queue is tried next: a deadline, not a sleep started afresh in every
+        // turn of the loop, so pages arriving more often than the backoff cannot put the
+        // retry off for ever.
+        let mut retry_at = Instant::now() + backoff;
+        let mut queued = queue.len().await > 0;
+        if queued {
+            let drained = within_grace(&self.stop, &mut deadline, queue.drain(self.writer.as_mut())).await;
+            queued = !matches!(drained, Some(Ok(())));
+        }
+        loop {
+            let batch = tokio::select! {
+                b = rx.recv() => b,
+                _ = self.stop.stopped(), if deadline.is_none() => {
+                    deadline = Some(Instant::now() + self.stop.grace());
+                    continue;
+                }
+                _ = tokio::time::sleep_until(retry_at), if queued && !self.stop.is_stopping() => {
+                    match queue.drain(self.writer.as_mut()).await {
+                        Ok(()) => {
+                            queued = false;
+                            backoff = FIRST_RETRY;
+                        }
+                        Err(e) => {
+                            backoff = (backoff * 2).min(Duration::from_secs(30));
+                            tracing::debug!(sink = %self.name, error = %e, "sink still down");
+                        }
+                    }
+                    retry_at = Instant::now() + backoff;
+                    continue;
+                }
+            };
+            let Some(batch) = batch else { break };
+            let ok = if exit.reader_gone {
+                false
+            } else if batch.records.is_empty() {
+                true
+            } else if queued || over(deadline) {
+                queue.push(&batch).await.is_ok()
+            } else {
+                let written = within_grace(
+                    &self.stop,
+                    &mut deadline,
+                    self.writer.write(&batch.names, &batch.records),
+                )
+                .await
+                .unwrap_or_else(|| {
+                    Err(WriteError::Failed(format!(
+                        "sink `{}` did not finish a page within the shutdown grace period",
+                        self.name
+                    )))
+                });
+                match written {
+                    Ok(()) => true,
+                    Err(WriteError::Closed) => {
+                        tracing::info!(sink = %self.name, "the reader of standard output left: the run ends; the page is fetched again next time");
+                        exit.reader_gone = true;
+                        self.end_run.stop();
+                        false
+                    }
+                    Err(WriteError::Failed(e)) => {
+                        tracing::warn!(sink = %self.name, source = %batch.source, error = %e, "sink cannot take records now; they wait in its queue");
+                        queue.note_error(Some(&e)).await;
+                        queued = true;
+                        retry_at = Instant::now() + backoff;
+                        match queue.push(&batch).await {
+                            Ok(()) => true,
+                            Err(qe) => {
+                                tracing::error!(sink = %self.name, error = %qe, "cannot queue records either");
+                                false
+                            }
+                        }
+                    }
+                }
+            };
+            let _ = batch.ack.send(Ack {
+                page: batch.page,
+                ok,
+            });
+        }
+        // One last try, so a short outage does not leave records behind at exit; not
+        // for a retired sink (its replacement drains the queue) nor past the grace.
+        if queued && !self.retired.load(AtomicOrdering::SeqCst) && !over(deadline) {
+            let drained = within_grace(&self.stop, &mut deadline, queue.drain(self.writer.as_mut())).await;
+            if !matches!(drained, Some(Ok(()))) {
+                let waiting = queue.len().await;
+                tracing::warn!(sink = %self.name, waiting, "records still wait in the sink's queue; they go out on the next run");
+            }
+        }
+        exit
+    }
+}
