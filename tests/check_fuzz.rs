@@ -3,7 +3,7 @@
 //! stack overflow fails the test) and a 5 MB line. Every input must come back, without
 //! a panic, with either a pipeline or at least one error, and its report must render.
 
-use hamstr::check::check;
+use hamstr::check::{check, Code};
 use proptest::prelude::*;
 use std::time::{Duration, Instant};
 
@@ -481,7 +481,7 @@ fn a_five_megabyte_line() {
             .report
             .diagnostics
             .iter()
-            .all(|d| d.code == "hamstr::duplicate_name" || d.code == "hamstr::unused_sink"),
+            .all(|d| d.code == Code::DuplicateName || d.code == Code::UnusedSink),
         "every sink after the first is a duplicate, and nothing else: {:?}",
         checked.report.diagnostics.first()
     );

@@ -7,11 +7,12 @@ mod support;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{records, Order, Paging, TestApi};
+use support::cli::hamstr_process;
+use support::{records, Order, Paging, RunningHamstr, TestApi};
 
 const KILLS: usize = 30;
 
@@ -164,6 +165,7 @@ fn killed_at_random_instants_loses_nothing_and_stores_nothing_twice() {
                     // can see; such APIs need a cursor paginator for updates.
                     api.upsert_record("/desc", "id", changed);
                 }
+                // Paces the growth: time passing between batches is the point.
                 std::thread::sleep(Duration::from_millis(40));
             }
         })
@@ -183,15 +185,13 @@ fn killed_at_random_instants_loses_nothing_and_stores_nothing_twice() {
         seed % n
     };
     for kill in 0..KILLS {
-        let mut child = Command::new(&bin)
-            .args(["run", "--no-watch", "--data-dir"])
+        let mut run = hamstr_process();
+        run.args(["run", "--no-watch", "--data-dir"])
             .arg(&data)
             .arg(&file)
-            .env("RUST_LOG", "hamstr=warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+            .env("RUST_LOG", "hamstr=warn");
+        let mut child = RunningHamstr::start(run);
+        // Let time pass, at random: the kill lands at whatever the run is doing then.
         // Every third kill lands while the store is being opened, when sled writes a
         // snapshot of a store that has grown; the others mid-request, mid-page, mid-flush.
         let after = if kill % 3 == 0 {
@@ -200,8 +200,7 @@ fn killed_at_random_instants_loses_nothing_and_stores_nothing_twice() {
             80 + rand(900)
         };
         std::thread::sleep(Duration::from_millis(after));
-        child.kill().unwrap();
-        child.wait().unwrap();
+        child.kill();
     }
     growing.store(false, Ordering::SeqCst);
     grower.join().unwrap();

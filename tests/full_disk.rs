@@ -6,12 +6,11 @@
 //! needs root (CI and the development machines run as root); where `mount` is refused
 //! the test says so and passes without running.
 
-mod common;
 mod support;
 
-use common::{assert_contains, id_range, service, sorted_ids, text, Pipeline, FIELDS};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use support::cli::{assert_contains, id_range, service, sorted_ids, text, Pipeline, FIELDS};
 use support::{records, Paging, TestApi};
 
 const RECORDS: usize = 6_000;

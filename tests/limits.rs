@@ -7,7 +7,8 @@ mod support;
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::{records, Fault, Paging, TestApi};
+use support::cli::hamstr_process;
+use support::{records, Fault, Paging, RunningHamstr, TestApi};
 
 fn pipeline(url: &str, service_extra: &str, sources: usize, sink: &str) -> String {
     let mut text =
@@ -102,15 +103,14 @@ fn a_stalled_sink_stops_the_fetching() {
     );
     std::fs::write(&file, text).unwrap();
     // Nobody reads its standard output: the stdout sink stalls once the pipe is full.
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("hamstr"))
-        .args(["run", "--no-watch", "--data-dir"])
+    let mut run = hamstr_process();
+    run.args(["run", "--no-watch", "--data-dir"])
         .arg(dir.path().join("data"))
         .arg(&file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Wait for the fetching to stop: the same number of requests for 1.5 s.
+        .stdout(Stdio::piped());
+    let mut child = RunningHamstr::start(run);
+    // Wait for the fetching to stop: the same number of requests for 1.5 s. "Stopped"
+    // means nothing happens for a while, so here time must pass between looks.
     let (mut last, mut steady) = (usize::MAX, 0);
     let mut rss = Vec::new();
     for _ in 0..60 {
@@ -124,13 +124,12 @@ fn a_stalled_sink_stops_the_fetching() {
         }
     }
     // Let it finish by reading what it wrote, then stop it.
-    let mut stdout = child.stdout.take().unwrap();
+    let mut stdout = child.take_stdout();
     let reader = std::thread::spawn(move || {
         let mut sink = Vec::new();
         let _ = stdout.read_to_end(&mut sink);
     });
-    let _ = child.kill();
-    let _ = child.wait();
+    child.kill();
     let _ = reader.join();
     assert!(
         steady >= 3,

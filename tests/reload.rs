@@ -6,12 +6,13 @@ mod support;
 
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use support::{records, Fault, Order, Paging, TestApi};
+use std::time::Duration;
+use support::cli::{ids, Pipeline};
+use support::{records, wait_until, Fault, Order, Paging, RunningHamstr, TestApi};
+
+/// Longest wait for anything the running process should do soon.
+const LIMIT: Duration = Duration::from_secs(20);
 
 fn pipeline(url: &str, b_every: &str, c_name: Option<&str>, with_lines: bool) -> String {
     let mut text = format!(
@@ -47,56 +48,6 @@ flow b -> sb
     text
 }
 
-/// A `hamstr run` child that is killed when the test ends, failed assertions included,
-/// so a failing test leaves no process behind.
-struct KillOnDrop(std::process::Child);
-
-impl KillOnDrop {
-    /// `hamstr run --data-dir DATA FILE`, watching the file, stdout discarded.
-    fn run(bin: &Path, data: &Path, file: &Path, stderr: Stdio) -> KillOnDrop {
-        KillOnDrop(
-            Command::new(bin)
-                .args(["run", "--data-dir"])
-                .arg(data)
-                .arg(file)
-                .env("NO_COLOR", "1")
-                .stdout(Stdio::null())
-                .stderr(stderr)
-                .spawn()
-                .unwrap(),
-        )
-    }
-
-    /// SIGTERM, as Ctrl-C would; waits for the exit.
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.0.id().to_string())
-            .status();
-        self.0.wait().unwrap()
-    }
-}
-
-impl std::ops::Deref for KillOnDrop {
-    type Target = std::process::Child;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for KillOnDrop {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Saves like an editor: write a new file, rename it over the old one.
 fn save(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp~");
@@ -104,38 +55,18 @@ fn save(path: &Path, text: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// The ids `dump SINK` prints, in order.
+fn ids_in(p: &Pipeline, sink: &str) -> Vec<String> {
+    ids(&p.dump(sink))
 }
 
-fn ids_in(bin: &Path, file: &Path, data: &Path, sink: &str) -> Vec<String> {
-    let out = Command::new(bin)
-        .arg("dump")
-        .arg(file)
-        .arg(sink)
-        .arg("--data-dir")
-        .arg(data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect()
+/// `hamstr run FILE --data-dir DATA`, watching the file.
+fn run_watching(p: &Pipeline) -> RunningHamstr {
+    p.spawn_run(&[])
+}
+
+fn is_reload_summary(line: &str) -> bool {
+    line.starts_with("reloaded:")
 }
 
 #[test]
@@ -150,115 +81,96 @@ fn edits_while_running_restart_only_what_changed() {
     api.serve("/c", Paging::wrapped("data"));
     api.set_records("/c", records::range(1000, 12));
 
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("p.hmr");
-    let data = dir.path().join("data");
-    save(&file, &pipeline(&api.url(), "300ms", None, true));
-    let bin = assert_cmd::cargo::cargo_bin("hamstr");
-    let mut child = KillOnDrop::run(&bin, &data, &file, Stdio::piped());
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let reader = {
-        let lines = lines.clone();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        })
-    };
-    let reloads = |lines: &Arc<Mutex<Vec<String>>>| {
-        lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.starts_with("reloaded:"))
-            .count()
-    };
+    let p = Pipeline::new(&pipeline(&api.url(), "300ms", None, true));
+    let mut child = run_watching(&p);
     let mut next = 31u64;
     let mut grow = |api: &TestApi| {
         api.push_records("/b", records::range(next, 3));
         next += 3;
     };
+    let lines_in_jsonl = || {
+        std::fs::read_to_string(p.path("out/b.jsonl"))
+            .unwrap()
+            .lines()
+            .count()
+    };
 
-    wait_until("b to collect", Duration::from_secs(20), || {
-        api.hits("/b") >= 3
-    });
+    assert!(
+        api.wait_for_hits_blocking("/b", 3, LIMIT),
+        "b never collected\n{}",
+        child.stderr()
+    );
     grow(&api);
     // 1. A new source.
-    save(&file, &pipeline(&api.url(), "300ms", Some("c"), true));
-    wait_until("the first reload", Duration::from_secs(20), || {
-        reloads(&lines) >= 1
-    });
-    wait_until("c to collect", Duration::from_secs(20), || {
-        api.hits("/c") >= 1
-    });
+    save(&p.file, &pipeline(&api.url(), "300ms", Some("c"), true));
+    child.wait_for_stderr_line("the first reload", is_reload_summary, LIMIT);
+    assert!(
+        api.wait_for_hits_blocking("/c", 1, LIMIT),
+        "c never collected\n{}",
+        child.stderr()
+    );
     grow(&api);
     // 2. A schedule change, written in place (not by rename).
-    std::fs::write(&file, pipeline(&api.url(), "200ms", Some("c"), true)).unwrap();
-    wait_until("the second reload", Duration::from_secs(20), || {
-        reloads(&lines) >= 2
-    });
+    p.rewrite(&pipeline(&api.url(), "200ms", Some("c"), true));
+    child.wait_for_stderr_line("the second reload", is_reload_summary, LIMIT);
     // 3. Broken syntax: collection goes on.
     save(
-        &file,
+        &p.file,
         &pipeline(&api.url(), "200ms", Some("c"), true).replace("sink sb", "sink sb sb"),
     );
-    wait_until("the error report", Duration::from_secs(20), || {
-        lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("previous pipeline keeps running"))
-    });
+    child.wait_for_stderr_line(
+        "the error report",
+        |l| l.contains("previous pipeline keeps running"),
+        LIMIT,
+    );
     let hits_while_broken = api.hits("/b");
     grow(&api);
-    wait_until(
-        "b to go on while the file is broken",
-        Duration::from_secs(20),
-        || api.hits("/b") >= hits_while_broken + 3,
+    assert!(
+        api.wait_for_hits_blocking("/b", hits_while_broken + 3, LIMIT),
+        "b stopped while the file is broken\n{}",
+        child.stderr()
     );
     // 4. Fixed, and the jsonl sink removed.
-    save(&file, &pipeline(&api.url(), "200ms", Some("c"), false));
-    wait_until("the third reload", Duration::from_secs(20), || {
-        reloads(&lines) >= 3
-    });
-    let lines_after_removal = std::fs::read_to_string(dir.path().join("out/b.jsonl"))
-        .unwrap()
-        .lines()
-        .count();
+    save(&p.file, &pipeline(&api.url(), "200ms", Some("c"), false));
+    child.wait_for_stderr_line("the third reload", is_reload_summary, LIMIT);
+    let lines_after_removal = lines_in_jsonl();
     grow(&api);
     // 5. A renamed source.
-    save(&file, &pipeline(&api.url(), "200ms", Some("c2"), false));
-    wait_until("the fourth reload", Duration::from_secs(20), || {
-        reloads(&lines) >= 4
-    });
+    save(&p.file, &pipeline(&api.url(), "200ms", Some("c2"), false));
+    child.wait_for_stderr_line("the fourth reload", is_reload_summary, LIMIT);
     let c_hits = api.hits("/c");
-    wait_until("c2 to collect", Duration::from_secs(20), || {
-        api.hits("/c") > c_hits
-    });
+    assert!(
+        api.wait_for_hits_blocking("/c", c_hits + 1, LIMIT),
+        "c2 never collected\n{}",
+        child.stderr()
+    );
     grow(&api);
     let total_b = api.records("/b").len();
     let b_hits = api.hits("/b");
-    wait_until("b to catch up", Duration::from_secs(20), || {
-        api.hits("/b") >= b_hits + 2
-    });
-    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        api.wait_for_hits_blocking("/b", b_hits + 2, LIMIT),
+        "b never caught up\n{}",
+        child.stderr()
+    );
+    // The last records went all the way through b's pipeline, so had the removed jsonl
+    // sink still been wired, it would have got them.
+    assert!(
+        wait_until(|| ids_in(&p, "sb").len() >= total_b, LIMIT),
+        "sb never held all {total_b} records\n{}",
+        child.stderr()
+    );
 
     // SIGTERM: a clean stop.
-    let status = child.terminate();
-    reader.join().unwrap();
-    let log = lines.lock().unwrap().join("\n");
-    assert!(status.success(), "exit {status:?}\n{log}");
+    let status = child.terminate(LIMIT);
+    let log = child.stderr();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit {status:?}\n{log}"
+    );
 
     // The unchanged hourly source ran once: it was never restarted.
     assert_eq!(api.hits("/a"), 1, "{log}");
-    let summaries: Vec<String> = lines
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|l| l.starts_with("reloaded:"))
-        .cloned()
-        .collect();
+    let summaries: Vec<&str> = log.lines().filter(|l| is_reload_summary(l)).collect();
     assert_eq!(
         summaries[0], "reloaded: +1 source, +1 sink, ~0, -0",
         "{log}"
@@ -267,18 +179,15 @@ fn edits_while_running_restart_only_what_changed() {
     assert_eq!(summaries[2], "reloaded: +0, ~0, -1 sink", "{log}");
     assert_eq!(summaries[3], "reloaded: +1 source, ~0, -1 source", "{log}");
 
-    let b_ids = ids_in(&bin, &file, &data, "sb");
+    let b_ids = ids_in(&p, "sb");
     let unique: BTreeSet<&String> = b_ids.iter().collect();
     assert_eq!(b_ids.len(), total_b, "every b record once\n{log}");
     assert_eq!(unique.len(), total_b);
-    assert_eq!(ids_in(&bin, &file, &data, "sc").len(), 12);
-    assert_eq!(ids_in(&bin, &file, &data, "sa").len(), 5);
-    let lines_at_end = std::fs::read_to_string(dir.path().join("out/b.jsonl"))
-        .unwrap()
-        .lines()
-        .count();
+    assert_eq!(ids_in(&p, "sc").len(), 12);
+    assert_eq!(ids_in(&p, "sa").len(), 5);
     assert_eq!(
-        lines_at_end, lines_after_removal,
+        lines_in_jsonl(),
+        lines_after_removal,
         "the removed sink got no more records"
     );
 }
@@ -321,36 +230,38 @@ flow s -> store
             api.url()
         )
     };
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("p.hmr");
-    let data = dir.path().join("data");
-    save(&file, &text("/old"));
-    let bin = assert_cmd::cargo::cargo_bin("hamstr");
-    let mut child = KillOnDrop::run(&bin, &data, &file, Stdio::null());
+    let p = Pipeline::new(&text("/old"));
+    let mut child = run_watching(&p);
     // Two runs: the watermark is the newest record's.
-    wait_until(
-        "the old source to run twice",
-        Duration::from_secs(20),
-        || api.hits("/old") >= 2,
+    assert!(
+        api.wait_for_hits_blocking("/old", 2, LIMIT),
+        "the old source never ran twice"
     );
     // Its next request hangs for a while; the edit lands while it is in flight.
     api.fail_always("/old", Fault::Delay(Duration::from_millis(1500)));
     let before = api.hits("/old");
-    wait_until("a slow request in flight", Duration::from_secs(20), || {
-        api.hits("/old") > before
-    });
-    save(&file, &text("/new"));
-    wait_until("the new source to run", Duration::from_secs(20), || {
-        api.hits("/new") >= 1
-    });
-    wait_until("every new record", Duration::from_secs(20), || {
-        ids_in(&bin, &file, &data, "store")
-            .iter()
-            .filter(|id| id.starts_with('n'))
-            .count()
-            == 10
-    });
-    assert!(child.terminate().success());
+    assert!(
+        api.wait_for_hits_blocking("/old", before + 1, LIMIT),
+        "no slow request in flight"
+    );
+    save(&p.file, &text("/new"));
+    assert!(
+        api.wait_for_hits_blocking("/new", 1, LIMIT),
+        "the new source never ran\n{}",
+        child.stderr()
+    );
+    assert!(
+        wait_until(
+            || ids_in(&p, "store")
+                .iter()
+                .filter(|id| id.starts_with('n'))
+                .count()
+                == 10,
+            LIMIT
+        ),
+        "never stored every new record"
+    );
+    assert!(child.terminate(LIMIT).is_some_and(|s| s.success()));
 
     let old = api.requests_to("/old");
     let new = api.requests_to("/new");
@@ -391,25 +302,20 @@ flow {source} -> store_{source}
             api.url()
         )
     };
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("p.hmr");
-    let data = dir.path().join("data");
-    save(&file, &text("b"));
-    let bin = assert_cmd::cargo::cargo_bin("hamstr");
-    let mut child = KillOnDrop::run(&bin, &data, &file, Stdio::null());
-    wait_until("b to run", Duration::from_secs(20), || api.hits("/b") >= 1);
-    save(&file, &text("c"));
-    wait_until("c to run", Duration::from_secs(20), || api.hits("/c") >= 2);
-    let state = Command::new(&bin)
-        .arg("state")
-        .arg(&file)
-        .arg("--data-dir")
-        .arg(&data)
-        .output()
-        .unwrap();
+    let p = Pipeline::new(&text("b"));
+    let mut child = run_watching(&p);
+    assert!(api.wait_for_hits_blocking("/b", 1, LIMIT), "b never ran");
+    save(&p.file, &text("c"));
+    assert!(
+        api.wait_for_hits_blocking("/c", 2, LIMIT),
+        "c never ran twice\n{}",
+        child.stderr()
+    );
+    let mut state = p.cmd(&["state", "--data-dir"]);
+    let state = state.arg(&p.data).output().unwrap();
     let state = String::from_utf8_lossy(&state.stdout).to_string();
     assert!(state.lines().any(|l| l == "c"), "{state}");
     assert!(!state.lines().any(|l| l == "b"), "{state}");
-    assert_eq!(ids_in(&bin, &file, &data, "store_c").len(), 4);
-    assert!(child.terminate().success());
+    assert_eq!(ids_in(&p, "store_c").len(), 4);
+    assert!(child.terminate(LIMIT).is_some_and(|s| s.success()));
 }

@@ -354,7 +354,9 @@ fn order_items_example_against_the_demo_api() {
 #[test]
 fn reloads_rewire_and_retire_aggregates() {
     use hamstr::runtime::{self, Options, Stop};
-    use std::time::{Duration, Instant};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+    use support::wait_until;
 
     let api = TestApi::start_blocking();
     let data = vec![
@@ -407,56 +409,63 @@ flow orders -> store
             .map(|b| serde_json::from_slice(&b).unwrap())
             .collect()
     };
-    let wait_until = |what: &str, f: &dyn Fn() -> bool| {
-        let start = Instant::now();
-        while !f() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "timed out waiting for {what}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
+    let limit = Duration::from_secs(20);
 
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
     let (stop_handle, stop) = Stop::new();
     let rt = tokio::runtime::Runtime::new().unwrap();
+    // The pipeline the graph runs now: set once a reload is applied.
+    let current = Arc::new(Mutex::new(first.clone()));
+    let runs = |p: &hamstr::check::Pipeline| *current.lock().unwrap() == *p;
     let running = {
         let store = store.clone();
         let first = first.clone();
         let opts = Options {
             once: false,
             base_dir: dir.path().to_path_buf(),
-            ..Options::default()
+            running: Some(current.clone()),
         };
         rt.spawn(async move { runtime::run(&first, store, opts, stop, Some(reload_rx)).await })
     };
     let eur = |n: u64, total: &str| json!({"currency": "EUR", "n": n, "total": total});
-    wait_until("the first groups", &|| groups(store.as_ref()).len() == 2);
+    assert!(
+        wait_until(|| groups(store.as_ref()).len() == 2, limit),
+        "the first groups never came"
+    );
     assert_eq!(sink_rows(store.as_ref(), "first").len(), 2);
 
     // Another sink for the aggregate: it is replaced, its view kept.
-    reload_tx
-        .blocking_send(check(&text("second", true)))
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let second = check(&text("second", true));
+    reload_tx.blocking_send(second.clone()).unwrap();
+    assert!(
+        wait_until(|| runs(&second), limit),
+        "the reload never applied"
+    );
     api.upsert_record(ORDERS, "id", order(3, 2, "4.50", "EUR", "paid"));
-    wait_until("the view to follow an update after the reload", &|| {
-        groups(store.as_ref()).contains(&eur(2, "6.50"))
-    });
-    wait_until("the new sink to get the changed group", &|| {
-        sink_rows(store.as_ref(), "second") == vec![eur(2, "6.50")]
-    });
+    assert!(
+        wait_until(|| groups(store.as_ref()).contains(&eur(2, "6.50")), limit),
+        "the view never followed an update after the reload"
+    );
+    assert!(
+        wait_until(
+            || sink_rows(store.as_ref(), "second") == vec![eur(2, "6.50")],
+            limit
+        ),
+        "the new sink never got the changed group"
+    );
 
     // Without the aggregate: its unit is retired, the source goes on alone.
-    reload_tx
-        .blocking_send(check(&text("second", false)))
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let without = check(&text("second", false));
+    reload_tx.blocking_send(without.clone()).unwrap();
+    assert!(
+        wait_until(|| runs(&without), limit),
+        "the reload never applied"
+    );
     api.upsert_record(ORDERS, "id", order(4, 2, "1.00", "EUR", "paid"));
-    wait_until("the source to go on", &|| {
-        sink_rows(store.as_ref(), "orders").len() == 4
-    });
+    assert!(
+        wait_until(|| sink_rows(store.as_ref(), "orders").len() == 4, limit),
+        "the source did not go on"
+    );
     assert!(groups(store.as_ref()).contains(&eur(2, "6.50")));
 
     stop_handle.stop();

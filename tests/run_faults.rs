@@ -3,13 +3,12 @@
 //! redirects to other origins, credentials on the service's origin only, a failing source
 //! beside healthy ones, and secrets kept out of every log line.
 
-mod common;
 mod support;
 
 use std::time::{Duration, SystemTime};
 
-use common::{
-    assert_contains, id_range, ids, service, stderr, stdout, terminate, text, Pipeline, FIELDS,
+use support::cli::{
+    assert_contains, id_range, ids, service, stderr, stdout, text, Pipeline, FIELDS,
 };
 use support::{base64_encode, records, Auth, Fault, Paging, RetryAfter, TestApi};
 
@@ -555,11 +554,15 @@ fn sigterm_stops_promptly(fault: Fault) {
     api.fail_next(PATH, fault.clone());
     let p = pipeline(&api.url(), "", "");
     let mut running = p.spawn_run(&["--no-watch"]);
-    let asked = api.wait_for_hits_blocking(PATH, 1, Duration::from_secs(30));
+    assert!(
+        api.wait_for_hits_blocking(PATH, 1, Duration::from_secs(30)),
+        "{fault:?}"
+    );
+    // Let time pass: the fault's reply (or silence) reaches hamstr and it settles into
+    // its wait; nothing outside the process shows that moment.
     std::thread::sleep(Duration::from_millis(300));
     // the spec gives in-flight pages 10 s; the fault would hold on far longer
-    let status = terminate(&mut running, Duration::from_secs(25));
-    assert!(asked, "{fault:?}");
+    let status = running.terminate(Duration::from_secs(25));
     assert!(
         status.is_some(),
         "{fault:?}: still running 25 s after SIGTERM"

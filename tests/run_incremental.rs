@@ -2,12 +2,11 @@
 //! changed keys are emitted, the watermark `param` and `start`, ties on the cursor,
 //! newest-first early stop and interrupted runs, `where`, and rejected records.
 
-mod common;
 mod support;
 
-use common::{assert_contains, id_range, ids, one_source, sorted_ids, Pipeline};
 use serde_json::{json, Value};
-use support::{records, Fault, Order, Paging, TestApi};
+use support::cli::{assert_contains, id_range, ids, one_source, sorted_ids, Pipeline};
+use support::{records, wait_until, Fault, Order, Paging, TestApi};
 
 const PATH: &str = "/items";
 const LINES: &str = "out/src.jsonl";
@@ -391,10 +390,19 @@ fn a_killed_run_is_made_good_by_the_next() {
         "sink store = sled(\"items\")\nflow src -> lines, store",
     ));
     let mut running = p.spawn_run(&["--once"]);
-    let reached = api.wait_for_hits_blocking(PATH, 3, std::time::Duration::from_secs(30));
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    common::stop(&mut running);
-    assert!(reached, "the run never asked for page 3");
+    let limit = std::time::Duration::from_secs(30);
+    assert!(
+        api.wait_for_hits_blocking(PATH, 3, limit),
+        "the run never asked for page 3"
+    );
+    // Pages 1 and 2 are written (whole lines only) while page 3 hangs: then kill it.
+    let complete_lines =
+        || std::fs::read_to_string(p.path(LINES)).map_or(0, |t| t.matches('\n').count());
+    assert!(
+        wait_until(|| complete_lines() >= 10, limit),
+        "pages 1 and 2 never reached {LINES}"
+    );
+    running.kill();
 
     api.clear_faults(PATH);
     p.run_ok();

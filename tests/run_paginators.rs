@@ -2,10 +2,9 @@
 //! records collected exactly once, each stop rule, `max_pages`, loop detection, `query`
 //! on every built page, and the error for a body that holds no records array.
 
-mod common;
 mod support;
 
-use common::{assert_contains, id_range, ids, one_source, Pipeline};
+use support::cli::{assert_contains, id_range, ids, one_source, Pipeline};
 use support::{records, CursorNext, Fault, Paging, TestApi};
 
 const PATH: &str = "/items";

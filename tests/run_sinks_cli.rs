@@ -3,16 +3,15 @@
 //! child sources, `state` and `state --reset`, `graph`, the data-directory lock, and
 //! the exit codes of `run --once`.
 
-mod common;
 mod support;
 
 use std::time::Duration;
 
-use common::{
-    assert_contains, hamstr, id_range, ids, json_lines, one_source, service, sorted_ids, stderr,
-    stdout, stop, terminate, text, Pipeline, FIELDS,
-};
 use serde_json::{json, Value};
+use support::cli::{
+    assert_contains, hamstr, id_range, ids, json_lines, one_source, service, sorted_ids, stderr,
+    stdout, text, Pipeline, FIELDS,
+};
 use support::{records, Fault, Paging, TestApi};
 
 const PATH: &str = "/items";
@@ -387,10 +386,12 @@ fn a_second_run_on_the_same_data_dir_is_refused() {
             .replace("schedule = once", "schedule = every(1h)"),
     );
     let mut first = p.spawn_run(&["--no-watch"]);
-    let started = api.wait_for_hits_blocking(PATH, 1, Duration::from_secs(30));
+    assert!(
+        api.wait_for_hits_blocking(PATH, 1, Duration::from_secs(30)),
+        "the first run never polled"
+    );
     let second = p.run_once();
-    stop(&mut first);
-    assert!(started, "the first run never polled");
+    first.kill();
     assert_ne!(second.status.code(), Some(0), "{}", text(&second));
     let err = stderr(&second);
     assert_contains(&err, "in use");
@@ -473,11 +474,13 @@ fn state_answers_while_a_run_holds_the_data_dir() {
 /// `hamstr state` asked while `run` holds the data directory (once it has polled).
 fn state_while_running(p: &Pipeline, api: &TestApi) -> String {
     let mut running = p.spawn_run(&["--no-watch"]);
-    let started = api.wait_for_hits_blocking(PATH, 1, Duration::from_secs(30));
+    assert!(
+        api.wait_for_hits_blocking(PATH, 1, Duration::from_secs(30)),
+        "the run never polled"
+    );
     let mut c = p.cmd(&["state", "--data-dir"]);
     let state = c.arg(&p.data).output().unwrap();
-    stop(&mut running);
-    assert!(started, "the run never polled");
+    running.kill();
     assert_eq!(state.status.code(), Some(0), "{}", text(&state));
     stdout(&state)
 }
@@ -505,9 +508,11 @@ fn run_repeats_on_its_schedule_and_exits_0_on_sigterm() {
     );
     let mut running = p.spawn_run(&["--no-watch"]);
     // three records, pages of five: one request per run
-    let polled = api.wait_for_hits_blocking(PATH, 3, Duration::from_secs(30));
-    let status = terminate(&mut running, Duration::from_secs(30));
-    assert!(polled, "fewer than three runs");
+    assert!(
+        api.wait_for_hits_blocking(PATH, 3, Duration::from_secs(30)),
+        "fewer than three runs"
+    );
+    let status = running.terminate(Duration::from_secs(30));
     assert_eq!(
         status.and_then(|s| s.code()),
         Some(0),
@@ -543,7 +548,7 @@ fn a_cron_source_waits_for_its_time_and_once_runs_it_now() {
     let mut running = p.spawn_run(&["--no-watch"]);
     // The `every` source ran three times: the cron source had every chance to run.
     assert!(api.wait_for_hits_blocking(PATH, 3, Duration::from_secs(30)));
-    stop(&mut running);
+    running.kill();
     assert!(api.requests_to("/yearly").is_empty(), "cron ran at start");
 
     p.run_ok();

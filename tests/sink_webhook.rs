@@ -14,7 +14,8 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::{records, Paging, TestApi};
+use support::cli::hamstr_process;
+use support::{records, wait_until, Paging, RunningHamstr, TestApi};
 
 /// What the receiver saw and what it answers next.
 #[derive(Default)]
@@ -306,33 +307,27 @@ fn a_running_pipeline_delivers_its_queue_when_the_receiver_comes_back() {
         .replace("schedule = once", "schedule = every(200ms)");
     std::fs::write(&file, text).unwrap();
     let data = dir.path().join("data");
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("hamstr"))
-        .args(["run", "--no-watch", "--data-dir"])
+    let mut run = hamstr_process();
+    run.args(["run", "--no-watch", "--data-dir"])
         .arg(&data)
         .arg(&file)
         .env("API_URL", api.url())
-        .env("HOOK_URL", &url)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        .env("HOOK_URL", &url);
+    let mut child = RunningHamstr::start(run);
     // Several runs while nobody listens: the pages wait in the queue.
-    if !api.wait_for_hits_blocking("/orders", 8, Duration::from_secs(30)) {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("the source did not run");
-    }
+    assert!(
+        api.wait_for_hits_blocking("/orders", 8, Duration::from_secs(30)),
+        "the source did not run\n{}",
+        child.stderr()
+    );
     let receiver = Receiver::start_on(port);
-    let start = std::time::Instant::now();
-    while ids(&receiver.delivered()).len() < 15 && start.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // On a timeout the assertion below shows what did arrive.
+    wait_until(
+        || ids(&receiver.delivered()).len() >= 15,
+        Duration::from_secs(20),
+    );
     let delivered = ids(&receiver.delivered());
-    let _ = std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let _ = child.wait();
+    child.terminate(Duration::from_secs(20));
     assert_eq!(
         delivered,
         records::ids(&records::make(15)),

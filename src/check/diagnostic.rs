@@ -4,83 +4,112 @@
 use crate::syntax::Span;
 use serde::Serialize;
 
-/// Every diagnostic code hamstr emits, with a snippet that triggers it.
-pub mod codes {
+/// Declares `Code` from one list, so `Code::ALL` and `Code::as_str` cannot miss a
+/// variant.
+macro_rules! codes {
+    ($($(#[$doc:meta])* $variant:ident = $text:literal,)*) => {
+        /// Every diagnostic code hamstr emits, each with a snippet that triggers it.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Code {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl Code {
+            /// Every code, in declaration order.
+            pub const ALL: &'static [Code] = &[$(Code::$variant,)*];
+
+            /// The code as written in the output: `hamstr::unknown_service`.
+            pub fn as_str(&self) -> &'static str {
+                match self {
+                    $(Code::$variant => $text,)*
+                }
+            }
+        }
+    };
+}
+
+codes! {
     /// `service s { base_url = }`
-    pub const SYNTAX: &str = "hamstr::syntax";
+    Syntax = "hamstr::syntax",
     /// `source o from paymnts { ... }`
-    pub const UNKNOWN_SERVICE: &str = "hamstr::unknown_service";
+    UnknownService = "hamstr::unknown_service",
     /// `model = Ordr`
-    pub const UNKNOWN_MODEL: &str = "hamstr::unknown_model";
+    UnknownModel = "hamstr::unknown_model",
     /// `flow ordrs -> store`, `for_each = ordrs`, `from = [ordrs]`
-    pub const UNKNOWN_SOURCE: &str = "hamstr::unknown_source";
+    UnknownSource = "hamstr::unknown_source",
     /// `flow orders -> stor`
-    pub const UNKNOWN_SINK: &str = "hamstr::unknown_sink";
+    UnknownSink = "hamstr::unknown_sink",
     /// two `service api { ... }`
-    pub const DUPLICATE_NAME: &str = "hamstr::duplicate_name";
+    DuplicateName = "hamstr::duplicate_name",
     /// `timeout = 1s  timeout = 2s`, a header or field set twice,
     /// `page(param = "p", param = "q")`
-    pub const DUPLICATE_PROPERTY: &str = "hamstr::duplicate_property";
+    DuplicateProperty = "hamstr::duplicate_property",
     /// `base_ur = "..."`
-    pub const UNKNOWN_PROPERTY: &str = "hamstr::unknown_property";
+    UnknownProperty = "hamstr::unknown_property",
     /// a source without `fields`
-    pub const MISSING_PROPERTY: &str = "hamstr::missing_property";
+    MissingProperty = "hamstr::missing_property",
     /// `records = $.data[*`
-    pub const INVALID_JSONPATH: &str = "hamstr::invalid_jsonpath";
+    InvalidJsonPath = "hamstr::invalid_jsonpath",
     /// `timeout = 0s`, `every(5x)`
-    pub const INVALID_DURATION: &str = "hamstr::invalid_duration";
+    InvalidDuration = "hamstr::invalid_duration",
     /// `rate_limit = 0/s`
-    pub const INVALID_RATE: &str = "hamstr::invalid_rate";
+    InvalidRate = "hamstr::invalid_rate",
     /// `cron("61 * * * *")`
-    pub const INVALID_CRON: &str = "hamstr::invalid_cron";
+    InvalidCron = "hamstr::invalid_cron",
     /// `base_url = "ftp://x"`
-    pub const INVALID_URL: &str = "hamstr::invalid_url";
+    InvalidUrl = "hamstr::invalid_url",
     /// `concurrency = "four"`: a value of the wrong kind for its property
-    pub const INVALID_VALUE: &str = "hamstr::invalid_value";
+    InvalidValue = "hamstr::invalid_value",
     /// `paginate = pages()`
-    pub const UNKNOWN_PAGINATOR: &str = "hamstr::unknown_paginator";
+    UnknownPaginator = "hamstr::unknown_paginator",
     /// `auth = bearr(...)`
-    pub const UNKNOWN_AUTH: &str = "hamstr::unknown_auth";
+    UnknownAuth = "hamstr::unknown_auth",
     /// `sink s = sqlite("x")`
-    pub const UNKNOWN_SINK_KIND: &str = "hamstr::unknown_sink_kind";
+    UnknownSinkKind = "hamstr::unknown_sink_kind",
     /// `lowr($.x)`
-    pub const UNKNOWN_FUNCTION: &str = "hamstr::unknown_function";
+    UnknownFunction = "hamstr::unknown_function",
     /// `page(parm = "p")`
-    pub const UNKNOWN_ARGUMENT: &str = "hamstr::unknown_argument";
+    UnknownArgument = "hamstr::unknown_argument",
     /// `cursor(param = "after")` without `from`
-    pub const MISSING_ARGUMENT: &str = "hamstr::missing_argument";
+    MissingArgument = "hamstr::missing_argument",
     /// `id : strng`
-    pub const UNKNOWN_TYPE: &str = "hamstr::unknown_type";
+    UnknownType = "hamstr::unknown_type",
     /// a required model field with no entry in `fields`
-    pub const UNMAPPED_FIELD: &str = "hamstr::unmapped_field";
+    UnmappedField = "hamstr::unmapped_field",
     /// a `fields` entry the model does not have, or a bare name that is no field
-    pub const UNKNOWN_FIELD: &str = "hamstr::unknown_field";
+    UnknownField = "hamstr::unknown_field",
     /// `qty = "many"` for an `int` field
-    pub const TYPE_MISMATCH: &str = "hamstr::type_mismatch";
+    TypeMismatch = "hamstr::type_mismatch",
     /// `key = nte` or a key on an optional field
-    pub const INVALID_KEY: &str = "hamstr::invalid_key";
+    InvalidKey = "hamstr::invalid_key",
     /// `incremental { cursor = note }` on an optional field
-    pub const INVALID_CURSOR: &str = "hamstr::invalid_cursor";
+    InvalidCursor = "hamstr::invalid_cursor",
     /// `get = "/orders/{oid}/items"` when the parent has no `oid`
-    pub const UNKNOWN_PLACEHOLDER: &str = "hamstr::unknown_placeholder";
+    UnknownPlaceholder = "hamstr::unknown_placeholder",
     /// `a` for_each `b`, `b` for_each `a`
-    pub const FOR_EACH_CYCLE: &str = "hamstr::for_each_cycle";
+    ForEachCycle = "hamstr::for_each_cycle",
     /// two sources with different fields feeding one sink
-    pub const INCOMPATIBLE_MODELS: &str = "hamstr::incompatible_models";
+    IncompatibleModels = "hamstr::incompatible_models",
     /// `where = created_at > 5`
-    pub const TYPE_ERROR: &str = "hamstr::type_error";
+    TypeError = "hamstr::type_error",
     /// a wildcard path for a non-`json` field
-    pub const NOT_SINGULAR: &str = "hamstr::not_singular";
+    NotSingular = "hamstr::not_singular",
     /// `$.x` in `where`, or `parent.x` outside a child source
-    pub const OUT_OF_SCOPE: &str = "hamstr::out_of_scope";
+    OutOfScope = "hamstr::out_of_scope",
     /// both `get` and `post`, or `body` with `get`
-    pub const CONFLICT: &str = "hamstr::conflicting_properties";
+    ConflictingProperties = "hamstr::conflicting_properties",
     /// warning: `env("TOKEN")` with TOKEN unset and no default
-    pub const ENV_NOT_SET: &str = "hamstr::env_not_set";
+    EnvNotSet = "hamstr::env_not_set",
     /// warning: a source that feeds no sink
-    pub const UNUSED_SOURCE: &str = "hamstr::unused_source";
+    UnusedSource = "hamstr::unused_source",
     /// warning: a sink nothing feeds
-    pub const UNUSED_SINK: &str = "hamstr::unused_sink";
+    UnusedSink = "hamstr::unused_sink",
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -98,7 +127,7 @@ pub struct Label {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Diagnostic {
-    pub code: &'static str,
+    pub code: Code,
     pub severity: Severity,
     pub message: String,
     pub help: Option<String>,
@@ -108,7 +137,7 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn error(
-        code: &'static str,
+        code: Code,
         message: impl Into<String>,
         span: Span,
         label: impl Into<String>,
@@ -125,7 +154,7 @@ impl Diagnostic {
         }
     }
     pub fn warning(
-        code: &'static str,
+        code: Code,
         message: impl Into<String>,
         span: Span,
         label: impl Into<String>,
@@ -187,7 +216,7 @@ impl Report {
                     })
                     .collect();
                 serde_json::json!({
-                    "code": d.code, "severity": d.severity, "message": d.message,
+                    "code": d.code.as_str(), "severity": d.severity, "message": d.message,
                     "help": d.help, "labels": labels,
                 })
             })
@@ -292,7 +321,7 @@ impl std::error::Error for MietteView<'_> {}
 
 impl miette::Diagnostic for MietteView<'_> {
     fn code<'b>(&'b self) -> Option<Box<dyn std::fmt::Display + 'b>> {
-        Some(Box::new(self.d.code))
+        Some(Box::new(self.d.code.as_str()))
     }
     fn severity(&self) -> Option<miette::Severity> {
         Some(match self.d.severity {

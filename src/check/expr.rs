@@ -2,7 +2,7 @@
 //! AST lowered to the span-free [`Expr`]; JSONPath is checked in `jsonpath.rs`.
 
 use super::diagnostic::did_you_mean;
-use super::{codes, Ctx, Expr, Func, Lit, Type};
+use super::{Code, Ctx, Expr, Func, Lit, Type};
 use crate::syntax::ast::{self, BinaryOp, ExprKind, UnaryOp};
 use crate::syntax::Span;
 use rust_decimal::Decimal;
@@ -98,7 +98,7 @@ impl<'e> Ctx<'e> {
             ExprKind::Null => Some((Expr::Lit(Lit::Null), ETy::Null)),
             ExprKind::Duration(_) | ExprKind::Rate(_) => {
                 self.error(
-                    codes::TYPE_ERROR,
+                    Code::TypeError,
                     "durations and rates are not values of a record",
                     e.span,
                     "not allowed here",
@@ -107,7 +107,7 @@ impl<'e> Ctx<'e> {
             }
             ExprKind::List(_) => {
                 self.error(
-                    codes::TYPE_ERROR,
+                    Code::TypeError,
                     "a list is not allowed in an expression",
                     e.span,
                     "not allowed here",
@@ -117,7 +117,7 @@ impl<'e> Ctx<'e> {
             ExprKind::Path(text) => {
                 if let Scope::Fields { owner, .. } = scope {
                     self.error(
-                        codes::OUT_OF_SCOPE,
+                        Code::OutOfScope,
                         format!("a `$` path cannot be used in {owner}"),
                         e.span,
                         "no JSON record here",
@@ -151,7 +151,7 @@ impl<'e> Ctx<'e> {
                             "a bool"
                         };
                         self.error(
-                            codes::TYPE_ERROR,
+                            Code::TypeError,
                             format!("expected {want}, found {}", t.describe()),
                             inner.span,
                             format!("this is {}", t.describe()),
@@ -180,7 +180,7 @@ impl<'e> Ctx<'e> {
             Ok(d) => Some((Expr::Lit(Lit::Decimal(d)), ETy::Known(Type::Decimal))),
             Err(_) => {
                 self.error(
-                    codes::INVALID_VALUE,
+                    Code::InvalidValue,
                     format!("number `{n}` is too large"),
                     span,
                     "too large",
@@ -202,7 +202,7 @@ impl<'e> Ctx<'e> {
                         }
                         Parent::None => {
                             self.error(
-                                codes::OUT_OF_SCOPE,
+                                Code::OutOfScope,
                                 "`parent` exists only in a child source (one with `for_each`)",
                                 parts[0].span,
                                 "no parent here",
@@ -212,7 +212,7 @@ impl<'e> Ctx<'e> {
                     };
                     let Some(field) = parts.get(1) else {
                         self.error(
-                            codes::UNKNOWN_FIELD,
+                            Code::UnknownField,
                             "name one of the parent's fields: `parent.id`",
                             span,
                             "which field?",
@@ -225,7 +225,7 @@ impl<'e> Ctx<'e> {
                         }
                         Some(_) => {
                             self.error(
-                                codes::UNKNOWN_FIELD,
+                                Code::UnknownField,
                                 "a parent field has no parts",
                                 span,
                                 "too many parts",
@@ -236,7 +236,7 @@ impl<'e> Ctx<'e> {
                             let help =
                                 did_you_mean(&field.name, fields.iter().map(|f| f.name.as_str()));
                             self.error(
-                                codes::UNKNOWN_FIELD,
+                                Code::UnknownField,
                                 format!(
                                     "parent source `{parent_name}` has no field `{}`",
                                     field.name
@@ -250,7 +250,7 @@ impl<'e> Ctx<'e> {
                     };
                 }
                 self.error(
-                    codes::UNKNOWN_FIELD,
+                    Code::UnknownField,
                     format!("`{}` is not known here", parts[0].name),
                     span,
                     "unknown name",
@@ -271,7 +271,7 @@ impl<'e> Ctx<'e> {
                 }
                 if parts.len() > 1 {
                     self.error(
-                        codes::UNKNOWN_FIELD,
+                        Code::UnknownField,
                         format!("fields have no parts in {owner}"),
                         span,
                         "dotted name",
@@ -284,7 +284,7 @@ impl<'e> Ctx<'e> {
                         let help =
                             did_you_mean(&parts[0].name, fields.iter().map(|f| f.name.as_str()));
                         self.error(
-                            codes::UNKNOWN_FIELD,
+                            Code::UnknownField,
                             format!("{owner} has no field `{}`", parts[0].name),
                             parts[0].span,
                             "unknown field",
@@ -322,7 +322,7 @@ impl<'e> Ctx<'e> {
         else {
             let help = did_you_mean(&name.name, FUNCTIONS.iter().map(|(n, ..)| *n));
             self.error(
-                codes::UNKNOWN_FUNCTION,
+                Code::UnknownFunction,
                 format!("unknown function `{}`", name.name),
                 name.span,
                 "unknown function",
@@ -336,7 +336,7 @@ impl<'e> Ctx<'e> {
         };
         if let Some(n) = args.iter().find_map(|a| a.name.as_ref()) {
             self.error(
-                codes::UNKNOWN_ARGUMENT,
+                Code::UnknownArgument,
                 format!("`{fname}` takes no named arguments"),
                 n.span,
                 "named argument",
@@ -350,7 +350,7 @@ impl<'e> Ctx<'e> {
                 format!("{min} to {max}")
             };
             self.error(
-                codes::MISSING_ARGUMENT,
+                Code::MissingArgument,
                 format!(
                     "`{fname}` takes {want} argument{}, found {}",
                     if max == 1 { "" } else { "s" },
@@ -378,7 +378,7 @@ impl<'e> Ctx<'e> {
         }
         let arg_error = |ctx: &mut Self, i: usize, want: &str| {
             ctx.error(
-                codes::TYPE_ERROR,
+                Code::TypeError,
                 format!("`{fname}` expects {want}, found {}", types[i].describe()),
                 args[i].value.span,
                 format!("this is {}", types[i].describe()),
@@ -408,7 +408,7 @@ impl<'e> Ctx<'e> {
                             .any(|i| matches!(i, chrono::format::Item::Error));
                         if bad {
                             self.error(
-                                codes::INVALID_VALUE,
+                                Code::InvalidValue,
                                 format!("invalid datetime format `{fmt}`"),
                                 args[1].value.span,
                                 "bad format",
@@ -421,7 +421,7 @@ impl<'e> Ctx<'e> {
                     }
                     _ => {
                         self.error(
-                            codes::INVALID_VALUE,
+                            Code::InvalidValue,
                             "the format of `parse_datetime` must be a string literal",
                             args[1].value.span,
                             "expected a string",
@@ -471,7 +471,7 @@ impl<'e> Ctx<'e> {
         // both and make the picture hard to read.
         let mismatch = |ctx: &mut Self, what: String| {
             ctx.error(
-                codes::TYPE_ERROR,
+                Code::TypeError,
                 what,
                 ls,
                 format!("this is {}", lt.describe()),
@@ -605,9 +605,9 @@ impl<'e> Ctx<'e> {
             };
             let code = if from == ETy::Known(Type::Json) && matches!(value.kind, ExprKind::Path(_))
             {
-                codes::NOT_SINGULAR
+                Code::NotSingular
             } else {
-                codes::TYPE_MISMATCH
+                Code::TypeMismatch
             };
             self.error(code, msg, value.span, label).help = help;
         }

@@ -2,7 +2,7 @@
 //! compiled with jsonpath-rust, whose syntax errors are labelled at the offset inside the
 //! path the library reports.
 
-use super::{codes, Ctx, JsonPath, PathStep};
+use super::{Code, Ctx, JsonPath, PathStep};
 use crate::syntax::Span;
 
 impl<'e> Ctx<'e> {
@@ -30,7 +30,7 @@ impl<'e> Ctx<'e> {
         use jsonpath_rust::parser::model::{Segment, Selector};
         if let Some((at, len, message, label)) = unbalanced_path(text) {
             self.error(
-                codes::INVALID_JSONPATH,
+                Code::InvalidJsonPath,
                 format!("invalid JSONPath `{text}`: {message}"),
                 Span::new(span.start + at, span.start + at + len),
                 label,
@@ -76,7 +76,7 @@ impl<'e> Ctx<'e> {
                     other => other.message().replace('\n', " "),
                 };
                 self.error(
-                    codes::INVALID_JSONPATH,
+                    Code::InvalidJsonPath,
                     format!("invalid JSONPath `{text}`: {what}"),
                     Span::new(span.start + pos, span.start + pos + len),
                     if pos >= text.len() { "the path ends too early" } else { "the path goes wrong here" },
@@ -86,7 +86,7 @@ impl<'e> Ctx<'e> {
             }
             Err(other) => {
                 self.error(
-                    codes::INVALID_JSONPATH,
+                    Code::InvalidJsonPath,
                     format!("invalid JSONPath `{text}`: {other}"),
                     span,
                     "invalid JSONPath",

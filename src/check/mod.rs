@@ -15,7 +15,7 @@ mod service;
 mod sink;
 mod source;
 
-pub use diagnostic::{codes, Diagnostic, Label, Report, Severity};
+pub use diagnostic::{Code, Diagnostic, Label, Report, Severity};
 pub use pipeline::*;
 
 use crate::syntax::{self, ast, Span};
@@ -37,7 +37,7 @@ pub fn check(file_name: &str, text: &str, env: EnvLookup) -> Checked {
     let mut ctx = Ctx::new(env);
     for e in syntax_errors {
         ctx.lexical_errors.push(e.span);
-        let mut d = Diagnostic::error(codes::SYNTAX, e.message, e.span, e.label).with_help(e.help);
+        let mut d = Diagnostic::error(Code::Syntax, e.message, e.span, e.label).with_help(e.help);
         for (span, text) in e.related {
             d = d.with_label(span, text);
         }
@@ -123,7 +123,7 @@ impl<'e> Ctx<'e> {
 
     pub fn error(
         &mut self,
-        code: &'static str,
+        code: Code,
         message: impl Into<String>,
         span: Span,
         label: impl Into<String>,
@@ -135,7 +135,7 @@ impl<'e> Ctx<'e> {
 
     pub fn warn(
         &mut self,
-        code: &'static str,
+        code: Code,
         message: impl Into<String>,
         span: Span,
         label: impl Into<String>,
@@ -232,7 +232,7 @@ impl<'e> Ctx<'e> {
             };
             if let Some(first) = first {
                 self.error(
-                    codes::DUPLICATE_NAME,
+                    Code::DuplicateName,
                     format!("`{}` is declared twice", name.name),
                     name.span,
                     "declared again here",
@@ -300,7 +300,7 @@ impl<'e> Ctx<'e> {
             if !used(name, &self.meant) {
                 warnings.push(
                     Diagnostic::warning(
-                        codes::UNUSED_SOURCE,
+                        Code::UnusedSource,
                         format!("{kind} `{name}` feeds no sink"),
                         span,
                         format!("its {what} go nowhere"),
@@ -313,7 +313,7 @@ impl<'e> Ctx<'e> {
             if !fed.contains(name) && !self.meant.contains(*name) {
                 warnings.push(
                     Diagnostic::warning(
-                        codes::UNUSED_SINK,
+                        Code::UnusedSink,
                         format!("sink `{name}` is fed by nothing"),
                         s.name.span,
                         "no flow ends here",

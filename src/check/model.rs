@@ -2,7 +2,7 @@
 
 use super::expr::FieldInfo;
 use super::source::type_named;
-use super::{codes, Ctx, Decls, Label};
+use super::{Code, Ctx, Decls, Label};
 use crate::syntax::Span;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -47,7 +47,7 @@ impl<'e> Ctx<'e> {
             for f in &model.fields {
                 if let Some(first) = spans.insert(&f.name.name, f.name.span) {
                     self.error(
-                        codes::DUPLICATE_NAME,
+                        Code::DuplicateName,
                         format!("model `{name}` has two fields `{}`", f.name.name),
                         f.name.span,
                         "declared again here",

@@ -2,7 +2,7 @@
 
 use super::diagnostic::did_you_mean;
 use super::props::Signature;
-use super::{codes, Ctx, Paginate, DEFAULT_MAX_PAGES};
+use super::{Code, Ctx, Paginate, DEFAULT_MAX_PAGES};
 use crate::syntax::ast::{self, ExprKind};
 
 const PAGINATORS: &[&str] = &[
@@ -21,7 +21,7 @@ impl<'e> Ctx<'e> {
             ExprKind::Name(parts) if parts.len() == 1 => (&parts[0], &[][..]),
             _ => {
                 self.error(
-                    codes::UNKNOWN_PAGINATOR,
+                    Code::UnknownPaginator,
                     "`paginate` must be a paginator like `page(param = \"page\")`",
                     e.span,
                     "not a paginator",
@@ -78,7 +78,7 @@ impl<'e> Ctx<'e> {
             other => {
                 let help = did_you_mean(other, PAGINATORS.iter().copied());
                 self.error(
-                    codes::UNKNOWN_PAGINATOR,
+                    Code::UnknownPaginator,
                     format!("unknown paginator `{other}`"),
                     name.span,
                     "unknown paginator",
@@ -131,7 +131,7 @@ impl<'e> Ctx<'e> {
                 ExprKind::Path(text) => ctx.json_path(text, v.span),
                 _ => {
                     ctx.error(
-                        codes::INVALID_VALUE,
+                        Code::InvalidValue,
                         format!("`{key}` must be a JSONPath like `$.next`"),
                         v.span,
                         "expected a JSONPath",

@@ -2,7 +2,7 @@
 //! numbers, durations, rates, URLs, names, and call arguments.
 
 use super::diagnostic::did_you_mean;
-use super::{codes, Ctx, Label, Rate, Text};
+use super::{Code, Ctx, Label, Rate, Text};
 use crate::syntax::ast::{Arg, Block, Expr, ExprKind, Ident, Stmt, StmtValue};
 use crate::syntax::Span;
 use std::collections::BTreeMap;
@@ -36,7 +36,7 @@ impl<'e> Ctx<'e> {
             if !allowed.contains(&name) {
                 let help = did_you_mean(name, allowed.iter().copied());
                 self.error(
-                    codes::UNKNOWN_PROPERTY,
+                    Code::UnknownProperty,
                     format!("{owner} has no property `{name}`"),
                     stmt.name.span,
                     "unknown property",
@@ -47,7 +47,7 @@ impl<'e> Ctx<'e> {
             }
             if let Some(first) = map.get(name) {
                 self.error(
-                    codes::DUPLICATE_PROPERTY,
+                    Code::DuplicateProperty,
                     format!("`{name}` is set twice in {owner}"),
                     stmt.name.span,
                     "set again here",
@@ -67,7 +67,7 @@ impl<'e> Ctx<'e> {
     /// A missing required property, labelled on the name of the block's declaration.
     pub fn missing(&mut self, owner_kind: &str, owner: &Ident, prop: &str) {
         self.error(
-            codes::MISSING_PROPERTY,
+            Code::MissingProperty,
             format!("{owner_kind} `{}` has no `{prop}`", owner.name),
             owner.span,
             format!("`{prop}` is required"),
@@ -80,7 +80,7 @@ impl<'e> Ctx<'e> {
             StmtValue::Expr(e) => Some(e),
             StmtValue::Block(b) => {
                 self.error(
-                    codes::INVALID_VALUE,
+                    Code::InvalidValue,
                     format!("`{}` takes a value, not a block", stmt.name.text),
                     b.span,
                     "expected `= value`",
@@ -89,7 +89,7 @@ impl<'e> Ctx<'e> {
             }
             StmtValue::Typed(t, _) => {
                 self.error(
-                    codes::INVALID_VALUE,
+                    Code::InvalidValue,
                     format!("`{}` takes no type here", stmt.name.text),
                     t.span,
                     "no type expected",
@@ -105,7 +105,7 @@ impl<'e> Ctx<'e> {
             StmtValue::Block(b) => Some(b),
             StmtValue::Expr(e) | StmtValue::Typed(_, e) => {
                 self.error(
-                    codes::INVALID_VALUE,
+                    Code::InvalidValue,
                     format!("`{}` takes a block, not a value", stmt.name.text),
                     e.span,
                     format!("expected `{} {{ ... }}`", stmt.name.text),
@@ -125,7 +125,7 @@ impl<'e> Ctx<'e> {
             }
             _ => {
                 self.error(
-                    codes::INVALID_VALUE,
+                    Code::InvalidValue,
                     format!("{what} must be a string or `env(...)`"),
                     e.span,
                     "expected a string",
@@ -153,7 +153,7 @@ impl<'e> Ctx<'e> {
         for a in args {
             if let Some(n) = &a.name {
                 self.error(
-                    codes::UNKNOWN_ARGUMENT,
+                    Code::UnknownArgument,
                     "`env` takes no named arguments",
                     n.span,
                     "unknown argument",
@@ -164,7 +164,7 @@ impl<'e> Ctx<'e> {
                 ExprKind::Str(s) => strings.push((s.clone(), a.value.span)),
                 _ => {
                     self.error(
-                        codes::INVALID_VALUE,
+                        Code::InvalidValue,
                         "`env` takes string literals",
                         a.value.span,
                         "expected a string",
@@ -177,7 +177,7 @@ impl<'e> Ctx<'e> {
             [(n, s)] | [(n, s), _] => (n.clone(), *s),
             [] => {
                 self.error(
-                    codes::MISSING_ARGUMENT,
+                    Code::MissingArgument,
                     "`env` needs the variable's name",
                     span,
                     "like `env(\"TOKEN\")`",
@@ -186,7 +186,7 @@ impl<'e> Ctx<'e> {
             }
             _ => {
                 self.error(
-                    codes::UNKNOWN_ARGUMENT,
+                    Code::UnknownArgument,
                     "`env` takes a name and an optional default",
                     strings[2].1,
                     "one argument too many",
@@ -200,7 +200,7 @@ impl<'e> Ctx<'e> {
             (None, None) => {
                 self.unset_env.push(span);
                 self.warn(
-                    codes::ENV_NOT_SET,
+                    Code::EnvNotSet,
                     format!("environment variable `{name}` is not set and has no default"),
                     name_span,
                     "not set",
@@ -228,7 +228,7 @@ impl<'e> Ctx<'e> {
                 let v = if neg { -v } else { v };
                 if v < min {
                     self.error(
-                        codes::INVALID_VALUE,
+                        Code::InvalidValue,
                         format!("{what} must be at least {min}"),
                         e.span,
                         format!("{v} is too small"),
@@ -240,7 +240,7 @@ impl<'e> Ctx<'e> {
             }
             Err(_) => {
                 self.error(
-                    codes::INVALID_VALUE,
+                    Code::InvalidValue,
                     format!("{what} must be a whole number"),
                     e.span,
                     "expected a whole number",
@@ -256,7 +256,7 @@ impl<'e> Ctx<'e> {
             ExprKind::Duration(text) => match parse_duration(text) {
                 Ok(0) => {
                     self.error(
-                        codes::INVALID_DURATION,
+                        Code::InvalidDuration,
                         format!("{what} must be longer than zero"),
                         e.span,
                         "zero",
@@ -266,7 +266,7 @@ impl<'e> Ctx<'e> {
                 Ok(ms) => Some(ms),
                 Err(why) => {
                     self.error(
-                        codes::INVALID_DURATION,
+                        Code::InvalidDuration,
                         format!("invalid duration `{text}`: {why}"),
                         e.span,
                         "invalid duration",
@@ -276,7 +276,7 @@ impl<'e> Ctx<'e> {
             },
             ExprKind::Number(_) => {
                 self.error(
-                    codes::INVALID_DURATION,
+                    Code::InvalidDuration,
                     format!("{what} needs a unit"),
                     e.span,
                     "no unit",
@@ -286,7 +286,7 @@ impl<'e> Ctx<'e> {
             }
             _ => {
                 self.error(
-                    codes::INVALID_DURATION,
+                    Code::InvalidDuration,
                     format!("{what} must be a duration like `30s`"),
                     e.span,
                     "expected a duration",
@@ -299,7 +299,7 @@ impl<'e> Ctx<'e> {
     pub fn rate(&mut self, e: &Expr, what: &str) -> Option<Rate> {
         let ExprKind::Rate(text) = &e.kind else {
             self.error(
-                codes::INVALID_RATE,
+                Code::InvalidRate,
                 format!("{what} must be a rate like `20/s`"),
                 e.span,
                 "expected a rate",
@@ -314,7 +314,7 @@ impl<'e> Ctx<'e> {
             "h" => 3_600_000,
             other => {
                 self.error(
-                    codes::INVALID_RATE,
+                    Code::InvalidRate,
                     format!("unknown rate unit `{other}` in `{text}`"),
                     e.span,
                     "unknown unit",
@@ -327,7 +327,7 @@ impl<'e> Ctx<'e> {
         match count.parse::<u32>() {
             Ok(0) => {
                 self.error(
-                    codes::INVALID_RATE,
+                    Code::InvalidRate,
                     format!("{what} of zero would never send a request"),
                     e.span,
                     "zero",
@@ -337,7 +337,7 @@ impl<'e> Ctx<'e> {
             Ok(count) => Some(Rate { count, per_ms }),
             Err(_) => {
                 self.error(
-                    codes::INVALID_RATE,
+                    Code::InvalidRate,
                     format!("rate `{text}` is too large"),
                     e.span,
                     "too large",
@@ -353,7 +353,7 @@ impl<'e> Ctx<'e> {
             ExprKind::Name(parts) if parts.len() == 1 => Some(&parts[0]),
             _ => {
                 self.error(
-                    codes::INVALID_VALUE,
+                    Code::InvalidValue,
                     format!("{what} must be a name"),
                     e.span,
                     "expected a name",
@@ -381,7 +381,7 @@ impl<'e> Ctx<'e> {
                     None => {
                         let help = did_you_mean(&n.name, sig.params.iter().copied());
                         self.error(
-                            codes::UNKNOWN_ARGUMENT,
+                            Code::UnknownArgument,
                             format!("`{}` has no argument `{}`", sig.name, n.name),
                             n.span,
                             "unknown argument",
@@ -399,7 +399,7 @@ impl<'e> Ctx<'e> {
                     }
                     None => {
                         self.error(
-                            codes::UNKNOWN_ARGUMENT,
+                            Code::UnknownArgument,
                             format!("`{}` takes its arguments by name", sig.name),
                             a.value.span,
                             "unnamed argument",
@@ -415,7 +415,7 @@ impl<'e> Ctx<'e> {
             let at = a.name.as_ref().map_or(a.value.span, |n| n.span);
             if let Some(first) = given.insert(param, at) {
                 self.error(
-                    codes::DUPLICATE_PROPERTY,
+                    Code::DuplicateProperty,
                     format!("argument `{param}` of `{}` is given twice", sig.name),
                     at,
                     "given again here",
@@ -433,7 +433,7 @@ impl<'e> Ctx<'e> {
         for req in sig.required {
             if !out.contains_key(req) {
                 self.error(
-                    codes::MISSING_ARGUMENT,
+                    Code::MissingArgument,
                     format!("`{}` needs the argument `{req}`", sig.name),
                     callee,
                     format!("`{req}` missing"),
@@ -455,7 +455,7 @@ impl<'e> Ctx<'e> {
             }
             Ok(u) => {
                 self.error(
-                    codes::INVALID_URL,
+                    Code::InvalidUrl,
                     format!("{what} must be an http or https URL, not `{}:`", u.scheme()),
                     span,
                     "not http(s)",
@@ -464,7 +464,7 @@ impl<'e> Ctx<'e> {
             }
             Err(e) => {
                 self.error(
-                    codes::INVALID_URL,
+                    Code::InvalidUrl,
                     format!("{what} `{}` is not a valid URL: {e}", text.shown()),
                     span,
                     "invalid URL",

@@ -3,7 +3,7 @@
 
 use super::diagnostic::did_you_mean;
 use super::props::{Props, Signature};
-use super::{codes, Ctx, Schedule};
+use super::{Code, Ctx, Schedule};
 use crate::syntax::ast::{self, ExprKind};
 use crate::syntax::Span;
 
@@ -24,7 +24,7 @@ impl<'e> Ctx<'e> {
         let e = self.stmt_expr(stmt)?;
         if is_child {
             self.error(
-                codes::CONFLICT,
+                Code::ConflictingProperties,
                 "a child source runs when its parent emits; it has no `schedule`",
                 stmt.name.span,
                 "not allowed with `for_each`",
@@ -57,7 +57,7 @@ impl<'e> Ctx<'e> {
                 let arg = a.get("expression")?;
                 let ExprKind::Str(text) = &arg.kind else {
                     self.error(
-                        codes::INVALID_CRON,
+                        Code::InvalidCron,
                         "`cron` takes a string like \"*/5 * * * *\"",
                         arg.span,
                         "expected a string",
@@ -77,7 +77,7 @@ impl<'e> Ctx<'e> {
                 match checked {
                     Ok(()) => Some(Schedule::Cron(text.clone())),
                     Err((why, span, label)) => {
-                        self.error(codes::INVALID_CRON, format!("invalid cron expression \"{text}\": {why}"), span, label)
+                        self.error(Code::InvalidCron, format!("invalid cron expression \"{text}\": {why}"), span, label)
                             .help = Some("five fields: minute hour day-of-month month day-of-week, like \"*/15 * * * *\"".into());
                         None
                     }
@@ -91,7 +91,7 @@ impl<'e> Ctx<'e> {
                 };
                 let help = word.and_then(|w| did_you_mean(&w.name, ["every", "cron", "once"]));
                 self.error(
-                    codes::INVALID_VALUE,
+                    Code::InvalidValue,
                     "`schedule` must be `every(30s)`, `cron(\"*/5 * * * *\")` or `once`",
                     e.span,
                     "not a schedule",

@@ -2,7 +2,7 @@
 
 use super::diagnostic::did_you_mean;
 use super::props::Signature;
-use super::{codes, Auth, Ctx, Retry, Service, Text};
+use super::{Auth, Code, Ctx, Retry, Service, Text};
 use crate::syntax::ast::{self, ExprKind};
 use crate::syntax::Span;
 
@@ -35,7 +35,7 @@ impl<'e> Ctx<'e> {
             (None, None) => return true,
         };
         self.error(
-            codes::INVALID_URL,
+            Code::InvalidUrl,
             format!(
                 "`base_url` `{}` has {what}: the path of each request is appended to it",
                 text.shown()
@@ -172,7 +172,7 @@ impl<'e> Ctx<'e> {
             }
             _ => {
                 self.error(
-                    codes::UNKNOWN_AUTH,
+                    Code::UnknownAuth,
                     "`auth` must be `bearer(...)`, `basic(...)`, `api_key(...)` or `none`",
                     e.span,
                     "expected an auth kind",
@@ -231,7 +231,7 @@ impl<'e> Ctx<'e> {
                                 .map_or(name.span, |n| n.span)
                         };
                         self.error(
-                            codes::CONFLICT,
+                            Code::ConflictingProperties,
                             "`api_key` goes either in a `header` or in the `query`, not both",
                             at("query"),
                             "in the query",
@@ -245,7 +245,7 @@ impl<'e> Ctx<'e> {
                     }
                     (false, false) => {
                         self.error(
-                            codes::MISSING_ARGUMENT,
+                            Code::MissingArgument,
                             "`api_key` needs `header = \"Name\"` or `query = \"name\"`",
                             name.span,
                             "where does the key go?",
@@ -265,7 +265,7 @@ impl<'e> Ctx<'e> {
             "none" => Some(Auth::None),
             other => {
                 let help = did_you_mean(other, AUTH_KINDS.iter().copied());
-                self.error(codes::UNKNOWN_AUTH, format!("unknown auth kind `{other}`"), name.span, "unknown auth kind")
+                self.error(Code::UnknownAuth, format!("unknown auth kind `{other}`"), name.span, "unknown auth kind")
                     .help = help.or_else(|| Some("the auth kinds are: bearer(token), basic(user, password), api_key(header = ..., value = ...), api_key(query = ..., value = ...)".into()));
                 None
             }
@@ -286,7 +286,7 @@ impl<'e> Ctx<'e> {
         for stmt in &block.stmts {
             if let Some(first) = first_set.get(stmt.name.text.as_str()) {
                 self.error(
-                    codes::DUPLICATE_PROPERTY,
+                    Code::DuplicateProperty,
                     format!("{what} `{}` is set twice", stmt.name.text),
                     stmt.name.span,
                     "set again here",

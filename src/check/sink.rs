@@ -4,7 +4,7 @@ use super::diagnostic::did_you_mean;
 use super::expr::{ETy, FieldInfo, Scope};
 use super::model::Models;
 use super::props::Signature;
-use super::{codes, AggFunc, Aggregate, Compute, Ctx, Decls, Label, Pipeline, Sink, Text, Type};
+use super::{AggFunc, Aggregate, Code, Compute, Ctx, Decls, Label, Pipeline, Sink, Text, Type};
 use crate::syntax::ast::{self, ExprKind, StmtValue};
 use crate::syntax::Span;
 use std::collections::BTreeMap;
@@ -27,7 +27,7 @@ impl<'e> Ctx<'e> {
         let e = &sink.value;
         let ExprKind::Call { name: kind, args } = &e.kind else {
             self.error(
-                codes::UNKNOWN_SINK_KIND,
+                Code::UnknownSinkKind,
                 "a sink is a call like `sled(\"orders\")`",
                 e.span,
                 "not a sink",
@@ -70,7 +70,7 @@ impl<'e> Ctx<'e> {
             other => {
                 let help = did_you_mean(other, SINK_KINDS.iter().copied());
                 self.error(
-                    codes::UNKNOWN_SINK_KIND,
+                    Code::UnknownSinkKind,
                     format!("unknown sink kind `{other}`"),
                     kind.span,
                     "unknown sink kind",
@@ -93,7 +93,7 @@ impl<'e> Ctx<'e> {
             let t = ctx.text(v, false, &format!("`{key}`"))?;
             if t.value.is_empty() {
                 ctx.error(
-                    codes::INVALID_VALUE,
+                    Code::InvalidValue,
                     format!("`{key}` must not be empty"),
                     v.span,
                     "empty",
@@ -119,7 +119,7 @@ impl<'e> Ctx<'e> {
                         .is_ok_and(|u| u.scheme() == "postgres" || u.scheme() == "postgresql");
                     if !ok {
                         self.error(
-                            codes::INVALID_URL,
+                            Code::InvalidUrl,
                             "the database URL must look like `postgres://user:password@host/db`",
                             *span,
                             "not a postgres URL",
@@ -131,7 +131,7 @@ impl<'e> Ctx<'e> {
                         Ok(_) => true,
                         Err(why) => {
                             self.error(
-                                codes::INVALID_URL,
+                                Code::InvalidUrl,
                                 format!("the database URL {why}"),
                                 *span,
                                 "not usable",
@@ -147,7 +147,7 @@ impl<'e> Ctx<'e> {
                         .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
                     if !ok {
                         self.error(
-                            codes::INVALID_VALUE,
+                            Code::InvalidValue,
                             format!(
                                 "table name `{}` may hold only letters, digits, `_` and `.`",
                                 table.value
@@ -203,7 +203,7 @@ impl<'e> Ctx<'e> {
                         decls.sources.keys().chain(decls.aggregates.keys()).copied(),
                     );
                     self.error(
-                        codes::UNKNOWN_SOURCE,
+                        Code::UnknownSource,
                         format!("flow from `{}`, which {what}", i.name),
                         i.span,
                         "unknown source",
@@ -215,7 +215,7 @@ impl<'e> Ctx<'e> {
                 if !decls.sinks.contains_key(o.name.as_str()) {
                     let help = self.suggest(&o.name, decls.sinks.keys().copied());
                     self.error(
-                        codes::UNKNOWN_SINK,
+                        Code::UnknownSink,
                         format!("flow into `{}`, which is not a declared sink", o.name),
                         o.span,
                         "unknown sink",
@@ -260,12 +260,12 @@ impl<'e> Ctx<'e> {
                     continue;
                 };
                 if let Some(diff) = schema_difference(first, first_schema, input, &schema) {
-                    self.error(codes::INCOMPATIBLE_MODELS, format!("sink `{sink}` is fed by `{first}` and `{input}`, whose records differ: {diff}"), span, "different fields")
+                    self.error(Code::IncompatibleModels, format!("sink `{sink}` is fed by `{first}` and `{input}`, whose records differ: {diff}"), span, "different fields")
                         .labels
                         .push(Label { span: *first_span, text: "compared with this".into() });
                 } else if keyed && schema.key != first_schema.key {
                     self.error(
-                        codes::INCOMPATIBLE_MODELS,
+                        Code::IncompatibleModels,
                         format!("keyed sink `{sink}` is fed by `{first}` keyed by [{}] and `{input}` keyed by [{}]", first_schema.key.join(", "), schema.key.join(", ")),
                         span,
                         "different key",
@@ -324,7 +324,7 @@ impl<'e> Ctx<'e> {
                             known = false;
                             let help = self.suggest(&ident.name, decls.sources.keys().copied());
                             self.error(
-                                codes::UNKNOWN_SOURCE,
+                                Code::UnknownSource,
                                 format!(
                                     "{owner} reads `{}`, which is not a declared source",
                                     ident.name
@@ -389,7 +389,7 @@ impl<'e> Ctx<'e> {
                         }
                         _ => {
                             self.error(
-                                codes::INVALID_VALUE,
+                                Code::InvalidValue,
                                 "name this group: `name = expression`",
                                 item.span,
                                 "unnamed group",
@@ -442,7 +442,7 @@ impl<'e> Ctx<'e> {
     fn compute(&mut self, stmt: &ast::Stmt, scope: &Scope) -> Option<Compute> {
         let StmtValue::Expr(e) = &stmt.value else {
             self.error(
-                codes::INVALID_VALUE,
+                Code::InvalidValue,
                 "a computed field is `name = count()` or `name = sum(field)`",
                 stmt.span,
                 "expected `name = function(...)`",
@@ -450,13 +450,13 @@ impl<'e> Ctx<'e> {
             return None;
         };
         let ExprKind::Call { name, args } = &e.kind else {
-            self.error(codes::INVALID_VALUE, "a computed field is an aggregate function: count, sum, min, max, avg, count_distinct", e.span, "not an aggregate function");
+            self.error(Code::InvalidValue, "a computed field is an aggregate function: count, sum, min, max, avg, count_distinct", e.span, "not an aggregate function");
             return None;
         };
         let Some(&(_, func)) = AGG_FUNCS.iter().find(|(n, _)| *n == name.name) else {
             let help = did_you_mean(&name.name, AGG_FUNCS.iter().map(|(n, _)| *n));
             self.error(
-                codes::UNKNOWN_FUNCTION,
+                Code::UnknownFunction,
                 format!("unknown aggregate function `{}`", name.name),
                 name.span,
                 "unknown function",
@@ -471,7 +471,7 @@ impl<'e> Ctx<'e> {
         let want = usize::from(func != AggFunc::Count);
         if args.len() != want {
             self.error(
-                codes::MISSING_ARGUMENT,
+                Code::MissingArgument,
                 format!(
                     "`{}` takes {want} argument{}",
                     name.name,
@@ -489,7 +489,7 @@ impl<'e> Ctx<'e> {
                 let orderable = !matches!(t, ETy::Known(Type::Json | Type::Bool));
                 if matches!(func, AggFunc::Sum | AggFunc::Avg) && !numeric {
                     self.error(
-                        codes::TYPE_ERROR,
+                        Code::TypeError,
                         format!("`{}` needs a number, found {}", name.name, t.describe()),
                         a.value.span,
                         format!("this is {}", t.describe()),
@@ -498,7 +498,7 @@ impl<'e> Ctx<'e> {
                 }
                 if matches!(func, AggFunc::Min | AggFunc::Max) && !orderable {
                     self.error(
-                        codes::TYPE_ERROR,
+                        Code::TypeError,
                         format!(
                             "`{}` needs values with an order, found {}",
                             name.name,

@@ -7,7 +7,7 @@ use super::expr::{ETy, FieldInfo, Parent, Scope};
 use super::model::Models;
 use super::props::Props;
 use super::{
-    codes, BodyValue, Ctx, Decls, Expr, Field, Incremental, Label, Lit, Method, Paginate, Pipeline,
+    BodyValue, Code, Ctx, Decls, Expr, Field, Incremental, Label, Lit, Method, Paginate, Pipeline,
     Source, Type,
 };
 use crate::syntax::ast::{self, ExprKind, StmtValue};
@@ -93,7 +93,7 @@ pub(super) fn order_by_parent<'a>(ctx: &mut Ctx, decls: &Decls<'a>) -> Vec<&'a s
                 let first = cycle[0];
                 if let Some((_, span)) = parent_of(first) {
                     ctx.error(
-                        codes::FOR_EACH_CYCLE,
+                        Code::ForEachCycle,
                         format!(
                             "`for_each` goes round in a cycle: {} -> {first}",
                             cycle.join(" -> ")
@@ -133,7 +133,7 @@ impl<'e> Ctx<'e> {
         if !decls.services.contains_key(src.service.name.as_str()) {
             let help = did_you_mean(&src.service.name, decls.services.keys().copied());
             self.error(
-                codes::UNKNOWN_SERVICE,
+                Code::UnknownService,
                 format!(
                     "source `{}` uses unknown service `{}`",
                     src.name.name, src.service.name
@@ -170,7 +170,7 @@ impl<'e> Ctx<'e> {
                             "is not a declared source"
                         };
                         self.error(
-                            codes::UNKNOWN_SOURCE,
+                            Code::UnknownSource,
                             format!("`for_each` names `{}`, which {what}", name.name),
                             name.span,
                             "not a source",
@@ -195,7 +195,7 @@ impl<'e> Ctx<'e> {
                 ExprKind::Path(text) => self.json_path(text, e.span).map(Some),
                 _ => {
                     self.error(
-                        codes::INVALID_VALUE,
+                        Code::InvalidValue,
                         "`records` must be a JSONPath like `$.data[*]`",
                         e.span,
                         "expected a JSONPath",
@@ -234,7 +234,7 @@ impl<'e> Ctx<'e> {
                         if !decls.models.contains_key(name.name.as_str()) {
                             let help = did_you_mean(&name.name, decls.models.keys().copied());
                             self.error(
-                                codes::UNKNOWN_MODEL,
+                                Code::UnknownModel,
                                 format!("unknown model `{}`", name.name),
                                 name.span,
                                 "not declared",
@@ -292,7 +292,7 @@ impl<'e> Ctx<'e> {
                 Some(b) => {
                     if props.get("key").is_none() {
                         let d = self.error(
-                            codes::MISSING_PROPERTY,
+                            Code::MissingProperty,
                             format!("{owner} has `incremental` but no `key`"),
                             src.name.span,
                             "`key` is required",
@@ -327,7 +327,7 @@ impl<'e> Ctx<'e> {
                     Some((x, t)) if t == ETy::Known(Type::Bool) || t == ETy::Any => Some(Some(x)),
                     Some((_, t)) => {
                         self.error(
-                            codes::TYPE_ERROR,
+                            Code::TypeError,
                             format!(
                                 "`where` must be true or false, but this is {}",
                                 t.describe()
@@ -401,7 +401,7 @@ impl<'e> Ctx<'e> {
         let (method, stmt) = match (props.get("get"), props.get("post")) {
             (Some(g), Some(p)) => {
                 self.error(
-                    codes::CONFLICT,
+                    Code::ConflictingProperties,
                     format!("source `{}` has both `get` and `post`", src.name.name),
                     p.name.span,
                     "second method",
@@ -423,7 +423,7 @@ impl<'e> Ctx<'e> {
         let expr = self.stmt_expr(stmt)?;
         let ExprKind::Str(path) = &expr.kind else {
             self.error(
-                codes::INVALID_VALUE,
+                Code::InvalidValue,
                 "the path must be a string like \"/orders\"",
                 expr.span,
                 "expected a string",
@@ -440,7 +440,7 @@ impl<'e> Ctx<'e> {
         let body = match props.get("body") {
             Some(s) if method == Method::Get => {
                 self.error(
-                    codes::CONFLICT,
+                    Code::ConflictingProperties,
                     "a `body` is sent only with `post`",
                     s.name.span,
                     "GET has no body",
@@ -480,13 +480,13 @@ impl<'e> Ctx<'e> {
             );
             match parent {
                 None => {
-                    self.error(codes::UNKNOWN_PLACEHOLDER, format!("placeholder `{{{name}}}` needs a parent record, but this source has no `for_each`"), at, "no parent")
+                    self.error(Code::UnknownPlaceholder, format!("placeholder `{{{name}}}` needs a parent record, but this source has no `for_each`"), at, "no parent")
                         .help = Some("placeholders take a field of the parent source named by `for_each`".into());
                     ok = false;
                 }
                 Some((pname, fields)) if !fields.iter().any(|f| f.name == name) => {
                     let help = did_you_mean(name, fields.iter().map(|f| f.name.as_str()));
-                    self.error(codes::UNKNOWN_PLACEHOLDER, format!("placeholder `{{{name}}}`: parent source `{pname}` has no field `{name}`"), at, "not a parent field").help = help;
+                    self.error(Code::UnknownPlaceholder, format!("placeholder `{{{name}}}`: parent source `{pname}` has no field `{name}`"), at, "not a parent field").help = help;
                     ok = false;
                 }
                 _ => {}
@@ -506,7 +506,7 @@ impl<'e> Ctx<'e> {
                 StmtValue::Expr(e) => self.body_value(e),
                 StmtValue::Typed(t, _) => {
                     self.error(
-                        codes::INVALID_VALUE,
+                        Code::InvalidValue,
                         "a body value takes no type",
                         t.span,
                         "no type expected",
@@ -560,7 +560,7 @@ impl<'e> Ctx<'e> {
             let name = stmt.name.text.as_str();
             if let Some(first) = seen.insert(name, stmt.name.span) {
                 self.error(
-                    codes::DUPLICATE_PROPERTY,
+                    Code::DuplicateProperty,
                     format!("field `{name}` is mapped twice"),
                     stmt.name.span,
                     "mapped again here",
@@ -585,7 +585,7 @@ impl<'e> Ctx<'e> {
                     None => {
                         let help = did_you_mean(name, m.iter().map(|f| f.name.as_str()));
                         self.error(
-                            codes::UNKNOWN_FIELD,
+                            Code::UnknownField,
                             format!("model `{model_name}` has no field `{name}`"),
                             stmt.name.span,
                             "not in the model",
@@ -599,7 +599,7 @@ impl<'e> Ctx<'e> {
                 (StmtValue::Expr(e), None) => {
                     if !model_failed {
                         self.error(
-                            codes::MISSING_PROPERTY,
+                            Code::MissingProperty,
                             format!("field `{name}` has no type"),
                             stmt.name.span,
                             "no type",
@@ -623,7 +623,7 @@ impl<'e> Ctx<'e> {
                 },
                 (StmtValue::Typed(t, e), Some(_)) => {
                     self.error(
-                        codes::INVALID_VALUE,
+                        Code::InvalidValue,
                         "with a `model`, fields take their types from it",
                         t.span,
                         "type given twice",
@@ -635,7 +635,7 @@ impl<'e> Ctx<'e> {
                 }
                 (StmtValue::Block(b), _) => {
                     self.error(
-                        codes::INVALID_VALUE,
+                        Code::InvalidValue,
                         format!("field `{name}` takes a value, not a block"),
                         b.span,
                         "expected `= value`",
@@ -677,7 +677,7 @@ impl<'e> Ctx<'e> {
                     None if seen.contains_key(f.name.as_str()) => {}
                     None => {
                         self.error(
-                            codes::UNMAPPED_FIELD,
+                            Code::UnmappedField,
                             format!("model field `{}` is not mapped", f.name),
                             block_name.span,
                             format!("`{}` missing", f.name),
@@ -698,7 +698,7 @@ impl<'e> Ctx<'e> {
     pub(super) fn unknown_type(&mut self, name: &ast::Ident) {
         let help = did_you_mean(&name.name, Type::ALL.iter().map(|(n, _)| *n));
         self.error(
-            codes::UNKNOWN_TYPE,
+            Code::UnknownType,
             format!("unknown type `{}`", name.name),
             name.span,
             "unknown type",
@@ -723,7 +723,7 @@ impl<'e> Ctx<'e> {
             match fields.iter().find(|f| f.name == ident.name) {
                 Some(f) if f.optional => {
                     self.error(
-                        codes::INVALID_KEY,
+                        Code::InvalidKey,
                         format!("key field `{}` is optional", f.name),
                         ident.span,
                         "may be null",
@@ -733,7 +733,7 @@ impl<'e> Ctx<'e> {
                 }
                 Some(f) if f.ty == Type::Json => {
                     self.error(
-                        codes::INVALID_KEY,
+                        Code::InvalidKey,
                         format!("key field `{}` is json", f.name),
                         ident.span,
                         "not a scalar",
@@ -744,7 +744,7 @@ impl<'e> Ctx<'e> {
                 None => {
                     let help = did_you_mean(&ident.name, fields.iter().map(|f| f.name.as_str()));
                     self.error(
-                        codes::INVALID_KEY,
+                        Code::InvalidKey,
                         format!("{owner} has no field `{}` for its key", ident.name),
                         ident.span,
                         "unknown field",
@@ -756,7 +756,7 @@ impl<'e> Ctx<'e> {
         }
         if out.is_empty() && ok {
             self.error(
-                codes::INVALID_KEY,
+                Code::InvalidKey,
                 "a key needs at least one field",
                 e.span,
                 "empty key",
@@ -786,7 +786,7 @@ impl<'e> Ctx<'e> {
                 ident.and_then(|ident| match fields.iter().find(|f| f.name == ident.name) {
                     Some(f) if f.optional => {
                         self.error(
-                            codes::INVALID_CURSOR,
+                            Code::InvalidCursor,
                             format!("cursor field `{}` is optional", f.name),
                             ident.span,
                             "may be null",
@@ -797,7 +797,7 @@ impl<'e> Ctx<'e> {
                     }
                     Some(f) if matches!(f.ty, Type::Json | Type::Bool) => {
                         self.error(
-                            codes::INVALID_CURSOR,
+                            Code::InvalidCursor,
                             format!(
                                 "cursor field `{}` is {}, which has no order",
                                 f.name,
@@ -813,7 +813,7 @@ impl<'e> Ctx<'e> {
                         let help =
                             did_you_mean(&ident.name, fields.iter().map(|f| f.name.as_str()));
                         self.error(
-                            codes::INVALID_CURSOR,
+                            Code::InvalidCursor,
                             format!("{owner} has no field `{}` for its cursor", ident.name),
                             ident.span,
                             "unknown field",
@@ -825,7 +825,7 @@ impl<'e> Ctx<'e> {
             }
             None => {
                 self.error(
-                    codes::MISSING_PROPERTY,
+                    Code::MissingProperty,
                     format!("`incremental` of {owner} has no `cursor`"),
                     block_name.span,
                     "`cursor` is required",
@@ -846,7 +846,7 @@ impl<'e> Ctx<'e> {
                 Some(other) => {
                     let help = did_you_mean(other, ["newest_first", "oldest_first"]);
                     self.error(
-                        codes::INVALID_VALUE,
+                        Code::InvalidValue,
                         format!("unknown order `{other}`"),
                         e.span,
                         "expected `newest_first` or `oldest_first`",
@@ -887,7 +887,7 @@ impl<'e> Ctx<'e> {
                             _ => None,
                         };
                         self.error(
-                            codes::TYPE_MISMATCH,
+                            Code::TypeMismatch,
                             format!(
                                 "`start` {shown} does not convert to the cursor's type {}",
                                 f.ty.name()
@@ -901,7 +901,7 @@ impl<'e> Ctx<'e> {
                     (Some(l), _) => Some(Some(l)),
                     (None, _) => {
                         self.error(
-                            codes::INVALID_VALUE,
+                            Code::InvalidValue,
                             "`start` must be a string or a number",
                             e.span,
                             "expected a literal",

@@ -1,4 +1,6 @@
-//! A programmable fake HTTP API for hamstr's integration tests.
+//! Support for hamstr's integration tests: this module is a programmable fake HTTP API;
+//! `cli` runs the built binary on a pipeline file, and `RunningHamstr` owns a run in the
+//! background (killed on drop, stderr collected) with `wait_until` for what it does.
 //!
 //! `TestApi::start().await` serves HTTP/1.1 (written by hand, so that faults can work
 //! at the byte level) on `127.0.0.1:0`, with keep-alive, from its own thread and
@@ -8,21 +10,27 @@
 //!
 //! ```ignore
 //! mod support;
-//! use support::{records, Fault, Paging, TestApi};
-//! let api = TestApi::start().await;
+//! use support::cli::{one_source, Pipeline};
+//! use support::{records, wait_until, Fault, Paging, TestApi};
+//! let api = TestApi::start_blocking();
 //! api.set_records("/orders", records::make(25));
 //! api.serve("/orders", Paging::page(10));
 //! api.fail_next("/orders", Fault::Status(503));
-//! // ... run hamstr against api.url() ...
+//! let p = Pipeline::new(&one_source(&api.url(), "get = \"/orders\" ..."));
+//! p.run_ok(); // `hamstr run --once`, must exit 0
 //! assert_eq!(api.hits("/orders"), 5);
+//! let run = p.spawn_run(&["--no-watch"]); // killed when `run` drops
+//! assert!(wait_until(|| api.hits("/orders") >= 8, Duration::from_secs(20)));
 //! ```
 #![allow(dead_code, unused_imports)]
 
+pub mod cli;
 mod dataset;
 mod faults;
 mod http;
 mod paging;
 pub mod records;
+mod running;
 mod server;
 
 use std::net::SocketAddr;
@@ -38,6 +46,7 @@ use server::{accept_loop, Route, Shared, State};
 pub use faults::{Fault, RetryAfter};
 pub use http::{base64_decode, base64_encode, Logged, Reply};
 pub use paging::{cursor_token, parse_cursor_token, CursorNext, Order, Paging};
+pub use running::{wait_until, RunningHamstr};
 pub use server::Auth;
 
 /// The fake API. It runs on its own thread with its own tokio runtime, so it keeps

@@ -1,13 +1,15 @@
-//! Shared helpers of the `run_*` integration tests: a pipeline file in a temporary
-//! folder, the built `hamstr` binary run against it, and readers for what the sinks hold.
-#![allow(dead_code)]
+//! The CLI harness: a pipeline file in a temporary folder, the built `hamstr` binary run
+//! against it (to completion, or in the background as a `RunningHamstr`), and readers for
+//! what the sinks hold.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Output, Stdio};
+use std::time::Duration;
 
 use assert_cmd::Command;
 use serde_json::Value;
+
+use super::RunningHamstr;
 
 /// Longest any one hamstr command may take before a test fails instead of hanging.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(90);
@@ -126,20 +128,16 @@ impl Pipeline {
         stdout(&out)
     }
 
-    /// `hamstr run ARGS FILE --data-dir DATA` in the background, output discarded.
-    pub fn spawn_run(&self, args: &[&str]) -> Child {
-        std::process::Command::new(assert_cmd::cargo::cargo_bin("hamstr"))
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
-            .arg("run")
+    /// `hamstr run ARGS FILE --data-dir DATA` in the background, stdout discarded,
+    /// stderr collected; killed when the handle drops.
+    pub fn spawn_run(&self, args: &[&str]) -> RunningHamstr {
+        let mut c = hamstr_process();
+        c.arg("run")
             .args(args)
             .arg(&self.file)
             .arg("--data-dir")
-            .arg(&self.data)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start hamstr run")
+            .arg(&self.data);
+        RunningHamstr::start(c)
     }
 
     /// The lines of a jsonl file inside the pipeline's folder (none when it is missing).
@@ -157,29 +155,14 @@ pub fn hamstr() -> Command {
     c
 }
 
-/// Sends SIGTERM to a process this test started and waits up to `limit` for its exit
-/// status; `None` (after killing it) when it did not exit in time.
-pub fn terminate(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        if Instant::now() > deadline {
-            stop(child);
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Kills a process this test started (SIGKILL: like a crash) and reaps it.
-pub fn stop(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
+/// The built binary as a plain process for `RunningHamstr::start`: `NO_COLOR=1`, no
+/// inherited `RUST_LOG`, stdout discarded (set it again to read it).
+pub fn hamstr_process() -> std::process::Command {
+    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("hamstr"));
+    c.env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null());
+    c
 }
 
 pub fn stdout(out: &Output) -> String {
