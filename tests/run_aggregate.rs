@@ -353,7 +353,8 @@ fn order_items_example_against_the_demo_api() {
 /// (the view is kept and goes on following updates), then the aggregate is removed.
 #[test]
 fn reloads_rewire_and_retire_aggregates() {
-    use hamstr::runtime::{self, Options, Stop};
+    use hamstr::runtime::{self, Options, Reload};
+    use hamstr::stop::Stop;
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
     use support::wait_until;
@@ -412,20 +413,27 @@ flow orders -> store
     let limit = Duration::from_secs(20);
 
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
-    let (stop_handle, stop) = Stop::new();
+    let stop = Stop::new();
+    let stop_handle = stop.clone();
     let rt = tokio::runtime::Runtime::new().unwrap();
     // The pipeline the graph runs now: set once a reload is applied.
     let current = Arc::new(Mutex::new(first.clone()));
     let runs = |p: &hamstr::check::Pipeline| *current.lock().unwrap() == *p;
+    let reload = |p: &hamstr::check::Pipeline| {
+        let (current, p) = (current.clone(), p.clone());
+        Reload {
+            plan: hamstr::plan::Plan::new(&p),
+            applied: Box::new(move || *current.lock().unwrap() = p),
+        }
+    };
     let running = {
         let store = store.clone();
-        let first = first.clone();
+        let plan = hamstr::plan::Plan::new(&first);
         let opts = Options {
             once: false,
             base_dir: dir.path().to_path_buf(),
-            running: Some(current.clone()),
         };
-        rt.spawn(async move { runtime::run(&first, store, opts, stop, Some(reload_rx)).await })
+        rt.spawn(async move { runtime::run(plan, store, opts, stop, Some(reload_rx)).await })
     };
     let eur = |n: u64, total: &str| json!({"currency": "EUR", "n": n, "total": total});
     assert!(
@@ -436,7 +444,7 @@ flow orders -> store
 
     // Another sink for the aggregate: it is replaced, its view kept.
     let second = check(&text("second", true));
-    reload_tx.blocking_send(second.clone()).unwrap();
+    reload_tx.blocking_send(reload(&second)).unwrap();
     assert!(
         wait_until(|| runs(&second), limit),
         "the reload never applied"
@@ -456,7 +464,7 @@ flow orders -> store
 
     // Without the aggregate: its unit is retired, the source goes on alone.
     let without = check(&text("second", false));
-    reload_tx.blocking_send(without.clone()).unwrap();
+    reload_tx.blocking_send(reload(&without)).unwrap();
     assert!(
         wait_until(|| runs(&without), limit),
         "the reload never applied"

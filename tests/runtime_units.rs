@@ -4,28 +4,19 @@
 //! once; a hanging sink cannot hold a shutdown past the grace; a stalled stdout reader
 //! does not stop the rest of the pipeline.
 
-mod common;
 mod support;
 
-use common::{id_range, one_source, sorted_ids, Pipeline, FIELDS};
+use support::cli::{self as common, id_range, one_source, sorted_ids, Pipeline, FIELDS};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use support::{records, Paging, TestApi};
+use std::time::Duration;
+use support::{records, Paging, RunningHamstr, TestApi};
 
-/// Polls `cond` every 50 ms until it holds or `limit` passes; whether it held.
-fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    cond()
+fn wait_until(limit: Duration, cond: impl FnMut() -> bool) -> bool {
+    support::wait_until(cond, limit)
 }
 
 fn hamstr_run(p: &Pipeline, args: &[&str]) -> Command {
@@ -237,13 +228,11 @@ fn a_sink_replaced_while_its_queue_waits_delivers_each_record_once() {
     api.serve("/items", Paging::page(10));
     let hook = Hook::start(Duration::from_millis(150));
     let p = Pipeline::new(&webhook_pipeline(&api, &hook.url(), 100));
-    let mut run = Killed(
-        hamstr_run(&p, &[])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start"),
-    );
+    let mut run = RunningHamstr::start({
+        let mut c = hamstr_run(&p, &[]);
+        c.stdout(Stdio::null());
+        c
+    });
     // Every page fetched and queued (the receiver answers 503 so far).
     assert!(api.wait_for_hits_blocking("/items", 7, Duration::from_secs(30)));
     let queued = wait_until(Duration::from_secs(30), || {
@@ -256,7 +245,7 @@ fn a_sink_replaced_while_its_queue_waits_delivers_each_record_once() {
     p.rewrite(&webhook_pipeline(&api, &hook.url(), 7));
     let all = wait_until(Duration::from_secs(60), || hook.ids().len() >= 60);
     std::thread::sleep(Duration::from_millis(1500));
-    let _ = common::terminate(&mut run.0, Duration::from_secs(30));
+    let _ = run.terminate(Duration::from_secs(30));
     let mut got = hook.ids();
     assert!(all, "not every record arrived: {}", got.len());
     got.sort();
@@ -282,15 +271,13 @@ fn a_hanging_sink_cannot_hold_a_shutdown_past_the_grace() {
     });
     let hook = format!("http://127.0.0.1:{port}/hook");
     let p = Pipeline::new(&webhook_pipeline(&api, &hook, 100));
-    let mut run = Killed(
-        hamstr_run(&p, &[])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start"),
-    );
+    let mut run = RunningHamstr::start({
+        let mut c = hamstr_run(&p, &[]);
+        c.stdout(Stdio::null());
+        c
+    });
     assert!(wait_until(Duration::from_secs(30), || !held.lock().unwrap().is_empty()));
-    let status = common::terminate(&mut run.0, Duration::from_secs(60));
+    let status = run.terminate(Duration::from_secs(60));
     assert_eq!(
         status.and_then(|s| s.code()),
         Some(0),
@@ -322,15 +309,12 @@ fn a_stalled_stdout_reader_does_not_stop_the_other_sinks() {
     );
     let p = Pipeline::new(&text);
     // Standard output is a pipe nobody reads: writes block once it holds 64 KiB.
-    let mut run = Killed(
-        hamstr_run(&p, &[])
-            .env("TOKIO_WORKER_THREADS", "2")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start"),
-    );
+    let mut run = RunningHamstr::start({
+        let mut c = hamstr_run(&p, &[]);
+        c.env("TOKIO_WORKER_THREADS", "2").stdout(Stdio::piped());
+        c
+    });
     let done = wait_until(Duration::from_secs(60), || p.jsonl("out/c.jsonl").len() >= 2000);
-    let _ = run.0.kill();
+    run.kill();
     assert!(done, "source c stalled behind the blocked stdout writes: {} lines", p.jsonl("out/c.jsonl").len());
 }
