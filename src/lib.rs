@@ -1,31 +1,16 @@
 //! hamstr: gather data from many HTTP APIs into one store.
 //!
-//! A `.hmr` file flows one way through these stages:
-//! text → [`syntax`] (spanned AST) → [`check`] (diagnostics and a checked pipeline).
-//! [`format`] prints a syntax tree back as canonical text (`hamstr fmt`).
+//! A `.hmr` file flows one way through the stages below, each knowing only those above
+//! it; [`app`] holds the commands over all of them, and nothing in the library imports it.
 
-pub mod check;
-pub mod commands;
-pub mod control;
-pub mod demo;
-pub mod demo_run;
-pub mod format;
-pub mod nodes;
-pub mod plan;
-pub mod runtime;
+pub mod check; // names, types, JSONPaths: every diagnostic, and a checked pipeline
+pub mod nodes; // one kind of node each: pollers, paginators, extraction, aggregates, sinks
+pub mod plan; // the dataflow graph as plain data, and the diff of two
+pub mod runtime; // tasks wired by bounded channels; a reload applies a plan diff
 pub mod state;
-pub mod syntax;
-pub mod watch;
+pub mod syntax; // text → an AST where every name and literal carries its span // the store behind the nodes: watermarks, keys, queues, views
 
-/// Reads a pipeline file as UTF-8 text, with an error a person can act on.
-pub fn read_pipeline(path: &std::path::Path) -> Result<String, String> {
-    let bytes =
-        std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-    String::from_utf8(bytes).map_err(|e| {
-        format!(
-            "`{}` is not UTF-8 text (invalid byte at offset {})",
-            path.display(),
-            e.utf8_error().valid_up_to()
-        )
-    })
-}
+pub mod format; // a syntax tree printed back as canonical text (`hamstr fmt`)
+pub mod watch; // file saves → a debounced reload message
+
+pub mod app;
