@@ -1,6 +1,7 @@
 //! Exit codes of every command as a user meets them (spec §9): 0 done, 1 the pipeline
 //! has errors, 2 usage or I/O. A reader that closes stdout early (`| head -1`) is a
-//! success, not a panic; an I/O error is 2 whatever its message says.
+//! success, not a panic; an I/O error is 2 whatever its message says. And the allocator
+//! options the binary sets hold from its start.
 
 mod common;
 mod support;
@@ -215,4 +216,41 @@ fn each_commands_usage_errors_exit_2() {
         assert_contains(&err, "error:");
         assert_contains(&err, says);
     }
+}
+
+/// The allocator options hamstr sets, as mimalloc itself prints them when it starts:
+/// before its first arena is reserved, so they hold for every allocation.
+#[test]
+fn allocator_options_hold_from_the_start_unless_the_user_set_them() {
+    let options = |env: &[(&str, &str)]| -> Vec<String> {
+        let out = hamstr()
+            .arg("--version")
+            .env_remove("MIMALLOC_ARENA_EAGER_COMMIT")
+            .env_remove("MIMALLOC_PURGE_DELAY")
+            .env("MIMALLOC_VERBOSE", "1")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        stderr(&out)
+            .lines()
+            .filter(|l| {
+                l.starts_with("option 'arena_eager_commit'")
+                    || l.starts_with("option 'purge_delay'")
+            })
+            .map(|l| l.trim().to_string())
+            .collect()
+    };
+    // Once each: mimalloc started once, with hamstr's values already in place.
+    assert_eq!(
+        options(&[]),
+        ["option 'arena_eager_commit': 0", "option 'purge_delay': 5"]
+    );
+    assert_eq!(
+        options(&[
+            ("MIMALLOC_ARENA_EAGER_COMMIT", "1"),
+            ("MIMALLOC_PURGE_DELAY", "7")
+        ]),
+        ["option 'arena_eager_commit': 1", "option 'purge_delay': 7"]
+    );
 }
