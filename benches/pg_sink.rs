@@ -14,8 +14,8 @@
 use chrono::{DateTime, Utc};
 use hamstr::check::{Schema, Text, Type};
 use hamstr::nodes::extract::Emitted;
-use hamstr::nodes::postgres::{PgWriter, Table};
-use hamstr::nodes::sinks::SinkWriter;
+use hamstr::nodes::sink::postgres::{PgWriter, Table};
+use hamstr::nodes::sink::SinkWriter;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
@@ -164,7 +164,8 @@ async fn via_writer(o: &Options, names: &[String], pages: &[Emitted]) -> Result<
     )?;
     let start = Instant::now();
     for page in pages.chunks(o.batch) {
-        w.write(names, page).await?;
+        let page = std::sync::Arc::new(page.to_vec());
+        w.write(names, &page).await?;
     }
     let secs = start.elapsed().as_secs_f64();
     check_count(&client, "bench_writer", pages.len()).await?;

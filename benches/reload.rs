@@ -95,9 +95,9 @@ fn main() {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let url = format!("http://{}/", listener.local_addr().unwrap());
-    rt.spawn(hamstr::demo::serve(
+    rt.spawn(hamstr::app::demo::serve(
         listener,
-        hamstr::demo::DemoConfig {
+        hamstr::app::demo::DemoConfig {
             new_order_every: None,
             ..Default::default()
         },

@@ -1,6 +1,7 @@
-//! Command-line arguments (clap) and the mapping of outcomes to exit codes.
+//! Command-line arguments (clap).
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+use hamstr::app::{CheckFormat, DumpFormat, GraphFormat};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -81,41 +82,4 @@ pub enum Command {
         #[arg(long)]
         seconds: Option<u64>,
     },
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CheckFormat {
-    Human,
-    Json,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DumpFormat {
-    Jsonl,
-    Csv,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GraphFormat {
-    Dot,
-    Mermaid,
-}
-
-/// How a command ended, as an exit code.
-pub enum Outcome {
-    Ok,
-    /// Errors in the pipeline, or a run that did not deliver everything.
-    Failed,
-    /// Bad usage or an I/O problem.
-    Usage,
-}
-
-impl Outcome {
-    pub fn code(self) -> i32 {
-        match self {
-            Outcome::Ok => 0,
-            Outcome::Failed => 1,
-            Outcome::Usage => 2,
-        }
-    }
 }

@@ -1,33 +1,32 @@
 //! hamstr: gather data from many HTTP APIs into one store.
 //!
-//! A `.hmr` file flows one way through these stages:
-//! text → [`syntax`] (spanned AST) → [`check`] (diagnostics and a checked pipeline).
-//! [`format`] prints a syntax tree back as canonical text (`hamstr fmt`).
+//! A `.hmr` file flows one way, each stage knowing only those before it:
+//! text → [`syntax`] (a spanned AST) → [`check`] (diagnostics, a checked pipeline) →
+//! [`plan`] (the dataflow graph as data, and the diff of two) → [`runtime`] (tasks wired
+//! by bounded channels) running the [`nodes`] over the [`state`] store.
+//! [`watch`] turns file saves into reloads; [`format`] prints canonical text.
+//! [`app`] holds the commands over all of these; nothing in the library imports it.
+
+// In the order above; the blank lines keep rustfmt from sorting them.
+pub mod syntax;
 
 pub mod check;
-pub mod commands;
-pub mod control;
-pub mod demo;
-pub mod demo_run;
-pub mod format;
-pub mod masking;
-pub mod nodes;
+
 pub mod plan;
+
 pub mod runtime;
+
+pub mod nodes;
+
 pub mod state;
-pub mod stop;
-pub mod syntax;
+
 pub mod watch;
 
-/// Reads a pipeline file as UTF-8 text, with an error a person can act on.
-pub fn read_pipeline(path: &std::path::Path) -> Result<String, String> {
-    let bytes =
-        std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-    String::from_utf8(bytes).map_err(|e| {
-        format!(
-            "`{}` is not UTF-8 text (invalid byte at offset {})",
-            path.display(),
-            e.utf8_error().valid_up_to()
-        )
-    })
-}
+pub mod format;
+
+// Leaves every stage may use: secrets masked in what is printed, and stopping.
+pub mod masking;
+
+pub mod stop;
+
+pub mod app;

@@ -298,11 +298,11 @@ fn order_items_example_against_the_demo_api() {
             .unwrap();
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let config = hamstr::demo::DemoConfig {
+            let config = hamstr::app::demo::DemoConfig {
                 new_order_every: None,
                 ..Default::default()
             };
-            let _ = hamstr::demo::serve(listener, config).await;
+            let _ = hamstr::app::demo::serve(listener, config).await;
         });
     });
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/order_items.hmr");
@@ -392,7 +392,7 @@ flow orders -> store
         checked.pipeline.expect("the test pipeline checks")
     };
     let dir = tempfile::tempdir().unwrap();
-    let store = hamstr::commands::open_store(dir.path()).unwrap();
+    let store = hamstr::app::open_store(dir.path()).unwrap();
     let first = check(&text("first", true));
     let view = hamstr::nodes::aggregate::View::new(&first, "totals").unwrap();
     let groups = |store: &dyn hamstr::state::StateStore| -> Vec<Value> {

@@ -1,6 +1,7 @@
 //! While `hamstr run` holds a data directory, `dump` and `state` ask it over a Unix
 //! socket in that directory instead of opening the store (which the run has locked).
 
+use super::Error;
 use std::path::{Path, PathBuf};
 
 /// A question to the running process.
@@ -29,19 +30,23 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
     std::env::temp_dir().join(format!("hamstr-{id:016x}.sock"))
 }
 
+/// What goes back over the socket: the answer, or the error the run met, as text.
+#[cfg(unix)]
+type Reply = Result<String, String>;
+
 /// Answers requests until the returned task is dropped; `answer` runs on the store the
 /// run holds.
 #[cfg(unix)]
 pub fn serve(
     data_dir: &Path,
-    answer: std::sync::Arc<dyn Fn(Request) -> Result<String, String> + Send + Sync>,
-) -> Result<tokio::task::JoinHandle<()>, String> {
+    answer: std::sync::Arc<dyn Fn(Request) -> Result<String, Error> + Send + Sync>,
+) -> Result<tokio::task::JoinHandle<()>, Error> {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let path = socket_path(data_dir);
     // A socket file left by a killed run: the store lock proves no one else serves it.
     let _ = std::fs::remove_file(&path);
     let listener = tokio::net::UnixListener::bind(&path)
-        .map_err(|e| format!("cannot listen on `{}`: {e}", path.display()))?;
+        .map_err(|e| Error::Io(format!("cannot listen on `{}`: {e}", path.display())))?;
     Ok(tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let answer = answer.clone();
@@ -51,10 +56,11 @@ pub fn serve(
                 if BufReader::new(read).read_line(&mut line).await.is_err() {
                     return;
                 }
-                let reply = match serde_json::from_str::<Request>(&line) {
+                let reply: Reply = match serde_json::from_str::<Request>(&line) {
                     Ok(req) => tokio::task::spawn_blocking(move || answer(req))
                         .await
-                        .unwrap_or_else(|e| Err(e.to_string())),
+                        .map_err(|e| e.to_string())
+                        .and_then(|answered| answered.map_err(|e| e.to_string())),
                     Err(e) => Err(format!("bad request: {e}")),
                 };
                 let bytes = serde_json::to_vec(&reply).unwrap_or_default();
@@ -67,28 +73,33 @@ pub fn serve(
 
 /// Asks the run holding `data_dir`.
 #[cfg(unix)]
-pub fn ask(data_dir: &Path, req: &Request) -> Result<String, String> {
+pub fn ask(data_dir: &Path, req: &Request) -> Result<String, Error> {
     use std::io::{Read, Write};
     let path = socket_path(data_dir);
-    let mut stream = std::os::unix::net::UnixStream::connect(&path).map_err(|e| {
-        format!(
+    let io = |e: std::io::Error| {
+        Error::Io(format!(
             "the data directory is in use, and its run does not answer on `{}`: {e}",
             path.display()
-        )
-    })?;
+        ))
+    };
+    let mut stream = std::os::unix::net::UnixStream::connect(&path).map_err(io)?;
     stream
         .set_read_timeout(Some(std::time::Duration::from_secs(60)))
-        .map_err(|e| e.to_string())?;
-    let mut line = serde_json::to_vec(req).map_err(|e| e.to_string())?;
+        .map_err(io)?;
+    let mut line = serde_json::to_vec(req).map_err(|e| Error::Io(e.to_string()))?;
     line.push(b'\n');
-    stream.write_all(&line).map_err(|e| e.to_string())?;
+    stream.write_all(&line).map_err(io)?;
     let mut reply = Vec::new();
-    stream.read_to_end(&mut reply).map_err(|e| e.to_string())?;
-    serde_json::from_slice::<Result<String, String>>(&reply)
-        .map_err(|e| format!("a garbled answer from the run: {e}"))?
+    stream.read_to_end(&mut reply).map_err(io)?;
+    serde_json::from_slice::<Reply>(&reply)
+        .map_err(|e| Error::Io(format!("a garbled answer from the run: {e}")))?
+        .map_err(Error::Remote)
 }
 
 #[cfg(not(unix))]
-pub fn ask(_data_dir: &Path, _req: &Request) -> Result<String, String> {
-    Err("the data directory is in use by a running `hamstr run`".into())
+pub fn ask(data_dir: &Path, _req: &Request) -> Result<String, Error> {
+    Err(Error::Locked {
+        path: data_dir.display().to_string(),
+        then: "",
+    })
 }

@@ -1,13 +1,16 @@
-//! The bundled demo restaurant API that `hamstr demo` serves on loopback: a till under
-//! `/pos` and a payment provider under `/pay`, shaped for the example pipelines.
+//! `hamstr demo` ([`run`]) and the bundled demo restaurant API it serves on loopback: a
+//! till under `/pos` and a payment provider under `/pay`, shaped for the example pipelines.
 //!
 //! The data is deterministic at start (from `DemoConfig::seed`, with times from a fixed
 //! base) so that the docs and tests can rely on it; while serving, a background task adds
 //! an order and a payment now and then so that incremental collection has work to do.
 
 mod data;
+mod run;
 #[cfg(test)]
 mod tests;
+
+pub use run::run;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;

@@ -1,0 +1,171 @@
+//! The commands over the library: each loads what it needs, calls the stages, prints what
+//! it has to say, and ends in an [`Outcome`] or an [`Error`], each with its exit code.
+//!
+//! Exit codes (spec §9): 0 success; 1 the pipeline has errors, or a command that ran to
+//! its end found something wrong (`check` errors, `fmt --check` changes, `run --once` a
+//! failed source or records still queued); 2 bad usage or an I/O problem.
+
+mod control;
+pub mod demo;
+mod fmt;
+mod inspect;
+mod load;
+mod run;
+
+pub use fmt::fmt;
+pub use inspect::{dump, graph, state, DumpFormat, GraphFormat};
+pub use load::{check, open_store, CheckFormat};
+pub use run::run;
+
+use std::io::{IsTerminal, Write};
+
+/// How a command that did its work ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Outcome {
+    /// Everything asked was done.
+    Success,
+    /// The command ran to its end and has said what is wrong: `check` found errors,
+    /// `fmt --check` a file that would change, `run --once` a source that failed or
+    /// records still waiting in a sink's queue.
+    Failure,
+}
+
+impl Outcome {
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Outcome::Success => 0,
+            Outcome::Failure => 1,
+        }
+    }
+}
+
+/// Why a command stopped short.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The arguments do not parse, or help or the version was asked for (clap's own
+    /// message, and clap's exit code: 2, or 0 for help).
+    #[error("{0}")]
+    Args(#[from] clap::Error),
+    /// The pipeline file has errors: its diagnostics, rendered as `check` renders them.
+    #[error("{0}")]
+    Pipeline(String),
+    /// `fmt` left a file alone because its canonical form would not mean the same.
+    #[error("`{path}` was left as it is: {why}")]
+    Unformattable { path: String, why: String },
+    /// Arguments that parse but name nothing usable: no such sink or source, a data
+    /// directory nothing has run in.
+    #[error("{0}")]
+    Usage(String),
+    /// A file, socket or stream could not be read or written.
+    #[error("{0}")]
+    Io(String),
+    /// Another `hamstr run` holds the data directory.
+    #[error("the data directory `{path}` is in use by another `hamstr run`{then}")]
+    Locked { path: String, then: &'static str },
+    /// The data directory could not be opened or read.
+    #[error(transparent)]
+    Store(crate::state::StateError),
+    /// What the data directory holds could not be turned into records.
+    #[error("{0}")]
+    Stored(String),
+    /// The run holding the data directory could not answer `dump` or `state`; its reason.
+    #[error("{0}")]
+    Remote(String),
+    /// `run` stopped on an error of its own (a full disk, say), not of one source.
+    #[error("{0}")]
+    RunFailed(String),
+    /// Stdout was closed before everything was written (`hamstr dump … | head -1`): the
+    /// reader has what it wanted. Not an error of ours, so silent and exit 0.
+    #[error("the reader of stdout left")]
+    ReaderLeft,
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::ReaderLeft => 0,
+            Error::Args(e) => u8::try_from(e.exit_code()).unwrap_or(2),
+            Error::Pipeline(_) | Error::Unformattable { .. } | Error::RunFailed(_) => 1,
+            Error::Usage(_)
+            | Error::Io(_)
+            | Error::Locked { .. }
+            | Error::Store(_)
+            | Error::Stored(_)
+            | Error::Remote(_) => 2,
+        }
+    }
+
+    /// Tells the person on stderr (or, for `--help`, on stdout as clap does).
+    pub fn report(&self) {
+        match self {
+            Error::ReaderLeft => {}
+            // clap knows where its help goes; a closed stream leaves nothing to tell.
+            Error::Args(e) => {
+                let _ = e.print();
+            }
+            Error::Pipeline(rendered) => eprint!("{rendered}"),
+            other => eprintln!("error: {other}"),
+        }
+    }
+}
+
+impl From<crate::state::StateError> for Error {
+    fn from(e: crate::state::StateError) -> Self {
+        match e {
+            crate::state::StateError::Locked { path } => Error::Locked { path, then: "" },
+            other => Error::Store(other),
+        }
+    }
+}
+
+/// Writes `text` to stdout: the one way a command prints its answer. A reader that
+/// closed the pipe becomes [`Error::ReaderLeft`] instead of `print!`'s panic.
+pub(crate) fn print_stdout(text: &str) -> Result<(), Error> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => Error::ReaderLeft,
+            _ => Error::Io(format!("cannot write to stdout: {e}")),
+        })
+}
+
+/// Where a command talks to the person: stderr, in colour or not.
+#[derive(Debug, Clone, Copy)]
+pub struct Console {
+    pub color: bool,
+}
+
+impl Console {
+    /// Decides colour, and starts the logs on stderr. `live`: the command runs pipelines,
+    /// which on a terminal show a live line per source; logs then keep to warnings unless
+    /// `RUST_LOG` asks for more.
+    pub fn start(live: bool) -> Console {
+        let terminal = std::io::stderr().is_terminal();
+        // no-color.org: only a NO_COLOR that is set and not empty turns colour off.
+        let color = terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        let live = live && terminal && std::env::var_os("RUST_LOG").is_none();
+        if live {
+            crate::runtime::progress::enable();
+        }
+        let default = if live { "hamstr=warn" } else { "hamstr=info" };
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(color)
+            .with_target(false)
+            .try_init();
+        Console { color }
+    }
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}

@@ -1,0 +1,196 @@
+//! `hamstr run`: a pipeline on a tokio runtime until it ends or is interrupted, reloaded
+//! when its file is saved, answering `dump` and `state` over the control socket.
+
+use super::load::{self, Loaded};
+use super::{control, Console, Error, Outcome};
+use crate::check::Pipeline;
+use crate::plan::Plan;
+use crate::runtime::{self, Options, Reload, Report};
+use crate::stop::Stop;
+use crate::state::StateStore;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+/// `hamstr run FILE`. With `once`, a summary on stderr, and [`Outcome::Failure`] when a
+/// source failed or records still wait in a sink's queue.
+pub fn run(
+    file: &Path,
+    once: bool,
+    watch: bool,
+    data_dir: Option<&Path>,
+    console: Console,
+) -> Result<Outcome, Error> {
+    let loaded = load::load(file, console)?;
+    let dir = load::data_dir(&loaded, data_dir);
+    let store = load::open_store(&dir)?;
+    let report = run_loaded(file, &loaded, store, &dir, once, watch && !once, console)?;
+    if report.reader_gone {
+        // A `stdout()` sink's reader left: the run ended like any tool whose reader is
+        // gone; what was not written was not committed and is fetched again next time.
+        return Err(Error::ReaderLeft);
+    }
+    if !once {
+        return Ok(Outcome::Success);
+    }
+    eprint!("{}", summary(&report));
+    Ok(if report.failed() {
+        Outcome::Failure
+    } else {
+        Outcome::Success
+    })
+}
+
+/// Runs `loaded` on a fresh tokio runtime. With `watch`, saving the file reloads it: a
+/// file with errors is reported and the running graph goes on untouched.
+fn run_loaded(
+    path: &Path,
+    loaded: &Loaded,
+    store: Arc<dyn StateStore>,
+    data_dir: &Path,
+    once: bool,
+    watch: bool,
+    console: Console,
+) -> Result<Report, Error> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Io(format!("cannot start the async runtime: {e}")))?;
+    let result = rt.block_on(async {
+        let stop = Stop::new();
+        runtime::stop_on_signals(stop.clone());
+        // What `dump` and `state` over the socket answer for: the pipeline running now.
+        let running = Arc::new(Mutex::new(loaded.pipeline.clone()));
+        let mut _watch = None;
+        let reloads = if watch {
+            let (event_tx, events) = mpsc::channel::<()>(1);
+            _watch = Some(crate::watch::watch_file(path, event_tx).map_err(Error::Io)?);
+            let (tx, rx) = mpsc::channel(1);
+            let reloading = reload_on_events(path.to_path_buf(), events, tx, running.clone(), console);
+            tokio::spawn(reloading);
+            Some(rx)
+        } else {
+            None
+        };
+        #[cfg(unix)]
+        let _control = {
+            let pipeline = running.clone();
+            let base_dir = loaded.base_dir.clone();
+            let store = store.clone();
+            let answer = move |req: control::Request| {
+                let pipeline = pipeline
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .clone();
+                let loaded = Loaded {
+                    pipeline,
+                    base_dir: base_dir.clone(),
+                };
+                super::inspect::answer(&loaded, store.as_ref(), req)
+            };
+            control::serve(data_dir, Arc::new(answer))?
+        };
+        let opts = Options {
+            once,
+            base_dir: loaded.base_dir.clone(),
+        };
+        runtime::run(Plan::new(&loaded.pipeline), store, opts, stop, reloads)
+            .await
+            .map_err(Error::RunFailed)
+    });
+    // A sink write abandoned at the end of the grace may still hold a blocking thread
+    // (a reader that never reads): the process does not wait for it.
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    result
+}
+
+/// Turns each change of the file into a plan on `tx`; a file that cannot be read or
+/// has errors is reported, and the previous pipeline keeps running. Reading and checking
+/// are blocking work, done off the async workers.
+async fn reload_on_events(
+    path: std::path::PathBuf,
+    mut events: mpsc::Receiver<()>,
+    tx: mpsc::Sender<Reload>,
+    running: Arc<Mutex<Pipeline>>,
+    console: Console,
+) {
+    let mut last: Option<String> = None;
+    while events.recv().await.is_some() {
+        let (p, previous) = (path.clone(), last.clone());
+        let read = tokio::task::spawn_blocking(move || -> Result<_, Error> {
+            let text = load::read_pipeline(&p)?;
+            // Editors may write the same text twice; reload once.
+            if previous.as_deref() == Some(text.as_str()) {
+                return Ok(None);
+            }
+            let loaded = load::load_text(&p, &text, console);
+            Ok(Some((text, loaded)))
+        })
+        .await;
+        let (text, loaded) = match read {
+            Ok(Ok(Some(read))) => read,
+            Ok(Ok(None)) => continue,
+            Ok(Err(e)) => {
+                eprintln!("reload: {e}; the previous pipeline keeps running");
+                continue;
+            }
+            Err(e) => {
+                eprintln!("reload: {e}; the previous pipeline keeps running");
+                continue;
+            }
+        };
+        last = Some(text);
+        match loaded {
+            Ok(l) => {
+                let plan = Plan::new(&l.pipeline);
+                let running = running.clone();
+                let applied = Box::new(move || {
+                    *running.lock().unwrap_or_else(|p| p.into_inner()) = l.pipeline;
+                });
+                if tx.send(Reload { plan, applied }).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                eprintln!("{e}reload: the file has errors; the previous pipeline keeps running")
+            }
+        }
+    }
+}
+
+/// One line per source: what the run did.
+pub(super) fn summary(report: &Report) -> String {
+    use super::plural;
+    let mut out = String::new();
+    for (name, t) in &report.sources {
+        out.push_str(&format!(
+            "{name}: {} run{}, {} page{}, {} record{}, {} new, {} rejected{}\n",
+            t.runs,
+            plural(t.runs),
+            t.pages,
+            plural(t.pages),
+            t.records,
+            plural(t.records),
+            t.emitted,
+            t.rejected,
+            t.last_error
+                .as_ref()
+                .map(|e| format!(", FAILED: {e}"))
+                .unwrap_or_default()
+        ));
+        for w in &t.warnings {
+            out.push_str(&format!("  warning: {w}\n"));
+        }
+    }
+    for (sink, pages) in &report.queued {
+        let (page, wait, they) = if *pages == 1 {
+            ("page", "waits", "it goes")
+        } else {
+            ("pages", "wait", "they go")
+        };
+        out.push_str(&format!(
+            "sink {sink}: {pages} {page} still {wait} in its queue; {they} out on the next run\n"
+        ));
+    }
+    out
+}
