@@ -3,7 +3,6 @@
 //! success, not a panic; an I/O error is 2 whatever its message says. And the allocator
 //! options the binary sets hold from its start.
 
-mod common;
 mod support;
 
 use std::io::{BufRead, BufReader, Read};
@@ -11,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{assert_contains, hamstr, service, stderr, text, Pipeline, COMMAND_TIMEOUT, FIELDS};
+use support::cli::{self as common, assert_contains, hamstr, service, stderr, text, Pipeline, COMMAND_TIMEOUT, FIELDS};
 use support::{records, Paging, TestApi};
 
 /// More than a pipe holds (64 KiB on Linux) many times over, so `dump` is still
@@ -44,7 +43,8 @@ fn wait(child: &mut Child) -> Option<i32> {
             return status.code();
         }
         if Instant::now() > deadline {
-            common::stop(child);
+            let _ = child.kill();
+            let _ = child.wait();
             panic!("hamstr did not exit within {COMMAND_TIMEOUT:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
