@@ -107,7 +107,7 @@ fn a_closed_stdout_ends_the_run_without_queueing() {
     std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err).unwrap();
     assert_eq!(status.code(), Some(0), "{err}");
     assert!(!err.contains("panicked"), "{err}");
-    let state = p.ok(&["state", "--data-dir", p.data.to_str().unwrap()]);
+    let state = p.state();
     assert!(!state.contains("wait"), "nothing is queued for a reader that is gone:\n{state}");
     // The next run, read to the end, gets every record: what was not written was not
     // committed.
@@ -236,7 +236,7 @@ fn a_sink_replaced_while_its_queue_waits_delivers_each_record_once() {
     // Every page fetched and queued (the receiver answers 503 so far).
     assert!(api.wait_for_hits_blocking("/items", 7, Duration::from_secs(30)));
     let queued = wait_until(Duration::from_secs(30), || {
-        p.ok(&["state", "--data-dir", p.data.to_str().unwrap()])
+        p.state()
             .contains("6 pages")
     });
     assert!(queued, "the pages wait in the sink's queue");
@@ -283,7 +283,7 @@ fn a_hanging_sink_cannot_hold_a_shutdown_past_the_grace() {
         Some(0),
         "the run must end within the grace (plus start-up), not after the webhook's retries"
     );
-    let state = p.ok(&["state", "--data-dir", p.data.to_str().unwrap()]);
+    let state = p.state();
     assert!(state.contains("1 page"), "the page waits in the queue:\n{state}");
 }
 

@@ -23,7 +23,7 @@ pub fn usable_url(url: &str) -> Result<Config, String> {
             ));
         }
     }
-    Config::from_str(url).map_err(|e| masker.mask(&format!("cannot be used: {}", e)))
+    Config::from_str(url).map_err(|e| masker.mask(&format!("cannot be used: {}", with_causes(&e))))
 }
 
 /// The URL as it may be shown (password replaced by `***`), and a masker that hides
@@ -47,3 +47,14 @@ pub fn mask_for(url: &str) -> (String, Masker) {
     (shown, Masker::new(secrets))
 }
 
+
+/// An error and its causes, in one line.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(&format!(": {s}"));
+        cur = s.source();
+    }
+    out
+}

@@ -269,7 +269,9 @@ impl Graph {
             }
             let outputs = self.build_outputs(&wired);
             if let Some(unit) = self.units.get_mut(&name) {
-                let _ = unit.outputs.send(outputs);
+                // `send_replace`: the value must change even when no task reads it now (a
+                // unit between runs), or it would keep a retired sink's sender alive.
+                unit.outputs.send_replace(outputs);
                 unit.wired = wired;
             }
         }

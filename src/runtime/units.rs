@@ -128,21 +128,21 @@ impl Unit {
                 self.once,
             ))
         };
+        // The extract node ends well only once its input closed, that is once the
+        // driver dropped the poller; it ends early only by a panic.
         tokio::select! {
             ended = &mut driver => {
-                // The poller is gone with the driver: the extract node commits what it
-                // has and ends.
                 let extracted = extract.await.map_err(panic_text);
                 ended.map_err(panic_text).and(extracted)
             }
-            ended = &mut extract => {
-                run_stop.stop();
-                let _ = driver.await;
-                Err(match ended {
-                    Err(e) => panic_text(e),
-                    Ok(()) => "the extract node ended before its source".into(),
-                })
-            }
+            ended = &mut extract => match ended {
+                Ok(()) => driver.await.map_err(panic_text),
+                Err(e) => {
+                    run_stop.stop();
+                    let _ = driver.await;
+                    Err(panic_text(e))
+                }
+            },
         }
     }
 }

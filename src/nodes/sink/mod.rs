@@ -263,9 +263,14 @@ impl SinkNode {
         // for a retired sink (its replacement drains the queue) nor past the grace.
         if queued && !self.retired.load(AtomicOrdering::SeqCst) && !over(deadline) {
             let drained = within_grace(&self.stop, &mut deadline, queue.drain(self.writer.as_mut())).await;
-            if !matches!(drained, Some(Ok(()))) {
+            let error = match drained {
+                Some(Ok(())) => None,
+                Some(Err(e)) => Some(e.to_string()),
+                None => Some("the shutdown grace period is over".to_string()),
+            };
+            if let Some(error) = error {
                 let waiting = queue.len().await;
-                tracing::warn!(sink = %self.name, waiting, "records still wait in the sink's queue; they go out on the next run");
+                tracing::warn!(sink = %self.name, waiting, error = %error, "records still wait in the sink's queue; they go out on the next run");
             }
         }
         exit
