@@ -96,6 +96,7 @@ struct Pending {
     rejected: u64,
 }
 
+#[derive(Default)]
 struct RunState {
     start_watermark: Option<Val>,
     max_cursor: Option<Val>,
@@ -117,16 +118,23 @@ struct RunEnd {
 
 impl ExtractNode {
     pub async fn run(self, mut rx: mpsc::Receiver<SourceMsg>) {
+        let node = Arc::new(self);
+        node.run_shared(&mut rx).await
+    }
+
+    async fn run_shared(self: &Arc<Self>, rx: &mut mpsc::Receiver<SourceMsg>) {
         let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<Ack>();
-        let mut meta = match self.store.meta(&self.source) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::error!(source = %self.source, error = %e, "cannot read the source's state");
+        let node = self.clone();
+        let (mut meta, mut run) = blocking(move || {
+            let meta = node.store.meta(&node.source).unwrap_or_else(|e| {
+                tracing::error!(source = %node.source, error = %e, "cannot read the source's state");
                 SourceMeta::default()
-            }
-        };
+            });
+            let run = node.new_run(&meta);
+            (meta, run)
+        })
+        .await;
         let mut pending: VecDeque<Pending> = VecDeque::new();
-        let mut run = self.new_run(&meta);
         let mut next_page = 0u64;
         let mut open = true;
         while open || !pending.is_empty() || run.end.is_some() {
@@ -134,8 +142,13 @@ impl ExtractNode {
                 msg = rx.recv(), if open => match msg {
                     None => open = false,
                     Some(SourceMsg::RunStart) => {
-                        meta = self.store.meta(&self.source).unwrap_or(meta);
-                        run = self.new_run(&meta);
+                        let (node, known) = (self.clone(), std::mem::take(&mut meta));
+                        (meta, run) = blocking(move || {
+                            let meta = node.store.meta(&node.source).unwrap_or(known);
+                            let run = node.new_run(&meta);
+                            (meta, run)
+                        })
+                        .await;
                     }
                     Some(SourceMsg::Page(page)) => {
                         next_page += 1;
@@ -155,12 +168,25 @@ impl ExtractNode {
                     }
                 }
             }
+            let mut ready = Vec::new();
             while pending.front().is_some_and(|p| p.remaining == 0) {
-                let Some(p) = pending.pop_front() else { break };
-                self.commit(p, &mut run, &mut meta);
+                ready.extend(pending.pop_front());
             }
-            if pending.is_empty() && run.end.is_some() {
-                self.finish(&mut run, &mut meta);
+            let finishing = pending.is_empty() && run.end.is_some();
+            if !ready.is_empty() || finishing {
+                // Commits write to sled: off the async workers, in order, in one go.
+                let node = self.clone();
+                let (mut r, mut m) = (std::mem::take(&mut run), std::mem::take(&mut meta));
+                (run, meta) = blocking(move || {
+                    for p in ready {
+                        node.commit(p, &mut r, &mut m);
+                    }
+                    if finishing {
+                        node.finish(&mut r, &mut m);
+                    }
+                    (r, m)
+                })
+                .await;
             }
             if !open && pending.is_empty() {
                 break;
@@ -186,20 +212,59 @@ impl ExtractNode {
         }
     }
 
+    /// Hands a page's records to every sink of the source. The extraction and the key
+    /// lookups are blocking work (sled): they run off the async workers.
     async fn page(
-        &self,
+        self: &Arc<Self>,
         page: Page,
         id: u64,
         run: &mut RunState,
         ack: &mpsc::UnboundedSender<Ack>,
     ) -> Pending {
+        let outputs = self.outputs.borrow().clone();
+        let node = self.clone();
+        let children = outputs.children.clone();
+        let mut state = std::mem::take(run);
+        let (state, (pending, emitted)) = blocking(move || {
+            let processed = node.process(page, id, &mut state, &children);
+            (state, processed)
+        })
+        .await;
+        *run = state;
+        let mut pending = pending;
+        let records = Arc::new(emitted);
+        for sink in &outputs.sinks {
+            let batch = Batch {
+                source: self.source.clone(),
+                names: self.ex.names.clone(),
+                records: records.clone(),
+                page: id,
+                ack: ack.clone(),
+            };
+            if sink.send(batch).await.is_ok() {
+                pending.remaining += 1;
+            } else {
+                run.broken = true;
+            }
+        }
+        pending
+    }
+
+    /// Extracts a page's records: rejections, keys new or changed, `where`, child
+    /// requests. The pending commit it returns waits for no sink yet.
+    fn process(
+        &self,
+        page: Page,
+        id: u64,
+        run: &mut RunState,
+        children: &[String],
+    ) -> (Pending, Vec<Emitted>) {
         let mut commit = PageCommit::default();
         let mut emitted = Vec::new();
         let mut max_cursor: Option<Val> = None;
         let (mut seen, mut rejected) = (0u64, 0u64);
         let parent = page.parent.as_deref();
         let keyed = self.ex.is_keyed();
-        let outputs = self.outputs.borrow().clone();
         let raise = |c: &Val, max: &mut Option<Val>| {
             if max
                 .as_ref()
@@ -279,12 +344,12 @@ impl ExtractNode {
             if !self.ex.passes(&record) {
                 continue;
             }
-            if !outputs.children.is_empty() {
+            if !children.is_empty() {
                 let obj: Json = serde_json::from_slice(&json).unwrap_or(Json::Null);
                 let ckey = key
                     .clone()
                     .unwrap_or_else(|| self.store.next_id().unwrap_or(0).to_be_bytes().to_vec());
-                for child in &outputs.children {
+                for child in children {
                     commit
                         .child_requests
                         .push((child.clone(), ckey.clone(), obj.clone()));
@@ -293,31 +358,16 @@ impl ExtractNode {
             emitted.push(Emitted { key, json });
         }
         let n_emitted = emitted.len() as u64;
-        let records = Arc::new(emitted);
-        let mut remaining = 0;
-        for sink in &outputs.sinks {
-            let batch = Batch {
-                source: self.source.clone(),
-                names: self.ex.names.clone(),
-                records: records.clone(),
-                page: id,
-                ack: ack.clone(),
-            };
-            if sink.send(batch).await.is_ok() {
-                remaining += 1;
-            } else {
-                run.broken = true;
-            }
-        }
-        Pending {
+        let pending = Pending {
             page: id,
-            remaining,
+            remaining: 0,
             commit,
             max_cursor,
             seen,
             emitted: n_emitted,
             rejected,
-        }
+        };
+        (pending, emitted)
     }
 
     fn commit(&self, p: Pending, run: &mut RunState, meta: &mut SourceMeta) {
@@ -423,5 +473,15 @@ impl ExtractNode {
         let mut summary = std::mem::take(&mut run.summary);
         summary.committed = committed;
         let _ = done.send(summary);
+    }
+}
+
+/// Runs blocking work (sled, extraction) on tokio's blocking pool; a panic there is the
+/// calling task's panic, so its unit reports it.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => panic!("blocking work was cancelled: the runtime is shutting down"),
     }
 }
