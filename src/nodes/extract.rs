@@ -5,7 +5,8 @@
 pub use super::record::{Extractor, Rejection};
 
 use super::value::{write_record, Val};
-use crate::state::{KeyEntry, PageCommit, SourceMeta, StateStore};
+use super::cursor_order;
+use crate::state::{KeyEntry, PageCommit, Prune, SourceMeta, StateStore};
 use serde_json::Value as Json;
 use std::cmp::Ordering;
 use std::collections::{HashMap, VecDeque};
@@ -330,6 +331,11 @@ impl ExtractNode {
                     continue;
                 }
                 run.keys.insert(k.clone(), fp);
+                if self.incremental {
+                    if let Some(order) = cursor.as_ref().and_then(cursor_order::encode) {
+                        commit.index.push((cursor_order::index_key(&order, k), k.clone()));
+                    }
+                }
                 commit.keys.push((
                     k.clone(),
                     KeyEntry {
@@ -448,13 +454,25 @@ impl ExtractNode {
                 .as_ref()
                 .and_then(|w| self.ex.cursor_value(w))
             {
-                let ex = self.ex.clone();
-                let below = move |c: &Json| {
+                let ex = &self.ex;
+                let below = |c: &Json| {
                     ex.cursor_value(c)
                         .is_some_and(|c| c.compare(&w) == Some(Ordering::Less))
                 };
-                if let Err(e) = self.store.prune_keys(&self.source, &below) {
-                    tracing::warn!(source = %self.source, error = %e, "cannot prune keys below the watermark");
+                let order = |c: &Json| ex.cursor_value(c).as_ref().and_then(cursor_order::encode);
+                let bound = cursor_order::bound(&w).unwrap_or_default();
+                let prune = Prune {
+                    bound: &bound,
+                    below: &below,
+                    order: &order,
+                };
+                // State from before the index is indexed by one full pass; after that
+                // only the keys below the watermark are touched.
+                match self.store.prune_keys(&self.source, &prune, !meta.indexed) {
+                    Ok(_) => meta.indexed = true,
+                    Err(e) => {
+                        tracing::warn!(source = %self.source, error = %e, "cannot prune keys below the watermark")
+                    }
                 }
             }
         }

@@ -48,6 +48,10 @@ pub(super) fn adopt_identity(
     }
     let mut meta = store.meta(name).map_err(|e| e.to_string())?;
     meta.identity = identity.to_string();
+    // A source that never ran has no keys: its index is complete from the start.
+    if meta.runs == 0 && meta.watermark.is_none() && meta.records_seen == 0 {
+        meta.indexed = true;
+    }
     store.put_meta(name, &meta).map_err(|e| e.to_string())
 }
 

@@ -3,11 +3,14 @@
 //! everything persisted carries [`STATE_VERSION`].
 
 use serde::{Deserialize, Serialize};
+use sled::Transactional;
 use serde_json::Value as Json;
 use std::path::Path;
 
 /// The version of what is persisted; older versions are migrated on open.
-pub const STATE_VERSION: u32 = 1;
+/// 2: a cursor index per incremental source (`keyidx/SOURCE`); a source's keys from
+/// version 1 are indexed by its first prune (`SourceMeta::indexed`).
+pub const STATE_VERSION: u32 = 2;
 
 pub type Result<T> = std::result::Result<T, StateError>;
 
@@ -51,6 +54,10 @@ pub struct SourceMeta {
     pub runs: u64,
     pub last_run: Option<String>,
     pub last_error: Option<String>,
+    /// Every key it remembers is in its cursor index (false for state from before the
+    /// index, until its first prune indexes it).
+    #[serde(default)]
+    pub indexed: bool,
 }
 
 /// What is remembered of one key: a fingerprint of its fields and its cursor value.
@@ -92,6 +99,18 @@ pub struct PageCommit {
     pub unrejected: Vec<Vec<u8>>,
     /// Requests for child sources: (child, parent key, parent record).
     pub child_requests: Vec<(String, Vec<u8>, Json)>,
+    /// Cursor index entries: (the cursor's order bytes followed by the key, the key).
+    pub index: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// What a prune removes: keys whose cursor is below the watermark.
+pub struct Prune<'a> {
+    /// Index entries below these bytes have a cursor below the watermark.
+    pub bound: &'a [u8],
+    /// Whether a stored cursor is below the watermark.
+    pub below: &'a dyn Fn(&Json) -> bool,
+    /// The order bytes of a stored cursor, to index keys stored before the index.
+    pub order: &'a dyn Fn(&Json) -> Option<Vec<u8>>,
 }
 
 /// The operations the engine needs from its store.
@@ -100,8 +119,10 @@ pub trait StateStore: Send + Sync {
     fn put_meta(&self, source: &str, meta: &SourceMeta) -> Result<()>;
     fn key(&self, source: &str, key: &[u8]) -> Result<Option<KeyEntry>>;
     fn commit(&self, source: &str, page: &PageCommit, meta: &SourceMeta) -> Result<()>;
-    /// Forgets keys whose cursor is below the watermark, as decided by `below`.
-    fn prune_keys(&self, source: &str, below: &dyn Fn(&Json) -> bool) -> Result<usize>;
+    /// Forgets keys whose cursor is below the watermark: from the cursor index, touching
+    /// only those keys; with `full`, by a scan of every key that also indexes the rest
+    /// (state from before the index).
+    fn prune_keys(&self, source: &str, prune: &Prune, full: bool) -> Result<usize>;
     fn key_count(&self, source: &str) -> Result<usize>;
     /// Every key the source remembers, in key order.
     fn keys(&self, source: &str) -> Result<Vec<(Vec<u8>, KeyEntry)>>;
@@ -279,56 +300,116 @@ impl StateStore for SledStore {
     }
 
     fn commit(&self, source: &str, page: &PageCommit, meta: &SourceMeta) -> Result<()> {
-        // Child requests first, then rejections, keys, and the watermark last: a crash
-        // in between leaves at worst a request or key remembered twice, never a record
-        // skipped.
-        for (child, key, record) in &page.child_requests {
-            let bytes = serde_json::to_vec(record).map_err(|e| StateError::Io(e.to_string()))?;
-            self.tree("queue", child)?.insert(key, bytes)?;
+        use sled::transaction::{ConflictableTransactionError, TransactionError};
+        let encode = |v: &Json| serde_json::to_vec(v).map_err(|e| StateError::Io(e.to_string()));
+        let mut m = meta.clone();
+        m.version = STATE_VERSION;
+        let meta_bytes = encode(&serde_json::to_value(&m).map_err(|e| StateError::Io(e.to_string()))?)?;
+        let keys: Vec<(&[u8], Vec<u8>)> = page
+            .keys
+            .iter()
+            .map(|(k, e)| (k.as_slice(), e.encode()))
+            .collect();
+        let rejected = page
+            .rejected
+            .iter()
+            .map(|(k, v)| Ok((k.as_slice(), encode(v)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let mut children: Vec<&str> = page
+            .child_requests
+            .iter()
+            .map(|(c, _, _)| c.as_str())
+            .collect();
+        children.sort_unstable();
+        children.dedup();
+        let requests = page
+            .child_requests
+            .iter()
+            .map(|(child, key, record)| {
+                let at = 4 + children.binary_search(&child.as_str()).unwrap_or(0);
+                Ok((at, key.as_slice(), encode(record)?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut trees = vec![
+            self.tree("meta", "sources")?,
+            self.tree("keys", source)?,
+            self.tree("rejected", source)?,
+            self.tree("keyidx", source)?,
+        ];
+        for child in &children {
+            trees.push(self.tree("queue", child)?);
         }
-        if !page.rejected.is_empty() || !page.unrejected.is_empty() {
-            let tree = self.tree("rejected", source)?;
-            let mut batch = sled::Batch::default();
-            for (k, v) in &page.rejected {
-                batch.insert(
-                    k.as_slice(),
-                    serde_json::to_vec(v).map_err(|e| StateError::Io(e.to_string()))?,
-                );
-            }
-            for k in &page.unrejected {
-                batch.remove(k.as_slice());
-            }
-            tree.apply_batch(batch)?;
-        }
-        // Plain inserts, not a batch: sled's batches take a database-wide write lock,
-        // which would stop the sinks writing at the same time. Each key stands alone.
-        if !page.keys.is_empty() {
-            let tree = self.tree("keys", source)?;
-            for (k, e) in &page.keys {
-                tree.insert(k.as_slice(), e.encode())?;
-            }
-        }
-        self.put_meta(source, meta)
+        // One transaction: the page's keys, rejections, child requests, cursor index and
+        // watermark are committed together or not at all.
+        trees
+            .as_slice()
+            .transaction(|t| {
+                for (at, key, record) in &requests {
+                    t[*at].insert(*key, record.as_slice())?;
+                }
+                for (k, v) in &rejected {
+                    t[2].insert(*k, v.as_slice())?;
+                }
+                for k in &page.unrejected {
+                    t[2].remove(k.as_slice())?;
+                }
+                for (k, v) in &keys {
+                    t[1].insert(*k, v.as_slice())?;
+                }
+                for (i, k) in &page.index {
+                    t[3].insert(i.as_slice(), k.as_slice())?;
+                }
+                t[0].insert(source.as_bytes(), meta_bytes.as_slice())?;
+                Ok::<(), ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| match e {
+                TransactionError::Storage(e) => StateError::Io(e.to_string()),
+                TransactionError::Abort(()) => StateError::Io("the commit was aborted".into()),
+            })
     }
 
-    fn prune_keys(&self, source: &str, below: &dyn Fn(&Json) -> bool) -> Result<usize> {
-        let tree = self.tree("keys", source)?;
-        let mut batch = sled::Batch::default();
-        let mut n = 0;
-        for kv in tree.iter() {
-            let (k, v) = kv?;
-            if let Some(KeyEntry {
-                cursor: Some(c), ..
-            }) = KeyEntry::decode(&v)
-            {
-                if below(&c) {
-                    batch.remove(k);
-                    n += 1;
+    fn prune_keys(&self, source: &str, prune: &Prune, full: bool) -> Result<usize> {
+        let keys = self.tree("keys", source)?;
+        let index = self.tree("keyidx", source)?;
+        let mut removed = 0;
+        let (mut drop_keys, mut index_ops) = (sled::Batch::default(), sled::Batch::default());
+        if full {
+            for kv in keys.iter() {
+                let (k, v) = kv?;
+                let Some(KeyEntry {
+                    cursor: Some(c), ..
+                }) = KeyEntry::decode(&v)
+                else {
+                    continue;
+                };
+                if (prune.below)(&c) {
+                    drop_keys.remove(k);
+                    removed += 1;
+                } else if let Some(mut at) = (prune.order)(&c) {
+                    at.extend_from_slice(&k);
+                    index_ops.insert(at, k);
+                }
+            }
+        } else {
+            // Only the index entries below the bound: the keys that fell below the
+            // watermark (and entries a later cursor of the same key left behind).
+            for kv in index.range(..prune.bound) {
+                let (at, key) = kv?;
+                index_ops.remove(at);
+                let below = keys
+                    .get(&key)?
+                    .and_then(|v| KeyEntry::decode(&v))
+                    .and_then(|e| e.cursor)
+                    .is_some_and(|c| (prune.below)(&c));
+                if below {
+                    drop_keys.remove(key);
+                    removed += 1;
                 }
             }
         }
-        tree.apply_batch(batch)?;
-        Ok(n)
+        keys.apply_batch(drop_keys)?;
+        index.apply_batch(index_ops)?;
+        Ok(removed)
     }
 
     fn key_count(&self, source: &str) -> Result<usize> {
@@ -387,7 +468,7 @@ impl StateStore for SledStore {
     }
 
     fn reset(&self, source: &str) -> Result<()> {
-        for kind in ["keys", "rejected", "queue"] {
+        for kind in ["keys", "keyidx", "rejected", "queue"] {
             self.db.drop_tree(format!("{kind}/{source}"))?;
         }
         self.tree("meta", "sources")?.remove(source)?;
@@ -501,11 +582,27 @@ mod tests {
         store.commit("s", &page, &meta).unwrap();
         assert_eq!(store.key("s", b"a").unwrap().unwrap().fingerprint, 1);
         assert_eq!(store.meta("s").unwrap().watermark, Some(Json::from(9)));
-        assert_eq!(
-            store.prune_keys("s", &|c| c.as_i64().unwrap() < 9).unwrap(),
-            1
-        );
+        let order = |c: &Json| Some(c.as_i64()?.to_be_bytes().to_vec());
+        let bound = 9i64.to_be_bytes();
+        let prune = Prune {
+            bound: &bound,
+            below: &|c| c.as_i64().unwrap() < 9,
+            order: &order,
+        };
+        // Keys stored without index entries (as by version 1): a full prune indexes them.
+        assert_eq!(store.prune_keys("s", &prune, true).unwrap(), 1);
         assert_eq!(store.key_count("s").unwrap(), 1);
+        // b (cursor 9) is indexed now; once the watermark passes it, the index finds it.
+        let bound = 10i64.to_be_bytes();
+        let prune = Prune {
+            bound: &bound,
+            below: &|c| c.as_i64().unwrap() < 10,
+            order: &order,
+        };
+        assert_eq!(store.prune_keys("s", &prune, false).unwrap(), 1);
+        assert_eq!(store.key_count("s").unwrap(), 0);
+        store.commit("s", &page, &meta).unwrap();
+        assert_eq!(store.key_count("s").unwrap(), 2);
         store.reset("s").unwrap();
         assert_eq!(store.key_count("s").unwrap(), 0);
         assert_eq!(store.meta("s").unwrap().watermark, None);
