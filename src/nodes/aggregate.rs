@@ -7,6 +7,7 @@ mod rows;
 mod tx;
 pub mod view;
 
+use super::blocking;
 use super::extract::{Ack, Batch};
 use crate::check::Pipeline;
 use crate::state::StateStore;
@@ -28,8 +29,10 @@ impl AggregateNode {
     /// Opens the view (finishing what a crash interrupted), then runs until every
     /// source feeding it is gone.
     pub async fn run(self, mut rx: mpsc::Receiver<Batch>) {
-        if let Err(e) = self.view.recover(self.store.as_ref()) {
-            tracing::error!(aggregate = %self.view.name, error = %e, "cannot open the view; its sources' pages are refused");
+        let node = Arc::new(self);
+        let n = node.clone();
+        if let Err(e) = blocking(move || n.view.recover(n.store.as_ref())).await {
+            tracing::error!(aggregate = %node.view.name, error = %e, "cannot open the view; its sources' pages are refused");
             while let Some(batch) = rx.recv().await {
                 let _ = batch.ack.send(Ack {
                     page: batch.page,
@@ -38,6 +41,12 @@ impl AggregateNode {
             }
             return;
         }
+        node.run_view(rx).await
+    }
+
+    /// Applies each page to the view (sled work, on the blocking pool) and sends the
+    /// groups that changed onward.
+    async fn run_view(self: &Arc<Self>, mut rx: mpsc::Receiver<Batch>) {
         let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Ack>();
         let mut out = Outgoing {
             page: 0,
@@ -45,15 +54,16 @@ impl AggregateNode {
             ack_rx,
         };
         // Groups an earlier run changed but could not deliver.
-        let mut waiting = self.view.has_outbox(self.store.as_ref());
+        let n = self.clone();
+        let mut waiting = blocking(move || n.view.has_outbox(n.store.as_ref())).await;
         if waiting {
             waiting = !self.deliver(&mut out).await;
         }
         let outbox = !self.sinks.is_empty();
         while let Some(batch) = rx.recv().await {
+            let (n, source, records) = (self.clone(), batch.source.clone(), batch.records.clone());
             let applied =
-                self.view
-                    .apply(self.store.as_ref(), &batch.source, &batch.records, outbox);
+                blocking(move || n.view.apply(n.store.as_ref(), &source, &records, outbox)).await;
             let ok = match applied {
                 Ok(changed) => {
                     tracing::debug!(aggregate = %self.view.name, source = %batch.source, records = batch.records.len(), groups = changed, "view updated");
@@ -78,12 +88,13 @@ impl AggregateNode {
 
     /// Sends every group in the outbox to the sinks and waits for them; true when all
     /// took everything.
-    async fn deliver(&self, out: &mut Outgoing) -> bool {
+    async fn deliver(self: &Arc<Self>, out: &mut Outgoing) -> bool {
         if self.sinks.is_empty() {
             return true;
         }
         loop {
-            let rows = match self.view.outbox(self.store.as_ref(), OUT_PAGE) {
+            let n = self.clone();
+            let rows = match blocking(move || n.view.outbox(n.store.as_ref(), OUT_PAGE)).await {
                 Ok(rows) if rows.is_empty() => return true,
                 Ok(rows) => rows,
                 Err(e) => {
@@ -122,7 +133,8 @@ impl AggregateNode {
                 tracing::error!(aggregate = %self.view.name, groups = groups.len(), "a sink did not take the aggregate's groups; they are sent again with the next page");
                 return false;
             }
-            if let Err(e) = self.view.delivered(self.store.as_ref(), &groups) {
+            let n = self.clone();
+            if let Err(e) = blocking(move || n.view.delivered(n.store.as_ref(), &groups)).await {
                 tracing::error!(aggregate = %self.view.name, error = %e, "cannot mark groups as sent");
                 return false;
             }

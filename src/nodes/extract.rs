@@ -5,7 +5,7 @@
 pub use super::record::{Extractor, Rejection};
 
 use super::value::{write_record, Val};
-use super::cursor_order;
+use super::{blocking, cursor_order};
 use crate::state::{KeyEntry, PageCommit, Prune, SourceMeta, StateStore};
 use serde_json::Value as Json;
 use std::cmp::Ordering;
@@ -491,15 +491,5 @@ impl ExtractNode {
         let mut summary = std::mem::take(&mut run.summary);
         summary.committed = committed;
         let _ = done.send(summary);
-    }
-}
-
-/// Runs blocking work (sled, extraction) on tokio's blocking pool; a panic there is the
-/// calling task's panic, so its unit reports it.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(v) => v,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(_) => panic!("blocking work was cancelled: the runtime is shutting down"),
     }
 }

@@ -10,3 +10,13 @@ pub mod record;
 pub mod sink;
 pub mod source;
 pub mod value;
+
+/// Runs blocking work (sled, extraction) on tokio's blocking pool, off the async
+/// workers; a panic there is the calling task's panic, so its unit reports it.
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => panic!("blocking work was cancelled: the runtime is shutting down"),
+    }
+}

@@ -2,6 +2,7 @@
 //! (backoff with jitter, `Retry-After`) and the texts of HTTP errors.
 
 use crate::check::Retry;
+use crate::stop::Stop;
 use reqwest::header::HeaderMap;
 use std::time::{Duration, SystemTime};
 
@@ -34,6 +35,68 @@ pub fn retry_wait(retry: &Retry, attempt: u32, retry_after: Option<Duration>) ->
     retry_after.map_or(backoff, |a| {
         a.max(backoff.min(a + Duration::from_millis(100)))
     })
+}
+
+/// What one attempt of a retried call came to.
+pub enum Attempt<E> {
+    /// Worth trying again (after the server's `Retry-After`, when it gave one).
+    Retry(E, Option<Duration>),
+    Fatal(E),
+}
+
+/// Why a retried call ended without success.
+pub enum GaveUp<E> {
+    /// An attempt failed for good.
+    Fatal(E),
+    /// Every attempt failed (or `waiting` said to stop); the last error and the count.
+    Exhausted(E, u32),
+    /// `stop` fired while waiting to try again.
+    Stopped(E),
+}
+
+/// The one retry loop of service calls and webhooks: runs `attempt` until it succeeds,
+/// fails for good, `attempts` are spent, or `stop` fires, waiting between attempts with
+/// [`retry_wait`]. `waiting` hears of each wait (error, attempt number, wait,
+/// `Retry-After`) and may end the loop by returning false.
+pub async fn with_retries<T, E, Fut>(
+    retry: &Retry,
+    attempts: u32,
+    stop: Option<&Stop>,
+    mut attempt: impl FnMut() -> Fut,
+    mut waiting: impl FnMut(&E, u32, Duration, Option<Duration>) -> bool,
+) -> Result<T, GaveUp<E>>
+where
+    Fut: std::future::Future<Output = Result<T, Attempt<E>>>,
+{
+    let mut n = 0u32;
+    loop {
+        n = n.saturating_add(1);
+        let (error, after) = match attempt().await {
+            Ok(v) => return Ok(v),
+            Err(Attempt::Fatal(e)) => return Err(GaveUp::Fatal(e)),
+            Err(Attempt::Retry(e, after)) => (e, after),
+        };
+        let stopping = stop.is_some_and(Stop::is_stopping);
+        if n >= attempts || stopping {
+            return Err(GaveUp::Exhausted(error, n));
+        }
+        let wait = retry_wait(retry, n, after);
+        if !waiting(&error, n, wait, after) {
+            return Err(GaveUp::Exhausted(error, n));
+        }
+        match stop {
+            Some(stop) => tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.stopped() => return Err(GaveUp::Stopped(error)),
+            },
+            None => tokio::time::sleep(wait).await,
+        }
+    }
+}
+
+/// "gave up after 3 attempts".
+pub fn gave_up(n: u32) -> String {
+    format!("gave up after {n} attempt{}", if n == 1 { "" } else { "s" })
 }
 
 /// `Retry-After` in seconds or as an HTTP date.

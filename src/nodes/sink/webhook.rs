@@ -7,7 +7,7 @@
 use super::{SinkWriter, WriteFuture};
 use crate::nodes::extract::Emitted;
 use crate::masking::Masker;
-use crate::nodes::net::{body_excerpt, error_chain, retry_after, retry_wait};
+use crate::nodes::net::{self, body_excerpt, error_chain, gave_up, retry_after, with_retries, GaveUp};
 use std::sync::Arc;
 use crate::check::{Retry, Text};
 use bytes::Bytes;
@@ -31,11 +31,7 @@ pub struct WebhookWriter {
 }
 
 /// What one POST came to.
-enum Attempt {
-    /// Worth trying again (after the server's `Retry-After`, when it gave one).
-    Retry(String, Option<Duration>),
-    Fatal(String),
-}
+type Attempt = net::Attempt<String>;
 
 impl WebhookWriter {
     pub fn new(
@@ -75,27 +71,21 @@ impl WebhookWriter {
         })
     }
 
-    /// Sends one array, retrying what may succeed later.
+    /// Sends one array, retrying what may succeed later. A `Retry-After` longer than
+    /// `max_backoff` ends the tries: the page waits in the queue instead of the sink.
     async fn post(&self, body: Bytes) -> Result<(), String> {
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let (error, after) = match self.attempt(body.clone()).await {
-                Ok(()) => return Ok(()),
-                Err(Attempt::Fatal(e)) => return Err(e),
-                Err(Attempt::Retry(e, after)) => (e, after),
-            };
-            let max = Duration::from_millis(self.retry.max_backoff_ms);
-            if attempt >= self.retry.attempts || after.is_some_and(|a| a > max) {
-                return Err(format!(
-                    "{error} (gave up after {attempt} attempt{})",
-                    if attempt == 1 { "" } else { "s" }
-                ));
-            }
-            let wait = retry_wait(&self.retry, attempt, after);
-            tracing::debug!(sink = %self.sink, attempt, wait_ms = wait.as_millis() as u64, error = %error, "retrying the webhook");
-            tokio::time::sleep(wait).await;
-        }
+        let max = Duration::from_millis(self.retry.max_backoff_ms);
+        let waiting = |e: &String, n: u32, wait: Duration, after: Option<Duration>| {
+            tracing::debug!(sink = %self.sink, attempt = n, wait_ms = wait.as_millis() as u64, error = %e, "retrying the webhook");
+            after.is_none_or(|a| a <= max)
+        };
+        let attempts = self.retry.attempts;
+        with_retries(&self.retry, attempts, None, || self.attempt(body.clone()), waiting)
+            .await
+            .map_err(|g| match g {
+                GaveUp::Fatal(e) | GaveUp::Stopped(e) => e,
+                GaveUp::Exhausted(e, n) => format!("{e} ({})", gave_up(n)),
+            })
     }
 
     async fn attempt(&self, body: Bytes) -> Result<(), Attempt> {

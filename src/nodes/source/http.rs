@@ -4,7 +4,8 @@
 
 use crate::check::{Auth, Retry, Service};
 use crate::masking::Masker;
-use crate::nodes::net::{body_excerpt, error_chain, retry_after, retry_wait};
+use crate::nodes::net::{self, body_excerpt, error_chain, gave_up, retry_after, with_retries, GaveUp};
+use crate::stop::Stop;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value as Json;
@@ -106,15 +107,9 @@ impl ServiceClient {
 
     /// Sends a request, retrying what may succeed later, until it gives JSON or fails
     /// for good.
-    pub async fn fetch(
-        &self,
-        req: &Request,
-        stop: &crate::stop::Stop,
-    ) -> Result<Response, FetchError> {
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let result = tokio::select! {
+    pub async fn fetch(&self, req: &Request, stop: &Stop) -> Result<Response, FetchError> {
+        let attempt = || async {
+            tokio::select! {
                 r = self.attempt(req, stop) => r,
                 _ = stop.grace_over() => Err(Attempt::fatal(
                     format!(
@@ -123,38 +118,28 @@ impl ServiceClient {
                     ),
                     None,
                 )),
-            };
-            let (error, retry_after) = match result {
-                Ok(resp) => return Ok(resp),
-                Err(Attempt::Fatal(e)) => return Err(e),
-                Err(Attempt::Retry(e, after)) => (e, after),
-            };
-            if attempt >= self.attempts || stop.is_stopping() {
-                return Err(FetchError {
-                    message: format!(
-                        "{} (gave up after {attempt} attempt{})",
-                        error.message,
-                        if attempt == 1 { "" } else { "s" }
-                    ),
-                    status: error.status,
-                });
             }
-            let wait = retry_wait(&self.retry, attempt, retry_after);
-            tracing::debug!(service = %self.name, attempt, wait_ms = wait.as_millis() as u64, error = %error.message, "retrying");
-            if let Some(after) = retry_after {
+        };
+        let waiting = |e: &FetchError, n: u32, wait: Duration, after: Option<Duration>| {
+            tracing::debug!(service = %self.name, attempt = n, wait_ms = wait.as_millis() as u64, error = %e.message, "retrying");
+            if let Some(after) = after {
                 self.pause_for(after);
             }
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = stop.stopped() => {}
-            }
-            if stop.is_stopping() {
-                return Err(FetchError {
-                    message: format!("{} (stopped before retrying)", error.message),
-                    status: error.status,
-                });
-            }
-        }
+            true
+        };
+        with_retries(&self.retry, self.attempts, Some(stop), attempt, waiting)
+            .await
+            .map_err(|g| match g {
+                GaveUp::Fatal(e) => e,
+                GaveUp::Exhausted(e, n) => FetchError {
+                    message: format!("{} ({})", e.message, gave_up(n)),
+                    status: e.status,
+                },
+                GaveUp::Stopped(e) => FetchError {
+                    message: format!("{} (stopped before retrying)", e.message),
+                    status: e.status,
+                },
+            })
     }
 
     fn pause_for(&self, d: Duration) {
@@ -167,7 +152,7 @@ impl ServiceClient {
     }
 
     /// Waits out a pause and the rate limit; false when `stop` came first.
-    async fn wait_turn(&self, stop: &crate::stop::Stop) -> bool {
+    async fn wait_turn(&self, stop: &Stop) -> bool {
         loop {
             let until = self.pause_until.lock().ok().and_then(|p| *p);
             match until {
@@ -190,7 +175,7 @@ impl ServiceClient {
     async fn attempt(
         &self,
         req: &Request,
-        stop: &crate::stop::Stop,
+        stop: &Stop,
     ) -> Result<Response, Attempt> {
         if !self.wait_turn(stop).await {
             return Err(Attempt::fatal("stopped before the request was sent", None));
@@ -413,12 +398,9 @@ impl ServiceClient {
     }
 }
 
-enum Attempt {
-    Retry(FetchError, Option<Duration>),
-    Fatal(FetchError),
-}
+type Attempt = net::Attempt<FetchError>;
 
-impl Attempt {
+impl net::Attempt<FetchError> {
     fn fatal(message: impl Into<String>, status: Option<u16>) -> Attempt {
         Attempt::Fatal(FetchError {
             message: message.into(),
