@@ -77,15 +77,21 @@ impl Graph {
             root,
             tasks: TaskTracker::new(),
         };
-        g.apply(plan)?;
+        let diff = Diff::start(&plan);
+        g.apply(plan, &diff)?;
         Ok(g)
     }
 
-    /// Moves the running graph to `plan`; returns what changed. Anything that can fail
-    /// is prepared before the first node is touched, so a failed apply leaves the old
-    /// graph running as it was.
-    pub fn apply(&mut self, plan: Plan) -> Result<Diff, String> {
-        let diff = Diff::new(&self.plan, &plan);
+    /// The plan the graph runs.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Moves the running graph to `plan`, starting, restarting and stopping what `diff`
+    /// (from the running plan to `plan`) names. Anything that can fail is prepared
+    /// before the first node is touched, so a failed apply leaves the old graph running
+    /// as it was.
+    pub fn apply(&mut self, plan: Plan, diff: &Diff) -> Result<(), String> {
         let masker = Masker::new(plan.secrets.clone());
         let mut clients = BTreeMap::new();
         for (_, _, svc) in plan.sources() {
@@ -100,14 +106,14 @@ impl Graph {
         }
         let views = aggregates::compile(&plan)?;
 
-        self.apply_sinks(&plan, &diff);
+        self.apply_sinks(&plan, diff);
         self.clients = clients;
         let sinks = &self.sinks;
         aggregates::apply(
             &mut self.aggregates,
             views,
             &plan,
-            &diff,
+            diff,
             &self.store,
             &|s| sinks.get(s).map(|u| u.tx.clone()),
             &self.tasks,
@@ -150,7 +156,7 @@ impl Graph {
             self.start_unit(&name, wait)?;
         }
         self.rewire();
-        Ok(diff)
+        Ok(())
     }
 
     /// Starts new and changed sinks (a replacement only once the sink it replaces has

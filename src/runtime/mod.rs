@@ -10,6 +10,7 @@ mod schedule;
 mod supervise;
 mod units;
 
+use crate::plan::diff::Diff;
 use crate::plan::Plan;
 use crate::state::StateStore;
 use crate::stop::Stop;
@@ -97,8 +98,9 @@ pub async fn run(
             r = next => match r {
                 Some(Reload { plan, applied }) => {
                     let started = std::time::Instant::now();
-                    match graph.apply(plan) {
-                        Ok(diff) => {
+                    let diff = Diff::new(graph.plan(), &plan);
+                    match graph.apply(plan, &diff) {
+                        Ok(()) => {
                             applied();
                             let summary = diff.summary();
                             tracing::info!(took_ms = started.elapsed().as_millis() as u64, "reloaded: {summary}");
