@@ -6,6 +6,8 @@
 //! by bounded channels) running the [`nodes`] over the [`state`] store.
 //! [`watch`] turns file saves into reloads; [`format`] prints canonical text.
 //! [`app`] holds the commands over all of these; nothing in the library imports it.
+//! [`stop`] (one cancellation tree) and [`masking`] (secrets as `***`) serve every stage.
+//! docs/architecture.md tells the runtime's units, tasks, cancellation and commit.
 
 // In the order above; the blank lines keep rustfmt from sorting them.
 pub mod syntax;
