@@ -1,5 +1,20 @@
 //! Typed record values: conversion from JSON by the rules of spec §4, comparison, and
 //! writing records as JSON objects.
+//!
+//! Every value here may come from an API, so nothing in this file may panic on one:
+//! arithmetic is checked, casts are checked, nothing is indexed, and a value that does
+//! not convert is an `Err` with a short, one-line reason (see [`quoted`]).
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use crate::check::Type;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -75,6 +90,8 @@ impl Val {
         };
         match (ty, self) {
             (Type::Json, Val::Json(j)) => Ok(Val::Json(j)),
+            // Spec §4: a `json` field keeps a number a number (`12.50`, not `"12.50"`).
+            (Type::Json, Val::Decimal(d)) => Ok(Val::Json(decimal_number(&d))),
             (Type::Json, v) => Ok(Val::Json(v.to_json())),
             (Type::String, Val::Str(s)) => Ok(Val::Str(s)),
             (
@@ -114,8 +131,13 @@ impl Val {
                 .map(Val::Int)
                 .map_err(|_| format!("string {} is not an integer", quoted(&s))),
             (Type::Float, Val::Float(f)) if f.is_finite() => Ok(Val::Float(f)),
+            // The nearest float: a float field asks for no more.
             (Type::Float, Val::Int(i)) => Ok(Val::Float(i as f64)),
-            (Type::Float, Val::Decimal(d)) => Ok(Val::Float(d.to_f64().unwrap_or(f64::NAN))),
+            (Type::Float, Val::Decimal(d)) => d
+                .to_f64()
+                .filter(|f| f.is_finite())
+                .map(Val::Float)
+                .ok_or_else(|| format!("{d} is out of range for float")),
             (Type::Float, Val::Str(s)) => s
                 .trim()
                 .parse::<f64>()
@@ -127,7 +149,7 @@ impl Val {
             (Type::Decimal, Val::Int(i)) => Ok(Val::Decimal(Decimal::from(i))),
             (Type::Decimal, Val::Float(f)) => Decimal::from_f64(f)
                 .map(Val::Decimal)
-                .ok_or_else(|| format!("{f} does not fit a decimal")),
+                .ok_or_else(|| format!("{} does not fit a decimal", cut(&f.to_string()))),
             (Type::Decimal, Val::Str(s)) => match parse_decimal(s.trim()) {
                 Some(d) => Ok(Val::Decimal(d)),
                 None if s.trim().parse::<f64>().is_ok_and(f64::is_finite) => Err(format!(
@@ -160,15 +182,11 @@ impl Val {
         }
     }
 
-    fn brief(&self) -> String {
-        let t = match self {
+    /// The value as a reason shows it: strings quoted, at most 40 characters, one line.
+    pub fn brief(&self) -> String {
+        match self {
             Val::Str(s) => quoted(s),
-            other => other.to_text(),
-        };
-        if t.chars().count() > 40 {
-            format!("{}…", t.chars().take(40).collect::<String>())
-        } else {
-            t
+            other => cut(&other.to_text()),
         }
     }
 
@@ -251,19 +269,66 @@ impl Val {
     }
 }
 
+/// How many characters of a value a reason shows: enough to find the record, while a
+/// 100,000-character string does not become a 100,000-character reason.
+const BRIEF: usize = 40;
+
 /// A number's text, cut to 40 characters for a reason.
-fn brief_text(n: &serde_json::Number) -> String {
-    let t = n.to_string();
-    if t.chars().count() > 40 {
-        format!("{}…", t.chars().take(40).collect::<String>())
-    } else {
-        t
-    }
+pub fn brief_text(n: &serde_json::Number) -> String {
+    cut(&n.to_string())
 }
 
-fn quoted(s: &str) -> String {
-    let short: String = s.chars().take(40).collect();
-    format!("\"{short}\"")
+/// Text cut to [`BRIEF`] characters, control and invisible characters escaped: a reason
+/// stays one readable line in a log or `dump --rejected`.
+fn cut(t: &str) -> String {
+    let (mut out, more) = escaped(t);
+    if more {
+        out.push('…');
+    }
+    out
+}
+
+/// A string from a record as a reason quotes it: its first 40 characters with control
+/// and invisible characters escaped (`"a\nb"`), and `…` when there was more.
+pub fn quoted(s: &str) -> String {
+    let (short, more) = escaped(s);
+    format!("\"{short}\"{}", if more { "…" } else { "" })
+}
+
+/// The start of `t` with what cannot be seen escaped, at most [`BRIEF`] characters
+/// once escaped, and whether there was more.
+fn escaped(t: &str) -> (String, bool) {
+    let mut out = String::new();
+    let mut shown = 0usize;
+    let mut chars = t.chars();
+    while shown < BRIEF {
+        let Some(c) = chars.next() else {
+            return (out, false);
+        };
+        match c {
+            // JSON text keeps its own quoting; only what cannot be seen is escaped.
+            '"' | '\'' | '\\' => {
+                out.push(c);
+                shown = shown.saturating_add(1);
+            }
+            c => {
+                let e = c.escape_debug();
+                shown = shown.saturating_add(e.len());
+                out.extend(e);
+            }
+        }
+    }
+    (out, chars.next().is_some())
+}
+
+/// A decimal as a JSON number with the same digits (`12.50`): serde_json is built with
+/// `arbitrary_precision`, so the text is kept as written.
+fn decimal_number(d: &Decimal) -> Json {
+    let text = d.to_string();
+    match text.parse::<serde_json::Number>() {
+        Ok(n) => Json::Number(n),
+        Err(_) => Json::String(text),
+    }
 }
 
 fn itoa(i: i64) -> String {
@@ -307,14 +372,15 @@ fn same_number(a: &str, b: &str) -> bool {
     a.is_some() && a == digits_of(b)
 }
 
-/// (negative, significant digits, exponent of the first digit) of a numeral.
+/// (negative, significant digits, exponent of the first digit) of a numeral; `None` when
+/// it is not one, or its exponent is beyond any `i64` (`1e9223372036854775807`).
 fn digits_of(s: &str) -> Option<(bool, String, i64)> {
     let (neg, s) = match s.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, s.strip_prefix('+').unwrap_or(s)),
     };
-    let (mantissa, exp) = match s.find(['e', 'E']) {
-        Some(i) => (&s[..i], s[i + 1..].parse::<i64>().ok()?),
+    let (mantissa, exp) = match s.split_once(['e', 'E']) {
+        Some((mantissa, exp)) => (mantissa, exp.parse::<i64>().ok()?),
         None => (s, 0),
     };
     let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
@@ -324,12 +390,17 @@ fn digits_of(s: &str) -> Option<(bool, String, i64)> {
         return None;
     }
     let all = format!("{int}{frac}");
-    let lead = all.bytes().take_while(|b| *b == b'0').count();
-    let digits = all[lead..].trim_end_matches('0').to_string();
+    let significant = all.trim_start_matches('0');
+    let digits = significant.trim_end_matches('0').to_string();
     if digits.is_empty() {
         return Some((false, String::new(), 0));
     }
-    Some((neg, digits, exp + int.len() as i64 - lead as i64))
+    // The first significant digit stands `int.len() - lead` places left of the point.
+    let lead = all.len().checked_sub(significant.len())?;
+    let first = i64::try_from(int.len())
+        .ok()?
+        .checked_sub(i64::try_from(lead).ok()?)?;
+    Some((neg, digits, exp.checked_add(first)?))
 }
 
 /// Writes a JSON string with escapes.
@@ -365,6 +436,7 @@ pub fn read_record(fields: &[(String, Type, bool)], bytes: &[u8]) -> Option<Reco
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
@@ -466,6 +538,32 @@ mod tests {
         assert!(Val::Json(serde_json::json!({"a": 1}))
             .convert(Type::String)
             .is_err());
+    }
+
+    /// A reason quotes 40 characters of a string at most, escaping what cannot be seen,
+    /// so a hostile value cannot make a reason long or break it over lines.
+    #[test]
+    fn a_reason_shows_a_short_escaped_value() {
+        assert_eq!(quoted("ten"), "\"ten\"");
+        assert_eq!(quoted("a\nb\u{1b}[31m"), "\"a\\nb\\u{1b}[31m\"");
+        assert_eq!(
+            quoted(&"x".repeat(100_000)),
+            format!("\"{}\"…", "x".repeat(40))
+        );
+        let e = Val::Str("\u{0}".repeat(100_000))
+            .convert(Type::Int)
+            .unwrap_err();
+        assert!(e.len() < 100 && !e.contains('\u{0}'), "{e}");
+    }
+
+    /// A numeral whose exponent no `i64` holds is no decimal; counting its magnitude
+    /// overflowed before.
+    #[test]
+    fn an_exponent_beyond_i64_is_not_a_number_a_decimal_holds() {
+        assert_eq!(digits_of("1e9223372036854775807"), None);
+        assert_eq!(digits_of("0.001e-9223372036854775808"), None);
+        assert!(!same_number("1e9223372036854775807", "1"));
+        assert_eq!(parse_decimal("1e9223372036854775807"), None);
     }
 
     #[test]
