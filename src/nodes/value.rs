@@ -22,7 +22,10 @@ use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
 use rust_decimal::Decimal;
 use serde_json::Value as Json;
 use std::cmp::Ordering;
-use std::str::FromStr;
+
+mod numeral;
+
+pub use numeral::{number_val, parse_decimal};
 
 /// One field's value in a record.
 #[derive(Debug, Clone, PartialEq)]
@@ -335,74 +338,6 @@ fn itoa(i: i64) -> String {
     i.to_string()
 }
 
-/// A JSON number as the narrowest exact value: an int, else an exact decimal, else the
-/// number itself (its text kept), which arithmetic treats as a float and a `decimal`
-/// field refuses rather than rounding it.
-pub fn number_val(n: &serde_json::Number) -> Val {
-    if let Some(i) = n.as_i64() {
-        return Val::Int(i);
-    }
-    match parse_decimal(&n.to_string()) {
-        Some(d) => Val::Decimal(d),
-        None => Val::Json(Json::Number(n.clone())),
-    }
-}
-
-/// `12.50`, `-3`, `1e3`: the decimal that holds exactly this number, or `None` when a
-/// decimal cannot (more than 28 significant digits, or out of range): never rounded.
-pub fn parse_decimal(s: &str) -> Option<Decimal> {
-    if s.is_empty() {
-        return None;
-    }
-    let d = match Decimal::from_str_exact(s) {
-        Ok(d) => d,
-        // Rounded, or written with an exponent: keep it only when nothing was lost.
-        Err(_) => Decimal::from_str(s)
-            .or_else(|_| Decimal::from_scientific(s))
-            .ok()
-            .filter(|d| same_number(s, &d.to_string()))?,
-    };
-    Some(d)
-}
-
-/// Whether two decimal numerals (`-1.50`, `15e-1`) name the same number: compares their
-/// sign, significant digits and magnitude as text, so nothing is rounded on the way.
-fn same_number(a: &str, b: &str) -> bool {
-    let a = digits_of(a);
-    a.is_some() && a == digits_of(b)
-}
-
-/// (negative, significant digits, exponent of the first digit) of a numeral; `None` when
-/// it is not one, or its exponent is beyond any `i64` (`1e9223372036854775807`).
-fn digits_of(s: &str) -> Option<(bool, String, i64)> {
-    let (neg, s) = match s.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    let (mantissa, exp) = match s.split_once(['e', 'E']) {
-        Some((mantissa, exp)) => (mantissa, exp.parse::<i64>().ok()?),
-        None => (s, 0),
-    };
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    if int.is_empty() && frac.is_empty()
-        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    let all = format!("{int}{frac}");
-    let significant = all.trim_start_matches('0');
-    let digits = significant.trim_end_matches('0').to_string();
-    if digits.is_empty() {
-        return Some((false, String::new(), 0));
-    }
-    // The first significant digit stands `int.len() - lead` places left of the point.
-    let lead = all.len().checked_sub(significant.len())?;
-    let first = i64::try_from(int.len())
-        .ok()?
-        .checked_sub(i64::try_from(lead).ok()?)?;
-    Some((neg, digits, exp.checked_add(first)?))
-}
-
 /// Writes a JSON string with escapes.
 pub fn write_str(s: &str, out: &mut Vec<u8>) {
     let _ = serde_json::to_writer(&mut *out, s);
@@ -429,6 +364,8 @@ pub fn read_record(fields: &[(String, Type, bool)], bytes: &[u8]) -> Option<Reco
         .iter()
         .map(|(name, ty, _)| match obj.get(name) {
             None | Some(Json::Null) => Val::Null,
+            // Written as it was kept (spec §4): read as JSON, not as a value anew.
+            Some(v) if *ty == Type::Json => Val::Json(v.clone()),
             Some(v) => Val::from_json(v).convert(*ty).unwrap_or(Val::Null),
         })
         .collect();
@@ -437,142 +374,4 @@ pub fn read_record(fields: &[(String, Type, bool)], bytes: &[u8]) -> Option<Reco
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
-mod tests {
-    use super::*;
-
-    fn num(s: &str) -> Val {
-        let v: Json = serde_json::from_str(s).unwrap();
-        Val::from_json(&v)
-    }
-
-    #[test]
-    fn decimals_are_exact() {
-        assert_eq!(
-            num("12.50").convert(Type::Decimal).unwrap().to_json(),
-            Json::String("12.50".into())
-        );
-        assert_eq!(
-            Val::Str("0.10".into())
-                .convert(Type::Decimal)
-                .unwrap()
-                .to_json(),
-            Json::String("0.10".into())
-        );
-        assert!(Val::Str("ten".into()).convert(Type::Decimal).is_err());
-    }
-
-    #[test]
-    fn a_decimal_is_kept_exactly_or_refused_never_rounded() {
-        let kept = |v: Val| v.convert(Type::Decimal).map(|d| d.to_text());
-        assert_eq!(kept(num("1e3")), Ok("1000".into()));
-        assert_eq!(kept(num("-2.5E-3")), Ok("-0.0025".into()));
-        assert_eq!(
-            kept(num("0.1234567890123456789012345678")),
-            Ok("0.1234567890123456789012345678".into())
-        );
-        // Trailing zeros beyond what a decimal holds lose nothing.
-        assert_eq!(
-            kept(Val::Str("1.000000000000000000000000000000000".into())),
-            Ok("1.0000000000000000000000000000".into())
-        );
-        for refused in [
-            num("0.10000000000000000000000000001"),
-            num("1e-40"),
-            num("1e400"),
-            Val::Str("1.00000000000000000000000000009".into()),
-            Val::Str("123456789012345678901234567890.5".into()),
-        ] {
-            let e = refused.clone().convert(Type::Decimal).unwrap_err();
-            assert!(e.contains("cannot be kept exactly"), "{refused:?}: {e}");
-        }
-        // Kept as written where the field is json or string.
-        assert_eq!(
-            num("0.10000000000000000000000000001")
-                .convert(Type::Json)
-                .unwrap()
-                .to_json()
-                .to_string(),
-            "0.10000000000000000000000000001"
-        );
-        assert_eq!(
-            num("1e-40").convert(Type::String),
-            Ok(Val::Str("1e-40".into()))
-        );
-    }
-
-    #[test]
-    fn a_float_is_finite() {
-        assert_eq!(num("2.5").convert(Type::Float), Ok(Val::Float(2.5)));
-        assert_eq!(
-            num("0.10000000000000000000000000001").convert(Type::Float),
-            Ok(Val::Float(0.1))
-        );
-        for refused in [
-            num("1e400"),
-            Val::Str("NaN".into()),
-            Val::Str("inf".into()),
-            Val::Str("-Infinity".into()),
-        ] {
-            assert!(refused.clone().convert(Type::Float).is_err(), "{refused:?}");
-        }
-    }
-
-    #[test]
-    fn conversions_follow_the_spec() {
-        assert_eq!(Val::Str("42".into()).convert(Type::Int), Ok(Val::Int(42)));
-        assert!(num("4.5").convert(Type::Int).is_err());
-        assert_eq!(num("7").convert(Type::String), Ok(Val::Str("7".into())));
-        assert_eq!(
-            Val::Bool(true).convert(Type::String),
-            Ok(Val::Str("true".into()))
-        );
-        assert_eq!(
-            Val::Str("false".into()).convert(Type::Bool),
-            Ok(Val::Bool(false))
-        );
-        let dt = Val::Str("2026-01-01T10:00:00+02:00".into())
-            .convert(Type::Datetime)
-            .unwrap();
-        assert_eq!(dt.to_json(), Json::String("2026-01-01T08:00:00Z".into()));
-        assert!(num("1700000000").convert(Type::Datetime).is_err());
-        assert!(Val::Json(serde_json::json!({"a": 1}))
-            .convert(Type::String)
-            .is_err());
-    }
-
-    /// A reason quotes 40 characters of a string at most, escaping what cannot be seen,
-    /// so a hostile value cannot make a reason long or break it over lines.
-    #[test]
-    fn a_reason_shows_a_short_escaped_value() {
-        assert_eq!(quoted("ten"), "\"ten\"");
-        assert_eq!(quoted("a\nb\u{1b}[31m"), "\"a\\nb\\u{1b}[31m\"");
-        assert_eq!(
-            quoted(&"x".repeat(100_000)),
-            format!("\"{}\"…", "x".repeat(40))
-        );
-        let e = Val::Str("\u{0}".repeat(100_000))
-            .convert(Type::Int)
-            .unwrap_err();
-        assert!(e.len() < 100 && !e.contains('\u{0}'), "{e}");
-    }
-
-    /// A numeral whose exponent no `i64` holds is no decimal; counting its magnitude
-    /// overflowed before.
-    #[test]
-    fn an_exponent_beyond_i64_is_not_a_number_a_decimal_holds() {
-        assert_eq!(digits_of("1e9223372036854775807"), None);
-        assert_eq!(digits_of("0.001e-9223372036854775808"), None);
-        assert!(!same_number("1e9223372036854775807", "1"));
-        assert_eq!(parse_decimal("1e9223372036854775807"), None);
-    }
-
-    #[test]
-    fn cross_type_comparison() {
-        assert_eq!(
-            Val::Int(2).compare(&Val::Decimal(Decimal::new(15, 1))),
-            Some(Ordering::Greater)
-        );
-        assert_eq!(Val::Null.compare(&Val::Int(1)), None);
-        assert_eq!(Val::Str("a".into()).compare(&Val::Int(1)), None);
-    }
-}
+mod tests;
