@@ -1,5 +1,19 @@
 //! How a source's JSON items become typed records (spec §4): the `records` path, the
 //! `fields` expressions and conversions, the key, the cursor and the `where` filter.
+//!
+//! Items come from an API: a value that does not convert rejects its record with the
+//! reason; nothing here panics on one (no indexing, no unchecked arithmetic or casts).
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use super::eval::{Compiled, Env, Path};
 use super::value::{Record, Val};
@@ -48,7 +62,8 @@ impl Extractor {
         let cursor = src
             .incremental
             .as_ref()
-            .and_then(|i| index(&i.cursor).map(|at| (at, src.fields[at].ty)));
+            .and_then(|i| index(&i.cursor))
+            .and_then(|at| Some((at, src.fields.get(at)?.ty)));
         let start = src.incremental.as_ref().and_then(|i| {
             let (_, ty) = cursor?;
             super::eval::lit_value(i.start.as_ref()?)
@@ -115,8 +130,7 @@ impl Extractor {
                             None => return Ok(Vec::new()),
                         },
                         (crate::check::PathStep::Index(i), Json::Array(a)) => {
-                            let idx = if *i < 0 { a.len().checked_sub(i.unsigned_abs() as usize) } else { Some(*i as usize) };
-                            match idx.and_then(|i| a.get_mut(i)) {
+                            match super::eval::index(*i, a.len()).and_then(|i| a.get_mut(i)) {
                                 Some(x) => x,
                                 None => return Ok(Vec::new()),
                             }
@@ -164,7 +178,7 @@ impl Extractor {
         let mut values = Vec::with_capacity(self.fields.len());
         let mut error: Option<String> = None;
         for ((ty, optional, expr), name) in self.fields.iter().zip(self.names.iter()) {
-            let v = match expr.eval(&env).and_then(|v| v.convert(*ty)) {
+            let v = match field_value(expr, *ty, &env) {
                 Ok(Val::Null) if !optional => {
                     error.get_or_insert_with(|| {
                         format!("required field `{name}` is missing or null")
@@ -183,7 +197,10 @@ impl Extractor {
         match error {
             None => Ok(record),
             Some(e) => {
-                let key_ok = self.key.iter().all(|&i| !record.values[i].is_null());
+                let key_ok = self
+                    .key
+                    .iter()
+                    .all(|&i| record.values.get(i).is_some_and(|v| !v.is_null()));
                 let key = (key_ok && !self.key.is_empty()).then(|| self.key_of(&record));
                 let cursor = self.cursor_of(&record).filter(|c| !c.is_null()).cloned();
                 Err(Rejection {
@@ -201,7 +218,9 @@ impl Extractor {
             if n > 0 {
                 out.push(0x1f);
             }
-            out.extend_from_slice(r.values[i].to_text().as_bytes());
+            if let Some(v) = r.values.get(i) {
+                out.extend_from_slice(v.to_text().as_bytes());
+            }
         }
         out
     }
@@ -211,7 +230,7 @@ impl Extractor {
     }
 
     pub fn cursor_of<'a>(&self, r: &'a Record) -> Option<&'a Val> {
-        self.cursor.map(|(i, _)| &r.values[i])
+        self.cursor.and_then(|(i, _)| r.values.get(i))
     }
 
     /// The cursor of a raw item, for a newest-first source's early stop.
@@ -226,13 +245,8 @@ impl Extractor {
             parent,
             fields: &[],
         };
-        self.fields[i]
-            .2
-            .eval(&env)
-            .ok()?
-            .convert(ty)
-            .ok()
-            .filter(|v| !v.is_null())
+        let (_, _, expr) = self.fields.get(i)?;
+        field_value(expr, ty, &env).ok().filter(|v| !v.is_null())
     }
 
     /// The watermark in effect: the stored one, else `incremental.start`.
@@ -260,5 +274,14 @@ impl Extractor {
                 fields: &r.values,
             }),
         }
+    }
+}
+
+/// A field's value converted to its type: a `json` field keeps what a bare path selects
+/// exactly as the API wrote it (spec §4), the others convert what the expression gives.
+fn field_value(expr: &Compiled, ty: Type, env: &Env) -> Result<Val, String> {
+    match ty {
+        Type::Json => expr.eval_json(env),
+        _ => expr.eval(env).and_then(|v| v.convert(ty)),
     }
 }

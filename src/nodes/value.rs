@@ -1,5 +1,20 @@
 //! Typed record values: conversion from JSON by the rules of spec §4, comparison, and
 //! writing records as JSON objects.
+//!
+//! Every value here may come from an API, so nothing in this file may panic on one:
+//! arithmetic is checked, casts are checked, nothing is indexed, and a value that does
+//! not convert is an `Err` with a short, one-line reason (see [`quoted`]).
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use crate::check::Type;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -7,7 +22,10 @@ use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
 use rust_decimal::Decimal;
 use serde_json::Value as Json;
 use std::cmp::Ordering;
-use std::str::FromStr;
+
+mod numeral;
+
+pub use numeral::{number_val, parse_decimal};
 
 /// One field's value in a record.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,6 +93,8 @@ impl Val {
         };
         match (ty, self) {
             (Type::Json, Val::Json(j)) => Ok(Val::Json(j)),
+            // Spec §4: a `json` field keeps a number a number (`12.50`, not `"12.50"`).
+            (Type::Json, Val::Decimal(d)) => Ok(Val::Json(decimal_number(&d))),
             (Type::Json, v) => Ok(Val::Json(v.to_json())),
             (Type::String, Val::Str(s)) => Ok(Val::Str(s)),
             (
@@ -114,8 +134,13 @@ impl Val {
                 .map(Val::Int)
                 .map_err(|_| format!("string {} is not an integer", quoted(&s))),
             (Type::Float, Val::Float(f)) if f.is_finite() => Ok(Val::Float(f)),
+            // The nearest float: a float field asks for no more.
             (Type::Float, Val::Int(i)) => Ok(Val::Float(i as f64)),
-            (Type::Float, Val::Decimal(d)) => Ok(Val::Float(d.to_f64().unwrap_or(f64::NAN))),
+            (Type::Float, Val::Decimal(d)) => d
+                .to_f64()
+                .filter(|f| f.is_finite())
+                .map(Val::Float)
+                .ok_or_else(|| format!("{d} is out of range for float")),
             (Type::Float, Val::Str(s)) => s
                 .trim()
                 .parse::<f64>()
@@ -127,7 +152,7 @@ impl Val {
             (Type::Decimal, Val::Int(i)) => Ok(Val::Decimal(Decimal::from(i))),
             (Type::Decimal, Val::Float(f)) => Decimal::from_f64(f)
                 .map(Val::Decimal)
-                .ok_or_else(|| format!("{f} does not fit a decimal")),
+                .ok_or_else(|| format!("{} does not fit a decimal", cut(&f.to_string()))),
             (Type::Decimal, Val::Str(s)) => match parse_decimal(s.trim()) {
                 Some(d) => Ok(Val::Decimal(d)),
                 None if s.trim().parse::<f64>().is_ok_and(f64::is_finite) => Err(format!(
@@ -160,15 +185,11 @@ impl Val {
         }
     }
 
-    fn brief(&self) -> String {
-        let t = match self {
+    /// The value as a reason shows it: strings quoted, at most 40 characters, one line.
+    pub fn brief(&self) -> String {
+        match self {
             Val::Str(s) => quoted(s),
-            other => other.to_text(),
-        };
-        if t.chars().count() > 40 {
-            format!("{}…", t.chars().take(40).collect::<String>())
-        } else {
-            t
+            other => cut(&other.to_text()),
         }
     }
 
@@ -251,85 +272,70 @@ impl Val {
     }
 }
 
+/// How many characters of a value a reason shows: enough to find the record, while a
+/// 100,000-character string does not become a 100,000-character reason.
+const BRIEF: usize = 40;
+
 /// A number's text, cut to 40 characters for a reason.
-fn brief_text(n: &serde_json::Number) -> String {
-    let t = n.to_string();
-    if t.chars().count() > 40 {
-        format!("{}…", t.chars().take(40).collect::<String>())
-    } else {
-        t
-    }
+pub fn brief_text(n: &serde_json::Number) -> String {
+    cut(&n.to_string())
 }
 
-fn quoted(s: &str) -> String {
-    let short: String = s.chars().take(40).collect();
-    format!("\"{short}\"")
+/// Text cut to [`BRIEF`] characters, control and invisible characters escaped: a reason
+/// stays one readable line in a log or `dump --rejected`.
+fn cut(t: &str) -> String {
+    let (mut out, more) = escaped(t);
+    if more {
+        out.push('…');
+    }
+    out
+}
+
+/// A string from a record as a reason quotes it: its first 40 characters with control
+/// and invisible characters escaped (`"a\nb"`), and `…` when there was more.
+pub fn quoted(s: &str) -> String {
+    let (short, more) = escaped(s);
+    format!("\"{short}\"{}", if more { "…" } else { "" })
+}
+
+/// The start of `t` with what cannot be seen escaped, at most [`BRIEF`] characters
+/// once escaped, and whether there was more.
+fn escaped(t: &str) -> (String, bool) {
+    let mut out = String::new();
+    let mut shown = 0usize;
+    let mut chars = t.chars();
+    while shown < BRIEF {
+        let Some(c) = chars.next() else {
+            return (out, false);
+        };
+        match c {
+            // JSON text keeps its own quoting; only what cannot be seen is escaped.
+            '"' | '\'' | '\\' => {
+                out.push(c);
+                shown = shown.saturating_add(1);
+            }
+            c => {
+                let e = c.escape_debug();
+                shown = shown.saturating_add(e.len());
+                out.extend(e);
+            }
+        }
+    }
+    (out, chars.next().is_some())
+}
+
+/// A decimal as a JSON number with the same digits (`12.50`): serde_json is built with
+/// `arbitrary_precision`, so the text is kept as written.
+fn decimal_number(d: &Decimal) -> Json {
+    let text = d.to_string();
+    match text.parse::<serde_json::Number>() {
+        Ok(n) => Json::Number(n),
+        Err(_) => Json::String(text),
+    }
 }
 
 fn itoa(i: i64) -> String {
     i.to_string()
-}
-
-/// A JSON number as the narrowest exact value: an int, else an exact decimal, else the
-/// number itself (its text kept), which arithmetic treats as a float and a `decimal`
-/// field refuses rather than rounding it.
-pub fn number_val(n: &serde_json::Number) -> Val {
-    if let Some(i) = n.as_i64() {
-        return Val::Int(i);
-    }
-    match parse_decimal(&n.to_string()) {
-        Some(d) => Val::Decimal(d),
-        None => Val::Json(Json::Number(n.clone())),
-    }
-}
-
-/// `12.50`, `-3`, `1e3`: the decimal that holds exactly this number, or `None` when a
-/// decimal cannot (more than 28 significant digits, or out of range): never rounded.
-pub fn parse_decimal(s: &str) -> Option<Decimal> {
-    if s.is_empty() {
-        return None;
-    }
-    let d = match Decimal::from_str_exact(s) {
-        Ok(d) => d,
-        // Rounded, or written with an exponent: keep it only when nothing was lost.
-        Err(_) => Decimal::from_str(s)
-            .or_else(|_| Decimal::from_scientific(s))
-            .ok()
-            .filter(|d| same_number(s, &d.to_string()))?,
-    };
-    Some(d)
-}
-
-/// Whether two decimal numerals (`-1.50`, `15e-1`) name the same number: compares their
-/// sign, significant digits and magnitude as text, so nothing is rounded on the way.
-fn same_number(a: &str, b: &str) -> bool {
-    let a = digits_of(a);
-    a.is_some() && a == digits_of(b)
-}
-
-/// (negative, significant digits, exponent of the first digit) of a numeral.
-fn digits_of(s: &str) -> Option<(bool, String, i64)> {
-    let (neg, s) = match s.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    let (mantissa, exp) = match s.find(['e', 'E']) {
-        Some(i) => (&s[..i], s[i + 1..].parse::<i64>().ok()?),
-        None => (s, 0),
-    };
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    if int.is_empty() && frac.is_empty()
-        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    let all = format!("{int}{frac}");
-    let lead = all.bytes().take_while(|b| *b == b'0').count();
-    let digits = all[lead..].trim_end_matches('0').to_string();
-    if digits.is_empty() {
-        return Some((false, String::new(), 0));
-    }
-    Some((neg, digits, exp + int.len() as i64 - lead as i64))
 }
 
 /// Writes a JSON string with escapes.
@@ -358,6 +364,8 @@ pub fn read_record(fields: &[(String, Type, bool)], bytes: &[u8]) -> Option<Reco
         .iter()
         .map(|(name, ty, _)| match obj.get(name) {
             None | Some(Json::Null) => Val::Null,
+            // Written as it was kept (spec §4): read as JSON, not as a value anew.
+            Some(v) if *ty == Type::Json => Val::Json(v.clone()),
             Some(v) => Val::from_json(v).convert(*ty).unwrap_or(Val::Null),
         })
         .collect();
@@ -365,116 +373,5 @@ pub fn read_record(fields: &[(String, Type, bool)], bytes: &[u8]) -> Option<Reco
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn num(s: &str) -> Val {
-        let v: Json = serde_json::from_str(s).unwrap();
-        Val::from_json(&v)
-    }
-
-    #[test]
-    fn decimals_are_exact() {
-        assert_eq!(
-            num("12.50").convert(Type::Decimal).unwrap().to_json(),
-            Json::String("12.50".into())
-        );
-        assert_eq!(
-            Val::Str("0.10".into())
-                .convert(Type::Decimal)
-                .unwrap()
-                .to_json(),
-            Json::String("0.10".into())
-        );
-        assert!(Val::Str("ten".into()).convert(Type::Decimal).is_err());
-    }
-
-    #[test]
-    fn a_decimal_is_kept_exactly_or_refused_never_rounded() {
-        let kept = |v: Val| v.convert(Type::Decimal).map(|d| d.to_text());
-        assert_eq!(kept(num("1e3")), Ok("1000".into()));
-        assert_eq!(kept(num("-2.5E-3")), Ok("-0.0025".into()));
-        assert_eq!(
-            kept(num("0.1234567890123456789012345678")),
-            Ok("0.1234567890123456789012345678".into())
-        );
-        // Trailing zeros beyond what a decimal holds lose nothing.
-        assert_eq!(
-            kept(Val::Str("1.000000000000000000000000000000000".into())),
-            Ok("1.0000000000000000000000000000".into())
-        );
-        for refused in [
-            num("0.10000000000000000000000000001"),
-            num("1e-40"),
-            num("1e400"),
-            Val::Str("1.00000000000000000000000000009".into()),
-            Val::Str("123456789012345678901234567890.5".into()),
-        ] {
-            let e = refused.clone().convert(Type::Decimal).unwrap_err();
-            assert!(e.contains("cannot be kept exactly"), "{refused:?}: {e}");
-        }
-        // Kept as written where the field is json or string.
-        assert_eq!(
-            num("0.10000000000000000000000000001")
-                .convert(Type::Json)
-                .unwrap()
-                .to_json()
-                .to_string(),
-            "0.10000000000000000000000000001"
-        );
-        assert_eq!(
-            num("1e-40").convert(Type::String),
-            Ok(Val::Str("1e-40".into()))
-        );
-    }
-
-    #[test]
-    fn a_float_is_finite() {
-        assert_eq!(num("2.5").convert(Type::Float), Ok(Val::Float(2.5)));
-        assert_eq!(
-            num("0.10000000000000000000000000001").convert(Type::Float),
-            Ok(Val::Float(0.1))
-        );
-        for refused in [
-            num("1e400"),
-            Val::Str("NaN".into()),
-            Val::Str("inf".into()),
-            Val::Str("-Infinity".into()),
-        ] {
-            assert!(refused.clone().convert(Type::Float).is_err(), "{refused:?}");
-        }
-    }
-
-    #[test]
-    fn conversions_follow_the_spec() {
-        assert_eq!(Val::Str("42".into()).convert(Type::Int), Ok(Val::Int(42)));
-        assert!(num("4.5").convert(Type::Int).is_err());
-        assert_eq!(num("7").convert(Type::String), Ok(Val::Str("7".into())));
-        assert_eq!(
-            Val::Bool(true).convert(Type::String),
-            Ok(Val::Str("true".into()))
-        );
-        assert_eq!(
-            Val::Str("false".into()).convert(Type::Bool),
-            Ok(Val::Bool(false))
-        );
-        let dt = Val::Str("2026-01-01T10:00:00+02:00".into())
-            .convert(Type::Datetime)
-            .unwrap();
-        assert_eq!(dt.to_json(), Json::String("2026-01-01T08:00:00Z".into()));
-        assert!(num("1700000000").convert(Type::Datetime).is_err());
-        assert!(Val::Json(serde_json::json!({"a": 1}))
-            .convert(Type::String)
-            .is_err());
-    }
-
-    #[test]
-    fn cross_type_comparison() {
-        assert_eq!(
-            Val::Int(2).compare(&Val::Decimal(Decimal::new(15, 1))),
-            Some(Ordering::Greater)
-        );
-        assert_eq!(Val::Null.compare(&Val::Int(1)), None);
-        assert_eq!(Val::Str("a".into()).compare(&Val::Int(1)), None);
-    }
-}
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod tests;
