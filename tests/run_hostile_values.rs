@@ -2,10 +2,9 @@
 //! page of good records rejects that record with the reason, stores the others, and
 //! leaves the source working for the next run (it used to panic the extract task).
 
-mod common;
 mod support;
 
-use common::{assert_contains, service, sorted_ids, Pipeline};
+use support::cli::{assert_contains, service, sorted_ids, Pipeline};
 use serde_json::Value;
 use support::{Reply, TestApi};
 
