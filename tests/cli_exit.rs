@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use support::cli::{self as common, assert_contains, hamstr, service, stderr, text, Pipeline, COMMAND_TIMEOUT, FIELDS};
+use support::cli::{
+    self as common, assert_contains, hamstr, service, stderr, text, Pipeline, COMMAND_TIMEOUT,
+    FIELDS,
+};
 use support::{records, Paging, TestApi};
 
 /// More than a pipe holds (64 KiB on Linux) many times over, so `dump` is still

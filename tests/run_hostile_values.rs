@@ -4,8 +4,8 @@
 
 mod support;
 
-use support::cli::{assert_contains, service, sorted_ids, Pipeline};
 use serde_json::Value;
+use support::cli::{assert_contains, service, sorted_ids, Pipeline};
 use support::{Reply, TestApi};
 
 const PATH: &str = "/events";

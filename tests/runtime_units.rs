@@ -6,13 +6,13 @@
 
 mod support;
 
-use support::cli::{self as common, id_range, one_source, sorted_ids, Pipeline, FIELDS};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use support::cli::{self as common, id_range, one_source, sorted_ids, Pipeline, FIELDS};
 use support::{records, Paging, RunningHamstr, TestApi};
 
 fn wait_until(limit: Duration, cond: impl FnMut() -> bool) -> bool {
@@ -64,7 +64,10 @@ fn a_path_changed_between_two_runs_collects_from_scratch() {
     let out = p.run_once();
     let text = common::text(&out);
     assert_eq!(out.status.code(), Some(0), "{text}");
-    assert!(text.contains("collecting from scratch"), "the reset is said: {text}");
+    assert!(
+        text.contains("collecting from scratch"),
+        "the reset is said: {text}"
+    );
     let lines = p.jsonl("out/src.jsonl");
     assert_eq!(sorted_ids(&lines[10..]), id_range(1, 10), "{text}");
     // And the next run keeps the state it now has: nothing new.
@@ -108,12 +111,20 @@ fn a_closed_stdout_ends_the_run_without_queueing() {
     assert_eq!(status.code(), Some(0), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     let state = p.state();
-    assert!(!state.contains("wait"), "nothing is queued for a reader that is gone:\n{state}");
+    assert!(
+        !state.contains("wait"),
+        "nothing is queued for a reader that is gone:\n{state}"
+    );
     // The next run, read to the end, gets every record: what was not written was not
     // committed.
     let out = p.run_once();
     let got: Vec<Value> = common::json_lines(&common::stdout(&out));
-    assert_eq!(got.len(), 3000 - already_written(&got), "{}", common::text(&out));
+    assert_eq!(
+        got.len(),
+        3000 - already_written(&got),
+        "{}",
+        common::text(&out)
+    );
 }
 
 /// Records the first run committed are those of pages written whole before the pipe
@@ -200,7 +211,10 @@ fn serve_posts(
         } else {
             if let Ok(Value::Array(recs)) = serde_json::from_slice::<Value>(&body) {
                 let mut seen = ids.lock().unwrap();
-                seen.extend(recs.iter().filter_map(|r| r["id"].as_str().map(String::from)));
+                seen.extend(
+                    recs.iter()
+                        .filter_map(|r| r["id"].as_str().map(String::from)),
+                );
             }
             "200 OK"
         };
@@ -235,10 +249,7 @@ fn a_sink_replaced_while_its_queue_waits_delivers_each_record_once() {
     });
     // Every page fetched and queued (the receiver answers 503 so far).
     assert!(api.wait_for_hits_blocking("/items", 7, Duration::from_secs(30)));
-    let queued = wait_until(Duration::from_secs(30), || {
-        p.state()
-            .contains("6 pages")
-    });
+    let queued = wait_until(Duration::from_secs(30), || p.state().contains("6 pages"));
     assert!(queued, "the pages wait in the sink's queue");
     // The receiver comes back, slowly, and the sink is changed at the same time.
     hook.down.store(false, std::sync::atomic::Ordering::SeqCst);
@@ -276,7 +287,10 @@ fn a_hanging_sink_cannot_hold_a_shutdown_past_the_grace() {
         c.stdout(Stdio::null());
         c
     });
-    assert!(wait_until(Duration::from_secs(30), || !held.lock().unwrap().is_empty()));
+    assert!(wait_until(Duration::from_secs(30), || !held
+        .lock()
+        .unwrap()
+        .is_empty()));
     let status = run.terminate(Duration::from_secs(60));
     assert_eq!(
         status.and_then(|s| s.code()),
@@ -284,7 +298,10 @@ fn a_hanging_sink_cannot_hold_a_shutdown_past_the_grace() {
         "the run must end within the grace (plus start-up), not after the webhook's retries"
     );
     let state = p.state();
-    assert!(state.contains("1 page"), "the page waits in the queue:\n{state}");
+    assert!(
+        state.contains("1 page"),
+        "the page waits in the queue:\n{state}"
+    );
 }
 
 /// Two `stdout()` sinks whose reader never reads, on a runtime of two workers: their
@@ -314,7 +331,13 @@ fn a_stalled_stdout_reader_does_not_stop_the_other_sinks() {
         c.env("TOKIO_WORKER_THREADS", "2").stdout(Stdio::piped());
         c
     });
-    let done = wait_until(Duration::from_secs(60), || p.jsonl("out/c.jsonl").len() >= 2000);
+    let done = wait_until(Duration::from_secs(60), || {
+        p.jsonl("out/c.jsonl").len() >= 2000
+    });
     run.kill();
-    assert!(done, "source c stalled behind the blocked stdout writes: {} lines", p.jsonl("out/c.jsonl").len());
+    assert!(
+        done,
+        "source c stalled behind the blocked stdout writes: {} lines",
+        p.jsonl("out/c.jsonl").len()
+    );
 }

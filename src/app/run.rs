@@ -6,8 +6,8 @@ use super::{control, Console, Error, Outcome};
 use crate::check::Pipeline;
 use crate::plan::Plan;
 use crate::runtime::{self, Options, Reload, Report};
-use crate::stop::Stop;
 use crate::state::StateStore;
+use crate::stop::Stop;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
@@ -66,7 +66,8 @@ fn run_loaded(
             let (event_tx, events) = mpsc::channel::<()>(1);
             _watch = Some(crate::watch::watch_file(path, event_tx).map_err(Error::Io)?);
             let (tx, rx) = mpsc::channel(1);
-            let reloading = reload_on_events(path.to_path_buf(), events, tx, running.clone(), console);
+            let reloading =
+                reload_on_events(path.to_path_buf(), events, tx, running.clone(), console);
             tokio::spawn(reloading);
             Some(rx)
         } else {

@@ -21,7 +21,11 @@ pub fn encode(v: &Val) -> Option<Vec<u8>> {
         Val::Float(_) | Val::Decimal(_) => {
             let f = v.as_f64().filter(|f| f.is_finite())?;
             let bits = f.to_bits();
-            let ordered = if bits >> 63 == 1 { !bits } else { bits ^ (1 << 63) };
+            let ordered = if bits >> 63 == 1 {
+                !bits
+            } else {
+                bits ^ (1 << 63)
+            };
             out.push(3);
             out.extend_from_slice(&ordered.to_be_bytes());
         }
@@ -95,8 +99,19 @@ mod tests {
 
     #[test]
     fn each_kind_sorts_like_its_values() {
-        sorted(&[Val::Int(i64::MIN), Val::Int(-1), Val::Int(0), Val::Int(7), Val::Int(i64::MAX)]);
-        sorted(&[Val::Float(-1e300), Val::Float(-0.5), Val::Float(0.0), Val::Float(2.5)]);
+        sorted(&[
+            Val::Int(i64::MIN),
+            Val::Int(-1),
+            Val::Int(0),
+            Val::Int(7),
+            Val::Int(i64::MAX),
+        ]);
+        sorted(&[
+            Val::Float(-1e300),
+            Val::Float(-0.5),
+            Val::Float(0.0),
+            Val::Float(2.5),
+        ]);
         sorted(&[
             Val::Datetime(Utc.timestamp_opt(-5, 0).unwrap()),
             Val::Datetime(Utc.timestamp_opt(0, 1).unwrap()),

@@ -333,7 +333,9 @@ impl ExtractNode {
                 run.keys.insert(k.clone(), fp);
                 if self.incremental {
                     if let Some(order) = cursor.as_ref().and_then(cursor_order::encode) {
-                        commit.index.push((cursor_order::index_key(&order, k), k.clone()));
+                        commit
+                            .index
+                            .push((cursor_order::index_key(&order, k), k.clone()));
                     }
                 }
                 commit.keys.push((

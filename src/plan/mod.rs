@@ -54,14 +54,9 @@ pub enum Node {
         service: Box<Service>,
     },
     /// Turns JSON items into typed records.
-    Extract {
-        source: String,
-        fields: Vec<String>,
-    },
+    Extract { source: String, fields: Vec<String> },
     /// `where`.
-    Filter {
-        source: String,
-    },
+    Filter { source: String },
     /// An aggregate and the schemas of the sources it reads.
     Aggregate {
         aggregate: Aggregate,
@@ -79,9 +74,17 @@ impl Node {
             Node::Source { source, service } => {
                 let text = format!(
                     "{:?}",
-                    (&service.base_url, &source.path, &source.records, &source.key)
+                    (
+                        &service.base_url,
+                        &source.path,
+                        &source.records,
+                        &source.key
+                    )
                 );
-                Some(format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes())))
+                Some(format!(
+                    "{:016x}",
+                    xxhash_rust::xxh3::xxh3_64(text.as_bytes())
+                ))
             }
             _ => None,
         }

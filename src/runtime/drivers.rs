@@ -2,9 +2,9 @@
 //! the wake-ups of its parent; and the per-run report.
 
 use super::{schedule, Report};
-use crate::stop::Stop;
 use crate::nodes::extract::{Outputs, Wakes};
 use crate::nodes::source::{Poller, RunOutcome};
+use crate::stop::Stop;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, watch};
 

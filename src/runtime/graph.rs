@@ -239,7 +239,10 @@ impl Graph {
 
     fn build_outputs(&self, wired: &[NodeId]) -> Arc<Outputs> {
         Arc::new(Outputs {
-            sinks: wired.iter().filter_map(|id| self.input(id).cloned()).collect(),
+            sinks: wired
+                .iter()
+                .filter_map(|id| self.input(id).cloned())
+                .collect(),
             children: wired
                 .iter()
                 .filter_map(|id| match id {
@@ -283,7 +286,11 @@ impl Graph {
         }
     }
 
-    fn start_unit(&mut self, name: &str, after: Option<oneshot::Receiver<()>>) -> Result<(), String> {
+    fn start_unit(
+        &mut self,
+        name: &str,
+        after: Option<oneshot::Receiver<()>>,
+    ) -> Result<(), String> {
         let id = NodeId::Source(name.to_string());
         let Some(node @ Node::Source { source, service }) = self.plan.nodes.get(&id) else {
             return Err(format!("no source `{name}` in the plan"));

@@ -78,7 +78,9 @@ mod tests {
             async move {
                 if n < 3 {
                     // A task of the attempt panicked: what the join handle reports.
-                    let e = tokio::spawn(async { panic!("boom {}", 7) }).await.unwrap_err();
+                    let e = tokio::spawn(async { panic!("boom {}", 7) })
+                        .await
+                        .unwrap_err();
                     Err(panic_text(e))
                 } else {
                     Ok(())
@@ -89,7 +91,11 @@ mod tests {
         assert_eq!((failures, calls), (2, 3));
         let r = report.lock().unwrap();
         assert_eq!(r.sources["s"].failed_runs, 2);
-        assert!(r.sources["s"].last_error.as_deref().unwrap().contains("boom 7"));
+        assert!(r.sources["s"]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("boom 7"));
         assert!(r.failed());
     }
 

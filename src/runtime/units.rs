@@ -81,7 +81,10 @@ impl Unit {
             }
             return;
         }
-        supervise(&name, &self.stop, self.once, &self.report, || self.attempt()).await;
+        supervise(&name, &self.stop, self.once, &self.report, || {
+            self.attempt()
+        })
+        .await;
         if let Ok(mut w) = self.wakes.lock() {
             w.remove(&name);
         }
@@ -121,7 +124,14 @@ impl Unit {
             if let Ok(mut w) = self.wakes.lock() {
                 w.insert(src.name.clone(), wake_tx);
             }
-            tokio::spawn(child_driver(poller, children, wakes, wake_rx, report, run_stop.clone()))
+            tokio::spawn(child_driver(
+                poller,
+                children,
+                wakes,
+                wake_rx,
+                report,
+                run_stop.clone(),
+            ))
         } else {
             tokio::spawn(scheduled_driver(
                 poller,

@@ -32,14 +32,23 @@ fn clear_unfinished_snapshots(path: &Path, shown: &str) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(failed(e)),
     };
-    match db.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            return Err(StateError::Locked {
-                path: shown.to_string(),
-            })
+    // sled's own threads let go of the lock a moment after a store is dropped (its
+    // flusher wakes every 200 ms): a store this process just closed is not "in use".
+    let mut tries = 0;
+    loop {
+        match db.try_lock() {
+            Ok(()) => break,
+            Err(std::fs::TryLockError::WouldBlock) if tries < 20 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StateError::Locked {
+                    path: shown.to_string(),
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(failed(e)),
         }
-        Err(std::fs::TryLockError::Error(e)) => return Err(failed(e)),
     }
     for entry in std::fs::read_dir(path).map_err(failed)? {
         let name = entry.map_err(failed)?.file_name();
@@ -164,7 +173,8 @@ impl StateStore for SledStore {
         let encode = |v: &Json| serde_json::to_vec(v).map_err(|e| StateError::Io(e.to_string()));
         let mut m = meta.clone();
         m.version = STATE_VERSION;
-        let meta_bytes = encode(&serde_json::to_value(&m).map_err(|e| StateError::Io(e.to_string()))?)?;
+        let meta_bytes =
+            encode(&serde_json::to_value(&m).map_err(|e| StateError::Io(e.to_string()))?)?;
         let keys: Vec<(&[u8], Vec<u8>)> = page
             .keys
             .iter()
@@ -479,4 +489,3 @@ mod tests {
         }
     }
 }
-

@@ -28,7 +28,9 @@ impl SinkWriter for JsonlWriter {
                     Some(f) => f,
                     None => match open_jsonl(&path) {
                         Ok(f) => f,
-                        Err(e) => return (None, Err(format!("cannot open `{}`: {e}", path.display()))),
+                        Err(e) => {
+                            return (None, Err(format!("cannot open `{}`: {e}", path.display())))
+                        }
                     },
                 };
                 let mut buf = Vec::with_capacity(records.len() * 256);

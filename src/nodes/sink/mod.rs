@@ -45,6 +45,8 @@ impl From<String> for WriteError {
     }
 }
 
+impl std::error::Error for WriteError {}
+
 impl std::fmt::Display for WriteError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -60,8 +62,11 @@ pub type WriteFuture<'a> = Pin<Box<dyn Future<Output = Result<(), WriteError>> +
 /// the sinks that can be). Blocking work (files, sled, standard output) runs off the
 /// async workers.
 pub trait SinkWriter: Send {
-    fn write<'a>(&'a mut self, names: &'a [String], records: &'a Arc<Vec<Emitted>>)
-        -> WriteFuture<'a>;
+    fn write<'a>(
+        &'a mut self,
+        names: &'a [String],
+        records: &'a Arc<Vec<Emitted>>,
+    ) -> WriteFuture<'a>;
 }
 
 /// Builds the writer of a sink; `schema` is what feeds it (`None` when nothing does), and
@@ -186,7 +191,8 @@ impl SinkNode {
         let mut retry_at = Instant::now() + backoff;
         let mut queued = queue.len().await > 0;
         if queued {
-            let drained = within_grace(&self.stop, &mut deadline, queue.drain(self.writer.as_mut())).await;
+            let drained =
+                within_grace(&self.stop, &mut deadline, queue.drain(self.writer.as_mut())).await;
             queued = !matches!(drained, Some(Ok(())));
         }
         loop {
@@ -262,7 +268,8 @@ impl SinkNode {
         // One last try, so a short outage does not leave records behind at exit; not
         // for a retired sink (its replacement drains the queue) nor past the grace.
         if queued && !self.retired.load(AtomicOrdering::SeqCst) && !over(deadline) {
-            let drained = within_grace(&self.stop, &mut deadline, queue.drain(self.writer.as_mut())).await;
+            let drained =
+                within_grace(&self.stop, &mut deadline, queue.drain(self.writer.as_mut())).await;
             let error = match drained {
                 Some(Ok(())) => None,
                 Some(Err(e)) => Some(e.to_string()),

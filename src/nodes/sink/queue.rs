@@ -57,10 +57,8 @@ impl Queue {
     pub(super) async fn note_error(&self, error: Option<&str>) {
         let value = error.map(|e| e.chars().take(500).collect::<String>().into_bytes());
         let (store, key) = (self.store.clone(), self.name.as_bytes().to_vec());
-        let _ = tokio::task::spawn_blocking(move || {
-            store.kv_apply(ERROR_SPACE, &[(key, value)])
-        })
-        .await;
+        let _ =
+            tokio::task::spawn_blocking(move || store.kv_apply(ERROR_SPACE, &[(key, value)])).await;
     }
 
     pub(super) async fn push(&self, batch: &Batch) -> Result<(), String> {

@@ -32,7 +32,9 @@ impl SinkWriter for StdoutWriter {
             match written {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(WriteError::Closed),
-                Err(e) => Err(WriteError::Failed(format!("cannot write to standard output: {e}"))),
+                Err(e) => Err(WriteError::Failed(format!(
+                    "cannot write to standard output: {e}"
+                ))),
             }
         })
     }

@@ -5,12 +5,14 @@
 //! while hamstr keeps running.
 
 use super::{SinkWriter, WriteFuture};
-use crate::nodes::extract::Emitted;
-use crate::masking::Masker;
-use crate::nodes::net::{self, body_excerpt, error_chain, gave_up, retry_after, with_retries, GaveUp};
-use std::sync::Arc;
 use crate::check::{Retry, Text};
+use crate::masking::Masker;
+use crate::nodes::extract::Emitted;
+use crate::nodes::net::{
+    self, body_excerpt, error_chain, gave_up, retry_after, with_retries, GaveUp,
+};
 use bytes::Bytes;
+use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 
@@ -80,12 +82,18 @@ impl WebhookWriter {
             after.is_none_or(|a| a <= max)
         };
         let attempts = self.retry.attempts;
-        with_retries(&self.retry, attempts, None, || self.attempt(body.clone()), waiting)
-            .await
-            .map_err(|g| match g {
-                GaveUp::Fatal(e) | GaveUp::Stopped(e) => e,
-                GaveUp::Exhausted(e, n) => format!("{e} ({})", gave_up(n)),
-            })
+        with_retries(
+            &self.retry,
+            attempts,
+            None,
+            || self.attempt(body.clone()),
+            waiting,
+        )
+        .await
+        .map_err(|g| match g {
+            GaveUp::Fatal(e) | GaveUp::Stopped(e) => e,
+            GaveUp::Exhausted(e, n) => format!("{e} ({})", gave_up(n)),
+        })
     }
 
     async fn attempt(&self, body: Bytes) -> Result<(), Attempt> {
@@ -213,7 +221,8 @@ mod tests {
     #[test]
     fn a_secret_url_is_not_shown() {
         let url = Text::plain("https://hooks.example.com/T000/B000/XXXX").into_secret();
-        let w = WebhookWriter::new("hook", &url, 10, crate::nodes::net::http_client().unwrap()).unwrap();
+        let w = WebhookWriter::new("hook", &url, 10, crate::nodes::net::http_client().unwrap())
+            .unwrap();
         let said = w.say("HTTP 500 from https://hooks.example.com/T000/B000/XXXX");
         assert!(!said.contains("XXXX"), "{said}");
         assert!(said.contains("https://hooks.example.com/***"), "{said}");

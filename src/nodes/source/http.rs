@@ -4,7 +4,9 @@
 
 use crate::check::{Auth, Retry, Service};
 use crate::masking::Masker;
-use crate::nodes::net::{self, body_excerpt, error_chain, gave_up, retry_after, with_retries, GaveUp};
+use crate::nodes::net::{
+    self, body_excerpt, error_chain, gave_up, retry_after, with_retries, GaveUp,
+};
 use crate::stop::Stop;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -172,11 +174,7 @@ impl ServiceClient {
         true
     }
 
-    async fn attempt(
-        &self,
-        req: &Request,
-        stop: &Stop,
-    ) -> Result<Response, Attempt> {
+    async fn attempt(&self, req: &Request, stop: &Stop) -> Result<Response, Attempt> {
         if !self.wait_turn(stop).await {
             return Err(Attempt::fatal("stopped before the request was sent", None));
         }

@@ -1,9 +1,9 @@
 //! Paginators (spec §5.1): which request comes next, and when to stop — empty or short
 //! pages, totals, `has_more`, `max_pages`, loops, and links that leave the origin.
 
-use crate::nodes::eval::Path;
 use super::http::{link_next, Response};
 use crate::check::Paginate;
+use crate::nodes::eval::Path;
 use serde_json::Value as Json;
 use std::collections::HashSet;
 use url::Url;

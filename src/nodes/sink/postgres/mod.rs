@@ -9,13 +9,13 @@ mod table;
 pub use table::{ident, sql_type, Column, Table};
 
 use super::{SinkWriter, WriteFuture};
-use crate::nodes::extract::Emitted;
 use crate::check::postgres_url;
-use crate::masking::Masker;
-use std::sync::Arc;
 use crate::check::{Schema, Text};
+use crate::masking::Masker;
+use crate::nodes::extract::Emitted;
 use cells::{push_record, Cells};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use table::Failure;
 use tokio_postgres::types::ToSql;
@@ -190,33 +190,33 @@ impl SinkWriter for PgWriter {
     ) -> WriteFuture<'a> {
         Box::pin(async move {
             let written: Result<(), String> = async {
-            let (cols, rows) = self.columns(names, records)?;
-            if rows == 0 {
-                return Ok(());
-            }
-            let mut retried = false;
-            loop {
-                let reused = self.conn.is_some();
-                let Err(f) = self.write_page(&cols, rows).await else {
+                let (cols, rows) = self.columns(names, records)?;
+                if rows == 0 {
                     return Ok(());
-                };
-                let closed = self.conn.as_ref().is_none_or(|c| c.client.is_closed());
-                // Start afresh after any failure: a new connection, the table checked
-                // again (it may have been altered or dropped meanwhile).
-                self.conn = None;
-                if matches!(f, Failure::Db(ref e) if e.as_db_error().is_some())
-                    || matches!(f, Failure::Table(_))
-                {
-                    self.table_ready = false;
                 }
-                // A pooled connection the server closed (a restart) gets one more try
-                // on a new one before the page goes to the queue.
-                if reused && closed && !retried {
-                    retried = true;
-                    continue;
+                let mut retried = false;
+                loop {
+                    let reused = self.conn.is_some();
+                    let Err(f) = self.write_page(&cols, rows).await else {
+                        return Ok(());
+                    };
+                    let closed = self.conn.as_ref().is_none_or(|c| c.client.is_closed());
+                    // Start afresh after any failure: a new connection, the table checked
+                    // again (it may have been altered or dropped meanwhile).
+                    self.conn = None;
+                    if matches!(f, Failure::Db(ref e) if e.as_db_error().is_some())
+                        || matches!(f, Failure::Table(_))
+                    {
+                        self.table_ready = false;
+                    }
+                    // A pooled connection the server closed (a restart) gets one more try
+                    // on a new one before the page goes to the queue.
+                    if reused && closed && !retried {
+                        retried = true;
+                        continue;
+                    }
+                    return Err(self.describe(&f));
                 }
-                return Err(self.describe(&f));
-            }
             }
             .await;
             written.map_err(Into::into)
