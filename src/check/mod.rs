@@ -4,12 +4,16 @@
 
 pub mod diagnostic;
 mod expr;
+mod fields;
+mod for_each;
+mod incremental;
 mod jsonpath;
 mod model;
 mod paginate;
 pub mod pipeline;
 pub mod postgres_url;
 mod props;
+mod request;
 mod schedule;
 mod service;
 mod sink;
@@ -155,7 +159,7 @@ impl<'e> Ctx<'e> {
             }
         }
         // Parents first, so a child can see its parent's fields.
-        for name in source::order_by_parent(self, &decls) {
+        for name in for_each::order_by_parent(self, &decls) {
             if let Some(s) = self.source(decls.sources[name], &decls, &models, &p) {
                 p.sources.insert(s.name.clone(), s);
             }

@@ -47,7 +47,6 @@ pub fn mask_for(url: &str) -> (String, Masker) {
     (shown, Masker::new(secrets))
 }
 
-
 /// An error and its causes, in one line.
 fn with_causes(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();

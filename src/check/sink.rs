@@ -306,7 +306,7 @@ impl<'e> Ctx<'e> {
                     };
                     match decls.sources.get(ident.name.as_str()) {
                         Some(src) => {
-                            match super::source::declared_fields(src, models) {
+                            match super::fields::declared_fields(src, models) {
                                 Some(theirs) => {
                                     fields = Some(match fields {
                                         None => theirs,
