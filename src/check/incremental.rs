@@ -124,7 +124,7 @@ impl<'e> Ctx<'e> {
                                  `\"2024-01-01T00:00:00Z\"`"
                                     .to_string(),
                             ),
-                            Type::Int => Some(super::expr::INT_RANGE.to_string()),
+                            Type::Int => Some(super::convert::INT_RANGE.to_string()),
                             _ => None,
                         };
                         self.error(
@@ -167,7 +167,7 @@ impl<'e> Ctx<'e> {
 /// Whether a `start` literal converts to the cursor field's type (spec §4), as the
 /// first watermark must.
 fn start_converts(l: &Lit, ty: Type) -> bool {
-    use super::expr::{convertible_literal, number_converts};
+    use super::convert::{convertible_literal, number_converts};
     match l {
         Lit::Str(s) => convertible_literal(s, ty),
         Lit::Int(i) => number_converts((*i).into(), ty),

@@ -2,10 +2,12 @@
 //! JSONPath, validates durations, rates, cron and URLs, and collects every diagnostic
 //! in one pass. Pure: the environment comes in as a lookup function.
 
+mod convert;
 pub mod diagnostic;
 mod expr;
 mod fields;
 mod for_each;
+mod functions;
 mod incremental;
 mod jsonpath;
 mod model;
