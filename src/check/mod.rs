@@ -2,6 +2,7 @@
 //! JSONPath, validates durations, rates, cron and URLs, and collects every diagnostic
 //! in one pass. Pure: the environment comes in as a lookup function.
 
+mod aggregate;
 mod convert;
 pub mod diagnostic;
 mod expr;
