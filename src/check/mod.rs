@@ -21,6 +21,7 @@ mod schedule;
 mod service;
 mod sink;
 mod source;
+mod values;
 
 pub use diagnostic::{Code, Diagnostic, Label, Report, Severity};
 pub use pipeline::*;
