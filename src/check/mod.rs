@@ -18,6 +18,7 @@ pub mod postgres_url;
 mod props;
 mod request;
 mod schedule;
+mod secrets;
 mod service;
 mod sink;
 mod source;
