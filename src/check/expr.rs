@@ -1,8 +1,9 @@
 //! Expressions: names resolved by scope (spec §2), types inferred and checked, and the
-//! AST lowered to the span-free [`Expr`]; JSONPath is checked in `jsonpath.rs`.
+//! AST lowered to the span-free [`Expr`]; JSONPath is checked in `jsonpath.rs`, function
+//! calls in `functions.rs`, and whether a value fits a field in `convert.rs`.
 
 use super::diagnostic::did_you_mean;
-use super::{Code, Ctx, Expr, Func, Lit, Type};
+use super::{Code, Ctx, Expr, Lit, Type};
 use crate::syntax::ast::{self, BinaryOp, ExprKind, UnaryOp};
 use crate::syntax::Span;
 use rust_decimal::Decimal;
@@ -57,36 +58,13 @@ impl ETy {
             ETy::Known(t) => t.name(),
         }
     }
-    fn numeric(self) -> bool {
+    pub(super) fn numeric(self) -> bool {
         matches!(self, ETy::Any | ETy::Null) || matches!(self, ETy::Known(t) if t.is_numeric())
     }
-    fn is(self, t: Type) -> bool {
+    pub(super) fn is(self, t: Type) -> bool {
         matches!(self, ETy::Any | ETy::Null) || self == ETy::Known(t)
     }
 }
-
-pub const FUNCTIONS: &[(&str, Func, usize, usize)] = &[
-    ("lower", Func::Lower, 1, 1),
-    ("upper", Func::Upper, 1, 1),
-    ("trim", Func::Trim, 1, 1),
-    ("concat", Func::Concat, 1, 64),
-    ("coalesce", Func::Coalesce, 1, 64),
-    ("to_string", Func::ToString, 1, 1),
-    ("to_int", Func::ToInt, 1, 1),
-    ("to_float", Func::ToFloat, 1, 1),
-    ("to_decimal", Func::ToDecimal, 1, 1),
-    ("parse_datetime", Func::ParseDatetime, 2, 2),
-    ("from_unix", Func::FromUnix, 1, 1),
-    ("from_unix_ms", Func::FromUnixMs, 1, 1),
-    ("now", Func::Now, 0, 0),
-    ("day", Func::Day, 1, 1),
-    ("hour", Func::Hour, 1, 1),
-    ("month", Func::Month, 1, 1),
-    ("year", Func::Year, 1, 1),
-    ("round", Func::Round, 1, 2),
-    ("abs", Func::Abs, 1, 1),
-    ("length", Func::Length, 1, 1),
-];
 
 impl<'e> Ctx<'e> {
     /// Lowers an expression, inferring its type. `None` means an error was reported.
@@ -297,174 +275,6 @@ impl<'e> Ctx<'e> {
         }
     }
 
-    fn call(
-        &mut self,
-        name: &ast::Ident,
-        args: &[ast::Arg],
-        span: Span,
-        scope: &Scope,
-    ) -> Option<(Expr, ETy)> {
-        if name.name == "env" {
-            let t = self.text(
-                &ast::Expr {
-                    kind: ExprKind::Call {
-                        name: name.clone(),
-                        args: args.to_vec(),
-                    },
-                    span,
-                },
-                false,
-                "`env`",
-            )?;
-            return Some((Expr::Lit(Lit::Str(t.value)), ETy::Known(Type::String)));
-        }
-        let Some(&(fname, func, min, max)) = FUNCTIONS.iter().find(|(n, ..)| *n == name.name)
-        else {
-            let help = did_you_mean(&name.name, FUNCTIONS.iter().map(|(n, ..)| *n));
-            self.error(
-                Code::UnknownFunction,
-                format!("unknown function `{}`", name.name),
-                name.span,
-                "unknown function",
-            )
-            .help = help;
-            // Still check the arguments, for their own errors.
-            for a in args {
-                let _ = self.lower(&a.value, scope);
-            }
-            return None;
-        };
-        if let Some(n) = args.iter().find_map(|a| a.name.as_ref()) {
-            self.error(
-                Code::UnknownArgument,
-                format!("`{fname}` takes no named arguments"),
-                n.span,
-                "named argument",
-            );
-            return None;
-        }
-        if args.len() < min || args.len() > max {
-            let want = if min == max {
-                format!("{min}")
-            } else {
-                format!("{min} to {max}")
-            };
-            self.error(
-                Code::MissingArgument,
-                format!(
-                    "`{fname}` takes {want} argument{}, found {}",
-                    if max == 1 { "" } else { "s" },
-                    args.len()
-                ),
-                span,
-                "wrong number of arguments",
-            );
-            return None;
-        }
-        let mut lowered = Vec::new();
-        let mut types = Vec::new();
-        let mut ok = true;
-        for a in args {
-            match self.lower(&a.value, scope) {
-                Some((x, t)) => {
-                    lowered.push(x);
-                    types.push(t);
-                }
-                None => ok = false,
-            }
-        }
-        if !ok {
-            return None;
-        }
-        let arg_error = |ctx: &mut Self, i: usize, want: &str| {
-            ctx.error(
-                Code::TypeError,
-                format!("`{fname}` expects {want}, found {}", types[i].describe()),
-                args[i].value.span,
-                format!("this is {}", types[i].describe()),
-            );
-        };
-        let ty = match func {
-            Func::Lower | Func::Upper | Func::Trim => {
-                if !types[0].is(Type::String) {
-                    arg_error(self, 0, "a string");
-                    return None;
-                }
-                ETy::Known(Type::String)
-            }
-            Func::Concat | Func::ToString => ETy::Known(Type::String),
-            Func::Coalesce => types
-                .iter()
-                .copied()
-                .find(|t| matches!(t, ETy::Known(_)))
-                .unwrap_or(ETy::Any),
-            Func::ToInt => ETy::Known(Type::Int),
-            Func::ToFloat => ETy::Known(Type::Float),
-            Func::ToDecimal => ETy::Known(Type::Decimal),
-            Func::ParseDatetime => {
-                match &args[1].value.kind {
-                    ExprKind::Str(fmt) => {
-                        let bad = chrono::format::StrftimeItems::new(fmt)
-                            .any(|i| matches!(i, chrono::format::Item::Error));
-                        if bad {
-                            self.error(
-                                Code::InvalidValue,
-                                format!("invalid datetime format `{fmt}`"),
-                                args[1].value.span,
-                                "bad format",
-                            )
-                            .help = Some(
-                                "use strftime codes, for example \"%Y-%m-%d %H:%M:%S\"".into(),
-                            );
-                            return None;
-                        }
-                    }
-                    _ => {
-                        self.error(
-                            Code::InvalidValue,
-                            "the format of `parse_datetime` must be a string literal",
-                            args[1].value.span,
-                            "expected a string",
-                        );
-                        return None;
-                    }
-                }
-                ETy::Known(Type::Datetime)
-            }
-            Func::FromUnix | Func::FromUnixMs => {
-                if !(types[0].numeric() || types[0] == ETy::Known(Type::String)) {
-                    arg_error(self, 0, "a number");
-                    return None;
-                }
-                ETy::Known(Type::Datetime)
-            }
-            Func::Now => ETy::Known(Type::Datetime),
-            Func::Day | Func::Hour | Func::Month | Func::Year => {
-                if !types[0].is(Type::Datetime) && types[0] != ETy::Known(Type::String) {
-                    arg_error(self, 0, "a datetime");
-                    return None;
-                }
-                ETy::Known(Type::String)
-            }
-            Func::Round | Func::Abs => {
-                if !types[0].numeric() {
-                    arg_error(self, 0, "a number");
-                    return None;
-                }
-                if types.len() == 2 && !types[1].is(Type::Int) {
-                    arg_error(self, 1, "a whole number of places");
-                    return None;
-                }
-                match types[0] {
-                    ETy::Known(t) => ETy::Known(t),
-                    _ => ETy::Known(Type::Decimal),
-                }
-            }
-            Func::Length => ETy::Known(Type::Int),
-        };
-        Some((Expr::Call(func, lowered), ty))
-    }
-
     fn binary_type(&mut self, op: BinaryOp, lt: ETy, rt: ETy, ls: Span, rs: Span) -> Option<ETy> {
         use ETy::*;
         // One label on each operand: a label on the whole expression too would cover
@@ -554,105 +364,5 @@ impl<'e> Ctx<'e> {
                 })
             }
         }
-    }
-
-    /// Whether a value of type `from` can fill a field of type `to`; literal strings are
-    /// also tried against the conversion rules of spec §4.
-    pub fn check_assignable(
-        &mut self,
-        field: &str,
-        to: Type,
-        optional: bool,
-        value: &ast::Expr,
-        from: ETy,
-    ) -> bool {
-        let literal = match &value.kind {
-            ExprKind::Str(s) => Some(s.as_str()),
-            _ => None,
-        };
-        let number = number_literal(value);
-        let ok = match (from, to) {
-            (ETy::Null, _) => optional,
-            (ETy::Any, _) | (_, Type::Json) => true,
-            (ETy::Known(Type::Json), _) => false,
-            (ETy::Known(f), t) if f == t => true,
-            (ETy::Known(f), Type::String) => f != Type::Json,
-            (ETy::Known(Type::String), t) => match literal {
-                Some(s) => convertible_literal(s, t),
-                None => true,
-            },
-            (ETy::Known(f), t) if f.is_numeric() && t.is_numeric() => {
-                number.as_ref().is_none_or(|(_, d)| number_converts(*d, t))
-            }
-            _ => false,
-        };
-        if !ok {
-            let (msg, label, help) = match (from, literal) {
-                (ETy::Null, _) => (format!("field `{field}` is a required {}, but is given null", to.name()), "null".to_string(), Some(format!("make it optional in the model: `{}?`", to.name()))),
-                (ETy::Known(Type::Json), _) if !matches!(value.kind, ExprKind::Path(_)) => (format!("field `{field}` is {}, but this gives a JSON value", to.name()), "json".to_string(), None),
-                (ETy::Known(Type::Json), _) => (
-                    format!("field `{field}` is {}, but this path may select many values", to.name()),
-                    "not a singular path".to_string(),
-                    Some("use a path of names and indexes only (like `$.a.b[0]`), or make the field `json`".into()),
-                ),
-                (_, Some(s)) => (format!("field `{field}` is {}, but \"{s}\" does not convert to {}", to.name(), to.name()), "does not convert".to_string(), None),
-                (ETy::Known(_), None) if number.is_some() => (
-                    format!("field `{field}` is {}, but {} does not convert to {}", to.name(), number.as_ref().map_or("", |(text, _)| text.as_str()), to.name()),
-                    "does not convert".to_string(),
-                    Some(INT_RANGE.into()),
-                ),
-                (t, None) => (format!("field `{field}` is {}, but this is {}", to.name(), t.describe()), format!("this is {}", t.describe()), None),
-            };
-            let code = if from == ETy::Known(Type::Json) && matches!(value.kind, ExprKind::Path(_))
-            {
-                Code::NotSingular
-            } else {
-                Code::TypeMismatch
-            };
-            self.error(code, msg, value.span, label).help = help;
-        }
-        ok
-    }
-}
-
-/// What an `int` holds, for the help of a number that does not convert to one.
-pub const INT_RANGE: &str =
-    "an int is a whole number from -9223372036854775808 to 9223372036854775807";
-
-/// A number literal, possibly negated (`2.5`, `-3`): its text and value. `None` for
-/// anything else, and for a number too large to hold (reported where it is lowered).
-pub fn number_literal(e: &ast::Expr) -> Option<(String, Decimal)> {
-    match &e.kind {
-        ExprKind::Number(n) => Some((n.clone(), Decimal::from_str(n).ok()?)),
-        ExprKind::Unary(UnaryOp::Neg, x) => {
-            let (text, d) = number_literal(x)?;
-            Some((format!("-{text}"), -d))
-        }
-        _ => None,
-    }
-}
-
-/// Whether a number converts to a type as spec §4 says (an `int` must be whole and in
-/// range, as at run time).
-pub fn number_converts(d: Decimal, to: Type) -> bool {
-    use rust_decimal::prelude::ToPrimitive;
-    match to {
-        Type::Int => d.fract().is_zero() && d.to_i64().is_some(),
-        Type::Float | Type::Decimal | Type::String | Type::Json => true,
-        Type::Bool | Type::Datetime => false,
-    }
-}
-
-/// Whether a string literal converts to a type (spec §4).
-pub fn convertible_literal(s: &str, to: Type) -> bool {
-    match to {
-        Type::String | Type::Json => true,
-        Type::Int => s.trim().parse::<i64>().is_ok(),
-        Type::Float => s.trim().parse::<f64>().is_ok(),
-        Type::Decimal => {
-            Decimal::from_str(s.trim()).is_ok() || Decimal::from_scientific(s.trim()).is_ok()
-        }
-        Type::Bool => s == "true" || s == "false",
-        Type::Datetime => chrono::DateTime::parse_from_rfc3339(s).is_ok(),
     }
 }

@@ -2,18 +2,27 @@
 //! JSONPath, validates durations, rates, cron and URLs, and collects every diagnostic
 //! in one pass. Pure: the environment comes in as a lookup function.
 
+mod aggregate;
+mod convert;
 pub mod diagnostic;
 mod expr;
+mod fields;
+mod for_each;
+mod functions;
+mod incremental;
 mod jsonpath;
 mod model;
 mod paginate;
 pub mod pipeline;
 pub mod postgres_url;
 mod props;
+mod request;
 mod schedule;
+mod secrets;
 mod service;
 mod sink;
 mod source;
+mod values;
 
 pub use diagnostic::{Code, Diagnostic, Label, Report, Severity};
 pub use pipeline::*;
@@ -155,7 +164,7 @@ impl<'e> Ctx<'e> {
             }
         }
         // Parents first, so a child can see its parent's fields.
-        for name in source::order_by_parent(self, &decls) {
+        for name in for_each::order_by_parent(self, &decls) {
             if let Some(s) = self.source(decls.sources[name], &decls, &models, &p) {
                 p.sources.insert(s.name.clone(), s);
             }

@@ -1,7 +1,7 @@
 //! `model NAME { field : type ... }`: field names and types.
 
 use super::expr::FieldInfo;
-use super::source::type_named;
+use super::fields::type_named;
 use super::{Code, Ctx, Decls, Label};
 use crate::syntax::Span;
 use std::collections::{BTreeMap, BTreeSet};

@@ -3,6 +3,7 @@
 
 pub mod ast;
 mod errors;
+mod expr;
 mod parser;
 
 pub use ast::*;
