@@ -1,16 +1,6 @@
 //! Arithmetic (`+ - * /`, unary `-`) and the numeric reading of values: every operation
 //! checked, so a result beyond what its type holds is "number out of range", never a
 //! panic or an infinite float.
-#![deny(
-    clippy::arithmetic_side_effects,
-    clippy::cast_possible_truncation,
-    clippy::cast_possible_wrap,
-    clippy::cast_sign_loss,
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
 
 use crate::check::BinOp;
 use crate::nodes::value::{brief_text, parse_decimal, quoted, Val};

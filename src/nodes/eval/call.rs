@@ -2,16 +2,6 @@
 //! values from an API: a value a function cannot take is an `Err` with the reason,
 //! never a panic, and a timestamp beyond chrono's ±262,143 years is "timestamp out of
 //! range".
-#![deny(
-    clippy::arithmetic_side_effects,
-    clippy::cast_possible_truncation,
-    clippy::cast_possible_wrap,
-    clippy::cast_sign_loss,
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
 
 use super::arith::{to_decimal, OUT_OF_RANGE};
 use super::{Compiled, Env};

@@ -1,17 +1,6 @@
 //! Numerals from an API read exactly: a JSON number as the narrowest exact value, and
 //! a decimal only when it holds the number without rounding. Exponents may be any size
 //! (`1e9223372036854775807`), so magnitudes are counted with checked arithmetic.
-#![deny(
-    clippy::arithmetic_side_effects,
-    clippy::cast_possible_truncation,
-    clippy::cast_possible_wrap,
-    clippy::cast_sign_loss,
-    clippy::indexing_slicing,
-    clippy::string_slice,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
 
 use super::Val;
 use rust_decimal::Decimal;
