@@ -153,6 +153,7 @@ pub trait StateStore: Send + Sync {
     fn kv_len(&self, space: &str) -> Result<usize>;
 }
 
+mod commit_log;
 mod sled_store;
 
 pub use sled_store::SledStore;

@@ -1,11 +1,11 @@
 //! The sled-backed [`StateStore`]: one tree per kind and source, a page's commit in one
 //! transaction, and the repair of the unfinished snapshot a killed run can leave.
 
+use super::commit_log::{self, Op};
 use super::{
     KeyEntry, PageCommit, Prune, Result, SourceMeta, StateError, StateStore, STATE_VERSION,
 };
 use serde_json::Value as Json;
-use sled::Transactional;
 use std::path::Path;
 
 /// Removes the snapshot files sled was still writing when its process died.
@@ -112,6 +112,13 @@ impl SledStore {
             })?;
         let store = SledStore { db };
         store.migrate()?;
+        let replayed = commit_log::replay(&store.db)?;
+        if replayed > 0 {
+            tracing::info!(
+                commits = replayed,
+                "finished the commits a stopped run had recorded"
+            );
+        }
         Ok(store)
     }
 
@@ -169,73 +176,79 @@ impl StateStore for SledStore {
     }
 
     fn commit(&self, source: &str, page: &PageCommit, meta: &SourceMeta) -> Result<()> {
-        use sled::transaction::{ConflictableTransactionError, TransactionError};
         let encode = |v: &Json| serde_json::to_vec(v).map_err(|e| StateError::Io(e.to_string()));
         let mut m = meta.clone();
         m.version = STATE_VERSION;
-        let meta_bytes =
-            encode(&serde_json::to_value(&m).map_err(|e| StateError::Io(e.to_string()))?)?;
-        let keys: Vec<(&[u8], Vec<u8>)> = page
-            .keys
-            .iter()
-            .map(|(k, e)| (k.as_slice(), e.encode()))
-            .collect();
+        let meta_bytes = serde_json::to_vec(&m).map_err(|e| StateError::Io(e.to_string()))?;
+        let entries: Vec<Vec<u8>> = page.keys.iter().map(|(_, e)| e.encode()).collect();
         let rejected = page
             .rejected
             .iter()
-            .map(|(k, v)| Ok((k.as_slice(), encode(v)?)))
+            .map(|(_, v)| encode(v))
             .collect::<Result<Vec<_>>>()?;
-        let mut children: Vec<&str> = page
-            .child_requests
-            .iter()
-            .map(|(c, _, _)| c.as_str())
-            .collect();
-        children.sort_unstable();
-        children.dedup();
         let requests = page
             .child_requests
             .iter()
-            .map(|(child, key, record)| {
-                let at = 4 + children.binary_search(&child.as_str()).unwrap_or(0);
-                Ok((at, key.as_slice(), encode(record)?))
-            })
+            .map(|(_, _, record)| encode(record))
             .collect::<Result<Vec<_>>>()?;
         let mut trees = vec![
-            self.tree("meta", "sources")?,
-            self.tree("keys", source)?,
-            self.tree("rejected", source)?,
-            self.tree("keyidx", source)?,
+            "meta/sources".to_string(),
+            format!("keys/{source}"),
+            format!("rejected/{source}"),
+            format!("keyidx/{source}"),
         ];
-        for child in &children {
-            trees.push(self.tree("queue", child)?);
+        let mut child_tree = |child: &str| {
+            let name = format!("queue/{child}");
+            let at = trees.iter().position(|t| *t == name).unwrap_or_else(|| {
+                trees.push(name);
+                trees.len() - 1
+            });
+            at as u32
+        };
+        // Child requests first, the watermark last (the order replays keep too).
+        let mut ops: Vec<Op> = Vec::new();
+        for ((child, key, _), record) in page.child_requests.iter().zip(&requests) {
+            let tree = child_tree(child);
+            ops.push(Op {
+                tree,
+                key,
+                value: Some(record),
+            });
         }
-        // One transaction: the page's keys, rejections, child requests, cursor index and
-        // watermark are committed together or not at all.
-        trees
-            .as_slice()
-            .transaction(|t| {
-                for (at, key, record) in &requests {
-                    t[*at].insert(*key, record.as_slice())?;
-                }
-                for (k, v) in &rejected {
-                    t[2].insert(*k, v.as_slice())?;
-                }
-                for k in &page.unrejected {
-                    t[2].remove(k.as_slice())?;
-                }
-                for (k, v) in &keys {
-                    t[1].insert(*k, v.as_slice())?;
-                }
-                for (i, k) in &page.index {
-                    t[3].insert(i.as_slice(), k.as_slice())?;
-                }
-                t[0].insert(source.as_bytes(), meta_bytes.as_slice())?;
-                Ok::<(), ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| match e {
-                TransactionError::Storage(e) => StateError::Io(e.to_string()),
-                TransactionError::Abort(()) => StateError::Io("the commit was aborted".into()),
-            })
+        for ((k, _), v) in page.rejected.iter().zip(&rejected) {
+            ops.push(Op {
+                tree: 2,
+                key: k,
+                value: Some(v),
+            });
+        }
+        for k in &page.unrejected {
+            ops.push(Op {
+                tree: 2,
+                key: k,
+                value: None,
+            });
+        }
+        for ((k, _), e) in page.keys.iter().zip(&entries) {
+            ops.push(Op {
+                tree: 1,
+                key: k,
+                value: Some(e),
+            });
+        }
+        for (i, k) in &page.index {
+            ops.push(Op {
+                tree: 3,
+                key: i,
+                value: Some(k),
+            });
+        }
+        ops.push(Op {
+            tree: 0,
+            key: source.as_bytes(),
+            value: Some(&meta_bytes),
+        });
+        commit_log::commit(&self.db, source, &trees, &ops)
     }
 
     fn prune_keys(&self, source: &str, prune: &Prune, full: bool) -> Result<usize> {
