@@ -12,6 +12,13 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
+/// Threads for blocking work (sled, files, standard output, extraction). Each thread
+/// that allocates keeps its own allocator heap, so a few threads kept busy use less
+/// memory than many (measured: 17 threads and 104 MiB against 11 and 86 MiB at the
+/// default of 512); a few more than the work in flight at once, so a stalled stdout
+/// reader holding one cannot stop the rest.
+const BLOCKING_THREADS: usize = 4;
+
 /// `hamstr run FILE`. With `once`, a summary on stderr, and [`Outcome::Failure`] when a
 /// source failed or records still wait in a sink's queue.
 pub fn run(
@@ -54,6 +61,7 @@ fn run_loaded(
 ) -> Result<Report, Error> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS)
         .build()
         .map_err(|e| Error::Io(format!("cannot start the async runtime: {e}")))?;
     let result = rt.block_on(async {
