@@ -82,7 +82,10 @@ fn a_full_disk_stops_a_long_run_with_the_cause() {
         return;
     };
     let mut run = p.spawn_run(&["--no-watch"]);
-    assert!(wait_until(|| p.jsonl("out/items.jsonl").len() == 20, NOTICE));
+    assert!(wait_until(
+        || p.jsonl("out/items.jsonl").len() == 20,
+        NOTICE
+    ));
 
     let filler = p.data.join("filler");
     fill(&filler);
@@ -173,7 +176,10 @@ fn a_jsonl_sink_inside_the_data_directory_is_refused() {
     let out = p.run_once();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert_contains(&text(&out), "inside the data directory");
-    assert!(std::fs::read(&conf).unwrap() == before, "the store's file changed");
+    assert!(
+        std::fs::read(&conf).unwrap() == before,
+        "the store's file changed"
+    );
 
     p.rewrite(&pipeline(
         "sink lines = jsonl(\".hamstr/state/db\")\nflow src -> lines",
@@ -215,7 +221,10 @@ fn key_values_holding_the_separator_stay_two_keys() {
     assert_eq!(stored, [1, 2], "one record per key");
     assert_eq!(p.jsonl("out/items.jsonl").len(), 2, "nothing sent twice");
     let keys: Vec<Value> = p.dump("src").iter().map(|r| r["key"].clone()).collect();
-    assert!(keys.contains(&json!({"id": "x\u{1f}y", "part": "z"})), "{keys:?}");
+    assert!(
+        keys.contains(&json!({"id": "x\u{1f}y", "part": "z"})),
+        "{keys:?}"
+    );
 }
 
 /// Item 8: the webhook sink read its receiver's whole answer into memory. A receiver

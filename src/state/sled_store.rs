@@ -379,9 +379,17 @@ impl StateStore for SledStore {
         let path = self.dir.display().to_string();
         match file_id(&self.dir.join("state").join("db")) {
             Ok(id) if id == self.lock_file => {}
-            Ok(_) => return Err(StateError::Gone { path, what: "replaced" }),
+            Ok(_) => {
+                return Err(StateError::Gone {
+                    path,
+                    what: "replaced",
+                })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StateError::Gone { path, what: "removed" })
+                return Err(StateError::Gone {
+                    path,
+                    what: "removed",
+                })
             }
             // A folder made unreadable still holds the files sled has open.
             Err(_) => {}
@@ -389,13 +397,10 @@ impl StateStore for SledStore {
         // sled keeps the first error of a write it made in the background and fails
         // every later write with it; a flush waits for what is not yet on disk, so it
         // says so. With nothing waiting it returns at once.
-        self.db
-            .flush()
-            .map(drop)
-            .map_err(|e| StateError::Failed {
-                path,
-                reason: e.to_string(),
-            })
+        self.db.flush().map(drop).map_err(|e| StateError::Failed {
+            path,
+            reason: e.to_string(),
+        })
     }
 }
 

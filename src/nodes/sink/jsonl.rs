@@ -98,8 +98,14 @@ impl Jsonl {
             Some(from) => from,
             None => {
                 // Not ours (or replaced, or cut by someone else since): what it holds
-                // now stays; what comes after is ours.
+                // now stays; what comes after is ours. Made durable before the first
+                // write, or a kill could leave a torn line in a file we then disown;
+                // the lengths of later writes may be lost to a kill (an older length
+                // still marks only whole lines of ours).
                 remember(store, &key, id, len);
+                if let Err(e) = store.flush() {
+                    tracing::warn!(error = %e, "cannot keep how far a jsonl file was written");
+                }
                 len
             }
         };
@@ -164,7 +170,11 @@ fn remember(store: &dyn StateStore, key: &[u8], id: FileId, len: u64) {
 }
 
 fn decode_owned(v: &[u8]) -> Option<(FileId, u64)> {
-    let n = |i: usize| Some(u64::from_be_bytes(v.get(i * 8..i * 8 + 8)?.try_into().ok()?));
+    let n = |i: usize| {
+        Some(u64::from_be_bytes(
+            v.get(i * 8..i * 8 + 8)?.try_into().ok()?,
+        ))
+    };
     Some((FileId(n(0)?, n(1)?), n(2)?))
 }
 
