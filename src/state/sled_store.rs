@@ -465,6 +465,34 @@ mod tests {
     }
 
     #[test]
+    fn a_folder_removed_or_replaced_under_the_store_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let store = SledStore::open(&data).unwrap();
+        store.health().unwrap();
+        std::fs::remove_dir_all(&data).unwrap();
+        let removed = store.health();
+        assert!(matches!(
+            removed,
+            Err(StateError::Gone {
+                what: "removed",
+                ..
+            })
+        ));
+        // sled still holds the removed `db` open: a new file cannot reuse its inode.
+        std::fs::create_dir_all(data.join("state")).unwrap();
+        std::fs::write(data.join("state/db"), b"").unwrap();
+        let replaced = store.health();
+        assert!(matches!(
+            replaced,
+            Err(StateError::Gone {
+                what: "replaced",
+                ..
+            })
+        ));
+    }
+
+    #[test]
     fn a_second_open_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let _first = SledStore::open(dir.path()).unwrap();
