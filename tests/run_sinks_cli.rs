@@ -558,28 +558,34 @@ fn a_cron_source_waits_for_its_time_and_once_runs_it_now() {
 // ---- what sinks hold ------------------------------------------------------------------------
 
 #[test]
-fn jsonl_cuts_a_half_written_line_and_writes_values_as_the_spec_says() {
+fn jsonl_cuts_a_half_written_line_of_its_own_and_writes_values_as_the_spec_says() {
     let api = TestApi::start_blocking();
     // raw bytes: an exact decimal number and a datetime with an offset
-    api.set_reply(
-        PATH,
-        support::Reply::text(
-            200,
-            "application/json",
-            r#"[{"id": 7, "seq": "7", "created_at": "2026-01-01T02:00:00+02:00", "amount": 12.50, "currency": "EUR"}]"#,
-        ),
-    );
+    let answer = |ids: &[u32]| {
+        let items: Vec<String> = ids
+            .iter()
+            .map(|id| format!(r#"{{"id": {id}, "seq": "{id}", "created_at": "2026-01-01T02:00:00+02:00", "amount": 12.50, "currency": "EUR"}}"#))
+            .collect();
+        support::Reply::text(200, "application/json", format!("[{}]", items.join(",")))
+    };
+    api.set_reply(PATH, answer(&[7]));
     let p = Pipeline::new(&one_source(&api.url(), "get = \"/items\""));
-    std::fs::create_dir_all(p.path("out")).unwrap();
-    std::fs::write(p.path("out/src.jsonl"), "{\"id\":\"old\"}\n{\"id\":\"torn").unwrap();
     p.run_ok();
-    let lines = p.jsonl("out/src.jsonl");
+    // A write of hamstr's cut short (a crash mid-line): the next write cuts it first.
+    // (A file hamstr did not write is never cut: see `hostile_state.rs`.)
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(p.path("out/src.jsonl"))
+        .unwrap()
+        .write_all(b"{\"id\":\"torn")
+        .unwrap();
+    api.set_reply(PATH, answer(&[7, 8]));
+    p.run_ok();
+    let record = |id: &str, seq: u32| json!({"id": id, "seq": seq, "created_at": "2026-01-01T00:00:00Z", "amount": "12.50", "currency": "EUR"});
     assert_eq!(
-        lines,
-        vec![
-            json!({"id": "old"}),
-            json!({"id": "7", "seq": 7, "created_at": "2026-01-01T00:00:00Z", "amount": "12.50", "currency": "EUR"}),
-        ]
+        p.jsonl("out/src.jsonl"),
+        vec![record("7", 7), record("8", 8)]
     );
 }
 

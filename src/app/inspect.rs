@@ -139,11 +139,15 @@ fn source_keys(
     Ok(rows
         .into_iter()
         .map(|(key, entry)| {
-            let text = String::from_utf8_lossy(&key);
+            let parts = crate::state::keys::parts(&key);
             let key: serde_json::Map<String, serde_json::Value> = fields
                 .iter()
                 .cloned()
-                .zip(text.split('\u{1f}').map(serde_json::Value::from))
+                .zip(
+                    parts
+                        .iter()
+                        .map(|p| serde_json::Value::from(String::from_utf8_lossy(p))),
+                )
                 .collect();
             let mut row = serde_json::json!({ "key": key });
             if let Some(c) = entry.cursor {

@@ -98,6 +98,9 @@ codes! {
     OutOfScope = "hamstr::out_of_scope",
     /// both `get` and `post`, or `body` with `get`
     ConflictingProperties = "hamstr::conflicting_properties",
+    /// `jsonl(".hamstr/records")` or `jsonl("pipeline.hmr")`: a sink that would write
+    /// into a data directory or onto a pipeline file
+    ProtectedPath = "hamstr::protected_path",
     /// warning: `env("TOKEN")` with TOKEN unset and no default
     EnvNotSet = "hamstr::env_not_set",
     /// warning: a source that feeds no sink

@@ -98,10 +98,14 @@ impl<'e> Ctx<'e> {
                 name,
                 tree: nonempty(self, "tree")?.0.value,
             },
-            "jsonl" => Sink::Jsonl {
-                name,
-                path: nonempty(self, "path")?.0.value,
-            },
+            "jsonl" => {
+                let (path, span) = nonempty(self, "path")?;
+                self.jsonl_path(&path.value, span)?;
+                Sink::Jsonl {
+                    name,
+                    path: path.value,
+                }
+            }
             "stdout" => Sink::Stdout { name },
             "postgres" => {
                 let url = nonempty(self, "url").filter(|(url, span)| {
@@ -166,6 +170,29 @@ impl<'e> Ctx<'e> {
                 }
             }
         })
+    }
+
+    /// A jsonl sink appends to its file: one inside a data directory (`.hamstr/` is
+    /// where `run` keeps it by default) would damage the state store, one onto a
+    /// pipeline file the pipeline. The data directory `--data-dir` names is refused
+    /// when the run starts.
+    fn jsonl_path(&mut self, path: &str, span: Span) -> Option<()> {
+        let path = std::path::Path::new(path);
+        let what = if path.components().any(|c| c.as_os_str() == ".hamstr") {
+            "into a data directory (`.hamstr/`), where it would damage the state store"
+        } else if path.extension().is_some_and(|e| e == "hmr") {
+            "onto a pipeline file"
+        } else {
+            return Some(());
+        };
+        self.error(
+            Code::ProtectedPath,
+            format!("a `jsonl` sink must not write {what}"),
+            span,
+            "not a place for records",
+        )
+        .help = Some("give the sink a file of its own, such as `out/records.jsonl`".into());
+        None
     }
 
     /// Records every flow edge; unknown names are reported with a suggestion.

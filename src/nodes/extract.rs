@@ -13,6 +13,16 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
+/// The entry of a rejected item without a usable key: a fingerprint of the item, so an
+/// item rejected at every poll has one entry, not one per poll. The first byte, 0xff,
+/// is in no key (keys are UTF-8 text).
+fn unkeyed_rejection(item: &Json) -> Vec<u8> {
+    let bytes = serde_json::to_vec(item).unwrap_or_default();
+    let mut id = vec![0xff];
+    id.extend_from_slice(&xxhash_rust::xxh3::xxh3_128(&bytes).to_be_bytes());
+    id
+}
+
 /// A record on its way to the sinks.
 #[derive(Debug, Clone)]
 pub struct Emitted {
@@ -295,9 +305,7 @@ impl ExtractNode {
                     if let Some(k) = &key {
                         run.rejected.insert(k.clone());
                     }
-                    let id = key.unwrap_or_else(|| {
-                        self.store.next_id().unwrap_or(0).to_be_bytes().to_vec()
-                    });
+                    let id = key.unwrap_or_else(|| unkeyed_rejection(item));
                     let entry = serde_json::json!({ "reason": reason, "item": item, "at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true) });
                     commit.rejected.push((id, entry));
                     continue;

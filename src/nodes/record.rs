@@ -212,17 +212,15 @@ impl Extractor {
         }
     }
 
+    /// The record's key as the store spells it ([`crate::state::keys`]): two records
+    /// with different key values never share it.
     pub fn key_of(&self, r: &Record) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (n, &i) in self.key.iter().enumerate() {
-            if n > 0 {
-                out.push(0x1f);
-            }
-            if let Some(v) = r.values.get(i) {
-                out.extend_from_slice(v.to_text().as_bytes());
-            }
-        }
-        out
+        let texts: Vec<String> = self
+            .key
+            .iter()
+            .map(|&i| r.values.get(i).map(Val::to_text).unwrap_or_default())
+            .collect();
+        crate::state::keys::compose(texts.iter().map(|t| t.as_bytes()))
     }
 
     pub fn is_keyed(&self) -> bool {

@@ -7,10 +7,10 @@
 use super::aggregates::{self, AggregateUnit};
 use super::units::Unit;
 use super::{Options, Report};
-use crate::check::{Schedule, Service};
+use crate::check::{Schedule, Service, Sink};
 use crate::masking::Masker;
 use crate::nodes::extract::{Batch, Outputs, Wakes};
-use crate::nodes::sink::{queue_space, writer_for, SinkExit, SinkNode};
+use crate::nodes::sink::{queue_space, refuse_in_data_dir, writer_for, SinkExit, SinkNode};
 use crate::nodes::source::http::ServiceClient;
 use crate::plan::diff::Diff;
 use crate::plan::{Node, NodeId, Plan};
@@ -105,6 +105,7 @@ impl Graph {
             clients.insert(svc.name.clone(), (svc.clone(), client));
         }
         let views = aggregates::compile(&plan)?;
+        self.refuse_sink_paths(&plan, diff)?;
 
         self.apply_sinks(&plan, diff);
         self.clients = clients;
@@ -156,6 +157,30 @@ impl Graph {
             self.start_unit(&name, wait)?;
         }
         self.rewire();
+        Ok(())
+    }
+
+    /// Refuses a jsonl sink about to start whose file is inside the data directory
+    /// (`check` catches `.hamstr/`; only here is `--data-dir` known). A few lookups of
+    /// folders that exist, made once per started sink.
+    fn refuse_sink_paths(&self, plan: &Plan, diff: &Diff) -> Result<(), String> {
+        let Some(data_dir) = self.store.location() else {
+            return Ok(());
+        };
+        for (id, node) in &plan.nodes {
+            let Node::Sink {
+                sink: Sink::Jsonl { name, path },
+                ..
+            } = node
+            else {
+                continue;
+            };
+            if self.sinks.contains_key(name) && !diff.restarts(id) {
+                continue;
+            }
+            refuse_in_data_dir(&self.opts.base_dir.join(path), data_dir)
+                .map_err(|e| format!("sink `{name}`: {e}"))?;
+        }
         Ok(())
     }
 

@@ -1,6 +1,6 @@
 //! The running graph: builds a unit of tasks per node from a checked pipeline, wires
-//! them with bounded channels, drives schedules, applies reloads as diffs, and shuts
-//! down cleanly.
+//! them with bounded channels, drives schedules, applies reloads as diffs, stops the
+//! run when the store can no longer keep what it is given, and shuts down cleanly.
 
 mod aggregates;
 mod drivers;
@@ -18,6 +18,7 @@ use graph::Graph;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 pub use crate::stop::SHUTDOWN_GRACE;
@@ -77,14 +78,66 @@ pub async fn run(
     reloads: Option<mpsc::Receiver<Reload>>,
 ) -> Result<Report, String> {
     let once = opts.once;
-    let mut graph = Graph::start(plan, store, opts, stop.clone())?;
-    if once {
+    let watching = stop.child();
+    let watcher = tokio::spawn(watch_store(store.clone(), stop.clone(), watching.clone()));
+    let mut graph = match Graph::start(plan, store.clone(), opts, stop.clone()) {
+        Ok(g) => g,
+        Err(e) => {
+            watching.stop();
+            return Err(e);
+        }
+    };
+    let report = if once {
         tokio::select! {
             _ = graph.wait_scheduled() => {}
             _ = stop.stopped() => {}
         }
-        return Ok(graph.shutdown().await);
+        graph.shutdown().await
+    } else {
+        run_reloads(&mut graph, &stop, reloads).await;
+        graph.shutdown().await
+    };
+    watching.stop();
+    let fault = match watcher.await.ok().flatten() {
+        Some(fault) => Some(fault),
+        // A write that failed during the shutdown (the last flush, say).
+        None => tokio::task::spawn_blocking(move || store.health().err())
+            .await
+            .ok()
+            .flatten()
+            .map(|e| e.to_string()),
+    };
+    match fault {
+        Some(fault) => Err(format!("the run stopped: {fault}")),
+        None => Ok(report),
     }
+}
+
+/// How often the run asks its store whether it still keeps what it is given.
+const STORE_CHECK: Duration = Duration::from_millis(500);
+
+/// Asks the store every [`STORE_CHECK`] until `watching` stops. When the store cannot
+/// keep what it is given (a write failed, its folder was removed), stops the run and
+/// returns why: a run that went on would fetch and deliver the same records again and
+/// again while committing none, and another run could take the same folder.
+async fn watch_store(store: Arc<dyn StateStore>, run: Stop, watching: Stop) -> Option<String> {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(STORE_CHECK) => {}
+            _ = watching.stopped() => return None,
+        }
+        let s = store.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.health()).await {
+            let fault = e.to_string();
+            tracing::error!(error = %fault, "the state store cannot keep what the run collects: stopping");
+            run.stop();
+            return Some(fault);
+        }
+    }
+}
+
+/// A long run: applies the plans arriving on `reloads` until `stop`.
+async fn run_reloads(graph: &mut Graph, stop: &Stop, reloads: Option<mpsc::Receiver<Reload>>) {
     let mut reloads = reloads;
     loop {
         let next = async {
@@ -113,7 +166,6 @@ pub async fn run(
             }
         }
     }
-    Ok(graph.shutdown().await)
 }
 
 /// Installs the SIGINT/SIGTERM handler that raises `stop`.

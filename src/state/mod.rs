@@ -4,11 +4,17 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
+use std::path::Path;
 
 /// The version of what is persisted; older versions are migrated on open.
 /// 2: a cursor index per incremental source (`keyidx/SOURCE`); a source's keys from
 /// version 1 are indexed by its first prune (`SourceMeta::indexed`).
-pub const STATE_VERSION: u32 = 2;
+/// 3: the parts of a composite key are escaped ([`keys`]). Nothing is rewritten: every
+/// key whose values hold neither U+001E nor U+001F is spelled as before. A key that did
+/// hold one is spelled anew, so its record is collected once more under its new key (a
+/// sled sink keeps the row of the old key beside it); nothing is lost, and two records
+/// version 2 stored as one are two again. A version-2 hamstr refuses a version-3 store.
+pub const STATE_VERSION: u32 = 3;
 
 pub type Result<T> = std::result::Result<T, StateError>;
 
@@ -24,6 +30,14 @@ pub enum StateError {
     Io(String),
     #[error("damaged state for {what}: {reason}")]
     Damaged { what: String, reason: String },
+    /// A write of the store failed (a full disk, say): sled keeps its first I/O error,
+    /// so nothing given to it after that is kept.
+    #[error("the state store in `{path}` cannot keep what it is given: {reason}")]
+    Failed { path: String, reason: String },
+    /// The store's files were removed or replaced while this process held them: what
+    /// it writes goes nowhere, and another run could open the same folder.
+    #[error("the data directory `{path}` was {what} while this run held it")]
+    Gone { path: String, what: &'static str },
 }
 
 impl From<sled::Error> for StateError {
@@ -151,9 +165,21 @@ pub trait StateStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
     fn kv_len(&self, space: &str) -> Result<usize>;
+    /// The data directory the store keeps its files in, if it has one: no sink may
+    /// write there.
+    fn location(&self) -> Option<&Path> {
+        None
+    }
+    /// Whether the store still keeps what it is given: an error once one of its writes
+    /// failed, or once its files were removed or replaced. Cheap enough to ask often.
+    fn health(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 mod commit_log;
+mod files;
+pub mod keys;
 mod sled_store;
 
 pub use sled_store::SledStore;

@@ -1,78 +1,22 @@
-//! The sled-backed [`StateStore`]: one tree per kind and source, a page's commit in one
-//! transaction, and the repair of the unfinished snapshot a killed run can leave.
+//! The sled-backed [`StateStore`]: one tree per kind and source, a page's commit as one
+//! recorded unit ([`commit_log`](super::commit_log)), and whether the store still keeps what it is given.
 
 use super::commit_log::{self, Op};
+use super::files::{clear_unfinished_snapshots, file_id, is_locked, FileId};
 use super::{
     KeyEntry, PageCommit, Prune, Result, SourceMeta, StateError, StateStore, STATE_VERSION,
 };
 use serde_json::Value as Json;
-use std::path::Path;
-
-/// Removes the snapshot files sled was still writing when its process died.
-///
-/// sled 0.34 writes a snapshot to `snap.<lsn>.generating`, syncs it, then renames it to
-/// `snap.<lsn>`; but on open it reads the newest `snap.*` file, `.generating` ones
-/// included, so a process killed while writing one (sled writes a snapshot each time it
-/// opens a store that has grown) leaves a store that refuses to open with "Read corrupted
-/// data" (spacejam/sled#1527). An unfinished snapshot holds nothing the log does not:
-/// without it sled recovers from the previous snapshot and replays the log from there.
-/// The files are removed only under the lock sled itself takes on `db`, so never while
-/// another process is writing one.
-fn clear_unfinished_snapshots(path: &Path, shown: &str) -> Result<()> {
-    let failed = |e: std::io::Error| StateError::Open {
-        path: shown.to_string(),
-        reason: e.to_string(),
-    };
-    let db = match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path.join("db"))
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(failed(e)),
-    };
-    // sled's own threads let go of the lock a moment after a store is dropped (its
-    // flusher wakes every 200 ms): a store this process just closed is not "in use".
-    let mut tries = 0;
-    loop {
-        match db.try_lock() {
-            Ok(()) => break,
-            Err(std::fs::TryLockError::WouldBlock) if tries < 20 => {
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(25));
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(StateError::Locked {
-                    path: shown.to_string(),
-                })
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(failed(e)),
-        }
-    }
-    for entry in std::fs::read_dir(path).map_err(failed)? {
-        let name = entry.map_err(failed)?.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with("snap.") && name.ends_with(".generating") {
-            tracing::warn!("removing the unfinished sled snapshot `{name}` a killed run left");
-            std::fs::remove_file(path.join(&*name)).map_err(failed)?;
-        }
-    }
-    Ok(())
-}
-
-/// Whether another process holds the lock sled takes on a store's `db` file.
-fn is_locked(path: &Path) -> bool {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path.join("db"))
-        .is_ok_and(|f| matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
-}
+use std::path::{Path, PathBuf};
 
 /// The sled-backed store in a data directory.
 pub struct SledStore {
     db: sled::Db,
+    /// The data directory, as it was given.
+    dir: PathBuf,
+    /// The `db` file sled locks, as opened: when the path names another file or none,
+    /// the folder was removed or replaced under the run (and its lock with it).
+    lock_file: FileId,
 }
 
 impl SledStore {
@@ -110,7 +54,15 @@ impl SledStore {
                     }
                 }
             })?;
-        let store = SledStore { db };
+        let lock_file = file_id(&path.join("db")).map_err(|e| StateError::Open {
+            path: shown.clone(),
+            reason: e.to_string(),
+        })?;
+        let store = SledStore {
+            db,
+            dir: dir.to_path_buf(),
+            lock_file,
+        };
         store.migrate()?;
         let replayed = commit_log::replay(&store.db)?;
         if replayed > 0 {
@@ -136,7 +88,9 @@ impl SledStore {
         if found > STATE_VERSION {
             return Err(StateError::TooNew { found });
         }
-        // Version 0 is a fresh store (or one from before versioning): nothing to rewrite.
+        // Version 0 is a fresh store (or one from before versioning), and no version
+        // since has needed a rewrite: version 2 added an index its first prune builds,
+        // version 3 spells only keys with U+001E or U+001F anew (see STATE_VERSION).
         meta.insert("version", &STATE_VERSION.to_be_bytes())?;
         Ok(())
     }
@@ -429,6 +383,38 @@ impl StateStore for SledStore {
     fn kv_len(&self, space: &str) -> Result<usize> {
         Ok(self.tree("kv", space)?.len())
     }
+
+    fn location(&self) -> Option<&Path> {
+        Some(&self.dir)
+    }
+
+    fn health(&self) -> Result<()> {
+        let path = self.dir.display().to_string();
+        match file_id(&self.dir.join("state").join("db")) {
+            Ok(id) if id == self.lock_file => {}
+            Ok(_) => {
+                return Err(StateError::Gone {
+                    path,
+                    what: "replaced",
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StateError::Gone {
+                    path,
+                    what: "removed",
+                })
+            }
+            // A folder made unreadable still holds the files sled has open.
+            Err(_) => {}
+        }
+        // sled keeps the first error of a write it made in the background and fails
+        // every later write with it; a flush waits for what is not yet on disk, so it
+        // says so. With nothing waiting it returns at once.
+        self.db.flush().map(drop).map_err(|e| StateError::Failed {
+            path,
+            reason: e.to_string(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -489,6 +475,34 @@ mod tests {
         store.reset("s").unwrap();
         assert_eq!(store.key_count("s").unwrap(), 0);
         assert_eq!(store.meta("s").unwrap().watermark, None);
+    }
+
+    #[test]
+    fn a_folder_removed_or_replaced_under_the_store_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let store = SledStore::open(&data).unwrap();
+        store.health().unwrap();
+        std::fs::remove_dir_all(&data).unwrap();
+        let removed = store.health();
+        assert!(matches!(
+            removed,
+            Err(StateError::Gone {
+                what: "removed",
+                ..
+            })
+        ));
+        // sled still holds the removed `db` open: a new file cannot reuse its inode.
+        std::fs::create_dir_all(data.join("state")).unwrap();
+        std::fs::write(data.join("state/db"), b"").unwrap();
+        let replaced = store.health();
+        assert!(matches!(
+            replaced,
+            Err(StateError::Gone {
+                what: "replaced",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -12,7 +12,7 @@ mod sled;
 mod stdout;
 mod webhook;
 
-pub use jsonl::open_jsonl;
+pub use jsonl::refuse_in_data_dir;
 pub use queue::{last_error, queue_space, ERROR_SPACE};
 
 use super::extract::{Ack, Batch, Emitted};
@@ -85,6 +85,7 @@ pub fn writer_for(
         }),
         Sink::Jsonl { path, .. } => Box::new(jsonl::JsonlWriter {
             path: base.join(path),
+            store,
             file: None,
         }),
         Sink::Stdout { .. } => Box::new(stdout::StdoutWriter),

@@ -2,7 +2,7 @@
 //! records, retrying like service calls (connection errors, timeouts, 429 and 5xx, with
 //! exponential backoff, jitter and `Retry-After`). A page it cannot deliver waits in the
 //! sink's durable queue; the arrays of that page already delivered are not sent again
-//! while hamstr keeps running.
+//! while hamstr keeps running. Of a receiver's answer only the start is read.
 
 use super::{SinkWriter, WriteFuture};
 use crate::check::{Retry, Text};
@@ -121,19 +121,16 @@ impl WebhookWriter {
         };
         let status = resp.status();
         if status.is_success() {
-            // Read the answer, so the connection can be used again.
-            let _ = resp.bytes().await;
+            // Read a short answer, so the connection can be used again; a long one is
+            // left unread and its connection closed.
+            let _ = excerpt(resp).await;
             return Ok(());
         }
         if status.as_u16() == 429 || status.is_server_error() {
             let after = retry_after(resp.headers());
             return Err(Attempt::Retry(self.say(&format!("HTTP {status}")), after));
         }
-        let body = resp
-            .bytes()
-            .await
-            .map(|b| body_excerpt(&b))
-            .unwrap_or_default();
+        let body = body_excerpt(&excerpt(resp).await);
         let note = if status.is_redirection() {
             " (redirects are not followed)"
         } else {
@@ -175,6 +172,26 @@ impl SinkWriter for WebhookWriter {
             Ok(())
         })
     }
+}
+
+/// How much of a receiver's answer is read: the start of an error message, whatever
+/// the receiver sends.
+const ANSWER_LIMIT: usize = 16 * 1024;
+
+/// The first [`ANSWER_LIMIT`] bytes of an answer's body (fewer when reading it fails);
+/// the rest is never read.
+async fn excerpt(mut resp: reqwest::Response) -> Vec<u8> {
+    let mut out = Vec::new();
+    while out.len() < ANSWER_LIMIT {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = ANSWER_LIMIT - out.len();
+                out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    out
 }
 
 /// `[r1,r2,...]` from records that are JSON objects already.
