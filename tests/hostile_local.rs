@@ -21,14 +21,11 @@ use support::{closed_origin, records, wait_until, Paging, Reply, RunningHamstr, 
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// One source `src` on `/items` (pages of 5) into a sled sink `store`, every hour.
+/// One source `src` on `/items` (pages of 100) into a sled sink `store`, every hour.
 fn collecting(api: &TestApi, n: usize) -> Pipeline {
     api.set_records("/items", records::make(n));
-    api.serve("/items", Paging::page(5));
-    Pipeline::new(&format!(
-        "{}\nsource src from api {{\n  get = \"/items\"\n  schedule = every(1h)\n  paginate = page(size_param = \"per_page\", size = 5)\n  records = $.data[*]\n{FIELDS}\n}}\nsink store = sled(\"items\")\nflow src -> store\n",
-        service(&api.url(), "")
-    ))
+    api.serve("/items", Paging::page(100));
+    Pipeline::new(&collecting_text(api))
 }
 
 /// A long run of `p` once its first poll is stored and its socket answers.
@@ -49,41 +46,54 @@ fn state_now(p: &Pipeline) -> String {
     out.map(|o| stdout(&o)).unwrap_or_default()
 }
 
-/// The peak resident size of a process, in bytes.
-fn peak_rss(pid: u32) -> u64 {
+/// A process's resident size now (`VmRSS`) or at its peak (`VmHWM`), in bytes.
+fn rss(pid: u32, which: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM");
+    let line = status.lines().find(|l| l.starts_with(which)).expect(which);
     let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
     kb * 1024
 }
 
 // ---- 13: a large dump over the socket ---------------------------------------------------
 
-#[test]
-fn a_large_dump_asked_of_a_run_is_streamed_not_held() {
-    let api = TestApi::start_blocking();
-    let (n, pad) = (16_000, "p".repeat(5_000));
-    let big: Vec<Value> = (1..=n)
+/// 16,000 records of 5 kB (80 MB) from `/big` in the sled sink `store`, every hour.
+fn big_store(api: &TestApi) -> Pipeline {
+    let pad = "p".repeat(5_000);
+    let big: Vec<Value> = (1..=BIG)
         .map(|i| json!({"id": format!("r{i:05}"), "pad": pad}))
         .collect();
     api.set_records("/big", big);
     api.serve("/big", Paging::page(1000));
-    let p = Pipeline::new(&format!(
+    Pipeline::new(&format!(
         "{}\nsource big from api {{\n  get = \"/big\"\n  schedule = every(1h)\n  paginate = page(size_param = \"per_page\", size = 1000)\n  records = $.data[*]\n  key = id\n  fields {{\n    id  : string = $.id\n    pad : string = $.pad\n  }}\n}}\nsink store = sled(\"big\")\nflow big -> store\n",
         service(&api.url(), "")
-    ));
+    ))
+}
+
+const BIG: usize = 16_000;
+
+#[test]
+fn a_large_dump_asked_of_a_run_is_streamed_not_held() {
+    let api = TestApi::start_blocking();
+    let p = big_store(&api);
     let run = p.spawn_run(&["--no-watch"]);
-    let stored = format!("{n} records");
+    let stored = format!("{BIG} records");
     assert!(
         wait_until(|| state_now(&p).contains(&stored), Duration::from_secs(240)),
-        "never stored {n}"
+        "never stored {BIG}"
     );
-    let before = peak_rss(run.id());
-    let out = p.cmd(&["dump", "big", "--data-dir"]).arg(&p.data).output().unwrap();
+    // The peak so far is the collection's: start it again from what is resident now.
+    std::fs::write(format!("/proc/{}/clear_refs", run.id()), "5").expect("reset the peak");
+    let before = rss(run.id(), "VmRSS:");
+    let out = p
+        .cmd(&["dump", "store", "--data-dir"])
+        .arg(&p.data)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(out.stdout.iter().filter(|b| **b == b'\n').count(), n);
+    assert_eq!(out.stdout.iter().filter(|b| **b == b'\n').count(), BIG);
     // 80 MB of records went out; the run holds a part of them at a time.
-    let grew = peak_rss(run.id()).saturating_sub(before);
+    let grew = rss(run.id(), "VmHWM:").saturating_sub(before);
     assert!(grew < 40 << 20, "the run's peak grew by {} MiB", grew >> 20);
 }
 
@@ -150,9 +160,12 @@ fn idle_connections_beyond_the_cap_are_told_the_run_is_busy() {
     let _run = running(&p, &api, 3);
     let idle: Vec<UnixStream> = (0..40).map(|_| connect(&p)).collect();
     let last = idle.last().unwrap();
-    last.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    last.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let mut line = String::new();
-    BufReader::new(last).read_line(&mut line).expect("an answer, not silence");
+    BufReader::new(last)
+        .read_line(&mut line)
+        .expect("an answer, not silence");
     assert_contains(&line, "busy");
     drop(idle);
     assert_contains(&p.state(), "records seen: 3");
@@ -164,7 +177,11 @@ fn the_control_server_outlives_running_out_of_file_descriptors() {
     let p = collecting(&api, 3);
     let run = running(&p, &api, 3);
     let pid = run.id() as libc::pid_t;
-    let open = || std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count() as u64;
+    let open = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count() as u64
+    };
     let set_limit = |n: u64| {
         let lim = libc::rlimit {
             rlim_cur: n,
@@ -177,7 +194,10 @@ fn the_control_server_outlives_running_out_of_file_descriptors() {
     let limit = open() + 2;
     set_limit(limit);
     let waiting: Vec<UnixStream> = (0..20).map(|_| connect(&p)).collect();
-    assert!(wait_until(|| open() >= limit, LIMIT), "the run took no connection");
+    assert!(
+        wait_until(|| open() >= limit, LIMIT),
+        "the run took no connection"
+    );
     // Two are accepted and the next accept fails for want of a descriptor; nothing
     // outside the run shows the failed accepts, so time is given for a few.
     std::thread::sleep(Duration::from_millis(500));
@@ -189,7 +209,10 @@ fn the_control_server_outlives_running_out_of_file_descriptors() {
 // ---- 16: a pipeline file that is not a regular file -----------------------------------
 
 fn mkfifo(path: &Path) {
-    let status = std::process::Command::new("mkfifo").arg(path).status().unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
     assert!(status.success());
 }
 
@@ -229,7 +252,7 @@ fn a_reload_refuses_a_fifo_and_goes_on_reloading() {
 
 fn collecting_text(api: &TestApi) -> String {
     format!(
-        "{}\nsource src from api {{\n  get = \"/items\"\n  schedule = every(1h)\n  paginate = page(size_param = \"per_page\", size = 5)\n  records = $.data[*]\n{FIELDS}\n}}\nsink store = sled(\"items\")\nflow src -> store\n",
+        "{}\nsource src from api {{\n  get = \"/items\"\n  schedule = every(1h)\n  paginate = page(size_param = \"per_page\", size = 100)\n  records = $.data[*]\n{FIELDS}\n}}\nsink store = sled(\"items\")\nflow src -> store\n",
         service(&api.url(), "")
     )
 }
@@ -243,28 +266,64 @@ fn runs_start_while_state_is_asked_in_a_loop() {
     p.rewrite(&collecting_text(&api).replace("every(1h)", "once"));
     p.run_ok();
     let stop = std::sync::atomic::AtomicBool::new(false);
-    std::thread::scope(|s| {
-        let asking = s.spawn(|| {
-            let mut failed = Vec::new();
-            let mut asked = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let out = p.cmd(&["state", "--data-dir"]).arg(&p.data).output().unwrap();
-                asked += 1;
-                if out.status.code() != Some(0) {
-                    failed.push(text(&out));
-                }
+    let ask = || {
+        let (mut asked, mut failed) = (0, Vec::new());
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let out = p
+                .cmd(&["state", "--data-dir"])
+                .arg(&p.data)
+                .output()
+                .unwrap();
+            asked += 1;
+            if out.status.code() != Some(0) {
+                failed.push(text(&out));
             }
-            (asked, failed)
-        });
+        }
+        (asked, failed)
+    };
+    std::thread::scope(|s| {
+        let askers: Vec<_> = (0..3).map(|_| s.spawn(ask)).collect();
         let runs: Vec<_> = (0..6).map(|_| p.run_once()).collect();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let (asked, failed) = asking.join().unwrap();
         for out in &runs {
             assert_eq!(out.status.code(), Some(0), "a run refused:\n{}", text(out));
         }
-        assert!(asked > 1, "state was asked {asked} times");
-        assert!(failed.is_empty(), "state failed:\n{}", failed.join("\n"));
+        for asker in askers {
+            let (asked, failed) = asker.join().unwrap();
+            assert!(asked > 1, "state was asked {asked} times");
+            assert!(failed.is_empty(), "state failed:\n{}", failed.join("\n"));
+        }
     });
+}
+
+#[test]
+fn a_run_waits_for_a_dump_reading_the_store() {
+    let api = TestApi::start_blocking();
+    let p = big_store(&api);
+    p.run_ok();
+    let mut dump = hamstr_process();
+    dump.args(["dump"])
+        .arg(&p.file)
+        .args(["store", "--data-dir"])
+        .arg(&p.data)
+        .stderr(std::process::Stdio::piped());
+    let dump = dump.spawn().unwrap();
+    // Reading 80 MB takes the dump a while; `/proc/locks` shows when it holds the store.
+    let holds_store = |pid: u32| {
+        let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+        locks.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(1) == Some(&"FLOCK") && f.get(4) == Some(&pid.to_string().as_str())
+        })
+    };
+    assert!(
+        wait_until(|| holds_store(dump.id()), LIMIT),
+        "the dump never held the store"
+    );
+    let run = p.run_once();
+    assert_eq!(run.status.code(), Some(0), "a run refused:\n{}", text(&run));
+    let dump = dump.wait_with_output().unwrap();
+    assert_eq!(dump.status.code(), Some(0), "{}", text(&dump));
 }
 
 // ---- 20: secrets in what is printed and stored -----------------------------------------
@@ -282,7 +341,10 @@ fn secrets_in_urls_and_echoed_credentials_are_masked() {
     let hook_token = "h00k-t0ken-in-the-path";
     let hook = format!("{}/services/T01/B02/{hook_token}", closed_origin());
     let pg_password = "pg-passw0rd-in-the-query";
-    let pg = format!("postgres://app@{}/shop?password={pg_password}", &closed_origin()[7..]);
+    let pg = format!(
+        "postgres://app@{}/shop?password={pg_password}",
+        &closed_origin()[7..]
+    );
     let (user, password) = ("collector", "basic-passw0rd");
     let basic = "Y29sbGVjdG9yOmJhc2ljLXBhc3N3MHJk"; // base64("collector:basic-passw0rd")
     let source = |name: &str, path: &str| {
@@ -310,14 +372,21 @@ fn secrets_in_urls_and_echoed_credentials_are_masked() {
     let graph = with_env(&["graph"]).output().unwrap();
     assert_eq!(graph.status.code(), Some(0), "{}", text(&graph));
     shown.push_str(&text(&graph));
-    let run = with_env(&["run", "--once", "--data-dir"]).arg(&p.data).output().unwrap();
+    let run = with_env(&["run", "--once", "--data-dir"])
+        .arg(&p.data)
+        .output()
+        .unwrap();
     shown.push_str(&text(&run));
     assert!(
-        !api.requests_to(&format!("/{path_token}/refused")).is_empty(),
+        !api.requests_to(&format!("/{path_token}/refused"))
+            .is_empty(),
         "{}",
         text(&run)
     );
-    let state = with_env(&["state", "--data-dir"]).arg(&p.data).output().unwrap();
+    let state = with_env(&["state", "--data-dir"])
+        .arg(&p.data)
+        .output()
+        .unwrap();
     shown.push_str(&text(&state));
     assert_contains(&shown, "401");
     for secret in [path_token, hook_token, pg_password, password, basic] {
@@ -356,12 +425,21 @@ fn other_users() -> Option<[(u32, u32); 2]> {
     let mut ids = [(0, 0); 2];
     for (i, name) in ["hamstr-t-one", "hamstr-t-two"].iter().enumerate() {
         let id = |flag: &str| -> Option<u32> {
-            let out = std::process::Command::new("id").args([flag, name]).output().ok()?;
+            let out = std::process::Command::new("id")
+                .args([flag, name])
+                .output()
+                .ok()?;
             String::from_utf8_lossy(&out.stdout).trim().parse().ok()
         };
         if id("-u").is_none() {
             let made = std::process::Command::new("useradd")
-                .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name])
+                .args([
+                    "--system",
+                    "--no-create-home",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    name,
+                ])
                 .status();
             if !made.is_ok_and(|s| s.success()) {
                 eprintln!("skipped: cannot create user {name}");
@@ -411,11 +489,19 @@ fn another_user_cannot_squat_or_answer_for_the_socket_of_a_long_data_dir() {
         c
     };
     let mut run_cmd = hamstr_process();
-    run_cmd.args(["run", "--no-watch"]).arg(&p.file).arg("--data-dir").arg(&p.data);
+    run_cmd
+        .args(["run", "--no-watch"])
+        .arg(&p.file)
+        .arg("--data-dir")
+        .arg(&p.data);
     let mut run = RunningHamstr::start(as_me(run_cmd));
     let state = || {
         let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("hamstr"));
-        c.env("NO_COLOR", "1").arg("state").arg(&p.file).arg("--data-dir").arg(&p.data);
+        c.env("NO_COLOR", "1")
+            .arg("state")
+            .arg(&p.file)
+            .arg("--data-dir")
+            .arg(&p.data);
         as_me(c).output().unwrap()
     };
     assert!(
@@ -434,7 +520,10 @@ fn another_user_cannot_squat_or_answer_for_the_socket_of_a_long_data_dir() {
     let _ = s.write_all(b"\"State\"\n");
     let mut reply = String::new();
     let _ = s.read_to_string(&mut reply);
-    assert!(!reply.contains("records seen"), "answered another user: {reply}");
+    assert!(
+        !reply.contains("records seen"),
+        "answered another user: {reply}"
+    );
     let status = run.terminate(LIMIT);
     assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", run.stderr());
     assert!(!folder.exists(), "the socket's folder outlived the run");
@@ -462,9 +551,19 @@ fn the_demo_does_not_write_through_a_link_in_the_temporary_folder() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let written: Vec<_> = std::fs::read_dir(&elsewhere).unwrap().flatten().collect();
-    assert!(written.is_empty(), "the demo wrote through the link: {written:?}");
-    let made: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().map(|e| e.path()).collect();
-    let own = made.iter().find(|p| !p.is_symlink()).expect("the demo's folder");
+    assert!(
+        written.is_empty(),
+        "the demo wrote through the link: {written:?}"
+    );
+    let made: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    let own = made
+        .iter()
+        .find(|p| !p.is_symlink())
+        .expect("the demo's folder");
     assert_eq!(std::fs::metadata(own).unwrap().mode() & 0o777, 0o700);
 }
 
@@ -494,8 +593,16 @@ fn what_a_run_creates_is_private_whatever_the_umask() {
     let mode = |path: &Path| std::fs::metadata(path).unwrap().mode() & 0o777;
     assert_eq!(mode(&p.data), 0o700, "the data directory");
     assert_eq!(mode(&p.data.join("control.sock")), 0o600, "the socket");
-    for file in files_under(&p.data).into_iter().chain([p.path("out/lines.jsonl")]) {
-        assert_eq!(mode(&file) & 0o077, 0, "{} is open to others", file.display());
+    for file in files_under(&p.data)
+        .into_iter()
+        .chain([p.path("out/lines.jsonl")])
+    {
+        assert_eq!(
+            mode(&file) & 0o077,
+            0,
+            "{} is open to others",
+            file.display()
+        );
     }
     // Another user can read none of it.
     if let Some([other, _]) = other_users() {
@@ -511,5 +618,8 @@ fn what_a_run_creates_is_private_whatever_the_umask() {
     }
     let status = run.terminate(LIMIT);
     assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", run.stderr());
-    assert!(!p.data.join("control.sock").exists(), "the socket outlived the run");
+    assert!(
+        !p.data.join("control.sock").exists(),
+        "the socket outlived the run"
+    );
 }

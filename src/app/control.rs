@@ -229,9 +229,9 @@ mod unix {
         let answered = match read {
             Err(_) => return,
             Ok(0) => return,
-            Ok(_) if !line.ends_with(b"\n") => {
-                Err(format!("the request is cut short or longer than {MAX_REQUEST} bytes"))
-            }
+            Ok(_) if !line.ends_with(b"\n") => Err(format!(
+                "the request is cut short or longer than {MAX_REQUEST} bytes"
+            )),
             Ok(_) => match serde_json::from_slice::<Request>(&line) {
                 Ok(req) => answer(req, &mut out).map_err(|e| e.to_string()),
                 Err(e) => Err(format!("bad request: {e}")),
@@ -255,13 +255,12 @@ mod unix {
             }
         }
 
-        /// Sends the pending text up to its last whole character.
-        fn send(&mut self) -> std::io::Result<()> {
+        /// Sends the pending text up to its last whole character (`all`: all of it).
+        fn send(&mut self, all: bool) -> std::io::Result<()> {
             let whole = match std::str::from_utf8(&self.pending) {
-                Ok(_) => self.pending.len(),
                 // An incomplete character at the end waits for its other bytes.
-                Err(e) if e.error_len().is_none() => e.valid_up_to(),
-                Err(_) => self.pending.len(),
+                Err(e) if e.error_len().is_none() && !all => e.valid_up_to(),
+                _ => self.pending.len(),
             };
             if whole == 0 {
                 return Ok(());
@@ -274,7 +273,7 @@ mod unix {
 
         /// Sends what is pending, then the end of the answer.
         fn finish(mut self, answered: Result<(), String>) {
-            let last = match answered.and_then(|()| self.send().map_err(|e| e.to_string())) {
+            let last = match answered.and_then(|()| self.send(true).map_err(|e| e.to_string())) {
                 Ok(()) => Frame::Done,
                 Err(e) => Frame::Failed(e),
             };
@@ -287,7 +286,7 @@ mod unix {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
             self.pending.extend_from_slice(buf);
             if self.pending.len() >= PIECE {
-                self.send()?;
+                self.send(false)?;
             }
             Ok(buf.len())
         }
@@ -365,7 +364,10 @@ mod unix {
             Err(why) => return Ok(Reached::NoOne(why)),
         };
         let io = |e: std::io::Error| {
-            Error::Io(format!("the run answering on `{}` failed: {e}", path.display()))
+            Error::Io(format!(
+                "the run answering on `{}` failed: {e}",
+                path.display()
+            ))
         };
         stream.set_read_timeout(Some(READ_TIMEOUT)).map_err(io)?;
         let mut line = serde_json::to_vec(req).map_err(|e| Error::Io(e.to_string()))?;

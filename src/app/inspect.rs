@@ -129,7 +129,8 @@ fn answer_here(
     if let Some(source) = reset {
         reset_source(loaded, &store, &source)?;
     }
-    let spool_error = |e: std::io::Error| Error::Io(format!("cannot keep the answer in a temporary file: {e}"));
+    let spool_error =
+        |e: std::io::Error| Error::Io(format!("cannot keep the answer in a temporary file: {e}"));
     let mut spool = tempfile::tempfile_in(dir)
         .or_else(|_| tempfile::tempfile())
         .map_err(spool_error)?;

@@ -68,7 +68,10 @@ impl Pipeline {
                 if from_env.contains(&url.value) {
                     url.secret = true;
                     parts.extend(url_path(&url.value));
-                    if let Some(q) = url::Url::parse(&url.value).ok().and_then(|u| u.query().map(str::to_string)) {
+                    if let Some(q) = url::Url::parse(&url.value)
+                        .ok()
+                        .and_then(|u| u.query().map(str::to_string))
+                    {
                         parts.push(q);
                     }
                 }
@@ -102,8 +105,7 @@ fn query_values(url: &str, name: &str) -> Vec<String> {
 
 /// Standard base64 with padding, as HTTP Basic authentication encodes `user:password`.
 fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let n = chunk
@@ -175,14 +177,23 @@ mod tests {
         assert_eq!(base64(b"f"), "Zg==");
         assert_eq!(base64(b"fo"), "Zm8=");
         assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"Aladdin:open sesame"), "QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+        assert_eq!(
+            base64(b"Aladdin:open sesame"),
+            "QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
         assert_eq!(base64(&[0xff, 0xfe]), "//4=");
     }
 
     #[test]
     fn a_url_path_without_its_trailing_slash() {
-        assert_eq!(url_path("https://h.example/a/T0K3N/").as_deref(), Some("/a/T0K3N"));
+        assert_eq!(
+            url_path("https://h.example/a/T0K3N/").as_deref(),
+            Some("/a/T0K3N")
+        );
         assert_eq!(url_path("https://h.example"), None);
-        assert_eq!(query_values("postgres://u@h/db?password=pw&x=1", "password"), ["pw"]);
+        assert_eq!(
+            query_values("postgres://u@h/db?password=pw&x=1", "password"),
+            ["pw"]
+        );
     }
 }

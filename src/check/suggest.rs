@@ -138,10 +138,18 @@ mod tests {
     #[test]
     fn the_closest_name_within_reach() {
         assert_eq!(closest("ordres", ["orders", "payments"]), Some("orders"));
-        assert_eq!(closest("Orders", ["orders"]), Some("orders"), "case is ignored");
+        assert_eq!(
+            closest("Orders", ["orders"]),
+            Some("orders"),
+            "case is ignored"
+        );
         assert_eq!(closest("orders", ["orders"]), None, "not the name itself");
         assert_eq!(closest("abc", ["xyz"]), None);
-        assert_eq!(closest("ab", ["ba", "abc"]), Some("ba"), "a transposition is one edit");
+        assert_eq!(
+            closest("ab", ["ba", "abc"]),
+            Some("ba"),
+            "a transposition is one edit"
+        );
         assert_eq!(closest("sorce", ["sources", "source"]), Some("source"));
     }
 
@@ -154,7 +162,10 @@ mod tests {
         assert_eq!(d(&mut t, "kitten", "sitting"), Some(3));
         assert_eq!(d(&mut t, "abcd", "acbd"), Some(1));
         assert_eq!(d(&mut t, "", "abc"), Some(3));
-        assert_eq!(t.distance_within(&chars("abcdef"), &chars("uvwxyz"), 2), None);
+        assert_eq!(
+            t.distance_within(&chars("abcdef"), &chars("uvwxyz"), 2),
+            None
+        );
     }
 
     #[test]
@@ -172,7 +183,10 @@ mod tests {
                 .count()
         });
         assert_eq!(looked, 3000);
-        assert!(suggested > 10, "the first misspellings get their suggestion");
+        assert!(
+            suggested > 10,
+            "the first misspellings get their suggestion"
+        );
         assert!(suggested < 3000, "the budget ran out: {suggested}");
         assert_eq!(BUDGET.get(), None, "the budget ends with the check");
         assert_eq!(

@@ -372,7 +372,10 @@ impl StateStore for SledStore {
         let tree = self.tree("sink", tree)?;
         let from = after.map_or(Bound::Unbounded, |k| Bound::Excluded(k.to_vec()));
         let mut out = Vec::new();
-        for kv in tree.range::<Vec<u8>, _>((from, Bound::Unbounded)).take(limit) {
+        for kv in tree
+            .range::<Vec<u8>, _>((from, Bound::Unbounded))
+            .take(limit)
+        {
             let (k, v) = kv?;
             out.push((k.to_vec(), v.to_vec()));
         }
