@@ -110,7 +110,7 @@ fn check_of_thousands_of_misspelled_names_is_bounded() {
         text.push_str(&format!("flow src -> sinc_{i:05}\n"));
     }
     let p = Pipeline::new(&text);
-    // Held to 60 s of CPU: unbounded, the suggestions take many minutes.
+    // Held to 60 s of CPU; unbounded, 144 million comparisons take longer than that.
     let out = std::process::Command::new("sh")
         .args(["-c", "ulimit -t 60; exec \"$0\" check \"$1\" --format json"])
         .arg(assert_cmd::cargo::cargo_bin("hamstr"))

@@ -4,10 +4,11 @@
 //! dump is never held whole on either side.
 //!
 //! Only the user running hamstr asks and answers: each end checks the other's uid. The
-//! socket is `control.sock` in the data directory (0600, in a folder that is 0700); when
-//! that path is too long for a socket address, it lives in a private folder made for the
-//! run in the temporary folder, whose path the data directory records. Both go when the
-//! run ends.
+//! socket (0600) is `control.sock` in the data directory; when that path is too long for
+//! a socket address, it lives in a private folder (0700, a random name, made
+//! exclusively) in the temporary folder, whose path the data directory records: a name
+//! derived from the data directory could be taken first by another user. Socket, folder
+//! and record go when the run ends.
 
 use super::Error;
 use std::path::{Path, PathBuf};
