@@ -175,34 +175,35 @@ fn idle_connections_beyond_the_cap_are_told_the_run_is_busy() {
 fn the_control_server_outlives_running_out_of_file_descriptors() {
     let api = TestApi::start_blocking();
     let p = collecting(&api, 3);
-    let run = running(&p, &api, 3);
+    let mut run = running(&p, &api, 3);
     let pid = run.id() as libc::pid_t;
     let open = || {
         std::fs::read_dir(format!("/proc/{pid}/fd"))
             .unwrap()
             .count() as u64
     };
-    let set_limit = |n: u64| {
-        let lim = libc::rlimit {
-            rlim_cur: n,
-            rlim_max: n.max(4096),
+    let limit = |new: Option<libc::rlim_t>| {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
         };
-        // SAFETY: a valid rlimit for a process of ours; no old value is asked for.
-        let r = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &lim, std::ptr::null_mut()) };
+        // SAFETY: reads the run's limit into `lim`, a valid rlimit.
+        let r = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut lim) };
         assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
+        let old = lim.rlim_cur;
+        if let Some(n) = new {
+            lim.rlim_cur = n;
+            // SAFETY: a valid rlimit for a process of ours, within its hard limit.
+            let r = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &lim, std::ptr::null_mut()) };
+            assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
+        }
+        old
     };
-    let limit = open() + 2;
-    set_limit(limit);
+    let given = limit(Some(open() + 2));
     let waiting: Vec<UnixStream> = (0..20).map(|_| connect(&p)).collect();
-    assert!(
-        wait_until(|| open() >= limit, LIMIT),
-        "the run took no connection"
-    );
-    // Two are accepted and the next accept fails for want of a descriptor; nothing
-    // outside the run shows the failed accepts, so time is given for a few.
-    std::thread::sleep(Duration::from_millis(500));
+    run.wait_for_stderr_line("a failed accept", |l| l.contains("accept failed"), LIMIT);
     drop(waiting);
-    set_limit(4096);
+    limit(Some(given));
     assert_contains(&p.state(), "records seen: 3");
 }
 
@@ -261,36 +262,41 @@ fn collecting_text(api: &TestApi) -> String {
 
 #[test]
 fn runs_start_while_state_is_asked_in_a_loop() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
     let api = TestApi::start_blocking();
     let p = collecting(&api, 3);
     p.rewrite(&collecting_text(&api).replace("every(1h)", "once"));
     p.run_ok();
-    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (stop, asked) = (AtomicBool::new(false), AtomicUsize::new(0));
     let ask = || {
-        let (mut asked, mut failed) = (0, Vec::new());
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let mut failed = Vec::new();
+        while !stop.load(Relaxed) {
             let out = p
                 .cmd(&["state", "--data-dir"])
                 .arg(&p.data)
                 .output()
                 .unwrap();
-            asked += 1;
+            asked.fetch_add(1, Relaxed);
             if out.status.code() != Some(0) {
                 failed.push(text(&out));
             }
         }
-        (asked, failed)
+        failed
     };
     std::thread::scope(|s| {
         let askers: Vec<_> = (0..3).map(|_| s.spawn(ask)).collect();
-        let runs: Vec<_> = (0..6).map(|_| p.run_once()).collect();
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        // At least six runs, and enough that they start among a dozen `state` calls.
+        let mut runs = Vec::new();
+        while runs.len() < 6 || (asked.load(Relaxed) < 12 && runs.len() < 40) {
+            runs.push(p.run_once());
+        }
+        stop.store(true, Relaxed);
         for out in &runs {
             assert_eq!(out.status.code(), Some(0), "a run refused:\n{}", text(out));
         }
+        assert!(asked.load(Relaxed) >= 12, "state was asked {asked:?} times");
         for asker in askers {
-            let (asked, failed) = asker.join().unwrap();
-            assert!(asked > 1, "state was asked {asked} times");
+            let failed = asker.join().unwrap();
             assert!(failed.is_empty(), "state failed:\n{}", failed.join("\n"));
         }
     });
