@@ -1,12 +1,14 @@
 //! `dump`, `state` and `graph`: what a data directory holds, rendered from its store or
 //! asked of the run that holds it, and the compiled graph of a pipeline.
 
-use super::control::{self, Request};
+use super::control::{self, Reached, Request};
 use super::load::{self, Loaded};
 use super::{plural, print_stdout, Console, Error, Outcome};
 use crate::check::{Pipeline, Sink};
 use crate::state::{SledStore, StateError, StateStore};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// How `dump` prints rows: one JSON object a line, or CSV with a column for every field.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,12 +57,19 @@ pub fn state(
 pub fn graph(file: &Path, format: GraphFormat, console: Console) -> Result<Outcome, Error> {
     let loaded = load::load(file, console)?;
     let plan = crate::plan::Plan::new(&loaded.pipeline);
-    print_stdout(&match format {
+    let graph = match format {
         GraphFormat::Dot => plan.to_dot(),
         GraphFormat::Mermaid => plan.to_mermaid(),
-    })?;
+    };
+    // The labels show URLs; whatever in them is a secret goes.
+    let masker = crate::masking::Masker::new(loaded.pipeline.secrets());
+    print_stdout(&masker.mask(&graph))?;
     Ok(Outcome::Success)
 }
+
+/// How long `dump` and `state` keep trying when the store is held but no run answers:
+/// another `dump` or `state` is reading it, or a run is starting.
+const READER_WAIT: Duration = Duration::from_secs(10);
 
 /// Answers `req` from the store of the data directory, or asks the run that holds it.
 fn with_store(
@@ -79,24 +88,78 @@ fn with_store(
             dir.display()
         )));
     }
-    let out = match SledStore::open(&dir) {
-        Ok(store) => {
-            if let Some(source) = reset {
-                reset_source(&loaded, &store, &source)?;
+    let deadline = Instant::now() + READER_WAIT;
+    loop {
+        let why = match SledStore::open(&dir) {
+            Ok(store) => return answer_here(&loaded, store, &dir, req, reset),
+            Err(StateError::Locked { path }) if reset.is_some() => {
+                return Err(Error::Locked {
+                    path,
+                    then: ": stop it before resetting a source",
+                })
             }
-            answer(&loaded, &store, req)?
+            Err(StateError::Locked { .. }) => {
+                match control::ask(&dir, &req, &mut |text| print_stdout(text))? {
+                    Reached::Answered => return Ok(Outcome::Success),
+                    Reached::NoOne(why) => why,
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if Instant::now() >= deadline {
+            return Err(Error::Io(format!(
+                "the data directory `{}` is in use, and no run answers on its socket ({why})",
+                dir.display()
+            )));
         }
-        Err(StateError::Locked { path }) if reset.is_some() => {
-            return Err(Error::Locked {
-                path,
-                then: ": stop it before resetting a source",
-            })
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Answers from the store this process opened. The answer is rendered into an
+/// anonymous file while the store is held and written out once it is let go: a reader
+/// of stdout that takes its time (`| less`) never keeps a `run` from starting.
+fn answer_here(
+    loaded: &Loaded,
+    store: SledStore,
+    dir: &Path,
+    req: Request,
+    reset: Option<String>,
+) -> Result<Outcome, Error> {
+    if let Some(source) = reset {
+        reset_source(loaded, &store, &source)?;
+    }
+    let spool_error =
+        |e: std::io::Error| Error::Io(format!("cannot keep the answer in a temporary file: {e}"));
+    let mut spool = tempfile::tempfile_in(dir)
+        .or_else(|_| tempfile::tempfile())
+        .map_err(spool_error)?;
+    {
+        let mut w = std::io::BufWriter::new(&mut spool);
+        answer(loaded, &store, req, &mut w)?;
+        w.flush().map_err(spool_error)?;
+    }
+    drop(store);
+    spool.seek(SeekFrom::Start(0)).map_err(spool_error)?;
+    let mut stdout = std::io::stdout().lock();
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        let n = spool.read(&mut buf).map_err(spool_error)?;
+        if n == 0 {
+            break;
         }
-        Err(StateError::Locked { .. }) => control::ask(&dir, &req)?,
-        Err(e) => return Err(e.into()),
-    };
-    print_stdout(&out)?;
+        stdout.write_all(&buf[..n]).map_err(write_error)?;
+    }
+    stdout.flush().map_err(write_error)?;
     Ok(Outcome::Success)
+}
+
+/// A failed write of an answer: a reader that left, or an I/O error.
+fn write_error(e: std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::BrokenPipe => Error::ReaderLeft,
+        _ => Error::Io(format!("cannot write the answer: {e}")),
+    }
 }
 
 fn reset_source(loaded: &Loaded, store: &SledStore, source: &str) -> Result<(), Error> {
@@ -108,19 +171,40 @@ fn reset_source(loaded: &Loaded, store: &SledStore, source: &str) -> Result<(), 
     Ok(())
 }
 
-/// Answers `dump` and `state` from a store.
+/// Answers `dump` and `state` from a store, writing to `out` as rows are rendered.
 pub(super) fn answer(
     loaded: &Loaded,
     store: &dyn StateStore,
     req: Request,
-) -> Result<String, Error> {
+    out: &mut dyn Write,
+) -> Result<(), Error> {
     match req {
         Request::Dump {
             name,
             rejected,
             csv,
-        } => dump_rows(&loaded.pipeline, store, &name, rejected).and_then(|rows| render(rows, csv)),
-        Request::State => render_state(&loaded.pipeline, store),
+        } => {
+            let rows = Rows {
+                p: &loaded.pipeline,
+                store,
+                name: &name,
+                rejected,
+            };
+            rows.check()?;
+            if csv {
+                rows.csv(out)
+            } else {
+                rows.for_each(&mut |row| {
+                    serde_json::to_writer(&mut *out, &row)
+                        .map_err(std::io::Error::from)
+                        .and_then(|()| out.write_all(b"\n"))
+                        .map_err(write_error)
+                })
+            }
+        }
+        Request::State => out
+            .write_all(render_state(&loaded.pipeline, store)?.as_bytes())
+            .map_err(write_error),
     }
 }
 
@@ -132,9 +216,6 @@ fn source_keys(
     name: &str,
 ) -> Result<Vec<serde_json::Value>, Error> {
     let fields = &p.sources[name].key;
-    if fields.is_empty() {
-        return Err(Error::Usage(format!("source `{name}` has no `key`, so it remembers no records; `--rejected` lists its rejected ones")));
-    }
     let rows = store.keys(name)?;
     Ok(rows
         .into_iter()
@@ -160,84 +241,110 @@ fn source_keys(
 
 /// The rows `dump` prints: the records of a sled sink, the groups of an aggregate, or
 /// what a source holds (the keys it remembers, or with `rejected` its rejected list).
-fn dump_rows(
-    p: &Pipeline,
-    store: &dyn StateStore,
-    name: &str,
+struct Rows<'a> {
+    p: &'a Pipeline,
+    store: &'a dyn StateStore,
+    name: &'a str,
     rejected: bool,
-) -> Result<Vec<serde_json::Value>, Error> {
-    if rejected {
-        if !p.sources.contains_key(name) {
-            return Err(Error::Usage(format!(
-                "`--rejected` needs a source; `{name}` is not one (sources: {})",
-                names(p.sources.keys())
-            )));
-        }
-        return Ok(store.rejected(name)?);
-    }
-    if p.aggregates.contains_key(name) {
-        return crate::nodes::aggregate::dump(p, name, store).map_err(Error::Stored);
-    }
-    if p.sources.contains_key(name) && !p.sinks.contains_key(name) {
-        return source_keys(p, store, name);
-    }
-    let tree = match p.sinks.get(name) {
-        Some(Sink::Sled { tree, .. }) => tree,
-        Some(_) => return Err(Error::Usage(format!("sink `{name}` is not a sled sink; only sled sinks keep records in the data directory"))),
-        None => return Err(Error::Usage(format!("no sled sink, aggregate or source named `{name}` (sled sinks: {}; aggregates: {}; sources: {})", names(p.sinks.iter().filter(|(_, s)| matches!(s, Sink::Sled { .. })).map(|(n, _)| n)), names(p.aggregates.keys()), names(p.sources.keys())))),
-    };
-    store
-        .sink_records(tree)?
-        .into_iter()
-        .map(|b| {
-            serde_json::from_slice(&b)
-                .map_err(|e| Error::Stored(format!("a damaged record in `{name}`: {e}")))
-        })
-        .collect()
 }
 
-/// Rows as JSON lines, or as CSV with a column for every field any row has.
-fn render(rows: Vec<serde_json::Value>, csv: bool) -> Result<String, Error> {
-    if !csv {
-        let mut out = String::new();
-        for r in rows {
-            out.push_str(&r.to_string());
-            out.push('\n');
+/// The records of a sled sink read at a time.
+const SINK_PART: usize = 1000;
+
+impl Rows<'_> {
+    /// Whether `name` (with `rejected`) is something `dump` shows.
+    fn check(&self) -> Result<(), Error> {
+        let (p, name) = (self.p, self.name);
+        if self.rejected {
+            if !p.sources.contains_key(name) {
+                return Err(Error::Usage(format!(
+                    "`--rejected` needs a source; `{name}` is not one (sources: {})",
+                    names(p.sources.keys())
+                )));
+            }
+            return Ok(());
         }
-        return Ok(out);
+        if p.aggregates.contains_key(name) {
+            return Ok(());
+        }
+        if p.sources.contains_key(name) && !p.sinks.contains_key(name) {
+            if p.sources[name].key.is_empty() {
+                return Err(Error::Usage(format!("source `{name}` has no `key`, so it remembers no records; `--rejected` lists its rejected ones")));
+            }
+            return Ok(());
+        }
+        match p.sinks.get(name) {
+            Some(Sink::Sled { .. }) => Ok(()),
+            Some(_) => Err(Error::Usage(format!("sink `{name}` is not a sled sink; only sled sinks keep records in the data directory"))),
+            None => Err(Error::Usage(format!("no sled sink, aggregate or source named `{name}` (sled sinks: {}; aggregates: {}; sources: {})", names(p.sinks.iter().filter(|(_, s)| matches!(s, Sink::Sled { .. })).map(|(n, _)| n)), names(p.aggregates.keys()), names(p.sources.keys())))),
+        }
     }
-    let mut columns: Vec<String> = Vec::new();
-    for r in &rows {
-        if let Some(o) = r.as_object() {
-            for k in o.keys() {
-                if !columns.contains(k) {
+
+    /// Hands each row to `row`, in order. The records of a sled sink are read a part
+    /// at a time, so a run answering holds one part, not the sink.
+    fn for_each(
+        &self,
+        row: &mut dyn FnMut(serde_json::Value) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let (p, store, name) = (self.p, self.store, self.name);
+        let rows = if self.rejected {
+            store.rejected(name)?
+        } else if p.aggregates.contains_key(name) {
+            crate::nodes::aggregate::dump(p, name, store).map_err(Error::Stored)?
+        } else if let Some(Sink::Sled { tree, .. }) = p.sinks.get(name) {
+            let mut after: Option<Vec<u8>> = None;
+            loop {
+                let part = store.sink_records_after(tree, after.as_deref(), SINK_PART)?;
+                let whole = part.len() == SINK_PART;
+                after = part.last().map(|(k, _)| k.clone());
+                for (_, bytes) in part {
+                    row(serde_json::from_slice(&bytes).map_err(|e| {
+                        Error::Stored(format!("a damaged record in `{name}`: {e}"))
+                    })?)?;
+                }
+                if !whole {
+                    return Ok(());
+                }
+            }
+        } else {
+            source_keys(p, store, name)?
+        };
+        rows.into_iter().try_for_each(row)
+    }
+
+    /// The rows as CSV with a column for every field any row has: one pass finds the
+    /// columns, the next writes the rows.
+    fn csv(&self, out: &mut dyn Write) -> Result<(), Error> {
+        let mut columns: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        self.for_each(&mut |r| {
+            for k in r.as_object().into_iter().flat_map(|o| o.keys()) {
+                if seen.insert(k.clone()) {
                     columns.push(k.clone());
                 }
             }
+            Ok(())
+        })?;
+        if columns.is_empty() {
+            // Nothing held: no header to give, and not a row holding one empty field.
+            return Ok(());
         }
-    }
-    if columns.is_empty() {
-        // Nothing held: no header to give, and not a row holding one empty field.
-        return Ok(String::new());
-    }
-    let csv_error = |e: csv::Error| Error::Io(format!("cannot write CSV: {e}"));
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(&columns).map_err(csv_error)?;
-    for r in &rows {
-        let cells: Vec<String> = columns
-            .iter()
-            .map(|c| match r.get(c) {
+        let csv_error = |e: csv::Error| match e.into_kind() {
+            csv::ErrorKind::Io(e) => write_error(e),
+            other => Error::Io(format!("cannot write CSV: {other:?}")),
+        };
+        let mut w = csv::Writer::from_writer(out);
+        w.write_record(&columns).map_err(csv_error)?;
+        self.for_each(&mut |r| {
+            let cells = columns.iter().map(|c| match r.get(c) {
                 None | Some(serde_json::Value::Null) => String::new(),
                 Some(serde_json::Value::String(s)) => s.clone(),
                 Some(other) => other.to_string(),
-            })
-            .collect();
-        w.write_record(&cells).map_err(csv_error)?;
+            });
+            w.write_record(cells).map_err(csv_error)
+        })?;
+        w.flush().map_err(write_error)
     }
-    let bytes = w
-        .into_inner()
-        .map_err(|e| Error::Io(format!("cannot write CSV: {e}")))?;
-    String::from_utf8(bytes).map_err(|e| Error::Io(format!("cannot write CSV: {e}")))
 }
 
 fn names<'a>(it: impl Iterator<Item = &'a String>) -> String {

@@ -3,9 +3,10 @@
 
 use super::{Console, Error, Outcome};
 use crate::check::{self, Pipeline};
-use crate::state::{SledStore, StateStore};
+use crate::state::{SledStore, StateError, StateStore};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// How `check` reports: rendered diagnostics on stderr, or one JSON object on stdout.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,10 +37,33 @@ pub fn check(file: &Path, format: CheckFormat, console: Console) -> Result<Outco
     })
 }
 
-/// Reads a pipeline file as UTF-8 text, with an error a person can act on.
+/// Reads a pipeline file as UTF-8 text, with an error a person can act on. Only a
+/// regular file is read: a FIFO would block until someone writes to it (hanging `check`,
+/// or a reload), and a device can be endless. The file is opened without blocking and
+/// judged by what was opened, so a file swapped for a FIFO after a look is refused too.
 pub(super) fn read_pipeline(path: &Path) -> Result<String, Error> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::Io(format!("cannot read `{}`: {e}", path.display())))?;
+    use std::io::Read;
+    let cannot = |e: std::io::Error| Error::Io(format!("cannot read `{}`: {e}", path.display()));
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Opening a FIFO for reading waits for a writer unless asked not to; on a
+        // regular file the flag changes nothing.
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let mut file = options.open(path).map_err(cannot)?;
+    let meta = file.metadata().map_err(cannot)?;
+    if !meta.is_file() {
+        return Err(Error::Io(format!(
+            "cannot read `{}`: it is {}, not a regular file",
+            path.display(),
+            file_kind(&meta.file_type())
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(cannot)?;
     String::from_utf8(bytes).map_err(|e| {
         Error::Io(format!(
             "`{}` is not UTF-8 text (invalid byte at offset {})",
@@ -47,6 +71,28 @@ pub(super) fn read_pipeline(path: &Path) -> Result<String, Error> {
             e.utf8_error().valid_up_to()
         ))
     })
+}
+
+/// What a file that is not a regular file is, for an error message.
+fn file_kind(t: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+        if t.is_char_device() || t.is_block_device() {
+            return "a device";
+        }
+    }
+    if t.is_dir() {
+        "a folder"
+    } else {
+        "a special file"
+    }
 }
 
 /// The environment the pipeline's `env(..)` reads.
@@ -84,7 +130,51 @@ pub(super) fn data_dir(loaded: &Loaded, given: Option<&Path>) -> PathBuf {
         .unwrap_or_else(|| loaded.base_dir.join(".hamstr"))
 }
 
-/// Opens (creating it if need be) the store of a data directory, for a run.
+/// How long `run` waits for a `dump` or `state` holding the store to let go of it.
+const READERS_WAIT: Duration = Duration::from_secs(30);
+
+/// Opens the store of a data directory for a run, creating the directory (0700) if
+/// need be. A store held while no run answers on its socket is held by a `dump` or
+/// `state`, which let go once they have read it: that is waited for, a run is not.
 pub fn open_store(dir: &Path) -> Result<Arc<dyn StateStore>, Error> {
-    Ok(Arc::new(SledStore::open(dir)?))
+    make_private_dir(dir);
+    let deadline = Instant::now() + READERS_WAIT;
+    let mut told = false;
+    loop {
+        match SledStore::open(dir) {
+            Ok(store) => return Ok(Arc::new(store)),
+            Err(StateError::Locked { path }) => {
+                if super::control::serving(dir) {
+                    return Err(Error::Locked { path, then: "" });
+                }
+                if Instant::now() >= deadline {
+                    return Err(Error::Locked {
+                        path,
+                        then: ", or by a `dump` or `state` that did not let go of it in 30 seconds",
+                    });
+                }
+                if !told {
+                    tracing::info!(data_dir = %dir.display(), "waiting for a `dump` or `state` reading the data directory");
+                    told = true;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Creates a missing data directory readable by its user only (its parents as the
+/// umask says). A failure is left for the store to report as it opens.
+fn make_private_dir(dir: &Path) {
+    if dir.exists() {
+        return;
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    let _ = builder.create(dir);
 }

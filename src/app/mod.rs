@@ -162,6 +162,20 @@ impl Console {
     }
 }
 
+/// Makes what this process creates from now on private to its user, whatever the umask
+/// (077 is added to it): the data directory and its store, jsonl files, the control
+/// socket. Records and state are nobody else's business.
+pub(crate) fn private_files() {
+    #[cfg(unix)]
+    // SAFETY: umask only swaps the process's file mode mask. It is called before any
+    // thread that creates files is started, so nothing is created under the
+    // intermediate mask.
+    unsafe {
+        let given = libc::umask(0o077);
+        libc::umask(given | 0o077);
+    }
+}
+
 fn plural(n: u64) -> &'static str {
     if n == 1 {
         ""

@@ -28,6 +28,7 @@ pub fn run(
     data_dir: Option<&Path>,
     console: Console,
 ) -> Result<Outcome, Error> {
+    super::private_files();
     let loaded = load::load(file, console)?;
     let dir = load::data_dir(&loaded, data_dir);
     let store = load::open_store(&dir)?;
@@ -86,7 +87,7 @@ fn run_loaded(
             let pipeline = running.clone();
             let base_dir = loaded.base_dir.clone();
             let store = store.clone();
-            let answer = move |req: control::Request| {
+            let answer = move |req: control::Request, out: &mut dyn std::io::Write| {
                 let pipeline = pipeline
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -95,7 +96,7 @@ fn run_loaded(
                     pipeline,
                     base_dir: base_dir.clone(),
                 };
-                super::inspect::answer(&loaded, store.as_ref(), req)
+                super::inspect::answer(&loaded, store.as_ref(), req, out)
             };
             control::serve(data_dir, Arc::new(answer))?
         };

@@ -4,6 +4,9 @@
 use crate::syntax::Span;
 use serde::Serialize;
 
+// The did-you-mean helper lives in `suggest`; the checks reach it here.
+pub use super::suggest::{closest, did_you_mean};
+
 /// Declares `Code` from one list, so `Code::ALL` and `Code::as_str` cannot miss a
 /// variant.
 macro_rules! codes {
@@ -355,29 +358,4 @@ impl miette::Diagnostic for MietteView<'_> {
             },
         )))
     }
-}
-
-/// "did you mean `x`?" for the closest candidate within a small edit distance.
-pub fn did_you_mean<'a>(
-    name: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<String> {
-    closest(name, candidates).map(|c| format!("did you mean `{c}`?"))
-}
-
-/// The candidate closest to `name` within a small edit distance (about one edit in
-/// three characters), ignoring case; ties go to the shorter candidate.
-pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let chars = name.chars().count();
-    let limit = (chars / 3).max(1) + usize::from(name.len() > 6);
-    let lower = name.to_lowercase();
-    candidates
-        .into_iter()
-        .filter(|c| *c != name)
-        // Names further apart in length than the limit cannot be within it.
-        .filter(|c| c.chars().count().abs_diff(chars) <= limit)
-        .map(|c| (strsim::damerau_levenshtein(&lower, &c.to_lowercase()), c))
-        .filter(|(d, _)| *d <= limit)
-        .min_by_key(|(d, c)| (*d, c.len()))
-        .map(|(_, c)| c)
 }

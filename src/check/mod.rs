@@ -22,6 +22,7 @@ mod secrets;
 mod service;
 mod sink;
 mod source;
+mod suggest;
 mod values;
 
 pub use diagnostic::{Code, Diagnostic, Label, Report, Severity};
@@ -43,7 +44,16 @@ pub struct Checked {
 /// Checks the text of a pipeline file.
 pub fn check(file_name: &str, text: &str, env: EnvLookup) -> Checked {
     let (tree, syntax_errors) = syntax::parse(text);
-    let mut ctx = Ctx::new(env);
+    // The values the environment gave: a URL among them is a secret's hiding place.
+    let from_env = std::cell::RefCell::new(BTreeSet::new());
+    let recording = |name: &str| {
+        let value = env(name);
+        if let Some(v) = &value {
+            from_env.borrow_mut().insert(v.clone());
+        }
+        value
+    };
+    let mut ctx = Ctx::new(&recording);
     for e in syntax_errors {
         ctx.lexical_errors.push(e.span);
         let mut d = Diagnostic::error(Code::Syntax, e.message, e.span, e.label).with_help(e.help);
@@ -52,7 +62,10 @@ pub fn check(file_name: &str, text: &str, env: EnvLookup) -> Checked {
         }
         ctx.diags.push(d);
     }
-    let pipeline = tree.map(|tree| ctx.check_file(&tree));
+    let pipeline = suggest::bounded(|| tree.map(|tree| ctx.check_file(&tree))).map(|mut p| {
+        p.mask_urls_from(&from_env.borrow());
+        p
+    });
     let mut diagnostics = ctx.diags;
     diagnostics.sort_by_key(|d| {
         (

@@ -12,6 +12,9 @@ pub struct Pipeline {
     pub aggregates: BTreeMap<String, Aggregate>,
     /// Every `from -> to` edge, once.
     pub flows: Vec<(String, String)>,
+    /// Parts of URLs given by `env(...)` that may carry a token: the path of a service's
+    /// `base_url`, the path and query of a webhook's URL. Masked like secrets.
+    pub url_secrets: Vec<String>,
 }
 
 /// A string that may be a secret (spec §3): masked wherever hamstr prints it.

@@ -40,6 +40,21 @@ pub fn mask_for(url: &str) -> (String, Masker) {
                 secrets.push(decoded);
                 let _ = u.set_password(Some("***"));
             }
+            // PostgreSQL takes the password as `?password=` too.
+            if u.query_pairs().any(|(k, _)| k == "password") {
+                let pairs: Vec<(String, String)> = u
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        if k == "password" {
+                            secrets.push(v.clone().into_owned());
+                            (k.into_owned(), "***".to_string())
+                        } else {
+                            (k.into_owned(), v.into_owned())
+                        }
+                    })
+                    .collect();
+                u.query_pairs_mut().clear().extend_pairs(pairs);
+            }
             u.to_string().replace("%2A%2A%2A", "***")
         }
         Err(_) => "the database URL".to_string(),

@@ -147,6 +147,15 @@ pub trait StateStore: Send + Sync {
     fn reset(&self, source: &str) -> Result<()>;
     fn sink_upsert(&self, tree: &str, records: &[(Vec<u8>, Vec<u8>)]) -> Result<()>;
     fn sink_records(&self, tree: &str) -> Result<Vec<Vec<u8>>>;
+    /// Up to `limit` records of a sled sink with their keys, in key order, from the
+    /// first key after `after` (from the first key with `None`): a dump reads a large
+    /// sink a part at a time.
+    fn sink_records_after(
+        &self,
+        tree: &str,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
     fn sink_len(&self, tree: &str) -> Result<usize>;
     fn next_id(&self) -> Result<u64>;
     fn flush(&self) -> Result<()>;

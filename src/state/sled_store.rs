@@ -329,6 +329,26 @@ impl StateStore for SledStore {
         Ok(out)
     }
 
+    fn sink_records_after(
+        &self,
+        tree: &str,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        use std::ops::Bound;
+        let tree = self.tree("sink", tree)?;
+        let from = after.map_or(Bound::Unbounded, |k| Bound::Excluded(k.to_vec()));
+        let mut out = Vec::new();
+        for kv in tree
+            .range::<Vec<u8>, _>((from, Bound::Unbounded))
+            .take(limit)
+        {
+            let (k, v) = kv?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
     fn sink_len(&self, tree: &str) -> Result<usize> {
         Ok(self.tree("sink", tree)?.len())
     }

@@ -13,12 +13,24 @@ const PIPELINE: &str = include_str!("../../../examples/restaurant.hmr");
 /// until Ctrl-C or for `seconds`, keeping its data in `data_dir` (default: a fresh
 /// temporary folder).
 pub fn run(port: u16, data_dir: Option<PathBuf>, seconds: Option<u64>) -> Result<Outcome, Error> {
+    crate::app::private_files();
     let io = |what: String| move |e: std::io::Error| Error::Io(format!("{what}: {e}"));
     let dir = match data_dir {
-        Some(d) => d,
-        None => std::env::temp_dir().join(format!("hamstr-demo-{}", std::process::id())),
+        Some(d) => {
+            std::fs::create_dir_all(&d).map_err(io(format!("cannot create `{}`", d.display())))?;
+            d
+        }
+        // A new folder with a random name, made exclusively (0700): a name another user
+        // could guess, and have put a link at, would be written through.
+        None => tempfile::Builder::new()
+            .prefix("hamstr-demo-")
+            .tempdir()
+            .map_err(io(format!(
+                "cannot make a folder in `{}`",
+                std::env::temp_dir().display()
+            )))?
+            .keep(),
     };
-    std::fs::create_dir_all(&dir).map_err(io(format!("cannot create `{}`", dir.display())))?;
     let pipeline_path = dir.join("restaurant.hmr");
     std::fs::write(&pipeline_path, PIPELINE)
         .map_err(io(format!("cannot write `{}`", pipeline_path.display())))?;
