@@ -72,7 +72,11 @@ impl Poller {
         out
     }
 
-    /// Fetches every page; `Ok(true)` when the listing was seen to its end.
+    /// Fetches every page; `Ok(true)` when the listing was seen to its end: its last page,
+    /// or (newest first) a page reaching below the watermark. Any other stop — a loop, a
+    /// link that leaves the origin or is not a URL, a `has_more` or total that the pages
+    /// contradict, `max_pages` — leaves the run incomplete (spec §5.2): a newest-first
+    /// watermark stays where it was, so the next run reads the pages this one did not.
     async fn pages(
         &self,
         parent: Option<Arc<serde_json::Map<String, Json>>>,
@@ -115,7 +119,7 @@ impl Poller {
                 warnings.push(
                     "a page repeated the previous one byte for byte (a pagination loop)".into(),
                 );
-                return Ok(true);
+                return Ok(false);
             }
             let count = self.ex.count(&resp.body)?;
             let client = self.client.clone();
@@ -123,7 +127,7 @@ impl Poller {
             let items = self.ex.items(resp.body)?;
             let older_seen = newest_first
                 && watermark.as_ref().is_some_and(|w| {
-                    items.iter().any(|i| {
+                    items.refs().into_iter().any(|i| {
                         self.ex
                             .item_cursor(i, parent.as_deref())
                             .is_some_and(|c: Val| c.compare(w) == Some(Ordering::Less))
@@ -146,11 +150,7 @@ impl Poller {
             match next {
                 Next::Fetch(u) => url = u,
                 Next::Done => return Ok(true),
-                Next::Stop(w) => {
-                    warnings.push(w);
-                    return Ok(true);
-                }
-                Next::Limit(w) => {
+                Next::Stop(w) | Next::Limit(w) => {
                     warnings.push(w);
                     return Ok(false);
                 }
