@@ -35,9 +35,12 @@ fn page_body(api: &TestApi, recs: &[Value], n: usize) -> Value {
     body
 }
 
+/// Rewrites page 2's body (given page 1's).
+type Glitch = fn(Value, Value) -> Value;
+
 /// Serves 15 records newest first at `?page=N`; the first answer for page 2 is passed
 /// through `glitch` (with page 1's body) once.
-fn glitching_listing(glitch: fn(Value, Value) -> Value) -> TestApi {
+fn glitching_listing(glitch: Glitch) -> TestApi {
     let api = TestApi::start_blocking();
     let mut recs = records::make(15);
     recs.reverse();
@@ -63,7 +66,7 @@ fn glitching_listing(glitch: fn(Value, Value) -> Value) -> TestApi {
 /// the next run stopped at page 1 for good, never reading the records of page 3.
 #[test]
 fn an_early_stop_does_not_move_a_newest_first_watermark() {
-    let cases: [(&str, &str, fn(Value, Value) -> Value); 6] = [
+    let cases: [(&str, &str, Glitch); 6] = [
         (
             "page 2 repeats page 1 byte for byte (a cache glitch)",
             "page(total_pages = $.total_pages)",

@@ -91,7 +91,7 @@ fn apply<'a>(sel: &Sel, node: &'a Json, out: &mut Vec<&'a Json>) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
     use serde_json::json;

@@ -6,6 +6,7 @@ pub mod paginate;
 
 use crate::check::{BodyValue, Method, Source};
 use crate::nodes::extract::{Extractor, Page, RunSummary, SourceMsg};
+use crate::nodes::net::SHOWN;
 use crate::nodes::value::Val;
 use crate::state::StateStore;
 use crate::stop::Stop;
@@ -186,8 +187,10 @@ impl Poller {
         } else {
             format!("{base}/{path}")
         };
-        let mut url = Url::parse(&joined)
-            .map_err(|e| format!("bad URL `{}`: {e}", self.client.masker.mask(&joined)))?;
+        let mut url = Url::parse(&joined).map_err(|e| {
+            let shown = crate::nodes::net::api_text(&self.client.masker.mask(&joined), SHOWN);
+            format!("bad URL `{shown}`: {e}")
+        })?;
         if !self.src.query.is_empty() {
             let mut q = url.query_pairs_mut();
             for (k, v) in &self.src.query {
