@@ -20,6 +20,7 @@
 
 mod arith;
 mod call;
+mod select;
 
 use super::value::{number_val, Val};
 use crate::check::{BinOp, Expr, Func, JsonPath, Lit, PathStep};
@@ -29,10 +30,12 @@ use jsonpath_rust::parser::model::JpQuery;
 use serde_json::Value as Json;
 use std::cmp::Ordering;
 
-/// A path ready to run: the steps of a singular path, or a compiled general query.
+/// A path ready to run: the steps of a singular path, of a path of names, indexes and
+/// wildcards (`$..items[*]`), or a compiled general query.
 #[derive(Debug, Clone)]
 pub enum Path {
     Singular(Vec<PathStep>),
+    Simple(Vec<select::Step>),
     General(Box<JpQuery>),
 }
 
@@ -43,7 +46,10 @@ impl Path {
             // The checker validated the text; a failure here would be a checker bug, and
             // then the path selects nothing rather than taking the run down.
             None => match jsonpath_rust::parser::parse_json_path(&p.text) {
-                Ok(q) => Path::General(Box::new(q)),
+                Ok(q) => match select::compile(&q) {
+                    Some(steps) => Path::Simple(steps),
+                    None => Path::General(Box::new(q)),
+                },
                 Err(_) => Path::Singular(vec![PathStep::Name("\u{0}unparsable".into())]),
             },
         }
@@ -53,7 +59,7 @@ impl Path {
     pub fn get<'a>(&self, root: &'a Json) -> Option<&'a Json> {
         match self {
             Path::Singular(steps) => walk(root, steps),
-            Path::General(_) => None,
+            Path::Simple(_) | Path::General(_) => None,
         }
     }
 
@@ -61,6 +67,7 @@ impl Path {
     pub fn select<'a>(&self, root: &'a Json) -> Vec<&'a Json> {
         match self {
             Path::Singular(steps) => walk(root, steps).into_iter().collect(),
+            Path::Simple(steps) => select::select(root, steps),
             Path::General(q) => jsonpath_rust::query::js_path_process(q, root)
                 .map(|refs| refs.into_iter().map(|r| r.val()).collect())
                 .unwrap_or_default(),
@@ -71,7 +78,7 @@ impl Path {
     pub fn read(&self, root: &Json) -> Val {
         match self {
             Path::Singular(steps) => walk(root, steps).map_or(Val::Null, Val::from_json),
-            Path::General(_) => Val::Json(Json::Array(
+            Path::Simple(_) | Path::General(_) => Val::Json(Json::Array(
                 self.select(root).into_iter().cloned().collect(),
             )),
         }

@@ -2,11 +2,14 @@
 //! what does not convert, emits only new or changed keys (§5.2), applies `where`, hands
 //! each page to the sinks, and commits keys and watermark once every sink has it.
 
-pub use super::record::{Extractor, Rejection};
+mod parts;
+
+pub use super::record::{Extractor, Items, Rejection};
 
 use super::value::{write_record, Val};
 use super::{blocking, cursor_order};
-use crate::state::{KeyEntry, PageCommit, Prune, SourceMeta, StateStore};
+use crate::state::{KeyEntry, Prune, SourceMeta, StateStore};
+use parts::{Part, Parts};
 use serde_json::Value as Json;
 use std::cmp::Ordering;
 use std::collections::{HashMap, VecDeque};
@@ -47,7 +50,7 @@ pub struct Ack {
 
 /// One page of items fetched by a source node.
 pub struct Page {
-    pub items: Vec<Json>,
+    pub items: Items,
     pub parent: Option<Arc<serde_json::Map<String, Json>>>,
 }
 
@@ -100,7 +103,10 @@ pub struct ExtractNode {
 struct Pending {
     page: u64,
     remaining: usize,
-    commit: PageCommit,
+    /// The page's commit, in parts of bounded size (see `parts`).
+    parts: Vec<Part>,
+    /// When the page's records were rejected, for their entries.
+    at: String,
     max_cursor: Option<Val>,
     seen: u64,
     emitted: u64,
@@ -275,7 +281,7 @@ impl ExtractNode {
         run: &mut RunState,
         children: &[String],
     ) -> (Pending, Vec<Emitted>) {
-        let mut commit = PageCommit::default();
+        let mut parts = Parts::new();
         let mut emitted = Vec::new();
         let mut max_cursor: Option<Val> = None;
         let (mut seen, mut rejected) = (0u64, 0u64);
@@ -289,8 +295,9 @@ impl ExtractNode {
                 *max = Some(c.clone());
             }
         };
-        for item in &page.items {
+        for item in page.items.refs() {
             seen += 1;
+            let part = parts.open();
             let record = match self.ex.record(item, parent) {
                 Ok(r) => r,
                 Err(Rejection {
@@ -305,9 +312,10 @@ impl ExtractNode {
                     if let Some(k) = &key {
                         run.rejected.insert(k.clone());
                     }
+                    // An item without a usable key is remembered by a fingerprint of
+                    // itself: seen again, it replaces its entry instead of adding one.
                     let id = key.unwrap_or_else(|| unkeyed_rejection(item));
-                    let entry = serde_json::json!({ "reason": reason, "item": item, "at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true) });
-                    commit.rejected.push((id, entry));
+                    part.reject(Some(id), reason, item);
                     continue;
                 }
             };
@@ -346,12 +354,12 @@ impl ExtractNode {
                 run.keys.insert(k.clone(), fp);
                 if self.incremental {
                     if let Some(order) = cursor.as_ref().and_then(cursor_order::encode) {
-                        commit
+                        part.commit
                             .index
                             .push((cursor_order::index_key(&order, k), k.clone()));
                     }
                 }
-                commit.keys.push((
+                part.commit.keys.push((
                     k.clone(),
                     KeyEntry {
                         fingerprint: fp,
@@ -359,7 +367,7 @@ impl ExtractNode {
                     },
                 ));
                 if run.rejected.remove(k) {
-                    commit.unrejected.push(k.clone());
+                    part.commit.unrejected.push(k.clone());
                 }
             }
             if !self.ex.passes(&record) {
@@ -371,7 +379,7 @@ impl ExtractNode {
                     .clone()
                     .unwrap_or_else(|| self.store.next_id().unwrap_or(0).to_be_bytes().to_vec());
                 for child in children {
-                    commit
+                    part.commit
                         .child_requests
                         .push((child.clone(), ckey.clone(), obj.clone()));
                 }
@@ -382,7 +390,8 @@ impl ExtractNode {
         let pending = Pending {
             page: id,
             remaining: 0,
-            commit,
+            parts: parts.into_vec(),
+            at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             max_cursor,
             seen,
             emitted: n_emitted,
@@ -422,24 +431,29 @@ impl ExtractNode {
                 }
             }
         }
-        match self.store.commit(&self.source, &p.commit, &next) {
-            Ok(()) => {
-                *meta = next;
-                if !p.commit.child_requests.is_empty() {
-                    if let Ok(wakes) = self.wakes.lock() {
-                        for (child, _, _) in &p.commit.child_requests {
-                            if let Some(w) = wakes.get(child) {
-                                let _ = w.try_send(None);
-                            }
+        // Each part is one transaction; the meta as it was goes with all but the last,
+        // which moves the watermark and the counts.
+        let count = p.parts.len();
+        let next_id = || self.store.next_id().unwrap_or(0);
+        for (i, part) in p.parts.into_iter().enumerate() {
+            let commit = part.into_commit(&p.at, &next_id);
+            let with = if i + 1 == count { &next } else { &*meta };
+            if let Err(e) = self.store.commit(&self.source, &commit, with) {
+                tracing::error!(source = %self.source, error = %e, "cannot commit a page");
+                run.broken = true;
+                return;
+            }
+            if !commit.child_requests.is_empty() {
+                if let Ok(wakes) = self.wakes.lock() {
+                    for (child, _, _) in &commit.child_requests {
+                        if let Some(w) = wakes.get(child) {
+                            let _ = w.try_send(None);
                         }
                     }
                 }
             }
-            Err(e) => {
-                tracing::error!(source = %self.source, error = %e, "cannot commit a page");
-                run.broken = true;
-            }
         }
+        *meta = next;
     }
 
     fn finish(&self, run: &mut RunState, meta: &mut SourceMeta) {

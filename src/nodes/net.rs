@@ -132,15 +132,46 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// The start of an error response's body, for a message: 200 characters at most, and
-/// control characters (a terminal's escape sequences among them) shown as spaces, so an
-/// API cannot write to the terminal of whoever reads the log.
+/// How much API-derived text a message shows: a link, a URL with a cursor, a value.
+pub const SHOWN: usize = 200;
+
+/// The start of an error response's body, for a message: [`api_text`] of its first
+/// [`SHOWN`] characters.
 pub fn body_excerpt(body: &[u8]) -> String {
-    String::from_utf8_lossy(body)
-        .chars()
-        .take(200)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    // Four bytes a character at most: enough to see whether there is more than SHOWN.
+    let start = body
+        .get(..SHOWN.saturating_add(1).saturating_mul(4))
+        .unwrap_or(body);
+    api_text(&String::from_utf8_lossy(start), SHOWN)
+}
+
+/// The one filter for text that came from an API (a body, a link, a URL holding a
+/// cursor) on its way into a message, a log line or a summary: at most `max` characters
+/// (the last one `…` when it was cut), and characters that act on a terminal or reorder
+/// what it shows (control characters, escape sequences among them, and bidirectional
+/// overrides) shown as spaces, so an API cannot write to the terminal of whoever reads
+/// the log, nor make one line of it megabytes long.
+pub fn api_text(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars();
+    let mut shown = 0usize;
+    while let Some(c) = chars.next() {
+        if shown.saturating_add(1) >= max && chars.clone().next().is_some() {
+            out.push('…');
+            break;
+        }
+        out.push(if acts_on_terminal(c) { ' ' } else { c });
+        shown = shown.saturating_add(1);
+    }
+    out
+}
+
+fn acts_on_terminal(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        )
 }
 
 #[cfg(test)]
@@ -162,10 +193,12 @@ mod tests {
     fn an_error_body_cannot_write_to_the_terminal() {
         let body = "\u{1b}[31mbad\u{1b}[0m request\r\nnext\u{7}";
         assert_eq!(body_excerpt(body.as_bytes()), " [31mbad [0m request  next ");
-        assert_eq!(
-            body_excerpt("é".repeat(300).as_bytes()).chars().count(),
-            200
-        );
+        let long = body_excerpt("é".repeat(300).as_bytes());
+        assert_eq!(long.chars().count(), 200);
+        assert!(long.ends_with("é…"), "{long}");
+        assert_eq!(api_text("a\u{9b}31mb\u{202e}c", 10), "a 31mb c");
+        assert_eq!(api_text("abcdef", 6), "abcdef");
+        assert_eq!(api_text("abcdefg", 6), "abcde…");
     }
 
     #[test]

@@ -29,6 +29,44 @@ pub struct Rejection {
     pub cursor: Option<Val>,
 }
 
+/// The record items of one response body. When they are one array they are taken out of
+/// the body (no copy); otherwise the body is kept whole with the path that selects them,
+/// and they are read by reference: a match nested in another match (`$..items[*]` on a
+/// recursive body) is not copied once per match that holds it.
+pub struct Items(Held);
+
+enum Held {
+    Taken(Vec<Json>),
+    Selected { body: Json, path: Path },
+}
+
+impl Items {
+    /// The items, in order.
+    pub fn refs(&self) -> Vec<&Json> {
+        match &self.0 {
+            Held::Taken(items) => items.iter().collect(),
+            Held::Selected { body, path } => path.select(body),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            Held::Taken(items) => items.len(),
+            Held::Selected { body, path } => path.select(body).len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl From<Vec<Json>> for Items {
+    fn from(items: Vec<Json>) -> Items {
+        Items(Held::Taken(items))
+    }
+}
+
 /// How one source's items become records.
 pub struct Extractor {
     pub names: Arc<Vec<String>>,
@@ -114,10 +152,10 @@ impl Extractor {
     }
 
     /// Takes the record items out of a response body.
-    pub fn items(&self, body: Json) -> Result<Vec<Json>, String> {
+    pub fn items(&self, body: Json) -> Result<Items, String> {
         match &self.records {
             Records::Body => match body {
-                Json::Array(items) => Ok(items),
+                Json::Array(items) => Ok(items.into()),
                 _ => Err("the response body is not an array: set `records` to the path of the records, like `records = $.data[*]`".into()),
             },
             Records::Array(steps) => {
@@ -127,24 +165,28 @@ impl Extractor {
                     v = match (step, v) {
                         (crate::check::PathStep::Name(n), Json::Object(m)) => match m.get_mut(n) {
                             Some(x) => x,
-                            None => return Ok(Vec::new()),
+                            None => return Ok(Vec::new().into()),
                         },
                         (crate::check::PathStep::Index(i), Json::Array(a)) => {
                             match super::eval::index(*i, a.len()).and_then(|i| a.get_mut(i)) {
                                 Some(x) => x,
-                                None => return Ok(Vec::new()),
+                                None => return Ok(Vec::new().into()),
                             }
                         }
-                        _ => return Ok(Vec::new()),
+                        _ => return Ok(Vec::new().into()),
                     };
                 }
                 Ok(match std::mem::take(v) {
                     Json::Array(items) => items,
                     Json::Object(m) => m.into_iter().map(|(_, v)| v).collect(),
                     _ => Vec::new(),
-                })
+                }
+                .into())
             }
-            Records::General(p) => Ok(p.select(&body).into_iter().cloned().collect()),
+            Records::General(p) => Ok(Items(Held::Selected {
+                body,
+                path: p.clone(),
+            })),
         }
     }
 

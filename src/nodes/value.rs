@@ -338,6 +338,52 @@ fn itoa(i: i64) -> String {
     i.to_string()
 }
 
+/// The start of a value's JSON text, at most `max` bytes (cut on a character
+/// boundary), and whether it was cut. The writing stops at `max`: a value of hundreds of
+/// megabytes is not written out whole to keep its first kilobyte.
+pub fn json_prefix(v: &Json, max: usize) -> (String, bool) {
+    struct Capped {
+        out: Vec<u8>,
+        max: usize,
+        cut: bool,
+    }
+    impl std::io::Write for Capped {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let room = self.max.saturating_sub(self.out.len());
+            match buf.get(..room) {
+                Some(part) if part.len() < buf.len() => {
+                    self.out.extend_from_slice(part);
+                    self.cut = true;
+                    Err(std::io::Error::other("the excerpt is full"))
+                }
+                _ => {
+                    self.out.extend_from_slice(buf);
+                    Ok(buf.len())
+                }
+            }
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut w = Capped {
+        out: Vec::new(),
+        max,
+        cut: false,
+    };
+    let _ = serde_json::to_writer(&mut w, v);
+    let text = match String::from_utf8(w.out) {
+        Ok(t) => t,
+        Err(e) => {
+            let valid = e.utf8_error().valid_up_to();
+            let mut bytes = e.into_bytes();
+            bytes.truncate(valid);
+            String::from_utf8(bytes).unwrap_or_default()
+        }
+    };
+    (text, w.cut)
+}
+
 /// Writes a JSON string with escapes.
 pub fn write_str(s: &str, out: &mut Vec<u8>) {
     let _ = serde_json::to_writer(&mut *out, s);

@@ -8,6 +8,9 @@ use crate::stop::Stop;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, watch};
 
+/// The most distinct warnings a source's report keeps.
+const MAX_WARNINGS: usize = 20;
+
 fn record(report: &Mutex<Report>, name: &str, outcome: &RunOutcome) -> super::SourceTotals {
     let s = &outcome.summary;
     match &outcome.error {
@@ -25,7 +28,13 @@ fn record(report: &Mutex<Report>, name: &str, outcome: &RunOutcome) -> super::So
         t.records += s.records;
         t.emitted += s.emitted;
         t.rejected += s.rejected;
-        t.warnings.extend(outcome.warnings.iter().cloned());
+        // A long run repeats the same warnings run after run: each is kept once, and
+        // only the first few, so the report does not grow for as long as it runs.
+        for w in &outcome.warnings {
+            if t.warnings.len() < MAX_WARNINGS && !t.warnings.contains(w) {
+                t.warnings.push(w.clone());
+            }
+        }
         if outcome.error.is_some() {
             t.failed_runs += 1;
             t.last_error = outcome.error.clone();

@@ -67,7 +67,7 @@ pub fn finished(name: &str, t: &SourceTotals, next: Option<Duration>) {
     let failed = t
         .last_error
         .as_ref()
-        .map(|e| format!(" · last error: {}", e.chars().take(80).collect::<String>()))
+        .map(|e| format!(" · last error: {}", crate::nodes::net::api_text(e, 80)))
         .unwrap_or_default();
     bar.set_message(format!(
         "{name}: {} runs · {} pages · {} records · {} new · {} rejected{next}{failed}",

@@ -5,7 +5,7 @@
 use crate::check::{Auth, Retry, Service};
 use crate::masking::Masker;
 use crate::nodes::net::{
-    self, body_excerpt, error_chain, gave_up, retry_after, with_retries, GaveUp,
+    self, api_text, body_excerpt, error_chain, gave_up, retry_after, with_retries, GaveUp, SHOWN,
 };
 use crate::stop::Stop;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -103,6 +103,12 @@ impl ServiceClient {
         })
     }
 
+    /// A URL for a message: secrets masked, then cut and filtered like any API-derived
+    /// text (a next link or a cursor in it came from the API).
+    pub fn shown_url(&self, url: &Url) -> String {
+        api_text(&self.masker.url(url), SHOWN)
+    }
+
     pub fn same_origin(&self, url: &Url) -> bool {
         url.origin() == self.base.origin()
     }
@@ -116,7 +122,7 @@ impl ServiceClient {
                 _ = stop.grace_over() => Err(Attempt::fatal(
                     format!(
                         "stopped: the request to {} did not finish within the shutdown grace period",
-                        self.masker.url(&req.url)
+                        self.shown_url(&req.url)
                     ),
                     None,
                 )),
@@ -202,7 +208,7 @@ impl ServiceClient {
                     })?;
                 if !self.same_origin(&location) {
                     return Err(Attempt::fatal(
-                        format!("redirect to another origin ({}) not followed: credentials stay with {}", location.origin().ascii_serialization(), self.base.origin().ascii_serialization()),
+                        format!("redirect to another origin ({}) not followed: credentials stay with {}", api_text(&location.origin().ascii_serialization(), SHOWN), self.base.origin().ascii_serialization()),
                         Some(status.as_u16()),
                     ));
                 }
@@ -213,25 +219,25 @@ impl ServiceClient {
                 let after = retry_after(resp.headers());
                 return Err(Attempt::Retry(
                     FetchError {
-                        message: format!("HTTP {status} from {}", self.masker.url(&url)),
+                        message: format!("HTTP {status} from {}", self.shown_url(&url)),
                         status: Some(status.as_u16()),
                     },
                     after,
                 ));
             }
             if !status.is_success() {
+                // Masked before it is cut, so that no cut leaves half a secret unmasked.
                 let body = self
                     .read_body(resp, &url)
                     .await
                     .ok()
-                    .map(|b| body_excerpt(&b))
+                    .map(|b| {
+                        let start = String::from_utf8_lossy(b.get(..64 * 1024).unwrap_or(&b));
+                        body_excerpt(self.masker.mask(start.trim()).as_bytes())
+                    })
                     .unwrap_or_default();
                 return Err(Attempt::fatal(
-                    format!(
-                        "HTTP {status} from {}: {}",
-                        self.masker.url(&url),
-                        self.masker.mask(body.trim())
-                    ),
+                    format!("HTTP {status} from {}: {body}", self.shown_url(&url)),
                     Some(status.as_u16()),
                 ));
             }
@@ -246,7 +252,7 @@ impl ServiceClient {
                 };
                 Attempt::Retry(
                     FetchError {
-                        message: format!("the body from {} is {what}", self.masker.url(&url)),
+                        message: format!("the body from {} is {what}", self.shown_url(&url)),
                         status: Some(status.as_u16()),
                     },
                     None,
@@ -310,8 +316,8 @@ impl ServiceClient {
                 FetchError {
                     message: format!(
                         "request to {} {kind}: {}",
-                        self.masker.url(&req.url),
-                        self.masker.mask(&error_chain(&e.without_url()))
+                        self.shown_url(&req.url),
+                        api_text(&self.masker.mask(&error_chain(&e.without_url())), 2 * SHOWN)
                     ),
                     status: None,
                 },
@@ -326,7 +332,7 @@ impl ServiceClient {
             Attempt::fatal(
                 format!(
                     "the body from {} is larger than max_body ({} bytes)",
-                    self.masker.url(url),
+                    self.shown_url(url),
                     self.max_body
                 ),
                 None,
@@ -354,8 +360,11 @@ impl ServiceClient {
                         FetchError {
                             message: format!(
                                 "the body from {} was cut short: {}",
-                                self.masker.url(url),
-                                self.masker.mask(&error_chain(&e.without_url()))
+                                self.shown_url(url),
+                                api_text(
+                                    &self.masker.mask(&error_chain(&e.without_url())),
+                                    2 * SHOWN
+                                )
                             ),
                             status: None,
                         },
@@ -377,23 +386,32 @@ impl ServiceClient {
         let Some(remaining) = get(&["ratelimit-remaining", "x-ratelimit-remaining"]) else {
             return;
         };
-        if remaining > 0.0 {
+        if remaining > 0.0 || remaining.is_nan() {
             return;
         }
-        let Some(reset) = get(&["ratelimit-reset", "x-ratelimit-reset"]) else {
-            return;
-        };
-        // Large values are epoch seconds, small ones seconds from now.
-        let secs = if reset > 1_000_000_000.0 {
-            let now = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64());
-            (reset - now).max(0.0)
-        } else {
-            reset
-        };
-        self.pause_for(Duration::from_secs_f64(secs.min(3600.0)));
+        let reset = get(&["ratelimit-reset", "x-ratelimit-reset"]);
+        if let Some(pause) = reset.and_then(|r| reset_pause(r, SystemTime::now())) {
+            self.pause_for(pause);
+        }
     }
+}
+
+/// How long a `RateLimit-Reset` value asks to wait: large values are epoch seconds,
+/// small ones seconds from now, at most an hour. The header comes from the API: a value
+/// that is not a number of seconds (negative, NaN, infinite) asks for nothing.
+fn reset_pause(reset: f64, now: SystemTime) -> Option<Duration> {
+    if !reset.is_finite() || reset < 0.0 {
+        return None;
+    }
+    let secs = if reset > 1_000_000_000.0 {
+        let now = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        reset - now
+    } else {
+        reset
+    };
+    Duration::try_from_secs_f64(secs.clamp(0.0, 3600.0)).ok()
 }
 
 type Attempt = net::Attempt<FetchError>;
@@ -440,6 +458,21 @@ pub fn link_next(headers: &HeaderMap) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reset_that_is_not_a_number_of_seconds_asks_for_nothing() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        for bad in [-5.0, -1e9, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert_eq!(reset_pause(bad, now), None, "{bad}");
+        }
+        assert_eq!(reset_pause(2.5, now), Some(Duration::from_millis(2500)));
+        assert_eq!(reset_pause(1e12, now), Some(Duration::from_secs(3600)));
+        assert_eq!(reset_pause(1_699_999_000.0, now), Some(Duration::ZERO));
+        assert_eq!(
+            reset_pause(1_700_000_030.0, now),
+            Some(Duration::from_secs(30))
+        );
+    }
 
     #[test]
     fn link_headers() {

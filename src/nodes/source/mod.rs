@@ -6,6 +6,7 @@ pub mod paginate;
 
 use crate::check::{BodyValue, Method, Source};
 use crate::nodes::extract::{Extractor, Page, RunSummary, SourceMsg};
+use crate::nodes::net::SHOWN;
 use crate::nodes::value::Val;
 use crate::state::StateStore;
 use crate::stop::Stop;
@@ -72,7 +73,11 @@ impl Poller {
         out
     }
 
-    /// Fetches every page; `Ok(true)` when the listing was seen to its end.
+    /// Fetches every page; `Ok(true)` when the listing was seen to its end: its last page,
+    /// or (newest first) a page reaching below the watermark. Any other stop — a loop, a
+    /// link that leaves the origin or is not a URL, a `has_more` or total that the pages
+    /// contradict, `max_pages` — leaves the run incomplete (spec §5.2): a newest-first
+    /// watermark stays where it was, so the next run reads the pages this one did not.
     async fn pages(
         &self,
         parent: Option<Arc<serde_json::Map<String, Json>>>,
@@ -115,7 +120,7 @@ impl Poller {
                 warnings.push(
                     "a page repeated the previous one byte for byte (a pagination loop)".into(),
                 );
-                return Ok(true);
+                return Ok(false);
             }
             let count = self.ex.count(&resp.body)?;
             let client = self.client.clone();
@@ -123,7 +128,7 @@ impl Poller {
             let items = self.ex.items(resp.body)?;
             let older_seen = newest_first
                 && watermark.as_ref().is_some_and(|w| {
-                    items.iter().any(|i| {
+                    items.refs().into_iter().any(|i| {
                         self.ex
                             .item_cursor(i, parent.as_deref())
                             .is_some_and(|c: Val| c.compare(w) == Some(Ordering::Less))
@@ -146,11 +151,7 @@ impl Poller {
             match next {
                 Next::Fetch(u) => url = u,
                 Next::Done => return Ok(true),
-                Next::Stop(w) => {
-                    warnings.push(w);
-                    return Ok(true);
-                }
-                Next::Limit(w) => {
+                Next::Stop(w) | Next::Limit(w) => {
                     warnings.push(w);
                     return Ok(false);
                 }
@@ -186,8 +187,10 @@ impl Poller {
         } else {
             format!("{base}/{path}")
         };
-        let mut url = Url::parse(&joined)
-            .map_err(|e| format!("bad URL `{}`: {e}", self.client.masker.mask(&joined)))?;
+        let mut url = Url::parse(&joined).map_err(|e| {
+            let shown = crate::nodes::net::api_text(&self.client.masker.mask(&joined), SHOWN);
+            format!("bad URL `{shown}`: {e}")
+        })?;
         if !self.src.query.is_empty() {
             let mut q = url.query_pairs_mut();
             for (k, v) in &self.src.query {

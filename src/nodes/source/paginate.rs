@@ -4,6 +4,8 @@
 use super::http::{link_next, Response};
 use crate::check::Paginate;
 use crate::nodes::eval::Path;
+use crate::nodes::net::{api_text, SHOWN};
+use crate::nodes::value::json_prefix;
 use serde_json::Value as Json;
 use std::collections::HashSet;
 use url::Url;
@@ -53,7 +55,9 @@ pub struct Pager {
     max_pages: u64,
     pages: u64,
     records: u64,
-    seen: HashSet<String>,
+    /// A digest of each URL requested in this run: fixed-size, however long the URLs
+    /// (an API's cursors may be megabytes).
+    seen: HashSet<u128>,
     last_body: Option<u64>,
 }
 
@@ -147,7 +151,7 @@ impl Pager {
             ),
             _ => self.built(&[], None),
         };
-        self.seen.insert(normalized(&url));
+        self.seen.insert(digest(&url));
         url
     }
 
@@ -296,10 +300,20 @@ impl Pager {
                 Some(Json::String(s)) if s.is_empty() => return Next::Done,
                 Some(Json::String(s)) => match resp.url.join(s) {
                     Ok(u) => u,
-                    Err(e) => return Next::Stop(format!("the next link `{s}` is not a URL: {e}")),
+                    Err(e) => {
+                        return Next::Stop(format!(
+                            "the next link `{}` is not a URL: {e}",
+                            api_text(s, SHOWN)
+                        ))
+                    }
                 },
                 Some(other) => {
-                    return Next::Stop(format!("the next link is {other}, not a string"))
+                    let (text, cut) = json_prefix(other, SHOWN);
+                    let text = if cut { text + "…" } else { text };
+                    return Next::Stop(format!(
+                        "the next link is {}, not a string",
+                        api_text(&text, SHOWN)
+                    ));
                 }
             },
             Kind::LinkHeader => match link_next(&resp.headers) {
@@ -308,7 +322,8 @@ impl Pager {
                     Ok(u) => u,
                     Err(e) => {
                         return Next::Stop(format!(
-                            "the Link header's next `{s}` is not a URL: {e}"
+                            "the Link header's next `{}` is not a URL: {e}",
+                            api_text(&s, SHOWN)
                         ))
                     }
                 },
@@ -317,10 +332,10 @@ impl Pager {
         if !same_origin(&next) {
             return Next::Stop(format!(
                 "the next page is on another origin ({}) and was not followed",
-                next.origin().ascii_serialization()
+                api_text(&next.origin().ascii_serialization(), SHOWN)
             ));
         }
-        if !self.seen.insert(normalized(&next)) {
+        if !self.seen.insert(digest(&next)) {
             return Next::Stop(
                 "the next page was already requested in this run (a pagination loop)".into(),
             );
@@ -343,157 +358,23 @@ fn as_i64(v: &Json) -> Option<i64> {
     }
 }
 
-/// A URL with its query parameters sorted, to compare requests.
-fn normalized(url: &Url) -> String {
-    let mut pairs: Vec<(String, String)> = url
-        .query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+/// A digest of a URL with its query parameters sorted, to compare requests.
+fn digest(url: &Url) -> u128 {
+    let mut pairs: Vec<_> = url.query_pairs().collect();
     pairs.sort();
-    let mut u = url.clone();
-    u.set_query(None);
-    u.set_fragment(None);
-    format!("{u}?{pairs:?}")
+    let mut bare = url.clone();
+    bare.set_query(None);
+    bare.set_fragment(None);
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(bare.as_str().as_bytes());
+    for (k, v) in &pairs {
+        for part in [k, v] {
+            h.update(&(part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+    }
+    h.digest128()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::check::JsonPath;
-
-    fn resp(url: &str, body: Json) -> Response {
-        Response {
-            url: Url::parse(url).unwrap(),
-            headers: Default::default(),
-            body_hash: xxhash_rust::xxh3::xxh3_64(body.to_string().as_bytes()),
-            body,
-        }
-    }
-
-    #[test]
-    fn page_stops_on_short_page_and_total() {
-        let p = Paginate::Page {
-            param: "page".into(),
-            start: 1,
-            size_param: Some("n".into()),
-            size: Some(2),
-            total_pages: None,
-            max_pages: 100,
-        };
-        let mut pager = Pager::new(
-            &p,
-            Url::parse("http://a/x?q=1").unwrap(),
-            vec![("since".into(), "t".into())],
-        );
-        assert_eq!(pager.first().as_str(), "http://a/x?q=1&since=t&page=1&n=2");
-        let same = |_: &Url| true;
-        assert_eq!(
-            pager.next(&resp("http://a/x", serde_json::json!({})), 2, &same),
-            Next::Fetch(Url::parse("http://a/x?q=1&since=t&page=2&n=2").unwrap())
-        );
-        assert_eq!(
-            pager.next(&resp("http://a/x", serde_json::json!({})), 1, &same),
-            Next::Done
-        );
-    }
-
-    /// Spec §5.1: a `total` that disagrees with what the pages held is a warning, both
-    /// ways (an empty page before it; more records than it says).
-    #[test]
-    fn offset_warns_when_total_disagrees() {
-        let total = JsonPath {
-            text: "$.total".into(),
-            singular: Some(vec![crate::check::PathStep::Name("total".into())]),
-        };
-        let p = Paginate::Offset {
-            param: "offset".into(),
-            start: 0,
-            limit_param: None,
-            limit: None,
-            total: Some(total),
-            max_pages: 100,
-        };
-        let same = |_: &Url| true;
-        let body = serde_json::json!({"total": 15});
-        let mut pager = Pager::new(&p, Url::parse("http://a/x").unwrap(), vec![]);
-        pager.first();
-        assert!(matches!(
-            pager.next(&resp("http://a/x", body.clone()), 10, &same),
-            Next::Fetch(_)
-        ));
-        assert_eq!(
-            pager.next(&resp("http://a/x", body.clone()), 10, &same),
-            Next::Stop("the pages held 20 records, but `total` says 15".into())
-        );
-        let mut pager = Pager::new(&p, Url::parse("http://a/x").unwrap(), vec![]);
-        pager.first();
-        assert!(matches!(
-            pager.next(&resp("http://a/x", body.clone()), 10, &same),
-            Next::Fetch(_)
-        ));
-        assert_eq!(
-            pager.next(&resp("http://a/x", body), 0, &same),
-            Next::Stop("offset 10 was empty, but `total` says 15".into())
-        );
-    }
-
-    #[test]
-    fn cursor_is_url_encoded_and_loops_stop() {
-        let from = JsonPath {
-            text: "$.next".into(),
-            singular: Some(vec![crate::check::PathStep::Name("next".into())]),
-        };
-        let p = Paginate::Cursor {
-            param: "after".into(),
-            from,
-            has_more: None,
-            max_pages: 100,
-        };
-        let mut pager = Pager::new(&p, Url::parse("http://a/x").unwrap(), vec![]);
-        pager.first();
-        let same = |_: &Url| true;
-        let Next::Fetch(u) = pager.next(
-            &resp("http://a/x", serde_json::json!({"next": "a+b/c="})),
-            1,
-            &same,
-        ) else {
-            panic!()
-        };
-        assert_eq!(u.as_str(), "http://a/x?after=a%2Bb%2Fc%3D");
-        assert!(matches!(
-            pager.next(
-                &resp("http://a/x", serde_json::json!({"next": "a+b/c="})),
-                1,
-                &same
-            ),
-            Next::Stop(_)
-        ));
-    }
-
-    #[test]
-    fn next_url_to_another_origin_is_not_followed() {
-        let path = JsonPath {
-            text: "$.next".into(),
-            singular: Some(vec![crate::check::PathStep::Name("next".into())]),
-        };
-        let mut pager = Pager::new(
-            &Paginate::NextUrl {
-                path,
-                max_pages: 100,
-            },
-            Url::parse("http://a/x").unwrap(),
-            vec![],
-        );
-        pager.first();
-        let base = Url::parse("http://a/").unwrap();
-        let same = |u: &Url| u.origin() == base.origin();
-        assert!(matches!(
-            pager.next(
-                &resp("http://a/x", serde_json::json!({"next": "http://evil/x"})),
-                1,
-                &same
-            ),
-            Next::Stop(_)
-        ));
-    }
-}
+mod tests;

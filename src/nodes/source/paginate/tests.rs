@@ -1,0 +1,140 @@
+//! The paginators' stop rules, request building and loop detection, page by page.
+
+use super::*;
+use crate::check::JsonPath;
+
+fn resp(url: &str, body: Json) -> Response {
+    Response {
+        url: Url::parse(url).unwrap(),
+        headers: Default::default(),
+        body_hash: xxhash_rust::xxh3::xxh3_64(body.to_string().as_bytes()),
+        body,
+    }
+}
+
+#[test]
+fn page_stops_on_short_page_and_total() {
+    let p = Paginate::Page {
+        param: "page".into(),
+        start: 1,
+        size_param: Some("n".into()),
+        size: Some(2),
+        total_pages: None,
+        max_pages: 100,
+    };
+    let mut pager = Pager::new(
+        &p,
+        Url::parse("http://a/x?q=1").unwrap(),
+        vec![("since".into(), "t".into())],
+    );
+    assert_eq!(pager.first().as_str(), "http://a/x?q=1&since=t&page=1&n=2");
+    let same = |_: &Url| true;
+    assert_eq!(
+        pager.next(&resp("http://a/x", serde_json::json!({})), 2, &same),
+        Next::Fetch(Url::parse("http://a/x?q=1&since=t&page=2&n=2").unwrap())
+    );
+    assert_eq!(
+        pager.next(&resp("http://a/x", serde_json::json!({})), 1, &same),
+        Next::Done
+    );
+}
+
+/// Spec §5.1: a `total` that disagrees with what the pages held is a warning, both
+/// ways (an empty page before it; more records than it says).
+#[test]
+fn offset_warns_when_total_disagrees() {
+    let total = JsonPath {
+        text: "$.total".into(),
+        singular: Some(vec![crate::check::PathStep::Name("total".into())]),
+    };
+    let p = Paginate::Offset {
+        param: "offset".into(),
+        start: 0,
+        limit_param: None,
+        limit: None,
+        total: Some(total),
+        max_pages: 100,
+    };
+    let same = |_: &Url| true;
+    let body = serde_json::json!({"total": 15});
+    let mut pager = Pager::new(&p, Url::parse("http://a/x").unwrap(), vec![]);
+    pager.first();
+    assert!(matches!(
+        pager.next(&resp("http://a/x", body.clone()), 10, &same),
+        Next::Fetch(_)
+    ));
+    assert_eq!(
+        pager.next(&resp("http://a/x", body.clone()), 10, &same),
+        Next::Stop("the pages held 20 records, but `total` says 15".into())
+    );
+    let mut pager = Pager::new(&p, Url::parse("http://a/x").unwrap(), vec![]);
+    pager.first();
+    assert!(matches!(
+        pager.next(&resp("http://a/x", body.clone()), 10, &same),
+        Next::Fetch(_)
+    ));
+    assert_eq!(
+        pager.next(&resp("http://a/x", body), 0, &same),
+        Next::Stop("offset 10 was empty, but `total` says 15".into())
+    );
+}
+
+#[test]
+fn cursor_is_url_encoded_and_loops_stop() {
+    let from = JsonPath {
+        text: "$.next".into(),
+        singular: Some(vec![crate::check::PathStep::Name("next".into())]),
+    };
+    let p = Paginate::Cursor {
+        param: "after".into(),
+        from,
+        has_more: None,
+        max_pages: 100,
+    };
+    let mut pager = Pager::new(&p, Url::parse("http://a/x").unwrap(), vec![]);
+    pager.first();
+    let same = |_: &Url| true;
+    let Next::Fetch(u) = pager.next(
+        &resp("http://a/x", serde_json::json!({"next": "a+b/c="})),
+        1,
+        &same,
+    ) else {
+        panic!()
+    };
+    assert_eq!(u.as_str(), "http://a/x?after=a%2Bb%2Fc%3D");
+    assert!(matches!(
+        pager.next(
+            &resp("http://a/x", serde_json::json!({"next": "a+b/c="})),
+            1,
+            &same
+        ),
+        Next::Stop(_)
+    ));
+}
+
+#[test]
+fn next_url_to_another_origin_is_not_followed() {
+    let path = JsonPath {
+        text: "$.next".into(),
+        singular: Some(vec![crate::check::PathStep::Name("next".into())]),
+    };
+    let mut pager = Pager::new(
+        &Paginate::NextUrl {
+            path,
+            max_pages: 100,
+        },
+        Url::parse("http://a/x").unwrap(),
+        vec![],
+    );
+    pager.first();
+    let base = Url::parse("http://a/").unwrap();
+    let same = |u: &Url| u.origin() == base.origin();
+    assert!(matches!(
+        pager.next(
+            &resp("http://a/x", serde_json::json!({"next": "http://evil/x"})),
+            1,
+            &same
+        ),
+        Next::Stop(_)
+    ));
+}
