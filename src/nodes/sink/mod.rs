@@ -82,6 +82,7 @@ pub fn writer_for(
         Sink::Sled { tree, .. } => Box::new(sled::SledWriter {
             tree: tree.clone(),
             store,
+            thread: None,
         }),
         Sink::Jsonl { path, .. } => Box::new(jsonl::JsonlWriter {
             path: base.join(path),
