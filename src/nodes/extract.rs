@@ -67,6 +67,12 @@ pub struct RunSummary {
 pub enum SourceMsg {
     RunStart,
     Page(Page),
+    /// A record that named no request (a child's parent record whose placeholder value
+    /// would change the path): rejected with the reason, without a page.
+    Rejected {
+        reason: String,
+        item: Json,
+    },
     RunEnd {
         complete: bool,
         error: Option<String>,
@@ -102,6 +108,8 @@ pub struct ExtractNode {
 
 struct Pending {
     page: u64,
+    /// Whether a page was fetched (not so for a rejected request).
+    fetched: bool,
     remaining: usize,
     /// The page's commit, in parts of bounded size (see `parts`).
     parts: Vec<Part>,
@@ -171,6 +179,22 @@ impl ExtractNode {
                         next_page += 1;
                         let p = self.page(page, next_page, &mut run, &ack_tx).await;
                         pending.push_back(p);
+                    }
+                    Some(SourceMsg::Rejected { reason, item }) => {
+                        next_page += 1;
+                        let mut parts = Parts::new();
+                        parts.open().reject(Some(unkeyed_rejection(&item)), reason, &item);
+                        pending.push_back(Pending {
+                            page: next_page,
+                            fetched: false,
+                            remaining: 0,
+                            parts: parts.into_vec(),
+                            at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                            max_cursor: None,
+                            seen: 1,
+                            emitted: 0,
+                            rejected: 1,
+                        });
                     }
                     Some(SourceMsg::RunEnd { complete, error, child_of, done }) => run.end = Some(RunEnd { complete, error, child_of, done }),
                 },
@@ -389,6 +413,7 @@ impl ExtractNode {
         let n_emitted = emitted.len() as u64;
         let pending = Pending {
             page: id,
+            fetched: true,
             remaining: 0,
             parts: parts.into_vec(),
             at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -401,7 +426,7 @@ impl ExtractNode {
     }
 
     fn commit(&self, p: Pending, run: &mut RunState, meta: &mut SourceMeta) {
-        run.summary.pages += 1;
+        run.summary.pages += u64::from(p.fetched);
         run.summary.records += p.seen;
         run.summary.emitted += p.emitted;
         run.summary.rejected += p.rejected;

@@ -4,6 +4,7 @@
 use crate::check::Retry;
 use crate::stop::Stop;
 use reqwest::header::HeaderMap;
+use reqwest::StatusCode;
 use std::time::{Duration, SystemTime};
 
 /// The shared HTTP connection pool: redirects are handled by hamstr, not by reqwest, so
@@ -99,7 +100,61 @@ pub fn gave_up(n: u32) -> String {
     format!("gave up after {n} attempt{}", if n == 1 { "" } else { "s" })
 }
 
-/// `Retry-After` in seconds or as an HTTP date.
+/// Whether an error answer is worth trying again, and after how long the server asked:
+/// 429 and 5xx; and a 403 that is a rate limit (spec §5.2a) — one carrying
+/// `Retry-After`, or saying nothing remains (`X-RateLimit-Remaining: 0`, or the
+/// `RateLimit-*` form) with a reset time, as a well-known code-hosting API answers.
+/// `None`: the answer is final.
+pub fn retryable(status: StatusCode, headers: &HeaderMap) -> Option<Option<Duration>> {
+    let after = retry_after(headers);
+    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        return Some(after);
+    }
+    if status != StatusCode::FORBIDDEN {
+        return None;
+    }
+    if after.is_some() {
+        return Some(after);
+    }
+    rate_limit_pause(headers).map(Some)
+}
+
+/// How long `RateLimit-Remaining: 0` (or `X-RateLimit-Remaining: 0`) with its reset
+/// asks to wait; `None` while something remains, or without a usable reset.
+pub fn rate_limit_pause(headers: &HeaderMap) -> Option<Duration> {
+    let get = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|n| headers.get(*n)?.to_str().ok()?.trim().parse::<f64>().ok())
+    };
+    let remaining = get(&["ratelimit-remaining", "x-ratelimit-remaining"])?;
+    if remaining > 0.0 || remaining.is_nan() {
+        return None;
+    }
+    let reset = get(&["ratelimit-reset", "x-ratelimit-reset"])?;
+    reset_pause(reset, SystemTime::now())
+}
+
+/// How long a `RateLimit-Reset` value asks to wait: large values are epoch seconds,
+/// small ones seconds from now, at most an hour. The header comes from the API: a value
+/// that is not a number of seconds (negative, NaN, infinite) asks for nothing.
+pub fn reset_pause(reset: f64, now: SystemTime) -> Option<Duration> {
+    if !reset.is_finite() || reset < 0.0 {
+        return None;
+    }
+    let secs = if reset > 1_000_000_000.0 {
+        let now = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        reset - now
+    } else {
+        reset
+    };
+    Duration::try_from_secs_f64(secs.clamp(0.0, 3600.0)).ok()
+}
+
+/// `Retry-After` in seconds (whole or decimal, like `2.0`) or as an HTTP date, at most
+/// an hour; a negative or non-finite number asks for nothing.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers
         .get(reqwest::header::RETRY_AFTER)?
@@ -108,6 +163,10 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs.min(3600)));
+    }
+    if v.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        let secs = v.parse::<f64>().ok().filter(|s| s.is_finite())?;
+        return Duration::try_from_secs_f64(secs.clamp(0.0, 3600.0)).ok();
     }
     let when = httpdate::parse_http_date(v).ok()?;
     Some(
@@ -213,5 +272,72 @@ mod tests {
         );
         let d = retry_after(&h).unwrap();
         assert!(d > Duration::from_secs(25) && d <= Duration::from_secs(30));
+        for (text, want) in [
+            ("2.0", Some(2000)),
+            ("0.5", Some(500)),
+            ("7200.0", Some(3_600_000)),
+        ] {
+            h.insert(reqwest::header::RETRY_AFTER, HeaderValue::from_static(text));
+            assert_eq!(retry_after(&h), want.map(Duration::from_millis), "{text}");
+        }
+        for bad in ["-1.0", "NaN", "inf", "1e400", "."] {
+            h.insert(reqwest::header::RETRY_AFTER, HeaderValue::from_static(bad));
+            assert_eq!(retry_after(&h), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_reset_that_is_not_a_number_of_seconds_asks_for_nothing() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        for bad in [-5.0, -1e9, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert_eq!(reset_pause(bad, now), None, "{bad}");
+        }
+        assert_eq!(reset_pause(2.5, now), Some(Duration::from_millis(2500)));
+        assert_eq!(reset_pause(1e12, now), Some(Duration::from_secs(3600)));
+        assert_eq!(reset_pause(1_699_999_000.0, now), Some(Duration::ZERO));
+        assert_eq!(
+            reset_pause(1_700_000_030.0, now),
+            Some(Duration::from_secs(30))
+        );
+    }
+
+    /// 429 and 5xx are tried again; a 403 only when it is a rate limit.
+    #[test]
+    fn which_answers_are_tried_again() {
+        let h = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, HeaderValue::from_static(v));
+            }
+            h
+        };
+        let none = h(&[]);
+        assert_eq!(retryable(StatusCode::TOO_MANY_REQUESTS, &none), Some(None));
+        assert_eq!(retryable(StatusCode::BAD_GATEWAY, &none), Some(None));
+        assert_eq!(retryable(StatusCode::FORBIDDEN, &none), None);
+        assert_eq!(retryable(StatusCode::NOT_FOUND, &none), None);
+        assert_eq!(
+            retryable(StatusCode::FORBIDDEN, &h(&[("retry-after", "3")])),
+            Some(Some(Duration::from_secs(3)))
+        );
+        assert_eq!(
+            retryable(
+                StatusCode::FORBIDDEN,
+                &h(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "2")])
+            ),
+            Some(Some(Duration::from_secs(2)))
+        );
+        // Something remains, or no reset: a 403 that is a refusal.
+        assert_eq!(
+            retryable(
+                StatusCode::FORBIDDEN,
+                &h(&[("x-ratelimit-remaining", "12"), ("x-ratelimit-reset", "2")])
+            ),
+            None
+        );
+        assert_eq!(
+            retryable(StatusCode::FORBIDDEN, &h(&[("x-ratelimit-remaining", "0")])),
+            None
+        );
     }
 }

@@ -38,6 +38,9 @@ pub enum Fault {
     TooManyRequests { retry_after: RetryAfter },
     /// Any status (e.g. 503) with `Retry-After`.
     StatusRetryAfter(u16, RetryAfter),
+    /// This exact answer instead of the normal one (see `support::apis` for the
+    /// answers of real APIs: a rate-limit 403, a decimal `Retry-After`).
+    Reply(Reply),
     /// The normal answer's head (its full `Content-Length`) and about half its body,
     /// then, after 100 ms, an abortive close (SO_LINGER 0: the peer sees a TCP RST).
     ResetMidBody,
@@ -143,6 +146,7 @@ pub(crate) fn fault_reply(fault: &Fault) -> Option<Reply> {
             Reply::error(*code, super::http::reason(*code))
                 .with_header("retry-after", retry_after.header_value())
         }
+        Fault::Reply(reply) => reply.clone(),
         Fault::MalformedJson => Reply::text(200, "application/json", &b"{\"data\": [1, 2"[..]),
         Fault::Html => Reply::text(200, "text/html; charset=utf-8", HTML_PAGE),
         Fault::RedirectTo(url) => Reply::empty(302).with_header("location", url.clone()),

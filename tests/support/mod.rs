@@ -24,6 +24,7 @@
 //! ```
 #![allow(dead_code, unused_imports)]
 
+pub mod apis;
 pub mod cli;
 mod dataset;
 mod faults;

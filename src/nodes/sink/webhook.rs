@@ -9,7 +9,7 @@ use crate::check::{Retry, Text};
 use crate::masking::Masker;
 use crate::nodes::extract::Emitted;
 use crate::nodes::net::{
-    self, body_excerpt, error_chain, gave_up, retry_after, with_retries, GaveUp,
+    self, body_excerpt, error_chain, gave_up, retryable, with_retries, GaveUp,
 };
 use bytes::Bytes;
 use std::sync::Arc;
@@ -126,8 +126,7 @@ impl WebhookWriter {
             let _ = excerpt(resp).await;
             return Ok(());
         }
-        if status.as_u16() == 429 || status.is_server_error() {
-            let after = retry_after(resp.headers());
+        if let Some(after) = retryable(status, resp.headers()) {
             return Err(Attempt::Retry(self.say(&format!("HTTP {status}")), after));
         }
         let body = body_excerpt(&excerpt(resp).await);

@@ -5,7 +5,7 @@
 use crate::check::{Auth, Retry, Service};
 use crate::masking::Masker;
 use crate::nodes::net::{
-    self, api_text, body_excerpt, error_chain, gave_up, retry_after, with_retries, GaveUp, SHOWN,
+    self, api_text, body_excerpt, error_chain, gave_up, with_retries, GaveUp, SHOWN,
 };
 use crate::stop::Stop;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -13,7 +13,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value as Json;
 use std::num::NonZeroU32;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use url::Url;
 
@@ -215,8 +215,7 @@ impl ServiceClient {
                 url = location;
                 continue;
             }
-            if status.as_u16() == 429 || status.is_server_error() {
-                let after = retry_after(resp.headers());
+            if let Some(after) = net::retryable(status, resp.headers()) {
                 return Err(Attempt::Retry(
                     FetchError {
                         message: format!("HTTP {status} from {}", self.shown_url(&url)),
@@ -378,40 +377,10 @@ impl ServiceClient {
     /// `RateLimit-Remaining: 0` (or the `X-RateLimit-*` forms) pauses the service until
     /// the reset, before the API has to answer 429.
     fn note_rate_headers(&self, headers: &HeaderMap) {
-        let get = |names: &[&str]| {
-            names
-                .iter()
-                .find_map(|n| headers.get(*n)?.to_str().ok()?.trim().parse::<f64>().ok())
-        };
-        let Some(remaining) = get(&["ratelimit-remaining", "x-ratelimit-remaining"]) else {
-            return;
-        };
-        if remaining > 0.0 || remaining.is_nan() {
-            return;
-        }
-        let reset = get(&["ratelimit-reset", "x-ratelimit-reset"]);
-        if let Some(pause) = reset.and_then(|r| reset_pause(r, SystemTime::now())) {
+        if let Some(pause) = net::rate_limit_pause(headers) {
             self.pause_for(pause);
         }
     }
-}
-
-/// How long a `RateLimit-Reset` value asks to wait: large values are epoch seconds,
-/// small ones seconds from now, at most an hour. The header comes from the API: a value
-/// that is not a number of seconds (negative, NaN, infinite) asks for nothing.
-fn reset_pause(reset: f64, now: SystemTime) -> Option<Duration> {
-    if !reset.is_finite() || reset < 0.0 {
-        return None;
-    }
-    let secs = if reset > 1_000_000_000.0 {
-        let now = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        reset - now
-    } else {
-        reset
-    };
-    Duration::try_from_secs_f64(secs.clamp(0.0, 3600.0)).ok()
 }
 
 type Attempt = net::Attempt<FetchError>;
@@ -458,21 +427,6 @@ pub fn link_next(headers: &HeaderMap) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_reset_that_is_not_a_number_of_seconds_asks_for_nothing() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        for bad in [-5.0, -1e9, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
-            assert_eq!(reset_pause(bad, now), None, "{bad}");
-        }
-        assert_eq!(reset_pause(2.5, now), Some(Duration::from_millis(2500)));
-        assert_eq!(reset_pause(1e12, now), Some(Duration::from_secs(3600)));
-        assert_eq!(reset_pause(1_699_999_000.0, now), Some(Duration::ZERO));
-        assert_eq!(
-            reset_pause(1_700_000_030.0, now),
-            Some(Duration::from_secs(30))
-        );
-    }
 
     #[test]
     fn link_headers() {

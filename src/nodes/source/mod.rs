@@ -50,11 +50,24 @@ impl Poller {
             .map(Arc::new);
         let (complete, error) = match self.pages(parent_obj.clone(), &mut out.warnings).await {
             Ok(complete) => (complete, None),
-            Err(e) => (false, Some(e)),
+            Err(Failed::Error(e)) => (false, Some(e)),
+            // The parent record cannot name a request: it is rejected, with the reason,
+            // and its request is done (asking again would name the same path).
+            Err(Failed::Rejected(reason)) => {
+                tracing::warn!(source = %name, reason = %reason, "a parent record names no request");
+                let item = parent.as_ref().map_or(Json::Null, |(_, r)| r.clone());
+                if self
+                    .tx
+                    .send(SourceMsg::Rejected { reason, item })
+                    .await
+                    .is_err()
+                {
+                    out.error = Some("the source's graph is gone".into());
+                    return out;
+                }
+                (true, None)
+            }
         };
-        for w in &out.warnings {
-            tracing::warn!(source = %name, warning = %w, "pagination stopped early");
-        }
         let (done_tx, done_rx) = oneshot::channel();
         let end = SourceMsg::RunEnd {
             complete,
@@ -82,8 +95,9 @@ impl Poller {
         &self,
         parent: Option<Arc<serde_json::Map<String, Json>>>,
         warnings: &mut Vec<String>,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, Failed> {
         let src = &self.src;
+        let name = &src.name;
         let meta = self.store.meta(&src.name).map_err(|e| e.to_string())?;
         let watermark = self.ex.watermark(meta.watermark.as_ref());
         let mut fixed = Vec::new();
@@ -95,7 +109,9 @@ impl Poller {
         }
         let base = self.base_url(parent.as_deref())?;
         let body = match &src.body {
-            Some(b) => Some(serde_json::to_vec(&body_json(b)).map_err(|e| e.to_string())?),
+            Some(b) => {
+                Some(serde_json::to_vec(&body_json(b)).map_err(|e| Failed::Error(e.to_string()))?)
+            }
             None => None,
         };
         let mut pager = Pager::new(&src.paginate, base, fixed);
@@ -114,17 +130,21 @@ impl Poller {
                 Ok(resp) => resp,
                 // Interrupted, not failed: the page is fetched again next time.
                 Err(_) if self.stop.is_stopping() => return Ok(false),
-                Err(e) => return Err(e.message),
+                Err(e) => return Err(e.message.into()),
             };
             if pager.repeats_previous(&resp) {
-                warnings.push(
-                    "a page repeated the previous one byte for byte (a pagination loop)".into(),
-                );
+                let w = "a page repeated the previous one byte for byte (a pagination loop)";
+                tracing::warn!(source = %name, warning = %w, "pagination stopped early");
+                warnings.push(w.into());
                 return Ok(false);
             }
             let count = self.ex.count(&resp.body)?;
             let client = self.client.clone();
             let next = pager.next(&resp, count, &move |u: &Url| client.same_origin(u));
+            for w in pager.take_notes() {
+                tracing::warn!(source = %name, warning = %w, "the server sent fewer records than asked");
+                warnings.push(w);
+            }
             let items = self.ex.items(resp.body)?;
             let older_seen = newest_first
                 && watermark.as_ref().is_some_and(|w| {
@@ -143,7 +163,7 @@ impl Poller {
                 .await
                 .is_err()
             {
-                return Err("the source's graph is gone".into());
+                return Err("the source's graph is gone".to_string().into());
             }
             if older_seen {
                 return Ok(true);
@@ -152,6 +172,7 @@ impl Poller {
                 Next::Fetch(u) => url = u,
                 Next::Done => return Ok(true),
                 Next::Stop(w) | Next::Limit(w) => {
+                    tracing::warn!(source = %name, warning = %w, "pagination stopped early");
                     warnings.push(w);
                     return Ok(false);
                 }
@@ -160,8 +181,10 @@ impl Poller {
     }
 
     /// The service's base URL joined with the source's path (placeholders filled from
-    /// the parent record, URL-encoded) and its `query`.
-    fn base_url(&self, parent: Option<&serde_json::Map<String, Json>>) -> Result<Url, String> {
+    /// the parent record, each a percent-encoded path segment) and its `query`. A
+    /// placeholder value that is empty, `.` or `..` would name another path (`..` is
+    /// resolved away, with the service's credentials): the record is rejected instead.
+    fn base_url(&self, parent: Option<&serde_json::Map<String, Json>>) -> Result<Url, Failed> {
         let mut path = String::new();
         let mut rest = self.src.path.as_str();
         while let Some(open) = rest.find('{') {
@@ -174,10 +197,18 @@ impl Poller {
                 .and_then(|p| p.get(field))
                 .map(|v| Val::from_json(v).to_text())
                 .unwrap_or_default();
-            path.push_str(
-                &percent_encoding::utf8_percent_encode(&value, percent_encoding::NON_ALPHANUMERIC)
-                    .to_string(),
-            );
+            if let Some(what) = match value.as_str() {
+                "" => Some("empty"),
+                "." | ".." => Some("a dot segment"),
+                _ => None,
+            } {
+                let shown = crate::nodes::net::api_text(&value, SHOWN);
+                return Err(Failed::Rejected(format!(
+                    "placeholder `{{{field}}}` is `{shown}` ({what}), which would change the path `{}`: no request was made",
+                    self.src.path
+                )));
+            }
+            path.push_str(&percent_encoding::utf8_percent_encode(&value, SEGMENT).to_string());
             rest = &rest[open + close + 1..];
         }
         path.push_str(rest);
@@ -189,7 +220,7 @@ impl Poller {
         };
         let mut url = Url::parse(&joined).map_err(|e| {
             let shown = crate::nodes::net::api_text(&self.client.masker.mask(&joined), SHOWN);
-            format!("bad URL `{shown}`: {e}")
+            Failed::Error(format!("bad URL `{shown}`: {e}"))
         })?;
         if !self.src.query.is_empty() {
             let mut q = url.query_pairs_mut();
@@ -198,6 +229,30 @@ impl Poller {
             }
         }
         Ok(url)
+    }
+}
+
+/// What a path segment keeps as it is: the unreserved characters of RFC 3986 §2.3
+/// (letters, digits, `-`, `.`, `_`, `~`); everything else is percent-encoded.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Why a run fetched nothing more.
+#[derive(Debug)]
+enum Failed {
+    /// The run failed: the error names why.
+    Error(String),
+    /// The parent record names no request (a placeholder value that would change the
+    /// path): the record is rejected with this reason.
+    Rejected(String),
+}
+
+impl From<String> for Failed {
+    fn from(e: String) -> Failed {
+        Failed::Error(e)
     }
 }
 

@@ -59,6 +59,10 @@ pub struct Pager {
     /// (an API's cursors may be megabytes).
     seen: HashSet<u128>,
     last_body: Option<u64>,
+    /// Warnings that do not stop the listing (a server that caps page sizes), each
+    /// given once a run; taken by [`Pager::take_notes`].
+    notes: Vec<String>,
+    capped: bool,
 }
 
 impl Pager {
@@ -125,6 +129,8 @@ impl Pager {
             records: 0,
             seen: HashSet::new(),
             last_body: None,
+            notes: Vec::new(),
+            capped: false,
         }
     }
 
@@ -175,6 +181,21 @@ impl Pager {
         url
     }
 
+    /// Warnings about the pages so far that did not stop the listing.
+    pub fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
+    }
+
+    /// Notes, once a run, a page shorter than the size asked for that is not the last.
+    fn note_capped(&mut self, what: &str, count: usize, asked: u64, total: &str) {
+        if !self.capped {
+            self.capped = true;
+            self.notes.push(format!(
+                "{what} held {count} records where {asked} were asked for: the server caps its page size; `{total}` decides where the listing ends"
+            ));
+        }
+    }
+
     /// Whether this page repeats the previous one byte for byte (a loop).
     pub fn repeats_previous(&mut self, resp: &Response) -> bool {
         let same = self.last_body == Some(resp.body_hash);
@@ -215,18 +236,24 @@ impl Pager {
                     }
                     return Next::Done;
                 }
-                if size.is_some_and(|s| (count as u64) < s) {
-                    return Next::Done;
+                // A total decides the end: a short page does not (spec §5.2a).
+                let short = size.filter(|s| (count as u64) < *s);
+                match total {
+                    Some(t) if self.position >= t => return Next::Done,
+                    Some(_) => {}
+                    None if short.is_some() => return Next::Done,
+                    None => {}
                 }
-                if total.is_some_and(|t| self.position >= t) {
-                    return Next::Done;
+                let (param, size_param, size) = (param.clone(), size_param.clone(), *size);
+                if let Some(asked) = short {
+                    let what = format!("page {}", self.position);
+                    self.note_capped(&what, count, asked, "total_pages");
                 }
                 self.position += 1;
-                let url = self.built(
-                    &[(param.clone(), self.position.to_string())],
-                    size_param.as_ref().zip(*size),
-                );
-                url
+                self.built(
+                    &[(param, self.position.to_string())],
+                    size_param.as_ref().zip(size),
+                )
             }
             Kind::Offset {
                 param,
@@ -254,14 +281,22 @@ impl Pager {
                         self.position
                     ));
                 }
-                if limit.is_some_and(|l| (count as u64) < l)
-                    || total.is_some_and(|t| self.position >= t)
-                {
-                    return Next::Done;
+                // A total decides the end: a short page does not (spec §5.2a).
+                let short = limit.filter(|l| (count as u64) < *l);
+                match total {
+                    Some(t) if self.position >= t => return Next::Done,
+                    Some(_) => {}
+                    None if short.is_some() => return Next::Done,
+                    None => {}
+                }
+                let (param, limit_param, limit) = (param.clone(), limit_param.clone(), *limit);
+                if let Some(asked) = short {
+                    let what = format!("the page at offset {}", self.position - count as i64);
+                    self.note_capped(&what, count, asked, "total");
                 }
                 self.built(
-                    &[(param.clone(), self.position.to_string())],
-                    limit_param.as_ref().zip(*limit),
+                    &[(param, self.position.to_string())],
+                    limit_param.as_ref().zip(limit),
                 )
             }
             Kind::Cursor {
