@@ -29,6 +29,12 @@ pub enum Scope<'a> {
         owner: &'a str,
         known: bool,
     },
+    /// `query` and `body` values: the only name is `watermark`, typed as the cursor
+    /// (`None`: the source has no `incremental`).
+    Request {
+        watermark: Option<ETy>,
+        owner: &'a str,
+    },
 }
 
 /// The parent record that `parent.x` reads in a `fields` block.
@@ -83,6 +89,16 @@ impl<'e> Ctx<'e> {
                 );
                 None
             }
+            ExprKind::Object(_) => {
+                self.error(
+                    Code::TypeError,
+                    "an object is not allowed in an expression",
+                    e.span,
+                    "not allowed here",
+                )
+                .help = Some("objects `{ name = value }` are values of a `body`".into());
+                None
+            }
             ExprKind::List(_) => {
                 self.error(
                     Code::TypeError,
@@ -93,7 +109,7 @@ impl<'e> Ctx<'e> {
                 None
             }
             ExprKind::Path(text) => {
-                if let Scope::Fields { owner, .. } = scope {
+                if let Scope::Fields { owner, .. } | Scope::Request { owner, .. } = scope {
                     self.error(
                         Code::OutOfScope,
                         format!("a `$` path cannot be used in {owner}"),
@@ -237,6 +253,38 @@ impl<'e> Ctx<'e> {
                     "to read the record, write a path: `$.{}`",
                     parts[0].name
                 ));
+                None
+            }
+            Scope::Request { watermark, owner } => {
+                if parts.len() == 1 && parts[0].name == super::WATERMARK {
+                    return match watermark {
+                        Some(t) => Some((Expr::Field(super::WATERMARK.into()), *t)),
+                        None => {
+                            self.error(
+                                Code::OutOfScope,
+                                format!(
+                                    "`watermark` is used in {owner}, which has no `incremental`"
+                                ),
+                                span,
+                                "no watermark here",
+                            )
+                            .help = Some(
+                                "add `incremental { cursor = FIELD }` to keep a watermark".into(),
+                            );
+                            None
+                        }
+                    };
+                }
+                self.error(
+                    Code::UnknownField,
+                    format!("`{}` is not known in a request value", parts[0].name),
+                    span,
+                    "unknown name",
+                )
+                .help = Some(
+                    "`query` and `body` values are constants, `env(...)`, or expressions of `watermark`"
+                        .into(),
+                );
                 None
             }
             Scope::Fields {

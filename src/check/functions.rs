@@ -28,9 +28,28 @@ pub const FUNCTIONS: &[(&str, Func, usize, usize)] = &[
     ("round", Func::Round, 1, 2),
     ("abs", Func::Abs, 1, 1),
     ("length", Func::Length, 1, 1),
+    ("unix", Func::Unix, 1, 1),
+    ("unix_ms", Func::UnixMs, 1, 1),
+    ("format_datetime", Func::FormatDatetime, 2, 2),
 ];
 
 impl<'e> Ctx<'e> {
+    /// Whether a strftime pattern is valid; reports it when not.
+    pub(super) fn strftime(&mut self, fmt: &str, span: Span) -> bool {
+        let bad = chrono::format::StrftimeItems::new(fmt)
+            .any(|i| matches!(i, chrono::format::Item::Error));
+        if bad {
+            self.error(
+                Code::InvalidValue,
+                format!("invalid datetime format `{fmt}`"),
+                span,
+                "bad format",
+            )
+            .help = Some("use strftime codes, for example \"%Y-%m-%d %H:%M:%S\"".into());
+        }
+        !bad
+    }
+
     pub(super) fn call(
         &mut self,
         name: &ast::Ident,
@@ -50,6 +69,9 @@ impl<'e> Ctx<'e> {
                 false,
                 "`env`",
             )?;
+            if let Scope::Request { .. } = scope {
+                self.request_env.push(t.value.clone());
+            }
             return Some((Expr::Lit(Lit::Str(t.value)), ETy::Known(Type::String)));
         }
         let Some(&(fname, func, min, max)) = FUNCTIONS.iter().find(|(n, ..)| *n == name.name)
@@ -135,35 +157,40 @@ impl<'e> Ctx<'e> {
             Func::ToInt => ETy::Known(Type::Int),
             Func::ToFloat => ETy::Known(Type::Float),
             Func::ToDecimal => ETy::Known(Type::Decimal),
-            Func::ParseDatetime => {
+            Func::ParseDatetime | Func::FormatDatetime => {
                 match &args[1].value.kind {
                     ExprKind::Str(fmt) => {
-                        let bad = chrono::format::StrftimeItems::new(fmt)
-                            .any(|i| matches!(i, chrono::format::Item::Error));
-                        if bad {
-                            self.error(
-                                Code::InvalidValue,
-                                format!("invalid datetime format `{fmt}`"),
-                                args[1].value.span,
-                                "bad format",
-                            )
-                            .help = Some(
-                                "use strftime codes, for example \"%Y-%m-%d %H:%M:%S\"".into(),
-                            );
+                        if !self.strftime(fmt, args[1].value.span) {
                             return None;
                         }
                     }
                     _ => {
                         self.error(
                             Code::InvalidValue,
-                            "the format of `parse_datetime` must be a string literal",
+                            format!("the format of `{fname}` must be a string literal"),
                             args[1].value.span,
                             "expected a string",
                         );
                         return None;
                     }
                 }
-                ETy::Known(Type::Datetime)
+                if func == Func::FormatDatetime {
+                    if !types[0].is(Type::Datetime) && types[0] != ETy::Known(Type::String) {
+                        arg_error(self, 0, "a datetime");
+                        return None;
+                    }
+                    ETy::Known(Type::String)
+                } else {
+                    ETy::Known(Type::Datetime)
+                }
+            }
+            Func::Unix | Func::UnixMs => {
+                let t = types[0];
+                if !(t.is(Type::Datetime) || t == ETy::Known(Type::String) || t.numeric()) {
+                    arg_error(self, 0, "a datetime");
+                    return None;
+                }
+                ETy::Known(Type::Int)
             }
             Func::FromUnix | Func::FromUnixMs => {
                 if !(types[0].numeric() || types[0] == ETy::Known(Type::String)) {

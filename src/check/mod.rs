@@ -106,6 +106,8 @@ pub(crate) struct Ctx<'e> {
     /// `env(...)` calls whose variable is unset with no default: already warned about,
     /// their empty value is not judged again.
     unset_env: Vec<Span>,
+    /// What `env(...)` gave inside computed `query` and `body` values: secrets.
+    request_env: Vec<String>,
 }
 
 impl<'e> Ctx<'e> {
@@ -117,6 +119,7 @@ impl<'e> Ctx<'e> {
             paths: std::collections::HashMap::new(),
             lexical_errors: Vec::new(),
             unset_env: Vec::new(),
+            request_env: Vec::new(),
         }
     }
 
@@ -192,6 +195,11 @@ impl<'e> Ctx<'e> {
                 p.aggregates.insert(a.name.clone(), a);
             }
         }
+        p.url_secrets.extend(
+            std::mem::take(&mut self.request_env)
+                .into_iter()
+                .filter(|v| !v.is_empty()),
+        );
         let edges = self.flows(file, &decls, &mut p);
         self.sink_compatibility(&edges, &p);
         self.unused(file, &decls);

@@ -1,6 +1,9 @@
 //! The checked pipeline: what a `.hmr` file means, with names resolved, values typed and
 //! paths validated. Plain data without spans, so two pipelines compare by meaning.
 
+mod request;
+
+pub use request::*;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 
@@ -13,7 +16,8 @@ pub struct Pipeline {
     /// Every `from -> to` edge, once.
     pub flows: Vec<(String, String)>,
     /// Parts of URLs given by `env(...)` that may carry a token: the path of a service's
-    /// `base_url`, the path and query of a webhook's URL. Masked like secrets.
+    /// `base_url`, the path and query of a webhook's URL; and what `env(...)` gave inside
+    /// a computed `query` or `body` value. Masked like secrets.
     pub url_secrets: Vec<String>,
 }
 
@@ -112,7 +116,7 @@ pub struct Source {
     pub method: Method,
     /// The path appended to the service's base URL; may hold `{field}` placeholders.
     pub path: String,
-    pub query: Vec<(String, Text)>,
+    pub query: Vec<(String, ParamValue)>,
     pub body: Option<BodyValue>,
     pub schedule: Schedule,
     pub paginate: Paginate,
@@ -131,17 +135,6 @@ impl Source {
     }
 }
 
-/// A JSON request body: built from a `body { ... }` block.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BodyValue {
-    Null,
-    Bool(bool),
-    Number(String),
-    Text(Text),
-    List(Vec<BodyValue>),
-    Object(Vec<(String, BodyValue)>),
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Schedule {
     Every {
@@ -151,53 +144,6 @@ pub enum Schedule {
     Once,
     /// A child source: runs when its parent emits.
     Parent,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Paginate {
-    None,
-    Page {
-        param: String,
-        start: i64,
-        size_param: Option<String>,
-        size: Option<u64>,
-        total_pages: Option<JsonPath>,
-        max_pages: u64,
-    },
-    Offset {
-        param: String,
-        start: i64,
-        limit_param: Option<String>,
-        limit: Option<u64>,
-        total: Option<JsonPath>,
-        max_pages: u64,
-    },
-    Cursor {
-        param: String,
-        from: JsonPath,
-        has_more: Option<JsonPath>,
-        max_pages: u64,
-    },
-    NextUrl {
-        path: JsonPath,
-        max_pages: u64,
-    },
-    LinkHeader {
-        max_pages: u64,
-    },
-}
-
-impl Paginate {
-    pub fn max_pages(&self) -> u64 {
-        match self {
-            Paginate::None => 1,
-            Paginate::Page { max_pages, .. }
-            | Paginate::Offset { max_pages, .. }
-            | Paginate::Cursor { max_pages, .. }
-            | Paginate::NextUrl { max_pages, .. }
-            | Paginate::LinkHeader { max_pages } => *max_pages,
-        }
-    }
 }
 
 pub const DEFAULT_MAX_PAGES: u64 = 10_000;
@@ -258,10 +204,18 @@ pub struct Field {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Incremental {
-    pub cursor: String,
+    /// The field that grows; `None` for a source that keeps only a `resume` token.
+    pub cursor: Option<String>,
+    /// The query parameter for the watermark, or (with `resume`) for the token.
     pub param: Option<String>,
     pub newest_first: bool,
     pub start: Option<Lit>,
+    /// How `param` carries a datetime watermark (`format`, spec §5.2a).
+    pub format: TimeFormat,
+    /// How far before the watermark requests and the key state reach (`lookback`).
+    pub lookback: Option<Lookback>,
+    /// Where each page gives the opaque token the next run resumes from (`resume`).
+    pub resume: Option<Pick>,
 }
 
 /// A typed expression. `Path` reads the current record item, `Field` a field of the
@@ -285,6 +239,19 @@ pub enum Lit {
     Int(i64),
     Decimal(Decimal),
     Str(String),
+}
+
+impl Expr {
+    /// Whether the expression reads the field `name` anywhere.
+    pub fn uses_field(&self, name: &str) -> bool {
+        match self {
+            Expr::Field(f) => f == name,
+            Expr::Lit(_) | Expr::Path(_) | Expr::Parent(_) => false,
+            Expr::Call(_, args) => args.iter().any(|a| a.uses_field(name)),
+            Expr::Neg(x) | Expr::Not(x) => x.uses_field(name),
+            Expr::Binary(_, l, r) => l.uses_field(name) || r.uses_field(name),
+        }
+    }
 }
 
 /// Binary operators are the syntax tree's own: they carry no span.
@@ -313,6 +280,9 @@ pub enum Func {
     Round,
     Abs,
     Length,
+    Unix,
+    UnixMs,
+    FormatDatetime,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

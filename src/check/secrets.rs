@@ -22,7 +22,10 @@ impl Pipeline {
             texts.extend(s.headers.iter().map(|(_, v)| v));
         }
         for s in self.sources.values() {
-            texts.extend(s.query.iter().map(|(_, v)| v));
+            texts.extend(s.query.iter().filter_map(|(_, v)| match v {
+                super::ParamValue::Text(t) => Some(t),
+                super::ParamValue::Computed(_) => None,
+            }));
             if let Some(b) = &s.body {
                 body_secrets(b, &mut texts);
             }
@@ -77,9 +80,9 @@ impl Pipeline {
                 }
             }
         }
-        parts.sort();
-        parts.dedup();
-        self.url_secrets = parts;
+        self.url_secrets.extend(parts);
+        self.url_secrets.sort();
+        self.url_secrets.dedup();
     }
 }
 

@@ -92,10 +92,9 @@ impl<'e> Ctx<'e> {
             }
         }
 
-        let request = self.request(src, &props, parent.as_ref(), parent_unknown);
         let schedule = self.schedule(src, &props, props.get("for_each").is_some());
         let paginate = match props.get("paginate").map(|s| self.stmt_expr(s)) {
-            Some(Some(e)) => self.paginator(e),
+            Some(Some(e)) => self.paginator(e, props.get("post").is_some()),
             Some(None) => None,
             None => Some(Paginate::None),
         };
@@ -225,6 +224,29 @@ impl<'e> Ctx<'e> {
             },
             None => Some(None),
         };
+        // `watermark` in `query` and `body` values: typed as the cursor (as `start`
+        // without one); any type when an error hid it; out of scope without
+        // `incremental`.
+        let watermark = match (&incremental, props.get("incremental")) {
+            (_, None) => None,
+            (Some(Some(inc)), Some(_)) => Some(match &inc.cursor {
+                Some(c) => infos
+                    .iter()
+                    .find(|f| &f.name == c)
+                    .map_or(ETy::Any, |f| ETy::Known(f.ty)),
+                None => match &inc.start {
+                    Some(super::Lit::Str(s)) if chrono::DateTime::parse_from_rfc3339(s).is_ok() => {
+                        ETy::Known(Type::Datetime)
+                    }
+                    Some(super::Lit::Str(_)) => ETy::Known(Type::String),
+                    Some(super::Lit::Int(_)) => ETy::Known(Type::Int),
+                    Some(super::Lit::Decimal(_)) => ETy::Known(Type::Decimal),
+                    _ => ETy::Any,
+                },
+            }),
+            (_, Some(_)) => Some(ETy::Any),
+        };
+        let request = self.request(src, &props, parent.as_ref(), parent_unknown, watermark);
         let filter = match props.get("where").map(|s| self.stmt_expr(s)) {
             Some(Some(e)) if fields_known => {
                 let scope = Scope::Fields {

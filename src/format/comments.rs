@@ -69,6 +69,7 @@ fn expr_tokens(e: &Expr, out: &mut Vec<Span>) {
         ExprKind::List(args) | ExprKind::Call { args, .. } => {
             args.iter().for_each(|a| expr_tokens(&a.value, out))
         }
+        ExprKind::Object(b) => block_tokens(b, out),
         ExprKind::Unary(_, x) => expr_tokens(x, out),
         ExprKind::Binary(_, l, r) => {
             expr_tokens(l, out);

@@ -386,6 +386,14 @@ impl Printer<'_> {
             ExprKind::Bool(b) => b.to_string(),
             ExprKind::Null => "null".into(),
             ExprKind::List(args) => format!("[{}]", self.args(args)),
+            ExprKind::Object(b) => self.inline(&block_body(b)).unwrap_or_else(|| {
+                let entries: Vec<String> = b
+                    .stmts
+                    .iter()
+                    .map(|s| self.entry_text(&Entry::Stmt(s), 0, 0))
+                    .collect();
+                format!("{{ {} }}", entries.join("  "))
+            }),
             ExprKind::Call { name, args } => format!("{}({})", name.name, self.args(args)),
             ExprKind::Name(parts) => parts
                 .iter()

@@ -52,6 +52,9 @@ pub struct Ack {
 pub struct Page {
     pub items: Items,
     pub parent: Option<Arc<serde_json::Map<String, Json>>>,
+    /// The token the next run resumes from, as this page gave it (`incremental { resume
+    /// = ... }`): committed with the page.
+    pub resume: Option<String>,
 }
 
 /// What a run's end reports back to the source node.
@@ -116,6 +119,7 @@ struct Pending {
     /// When the page's records were rejected, for their entries.
     at: String,
     max_cursor: Option<Val>,
+    resume: Option<String>,
     seen: u64,
     emitted: u64,
     rejected: u64,
@@ -191,6 +195,7 @@ impl ExtractNode {
                             parts: parts.into_vec(),
                             at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                             max_cursor: None,
+                            resume: None,
                             seen: 1,
                             emitted: 0,
                             rejected: 1,
@@ -237,7 +242,12 @@ impl ExtractNode {
 
     fn new_run(&self, meta: &SourceMeta) -> RunState {
         RunState {
-            start_watermark: self.ex.watermark(meta.watermark.as_ref()),
+            // Records below the watermark minus `lookback` are older than what was
+            // collected; those above it are settled by key.
+            start_watermark: self
+                .ex
+                .watermark(meta.watermark.as_ref())
+                .map(|w| self.ex.floor(w)),
             max_cursor: None,
             broken: false,
             keys: HashMap::new(),
@@ -418,6 +428,7 @@ impl ExtractNode {
             parts: parts.into_vec(),
             at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             max_cursor,
+            resume: page.resume.clone(),
             seen,
             emitted: n_emitted,
             rejected,
@@ -455,6 +466,9 @@ impl ExtractNode {
                     next.watermark = Some(c.to_json());
                 }
             }
+        }
+        if let Some(token) = &p.resume {
+            next.resume = Some(token.clone());
         }
         // Each part is one transaction; the meta as it was goes with all but the last,
         // which moves the watermark and the counts.
@@ -503,10 +517,13 @@ impl ExtractNode {
             }
         }
         if committed && self.incremental {
+            // Keys below the watermark minus `lookback` are forgotten: the key state
+            // stays bounded, and what is older is not emitted again (spec §5.2).
             if let Some(w) = meta
                 .watermark
                 .as_ref()
                 .and_then(|w| self.ex.cursor_value(w))
+                .map(|w| self.ex.floor(w))
             {
                 let ex = &self.ex;
                 let below = |c: &Json| {

@@ -17,7 +17,7 @@
 
 use super::eval::{Compiled, Env, Path};
 use super::value::{Record, Val};
-use crate::check::{Source, Type};
+use crate::check::{Lookback, Source, Type};
 use serde_json::Value as Json;
 use std::sync::Arc;
 
@@ -75,6 +75,8 @@ pub struct Extractor {
     cursor: Option<(usize, Type)>,
     /// `incremental.start`, the watermark before anything was collected.
     start: Option<Val>,
+    /// `incremental.lookback`: how far below the watermark requests and keys reach.
+    lookback: Option<Lookback>,
     filter: Option<Compiled>,
     records: Records,
 }
@@ -100,15 +102,25 @@ impl Extractor {
         let cursor = src
             .incremental
             .as_ref()
-            .and_then(|i| index(&i.cursor))
+            .and_then(|i| index(i.cursor.as_deref()?))
             .and_then(|at| Some((at, src.fields.get(at)?.ty)));
         let start = src.incremental.as_ref().and_then(|i| {
-            let (_, ty) = cursor?;
-            super::eval::lit_value(i.start.as_ref()?)
-                .convert(ty)
-                .ok()
-                .filter(|v| !v.is_null())
+            let start = super::eval::lit_value(i.start.as_ref()?);
+            match cursor {
+                Some((_, ty)) => start.convert(ty).ok().filter(|v| !v.is_null()),
+                // Without a cursor field (a source that resumes from a token), a string
+                // `start` that is a datetime is one (spec §5.2a).
+                None => match start {
+                    Val::Str(s) => Some(
+                        Val::Str(s.clone())
+                            .convert(Type::Datetime)
+                            .unwrap_or(Val::Str(s)),
+                    ),
+                    other => Some(other).filter(|v| !v.is_null()),
+                },
+            }
         });
+        let lookback = src.incremental.as_ref().and_then(|i| i.lookback.clone());
         let filter = src.filter.as_ref().map(|f| Compiled::new(f, &index));
         let records = match &src.records {
             None => Records::Body,
@@ -146,6 +158,7 @@ impl Extractor {
             key,
             cursor,
             start,
+            lookback,
             filter,
             records,
         }
@@ -294,6 +307,38 @@ impl Extractor {
         stored
             .and_then(|w| self.cursor_value(w))
             .or_else(|| self.start.clone())
+    }
+
+    /// The watermark minus `lookback`: what requests carry, where a newest-first listing
+    /// stops, and below which records are old and keys forgotten (spec §5.2). Without a
+    /// lookback, the watermark itself; a value the subtraction cannot make (out of
+    /// range) is the lowest the type holds, so nothing is skipped.
+    pub fn floor(&self, watermark: Val) -> Val {
+        let Some(lookback) = &self.lookback else {
+            return watermark;
+        };
+        match (watermark, lookback) {
+            (Val::Datetime(d), Lookback::Millis(ms)) => Val::Datetime(
+                i64::try_from(*ms)
+                    .ok()
+                    .map(chrono::TimeDelta::milliseconds)
+                    .and_then(|back| d.checked_sub_signed(back))
+                    .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC),
+            ),
+            (Val::Int(i), Lookback::Number(n)) => Val::Int(
+                rust_decimal::prelude::ToPrimitive::to_i64(&n.ceil())
+                    .and_then(|n| i.checked_sub(n))
+                    .unwrap_or(i64::MIN),
+            ),
+            (Val::Decimal(d), Lookback::Number(n)) => {
+                Val::Decimal(d.checked_sub(*n).unwrap_or(rust_decimal::Decimal::MIN))
+            }
+            (Val::Float(f), Lookback::Number(n)) => {
+                let back = rust_decimal::prelude::ToPrimitive::to_f64(n).unwrap_or(0.0);
+                Val::Float(f - back)
+            }
+            (other, _) => other,
+        }
     }
 
     /// A stored watermark as a value of the cursor's type.

@@ -70,6 +70,9 @@ pub struct SourceMeta {
     /// index, until its first prune indexes it).
     #[serde(default)]
     pub indexed: bool,
+    /// The opaque token the next run resumes from (`incremental { resume = ... }`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<String>,
 }
 
 /// What is remembered of one key: a fingerprint of its fields and its cursor value.

@@ -155,6 +155,8 @@ pub enum ExprKind {
     Path(String),
     /// `[a, b]`; items may be named (`[day = day(created_at)]`) where a property allows it.
     List(Vec<Arg>),
+    /// `{ name = value ... }`: a JSON object written as a value (in a `body`).
+    Object(Block),
     Call {
         name: Ident,
         args: Vec<Arg>,
@@ -303,6 +305,7 @@ fn erase_expr(e: &mut Expr) {
     e.span = Span::default();
     match &mut e.kind {
         ExprKind::List(args) => args.iter_mut().for_each(erase_arg),
+        ExprKind::Object(b) => erase_block(b),
         ExprKind::Call { name, args } => {
             erase_ident(name);
             args.iter_mut().for_each(erase_arg);

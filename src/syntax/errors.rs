@@ -273,7 +273,7 @@ fn phrase(rule: Rule) -> &'static str {
         Rule::typed_value => "`:`",
         Rule::assign | Rule::sink_eq => "`=`",
         Rule::arrow => "`->`",
-        Rule::expr | Rule::paren | Rule::list | Rule::call | Rule::arg => "a value",
+        Rule::expr | Rule::paren | Rule::list | Rule::object | Rule::call | Rule::arg => "a value",
         Rule::duration => "a duration like `30s`",
         Rule::rate => "a rate like `20/s`",
         Rule::number => "a number",

@@ -176,6 +176,11 @@ impl Builder {
                 let (items, depth) = self.args(pair.into_inner());
                 (ExprKind::List(items), depth)
             }
+            // Its nesting is bounded with every brace before parsing (64 deep).
+            Rule::object => {
+                let block = self.block(pair);
+                (ExprKind::Object(block), 1)
+            }
             Rule::call => {
                 let mut inner = pair.into_inner();
                 let name = self.ident(inner.next().expect("grammar: call name"));

@@ -172,7 +172,7 @@ impl Builder {
         Aggregate { name, body, span }
     }
 
-    fn block(&mut self, pair: Pair<Rule>) -> Block {
+    pub(super) fn block(&mut self, pair: Pair<Rule>) -> Block {
         let span = span_of(&pair);
         let stmts = pair.into_inner().map(|s| self.statement(s)).collect();
         Block { stmts, span }

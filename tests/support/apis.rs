@@ -3,7 +3,12 @@
 //! tracker that caps its page size, the rate-limit answers of a code-hosting API (403)
 //! and of a shop platform (a decimal `Retry-After`).
 //!
-//! Each is a handler or a `Fault` for `TestApi`, so the requests stay in its log.
+//! Each is a handler or a `Fault` for `TestApi`, so the requests stay in its log. The
+//! search endpoints (`search`) and listings (`feeds`) of well-known APIs are in the
+//! submodules.
+
+pub mod feeds;
+pub mod search;
 
 use serde_json::{json, Value};
 use std::time::{Duration, SystemTime};

@@ -95,6 +95,38 @@ pub(super) fn call(f: Func, args: &[Compiled], env: &Env) -> Result<Val, String>
             Val::Null => Val::Null,
             other => Val::Decimal(to_decimal(&other)?.abs()),
         },
+        Func::Unix | Func::UnixMs => {
+            let ms_per_unit = if f == Func::Unix { 1000 } else { 1 };
+            match first {
+                Val::Null => Val::Null,
+                Val::Datetime(d) => Val::Int(epoch(d, ms_per_unit)),
+                Val::Str(s) => match DateTime::parse_from_rfc3339(&s) {
+                    Ok(d) => Val::Int(epoch(d.with_timezone(&Utc), ms_per_unit)),
+                    Err(_) => Val::Int(whole(&Val::Str(s))?),
+                },
+                // A number is taken as already counted in the unit asked for.
+                other => Val::Int(whole(&other)?),
+            }
+        }
+        Func::FormatDatetime => {
+            let dt = match first {
+                Val::Datetime(d) => d,
+                Val::Str(s) => DateTime::parse_from_rfc3339(&s)
+                    .map_err(|_| format!("string {} is not a datetime", quoted(&s)))?
+                    .with_timezone(&Utc),
+                Val::Null => return Ok(Val::Null),
+                other => return Err(format!("{} is not a datetime", other.type_name())),
+            };
+            let Some(fmt) = vals.get(1).and_then(text) else {
+                return Ok(Val::Null);
+            };
+            let mut out = String::new();
+            // A pattern chrono cannot write is an error, never a panic (checked
+            // patterns are literals, validated by the checker).
+            std::fmt::Write::write_fmt(&mut out, format_args!("{}", dt.format(&fmt)))
+                .map_err(|_| format!("cannot format a datetime with {}", quoted(&fmt)))?;
+            Val::Str(out)
+        }
         Func::Length => match first {
             Val::Str(s) => count(s.chars().count())?,
             Val::Json(Json::Array(a)) => count(a.len())?,
@@ -103,6 +135,13 @@ pub(super) fn call(f: Func, args: &[Compiled], env: &Env) -> Result<Val, String>
             other => count(other.to_text().chars().count())?,
         },
     })
+}
+
+/// A datetime as whole seconds (`ms_per_unit` 1000) or milliseconds (1) since 1970.
+fn epoch(d: DateTime<Utc>, ms_per_unit: i64) -> i64 {
+    d.timestamp_millis()
+        .checked_div_euclid(ms_per_unit)
+        .unwrap_or_default()
 }
 
 /// A length as an int.

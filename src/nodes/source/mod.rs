@@ -3,8 +3,9 @@
 
 pub mod http;
 pub mod paginate;
+pub mod request;
 
-use crate::check::{BodyValue, Method, Source};
+use crate::check::{Method, Source};
 use crate::nodes::extract::{Extractor, Page, RunSummary, SourceMsg};
 use crate::nodes::net::SHOWN;
 use crate::nodes::value::Val;
@@ -12,6 +13,7 @@ use crate::state::StateStore;
 use crate::stop::Stop;
 use http::{Request, ServiceClient};
 use paginate::{Next, Pager};
+use request::RunRequest;
 use serde_json::Value as Json;
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -99,32 +101,34 @@ impl Poller {
         let src = &self.src;
         let name = &src.name;
         let meta = self.store.meta(&src.name).map_err(|e| e.to_string())?;
-        let watermark = self.ex.watermark(meta.watermark.as_ref());
-        let mut fixed = Vec::new();
-        if let Some(inc) = &src.incremental {
-            let start = inc.start.as_ref().map(crate::nodes::eval::lit_value);
-            if let (Some(param), Some(value)) = (&inc.param, watermark.clone().or(start)) {
-                fixed.push((param.clone(), value.to_text()));
-            }
-        }
-        let base = self.base_url(parent.as_deref())?;
-        let body = match &src.body {
-            Some(b) => {
-                Some(serde_json::to_vec(&body_json(b)).map_err(|e| Failed::Error(e.to_string()))?)
-            }
-            None => None,
-        };
-        let mut pager = Pager::new(&src.paginate, base, fixed);
+        // The newest-first early stop is bounded by the watermark minus `lookback`.
+        let watermark = self
+            .ex
+            .watermark(meta.watermark.as_ref())
+            .map(|w| self.ex.floor(w));
+        let run = RunRequest::new(src, &self.ex, &meta)?;
+        let base = self.base_url(parent.as_deref(), &run.query)?;
+        let mut pager =
+            Pager::new(&src.paginate, base, run.fixed.clone()).with_first(run.first_only.clone());
         let mut url = pager.first();
+        let resume = src
+            .incremental
+            .as_ref()
+            .and_then(|i| i.resume.as_ref())
+            .map(paginate::Picker::compile);
         let newest_first = src.incremental.as_ref().is_some_and(|i| i.newest_first);
         loop {
             if self.stop.is_stopping() {
                 return Ok(false);
             }
+            let body = match run.body_with(pager.body_fields()) {
+                Some(b) => Some(serde_json::to_vec(&b).map_err(|e| e.to_string())?),
+                None => None,
+            };
             let req = Request {
                 post: src.method == Method::Post,
                 url: url.clone(),
-                body: body.clone(),
+                body,
             };
             let resp = match self.client.fetch(&req, &self.stop).await {
                 Ok(resp) => resp,
@@ -139,6 +143,15 @@ impl Poller {
                 return Ok(false);
             }
             let count = self.ex.count(&resp.body)?;
+            let token = resume
+                .as_ref()
+                .and_then(|r| r.get(&resp))
+                .and_then(|t| match t {
+                    Json::Null => None,
+                    Json::String(s) if s.is_empty() => None,
+                    Json::String(s) => Some(s),
+                    other => Some(other.to_string()),
+                });
             let client = self.client.clone();
             let next = pager.next(&resp, count, &move |u: &Url| client.same_origin(u));
             for w in pager.take_notes() {
@@ -159,6 +172,7 @@ impl Poller {
                 .send(SourceMsg::Page(Page {
                     items,
                     parent: parent.clone(),
+                    resume: token,
                 }))
                 .await
                 .is_err()
@@ -184,7 +198,11 @@ impl Poller {
     /// the parent record, each a percent-encoded path segment) and its `query`. A
     /// placeholder value that is empty, `.` or `..` would name another path (`..` is
     /// resolved away, with the service's credentials): the record is rejected instead.
-    fn base_url(&self, parent: Option<&serde_json::Map<String, Json>>) -> Result<Url, Failed> {
+    fn base_url(
+        &self,
+        parent: Option<&serde_json::Map<String, Json>>,
+        query: &[(String, String)],
+    ) -> Result<Url, Failed> {
         let mut path = String::new();
         let mut rest = self.src.path.as_str();
         while let Some(open) = rest.find('{') {
@@ -222,10 +240,10 @@ impl Poller {
             let shown = crate::nodes::net::api_text(&self.client.masker.mask(&joined), SHOWN);
             Failed::Error(format!("bad URL `{shown}`: {e}"))
         })?;
-        if !self.src.query.is_empty() {
+        if !query.is_empty() {
             let mut q = url.query_pairs_mut();
-            for (k, v) in &self.src.query {
-                q.append_pair(k, &v.value);
+            for (k, v) in query {
+                q.append_pair(k, v);
             }
         }
         Ok(url)
@@ -253,21 +271,5 @@ enum Failed {
 impl From<String> for Failed {
     fn from(e: String) -> Failed {
         Failed::Error(e)
-    }
-}
-
-fn body_json(b: &BodyValue) -> Json {
-    match b {
-        BodyValue::Null => Json::Null,
-        BodyValue::Bool(x) => Json::Bool(*x),
-        BodyValue::Number(n) => serde_json::from_str(n).unwrap_or(Json::Null),
-        BodyValue::Text(t) => Json::String(t.value.clone()),
-        BodyValue::List(items) => Json::Array(items.iter().map(body_json).collect()),
-        BodyValue::Object(items) => Json::Object(
-            items
-                .iter()
-                .map(|(k, v)| (k.clone(), body_json(v)))
-                .collect(),
-        ),
     }
 }

@@ -1,11 +1,15 @@
-//! Paginators (spec §5.1): which request comes next, and when to stop — empty or short
-//! pages, totals, `has_more`, `max_pages`, loops, and links that leave the origin.
+//! Paginators (spec §5.1, §5.2a): which request comes next — its query, or its body
+//! fields with `in = body` — and when to stop: empty or short pages, totals, `has_more`
+//! or `done`, `max_pages`, loops, and links that leave the origin.
+
+pub mod pick;
 
 use super::http::{link_next, Response};
 use crate::check::Paginate;
-use crate::nodes::eval::Path;
 use crate::nodes::net::{api_text, SHOWN};
 use crate::nodes::value::json_prefix;
+pub use pick::Picker;
+use pick::{as_i64, Flag};
 use serde_json::Value as Json;
 use std::collections::HashSet;
 use url::Url;
@@ -28,35 +32,43 @@ enum Kind {
         param: String,
         size_param: Option<String>,
         size: Option<u64>,
-        total_pages: Option<Path>,
+        total_pages: Option<Picker>,
     },
     Offset {
         param: String,
         limit_param: Option<String>,
         limit: Option<u64>,
-        total: Option<Path>,
+        total: Option<Picker>,
     },
     Cursor {
         param: String,
-        from: Path,
-        has_more: Option<Path>,
+        from: Picker,
     },
-    NextUrl(Path),
+    NextUrl(Picker),
     LinkHeader,
 }
 
 /// The pagination of one run of one source.
 pub struct Pager {
     kind: Kind,
+    /// `has_more` or `done`.
+    flag: Option<Flag>,
+    /// `in = body`: the paginator's values go in the request body, not the query.
+    in_body: bool,
     base: Url,
     /// Parameters the paginator adds to every request it builds.
     fixed: Vec<(String, String)>,
+    /// Parameters of the first request only (a stored resume token), unless the
+    /// paginator sets the same name itself.
+    first_only: Vec<(String, String)>,
+    /// The body fields of the request last built (`in = body`), by dotted name.
+    body: Vec<(String, Json)>,
     position: i64,
     max_pages: u64,
     pages: u64,
     records: u64,
-    /// A digest of each URL requested in this run: fixed-size, however long the URLs
-    /// (an API's cursors may be megabytes).
+    /// A digest of each request made in this run (its URL and body fields): fixed-size,
+    /// however long the URLs (an API's cursors may be megabytes).
     seen: HashSet<u128>,
     last_body: Option<u64>,
     /// Warnings that do not stop the listing (a server that caps page sizes), each
@@ -83,7 +95,7 @@ impl Pager {
                     param: param.clone(),
                     size_param: size_param.clone(),
                     size: *size,
-                    total_pages: total_pages.as_ref().map(Path::compile),
+                    total_pages: total_pages.as_ref().map(Picker::compile),
                 },
                 *start,
             ),
@@ -99,30 +111,28 @@ impl Pager {
                     param: param.clone(),
                     limit_param: limit_param.clone(),
                     limit: *limit,
-                    total: total.as_ref().map(Path::compile),
+                    total: total.as_ref().map(Picker::compile),
                 },
                 *start,
             ),
-            Paginate::Cursor {
-                param,
-                from,
-                has_more,
-                ..
-            } => (
+            Paginate::Cursor { param, from, .. } => (
                 Kind::Cursor {
                     param: param.clone(),
-                    from: Path::compile(from),
-                    has_more: has_more.as_ref().map(Path::compile),
+                    from: Picker::compile(from),
                 },
                 0,
             ),
-            Paginate::NextUrl { path, .. } => (Kind::NextUrl(Path::compile(path)), 0),
+            Paginate::NextUrl { path, .. } => (Kind::NextUrl(Picker::compile(path)), 0),
             Paginate::LinkHeader { .. } => (Kind::LinkHeader, 0),
         };
         Pager {
             kind,
+            flag: p.more().map(Flag::compile),
+            in_body: p.in_body(),
             base,
             fixed,
+            first_only: Vec::new(),
+            body: Vec::new(),
             position,
             max_pages: p.max_pages(),
             pages: 0,
@@ -134,51 +144,110 @@ impl Pager {
         }
     }
 
+    /// Parameters for the first request only: the token a run resumes from.
+    pub fn with_first(mut self, params: Vec<(String, String)>) -> Pager {
+        self.first_only = params;
+        self
+    }
+
     /// The first request.
     pub fn first(&mut self) -> Url {
+        let first = std::mem::take(&mut self.first_only);
         let url = match &self.kind {
             Kind::Page {
                 param,
                 size_param,
                 size,
                 ..
-            } => self.built(
-                &[(param.clone(), self.position.to_string())],
-                size_param.as_ref().zip(*size),
-            ),
+            } => {
+                let (param, size) = (param.clone(), size_param.clone().zip(*size));
+                self.built(&first, &[(param, Json::from(self.position))], size)
+            }
             Kind::Offset {
                 param,
                 limit_param,
                 limit,
                 ..
-            } => self.built(
-                &[(param.clone(), self.position.to_string())],
-                limit_param.as_ref().zip(*limit),
-            ),
-            _ => self.built(&[], None),
+            } => {
+                let (param, limit) = (param.clone(), limit_param.clone().zip(*limit));
+                self.built(&first, &[(param, Json::from(self.position))], limit)
+            }
+            _ => self.built(&first, &[], None),
         };
-        self.seen.insert(digest(&url));
+        self.seen.insert(self.digest(&url));
         url
     }
 
-    fn built(&self, extra: &[(String, String)], size: Option<(&String, u64)>) -> Url {
+    /// The body fields the paginator set for the request it built last (`in = body`),
+    /// by dotted name.
+    pub fn body_fields(&self) -> &[(String, Json)] {
+        &self.body
+    }
+
+    /// Builds a request: the base URL, the fixed parameters, `first` (unless the
+    /// paginator sets the same name), and the paginator's own values (`extra` and the
+    /// size) in the query, or in the body with `in = body`.
+    fn built(
+        &mut self,
+        first: &[(String, String)],
+        extra: &[(String, Json)],
+        size: Option<(String, u64)>,
+    ) -> Url {
+        let mut own: Vec<(String, Json)> = extra.to_vec();
+        if let Some((k, v)) = size {
+            own.push((k, Json::from(v)));
+        }
         let mut url = self.base.clone();
         {
             let mut q = url.query_pairs_mut();
             for (k, v) in &self.fixed {
                 q.append_pair(k, v);
             }
-            for (k, v) in extra {
-                q.append_pair(k, v);
+            for (k, v) in first {
+                if !own.iter().any(|(o, _)| o == k) {
+                    q.append_pair(k, v);
+                }
             }
-            if let Some((k, v)) = size {
-                q.append_pair(k, &v.to_string());
+            if !self.in_body {
+                for (k, v) in &own {
+                    q.append_pair(k, &as_text(v));
+                }
             }
         }
         if url.query() == Some("") {
             url.set_query(None);
         }
+        self.body = if self.in_body { own } else { Vec::new() };
         url
+    }
+
+    /// A digest of a request, to compare requests: the URL with its query parameters
+    /// sorted, and the body fields the paginator set.
+    fn digest(&self, url: &Url) -> u128 {
+        let mut pairs: Vec<_> = url.query_pairs().collect();
+        pairs.sort();
+        let mut bare = url.clone();
+        bare.set_query(None);
+        bare.set_fragment(None);
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(bare.as_str().as_bytes());
+        let body: Vec<(String, String)> = self
+            .body
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect();
+        for (k, v) in pairs
+            .iter()
+            .map(|(k, v)| (k.as_ref(), v.as_ref()))
+            .chain([("", "")])
+            .chain(body.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        {
+            for part in [k, v] {
+                h.update(&(part.len() as u64).to_le_bytes());
+                h.update(part.as_bytes());
+            }
+        }
+        h.digest128()
     }
 
     /// Warnings about the pages so far that did not stop the listing.
@@ -215,6 +284,12 @@ impl Pager {
         if matches!(self.kind, Kind::None) {
             return Next::Done;
         }
+        // `has_more`/`done`: a page that says it is the last ends the listing.
+        let more = self.flag.as_ref().and_then(|f| f.more(resp));
+        let flag = self.flag.as_ref().map_or("has_more", Flag::name);
+        if more == Some(false) {
+            return Next::Done;
+        }
         let next = match &self.kind {
             Kind::None => return Next::Done,
             Kind::Page {
@@ -225,7 +300,8 @@ impl Pager {
             } => {
                 let total = total_pages
                     .as_ref()
-                    .and_then(|p| p.get(&resp.body))
+                    .and_then(|p| p.get(resp))
+                    .as_ref()
                     .and_then(as_i64);
                 if count == 0 {
                     if let Some(t) = total.filter(|t| self.position <= *t) {
@@ -234,26 +310,29 @@ impl Pager {
                             self.position
                         ));
                     }
+                    if more == Some(true) {
+                        return Next::Stop(format!(
+                            "`{flag}` says more follow, but the page was empty"
+                        ));
+                    }
                     return Next::Done;
                 }
-                // A total decides the end: a short page does not (spec §5.2a).
+                // A total (or a stop flag) decides the end: a short page does not
+                // (spec §5.2a).
                 let short = size.filter(|s| (count as u64) < *s);
                 match total {
                     Some(t) if self.position >= t => return Next::Done,
-                    Some(_) => {}
-                    None if short.is_some() => return Next::Done,
-                    None => {}
+                    None if short.is_some() && more.is_none() => return Next::Done,
+                    _ => {}
                 }
-                let (param, size_param, size) = (param.clone(), size_param.clone(), *size);
+                let decides = if total.is_some() { "total_pages" } else { flag };
+                let (param, size) = (param.clone(), size_param.clone().zip(*size));
                 if let Some(asked) = short {
                     let what = format!("page {}", self.position);
-                    self.note_capped(&what, count, asked, "total_pages");
+                    self.note_capped(&what, count, asked, decides);
                 }
                 self.position += 1;
-                self.built(
-                    &[(param, self.position.to_string())],
-                    size_param.as_ref().zip(size),
-                )
+                self.built(&[], &[(param, Json::from(self.position))], size)
             }
             Kind::Offset {
                 param,
@@ -263,13 +342,19 @@ impl Pager {
             } => {
                 let total = total
                     .as_ref()
-                    .and_then(|p| p.get(&resp.body))
+                    .and_then(|p| p.get(resp))
+                    .as_ref()
                     .and_then(as_i64);
                 if count == 0 {
                     if let Some(t) = total.filter(|t| self.position < *t) {
                         return Next::Stop(format!(
                             "offset {} was empty, but `total` says {t}",
                             self.position
+                        ));
+                    }
+                    if more == Some(true) {
+                        return Next::Stop(format!(
+                            "`{flag}` says more follow, but the page was empty"
                         ));
                     }
                     return Next::Done;
@@ -281,69 +366,67 @@ impl Pager {
                         self.position
                     ));
                 }
-                // A total decides the end: a short page does not (spec §5.2a).
+                // A total (or a stop flag) decides the end: a short page does not
+                // (spec §5.2a).
                 let short = limit.filter(|l| (count as u64) < *l);
                 match total {
                     Some(t) if self.position >= t => return Next::Done,
-                    Some(_) => {}
-                    None if short.is_some() => return Next::Done,
-                    None => {}
+                    None if short.is_some() && more.is_none() => return Next::Done,
+                    _ => {}
                 }
-                let (param, limit_param, limit) = (param.clone(), limit_param.clone(), *limit);
+                let decides = if total.is_some() { "total" } else { flag };
+                let (param, limit) = (param.clone(), limit_param.clone().zip(*limit));
                 if let Some(asked) = short {
                     let what = format!("the page at offset {}", self.position - count as i64);
-                    self.note_capped(&what, count, asked, "total");
+                    self.note_capped(&what, count, asked, decides);
                 }
-                self.built(
-                    &[(param, self.position.to_string())],
-                    limit_param.as_ref().zip(limit),
-                )
+                self.built(&[], &[(param, Json::from(self.position))], limit)
             }
-            Kind::Cursor {
-                param,
-                from,
-                has_more,
-            } => {
-                let more = has_more
-                    .as_ref()
-                    .and_then(|p| p.get(&resp.body))
-                    .and_then(Json::as_bool);
-                if more == Some(false) {
-                    return Next::Done;
-                }
-                let token = match from.get(&resp.body) {
+            Kind::Cursor { param, from } => {
+                let token = match from.get(resp) {
                     None | Some(Json::Null) => None,
                     Some(Json::String(s)) if s.is_empty() => None,
-                    Some(Json::String(s)) => Some(s.clone()),
-                    Some(other) => Some(other.to_string()),
+                    Some(other) => Some(other),
                 };
                 match token {
                     None if more == Some(true) => {
-                        return Next::Stop("`has_more` is true, but the cursor is empty".into())
+                        return Next::Stop(format!(
+                            "`{flag}` says more follow, but the cursor is empty"
+                        ))
                     }
                     None => return Next::Done,
                     Some(t) => {
                         if count == 0 && more == Some(true) {
-                            return Next::Stop("`has_more` is true, but the page was empty".into());
+                            return Next::Stop(format!(
+                                "`{flag}` says more follow, but the page was empty"
+                            ));
                         }
-                        self.built(&[(param.clone(), t)], None)
+                        // In the query a cursor is text; in a body it keeps its JSON
+                        // type (a number stays a number).
+                        let t = if self.in_body {
+                            t
+                        } else {
+                            Json::String(as_text(&t))
+                        };
+                        let param = param.clone();
+                        self.built(&[], &[(param, t)], None)
                     }
                 }
             }
-            Kind::NextUrl(path) => match path.get(&resp.body) {
+            Kind::NextUrl(path) => match path.get(resp) {
                 None | Some(Json::Null) => return Next::Done,
                 Some(Json::String(s)) if s.is_empty() => return Next::Done,
-                Some(Json::String(s)) => match resp.url.join(s) {
+                Some(Json::String(s)) => match resp.url.join(&s) {
                     Ok(u) => u,
                     Err(e) => {
                         return Next::Stop(format!(
                             "the next link `{}` is not a URL: {e}",
-                            api_text(s, SHOWN)
+                            api_text(&s, SHOWN)
                         ))
                     }
                 },
                 Some(other) => {
-                    let (text, cut) = json_prefix(other, SHOWN);
+                    let (text, cut) = json_prefix(&other, SHOWN);
                     let text = if cut { text + "…" } else { text };
                     return Next::Stop(format!(
                         "the next link is {}, not a string",
@@ -370,7 +453,7 @@ impl Pager {
                 api_text(&next.origin().ascii_serialization(), SHOWN)
             ));
         }
-        if !self.seen.insert(digest(&next)) {
+        if !self.seen.insert(self.digest(&next)) {
             return Next::Stop(
                 "the next page was already requested in this run (a pagination loop)".into(),
             );
@@ -385,30 +468,12 @@ impl Pager {
     }
 }
 
-fn as_i64(v: &Json) -> Option<i64> {
+/// A value as a query parameter carries it: a string as it is, anything else as JSON.
+fn as_text(v: &Json) -> String {
     match v {
-        Json::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
-        Json::String(s) => s.trim().parse().ok(),
-        _ => None,
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
     }
-}
-
-/// A digest of a URL with its query parameters sorted, to compare requests.
-fn digest(url: &Url) -> u128 {
-    let mut pairs: Vec<_> = url.query_pairs().collect();
-    pairs.sort();
-    let mut bare = url.clone();
-    bare.set_query(None);
-    bare.set_fragment(None);
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    h.update(bare.as_str().as_bytes());
-    for (k, v) in &pairs {
-        for part in [k, v] {
-            h.update(&(part.len() as u64).to_le_bytes());
-            h.update(part.as_bytes());
-        }
-    }
-    h.digest128()
 }
 
 #[cfg(test)]

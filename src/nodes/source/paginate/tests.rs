@@ -1,7 +1,7 @@
 //! The paginators' stop rules, request building and loop detection, page by page.
 
 use super::*;
-use crate::check::JsonPath;
+use crate::check::{JsonPath, More, PathStep, Pick};
 
 fn resp(url: &str, body: Json) -> Response {
     Response {
@@ -20,6 +20,8 @@ fn page_stops_on_short_page_and_total() {
         size_param: Some("n".into()),
         size: Some(2),
         total_pages: None,
+        more: None,
+        in_body: false,
         max_pages: 100,
     };
     let mut pager = Pager::new(
@@ -52,7 +54,9 @@ fn offset_warns_when_total_disagrees() {
         start: 0,
         limit_param: None,
         limit: None,
-        total: Some(total),
+        total: Some(Pick::Body(total)),
+        more: None,
+        in_body: false,
         max_pages: 100,
     };
     let same = |_: &Url| true;
@@ -87,8 +91,9 @@ fn cursor_is_url_encoded_and_loops_stop() {
     };
     let p = Paginate::Cursor {
         param: "after".into(),
-        from,
-        has_more: None,
+        from: Pick::Body(from),
+        more: None,
+        in_body: false,
         max_pages: 100,
     };
     let mut pager = Pager::new(&p, Url::parse("http://a/x").unwrap(), vec![]);
@@ -120,7 +125,8 @@ fn next_url_to_another_origin_is_not_followed() {
     };
     let mut pager = Pager::new(
         &Paginate::NextUrl {
-            path,
+            path: Pick::Body(path),
+            more: None,
             max_pages: 100,
         },
         Url::parse("http://a/x").unwrap(),
@@ -137,4 +143,151 @@ fn next_url_to_another_origin_is_not_followed() {
         ),
         Next::Stop(_)
     ));
+}
+
+fn path(name: &str) -> JsonPath {
+    JsonPath {
+        text: format!("$.{name}"),
+        singular: Some(vec![PathStep::Name(name.into())]),
+    }
+}
+
+fn with_headers(url: &str, body: Json, headers: &[(&'static str, &'static str)]) -> Response {
+    let mut r = resp(url, body);
+    for (k, v) in headers {
+        r.headers
+            .insert(*k, reqwest::header::HeaderValue::from_static(v));
+    }
+    r
+}
+
+/// `in = body`: the cursor goes into the body (keeping its JSON type), not the query;
+/// two requests that differ only in their body are not a loop.
+#[test]
+fn a_cursor_in_the_body() {
+    let p = Paginate::Cursor {
+        param: "paging.after".into(),
+        from: Pick::Body(path("next")),
+        more: None,
+        in_body: true,
+        max_pages: 100,
+    };
+    let mut pager = Pager::new(&p, Url::parse("http://a/search").unwrap(), vec![]);
+    assert_eq!(pager.first().as_str(), "http://a/search");
+    assert!(pager.body_fields().is_empty());
+    let same = |_: &Url| true;
+    let Next::Fetch(u) = pager.next(
+        &resp("http://a/search", serde_json::json!({"next": 20})),
+        1,
+        &same,
+    ) else {
+        panic!()
+    };
+    assert_eq!(u.as_str(), "http://a/search");
+    assert_eq!(
+        pager.body_fields(),
+        [("paging.after".to_string(), serde_json::json!(20))]
+    );
+    assert!(matches!(
+        pager.next(
+            &resp("http://a/search", serde_json::json!({"next": 40})),
+            1,
+            &same
+        ),
+        Next::Fetch(_)
+    ));
+    assert!(matches!(
+        pager.next(
+            &resp("http://a/search", serde_json::json!({"next": 40})),
+            1,
+            &same
+        ),
+        Next::Stop(_)
+    ));
+}
+
+/// `done = PATH` stops when true; `has_more = header(...)` reads a header.
+#[test]
+fn done_and_header_flags() {
+    let p = Paginate::Cursor {
+        param: "cursor".into(),
+        from: Pick::Body(path("after")),
+        more: Some(More {
+            pick: Pick::Body(path("end_of_stream")),
+            done: true,
+        }),
+        in_body: false,
+        max_pages: 100,
+    };
+    let mut pager = Pager::new(&p, Url::parse("http://a/x").unwrap(), vec![]);
+    pager.first();
+    let same = |_: &Url| true;
+    assert!(matches!(
+        pager.next(
+            &resp(
+                "http://a/x",
+                serde_json::json!({"after": "c1", "end_of_stream": false})
+            ),
+            1,
+            &same
+        ),
+        Next::Fetch(_)
+    ));
+    assert_eq!(
+        pager.next(
+            &resp(
+                "http://a/x",
+                serde_json::json!({"after": "c2", "end_of_stream": true})
+            ),
+            1,
+            &same
+        ),
+        Next::Done
+    );
+    let p = Paginate::Page {
+        param: "page".into(),
+        start: 1,
+        size_param: None,
+        size: None,
+        total_pages: Some(Pick::Header("x-wp-totalpages".into())),
+        more: None,
+        in_body: false,
+        max_pages: 100,
+    };
+    let mut pager = Pager::new(&p, Url::parse("http://a/x").unwrap(), vec![]);
+    pager.first();
+    let page = |n| {
+        with_headers(
+            "http://a/x",
+            serde_json::json!([1]),
+            &[("x-wp-totalpages", n)],
+        )
+    };
+    assert!(matches!(pager.next(&page("2"), 1, &same), Next::Fetch(_)));
+    assert_eq!(pager.next(&page("2"), 1, &same), Next::Done);
+}
+
+/// A resume token goes in the first request only; the paginator's own value of the
+/// same name wins.
+#[test]
+fn a_resume_token_starts_the_run() {
+    let p = Paginate::Cursor {
+        param: "cursor".into(),
+        from: Pick::Body(path("after")),
+        more: None,
+        in_body: false,
+        max_pages: 100,
+    };
+    let mut pager = Pager::new(&p, Url::parse("http://a/x").unwrap(), vec![])
+        .with_first(vec![("cursor".into(), "stored".into())]);
+    assert_eq!(pager.first().as_str(), "http://a/x?cursor=stored");
+    let same = |_: &Url| true;
+    let Next::Fetch(u) = pager.next(
+        &resp("http://a/x", serde_json::json!({"after": "n2"})),
+        1,
+        &same,
+    ) else {
+        panic!()
+    };
+    assert_eq!(u.as_str(), "http://a/x?cursor=n2");
 }
