@@ -109,7 +109,20 @@ impl<'e> Ctx<'e> {
                 None
             }
             ExprKind::Path(text) => {
-                if let Scope::Fields { owner, .. } | Scope::Request { owner, .. } = scope {
+                if let Scope::Request { .. } = scope {
+                    self.error(
+                        Code::OutOfScope,
+                        "a `$` path cannot be used in a `query` or `body` value",
+                        e.span,
+                        "no response yet",
+                    )
+                    .help = Some(
+                        "a request is built before its answer: use constants, `env(...)` or `watermark`; a paginator puts values from a response into the next request"
+                            .into(),
+                    );
+                    return None;
+                }
+                if let Scope::Fields { owner, .. } = scope {
                     self.error(
                         Code::OutOfScope,
                         format!("a `$` path cannot be used in {owner}"),
