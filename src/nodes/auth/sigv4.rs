@@ -25,7 +25,11 @@ impl Signer {
         let credentials = Credentials::new(
             cfg.access_key.value.clone(),
             cfg.secret_key.value.clone(),
-            cfg.session_token.as_ref().map(|t| t.value.clone()),
+            // `env("AWS_SESSION_TOKEN", "")` for long-term keys: no token.
+            cfg.session_token
+                .as_ref()
+                .filter(|t| !t.value.is_empty())
+                .map(|t| t.value.clone()),
             None,
             "hamstr",
         );
