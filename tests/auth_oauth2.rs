@@ -54,7 +54,10 @@ flow {name} -> {name}_lines
 }
 
 fn env() -> Vec<(&'static str, &'static str)> {
-    vec![("T_CLIENT_ID", CLIENT_ID), ("T_CLIENT_SECRET", CLIENT_SECRET)]
+    vec![
+        ("T_CLIENT_ID", CLIENT_ID),
+        ("T_CLIENT_SECRET", CLIENT_SECRET),
+    ]
 }
 
 fn run_once(p: &Pipeline, extra: &[(&str, &str)]) -> Output {
@@ -110,14 +113,25 @@ fn tokens_expiring_every_two_seconds_during_a_thirty_page_run_lose_nothing() {
             "source {s}"
         );
     }
-    assert!(took > Duration::from_secs(7), "the run outlived several tokens: {took:?}");
+    assert!(
+        took > Duration::from_secs(7),
+        "the run outlived several tokens: {took:?}"
+    );
     let grants = srv.grants();
-    assert!(grants.iter().all(|g| g.accepted && g.grant_type == "client_credentials"));
-    assert!(grants.iter().all(|g| g.client_auth == "basic"), "{grants:?}");
+    assert!(grants
+        .iter()
+        .all(|g| g.accepted && g.grant_type == "client_credentials"));
+    assert!(
+        grants.iter().all(|g| g.client_auth == "basic"),
+        "{grants:?}"
+    );
     let requests = srv.api_requests();
     // a revoked token was refused, renewed once, and the request sent again
     let refused = requests.iter().filter(|r| r.status == 401).count();
-    assert!(refused >= 1, "the API revoked tokens, so some requests were refused");
+    assert!(
+        refused >= 1,
+        "the API revoked tokens, so some requests were refused"
+    );
     // renewed as tokens ran out (every 1.8 s) or were refused, once for all three
     // sources: not once per source or per request
     let renewals = grants.len();
@@ -139,7 +153,10 @@ fn tokens_expiring_every_two_seconds_during_a_thirty_page_run_lose_nothing() {
     let basic = base64_encode(format!("{CLIENT_ID}:{}", forms(CLIENT_SECRET)[1]).as_bytes());
     assert!(auth_side.contains(&basic), "client_auth = basic by default");
     assert_hidden(&api_side, &[CLIENT_ID, CLIENT_SECRET, &basic]);
-    assert!(!auth_side.contains("Bearer"), "no access token went to the token endpoint");
+    assert!(
+        !auth_side.contains("Bearer"),
+        "no access token went to the token endpoint"
+    );
 }
 
 /// The `hamstr run --once` process with the client's secrets in its environment.
@@ -185,7 +202,10 @@ fn a_rotated_refresh_token_survives_a_kill_right_after_the_rotation() {
 
     let stored = p.data.join("oauth2").join("api.json");
     let text_ = std::fs::read_to_string(&stored).expect("the rotated token is stored");
-    assert!(text_.contains(&rotated[0]) && !text_.contains(first), "{text_}");
+    assert!(
+        text_.contains(&rotated[0]) && !text_.contains(first),
+        "{text_}"
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -200,7 +220,10 @@ fn a_rotated_refresh_token_survives_a_kill_right_after_the_rotation() {
     assert_eq!(sorted_ids(&p.jsonl("out/a.jsonl")), all_ids(&opts));
     let grants = srv.grants();
     assert_eq!(grants.len(), 2, "{grants:?}");
-    assert_eq!(grants[1].refresh_token.as_deref(), Some(rotated[0].as_str()));
+    assert_eq!(
+        grants[1].refresh_token.as_deref(),
+        Some(rotated[0].as_str())
+    );
     assert!(grants.iter().all(|g| g.accepted), "{grants:?}");
 
     // Without the stored token, the configured one is spent: a clear refusal.
@@ -213,7 +236,10 @@ fn a_rotated_refresh_token_survives_a_kill_right_after_the_rotation() {
         "{err}"
     );
     assert!(!srv.grants().last().unwrap().accepted);
-    assert_hidden(&format!("{}{err}", stdout(&out)), &[first, &rotated[0], CLIENT_SECRET]);
+    assert_hidden(
+        &format!("{}{err}", stdout(&out)),
+        &[first, &rotated[0], CLIENT_SECRET],
+    );
 }
 
 #[test]
@@ -232,12 +258,17 @@ fn a_token_endpoint_that_refuses_is_a_clear_error_without_secrets_at_trace_level
     let all = format!("{}{}", stdout(&out), stderr(&out));
     assert!(
         all.contains("oauth2")
-            && all.contains("invalid_client: Client authentication failed (unknown client or wrong secret)")
+            && all.contains(
+                "invalid_client: Client authentication failed (unknown client or wrong secret)"
+            )
             && all.contains("HTTP 401"),
         "{all}"
     );
     let basic = base64_encode(format!("{CLIENT_ID}:{}", forms(CLIENT_SECRET)[1]).as_bytes());
-    assert!(srv.everything_received().0.contains(&basic), "the secret was sent");
+    assert!(
+        srv.everything_received().0.contains(&basic),
+        "the secret was sent"
+    );
     assert_hidden(&all, &[CLIENT_ID, CLIENT_SECRET, &basic]);
     // the error kept in the state says why, and shows no secret either
     let mut state = p.cmd(&["state", "--data-dir"]);
@@ -249,7 +280,10 @@ fn a_token_endpoint_that_refuses_is_a_clear_error_without_secrets_at_trace_level
     let shown = format!("{}{}", stdout(&out), stderr(&out));
     assert!(shown.contains("invalid_client"), "{shown}");
     assert_hidden(&shown, &[CLIENT_ID, CLIENT_SECRET, &basic]);
-    assert!(srv.api_requests().is_empty(), "no request went out without a token");
+    assert!(
+        srv.api_requests().is_empty(),
+        "no request went out without a token"
+    );
 }
 
 #[test]
@@ -265,10 +299,8 @@ fn tokens_learnt_during_a_run_are_not_printed_at_trace_level() {
         ..OAuthOptions::default()
     };
     let srv = OAuthServer::start(opts.clone());
-    let extra = format!(
-        ",\n                refresh_token = env(\"T_REFRESH\"),\n                client_auth = \"body\""
-    );
-    let p = Pipeline::new(&pipeline(&srv, &extra, &["a"]));
+    let extra = ",\n                refresh_token = env(\"T_REFRESH\"),\n                client_auth = \"body\"";
+    let p = Pipeline::new(&pipeline(&srv, extra, &["a"]));
     let out = run_once(&p, &[("RUST_LOG", "trace"), ("T_REFRESH", first)]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(sorted_ids(&p.jsonl("out/a.jsonl")), all_ids(&opts));

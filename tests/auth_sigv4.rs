@@ -126,8 +126,14 @@ fn signatures_match_the_aws_sigv4_test_suite() {
     for (name, req, token, signed_headers, published) in cases {
         let (ours, recomputed, signed) = sign_and_recompute(req, token);
         assert_eq!(signed, signed_headers, "{name}: SignedHeaders");
-        assert_eq!(ours, recomputed, "{name}: hamstr's signature against the recomputed one");
-        assert_eq!(recomputed, published, "{name}: the recomputation against AWS's published signature");
+        assert_eq!(
+            ours, recomputed,
+            "{name}: hamstr's signature against the recomputed one"
+        );
+        assert_eq!(
+            recomputed, published,
+            "{name}: the recomputation against AWS's published signature"
+        );
     }
 }
 
@@ -160,7 +166,10 @@ fn a_request_with_headers_query_and_body_is_signed_over_all_of_them() {
         region: "us-east-1".into(),
         service: "service".into(),
     };
-    let mut req = request(reqwest::Method::POST, "https://api.example.com/prod/orders?a=1");
+    let mut req = request(
+        reqwest::Method::POST,
+        "https://api.example.com/prod/orders?a=1",
+    );
     *req.body_mut() = Some(b"{}".to_vec().into());
     let time = SystemTime::UNIX_EPOCH + Duration::from_secs(SUITE_TIME);
     suite_signer(Some("session-Tok/en+1"))
@@ -180,10 +189,22 @@ fn a_request_with_headers_query_and_body_is_signed_over_all_of_them() {
         )
     };
     assert_eq!(c(&method, &path, &query, &body), Ok(()));
-    assert!(c("GET", &path, &query, &body).is_err(), "the method is signed");
-    assert!(c(&method, "/prod/other", &query, &body).is_err(), "the path is signed");
-    assert!(c(&method, &path, "a=2", &body).is_err(), "the query is signed");
-    assert!(c(&method, &path, &query, b"{ }").is_err(), "the body is signed");
+    assert!(
+        c("GET", &path, &query, &body).is_err(),
+        "the method is signed"
+    );
+    assert!(
+        c(&method, "/prod/other", &query, &body).is_err(),
+        "the path is signed"
+    );
+    assert!(
+        c(&method, &path, "a=2", &body).is_err(),
+        "the query is signed"
+    );
+    assert!(
+        c(&method, &path, &query, b"{ }").is_err(),
+        "the body is signed"
+    );
 }
 
 const ACCESS_KEY: &str = "AKIA-Hamstr-Test-01";
@@ -258,9 +279,14 @@ fn a_run_against_an_api_that_checks_every_signature() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let expected: Vec<String> = (1..=20).map(|n| format!("o{n:04}")).collect();
     assert_eq!(sorted_ids(&p.jsonl("out/orders.jsonl")), expected);
-    assert_eq!(sorted_ids(&p.jsonl("out/search.jsonl")), expected[..5].to_vec());
+    assert_eq!(
+        sorted_ids(&p.jsonl("out/search.jsonl")),
+        expected[..5].to_vec()
+    );
     let received = api.received();
-    assert!(received.iter().any(|r| r.method == "POST" && r.body.contains("status = 'open'")));
+    assert!(received
+        .iter()
+        .any(|r| r.method == "POST" && r.body.contains("status = 'open'")));
     assert!(received.iter().any(|r| r.target.contains("status=open")));
     for r in &received {
         assert_eq!(r.verdict, Ok(()), "{} {}", r.method, r.target);

@@ -179,7 +179,7 @@ impl<'e> Ctx<'e> {
             "basic" => Some(ClientAuth::Basic),
             "body" => Some(ClientAuth::Body),
             other => {
-                let help = did_you_mean(other, ["basic", "body"].into_iter())
+                let help = did_you_mean(other, ["basic", "body"])
                     .or_else(|| Some("\"basic\" sends the client id and secret as HTTP Basic credentials (the default, RFC 6749 §2.3.1); \"body\" sends them in the form".into()));
                 self.error(
                     Code::InvalidValue,

@@ -327,13 +327,13 @@ async fn token(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) ->
     let mut st = s.lock();
     let answer = (|| {
         if let Some((status, error, description)) = &s.opts.refuse {
-            return Err(oauth_error(*status, error, description));
+            return Err((*status, error.clone(), description.clone()));
         }
         if creds != Some((s.opts.client_id.clone(), s.opts.client_secret.clone())) {
-            return Err(oauth_error(
+            return Err((
                 401,
-                "invalid_client",
-                "Client authentication failed",
+                "invalid_client".into(),
+                "Client authentication failed".into(),
             ));
         }
         let mut rotated = None;
@@ -342,10 +342,10 @@ async fn token(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) ->
             ("refresh_token", Some(_)) => {
                 let given = grant.refresh_token.clone().unwrap_or_default();
                 if !st.refresh_valid.contains(&given) {
-                    return Err(oauth_error(
+                    return Err((
                         400,
-                        "invalid_grant",
-                        "The refresh token is invalid, expired or revoked",
+                        "invalid_grant".into(),
+                        "The refresh token is invalid, expired or revoked".into(),
                     ));
                 }
                 if s.opts.rotate {
@@ -358,11 +358,11 @@ async fn token(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) ->
                 }
             }
             _ => {
-                return Err(oauth_error(
+                return Err((
                     400,
-                    "unsupported_grant_type",
-                    "This grant type is not allowed for this client",
-                ))
+                    "unsupported_grant_type".into(),
+                    "This grant type is not allowed for this client".into(),
+                ));
             }
         }
         st.counter += 1;
@@ -383,11 +383,14 @@ async fn token(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) ->
         if let Some(r) = rotated {
             body["refresh_token"] = Value::String(r);
         }
-        Ok(axum::Json(body).into_response())
+        Ok(body)
     })();
     grant.accepted = answer.is_ok();
     st.grants.push(grant);
-    answer.unwrap_or_else(|e| e)
+    match answer {
+        Ok(body) => axum::Json(body).into_response(),
+        Err((status, error, description)) => oauth_error(status, &error, &description),
+    }
 }
 
 async fn items(

@@ -110,8 +110,17 @@ pub fn string_to_sign(amz_date: &str, region: &str, service: &str, canonical: &s
 
 /// The signature: HMAC-SHA256 with the key derived from the secret, date, region and
 /// service, in hex.
-pub fn signature(secret: &str, amz_date: &str, region: &str, service: &str, to_sign: &str) -> String {
-    let k_date = hmac(format!("AWS4{secret}").as_bytes(), amz_date[..8].as_bytes());
+pub fn signature(
+    secret: &str,
+    amz_date: &str,
+    region: &str,
+    service: &str,
+    to_sign: &str,
+) -> String {
+    let k_date = hmac(
+        format!("AWS4{secret}").as_bytes(),
+        &amz_date.as_bytes()[..8],
+    );
     let k_region = hmac(&k_date, region.as_bytes());
     let k_service = hmac(&k_region, service.as_bytes());
     let k_signing = hmac(&k_service, b"aws4_request");
@@ -169,7 +178,12 @@ pub fn verify(keys: &AwsKeys, c: &Canonical) -> Result<(), String> {
     if auth.access_key != keys.access_key {
         return Err(format!("unknown access key {:?}", auth.access_key));
     }
-    let scope = format!("{}/{}/{}/aws4_request", &amz_date[..8], keys.region, keys.service);
+    let scope = format!(
+        "{}/{}/{}/aws4_request",
+        &amz_date[..8],
+        keys.region,
+        keys.service
+    );
     if auth.scope != scope {
         return Err(format!("scope {:?}, expected {scope:?}", auth.scope));
     }
@@ -188,7 +202,13 @@ pub fn verify(keys: &AwsKeys, c: &Canonical) -> Result<(), String> {
     }
     let canonical = c.request(&auth.signed_headers);
     let to_sign = string_to_sign(amz_date, &keys.region, &keys.service, &canonical);
-    let expected = signature(&keys.secret_key, amz_date, &keys.region, &keys.service, &to_sign);
+    let expected = signature(
+        &keys.secret_key,
+        amz_date,
+        &keys.region,
+        &keys.service,
+        &to_sign,
+    );
     if expected != auth.signature {
         return Err(format!(
             "signature mismatch; the canonical request was:\n{canonical}"
@@ -286,7 +306,12 @@ async fn orders(
 ) -> Response {
     let mut all: Vec<(String, String)> = headers
         .iter()
-        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     if !all.iter().any(|(k, _)| k == "host") {
         all.push(("host".into(), String::new()));

@@ -43,7 +43,7 @@ pub struct Used(Option<u64>);
 
 enum Kind {
     Fixed(Auth),
-    OAuth2(oauth2::TokenSource),
+    OAuth2(Box<oauth2::TokenSource>),
     SigV4(sigv4::Signer),
 }
 
@@ -61,14 +61,14 @@ impl Authorizer {
         masker: Masker,
     ) -> Result<Authorizer, String> {
         let kind = match &svc.auth {
-            Auth::OAuth2(cfg) => Kind::OAuth2(oauth2::TokenSource::new(
+            Auth::OAuth2(cfg) => Kind::OAuth2(Box::new(oauth2::TokenSource::new(
                 &svc.name,
                 cfg,
                 http,
                 Duration::from_millis(svc.timeout_ms),
                 data_dir,
                 masker,
-            )?),
+            )?)),
             Auth::AwsSigV4(cfg) => Kind::SigV4(sigv4::Signer::new(cfg)),
             fixed => Kind::Fixed(fixed.clone()),
         };
@@ -80,7 +80,9 @@ impl Authorizer {
     pub async fn authorize(&self, req: &mut reqwest::Request) -> Result<Used, AuthError> {
         let header = |req: &mut reqwest::Request, name: HeaderName, value: &str| {
             let mut v = HeaderValue::from_str(value).map_err(|_| {
-                AuthError::fatal(format!("the credential for header `{name}` is not a valid header value"))
+                AuthError::fatal(format!(
+                    "the credential for header `{name}` is not a valid header value"
+                ))
             })?;
             v.set_sensitive(true);
             req.headers_mut().insert(name, v);
@@ -93,8 +95,10 @@ impl Authorizer {
                 &format!("Bearer {}", t.value),
             )?,
             Kind::Fixed(Auth::Basic(u, p)) => {
-                req.headers_mut()
-                    .insert(reqwest::header::AUTHORIZATION, basic_header(&u.value, &p.value));
+                req.headers_mut().insert(
+                    reqwest::header::AUTHORIZATION,
+                    basic_header(&u.value, &p.value),
+                );
             }
             Kind::Fixed(Auth::Header { name, value }) => {
                 let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
@@ -139,8 +143,8 @@ impl Authorizer {
 /// `Basic base64(user:password)`, marked sensitive.
 pub(crate) fn basic_header(user: &str, password: &str) -> HeaderValue {
     let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-    let mut v = HeaderValue::from_str(&format!("Basic {encoded}"))
-        .expect("base64 is a valid header value");
+    let mut v =
+        HeaderValue::from_str(&format!("Basic {encoded}")).expect("base64 is a valid header value");
     v.set_sensitive(true);
     v
 }

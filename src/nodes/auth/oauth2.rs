@@ -255,8 +255,9 @@ impl TokenSource {
             );
         if self.cfg.client_auth == ClientAuth::Basic {
             // RFC 6749 §2.3.1: the id and secret are form-encoded before Basic.
-            let enc =
-                |s: &str| -> String { url::form_urlencoded::byte_serialize(s.as_bytes()).collect() };
+            let enc = |s: &str| -> String {
+                url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+            };
             req = req.header(
                 reqwest::header::AUTHORIZATION,
                 basic_header(

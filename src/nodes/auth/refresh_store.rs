@@ -84,7 +84,8 @@ impl RefreshStore {
     /// one, and the folder synced, so that a crash leaves the old file or the new one.
     pub fn save(&self, token: &str) -> Result<(), String> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        let failed = |what: &str, e: std::io::Error| format!("cannot {what} {}: {e}", dir.display());
+        let failed =
+            |what: &str, e: std::io::Error| format!("cannot {what} {}: {e}", dir.display());
         create_private_dir(dir).map_err(|e| failed("create", e))?;
         let stored = Stored {
             version: VERSION,
@@ -168,7 +169,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(store.path()).unwrap().permissions().mode();
+            let mode = std::fs::metadata(store.path())
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         // the same configuration, later: the rotated token

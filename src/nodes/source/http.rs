@@ -205,9 +205,7 @@ impl ServiceClient {
             let (resp, used) = self.send(&url, req).await?;
             let status = resp.status();
             self.note_rate_headers(resp.headers());
-            if status.as_u16() == 401
-                && !renewed.load(Ordering::Relaxed)
-                && self.auth.refused(used)
+            if status.as_u16() == 401 && !renewed.load(Ordering::Relaxed) && self.auth.refused(used)
             {
                 renewed.store(true, Ordering::Relaxed);
                 tracing::debug!(service = %self.name, "HTTP 401: renewing the access token once");
@@ -287,11 +285,7 @@ impl ServiceClient {
         Err(Attempt::fatal("too many redirects", None))
     }
 
-    async fn send(
-        &self,
-        url: &Url,
-        req: &Request,
-    ) -> Result<(reqwest::Response, Used), Attempt> {
+    async fn send(&self, url: &Url, req: &Request) -> Result<(reqwest::Response, Used), Attempt> {
         let on_origin = self.same_origin(url);
         let mut builder = if req.post {
             self.http.post(url.clone())
@@ -321,13 +315,23 @@ impl ServiceClient {
         })?;
         // Credentials only for the service's own origin.
         let used = match on_origin {
-            true => self.auth.authorize(&mut request).await.map_err(|e| match e {
-                AuthError {
-                    message,
-                    retry: Some(after),
-                } => Attempt::Retry(FetchError { message, status: None }, after),
-                AuthError { message, .. } => Attempt::fatal(message, None),
-            })?,
+            true => self
+                .auth
+                .authorize(&mut request)
+                .await
+                .map_err(|e| match e {
+                    AuthError {
+                        message,
+                        retry: Some(after),
+                    } => Attempt::Retry(
+                        FetchError {
+                            message,
+                            status: None,
+                        },
+                        after,
+                    ),
+                    AuthError { message, .. } => Attempt::fatal(message, None),
+                })?,
             false => Used::default(),
         };
         let resp = self.http.execute(request).await.map_err(|e| {
