@@ -240,6 +240,30 @@ fn a_rotated_refresh_token_survives_a_kill_right_after_the_rotation() {
         &format!("{}{err}", stdout(&out)),
         &[first, &rotated[0], CLIENT_SECRET],
     );
+
+    // A newly configured refresh token (the user authorized again) replaces the stored one.
+    let again = "rt-Reauthorized-0002";
+    srv.add_refresh_token(again);
+    p.rewrite(
+        &std::fs::read_to_string(&p.file)
+            .unwrap()
+            .replace(first, again),
+    );
+    let out = run_once(&p, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let last = srv.grants().pop().unwrap();
+    assert_eq!(last.refresh_token.as_deref(), Some(again));
+    assert!(last.accepted);
+    let text_ = std::fs::read_to_string(&stored).unwrap();
+    assert!(
+        !text_.contains(again),
+        "the file holds the token rotated from it"
+    );
+    assert_eq!(srv.valid_refresh_tokens().len(), 2);
+    assert!(srv
+        .valid_refresh_tokens()
+        .iter()
+        .any(|t| text_.contains(t.as_str())));
 }
 
 #[test]

@@ -226,6 +226,11 @@ impl OAuthServer {
         self.shared.lock().refresh_valid.iter().cloned().collect()
     }
 
+    /// Makes `token` a valid refresh token too (the user authorized the client again).
+    pub fn add_refresh_token(&self, token: &str) {
+        self.shared.lock().refresh_valid.insert(token.into());
+    }
+
     /// From now on, API requests made with a token that a rotating grant issued are
     /// held without an answer (while the test kills the client).
     pub fn hold_after_rotation(&self, hold: bool) {
