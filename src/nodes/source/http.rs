@@ -314,25 +314,13 @@ impl ServiceClient {
             )
         })?;
         // Credentials only for the service's own origin.
-        let used = match on_origin {
-            true => self
-                .auth
+        let used = if on_origin {
+            self.auth
                 .authorize(&mut request)
                 .await
-                .map_err(|e| match e {
-                    AuthError {
-                        message,
-                        retry: Some(after),
-                    } => Attempt::Retry(
-                        FetchError {
-                            message,
-                            status: None,
-                        },
-                        after,
-                    ),
-                    AuthError { message, .. } => Attempt::fatal(message, None),
-                })?,
-            false => Used::default(),
+                .map_err(Attempt::from)?
+        } else {
+            Used::default()
         };
         let resp = self.http.execute(request).await.map_err(|e| {
             let kind = if e.is_timeout() {
@@ -446,6 +434,19 @@ fn reset_pause(reset: f64, now: SystemTime) -> Option<Duration> {
 }
 
 type Attempt = net::Attempt<FetchError>;
+
+impl From<AuthError> for Attempt {
+    fn from(e: AuthError) -> Attempt {
+        let error = FetchError {
+            message: e.message,
+            status: None,
+        };
+        match e.retry {
+            Some(after) => Attempt::Retry(error, after),
+            None => Attempt::Fatal(error),
+        }
+    }
+}
 
 impl net::Attempt<FetchError> {
     fn fatal(message: impl Into<String>, status: Option<u16>) -> Attempt {
