@@ -1,29 +1,47 @@
 //! Secrets out of every text hamstr prints: [`Masker`] replaces each secret, as written
-//! and as it appears encoded in URLs, by `***`.
+//! and as it appears encoded in URLs, by `***`. Secrets learnt while running (an OAuth2
+//! access token, a rotated refresh token) are masked by every masker of the process, and
+//! [`mask_log`] masks a log line with every secret the process was ever given, so that
+//! what a library logs at `trace` shows none either.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, RwLock};
 use url::Url;
 
-/// Replaces every secret in a text by `***`.
-#[derive(Debug, Clone, Default)]
+/// Replaces every secret in a text by `***`: those it was made with, and those the
+/// process learnt.
+#[derive(Clone, Default)]
 pub struct Masker {
     secrets: Arc<Vec<String>>,
 }
 
+/// Shows how many secrets it holds, never one of them.
+impl std::fmt::Debug for Masker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Masker")
+            .field("secrets", &self.secrets.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many learnt secrets (with their encoded forms) are kept: tokens renewed every few
+/// seconds for days must not grow the list without end, and an expired token is
+/// worthless some renewals later.
+const LEARNED: usize = 48;
+
+/// Secrets learnt while running, newest first.
+static LEARNT: RwLock<VecDeque<String>> = RwLock::new(VecDeque::new());
+
+/// Every secret any masker of this process was made with (a reload may bring new ones;
+/// the old ones stay secrets), longest first: what [`mask_log`] hides.
+static GIVEN: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
 impl Masker {
     pub fn new(mut secrets: Vec<String>) -> Self {
         secrets.retain(|s| !s.is_empty());
-        // As they appear in URLs: percent-encoded (path placeholders) and
-        // form-encoded (query parameters, which leave `-._*` alone and turn ` ` to `+`).
         let mut encoded: Vec<String> = secrets
             .iter()
-            .flat_map(|s| {
-                [
-                    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
-                        .to_string(),
-                    url::form_urlencoded::byte_serialize(s.as_bytes()).collect(),
-                ]
-            })
+            .flat_map(|s| encodings(s))
             .filter(|e| !secrets.contains(e))
             .collect();
         encoded.sort();
@@ -31,23 +49,77 @@ impl Masker {
         secrets.extend(encoded);
         // Longer first, so a secret containing another is masked whole.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        if let Ok(mut given) = GIVEN.write() {
+            given.extend(secrets.iter().cloned());
+            given.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+            given.dedup();
+        }
         Masker {
             secrets: Arc::new(secrets),
         }
     }
-    pub fn mask(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for s in self.secrets.iter() {
-            if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), "***");
+
+    /// Masks `secret` too from now on, in every masker and in the logs.
+    pub fn learn(&self, secret: &str) {
+        if secret.is_empty() {
+            return;
+        }
+        let Ok(mut learnt) = LEARNT.write() else {
+            return;
+        };
+        if learnt.iter().any(|s| s == secret) {
+            return;
+        }
+        for s in std::iter::once(secret.to_string()).chain(encodings(secret)) {
+            if !learnt.contains(&s) {
+                learnt.push_front(s);
             }
         }
-        out
+        learnt.truncate(LEARNED);
+    }
+
+    pub fn mask(&self, text: &str) -> String {
+        mask_learnt(replace_all(text.to_string(), self.secrets.iter()))
     }
     /// A URL with secrets masked, for logs.
     pub fn url(&self, url: &Url) -> String {
         self.mask(url.as_str())
     }
+}
+
+/// A log line with every secret the process was given or learnt masked.
+pub fn mask_log(text: &str) -> String {
+    match GIVEN.read() {
+        Ok(given) => mask_learnt(replace_all(text.to_string(), given.iter())),
+        Err(_) => mask_learnt(text.to_string()),
+    }
+}
+
+/// `secrets` longest first.
+fn replace_all<'a>(mut text: String, secrets: impl IntoIterator<Item = &'a String>) -> String {
+    for s in secrets {
+        if text.contains(s.as_str()) {
+            text = text.replace(s.as_str(), "***");
+        }
+    }
+    text
+}
+
+fn mask_learnt(text: String) -> String {
+    // Tokens are not made of one another: their order does not matter.
+    match LEARNT.read() {
+        Ok(learnt) => replace_all(text, learnt.iter()),
+        Err(_) => text,
+    }
+}
+
+/// A secret as it appears in URLs: percent-encoded (path placeholders) and
+/// form-encoded (query parameters, which leave `-._*` alone and turn ` ` to `+`).
+fn encodings(s: &str) -> [String; 2] {
+    [
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string(),
+        url::form_urlencoded::byte_serialize(s.as_bytes()).collect(),
+    ]
 }
 
 #[cfg(test)]
@@ -64,5 +136,19 @@ mod tests {
             "x=*** y=***",
             "form-encoded and percent-encoded"
         );
+    }
+
+    #[test]
+    fn learnt_secrets_are_masked_everywhere_and_bounded() {
+        let m = Masker::new(vec!["static-1".into()]);
+        let other = Masker::new(vec![]);
+        m.learn("tok/en+1");
+        assert_eq!(other.mask("tok/en+1 tok%2Fen%2B1"), "*** ***");
+        assert_eq!(mask_log("static-1 and tok/en+1"), "*** and ***");
+        for i in 0..1000 {
+            m.learn(&format!("token-{i}"));
+        }
+        assert_eq!(m.mask("token-999"), "***");
+        assert!(LEARNT.read().unwrap().len() <= LEARNED);
     }
 }

@@ -154,11 +154,36 @@ impl Console {
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
-            .with_writer(std::io::stderr)
+            .with_writer(MaskedLine::default)
             .with_ansi(color)
             .with_target(false)
             .try_init();
         Console { color }
+    }
+}
+
+/// A log line on its way to stderr, written whole once formatted, with every secret
+/// the process knows masked: a library logging at `trace` (a signer's parameters, a
+/// request's headers) shows none either.
+#[derive(Default)]
+struct MaskedLine(Vec<u8>);
+
+impl Write for MaskedLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for MaskedLine {
+    fn drop(&mut self) {
+        if !self.0.is_empty() {
+            let line = crate::masking::mask_log(&String::from_utf8_lossy(&self.0));
+            let _ = std::io::stderr().write_all(line.as_bytes());
+        }
     }
 }
 

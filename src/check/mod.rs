@@ -3,6 +3,7 @@
 //! in one pass. Pure: the environment comes in as a lookup function.
 
 mod aggregate;
+mod auth;
 mod convert;
 pub mod diagnostic;
 mod expr;

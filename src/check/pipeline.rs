@@ -78,6 +78,40 @@ pub enum Auth {
     Basic(Text, Text),
     Header { name: String, value: Text },
     Query { name: String, value: Text },
+    OAuth2(Box<OAuth2>),
+    AwsSigV4(Box<AwsSigV4>),
+}
+
+/// `oauth2(...)` (spec §12): the client-credentials grant, or the refresh-token grant
+/// when `refresh_token` is given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuth2 {
+    pub token_url: String,
+    pub client_id: Text,
+    pub client_secret: Text,
+    pub scope: Option<String>,
+    pub audience: Option<String>,
+    pub refresh_token: Option<Text>,
+    pub client_auth: ClientAuth,
+}
+
+/// How the client authenticates to the token endpoint (RFC 6749 §2.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientAuth {
+    /// HTTP Basic with the form-encoded id and secret.
+    Basic,
+    /// `client_id` and `client_secret` in the form body.
+    Body,
+}
+
+/// `aws_sigv4(...)`: every request signed with AWS Signature Version 4.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsSigV4 {
+    pub region: String,
+    pub service: String,
+    pub access_key: Text,
+    pub secret_key: Text,
+    pub session_token: Option<Text>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

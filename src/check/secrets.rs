@@ -18,6 +18,21 @@ impl Pipeline {
                     out.push(base64(format!("{}:{}", u.value, p.value).as_bytes()));
                 }
                 Auth::Header { value, .. } | Auth::Query { value, .. } => texts.push(value),
+                Auth::OAuth2(o) => {
+                    texts.extend([&o.client_id, &o.client_secret]);
+                    texts.extend(&o.refresh_token);
+                    // As a token endpoint may echo the Basic header (RFC 6749 §2.3.1).
+                    let form = |t: &Text| -> String {
+                        url::form_urlencoded::byte_serialize(t.value.as_bytes()).collect()
+                    };
+                    out.push(base64(
+                        format!("{}:{}", form(&o.client_id), form(&o.client_secret)).as_bytes(),
+                    ));
+                }
+                Auth::AwsSigV4(a) => {
+                    texts.extend([&a.access_key, &a.secret_key]);
+                    texts.extend(&a.session_token);
+                }
             }
             texts.extend(s.headers.iter().map(|(_, v)| v));
         }

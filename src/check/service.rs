@@ -1,7 +1,5 @@
 //! `service NAME { ... }`: base URL, auth, headers, limits, timeout, retries.
 
-use super::diagnostic::did_you_mean;
-use super::props::Signature;
 use super::{Auth, Code, Ctx, Retry, Service, Text};
 use crate::syntax::ast::{self, ExprKind};
 use crate::syntax::Span;
@@ -16,7 +14,6 @@ const PROPS: &[&str] = &[
     "retry",
     "max_body",
 ];
-const AUTH_KINDS: &[&str] = &["bearer", "basic", "api_key", "none"];
 const DEFAULT_MAX_BODY: u64 = 64 * 1024 * 1024;
 
 impl<'e> Ctx<'e> {
@@ -162,114 +159,6 @@ impl<'e> Ctx<'e> {
             }
         }
         ok.then_some(r)
-    }
-
-    fn auth(&mut self, e: &ast::Expr) -> Option<Auth> {
-        let (name, args) = match &e.kind {
-            ExprKind::Call { name, args } => (name, args),
-            ExprKind::Name(parts) if parts.len() == 1 && parts[0].name == "none" => {
-                return Some(Auth::None)
-            }
-            _ => {
-                self.error(
-                    Code::UnknownAuth,
-                    "`auth` must be `bearer(...)`, `basic(...)`, `api_key(...)` or `none`",
-                    e.span,
-                    "expected an auth kind",
-                );
-                return None;
-            }
-        };
-        match name.name.as_str() {
-            "bearer" => {
-                let sig = Signature {
-                    name: "bearer",
-                    params: &["token"],
-                    required: &["token"],
-                    positional: &["token"],
-                };
-                let a = self.call_args(&sig, args, name.span);
-                Some(Auth::Bearer(
-                    self.text(a.get("token")?, true, "the token")?.into_secret(),
-                ))
-            }
-            "basic" => {
-                let sig = Signature {
-                    name: "basic",
-                    params: &["user", "password"],
-                    required: &["user", "password"],
-                    positional: &["user", "password"],
-                };
-                let a = self.call_args(&sig, args, name.span);
-                let user = a.get("user").and_then(|u| self.text(u, true, "the user"));
-                let pass = a
-                    .get("password")
-                    .and_then(|p| self.text(p, true, "the password"));
-                Some(Auth::Basic(user?.into_secret(), pass?.into_secret()))
-            }
-            "api_key" => {
-                let sig = Signature {
-                    name: "api_key",
-                    params: &["header", "query", "value"],
-                    required: &["value"],
-                    positional: &[],
-                };
-                let a = self.call_args(&sig, args, name.span);
-                let value = a.get("value").and_then(|v| self.text(v, true, "the key"));
-                let header = a
-                    .get("header")
-                    .and_then(|h| self.text(h, false, "the header name"));
-                let query = a
-                    .get("query")
-                    .and_then(|q| self.text(q, false, "the query parameter name"));
-                match (a.contains_key("header"), a.contains_key("query")) {
-                    (true, true) => {
-                        let at = |key: &str| {
-                            args.iter()
-                                .filter_map(|a| a.name.as_ref())
-                                .find(|n| n.name == key)
-                                .map_or(name.span, |n| n.span)
-                        };
-                        self.error(
-                            Code::ConflictingProperties,
-                            "`api_key` goes either in a `header` or in the `query`, not both",
-                            at("query"),
-                            "in the query",
-                        )
-                        .labels
-                        .push(super::Label {
-                            span: at("header"),
-                            text: "and in a header".into(),
-                        });
-                        None
-                    }
-                    (false, false) => {
-                        self.error(
-                            Code::MissingArgument,
-                            "`api_key` needs `header = \"Name\"` or `query = \"name\"`",
-                            name.span,
-                            "where does the key go?",
-                        );
-                        None
-                    }
-                    (true, false) => Some(Auth::Header {
-                        name: header?.value,
-                        value: value?.into_secret(),
-                    }),
-                    (false, true) => Some(Auth::Query {
-                        name: query?.value,
-                        value: value?.into_secret(),
-                    }),
-                }
-            }
-            "none" => Some(Auth::None),
-            other => {
-                let help = did_you_mean(other, AUTH_KINDS.iter().copied());
-                self.error(Code::UnknownAuth, format!("unknown auth kind `{other}`"), name.span, "unknown auth kind")
-                    .help = help.or_else(|| Some("the auth kinds are: bearer(token), basic(user, password), api_key(header = ..., value = ...), api_key(query = ..., value = ...)".into()));
-                None
-            }
-        }
     }
 
     /// `{ "Name" = "value" ... }` as pairs in order: `headers` and `query`.

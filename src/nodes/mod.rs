@@ -2,6 +2,7 @@
 //! source nodes, record extraction, aggregates, and the sinks.
 
 pub mod aggregate;
+pub mod auth;
 pub mod cursor_order;
 pub mod eval;
 pub mod extract;

@@ -100,7 +100,12 @@ impl Graph {
             }
             let client = match self.clients.get(&svc.name) {
                 Some((old, c)) if old == svc => c.clone(),
-                _ => Arc::new(ServiceClient::new(self.http.clone(), svc, masker.clone())?),
+                _ => Arc::new(ServiceClient::new(
+                    self.http.clone(),
+                    svc,
+                    masker.clone(),
+                    self.store.location(),
+                )?),
             };
             clients.insert(svc.name.clone(), (svc.clone(), client));
         }

@@ -29,10 +29,12 @@ pub mod cli;
 mod dataset;
 mod faults;
 mod http;
+pub mod oauth;
 mod paging;
 pub mod records;
 mod running;
 mod server;
+pub mod sigv4;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};

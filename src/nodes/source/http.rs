@@ -2,8 +2,9 @@
 //! concurrency limit and pause (Retry-After, RateLimit headers), timeouts, and retries
 //! with exponential backoff and jitter.
 
-use crate::check::{Auth, Retry, Service};
+use crate::check::{Retry, Service};
 use crate::masking::Masker;
+use crate::nodes::auth::{AuthError, Authorizer, Used};
 use crate::nodes::net::{
     self, api_text, body_excerpt, error_chain, gave_up, with_retries, GaveUp, SHOWN,
 };
@@ -12,6 +13,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value as Json;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -47,7 +49,7 @@ pub struct ServiceClient {
     pub name: String,
     http: reqwest::Client,
     pub base: Url,
-    auth: Auth,
+    auth: Authorizer,
     headers: HeaderMap,
     limiter: Option<DefaultDirectRateLimiter>,
     concurrency: Semaphore,
@@ -65,6 +67,7 @@ impl ServiceClient {
         http: reqwest::Client,
         svc: &Service,
         masker: Masker,
+        data_dir: Option<&std::path::Path>,
     ) -> Result<ServiceClient, String> {
         let base = Url::parse(&svc.base_url)
             .map_err(|e| format!("service `{}`: bad base_url: {e}", svc.name))?;
@@ -86,11 +89,12 @@ impl ServiceClient {
             Quota::with_period(per)
                 .map(|q| RateLimiter::direct(q.allow_burst(NonZeroU32::new(1).expect("one"))))
         });
+        let auth = Authorizer::new(svc, http.clone(), data_dir, masker.clone())?;
         Ok(ServiceClient {
             name: svc.name.clone(),
+            auth,
             http,
             base,
-            auth: svc.auth.clone(),
             headers,
             limiter,
             concurrency: Semaphore::new(svc.concurrency.max(1) as usize),
@@ -116,9 +120,11 @@ impl ServiceClient {
     /// Sends a request, retrying what may succeed later, until it gives JSON or fails
     /// for good.
     pub async fn fetch(&self, req: &Request, stop: &Stop) -> Result<Response, FetchError> {
+        // At most one renewal of an OAuth2 token per request after a `401`.
+        let renewed = AtomicBool::new(false);
         let attempt = || async {
             tokio::select! {
-                r = self.attempt(req, stop) => r,
+                r = self.attempt(req, stop, &renewed) => r,
                 _ = stop.grace_over() => Err(Attempt::fatal(
                     format!(
                         "stopped: the request to {} did not finish within the shutdown grace period",
@@ -180,7 +186,12 @@ impl ServiceClient {
         true
     }
 
-    async fn attempt(&self, req: &Request, stop: &Stop) -> Result<Response, Attempt> {
+    async fn attempt(
+        &self,
+        req: &Request,
+        stop: &Stop,
+        renewed: &AtomicBool,
+    ) -> Result<Response, Attempt> {
         if !self.wait_turn(stop).await {
             return Err(Attempt::fatal("stopped before the request was sent", None));
         }
@@ -191,9 +202,15 @@ impl ServiceClient {
             .map_err(|_| Attempt::fatal("the service is shutting down", None))?;
         let mut url = req.url.clone();
         for _hop in 0..5 {
-            let resp = self.send(&url, req).await?;
+            let (resp, used) = self.send(&url, req).await?;
             let status = resp.status();
             self.note_rate_headers(resp.headers());
+            if status.as_u16() == 401 && !renewed.load(Ordering::Relaxed) && self.auth.refused(used)
+            {
+                renewed.store(true, Ordering::Relaxed);
+                tracing::debug!(service = %self.name, "HTTP 401: renewing the access token once");
+                continue;
+            }
             if status.is_redirection() {
                 let location = resp
                     .headers()
@@ -267,14 +284,8 @@ impl ServiceClient {
         Err(Attempt::fatal("too many redirects", None))
     }
 
-    async fn send(&self, url: &Url, req: &Request) -> Result<reqwest::Response, Attempt> {
-        let mut url = url.clone();
-        let on_origin = self.same_origin(&url);
-        if let (true, Auth::Query { name, value }) = (on_origin, &self.auth) {
-            if !url.query_pairs().any(|(k, _)| k == name.as_str()) {
-                url.query_pairs_mut().append_pair(name, &value.value);
-            }
-        }
+    async fn send(&self, url: &Url, req: &Request) -> Result<(reqwest::Response, Used), Attempt> {
+        let on_origin = self.same_origin(url);
         let mut builder = if req.post {
             self.http.post(url.clone())
         } else {
@@ -285,25 +296,32 @@ impl ServiceClient {
             .header(reqwest::header::ACCEPT, "application/json");
         if on_origin {
             builder = builder.headers(self.headers.clone());
-            builder = match &self.auth {
-                Auth::Bearer(t) => builder.bearer_auth(&t.value),
-                Auth::Basic(u, p) => builder.basic_auth(&u.value, Some(&p.value)),
-                Auth::Header { name, value } => {
-                    let mut v = HeaderValue::from_str(&value.value).map_err(|_| {
-                        Attempt::fatal("the api key is not a valid header value", None)
-                    })?;
-                    v.set_sensitive(true);
-                    builder.header(name.as_str(), v)
-                }
-                _ => builder,
-            };
         }
         if let Some(body) = &req.body {
             builder = builder
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body.clone());
         }
-        builder.send().await.map_err(|e| {
+        let mut request = builder.build().map_err(|e| {
+            Attempt::fatal(
+                format!(
+                    "cannot make the request to {}: {}",
+                    self.shown_url(url),
+                    api_text(&self.masker.mask(&error_chain(&e.without_url())), 2 * SHOWN)
+                ),
+                None,
+            )
+        })?;
+        // Credentials only for the service's own origin.
+        let used = if on_origin {
+            self.auth
+                .authorize(&mut request)
+                .await
+                .map_err(Attempt::from)?
+        } else {
+            Used::default()
+        };
+        let resp = self.http.execute(request).await.map_err(|e| {
             let kind = if e.is_timeout() {
                 "timed out"
             } else if e.is_connect() {
@@ -322,7 +340,8 @@ impl ServiceClient {
                 },
                 None,
             )
-        })
+        })?;
+        Ok((resp, used))
     }
 
     /// Reads a body up to `max_body`; a larger one is refused without reading it all.
@@ -384,6 +403,19 @@ impl ServiceClient {
 }
 
 type Attempt = net::Attempt<FetchError>;
+
+impl From<AuthError> for Attempt {
+    fn from(e: AuthError) -> Attempt {
+        let error = FetchError {
+            message: e.message,
+            status: None,
+        };
+        match e.retry {
+            Some(after) => Attempt::Retry(error, after),
+            None => Attempt::Fatal(error),
+        }
+    }
+}
 
 impl net::Attempt<FetchError> {
     fn fatal(message: impl Into<String>, status: Option<u16>) -> Attempt {
