@@ -28,7 +28,11 @@ fn main() -> ExitCode {
 
 fn command(cli: Cli) -> Result<Outcome, Error> {
     let live = matches!(cli.command, Command::Run { .. } | Command::Demo { .. });
-    let console = Console::start(live);
+    let console = if matches!(cli.command, Command::Try { .. } | Command::Test { .. }) {
+        Console::start_quiet()
+    } else {
+        Console::start(live)
+    };
     match cli.command {
         Command::Check { file, format } => app::check(&file, format, console),
         Command::Run {
@@ -36,7 +40,39 @@ fn command(cli: Cli) -> Result<Outcome, Error> {
             once,
             no_watch,
             data_dir,
-        } => app::run(&file, once, !no_watch, data_dir.as_deref(), console),
+            record,
+            replay,
+        } => {
+            let exchanges = match (record, replay) {
+                (Some(dir), _) => app::Exchanges::Record(dir),
+                (None, Some(dir)) => app::Exchanges::Replay(dir),
+                (None, None) => app::Exchanges::Live,
+            };
+            app::run(
+                &file,
+                once,
+                !no_watch,
+                data_dir.as_deref(),
+                &exchanges,
+                console,
+            )
+        }
+        Command::Try {
+            file,
+            source,
+            pages,
+            tenant,
+            format,
+        } => {
+            let args = app::TryArgs {
+                source,
+                pages,
+                tenant,
+                format,
+            };
+            app::try_source(&file, &args, console)
+        }
+        Command::Test { file, update } => app::test(&file, update, console),
         Command::Dump {
             file,
             name,

@@ -22,7 +22,7 @@ mod secrets;
 mod service;
 mod sink;
 mod source;
-mod suggest;
+pub mod suggest;
 mod values;
 
 pub use diagnostic::{Code, Diagnostic, Label, Report, Severity};

@@ -100,7 +100,10 @@ impl Graph {
             }
             let client = match self.clients.get(&svc.name) {
                 Some((old, c)) if old == svc => c.clone(),
-                _ => Arc::new(ServiceClient::new(self.http.clone(), svc, masker.clone())?),
+                _ => Arc::new(
+                    ServiceClient::new(self.http.clone(), svc, masker.clone())?
+                        .with_tape(self.opts.tape.clone()),
+                ),
             };
             clients.insert(svc.name.clone(), (svc.clone(), client));
         }

@@ -7,12 +7,13 @@ use crate::masking::Masker;
 use crate::nodes::net::{
     self, api_text, body_excerpt, error_chain, gave_up, retry_after, with_retries, GaveUp, SHOWN,
 };
+use crate::nodes::tape::{SendError, Tape};
 use crate::stop::Stop;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value as Json;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Semaphore;
 use url::Url;
@@ -58,6 +59,9 @@ pub struct ServiceClient {
     /// No request to this service starts before this instant (Retry-After, RateLimit).
     pause_until: Mutex<Option<Instant>>,
     pub masker: Masker,
+    /// Where exchanges are recorded, replayed from or watched (`run --record/--replay`,
+    /// `try`).
+    tape: Option<Arc<Tape>>,
 }
 
 impl ServiceClient {
@@ -100,7 +104,14 @@ impl ServiceClient {
             max_body: svc.max_body,
             pause_until: Mutex::new(None),
             masker,
+            tape: None,
         })
+    }
+
+    /// The client with its exchanges going through `tape`.
+    pub fn with_tape(mut self, tape: Option<Arc<Tape>>) -> ServiceClient {
+        self.tape = tape;
+        self
     }
 
     /// A URL for a message: secrets masked, then cut and filtered like any API-derived
@@ -304,26 +315,46 @@ impl ServiceClient {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body.clone());
         }
-        builder.send().await.map_err(|e| {
-            let kind = if e.is_timeout() {
-                "timed out"
-            } else if e.is_connect() {
-                "could not connect"
-            } else {
-                "failed"
-            };
-            Attempt::Retry(
+        let sent = match builder.build() {
+            Ok(request) => {
+                let tape = self.tape.as_deref();
+                net::send(&self.http, tape, request, &self.masker, self.max_body).await
+            }
+            Err(e) => Err(SendError::Http(e)),
+        };
+        sent.map_err(|e| match e {
+            SendError::Http(e) => self.network_failure(req, e),
+            SendError::Failed(text) => Attempt::Retry(
                 FetchError {
-                    message: format!(
-                        "request to {} {kind}: {}",
-                        self.shown_url(&req.url),
-                        api_text(&self.masker.mask(&error_chain(&e.without_url())), 2 * SHOWN)
-                    ),
+                    message: format!("request to {} failed: {text}", self.shown_url(&req.url)),
                     status: None,
                 },
                 None,
-            )
+            ),
+            SendError::Fatal(text) => Attempt::fatal(text, None),
         })
+    }
+
+    /// A request that got no answer: worth trying again.
+    fn network_failure(&self, req: &Request, e: reqwest::Error) -> Attempt {
+        let kind = if e.is_timeout() {
+            "timed out"
+        } else if e.is_connect() {
+            "could not connect"
+        } else {
+            "failed"
+        };
+        Attempt::Retry(
+            FetchError {
+                message: format!(
+                    "request to {} {kind}: {}",
+                    self.shown_url(&req.url),
+                    api_text(&self.masker.mask(&error_chain(&e.without_url())), 2 * SHOWN)
+                ),
+                status: None,
+            },
+            None,
+        )
     }
 
     /// Reads a body up to `max_body`; a larger one is refused without reading it all.

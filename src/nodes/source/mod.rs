@@ -159,49 +159,58 @@ impl Poller {
         }
     }
 
-    /// The service's base URL joined with the source's path (placeholders filled from
-    /// the parent record, URL-encoded) and its `query`.
     fn base_url(&self, parent: Option<&serde_json::Map<String, Json>>) -> Result<Url, String> {
-        let mut path = String::new();
-        let mut rest = self.src.path.as_str();
-        while let Some(open) = rest.find('{') {
-            let Some(close) = rest[open..].find('}') else {
-                break;
-            };
-            path.push_str(&rest[..open]);
-            let field = &rest[open + 1..open + close];
-            let value = parent
-                .and_then(|p| p.get(field))
-                .map(|v| Val::from_json(v).to_text())
-                .unwrap_or_default();
-            path.push_str(
-                &percent_encoding::utf8_percent_encode(&value, percent_encoding::NON_ALPHANUMERIC)
-                    .to_string(),
-            );
-            rest = &rest[open + close + 1..];
-        }
-        path.push_str(rest);
-        let base = self.client.base.as_str().trim_end_matches('/');
-        let joined = if path.is_empty() || path.starts_with('/') {
-            format!("{base}{path}")
-        } else {
-            format!("{base}/{path}")
-        };
-        let mut url = Url::parse(&joined).map_err(|e| {
-            let shown = crate::nodes::net::api_text(&self.client.masker.mask(&joined), SHOWN);
-            format!("bad URL `{shown}`: {e}")
-        })?;
-        if !self.src.query.is_empty() {
-            let mut q = url.query_pairs_mut();
-            for (k, v) in &self.src.query {
-                q.append_pair(k, &v.value);
-            }
-        }
-        Ok(url)
+        base_url(&self.src, &self.client, parent)
     }
 }
 
-fn body_json(b: &BodyValue) -> Json {
+/// The service's base URL joined with the source's path (placeholders filled from
+/// the parent record, URL-encoded) and its `query`.
+pub fn base_url(
+    src: &Source,
+    client: &ServiceClient,
+    parent: Option<&serde_json::Map<String, Json>>,
+) -> Result<Url, String> {
+    let mut path = String::new();
+    let mut rest = src.path.as_str();
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        path.push_str(&rest[..open]);
+        let field = &rest[open + 1..open + close];
+        let value = parent
+            .and_then(|p| p.get(field))
+            .map(|v| Val::from_json(v).to_text())
+            .unwrap_or_default();
+        path.push_str(
+            &percent_encoding::utf8_percent_encode(&value, percent_encoding::NON_ALPHANUMERIC)
+                .to_string(),
+        );
+        rest = &rest[open + close + 1..];
+    }
+    path.push_str(rest);
+    let base = client.base.as_str().trim_end_matches('/');
+    let joined = if path.is_empty() || path.starts_with('/') {
+        format!("{base}{path}")
+    } else {
+        format!("{base}/{path}")
+    };
+    let mut url = Url::parse(&joined).map_err(|e| {
+        let shown = crate::nodes::net::api_text(&client.masker.mask(&joined), SHOWN);
+        format!("bad URL `{shown}`: {e}")
+    })?;
+    if !src.query.is_empty() {
+        let mut q = url.query_pairs_mut();
+        for (k, v) in &src.query {
+            q.append_pair(k, &v.value);
+        }
+    }
+    Ok(url)
+}
+
+/// A `body { ... }` block as the JSON it sends.
+pub fn body_json(b: &BodyValue) -> Json {
     match b {
         BodyValue::Null => Json::Null,
         BodyValue::Bool(x) => Json::Bool(*x),
