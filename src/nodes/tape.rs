@@ -37,16 +37,19 @@ pub struct Asked {
     pub method: String,
     pub url: String,
     #[serde(default)]
-    pub headers: Vec<(String, String)>,
+    pub headers: Headers,
     #[serde(flatten)]
     pub body: Body,
 }
+
+/// Headers by name: a value, or the values of a header sent more than once.
+pub type Headers = serde_json::Map<String, Json>;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Answered {
     pub status: u16,
     #[serde(default)]
-    pub headers: Vec<(String, String)>,
+    pub headers: Headers,
     #[serde(flatten)]
     pub body: Body,
 }
@@ -356,11 +359,17 @@ impl Player {
         })?;
         let mut headers = HeaderMap::new();
         for (k, v) in &answer.headers {
-            if let (Ok(name), Ok(value)) = (
-                reqwest::header::HeaderName::from_bytes(k.as_bytes()),
-                reqwest::header::HeaderValue::from_str(v),
-            ) {
-                headers.append(name, value);
+            let values = match v {
+                Json::Array(vs) => vs.iter().filter_map(Json::as_str).collect(),
+                other => other.as_str().into_iter().collect::<Vec<_>>(),
+            };
+            for v in values {
+                if let (Ok(name), Ok(value)) = (
+                    reqwest::header::HeaderName::from_bytes(k.as_bytes()),
+                    reqwest::header::HeaderValue::from_str(v),
+                ) {
+                    headers.append(name, value);
+                }
             }
         }
         let body = answer.body.bytes().map_err(|e| {
@@ -389,18 +398,23 @@ fn asked(request: &reqwest::Request, masker: &Masker) -> Asked {
 
 /// Headers as text: credentials as `***` (a value marked sensitive, or a header that
 /// holds credentials by its name), every declared secret masked in the others.
-fn shown_headers(headers: &HeaderMap, masker: &Masker) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .map(|(name, value)| {
-            let shown = if value.is_sensitive() || CREDENTIAL_HEADERS.contains(&name.as_str()) {
-                "***".to_string()
-            } else {
-                masker.mask(&String::from_utf8_lossy(value.as_bytes()))
-            };
-            (name.as_str().to_string(), shown)
-        })
-        .collect()
+fn shown_headers(headers: &HeaderMap, masker: &Masker) -> Headers {
+    let mut out = Headers::new();
+    for (name, value) in headers {
+        let shown = if value.is_sensitive() || CREDENTIAL_HEADERS.contains(&name.as_str()) {
+            "***".to_string()
+        } else {
+            masker.mask(&String::from_utf8_lossy(value.as_bytes()))
+        };
+        match out.get_mut(name.as_str()) {
+            None => {
+                out.insert(name.as_str().to_string(), Json::String(shown));
+            }
+            Some(Json::Array(values)) => values.push(Json::String(shown)),
+            Some(first) => *first = Json::Array(vec![first.take(), Json::String(shown)]),
+        }
+    }
+    out
 }
 
 /// A request matches a recorded one when method, URL and body agree, a masked secret
@@ -500,9 +514,12 @@ async fn write_exchange(file: &Path, exchange: &Exchange) -> Result<(), SendErro
 /// `00012-GET-api.example.com-orders-items.json`: the order, then what a person looks
 /// for in a listing.
 fn file_name(n: u64, asked: &Asked) -> String {
-    let place = url::Url::parse(&asked.url)
-        .map(|u| format!("{}{}", u.host_str().unwrap_or(""), u.path()))
-        .unwrap_or_default();
+    // The masked URL (a secret may sit in its path) without scheme and query.
+    let place = asked
+        .url
+        .split_once("://")
+        .map_or(asked.url.as_str(), |(_, rest)| rest);
+    let place = place.split(['?', '#']).next().unwrap_or_default();
     let mut slug: String = place
         .chars()
         .map(|c| {
@@ -513,6 +530,9 @@ fn file_name(n: u64, asked: &Asked) -> String {
             }
         })
         .collect();
+    while slug.contains("--") {
+        slug = slug.replace("--", "-");
+    }
     slug = slug.trim_matches('-').to_string();
     slug.truncate(60);
     format!("{n:05}-{}-{slug}.json", asked.method)
@@ -604,9 +624,20 @@ mod tests {
         let asked = Asked {
             method: "GET".into(),
             url: "http://127.0.0.1:8700/pos/orders?page=2".into(),
-            headers: vec![],
+            headers: Headers::new(),
             body: Body::default(),
         };
-        assert_eq!(file_name(12, &asked), "00012-GET-127.0.0.1-pos-orders.json");
+        assert_eq!(
+            file_name(12, &asked),
+            "00012-GET-127.0.0.1-8700-pos-orders.json"
+        );
+        let masked = Asked {
+            url: "http://127.0.0.1:8700***/orders/a%2Fb?key=***".into(),
+            ..asked
+        };
+        assert_eq!(
+            file_name(3, &masked),
+            "00003-GET-127.0.0.1-8700-orders-a-2Fb.json"
+        );
     }
 }
