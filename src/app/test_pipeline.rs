@@ -30,6 +30,9 @@ struct Received {
     /// the order they came in; a sink fed by several nodes, a child source or an
     /// aggregate receives them in an order that depends on timing.
     unordered: bool,
+    /// The key fields of a keyed sink: records are shown in key order, so that a
+    /// changed record stays in its place in a diff.
+    key: Vec<String>,
 }
 
 /// `hamstr test FILE`.
@@ -142,7 +145,12 @@ fn run_case(
         let got = received(&plan, name, sink, &captured.join(format!("{name}.jsonl")))?;
         let path = expected_dir.join(format!("{name}.jsonl"));
         if update {
-            write_expected(&path, &got.records)?;
+            let records = if got.unordered {
+                sorted(&got.records, &got.key)
+            } else {
+                got.records
+            };
+            write_expected(&path, &records)?;
             continue;
         }
         if let Some(diff) = compare(&path, &got)? {
@@ -215,11 +223,13 @@ fn received(plan: &Plan, name: &str, sink: &Sink, file: &Path) -> Result<Receive
         return Ok(Received {
             records: by_key.into_values().collect(),
             unordered: true,
+            key,
         });
     }
     Ok(Received {
         records,
         unordered: sink.is_keyed() || !one_scheduled_source,
+        key: Vec::new(),
     })
 }
 
@@ -252,10 +262,20 @@ fn lines(records: &[Json]) -> Vec<String> {
     records.iter().map(Json::to_string).collect()
 }
 
-/// In a stable order: by their text.
-fn sorted(records: &[Json]) -> Vec<Json> {
+/// In a stable order: by their key fields (when they have a key), then their text.
+fn sorted(records: &[Json], key: &[String]) -> Vec<Json> {
     let mut out = records.to_vec();
-    out.sort_by_cached_key(Json::to_string);
+    out.sort_by_cached_key(|r| {
+        let k: Vec<String> = key
+            .iter()
+            .map(|f| match r.get(f) {
+                Some(Json::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+                None => String::new(),
+            })
+            .collect();
+        (k, r.to_string())
+    });
     out
 }
 
@@ -283,7 +303,7 @@ fn compare(path: &Path, got: &Received) -> Result<Option<String>, Error> {
         )));
     };
     let (want, have) = if got.unordered {
-        (sorted(&expected), sorted(&got.records))
+        (sorted(&expected, &got.key), sorted(&got.records, &got.key))
     } else {
         (expected, got.records.clone())
     };
