@@ -101,6 +101,11 @@ pub enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Print a completion script for a shell (bash, zsh, fish, powershell, elvish)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Start the bundled demo restaurant API and collect from it
     Demo {
         /// Port of the demo API on 127.0.0.1

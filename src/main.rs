@@ -87,12 +87,22 @@ fn command(cli: Cli) -> Result<Outcome, Error> {
         } => app::state(&file, reset, data_dir.as_deref(), console),
         Command::Graph { file, format } => app::graph(&file, format, console),
         Command::Fmt { file, check } => app::fmt(&file, check, console),
+        Command::Completions { shell } => completions(shell),
         Command::Demo {
             port,
             data_dir,
             seconds,
         } => app::demo::run(port, data_dir, seconds),
     }
+}
+
+/// `hamstr completions SHELL`: the script, from the same definitions clap parses with.
+fn completions(shell: clap_complete::Shell) -> Result<Outcome, Error> {
+    use clap::CommandFactory;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "hamstr", &mut script);
+    app::print_stdout(&String::from_utf8_lossy(&script))?;
+    Ok(Outcome::Success)
 }
 
 /// hamstr prefers a small resident size to mimalloc's defaults: arenas committed as they

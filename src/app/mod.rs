@@ -125,7 +125,7 @@ impl From<crate::state::StateError> for Error {
 
 /// Writes `text` to stdout: the one way a command prints its answer. A reader that
 /// closed the pipe becomes [`Error::ReaderLeft`] instead of `print!`'s panic.
-pub(crate) fn print_stdout(text: &str) -> Result<(), Error> {
+pub fn print_stdout(text: &str) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
