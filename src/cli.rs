@@ -101,6 +101,8 @@ pub enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// The language server, on standard input and output, for editors
+    Lsp,
     /// Print a completion script for a shell (bash, zsh, fish, powershell, elvish)
     Completions {
         #[arg(value_enum)]

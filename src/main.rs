@@ -28,7 +28,10 @@ fn main() -> ExitCode {
 
 fn command(cli: Cli) -> Result<Outcome, Error> {
     let live = matches!(cli.command, Command::Run { .. } | Command::Demo { .. });
-    let console = if matches!(cli.command, Command::Try { .. } | Command::Test { .. }) {
+    let console = if matches!(
+        cli.command,
+        Command::Try { .. } | Command::Test { .. } | Command::Lsp
+    ) {
         Console::start_quiet()
     } else {
         Console::start(live)
@@ -88,6 +91,7 @@ fn command(cli: Cli) -> Result<Outcome, Error> {
         Command::Graph { file, format } => app::graph(&file, format, console),
         Command::Fmt { file, check } => app::fmt(&file, check, console),
         Command::Completions { shell } => completions(shell),
+        Command::Lsp => app::lsp(),
         Command::Demo {
             port,
             data_dir,

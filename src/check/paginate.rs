@@ -5,7 +5,7 @@ use super::props::Signature;
 use super::{Code, Ctx, Paginate, DEFAULT_MAX_PAGES};
 use crate::syntax::ast::{self, ExprKind};
 
-const PAGINATORS: &[&str] = &[
+pub(crate) const PAGINATORS: &[&str] = &[
     "none",
     "page",
     "offset",

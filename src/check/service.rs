@@ -6,7 +6,7 @@ use super::{Auth, Code, Ctx, Retry, Service, Text};
 use crate::syntax::ast::{self, ExprKind};
 use crate::syntax::Span;
 
-const PROPS: &[&str] = &[
+pub(crate) const PROPS: &[&str] = &[
     "base_url",
     "auth",
     "headers",
@@ -16,7 +16,7 @@ const PROPS: &[&str] = &[
     "retry",
     "max_body",
 ];
-const AUTH_KINDS: &[&str] = &["bearer", "basic", "api_key", "none"];
+pub(crate) const AUTH_KINDS: &[&str] = &["bearer", "basic", "api_key", "none"];
 const DEFAULT_MAX_BODY: u64 = 64 * 1024 * 1024;
 
 impl<'e> Ctx<'e> {
