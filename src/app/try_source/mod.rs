@@ -6,6 +6,7 @@
 
 mod flags;
 mod render;
+mod report;
 
 use super::{load, Console, Error, Outcome};
 use crate::check::{Pipeline, Source};
@@ -14,10 +15,10 @@ use crate::nodes::extract::Extractor;
 use crate::nodes::source::http::{Request, ServiceClient};
 use crate::nodes::source::paginate::{Next, Pager};
 use crate::nodes::source::{base_url, body_json};
-use crate::nodes::tape::{Exchange, Tape};
+use crate::nodes::tape::Tape;
 use crate::nodes::value::write_record;
 use crate::stop::Stop;
-use serde::Serialize;
+use report::{NextRequest, PageTrial, ParentTrial, Rejected, Trial, Triggered};
 use serde_json::{Map, Value as Json};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -48,75 +49,6 @@ const SHOWN_RECORDS: usize = 10;
 const JSON_RECORDS: usize = 50;
 /// The parent records whose requests a child source shows.
 const PARENT_RECORDS: usize = 5;
-
-/// Everything `try` found, printed as tables or as one JSON object.
-#[derive(Debug, Serialize)]
-struct Trial {
-    source: String,
-    service: String,
-    /// For a child source: its parent and the requests its first records trigger.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    parent: Option<ParentTrial>,
-    pages: Vec<PageTrial>,
-    flags: Vec<flags::Flag>,
-    /// Why the trial stopped short (a request that failed), secrets masked.
-    error: Option<String>,
-    #[serde(skip)]
-    fields: Vec<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct ParentTrial {
-    source: String,
-    /// The parent's first page, as fetched to find its records.
-    page: Option<PageTrial>,
-    /// The first requests the parent's first records would trigger.
-    requests: Vec<Triggered>,
-}
-
-#[derive(Debug, Serialize)]
-struct Triggered {
-    /// The parent record, as the child sees it (`parent.FIELD`).
-    record: Json,
-    request: String,
-}
-
-#[derive(Debug, Serialize)]
-struct PageTrial {
-    page: u64,
-    /// Every exchange the page took: retries and redirects too.
-    exchanges: Vec<Exchange>,
-    elapsed_ms: u64,
-    /// How many items `records` selected.
-    selected: usize,
-    /// How many of them became records, and how many of those `where` let through.
-    records: usize,
-    passed: usize,
-    /// The first records, field by field.
-    sample: Vec<Map<String, Json>>,
-    rejected: Vec<Rejected>,
-    next: NextRequest,
-}
-
-#[derive(Debug, Serialize)]
-struct Rejected {
-    /// The item's place on the page, from 1.
-    item: usize,
-    reason: String,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "snake_case")]
-enum NextRequest {
-    /// What the paginator asks next; `fetched` says whether `--pages` let it go out.
-    Request { request: String, fetched: bool },
-    /// The last page: nothing comes next.
-    Done,
-    /// The paginator stopped early, and why.
-    Stopped(String),
-    /// The page was not answered.
-    None,
-}
 
 /// `hamstr try FILE SOURCE`.
 pub fn try_source(file: &Path, args: &TryArgs, console: Console) -> Result<Outcome, Error> {

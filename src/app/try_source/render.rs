@@ -2,7 +2,8 @@
 //! records fitted to the terminal's width, rejections, the next request, and the flags.
 //! Everything that came from the API is filtered (`api_text`) on its way to the terminal.
 
-use super::{NextRequest, PageTrial, Trial, SHOWN_RECORDS};
+use super::report::{NextRequest, PageTrial, Trial};
+use super::SHOWN_RECORDS;
 use crate::nodes::net::{api_text, SHOWN};
 use comfy_table::{presets, ContentArrangement, Table};
 use serde_json::{Map, Value as Json};
