@@ -6,7 +6,6 @@
 //! Run with `cargo bench --bench check_bench` (or `benches/check_bench.sh`). The ratio
 //! of the two sizes should stay near 10: checking is meant to be linear in the file.
 
-use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 #[path = "common/big_pipeline.rs"]
