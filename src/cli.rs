@@ -1,7 +1,7 @@
 //! Command-line arguments (clap).
 
 use clap::{Parser, Subcommand};
-use hamstr::app::{CheckFormat, DumpFormat, GraphFormat};
+use hamstr::app::{CheckFormat, DumpFormat, GraphFormat, TryFormat};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -35,6 +35,37 @@ pub enum Command {
         /// Where state and sled sinks live (default: .hamstr/ beside the file)
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Write every HTTP exchange of the services to DIR, one readable file each,
+        /// secrets masked (DIR is created)
+        #[arg(long, value_name = "DIR", conflicts_with = "replay")]
+        record: Option<PathBuf>,
+        /// Answer the services' requests from the exchanges recorded in DIR, without
+        /// any network
+        #[arg(long, value_name = "DIR")]
+        replay: Option<PathBuf>,
+    },
+    /// Run one source for a few pages and show what a run would make of them, touching
+    /// no state and no sink: requests, answers, records, rejections, the next request,
+    /// and fields null in every item
+    Try {
+        file: PathBuf,
+        source: String,
+        /// How many pages to follow
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        pages: u64,
+        /// The tenant to try the source for (tenants are not implemented yet)
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long, value_enum, default_value_t = TryFormat::Human)]
+        format: TryFormat,
+    },
+    /// Run the pipeline's offline tests: each recording in tests/NAME/recording/ beside
+    /// it, replayed into a fresh data directory, against tests/NAME/expected/SINK.jsonl
+    Test {
+        file: PathBuf,
+        /// Write the expected files from what the sinks receive
+        #[arg(long)]
+        update: bool,
     },
     /// Print what a sled sink, an aggregate or a source holds (a source: its keys; with --rejected, its rejected records)
     Dump {
@@ -69,6 +100,13 @@ pub enum Command {
         /// Write nothing; exit 1 and print a diff when the file is not canonical
         #[arg(long)]
         check: bool,
+    },
+    /// The language server, on standard input and output, for editors
+    Lsp,
+    /// Print a completion script for a shell (bash, zsh, fish, powershell, elvish)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
     /// Start the bundled demo restaurant API and collect from it
     Demo {

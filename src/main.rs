@@ -28,7 +28,14 @@ fn main() -> ExitCode {
 
 fn command(cli: Cli) -> Result<Outcome, Error> {
     let live = matches!(cli.command, Command::Run { .. } | Command::Demo { .. });
-    let console = Console::start(live);
+    let console = if matches!(
+        cli.command,
+        Command::Try { .. } | Command::Test { .. } | Command::Lsp
+    ) {
+        Console::start_quiet()
+    } else {
+        Console::start(live)
+    };
     match cli.command {
         Command::Check { file, format } => app::check(&file, format, console),
         Command::Run {
@@ -36,7 +43,39 @@ fn command(cli: Cli) -> Result<Outcome, Error> {
             once,
             no_watch,
             data_dir,
-        } => app::run(&file, once, !no_watch, data_dir.as_deref(), console),
+            record,
+            replay,
+        } => {
+            let exchanges = match (record, replay) {
+                (Some(dir), _) => app::Exchanges::Record(dir),
+                (None, Some(dir)) => app::Exchanges::Replay(dir),
+                (None, None) => app::Exchanges::Live,
+            };
+            app::run(
+                &file,
+                once,
+                !no_watch,
+                data_dir.as_deref(),
+                &exchanges,
+                console,
+            )
+        }
+        Command::Try {
+            file,
+            source,
+            pages,
+            tenant,
+            format,
+        } => {
+            let args = app::TryArgs {
+                source,
+                pages,
+                tenant,
+                format,
+            };
+            app::try_source(&file, &args, console)
+        }
+        Command::Test { file, update } => app::test(&file, update, console),
         Command::Dump {
             file,
             name,
@@ -51,12 +90,23 @@ fn command(cli: Cli) -> Result<Outcome, Error> {
         } => app::state(&file, reset, data_dir.as_deref(), console),
         Command::Graph { file, format } => app::graph(&file, format, console),
         Command::Fmt { file, check } => app::fmt(&file, check, console),
+        Command::Completions { shell } => completions(shell),
+        Command::Lsp => app::lsp(),
         Command::Demo {
             port,
             data_dir,
             seconds,
         } => app::demo::run(port, data_dir, seconds),
     }
+}
+
+/// `hamstr completions SHELL`: the script, from the same definitions clap parses with.
+fn completions(shell: clap_complete::Shell) -> Result<Outcome, Error> {
+    use clap::CommandFactory;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "hamstr", &mut script);
+    app::print_stdout(&String::from_utf8_lossy(&script))?;
+    Ok(Outcome::Success)
 }
 
 /// hamstr prefers a small resident size to mimalloc's defaults: arenas committed as they

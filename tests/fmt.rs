@@ -454,7 +454,12 @@ const PIECES: &[&str] = &[
 fn mutated_examples_never_panic() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     for entry in std::fs::read_dir(root).unwrap() {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        let path = entry.unwrap().path();
+        // examples/ holds the tests of its pipelines beside them.
+        if path.extension().is_none_or(|x| x != "hmr") {
+            continue;
+        }
+        let text = std::fs::read_to_string(path).unwrap();
         let cuts: Vec<usize> = (0..text.len())
             .step_by(7)
             .filter(|&i| text.is_char_boundary(i))

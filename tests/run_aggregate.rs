@@ -432,6 +432,7 @@ flow orders -> store
         let opts = Options {
             once: false,
             base_dir: dir.path().to_path_buf(),
+            ..Options::default()
         };
         rt.spawn(async move { runtime::run(plan, store, opts, stop, Some(reload_rx)).await })
     };

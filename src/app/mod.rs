@@ -10,12 +10,18 @@ pub mod demo;
 mod fmt;
 mod inspect;
 mod load;
+mod lsp;
 mod run;
+mod test_pipeline;
+mod try_source;
 
 pub use fmt::fmt;
 pub use inspect::{dump, graph, state, DumpFormat, GraphFormat};
 pub use load::{check, open_store, CheckFormat};
-pub use run::run;
+pub use lsp::lsp;
+pub use run::{run, Exchanges};
+pub use test_pipeline::test;
+pub use try_source::{try_source, TryArgs, TryFormat};
 
 use std::io::{IsTerminal, Write};
 
@@ -121,7 +127,7 @@ impl From<crate::state::StateError> for Error {
 
 /// Writes `text` to stdout: the one way a command prints its answer. A reader that
 /// closed the pipe becomes [`Error::ReaderLeft`] instead of `print!`'s panic.
-pub(crate) fn print_stdout(text: &str) -> Result<(), Error> {
+pub fn print_stdout(text: &str) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
@@ -142,6 +148,16 @@ impl Console {
     /// which on a terminal show a live line per source; logs then keep to warnings unless
     /// `RUST_LOG` asks for more.
     pub fn start(live: bool) -> Console {
+        Console::start_with(live, false)
+    }
+
+    /// For commands that report what runs did themselves (`try`, `test`): logs keep to
+    /// warnings unless `RUST_LOG` asks for more.
+    pub fn start_quiet() -> Console {
+        Console::start_with(false, true)
+    }
+
+    fn start_with(live: bool, quiet: bool) -> Console {
         let terminal = std::io::stderr().is_terminal();
         // no-color.org: only a NO_COLOR that is set and not empty turns colour off.
         let color = terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
@@ -149,7 +165,11 @@ impl Console {
         if live {
             crate::runtime::progress::enable();
         }
-        let default = if live { "hamstr=warn" } else { "hamstr=info" };
+        let default = if live || quiet {
+            "hamstr=warn"
+        } else {
+            "hamstr=info"
+        };
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
         let _ = tracing_subscriber::fmt()

@@ -4,11 +4,12 @@
 use super::load::{self, Loaded};
 use super::{control, Console, Error, Outcome};
 use crate::check::Pipeline;
+use crate::nodes::tape::Tape;
 use crate::plan::Plan;
 use crate::runtime::{self, Options, Reload, Report};
 use crate::state::StateStore;
 use crate::stop::Stop;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
@@ -19,6 +20,29 @@ use tokio::sync::mpsc;
 /// reader holding one cannot stop the rest.
 const BLOCKING_THREADS: usize = 4;
 
+/// Where the services' exchanges go: to the network, recorded on the way, or answered
+/// from a recording (spec §16).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Exchanges {
+    #[default]
+    Live,
+    Record(PathBuf),
+    Replay(PathBuf),
+}
+
+impl Exchanges {
+    /// The tape of a run; a folder that cannot be recorded into or replayed from is an
+    /// error before anything runs.
+    pub(super) fn tape(&self) -> Result<Option<Arc<Tape>>, Error> {
+        let tape = match self {
+            Exchanges::Live => return Ok(None),
+            Exchanges::Record(dir) => Tape::record(dir),
+            Exchanges::Replay(dir) => Tape::replay(dir),
+        };
+        tape.map(|t| Some(Arc::new(t))).map_err(Error::Io)
+    }
+}
+
 /// `hamstr run FILE`. With `once`, a summary on stderr, and [`Outcome::Failure`] when a
 /// source failed or records still wait in a sink's queue.
 pub fn run(
@@ -26,13 +50,20 @@ pub fn run(
     once: bool,
     watch: bool,
     data_dir: Option<&Path>,
+    exchanges: &Exchanges,
     console: Console,
 ) -> Result<Outcome, Error> {
     super::private_files();
     let loaded = load::load(file, console)?;
+    let tape = exchanges.tape()?;
     let dir = load::data_dir(&loaded, data_dir);
     let store = load::open_store(&dir)?;
-    let report = run_loaded(file, &loaded, store, &dir, once, watch && !once, console)?;
+    let how = How {
+        once,
+        watch: watch && !once,
+        tape,
+    };
+    let report = run_loaded(file, &loaded, store, &dir, how, console)?;
     if report.reader_gone {
         // A `stdout()` sink's reader left: the run ended like any tool whose reader is
         // gone; what was not written was not committed and is fetched again next time.
@@ -49,17 +80,25 @@ pub fn run(
     })
 }
 
+/// How a run goes: one time or on schedules, reloaded on saves or not, and through
+/// which tape its exchanges go.
+pub(super) struct How {
+    pub once: bool,
+    pub watch: bool,
+    pub tape: Option<Arc<Tape>>,
+}
+
 /// Runs `loaded` on a fresh tokio runtime. With `watch`, saving the file reloads it: a
 /// file with errors is reported and the running graph goes on untouched.
-fn run_loaded(
+pub(super) fn run_loaded(
     path: &Path,
     loaded: &Loaded,
     store: Arc<dyn StateStore>,
     data_dir: &Path,
-    once: bool,
-    watch: bool,
+    how: How,
     console: Console,
 ) -> Result<Report, Error> {
+    let How { once, watch, tape } = how;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(BLOCKING_THREADS)
@@ -103,6 +142,7 @@ fn run_loaded(
         let opts = Options {
             once,
             base_dir: loaded.base_dir.clone(),
+            tape,
         };
         runtime::run(Plan::new(&loaded.pipeline), store, opts, stop, reloads)
             .await

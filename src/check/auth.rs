@@ -8,7 +8,8 @@ use crate::syntax::ast::{self, ExprKind};
 use crate::syntax::Span;
 use std::collections::BTreeMap;
 
-const AUTH_KINDS: &[&str] = &["bearer", "basic", "api_key", "oauth2", "aws_sigv4", "none"];
+pub(crate) const AUTH_KINDS: &[&str] =
+    &["bearer", "basic", "api_key", "oauth2", "aws_sigv4", "none"];
 const KINDS_HELP: &str = "the auth kinds are: bearer(token), basic(user, password), api_key(header = ..., value = ...), api_key(query = ..., value = ...), oauth2(token_url = ..., client_id = ..., client_secret = ...), aws_sigv4(region, service, access_key, secret_key)";
 
 impl<'e> Ctx<'e> {

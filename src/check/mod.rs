@@ -23,10 +23,22 @@ mod secrets;
 mod service;
 mod sink;
 mod source;
-mod suggest;
+pub mod suggest;
 mod values;
 
 pub use diagnostic::{Code, Diagnostic, Label, Report, Severity};
+
+/// The words the checker accepts: the language server's reference is tested against
+/// them, so that it offers every one.
+#[cfg(test)]
+pub(crate) mod vocabulary {
+    pub(crate) use super::auth::AUTH_KINDS;
+    pub(crate) use super::functions::FUNCTIONS;
+    pub(crate) use super::paginate::PAGINATORS;
+    pub(crate) use super::service::PROPS as SERVICE_PROPS;
+    pub(crate) use super::sink::SINK_KINDS;
+    pub(crate) use super::source::PROPS as SOURCE_PROPS;
+}
 pub use pipeline::*;
 
 use crate::syntax::{self, ast, Span};

@@ -6,7 +6,7 @@ use super::props::Signature;
 use super::{Code, Ctx, Label, More, Paginate, Pick, DEFAULT_MAX_PAGES};
 use crate::syntax::ast::{self, ExprKind};
 
-const PAGINATORS: &[&str] = &[
+pub(crate) const PAGINATORS: &[&str] = &[
     "none",
     "page",
     "offset",

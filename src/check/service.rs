@@ -4,7 +4,7 @@ use super::{Auth, Code, Ctx, Retry, Service, Text};
 use crate::syntax::ast::{self, ExprKind};
 use crate::syntax::Span;
 
-const PROPS: &[&str] = &[
+pub(crate) const PROPS: &[&str] = &[
     "base_url",
     "auth",
     "headers",

@@ -8,7 +8,7 @@ use crate::syntax::ast::{self, ExprKind};
 use crate::syntax::Span;
 use std::collections::BTreeMap;
 
-const SINK_KINDS: &[&str] = &["sled", "jsonl", "stdout", "postgres", "webhook"];
+pub(crate) const SINK_KINDS: &[&str] = &["sled", "jsonl", "stdout", "postgres", "webhook"];
 
 /// Where each `from -> to` edge was written, for pointing at it.
 pub(super) type EdgeSpans = Vec<(String, String, Span)>;

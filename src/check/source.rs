@@ -11,7 +11,7 @@ use super::{Code, Ctx, Decls, Label, Paginate, Pipeline, Source, Type};
 use crate::syntax::ast::{self, ExprKind};
 use std::collections::BTreeSet;
 
-const PROPS: &[&str] = &[
+pub(crate) const PROPS: &[&str] = &[
     "get",
     "post",
     "query",

@@ -10,6 +10,7 @@ pub mod net;
 pub mod record;
 pub mod sink;
 pub mod source;
+pub mod tape;
 pub mod value;
 
 /// Runs blocking work (sled, extraction) on tokio's blocking pool, off the async

@@ -1,7 +1,10 @@
 //! What service calls and webhooks share: the HTTP connection pool, retry timing
-//! (backoff with jitter, `Retry-After`) and the texts of HTTP errors.
+//! (backoff with jitter, `Retry-After`) and the texts of HTTP errors; and [`send`], the
+//! one place a service's request leaves (or is answered from a recording).
 
 use crate::check::Retry;
+use crate::masking::Masker;
+use crate::nodes::tape::{SendError, Tape};
 use crate::stop::Stop;
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
@@ -23,6 +26,22 @@ pub fn client_from(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, S
         .pool_idle_timeout(Duration::from_secs(30))
         .build()
         .map_err(|e| format!("cannot set up the HTTP client: {}", error_chain(&e)))
+}
+
+/// Sends a service's request: over the network, or through `tape` when the run records,
+/// replays or watches its exchanges (`masker` masks what a recording keeps; `max_body`
+/// bounds what it reads).
+pub async fn send(
+    http: &reqwest::Client,
+    tape: Option<&Tape>,
+    request: reqwest::Request,
+    masker: &Masker,
+    max_body: u64,
+) -> Result<reqwest::Response, SendError> {
+    match tape {
+        None => http.execute(request).await.map_err(SendError::Http),
+        Some(tape) => tape.send(http, request, masker, max_body).await,
+    }
 }
 
 /// How long to wait before attempt `attempt + 1`: exponential backoff from `retry.backoff`,

@@ -267,6 +267,24 @@ impl Extractor {
         }
     }
 
+    /// Each field's value for an item, or why it has none: what `hamstr try` shows of
+    /// the items a record was not made of, and how it finds fields null everywhere.
+    pub fn field_values(
+        &self,
+        item: &Json,
+        parent: Option<&serde_json::Map<String, Json>>,
+    ) -> Vec<Result<Val, String>> {
+        let env = Env {
+            item: Some(item),
+            parent,
+            fields: &[],
+        };
+        self.fields
+            .iter()
+            .map(|(ty, _, expr)| field_value(expr, *ty, &env))
+            .collect()
+    }
+
     /// The record's key as the store spells it ([`crate::state::keys`]): two records
     /// with different key values never share it.
     pub fn key_of(&self, r: &Record) -> Vec<u8> {

@@ -100,12 +100,15 @@ impl Graph {
             }
             let client = match self.clients.get(&svc.name) {
                 Some((old, c)) if old == svc => c.clone(),
-                _ => Arc::new(ServiceClient::new(
-                    self.http.clone(),
-                    svc,
-                    masker.clone(),
-                    self.store.location(),
-                )?),
+                _ => Arc::new(
+                    ServiceClient::new(
+                        self.http.clone(),
+                        svc,
+                        masker.clone(),
+                        self.store.location(),
+                    )?
+                    .with_tape(self.opts.tape.clone()),
+                ),
             };
             clients.insert(svc.name.clone(), (svc.clone(), client));
         }

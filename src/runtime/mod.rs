@@ -10,6 +10,7 @@ mod schedule;
 mod supervise;
 mod units;
 
+use crate::nodes::tape::Tape;
 use crate::plan::diff::Diff;
 use crate::plan::Plan;
 use crate::state::StateStore;
@@ -37,6 +38,9 @@ pub struct Options {
     pub once: bool,
     /// The folder of the pipeline file: relative paths are resolved against it.
     pub base_dir: PathBuf,
+    /// Where the services' exchanges are recorded or replayed from (`run --record`,
+    /// `--replay`).
+    pub tape: Option<Arc<Tape>>,
 }
 
 /// What each source did, for the summary and the exit code.

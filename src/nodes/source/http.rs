@@ -8,13 +8,14 @@ use crate::nodes::auth::{AuthError, Authorizer, Used};
 use crate::nodes::net::{
     self, api_text, body_excerpt, error_chain, gave_up, with_retries, GaveUp, SHOWN,
 };
+use crate::nodes::tape::{SendError, Tape};
 use crate::stop::Stop;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value as Json;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use url::Url;
@@ -60,6 +61,9 @@ pub struct ServiceClient {
     /// No request to this service starts before this instant (Retry-After, RateLimit).
     pause_until: Mutex<Option<Instant>>,
     pub masker: Masker,
+    /// Where exchanges are recorded, replayed from or watched (`run --record/--replay`,
+    /// `try`).
+    tape: Option<Arc<Tape>>,
 }
 
 impl ServiceClient {
@@ -104,7 +108,14 @@ impl ServiceClient {
             max_body: svc.max_body,
             pause_until: Mutex::new(None),
             masker,
+            tape: None,
         })
+    }
+
+    /// The client with its exchanges going through `tape`.
+    pub fn with_tape(mut self, tape: Option<Arc<Tape>>) -> ServiceClient {
+        self.tape = tape;
+        self
     }
 
     /// A URL for a message: secrets masked, then cut and filtered like any API-derived
@@ -321,27 +332,42 @@ impl ServiceClient {
         } else {
             Used::default()
         };
-        let resp = self.http.execute(request).await.map_err(|e| {
-            let kind = if e.is_timeout() {
-                "timed out"
-            } else if e.is_connect() {
-                "could not connect"
-            } else {
-                "failed"
-            };
-            Attempt::Retry(
+        let tape = self.tape.as_deref();
+        let sent = net::send(&self.http, tape, request, &self.masker, self.max_body).await;
+        let resp = sent.map_err(|e| match e {
+            SendError::Http(e) => self.network_failure(req, e),
+            SendError::Failed(text) => Attempt::Retry(
                 FetchError {
-                    message: format!(
-                        "request to {} {kind}: {}",
-                        self.shown_url(&req.url),
-                        api_text(&self.masker.mask(&error_chain(&e.without_url())), 2 * SHOWN)
-                    ),
+                    message: format!("request to {} failed: {text}", self.shown_url(&req.url)),
                     status: None,
                 },
                 None,
-            )
+            ),
+            SendError::Fatal(text) => Attempt::fatal(text, None),
         })?;
         Ok((resp, used))
+    }
+
+    /// A request that got no answer: worth trying again.
+    fn network_failure(&self, req: &Request, e: reqwest::Error) -> Attempt {
+        let kind = if e.is_timeout() {
+            "timed out"
+        } else if e.is_connect() {
+            "could not connect"
+        } else {
+            "failed"
+        };
+        Attempt::Retry(
+            FetchError {
+                message: format!(
+                    "request to {} {kind}: {}",
+                    self.shown_url(&req.url),
+                    api_text(&self.masker.mask(&error_chain(&e.without_url())), 2 * SHOWN)
+                ),
+                status: None,
+            },
+            None,
+        )
     }
 
     /// Reads a body up to `max_body`; a larger one is refused without reading it all.

@@ -203,8 +203,23 @@ impl Poller {
         parent: Option<&serde_json::Map<String, Json>>,
         query: &[(String, String)],
     ) -> Result<Url, Failed> {
+        base_url(&self.src, &self.client, parent, query)
+    }
+}
+
+/// The service's base URL joined with the source's path (placeholders filled from the
+/// parent record, each a percent-encoded path segment) and the run's `query`. A
+/// placeholder value that is empty, `.` or `..` would name another path (`..` is
+/// resolved away, with the service's credentials): the record is rejected instead.
+pub fn base_url(
+    src: &Source,
+    client: &ServiceClient,
+    parent: Option<&serde_json::Map<String, Json>>,
+    query: &[(String, String)],
+) -> Result<Url, Failed> {
+    {
         let mut path = String::new();
-        let mut rest = self.src.path.as_str();
+        let mut rest = src.path.as_str();
         while let Some(open) = rest.find('{') {
             let Some(close) = rest[open..].find('}') else {
                 break;
@@ -223,21 +238,21 @@ impl Poller {
                 let shown = crate::nodes::net::api_text(&value, SHOWN);
                 return Err(Failed::Rejected(format!(
                     "placeholder `{{{field}}}` is `{shown}` ({what}), which would change the path `{}`: no request was made",
-                    self.src.path
+                    src.path
                 )));
             }
             path.push_str(&percent_encoding::utf8_percent_encode(&value, SEGMENT).to_string());
             rest = &rest[open + close + 1..];
         }
         path.push_str(rest);
-        let base = self.client.base.as_str().trim_end_matches('/');
+        let base = client.base.as_str().trim_end_matches('/');
         let joined = if path.is_empty() || path.starts_with('/') {
             format!("{base}{path}")
         } else {
             format!("{base}/{path}")
         };
         let mut url = Url::parse(&joined).map_err(|e| {
-            let shown = crate::nodes::net::api_text(&self.client.masker.mask(&joined), SHOWN);
+            let shown = crate::nodes::net::api_text(&client.masker.mask(&joined), SHOWN);
             Failed::Error(format!("bad URL `{shown}`: {e}"))
         })?;
         if !query.is_empty() {
@@ -260,12 +275,21 @@ const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
 
 /// Why a run fetched nothing more.
 #[derive(Debug)]
-enum Failed {
+pub enum Failed {
     /// The run failed: the error names why.
     Error(String),
     /// The parent record names no request (a placeholder value that would change the
     /// path): the record is rejected with this reason.
     Rejected(String),
+}
+
+impl Failed {
+    /// Why, in words.
+    pub fn reason(self) -> String {
+        match self {
+            Failed::Error(e) | Failed::Rejected(e) => e,
+        }
+    }
 }
 
 impl From<String> for Failed {
