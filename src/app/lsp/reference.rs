@@ -32,6 +32,9 @@ pub const PROPERTIES: &[(&str, &str, &str)] = &[
     ("incremental", "cursor", "The field whose greatest value is the watermark (a `datetime`, number or string field)."),
     ("incremental", "param", "The query parameter that carries the watermark to the API: `param = \"updated_since\"`."),
     ("incremental", "order", "`newest_first` when the API lists newest records first: the run stops once it reaches older ones."),
+    ("incremental", "format", "How the watermark is written into `param`: `\"unix\"`, `\"unix_ms\"` or a strftime pattern (default RFC 3339)."),
+    ("incremental", "lookback", "Reach back this far behind the watermark (`lookback = 10m`) for records that arrive late; their keys settle duplicates."),
+    ("incremental", "resume", "The path of an opaque resume token in each page (`resume = $.after_cursor`), sent as `param` by the next run."),
     ("incremental", "start", "The watermark before anything was collected: `start = \"2024-01-01T00:00:00Z\"`."),
     ("aggregate", "from", "The sources whose records the aggregate reads: `from = [orders]`."),
     ("aggregate", "group_by", "The groups: `group_by = [day(created_at), currency]`."),
@@ -53,6 +56,8 @@ pub const AUTH_KINDS: &[(&str, &str)] = &[
     ("bearer", "`bearer(TOKEN)`: `Authorization: Bearer TOKEN`."),
     ("basic", "`basic(USER, PASSWORD)`: HTTP Basic authentication."),
     ("api_key", "`api_key(header = \"X-Api-Key\", value = KEY)` or `api_key(query = \"key\", value = KEY)`."),
+    ("oauth2", "`oauth2(token_url = URL, client_id = ID, client_secret = SECRET, scope = ..., refresh_token = ...)`: OAuth2 access tokens, renewed before they expire; a rotated refresh token is kept in the data directory."),
+    ("aws_sigv4", "`aws_sigv4(region = \"eu-west-1\", service = \"lambda\", access_key = ..., secret_key = ..., session_token = ...)`: every request signed with AWS Signature Version 4."),
     ("none", "`none`: no credentials."),
 ];
 
@@ -100,6 +105,9 @@ pub const FUNCTIONS: &[(&str, &str)] = &[
     ("round", "`round(x, digits)`: a number rounded."),
     ("abs", "`abs(x)`: the absolute value."),
     ("length", "`length(x)`: the length of a text or a list."),
+    ("unix", "`unix(t)`: a datetime as whole seconds since 1970 (`query { since = unix(watermark) }`)."),
+    ("unix_ms", "`unix_ms(t)`: a datetime as milliseconds since 1970."),
+    ("format_datetime", "`format_datetime(t, \"%Y-%m-%d %H:%M\")`: a datetime written with a strftime pattern."),
     ("env", "`env(\"NAME\", \"default\")`: an environment variable, masked as a secret wherever hamstr prints."),
 ];
 
