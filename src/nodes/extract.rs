@@ -130,7 +130,10 @@ struct RunState {
     start_watermark: Option<Val>,
     max_cursor: Option<Val>,
     broken: bool,
-    keys: HashMap<Vec<u8>, u64>,
+    /// The fingerprints of keys seen by pages not yet committed, with the page that set
+    /// each: a committed page's keys are read from the store again, so this holds only
+    /// the pages in flight, not every key of the run.
+    keys: HashMap<Vec<u8>, (u64, u64)>,
     /// Keys with an entry in the rejected list: one that converts now loses it.
     rejected: std::collections::HashSet<Vec<u8>>,
     summary: RunSummary,
@@ -374,7 +377,7 @@ impl ExtractNode {
             if let Some(k) = &key {
                 let fp = xxhash_rust::xxh3::xxh3_64(&json);
                 let known = match run.keys.get(k) {
-                    Some(f) => Some(*f),
+                    Some((f, _)) => Some(*f),
                     None => self
                         .store
                         .key(&self.source, k)
@@ -385,7 +388,7 @@ impl ExtractNode {
                 if known == Some(fp) {
                     continue;
                 }
-                run.keys.insert(k.clone(), fp);
+                run.keys.insert(k.clone(), (fp, id));
                 if self.incremental {
                     if let Some(order) = cursor.as_ref().and_then(cursor_order::encode) {
                         part.commit
@@ -481,6 +484,12 @@ impl ExtractNode {
                 tracing::error!(source = %self.source, error = %e, "cannot commit a page");
                 run.broken = true;
                 return;
+            }
+            // In the store now: forgotten here, unless a later page changed it again.
+            for (k, _) in &commit.keys {
+                if run.keys.get(k).is_some_and(|(_, page)| *page == p.page) {
+                    run.keys.remove(k);
+                }
             }
             if !commit.child_requests.is_empty() {
                 if let Ok(wakes) = self.wakes.lock() {

@@ -7,7 +7,9 @@ use super::{
     KeyEntry, PageCommit, Prune, Result, SourceMeta, StateError, StateStore, STATE_VERSION,
 };
 use serde_json::Value as Json;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::RwLock;
 
 /// The sled-backed store in a data directory.
 pub struct SledStore {
@@ -17,6 +19,9 @@ pub struct SledStore {
     /// The `db` file sled locks, as opened: when the path names another file or none,
     /// the folder was removed or replaced under the run (and its lock with it).
     lock_file: FileId,
+    /// The trees opened so far, by kind and name: a key lookup per record would
+    /// otherwise name its tree anew (a `format!`) and look it up in sled's own map.
+    trees: RwLock<HashMap<String, HashMap<String, sled::Tree>>>,
 }
 
 impl SledStore {
@@ -62,6 +67,7 @@ impl SledStore {
             db,
             dir: dir.to_path_buf(),
             lock_file,
+            trees: RwLock::default(),
         };
         store.migrate()?;
         let replayed = commit_log::replay(&store.db)?;
@@ -96,7 +102,33 @@ impl SledStore {
     }
 
     fn tree(&self, kind: &str, name: &str) -> Result<sled::Tree> {
-        Ok(self.db.open_tree(format!("{kind}/{name}"))?)
+        if let Some(tree) = self
+            .trees
+            .read()
+            .ok()
+            .and_then(|t| t.get(kind).and_then(|n| n.get(name)).cloned())
+        {
+            return Ok(tree);
+        }
+        let tree = self.db.open_tree(format!("{kind}/{name}"))?;
+        if let Ok(mut trees) = self.trees.write() {
+            trees
+                .entry(kind.to_string())
+                .or_default()
+                .insert(name.to_string(), tree.clone());
+        }
+        Ok(tree)
+    }
+
+    /// Drops a tree, and the handle kept of it.
+    fn drop_tree(&self, kind: &str, name: &str) -> Result<()> {
+        // Held across the drop: no handle of the old tree is cached again meanwhile.
+        let mut trees = self.trees.write().ok();
+        if let Some(names) = trees.as_mut().and_then(|t| t.get_mut(kind)) {
+            names.remove(name);
+        }
+        self.db.drop_tree(format!("{kind}/{name}"))?;
+        Ok(())
     }
 }
 
@@ -306,7 +338,7 @@ impl StateStore for SledStore {
 
     fn reset(&self, source: &str) -> Result<()> {
         for kind in ["keys", "keyidx", "rejected", "queue"] {
-            self.db.drop_tree(format!("{kind}/{source}"))?;
+            self.drop_tree(kind, source)?;
         }
         self.tree("meta", "sources")?.remove(source)?;
         Ok(())
