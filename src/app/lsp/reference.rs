@@ -53,6 +53,8 @@ pub const AUTH_KINDS: &[(&str, &str)] = &[
     ("bearer", "`bearer(TOKEN)`: `Authorization: Bearer TOKEN`."),
     ("basic", "`basic(USER, PASSWORD)`: HTTP Basic authentication."),
     ("api_key", "`api_key(header = \"X-Api-Key\", value = KEY)` or `api_key(query = \"key\", value = KEY)`."),
+    ("oauth2", "`oauth2(token_url = URL, client_id = ID, client_secret = SECRET, scope = \"...\")`: access tokens from a token endpoint, sent as `Authorization: Bearer ...`."),
+    ("aws_sigv4", "`aws_sigv4(region, service, access_key, secret_key, session_token?)`: every request signed with AWS Signature Version 4."),
     ("none", "`none`: no credentials."),
 ];
 
@@ -100,6 +102,9 @@ pub const FUNCTIONS: &[(&str, &str)] = &[
     ("round", "`round(x, digits)`: a number rounded."),
     ("abs", "`abs(x)`: the absolute value."),
     ("length", "`length(x)`: the length of a text or a list."),
+    ("unix", "`unix(t)`: a datetime as seconds since 1970."),
+    ("unix_ms", "`unix_ms(t)`: a datetime as milliseconds since 1970."),
+    ("format_datetime", "`format_datetime(t, \"%Y-%m-%d\")`: a datetime written with a format."),
     ("env", "`env(\"NAME\", \"default\")`: an environment variable, masked as a secret wherever hamstr prints."),
 ];
 
@@ -144,6 +149,37 @@ mod tests {
         }
         for (f, ..) in v::FUNCTIONS {
             assert!(FUNCTIONS.iter().any(|(q, _)| q == f), "function {f}");
+        }
+    }
+
+    /// Whether `word` stands in `text` as a whole word.
+    fn mentions(text: &str, word: &str) -> bool {
+        let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        text.match_indices(word).any(|(i, _)| {
+            !text[..i].chars().next_back().is_some_and(is_word)
+                && !text[i + word.len()..].chars().next().is_some_and(is_word)
+        })
+    }
+
+    /// The editor grammars (editors/) colour every kind, function and property the
+    /// language has, and the VS Code extension carries the TextMate grammar unchanged.
+    #[test]
+    fn the_editor_grammars_know_every_word() {
+        let textmate = include_str!("../../../editors/textmate/hamstr.tmLanguage.json");
+        let vscode = include_str!("../../../editors/vscode/syntaxes/hamstr.tmLanguage.json");
+        let highlights = include_str!("../../../editors/tree-sitter-hamstr/queries/highlights.scm");
+        assert_eq!(
+            textmate, vscode,
+            "editors/vscode/syntaxes/ holds an old copy of the TextMate grammar: `npm run sync-grammar` in editors/vscode"
+        );
+        for list in [PAGINATORS, AUTH_KINDS, SCHEDULES, SINK_KINDS, FUNCTIONS] {
+            for (word, _) in list {
+                assert!(mentions(textmate, word), "the TextMate grammar lacks `{word}`");
+                assert!(mentions(highlights, word), "highlights.scm lacks `{word}`");
+            }
+        }
+        for (_, prop, _) in PROPERTIES {
+            assert!(mentions(textmate, prop), "the TextMate grammar lacks `{prop}`");
         }
     }
 }
