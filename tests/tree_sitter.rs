@@ -127,9 +127,8 @@ fn syntax_errors(path: &Path) -> Vec<String> {
 /// (an escape it does not know, nesting deeper than hamstr allows).
 #[test]
 fn syntax_error_fixtures_are_errors_here_too() {
-    let found_after_parsing = |m: &String| {
-        m.contains("escape") || m.starts_with("nesting deeper than")
-    };
+    let found_after_parsing =
+        |m: &String| m.contains("escape") || m.starts_with("nesting deeper than");
     let mut fixtures = Vec::new();
     hmr_files(&root().join("tests/fixtures"), true, &mut fixtures);
     fixtures.sort();

@@ -174,12 +174,18 @@ mod tests {
         );
         for list in [PAGINATORS, AUTH_KINDS, SCHEDULES, SINK_KINDS, FUNCTIONS] {
             for (word, _) in list {
-                assert!(mentions(textmate, word), "the TextMate grammar lacks `{word}`");
+                assert!(
+                    mentions(textmate, word),
+                    "the TextMate grammar lacks `{word}`"
+                );
                 assert!(mentions(highlights, word), "highlights.scm lacks `{word}`");
             }
         }
         for (_, prop, _) in PROPERTIES {
-            assert!(mentions(textmate, prop), "the TextMate grammar lacks `{prop}`");
+            assert!(
+                mentions(textmate, prop),
+                "the TextMate grammar lacks `{prop}`"
+            );
         }
     }
 }
