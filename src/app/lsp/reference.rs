@@ -154,4 +154,41 @@ mod tests {
             assert!(FUNCTIONS.iter().any(|(q, _)| q == f), "function {f}");
         }
     }
+
+    /// Whether `word` stands in `text` as a whole word.
+    fn mentions(text: &str, word: &str) -> bool {
+        let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        text.match_indices(word).any(|(i, _)| {
+            !text[..i].chars().next_back().is_some_and(is_word)
+                && !text[i + word.len()..].chars().next().is_some_and(is_word)
+        })
+    }
+
+    /// The editor grammars (editors/) colour every kind, function and property the
+    /// language has, and the VS Code extension carries the TextMate grammar unchanged.
+    #[test]
+    fn the_editor_grammars_know_every_word() {
+        let textmate = include_str!("../../../editors/textmate/hamstr.tmLanguage.json");
+        let vscode = include_str!("../../../editors/vscode/syntaxes/hamstr.tmLanguage.json");
+        let highlights = include_str!("../../../editors/tree-sitter-hamstr/queries/highlights.scm");
+        assert_eq!(
+            textmate, vscode,
+            "editors/vscode/syntaxes/ holds an old copy of the TextMate grammar: `npm run sync-grammar` in editors/vscode"
+        );
+        for list in [PAGINATORS, AUTH_KINDS, SCHEDULES, SINK_KINDS, FUNCTIONS] {
+            for (word, _) in list {
+                assert!(
+                    mentions(textmate, word),
+                    "the TextMate grammar lacks `{word}`"
+                );
+                assert!(mentions(highlights, word), "highlights.scm lacks `{word}`");
+            }
+        }
+        for (_, prop, _) in PROPERTIES {
+            assert!(
+                mentions(textmate, prop),
+                "the TextMate grammar lacks `{prop}`"
+            );
+        }
+    }
 }
