@@ -25,6 +25,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod apis;
+mod axum_app;
 pub mod cli;
 mod dataset;
 mod faults;

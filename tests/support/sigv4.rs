@@ -5,9 +5,9 @@
 //! (API Gateway with IAM authorization) would.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use super::axum_app::Running;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -15,7 +15,6 @@ use axum::response::{IntoResponse, Response};
 use hmac::{KeyInit, Mac};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use tokio::sync::oneshot;
 
 type HmacSha256 = hmac::Hmac<Sha256>;
 
@@ -235,10 +234,8 @@ struct Shared {
 /// An API at `/prod/orders` (GET with `?page=N`, or POST with a JSON body) that answers
 /// only correctly signed requests: 403 with AWS's message otherwise.
 pub struct SigV4Api {
-    pub addr: SocketAddr,
+    server: Running,
     shared: Arc<Shared>,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl SigV4Api {
@@ -251,49 +248,18 @@ impl SigV4Api {
         let app = axum::Router::new()
             .route("/prod/orders", axum::routing::any(orders))
             .with_state(shared.clone());
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("addr");
-        let (tx, rx) = oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                // No graceful shutdown: a held request would keep it waiting.
-                tokio::select! {
-                    _ = axum::serve(listener, app) => {}
-                    _ = rx => {}
-                }
-            });
-        });
         SigV4Api {
-            addr,
+            server: Running::start(app),
             shared,
-            stop: Some(tx),
-            thread: Some(thread),
         }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}/prod", self.addr)
+        format!("http://{}/prod", self.server.addr)
     }
 
     pub fn received(&self) -> Vec<Received> {
         self.shared.log.lock().expect("log").clone()
-    }
-}
-
-impl Drop for SigV4Api {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
