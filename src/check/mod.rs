@@ -171,6 +171,16 @@ impl<'e> Ctx<'e> {
         self.diags.last_mut().expect("just pushed")
     }
 
+    /// A property set twice: `message` at the second setting, "first set here" at the first.
+    pub fn set_twice(&mut self, message: String, again: Span, first: Span) {
+        self.error(Code::DuplicateProperty, message, again, "set again here")
+            .labels
+            .push(Label {
+                span: first,
+                text: "first set here".into(),
+            });
+    }
+
     pub fn warn(
         &mut self,
         code: Code,

@@ -47,17 +47,11 @@ impl<'e> Ctx<'e> {
                 continue;
             }
             if let Some(first) = map.get(name) {
-                self.error(
-                    Code::DuplicateProperty,
+                self.set_twice(
                     format!("`{name}` is set twice in {owner}"),
                     stmt.name.span,
-                    "set again here",
-                )
-                .labels
-                .push(Label {
-                    span: first.name.span,
-                    text: "first set here".into(),
-                });
+                    first.name.span,
+                );
                 continue;
             }
             map.insert(name, stmt);

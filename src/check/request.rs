@@ -96,17 +96,11 @@ impl<'e> Ctx<'e> {
                 .take_while(|s| !std::ptr::eq(*s, stmt))
                 .find(|s| s.name.text == stmt.name.text)
             {
-                self.error(
-                    Code::DuplicateProperty,
+                self.set_twice(
                     format!("a query parameter `{}` is set twice", stmt.name.text),
                     stmt.name.span,
-                    "set again here",
-                )
-                .labels
-                .push(Label {
-                    span: first.name.span,
-                    text: "first set here".into(),
-                });
+                    first.name.span,
+                );
                 ok = false;
                 continue;
             }

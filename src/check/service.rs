@@ -174,17 +174,11 @@ impl<'e> Ctx<'e> {
         let mut ok = true;
         for stmt in &block.stmts {
             if let Some(first) = first_set.get(stmt.name.text.as_str()) {
-                self.error(
-                    Code::DuplicateProperty,
+                self.set_twice(
                     format!("{what} `{}` is set twice", stmt.name.text),
                     stmt.name.span,
-                    "set again here",
-                )
-                .labels
-                .push(super::Label {
-                    span: *first,
-                    text: "first set here".into(),
-                });
+                    *first,
+                );
                 ok = false;
                 continue;
             }

@@ -63,13 +63,8 @@ pub(super) fn call(f: Func, args: &[Compiled], env: &Env) -> Result<Val, String>
         Func::FromUnixMs => from_unix(&first, 1)?,
         Func::Now => Val::Datetime(Utc::now()),
         Func::Day | Func::Hour | Func::Month | Func::Year => {
-            let dt = match first {
-                Val::Datetime(d) => d,
-                Val::Str(s) => DateTime::parse_from_rfc3339(&s)
-                    .map_err(|_| format!("string {} is not a datetime", quoted(&s)))?
-                    .with_timezone(&Utc),
-                Val::Null => return Ok(Val::Null),
-                other => return Err(format!("{} is not a datetime", other.type_name())),
+            let Some(dt) = datetime(first)? else {
+                return Ok(Val::Null);
             };
             let fmt = match f {
                 Func::Day => "%Y-%m-%d",
@@ -109,13 +104,8 @@ pub(super) fn call(f: Func, args: &[Compiled], env: &Env) -> Result<Val, String>
             }
         }
         Func::FormatDatetime => {
-            let dt = match first {
-                Val::Datetime(d) => d,
-                Val::Str(s) => DateTime::parse_from_rfc3339(&s)
-                    .map_err(|_| format!("string {} is not a datetime", quoted(&s)))?
-                    .with_timezone(&Utc),
-                Val::Null => return Ok(Val::Null),
-                other => return Err(format!("{} is not a datetime", other.type_name())),
+            let Some(dt) = datetime(first)? else {
+                return Ok(Val::Null);
             };
             let Some(fmt) = vals.get(1).and_then(text) else {
                 return Ok(Val::Null);
@@ -138,6 +128,18 @@ pub(super) fn call(f: Func, args: &[Compiled], env: &Env) -> Result<Val, String>
 }
 
 /// A datetime as whole seconds (`ms_per_unit` 1000) or milliseconds (1) since 1970.
+/// A datetime argument: a datetime, or a string in RFC 3339; `None` for null.
+fn datetime(v: Val) -> Result<Option<DateTime<Utc>>, String> {
+    match v {
+        Val::Datetime(d) => Ok(Some(d)),
+        Val::Str(s) => DateTime::parse_from_rfc3339(&s)
+            .map(|d| Some(d.with_timezone(&Utc)))
+            .map_err(|_| format!("string {} is not a datetime", quoted(&s))),
+        Val::Null => Ok(None),
+        other => Err(format!("{} is not a datetime", other.type_name())),
+    }
+}
+
 fn epoch(d: DateTime<Utc>, ms_per_unit: i64) -> i64 {
     d.timestamp_millis()
         .checked_div_euclid(ms_per_unit)
