@@ -12,10 +12,9 @@ use super::{load, Console, Error, Outcome};
 use crate::check::{Pipeline, Source};
 use crate::masking::Masker;
 use crate::nodes::extract::Extractor;
-use crate::nodes::source::base_url;
-use crate::nodes::source::http::{Request, ServiceClient};
-use crate::nodes::source::paginate::{Next, Pager};
-use crate::nodes::source::request::RunRequest;
+use crate::nodes::source::http::ServiceClient;
+use crate::nodes::source::paginate::Next;
+use crate::nodes::source::Listing;
 use crate::nodes::tape::Tape;
 use crate::nodes::value::write_record;
 use crate::stop::Stop;
@@ -215,18 +214,11 @@ impl<'a> Inspector<'a> {
             Err(e) => return Err((Some(shown), e)),
         };
         for record in records.iter().take(PARENT_RECORDS) {
-            let run = RunRequest::new(child, &Extractor::new(child), &Default::default());
-            let based = run.and_then(|run| {
-                base_url(child, client, Some(record), &run.query)
-                    .map(|base| (base, run))
-                    .map_err(|e| e.reason())
-            });
-            let request = match based {
-                Ok((base, run)) => {
-                    let first = Pager::new(&child.paginate, base, run.fixed.clone()).first();
-                    format!("{} {}", method(child), client.shown_url(&first))
-                }
-                Err(e) => format!("no request: {e}"),
+            let ex = Extractor::new(child);
+            let request = match Listing::new(child, client, &ex, &Default::default(), Some(record))
+            {
+                Ok(listing) => format!("{} {}", method(child), client.shown_url(listing.url())),
+                Err(e) => format!("no request: {}", e.reason()),
             };
             shown.requests.push(Triggered {
                 record: Json::Object(self.masked_record(record)),
@@ -302,31 +294,20 @@ impl<'a> Inspector<'a> {
                 return out;
             }
         };
-        let run = match RunRequest::new(src, ex, &Default::default()) {
-            Ok(run) => run,
-            Err(e) => {
-                out.error = Some(e);
-                return out;
-            }
-        };
-        let base = match base_url(src, &client, parent, &run.query) {
-            Ok(b) => b,
+        let mut listing = match Listing::new(src, &client, ex, &Default::default(), parent) {
+            Ok(listing) => listing,
             Err(e) => {
                 out.error = Some(e.reason());
                 return out;
             }
         };
-        let body = run
-            .body
-            .as_ref()
-            .map(|b| serde_json::to_vec(b).unwrap_or_default());
-        let mut pager = Pager::new(&src.paginate, base, run.fixed.clone());
-        let mut url = pager.first();
         for n in 1..=pages {
-            let req = Request {
-                post: src.method == crate::check::Method::Post,
-                url: url.clone(),
-                body: body.clone(),
+            let req = match listing.request() {
+                Ok(req) => req,
+                Err(e) => {
+                    out.error = Some(e);
+                    return out;
+                }
             };
             self.tape.take_watched();
             let started = Instant::now();
@@ -350,7 +331,7 @@ impl<'a> Inspector<'a> {
                     return out;
                 }
             };
-            let repeated = pager.repeats_previous(&resp);
+            let repeated = listing.repeats_previous(&resp);
             let count = match ex.count(&resp.body) {
                 Ok(c) => c,
                 Err(e) => {
@@ -359,13 +340,12 @@ impl<'a> Inspector<'a> {
                     return out;
                 }
             };
-            let same = client.clone();
             let next = if repeated {
                 Next::Stop(
                     "the page repeated the previous one byte for byte (a pagination loop)".into(),
                 )
             } else {
-                pager.next(&resp, count, &move |u| same.same_origin(u))
+                listing.next(&resp, count, &client)
             };
             page.selected = count;
             let items = match ex.items(resp.body) {
@@ -402,27 +382,18 @@ impl<'a> Inspector<'a> {
                     }),
                 }
             }
-            let fetch_next = match next {
-                Next::Fetch(u) => {
-                    page.next = NextRequest::Request {
-                        request: format!("{} {}", method(src), client.shown_url(&u)),
-                        fetched: n < pages,
-                    };
-                    Some(u)
-                }
-                Next::Done => {
-                    page.next = NextRequest::Done;
-                    None
-                }
-                Next::Stop(w) | Next::Limit(w) => {
-                    page.next = NextRequest::Stopped(w);
-                    None
-                }
+            let more = matches!(next, Next::Fetch(_));
+            page.next = match next {
+                Next::Fetch(u) => NextRequest::Request {
+                    request: format!("{} {}", method(src), client.shown_url(&u)),
+                    fetched: n < pages,
+                },
+                Next::Done => NextRequest::Done,
+                Next::Stop(w) | Next::Limit(w) => NextRequest::Stopped(w),
             };
             out.pages.push(page);
-            match fetch_next {
-                Some(u) if !self.stop.is_stopping() => url = u,
-                _ => break,
+            if !more || self.stop.is_stopping() {
+                break;
             }
         }
         out

@@ -2,23 +2,23 @@
 //! pages and hand them to the extract node; stop early for newest-first listings.
 
 pub mod http;
+mod listing;
 pub mod paginate;
 pub mod request;
 
-use crate::check::{Method, Source};
+pub use listing::{base_url, Failed, Listing};
+
+use crate::check::Source;
 use crate::nodes::extract::{Extractor, Page, RunSummary, SourceMsg};
-use crate::nodes::net::SHOWN;
 use crate::nodes::value::Val;
 use crate::state::StateStore;
 use crate::stop::Stop;
-use http::{Request, ServiceClient};
-use paginate::{Next, Pager};
-use request::RunRequest;
+use http::ServiceClient;
+use paginate::Next;
 use serde_json::Value as Json;
 use std::cmp::Ordering;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
-use url::Url;
 
 pub struct Poller {
     pub src: Arc<Source>,
@@ -106,11 +106,7 @@ impl Poller {
             .ex
             .watermark(meta.watermark.as_ref())
             .map(|w| self.ex.floor(w));
-        let run = RunRequest::new(src, &self.ex, &meta)?;
-        let base = self.base_url(parent.as_deref(), &run.query)?;
-        let mut pager =
-            Pager::new(&src.paginate, base, run.fixed.clone()).with_first(run.first_only.clone());
-        let mut url = pager.first();
+        let mut listing = Listing::new(src, &self.client, &self.ex, &meta, parent.as_deref())?;
         let resume = src
             .incremental
             .as_ref()
@@ -121,22 +117,14 @@ impl Poller {
             if self.stop.is_stopping() {
                 return Ok(false);
             }
-            let body = match run.body_with(pager.body_fields()) {
-                Some(b) => Some(serde_json::to_vec(&b).map_err(|e| e.to_string())?),
-                None => None,
-            };
-            let req = Request {
-                post: src.method == Method::Post,
-                url: url.clone(),
-                body,
-            };
+            let req = listing.request()?;
             let resp = match self.client.fetch(&req, &self.stop).await {
                 Ok(resp) => resp,
                 // Interrupted, not failed: the page is fetched again next time.
                 Err(_) if self.stop.is_stopping() => return Ok(false),
                 Err(e) => return Err(e.message.into()),
             };
-            if pager.repeats_previous(&resp) {
+            if listing.repeats_previous(&resp) {
                 let w = "a page repeated the previous one byte for byte (a pagination loop)";
                 tracing::warn!(source = %name, warning = %w, "pagination stopped early");
                 warnings.push(w.into());
@@ -152,9 +140,8 @@ impl Poller {
                     Json::String(s) => Some(s),
                     other => Some(other.to_string()),
                 });
-            let client = self.client.clone();
-            let next = pager.next(&resp, count, &move |u: &Url| client.same_origin(u));
-            for w in pager.take_notes() {
+            let next = listing.next(&resp, count, &self.client);
+            for w in listing.take_notes() {
                 tracing::warn!(source = %name, warning = %w, "the server sent fewer records than asked");
                 warnings.push(w);
             }
@@ -183,7 +170,7 @@ impl Poller {
                 return Ok(true);
             }
             match next {
-                Next::Fetch(u) => url = u,
+                Next::Fetch(_) => {}
                 Next::Done => return Ok(true),
                 Next::Stop(w) | Next::Limit(w) => {
                     tracing::warn!(source = %name, warning = %w, "pagination stopped early");
@@ -192,108 +179,5 @@ impl Poller {
                 }
             }
         }
-    }
-
-    /// The service's base URL joined with the source's path (placeholders filled from
-    /// the parent record, each a percent-encoded path segment) and its `query`. A
-    /// placeholder value that is empty, `.` or `..` would name another path (`..` is
-    /// resolved away, with the service's credentials): the record is rejected instead.
-    fn base_url(
-        &self,
-        parent: Option<&serde_json::Map<String, Json>>,
-        query: &[(String, String)],
-    ) -> Result<Url, Failed> {
-        base_url(&self.src, &self.client, parent, query)
-    }
-}
-
-/// The service's base URL joined with the source's path (placeholders filled from the
-/// parent record, each a percent-encoded path segment) and the run's `query`. A
-/// placeholder value that is empty, `.` or `..` would name another path (`..` is
-/// resolved away, with the service's credentials): the record is rejected instead.
-pub fn base_url(
-    src: &Source,
-    client: &ServiceClient,
-    parent: Option<&serde_json::Map<String, Json>>,
-    query: &[(String, String)],
-) -> Result<Url, Failed> {
-    {
-        let mut path = String::new();
-        let mut rest = src.path.as_str();
-        while let Some(open) = rest.find('{') {
-            let Some(close) = rest[open..].find('}') else {
-                break;
-            };
-            path.push_str(&rest[..open]);
-            let field = &rest[open + 1..open + close];
-            let value = parent
-                .and_then(|p| p.get(field))
-                .map(|v| Val::from_json(v).to_text())
-                .unwrap_or_default();
-            if let Some(what) = match value.as_str() {
-                "" => Some("empty"),
-                "." | ".." => Some("a dot segment"),
-                _ => None,
-            } {
-                let shown = crate::nodes::net::api_text(&value, SHOWN);
-                return Err(Failed::Rejected(format!(
-                    "placeholder `{{{field}}}` is `{shown}` ({what}), which would change the path `{}`: no request was made",
-                    src.path
-                )));
-            }
-            path.push_str(&percent_encoding::utf8_percent_encode(&value, SEGMENT).to_string());
-            rest = &rest[open + close + 1..];
-        }
-        path.push_str(rest);
-        let base = client.base.as_str().trim_end_matches('/');
-        let joined = if path.is_empty() || path.starts_with('/') {
-            format!("{base}{path}")
-        } else {
-            format!("{base}/{path}")
-        };
-        let mut url = Url::parse(&joined).map_err(|e| {
-            let shown = crate::nodes::net::api_text(&client.masker.mask(&joined), SHOWN);
-            Failed::Error(format!("bad URL `{shown}`: {e}"))
-        })?;
-        if !query.is_empty() {
-            let mut q = url.query_pairs_mut();
-            for (k, v) in query {
-                q.append_pair(k, v);
-            }
-        }
-        Ok(url)
-    }
-}
-
-/// What a path segment keeps as it is: the unreserved characters of RFC 3986 §2.3
-/// (letters, digits, `-`, `.`, `_`, `~`); everything else is percent-encoded.
-const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-/// Why a run fetched nothing more.
-#[derive(Debug)]
-pub enum Failed {
-    /// The run failed: the error names why.
-    Error(String),
-    /// The parent record names no request (a placeholder value that would change the
-    /// path): the record is rejected with this reason.
-    Rejected(String),
-}
-
-impl Failed {
-    /// Why, in words.
-    pub fn reason(self) -> String {
-        match self {
-            Failed::Error(e) | Failed::Rejected(e) => e,
-        }
-    }
-}
-
-impl From<String> for Failed {
-    fn from(e: String) -> Failed {
-        Failed::Error(e)
     }
 }
