@@ -195,6 +195,12 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     )
 }
 
+/// A failed request's error as shown: its chain without the URL (the URL is shown apart,
+/// masked), every secret masked, cut to `limit` characters.
+pub fn request_error(masker: &crate::masking::Masker, e: reqwest::Error, limit: usize) -> String {
+    api_text(&masker.mask(&error_chain(&e.without_url())), limit)
+}
+
 /// An error and its sources, in one line.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();

@@ -10,7 +10,7 @@ use super::refresh_store::RefreshStore;
 use super::{basic_header, AuthError};
 use crate::check::{ClientAuth, OAuth2};
 use crate::masking::Masker;
-use crate::nodes::net::{api_text, error_chain, retry_after, SHOWN};
+use crate::nodes::net::{api_text, request_error, retry_after, SHOWN};
 use reqwest::header::HeaderValue;
 use serde_json::Value as Json;
 use std::path::Path;
@@ -271,7 +271,7 @@ impl TokenSource {
             AuthError::retry(
                 self.error(format!(
                     "the token endpoint {shown} could not be reached: {}",
-                    api_text(&self.masker.mask(&error_chain(&e.without_url())), 2 * SHOWN)
+                    request_error(&self.masker, e, 2 * SHOWN)
                 )),
                 None,
             )
@@ -291,7 +291,7 @@ impl TokenSource {
                     return Err(AuthError::retry(
                         self.error(format!(
                             "the answer of the token endpoint {shown} was cut short: {}",
-                            api_text(&self.masker.mask(&error_chain(&e.without_url())), SHOWN)
+                            request_error(&self.masker, e, SHOWN)
                         )),
                         None,
                     ))

@@ -6,7 +6,7 @@ use crate::check::{Retry, Service};
 use crate::masking::Masker;
 use crate::nodes::auth::{AuthError, Authorizer, Used};
 use crate::nodes::net::{
-    self, api_text, body_excerpt, error_chain, gave_up, with_retries, GaveUp, SHOWN,
+    self, api_text, body_excerpt, gave_up, request_error, with_retries, GaveUp, SHOWN,
 };
 use crate::nodes::tape::{SendError, Tape};
 use crate::stop::Stop;
@@ -318,7 +318,7 @@ impl ServiceClient {
                 format!(
                     "cannot make the request to {}: {}",
                     self.shown_url(url),
-                    api_text(&self.masker.mask(&error_chain(&e.without_url())), 2 * SHOWN)
+                    request_error(&self.masker, e, 2 * SHOWN)
                 ),
                 None,
             )
@@ -362,7 +362,7 @@ impl ServiceClient {
                 message: format!(
                     "request to {} {kind}: {}",
                     self.shown_url(&req.url),
-                    api_text(&self.masker.mask(&error_chain(&e.without_url())), 2 * SHOWN)
+                    request_error(&self.masker, e, 2 * SHOWN)
                 ),
                 status: None,
             },
@@ -405,10 +405,7 @@ impl ServiceClient {
                             message: format!(
                                 "the body from {} was cut short: {}",
                                 self.shown_url(url),
-                                api_text(
-                                    &self.masker.mask(&error_chain(&e.without_url())),
-                                    2 * SHOWN
-                                )
+                                request_error(&self.masker, e, 2 * SHOWN)
                             ),
                             status: None,
                         },
