@@ -58,6 +58,10 @@ pub enum Command {
         tenant: Option<String>,
         #[arg(long, value_enum, default_value_t = TryFormat::Human)]
         format: TryFormat,
+        /// Where a run keeps its state (default: .hamstr/ beside the file): `try` reads
+        /// and keeps a rotated OAuth2 refresh token there, and touches nothing else
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Run the pipeline's offline tests: each recording in tests/NAME/recording/ beside
     /// it, replayed into a fresh data directory, against tests/NAME/expected/SINK.jsonl

@@ -66,12 +66,14 @@ fn command(cli: Cli) -> Result<Outcome, Error> {
             pages,
             tenant,
             format,
+            data_dir,
         } => {
             let args = app::TryArgs {
                 source,
                 pages,
                 tenant,
                 format,
+                data_dir,
             };
             app::try_source(&file, &args, console)
         }

@@ -350,3 +350,38 @@ fn tokens_learnt_during_a_run_are_not_printed_at_trace_level() {
     refs.extend([CLIENT_ID, CLIENT_SECRET, first]);
     assert_hidden(&all, &refs);
 }
+
+/// `hamstr try` against a token endpoint that rotates refresh tokens: the token it is
+/// given replaces the configured one in the data directory, so the next run is not left
+/// with the spent one (before, `try` kept the rotated token in memory only and the run
+/// after it was refused with `invalid_grant`).
+#[test]
+fn a_refresh_token_rotated_by_try_is_kept_for_the_next_run() {
+    let first = "rt-Initial-0003";
+    let opts = OAuthOptions {
+        refresh_token: Some(first.into()),
+        rotate: true,
+        pages: 2,
+        ..OAuthOptions::default()
+    };
+    let srv = OAuthServer::start(opts.clone());
+    let extra = format!(",\n                refresh_token = \"{first}\"");
+    let p = Pipeline::new(&pipeline(&srv, &extra, &["a"]));
+    let mut try_cmd = p.cmd(&["try", "a", "--data-dir"]);
+    try_cmd.arg(&p.data);
+    for (k, v) in env() {
+        try_cmd.env(k, v);
+    }
+    let out = try_cmd.output().expect("run hamstr try");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(srv.rotations(), 1);
+
+    let out = run_once(&p, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(sorted_ids(&p.jsonl("out/a.jsonl")), all_ids(&opts));
+    assert!(
+        srv.grants().iter().all(|g| g.accepted),
+        "{:?}",
+        srv.grants()
+    );
+}

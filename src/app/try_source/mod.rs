@@ -41,6 +41,10 @@ pub struct TryArgs {
     pub pages: u64,
     pub tenant: Option<String>,
     pub format: TryFormat,
+    /// The data directory a run of the pipeline uses: its rotated OAuth2 refresh
+    /// tokens are the ones to use and to keep (a rotation `try` caused and did not keep
+    /// would leave the next run with a revoked token).
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// The records of a page shown in full (the table; the JSON keeps more).
@@ -87,7 +91,8 @@ pub fn try_source(file: &Path, args: &TryArgs, console: Console) -> Result<Outco
     let trial = rt.block_on(async {
         let stop = Stop::new();
         crate::runtime::stop_on_signals(stop.clone());
-        let inspector = Inspector::new(p, stop)?;
+        let inspector =
+            Inspector::new(p, &load::data_dir(&loaded, args.data_dir.as_deref()), stop)?;
         Ok::<_, Error>(inspector.trial(src, args.pages).await)
     })?;
     let failed = trial.error.is_some();
@@ -129,13 +134,13 @@ struct Fetched {
 }
 
 impl<'a> Inspector<'a> {
-    fn new(p: &'a Pipeline, stop: Stop) -> Result<Inspector<'a>, Error> {
+    fn new(p: &'a Pipeline, data_dir: &Path, stop: Stop) -> Result<Inspector<'a>, Error> {
         let http = crate::nodes::net::http_client().map_err(Error::Io)?;
         let masker = Masker::new(p.secrets());
         let tape = Arc::new(Tape::watch());
         let mut clients = BTreeMap::new();
         for (name, svc) in &p.services {
-            let client = ServiceClient::new(http.clone(), svc, masker.clone(), None)
+            let client = ServiceClient::new(http.clone(), svc, masker.clone(), Some(data_dir))
                 .map_err(Error::Usage)?
                 .with_tape(Some(tape.clone()));
             clients.insert(name.clone(), Arc::new(client));
