@@ -22,6 +22,8 @@ pub mod nodes;
 
 pub mod state;
 
+pub mod cluster;
+
 pub mod watch;
 
 pub mod format;

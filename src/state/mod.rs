@@ -38,6 +38,11 @@ pub enum StateError {
     /// it writes goes nowhere, and another run could open the same folder.
     #[error("the data directory `{path}` was {what} while this run held it")]
     Gone { path: String, what: &'static str },
+    /// In a cluster (spec §14): the unit's lease is no longer this instance's (it
+    /// expired, or another instance took it with a newer epoch), so nothing of it may
+    /// be committed; the new owner fetches it again.
+    #[error("fenced: the lease of unit `{name}` is no longer this instance's")]
+    Fenced { name: String },
 }
 
 impl From<sled::Error> for StateError {
@@ -83,14 +88,14 @@ pub struct KeyEntry {
 }
 
 impl KeyEntry {
-    fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = self.fingerprint.to_be_bytes().to_vec();
         if let Some(c) = &self.cursor {
             out.extend(serde_json::to_vec(c).unwrap_or_default());
         }
         out
     }
-    fn decode(bytes: &[u8]) -> Option<KeyEntry> {
+    pub(crate) fn decode(bytes: &[u8]) -> Option<KeyEntry> {
         let fp = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
         let cursor = if bytes.len() > 8 {
             Some(serde_json::from_slice(&bytes[8..]).ok()?)
@@ -185,6 +190,13 @@ pub trait StateStore: Send + Sync {
     /// Whether the store still keeps what it is given: an error once one of its writes
     /// failed, or once its files were removed or replaced. Cheap enough to ask often.
     fn health(&self) -> Result<()> {
+        Ok(())
+    }
+    /// Whether this process may still deliver and commit the source's pages: always for
+    /// a store of its own; in a cluster, only while it holds the lease of the source's
+    /// unit. Asked before a page goes to the sinks, so a stalled instance that lost its
+    /// lease drops what it fetched; cheap (no round trip).
+    fn fence(&self, _source: &str) -> Result<()> {
         Ok(())
     }
 }
