@@ -22,6 +22,10 @@ pub enum Command {
         file: PathBuf,
         #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
         format: CheckFormat,
+        /// Check for a run with `--cluster`: state kept on one machine (`sled` sinks,
+        /// aggregates) is an error
+        #[arg(long)]
+        cluster: bool,
     },
     /// Run a pipeline: poll its sources on their schedules into its sinks
     Run {
@@ -43,6 +47,13 @@ pub enum Command {
         /// any network
         #[arg(long, value_name = "DIR")]
         replay: Option<PathBuf>,
+        /// Run as one instance of a cluster sharing the pipeline through this PostgreSQL
+        /// database (default: the HAMSTR_CLUSTER environment variable)
+        #[arg(long, value_name = "URL")]
+        cluster: Option<String>,
+        /// The cluster's lease period: a dead instance's units are taken over after it
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_lease)]
+        lease: std::time::Duration,
     },
     /// Run one source for a few pages and show what a run would make of them, touching
     /// no state and no sink: requests, answers, records, rejections, the next request,
@@ -91,6 +102,13 @@ pub enum Command {
         reset: Option<String>,
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// The instances and each unit's owner, epoch, lease expiry and state, from this
+        /// cluster database (default: the HAMSTR_CLUSTER environment variable)
+        #[arg(long, value_name = "URL")]
+        cluster: Option<String>,
+        /// The lease period the instances run with (who counts as live)
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_lease)]
+        lease: std::time::Duration,
     },
     /// Print the compiled dataflow graph
     Graph {
@@ -124,4 +142,9 @@ pub enum Command {
         #[arg(long)]
         seconds: Option<u64>,
     },
+}
+
+/// `--lease`: a duration of at least a second.
+fn parse_lease(text: &str) -> Result<std::time::Duration, String> {
+    hamstr::app::ClusterArgs::parse_lease(text)
 }

@@ -37,7 +37,18 @@ fn command(cli: Cli) -> Result<Outcome, Error> {
         Console::start(live)
     };
     match cli.command {
-        Command::Check { file, format } => app::check(&file, format, console),
+        Command::Check {
+            file,
+            format,
+            cluster,
+        } => {
+            let mode = if cluster {
+                hamstr::check::Mode::Cluster
+            } else {
+                hamstr::check::Mode::Single
+            };
+            app::check(&file, format, mode, console)
+        }
         Command::Run {
             file,
             once,
@@ -45,7 +56,10 @@ fn command(cli: Cli) -> Result<Outcome, Error> {
             data_dir,
             record,
             replay,
+            cluster,
+            lease,
         } => {
+            let cluster = cluster_args(cluster, lease);
             let exchanges = match (record, replay) {
                 (Some(dir), _) => app::Exchanges::Record(dir),
                 (None, Some(dir)) => app::Exchanges::Replay(dir),
@@ -57,6 +71,7 @@ fn command(cli: Cli) -> Result<Outcome, Error> {
                 !no_watch,
                 data_dir.as_deref(),
                 &exchanges,
+                cluster.as_ref(),
                 console,
             )
         }
@@ -89,7 +104,12 @@ fn command(cli: Cli) -> Result<Outcome, Error> {
             file,
             reset,
             data_dir,
-        } => app::state(&file, reset, data_dir.as_deref(), console),
+            cluster,
+            lease,
+        } => {
+            let cluster = cluster_args(cluster, lease);
+            app::state(&file, reset, data_dir.as_deref(), cluster.as_ref(), console)
+        }
         Command::Graph { file, format } => app::graph(&file, format, console),
         Command::Fmt { file, check } => app::fmt(&file, check, console),
         Command::Completions { shell } => completions(shell),
@@ -100,6 +120,12 @@ fn command(cli: Cli) -> Result<Outcome, Error> {
             seconds,
         } => app::demo::run(port, data_dir, seconds),
     }
+}
+
+/// `--cluster URL`, else a non-empty `HAMSTR_CLUSTER`.
+fn cluster_args(url: Option<String>, lease: std::time::Duration) -> Option<app::ClusterArgs> {
+    url.or_else(|| std::env::var("HAMSTR_CLUSTER").ok().filter(|u| !u.is_empty()))
+        .map(|url| app::ClusterArgs { url, lease })
 }
 
 /// `hamstr completions SHELL`: the script, from the same definitions clap parses with.

@@ -48,8 +48,17 @@ pub fn state(
     file: &Path,
     reset: Option<String>,
     data_dir: Option<&Path>,
+    cluster: Option<&super::ClusterArgs>,
     console: Console,
 ) -> Result<Outcome, Error> {
+    if let Some(args) = cluster {
+        if reset.is_some() {
+            return Err(Error::Usage(
+                "`--reset` cannot be used with `--cluster`: the unit's owner may be running it".into(),
+            ));
+        }
+        return super::cluster::state(file, args, console);
+    }
     with_store(file, data_dir, console, Request::State, reset)
 }
 

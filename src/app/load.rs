@@ -21,10 +21,16 @@ pub struct Loaded {
     pub base_dir: PathBuf,
 }
 
-/// `hamstr check`: every error and warning at once.
-pub fn check(file: &Path, format: CheckFormat, console: Console) -> Result<Outcome, Error> {
+/// `hamstr check`: every error and warning at once; with `mode` cluster, also what
+/// cannot be shared by a cluster's instances.
+pub fn check(
+    file: &Path,
+    format: CheckFormat,
+    mode: check::Mode,
+    console: Console,
+) -> Result<Outcome, Error> {
     let text = read_pipeline(file)?;
-    let checked = check::check(&file.display().to_string(), &text, &env);
+    let checked = check::check_with(&file.display().to_string(), &text, &env, mode);
     let report = &checked.report;
     match format {
         CheckFormat::Json => super::print_stdout(&format!("{}\n", report.to_json()))?,
@@ -108,7 +114,17 @@ pub(super) fn load(path: &Path, console: Console) -> Result<Loaded, Error> {
 
 /// Checks `text` read from `path`.
 pub(super) fn load_text(path: &Path, text: &str, console: Console) -> Result<Loaded, Error> {
-    let checked = check::check(&path.display().to_string(), text, &env);
+    load_text_for(path, text, check::Mode::Single, console)
+}
+
+/// Checks `text` read from `path` for a run in `mode`.
+pub(super) fn load_text_for(
+    path: &Path,
+    text: &str,
+    mode: check::Mode,
+    console: Console,
+) -> Result<Loaded, Error> {
+    let checked = check::check_with(&path.display().to_string(), text, &env, mode);
     let Some(pipeline) = checked.pipeline else {
         return Err(Error::Pipeline(checked.report.render(console.color, 100)));
     };
@@ -166,7 +182,7 @@ pub fn open_store(dir: &Path) -> Result<Arc<dyn StateStore>, Error> {
 
 /// Creates a missing data directory readable by its user only (its parents as the
 /// umask says). A failure is left for the store to report as it opens.
-fn make_private_dir(dir: &Path) {
+pub(super) fn make_private_dir(dir: &Path) {
     if dir.exists() {
         return;
     }

@@ -5,6 +5,7 @@
 //! its end found something wrong (`check` errors, `fmt --check` changes, `run --once` a
 //! failed source or records still queued); 2 bad usage or an I/O problem.
 
+mod cluster;
 mod control;
 pub mod demo;
 mod fmt;
@@ -15,6 +16,7 @@ mod run;
 mod test_pipeline;
 mod try_source;
 
+pub use cluster::ClusterArgs;
 pub use fmt::fmt;
 pub use inspect::{dump, graph, state, DumpFormat, GraphFormat};
 pub use load::{check, open_store, CheckFormat};

@@ -51,8 +51,17 @@ pub fn run(
     watch: bool,
     data_dir: Option<&Path>,
     exchanges: &Exchanges,
+    cluster: Option<&super::ClusterArgs>,
     console: Console,
 ) -> Result<Outcome, Error> {
+    if let Some(args) = cluster {
+        if *exchanges != Exchanges::Live {
+            return Err(Error::Usage(
+                "`--record` and `--replay` cannot be used with `--cluster`".into(),
+            ));
+        }
+        return super::cluster::run(file, once, watch, data_dir, args, console);
+    }
     super::private_files();
     let loaded = load::load(file, console)?;
     let tape = exchanges.tape()?;
@@ -62,6 +71,7 @@ pub fn run(
         once,
         watch: watch && !once,
         tape,
+        cluster: None,
     };
     let report = run_loaded(file, &loaded, store, &dir, how, console)?;
     if report.reader_gone {
@@ -86,6 +96,9 @@ pub(super) struct How {
     pub once: bool,
     pub watch: bool,
     pub tape: Option<Arc<Tape>>,
+    /// The cluster this run is an instance of (spec §14): it runs only the units it
+    /// holds, and the file's plans go through the lease loop.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// Runs `loaded` on a fresh tokio runtime. With `watch`, saving the file reloads it: a
@@ -98,7 +111,12 @@ pub(super) fn run_loaded(
     how: How,
     console: Console,
 ) -> Result<Report, Error> {
-    let How { once, watch, tape } = how;
+    let How {
+        once,
+        watch,
+        tape,
+        cluster,
+    } = how;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(BLOCKING_THREADS)
@@ -114,8 +132,19 @@ pub(super) fn run_loaded(
             let (event_tx, events) = mpsc::channel::<()>(1);
             _watch = Some(crate::watch::watch_file(path, event_tx).map_err(Error::Io)?);
             let (tx, rx) = mpsc::channel(1);
-            let reloading =
-                reload_on_events(path.to_path_buf(), events, tx, running.clone(), console);
+            let mode = if cluster.is_some() {
+                crate::check::Mode::Cluster
+            } else {
+                crate::check::Mode::Single
+            };
+            let reloading = reload_on_events(
+                path.to_path_buf(),
+                events,
+                tx,
+                running.clone(),
+                mode,
+                console,
+            );
             tokio::spawn(reloading);
             Some(rx)
         } else {
@@ -144,9 +173,27 @@ pub(super) fn run_loaded(
             base_dir: loaded.base_dir.clone(),
             tape,
         };
-        runtime::run(Plan::new(&loaded.pipeline), store, opts, stop, reloads)
-            .await
-            .map_err(Error::RunFailed)
+        let plan = Plan::new(&loaded.pipeline);
+        let Some(cluster) = cluster else {
+            return runtime::run(plan, store, opts, stop, reloads)
+                .await
+                .map_err(Error::RunFailed);
+        };
+        // The runtime starts with no unit and is given those the lease loop holds; the
+        // loop goes on through the shutdown's grace, so that pages in flight still
+        // commit, and then hands every lease back.
+        let (to_runtime, from_leader) = mpsc::channel(4);
+        let leading = Stop::new();
+        let leader = {
+            let (cluster, plan, leading) = (cluster.clone(), plan.clone(), leading.clone());
+            tokio::spawn(async move { cluster.lead(plan, reloads, to_runtime, leading).await })
+        };
+        let empty = crate::cluster::units::restrict(&plan, &Default::default());
+        let ran = runtime::run(empty, store, opts, stop, Some(from_leader)).await;
+        leading.stop();
+        let _ = leader.await;
+        cluster.leave().await;
+        ran.map_err(Error::RunFailed)
     });
     // A sink write abandoned at the end of the grace may still hold a blocking thread
     // (a reader that never reads): the process does not wait for it.
@@ -162,6 +209,7 @@ async fn reload_on_events(
     mut events: mpsc::Receiver<()>,
     tx: mpsc::Sender<Reload>,
     running: Arc<Mutex<Pipeline>>,
+    mode: crate::check::Mode,
     console: Console,
 ) {
     let mut last: Option<String> = None;
@@ -173,7 +221,7 @@ async fn reload_on_events(
             if previous.as_deref() == Some(text.as_str()) {
                 return Ok(None);
             }
-            let loaded = load::load_text(&p, &text, console);
+            let loaded = load::load_text_for(&p, &text, mode, console);
             Ok(Some((text, loaded)))
         })
         .await;

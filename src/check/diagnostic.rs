@@ -104,6 +104,9 @@ codes! {
     /// `jsonl(".hamstr/records")` or `jsonl("pipeline.hmr")`: a sink that would write
     /// into a data directory or onto a pipeline file
     ProtectedPath = "hamstr::protected_path",
+    /// `sink s = sled("t")` or an aggregate, checked with `--cluster`: state on one
+    /// machine only
+    LocalInCluster = "hamstr::local_in_cluster",
     /// warning: `env("TOKEN")` with TOKEN unset and no default
     EnvNotSet = "hamstr::env_not_set",
     /// warning: a source that feeds no sink

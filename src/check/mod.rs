@@ -4,6 +4,7 @@
 
 mod aggregate;
 mod auth;
+mod cluster;
 mod convert;
 pub mod diagnostic;
 mod expr;
@@ -40,6 +41,7 @@ pub(crate) mod vocabulary {
     pub(crate) use super::source::PROPS as SOURCE_PROPS;
 }
 pub use pipeline::*;
+pub use values::parse_duration;
 
 use crate::syntax::{self, ast, Span};
 use std::collections::{BTreeMap, BTreeSet};
@@ -56,6 +58,20 @@ pub struct Checked {
 
 /// Checks the text of a pipeline file.
 pub fn check(file_name: &str, text: &str, env: EnvLookup) -> Checked {
+    check_with(file_name, text, env, Mode::Single)
+}
+
+/// How the pipeline is to run: alone, or as one instance of a cluster (spec §14), where
+/// state kept on one machine (`sled` sinks, aggregates) is an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    #[default]
+    Single,
+    Cluster,
+}
+
+/// Checks the text of a pipeline file for a run in `mode`.
+pub fn check_with(file_name: &str, text: &str, env: EnvLookup, mode: Mode) -> Checked {
     let (tree, syntax_errors) = syntax::parse(text);
     // The values the environment gave: a URL among them is a secret's hiding place.
     let from_env = std::cell::RefCell::new(BTreeSet::new());
@@ -75,11 +91,14 @@ pub fn check(file_name: &str, text: &str, env: EnvLookup) -> Checked {
         }
         ctx.diags.push(d);
     }
-    let pipeline = suggest::bounded(|| tree.map(|tree| ctx.check_file(&tree))).map(|mut p| {
+    let pipeline = suggest::bounded(|| tree.as_ref().map(|tree| ctx.check_file(tree))).map(|mut p| {
         p.mask_urls_from(&from_env.borrow());
         p
     });
     let mut diagnostics = ctx.diags;
+    if let (Mode::Cluster, Some(tree), Some(p)) = (mode, &tree, &pipeline) {
+        diagnostics.extend(cluster::local_state(tree, p));
+    }
     diagnostics.sort_by_key(|d| {
         (
             d.labels.first().map_or(0, |l| l.span.start),

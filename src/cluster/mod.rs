@@ -87,7 +87,7 @@ impl Cluster {
     pub async fn lead(
         &self,
         plan: Plan,
-        mut plans: mpsc::Receiver<Reload>,
+        mut plans: Option<mpsc::Receiver<Reload>>,
         runtime: mpsc::Sender<Reload>,
         stop: Stop,
     ) {
@@ -107,10 +107,9 @@ impl Cluster {
             tokio::select! {
                 _ = stop.stopped() => break,
                 _ = tokio::time::sleep(tick) => {}
-                reload = plans.recv() => {
-                    if let Some(reload) = reload {
-                        leader.reload(reload).await;
-                    }
+                reload = next_plan(&mut plans) => match reload {
+                    Some(reload) => leader.reload(reload).await,
+                    None => plans = None,
                 }
             }
         }
@@ -123,6 +122,14 @@ impl Cluster {
             Ok(()) => tracing::info!(instance = self.id, "left the cluster, leases handed back"),
             Err(e) => tracing::warn!(instance = self.id, error = %e, "cannot hand the leases back; they expire"),
         }
+    }
+}
+
+/// The next plan of the file; never, when the file is not watched.
+async fn next_plan(plans: &mut Option<mpsc::Receiver<Reload>>) -> Option<Reload> {
+    match plans.as_mut() {
+        Some(p) => p.recv().await,
+        None => std::future::pending().await,
     }
 }
 

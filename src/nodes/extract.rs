@@ -276,6 +276,23 @@ impl ExtractNode {
         run: &mut RunState,
         ack: &mpsc::UnboundedSender<Ack>,
     ) -> Pending {
+        // In a cluster, a page of a unit whose lease this instance lost (it was stopped
+        // past the lease, say) goes to no sink: the new owner fetches it again.
+        if self.store.fence(&self.source).is_err() {
+            run.broken = true;
+            return Pending {
+                page: id,
+                fetched: false,
+                remaining: 0,
+                parts: Vec::new(),
+                at: String::new(),
+                max_cursor: None,
+                resume: None,
+                seen: 0,
+                emitted: 0,
+                rejected: 0,
+            };
+        }
         let outputs = self.outputs.borrow().clone();
         let node = self.clone();
         let children = outputs.children.clone();
