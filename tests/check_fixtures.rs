@@ -3,16 +3,22 @@
 //! Also: every diagnostic code (`Code::ALL`) is produced by some fixture and listed in
 //! `docs/language.md`, and the examples are clean.
 
-use hamstr::check::{check, Checked, Code};
+use hamstr::check::{check, check_with, Checked, Code, Mode};
 use std::collections::BTreeSet;
 use std::path::Path;
 
 /// No environment variable is set while checking fixtures, so the output is the same
-/// on every machine.
+/// on every machine. A fixture whose first line holds `(--cluster)` is checked as
+/// `check --cluster` checks.
 fn check_file(path: &Path) -> Checked {
     let text = std::fs::read_to_string(path).expect("fixture is UTF-8");
     let name = path.file_name().expect("file name").to_string_lossy();
-    check(&name, &text, &|_| None)
+    let mode = if text.lines().next().is_some_and(|l| l.contains("(--cluster)")) {
+        Mode::Cluster
+    } else {
+        Mode::Single
+    };
+    check_with(&name, &text, &|_| None, mode)
 }
 
 #[test]

@@ -23,7 +23,7 @@ pub(super) fn local_state(tree: &ast::File, pipeline: &Pipeline) -> Vec<Diagnost
                         "local to one instance",
                     )
                     .with_help(Some(
-                        "in a cluster, use `postgres(url = ..., table = ...)` (on the cluster's database, it commits with the state)".into(),
+                        "in a cluster, use a `postgres(url = ..., table = ...)` sink, which every instance writes to".into(),
                     )),
                 );
             }
