@@ -124,8 +124,12 @@ fn command(cli: Cli) -> Result<Outcome, Error> {
 
 /// `--cluster URL`, else a non-empty `HAMSTR_CLUSTER`.
 fn cluster_args(url: Option<String>, lease: std::time::Duration) -> Option<app::ClusterArgs> {
-    url.or_else(|| std::env::var("HAMSTR_CLUSTER").ok().filter(|u| !u.is_empty()))
-        .map(|url| app::ClusterArgs { url, lease })
+    url.or_else(|| {
+        std::env::var("HAMSTR_CLUSTER")
+            .ok()
+            .filter(|u| !u.is_empty())
+    })
+    .map(|url| app::ClusterArgs { url, lease })
 }
 
 /// `hamstr completions SHELL`: the script, from the same definitions clap parses with.

@@ -13,7 +13,11 @@ use std::path::Path;
 fn check_file(path: &Path) -> Checked {
     let text = std::fs::read_to_string(path).expect("fixture is UTF-8");
     let name = path.file_name().expect("file name").to_string_lossy();
-    let mode = if text.lines().next().is_some_and(|l| l.contains("(--cluster)")) {
+    let mode = if text
+        .lines()
+        .next()
+        .is_some_and(|l| l.contains("(--cluster)"))
+    {
         Mode::Cluster
     } else {
         Mode::Single

@@ -54,7 +54,8 @@ pub fn state(
     if let Some(args) = cluster {
         if reset.is_some() {
             return Err(Error::Usage(
-                "`--reset` cannot be used with `--cluster`: the unit's owner may be running it".into(),
+                "`--reset` cannot be used with `--cluster`: the unit's owner may be running it"
+                    .into(),
             ));
         }
         return super::cluster::state(file, args, console);

@@ -91,10 +91,11 @@ pub fn check_with(file_name: &str, text: &str, env: EnvLookup, mode: Mode) -> Ch
         }
         ctx.diags.push(d);
     }
-    let pipeline = suggest::bounded(|| tree.as_ref().map(|tree| ctx.check_file(tree))).map(|mut p| {
-        p.mask_urls_from(&from_env.borrow());
-        p
-    });
+    let pipeline =
+        suggest::bounded(|| tree.as_ref().map(|tree| ctx.check_file(tree))).map(|mut p| {
+            p.mask_urls_from(&from_env.borrow());
+            p
+        });
     let mut diagnostics = ctx.diags;
     if let (Mode::Cluster, Some(tree), Some(p)) = (mode, &tree, &pipeline) {
         diagnostics.extend(cluster::local_state(tree, p));

@@ -120,7 +120,9 @@ impl Cluster {
         self.fence.clear();
         match lease::leave(&self.pool, self.id).await {
             Ok(()) => tracing::info!(instance = self.id, "left the cluster, leases handed back"),
-            Err(e) => tracing::warn!(instance = self.id, error = %e, "cannot hand the leases back; they expire"),
+            Err(e) => {
+                tracing::warn!(instance = self.id, error = %e, "cannot hand the leases back; they expire")
+            }
         }
     }
 }
@@ -156,7 +158,10 @@ impl Leader<'_> {
         if let Err(e) = self.keep(sent).await {
             tracing::warn!(instance = c.id, error = %e, "cannot keep the leases");
             if sent.duration_since(self.last_renewed) >= c.lease && !self.held.is_empty() {
-                tracing::error!(instance = c.id, "no lease renewed for a whole lease period: stopping every unit");
+                tracing::error!(
+                    instance = c.id,
+                    "no lease renewed for a whole lease period: stopping every unit"
+                );
                 self.held.clear();
                 c.fence.clear();
             }
@@ -180,14 +185,25 @@ impl Leader<'_> {
             })
             .collect::<Vec<_>>()
             .join(", ");
-        let live = lease::heartbeat(pool, c.id, c.lease, mismatches).await?.max(1);
+        let live = lease::heartbeat(pool, c.id, c.lease, mismatches)
+            .await?
+            .max(1);
         lease::declare(pool, &self.versions).await?;
         let held: Vec<(String, i64, String)> = self
             .held
             .iter()
-            .map(|(u, e)| (u.clone(), *e, self.versions.get(u).cloned().unwrap_or_default()))
+            .map(|(u, e)| {
+                (
+                    u.clone(),
+                    *e,
+                    self.versions.get(u).cloned().unwrap_or_default(),
+                )
+            })
             .collect();
-        let renewed: BTreeSet<String> = lease::renew(pool, c.id, c.lease, held).await?.into_iter().collect();
+        let renewed: BTreeSet<String> = lease::renew(pool, c.id, c.lease, held)
+            .await?
+            .into_iter()
+            .collect();
         self.last_renewed = sent;
         let until = sent + c.lease;
         for (unit, epoch) in std::mem::take(&mut self.held) {
@@ -204,12 +220,23 @@ impl Leader<'_> {
         let share = (total + live - 1) / live;
         let over = self.held.len() as i64 - share;
         if over > 0 {
-            let back: Vec<String> = self.held.keys().rev().take(over as usize).cloned().collect();
+            let back: Vec<String> = self
+                .held
+                .keys()
+                .rev()
+                .take(over as usize)
+                .cloned()
+                .collect();
             for u in &back {
                 self.held.remove(u);
                 c.fence.drop_unit(u);
             }
-            tracing::info!(instance = c.id, units = back.len(), live, "handing units back for the fair share");
+            tracing::info!(
+                instance = c.id,
+                units = back.len(),
+                live,
+                "handing units back for the fair share"
+            );
             lease::release(pool, c.id, back).await?;
         } else if over < 0 {
             let wanted: Vec<(String, String)> = self
@@ -241,7 +268,8 @@ impl Leader<'_> {
             let Some(mine) = self.versions.get(&row.unit) else {
                 continue;
             };
-            let running = row.owner.is_some() && row.lease_until.is_some_and(|t| t > chrono::Utc::now());
+            let running =
+                row.owner.is_some() && row.lease_until.is_some_and(|t| t > chrono::Utc::now());
             if running && row.owner != Some(self.cluster.id) && &row.version != mine {
                 let seen = (row.version.clone(), row.owner);
                 if self.mismatched.get(&row.unit) != Some(&seen) {
@@ -310,7 +338,8 @@ pub fn describe(url: &str, plan: &Plan, lease: Duration) -> Result<String> {
             i.id,
             i.host,
             i.pid,
-            i.heartbeat.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            i.heartbeat
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             if i.live { "live" } else { "not live" }
         ));
         if !i.mismatches.is_empty() {
@@ -372,4 +401,12 @@ pub fn open_store(url: &str) -> Result<Arc<dyn StateStore>> {
     let pool = Arc::new(Pool::connect(url)?);
     schema::migrate(&pool)?;
     Ok(Arc::new(PgStore::new(pool, None)))
+}
+
+/// A store on the cluster database fenced by `fence`: what an instance's run uses, for
+/// tests that hold leases by hand.
+pub fn open_fenced_store(url: &str, fence: Arc<Fence>) -> Result<Arc<dyn StateStore>> {
+    let pool = Arc::new(Pool::connect(url)?);
+    schema::migrate(&pool)?;
+    Ok(Arc::new(PgStore::new(pool, Some(fence))))
 }

@@ -15,8 +15,10 @@ use tokio_postgres::{Client, Config, NoTls};
 const CONNECTIONS: usize = 4;
 
 /// Work given a connection: a future borrowing it.
-pub type Job<T> =
-    Box<dyn for<'c> FnOnce(&'c mut Client) -> Pin<Box<dyn Future<Output = Result<T>> + Send + 'c>> + Send>;
+pub type Job<T> = Box<
+    dyn for<'c> FnOnce(&'c mut Client) -> Pin<Box<dyn Future<Output = Result<T>> + Send + 'c>>
+        + Send,
+>;
 
 /// The connections and the thread that drives them.
 pub struct Pool {
@@ -72,7 +74,9 @@ impl Pool {
             handle,
             _done: done,
         };
-        pool.run(Box::new(|c| Box::pin(async move { c.simple_query("SELECT 1").await.map(drop).map_err(db) })))?;
+        pool.run(Box::new(|c| {
+            Box::pin(async move { c.simple_query("SELECT 1").await.map(drop).map_err(db) })
+        }))?;
         Ok(pool)
     }
 

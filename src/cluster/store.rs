@@ -6,7 +6,9 @@
 //! it claimed, and commits nothing otherwise.
 
 use super::pool::{db, Job, Pool};
-use crate::state::{KeyEntry, PageCommit, Prune, Result, SourceMeta, StateError, StateStore, STATE_VERSION};
+use crate::state::{
+    KeyEntry, PageCommit, Prune, Result, SourceMeta, StateError, StateStore, STATE_VERSION,
+};
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -132,7 +134,11 @@ impl PgStore {
                 let rows = c
                     .query_typed(
                         "SELECT value FROM hamstr_state WHERE kind = $1 AND name = $2 AND key = $3",
-                        &[(&kind, Type::TEXT), (&name, Type::TEXT), (&key, Type::BYTEA)],
+                        &[
+                            (&kind, Type::TEXT),
+                            (&name, Type::TEXT),
+                            (&key, Type::BYTEA),
+                        ],
                     )
                     .await
                     .map_err(db)?;
@@ -294,7 +300,10 @@ impl StateStore for PgStore {
 
     fn put_meta(&self, source: &str, meta: &SourceMeta) -> Result<()> {
         let bytes = Self::meta_bytes(meta)?;
-        self.write(source, vec![(("meta", source.to_string(), Vec::new()), Some(bytes))])
+        self.write(
+            source,
+            vec![(("meta", source.to_string(), Vec::new()), Some(bytes))],
+        )
     }
 
     fn key(&self, source: &str, key: &[u8]) -> Result<Option<KeyEntry>> {
@@ -312,7 +321,10 @@ impl StateStore for PgStore {
             writes.push((("queue", child.clone(), key.clone()), Some(encode(record)?)));
         }
         for (k, v) in &page.rejected {
-            writes.push((("rejected", source.to_string(), k.clone()), Some(encode(v)?)));
+            writes.push((
+                ("rejected", source.to_string(), k.clone()),
+                Some(encode(v)?),
+            ));
         }
         for k in &page.unrejected {
             writes.push((("rejected", source.to_string(), k.clone()), None));
@@ -323,7 +335,10 @@ impl StateStore for PgStore {
         for (at, k) in &page.index {
             writes.push((("keyidx", source.to_string(), at.clone()), Some(k.clone())));
         }
-        writes.push((("meta", source.to_string(), Vec::new()), Some(Self::meta_bytes(meta)?)));
+        writes.push((
+            ("meta", source.to_string(), Vec::new()),
+            Some(Self::meta_bytes(meta)?),
+        ));
         self.write(source, writes)
     }
 
@@ -402,7 +417,8 @@ impl StateStore for PgStore {
         self.scan("rejected", source, None, None)?
             .into_iter()
             .map(|(_, v)| {
-                serde_json::from_slice(&v).map_err(damaged(format!("rejected records of `{source}`")))
+                serde_json::from_slice(&v)
+                    .map_err(damaged(format!("rejected records of `{source}`")))
             })
             .collect()
     }
@@ -427,7 +443,10 @@ impl StateStore for PgStore {
     }
 
     fn child_done(&self, child: &str, parent_key: &[u8]) -> Result<()> {
-        self.write(child, vec![(("queue", child.to_string(), parent_key.to_vec()), None)])
+        self.write(
+            child,
+            vec![(("queue", child.to_string(), parent_key.to_vec()), None)],
+        )
     }
 
     fn reset(&self, source: &str) -> Result<()> {
@@ -478,7 +497,12 @@ impl StateStore for PgStore {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.scan("sink", tree, after.map(|k| (k.to_vec(), false)), Some(limit))
+        self.scan(
+            "sink",
+            tree,
+            after.map(|k| (k.to_vec(), false)),
+            Some(limit),
+        )
     }
 
     fn sink_len(&self, tree: &str) -> Result<usize> {

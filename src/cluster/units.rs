@@ -39,7 +39,8 @@ fn source_of(id: &NodeId) -> Option<&str> {
 /// Each unit's version: a digest of its nodes and of the edges leaving them, in order.
 pub fn versions(plan: &Plan) -> BTreeMap<String, String> {
     let units = unit_of(plan);
-    let mut text: BTreeMap<String, String> = units.values().map(|u| (u.clone(), String::new())).collect();
+    let mut text: BTreeMap<String, String> =
+        units.values().map(|u| (u.clone(), String::new())).collect();
     for (id, node) in &plan.nodes {
         if let Some(unit) = source_of(id).and_then(|s| units.get(s)) {
             let t = text.entry(unit.clone()).or_default();
@@ -94,7 +95,13 @@ pub fn local_only(plan: &Plan) -> Vec<NodeId> {
         .iter()
         .filter(|(_, n)| {
             matches!(n, Node::Aggregate { .. })
-                || matches!(n, Node::Sink { sink: crate::check::Sink::Sled { .. }, .. })
+                || matches!(
+                    n,
+                    Node::Sink {
+                        sink: crate::check::Sink::Sled { .. },
+                        ..
+                    }
+                )
         })
         .map(|(id, _)| id.clone())
         .collect()

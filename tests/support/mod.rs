@@ -32,6 +32,7 @@ mod faults;
 mod http;
 pub mod oauth;
 mod paging;
+pub mod pg;
 pub mod records;
 mod running;
 mod server;
