@@ -1,0 +1,295 @@
+//! `hamstr run --cluster` (spec §14) with real processes on one PostgreSQL database
+//! (`DATABASE_URL`, a fresh database per test) against the fake API: units spread over
+//! the instances and owned once each; a stalled owner's work is refused once its lease
+//! is taken; a reload that makes one instance's file differ is reported and runs no unit
+//! two ways; a shutdown hands its leases back before they expire.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+use std::time::Duration;
+use support::cli::{hamstr, hamstr_process, read_jsonl, Pipeline};
+use support::pg::{database_url, fresh_database, sql};
+use support::{records, wait_until, RunningHamstr, TestApi};
+
+/// Unkeyed fields: every run of a unit writes its records again, so an instance's
+/// files show which units it ran.
+const FIELDS: &str = "  fields {\n    id  : string = $.id\n    seq : int    = $.seq\n  }";
+
+/// `n` units `u00`…, each a source polling `/uNN` every second into `out/uNN.jsonl`;
+/// `paths` overrides a unit's path.
+fn pipeline(api: &TestApi, n: usize, paths: &BTreeMap<String, String>) -> String {
+    let mut text = format!("service api {{\n  base_url = \"{}\"\n}}\n", api.url());
+    for i in 0..n {
+        let unit = format!("u{i:02}");
+        let path = paths.get(&unit).cloned().unwrap_or(format!("/{unit}"));
+        text.push_str(&format!(
+            "\nsource {unit} from api {{\n  get = \"{path}\"\n  schedule = every(1s)\n{FIELDS}\n}}\nsink o{unit} = jsonl(\"out/{unit}.jsonl\")\nflow {unit} -> o{unit}\n"
+        ));
+    }
+    text
+}
+
+fn api_with_units(n: usize) -> TestApi {
+    let api = TestApi::start_blocking();
+    for i in 0..n {
+        api.set_records(&format!("/u{i:02}"), records::make(3));
+    }
+    api
+}
+
+/// One instance: its own folder (file, data directory, jsonl files) and process.
+struct Instance {
+    p: Pipeline,
+    run: RunningHamstr,
+    id: i64,
+}
+
+impl Instance {
+    fn start(text: &str, db: &str, lease: &str) -> Instance {
+        let p = Pipeline::new(text);
+        let mut c = hamstr_process();
+        c.arg("run")
+            .arg(&p.file)
+            .args(["--cluster", db, "--lease", lease, "--data-dir"])
+            .arg(&p.data);
+        let mut run = RunningHamstr::start(c);
+        let joined = run.wait_for_stderr_line(
+            "joining the cluster",
+            |l| l.starts_with("joined the cluster as instance"),
+            Duration::from_secs(60),
+        );
+        let id = joined
+            .split_whitespace()
+            .nth(5)
+            .and_then(|w| w.parse().ok())
+            .expect("an instance id");
+        Instance { p, run, id }
+    }
+
+    /// Lines in `out/UNIT.jsonl` of this instance.
+    fn lines(&self, unit: &str) -> usize {
+        read_jsonl(&self.p.path(&format!("out/{unit}.jsonl"))).len()
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.run.id().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill {sig}");
+    }
+}
+
+/// The units held now (lease not run out), by owner.
+fn owners(db: &str) -> BTreeMap<String, i64> {
+    sql(
+        db,
+        "SELECT unit, owner FROM hamstr_units WHERE owner IS NOT NULL AND lease_until > now()",
+    )
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
+}
+
+fn held_by(db: &str, id: i64) -> usize {
+    owners(db).values().filter(|o| **o == id).count()
+}
+
+fn state(file: &std::path::Path, db: &str, lease: &str) -> String {
+    let out = hamstr()
+        .arg("state")
+        .arg(file)
+        .args(["--cluster", db, "--lease", lease])
+        .output()
+        .expect("state");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn thirty_units_spread_over_three_instances_each_owned_once() {
+    let Some(url) = database_url() else { return };
+    let db = fresh_database(&url, "spread");
+    let api = api_with_units(30);
+    let text = pipeline(&api, 30, &BTreeMap::new());
+    let lease = "3s";
+    let instances: Vec<Instance> = (0..3).map(|_| Instance::start(&text, &db, lease)).collect();
+    let ids: BTreeSet<i64> = instances.iter().map(|i| i.id).collect();
+    assert_eq!(ids.len(), 3, "three distinct instance ids");
+    // Steady: every unit held, by the three, none above the fair share (10) plus one.
+    let steady = wait_until(
+        || {
+            let o = owners(&db);
+            let per: Vec<usize> = instances.iter().map(|i| held_by(&db, i.id)).collect();
+            o.len() == 30 && per.iter().all(|n| (1..=11).contains(n))
+        },
+        Duration::from_secs(90),
+    );
+    assert!(steady, "not spread: {:?}\n{}", owners(&db), instances[0].run.stderr());
+    let units: Vec<String> = (0..30).map(|i| format!("u{i:02}")).collect();
+    let before: Vec<Vec<usize>> = instances
+        .iter()
+        .map(|i| units.iter().map(|u| i.lines(u)).collect())
+        .collect();
+    let owned = owners(&db);
+    // One lease period of steady running: time itself must pass for units to run.
+    std::thread::sleep(Duration::from_secs(3));
+    let after: Vec<Vec<usize>> = instances
+        .iter()
+        .map(|i| units.iter().map(|u| i.lines(u)).collect())
+        .collect();
+    for (n, unit) in units.iter().enumerate() {
+        let ran: Vec<i64> = (0..3)
+            .filter(|&k| after[k][n] > before[k][n])
+            .map(|k| instances[k].id)
+            .collect();
+        assert_eq!(ran.len(), 1, "unit {unit} ran on {ran:?} in one lease period");
+        assert_eq!(Some(&ran[0]), owned.get(unit), "unit {unit} ran on its owner");
+    }
+    for i in &instances {
+        assert!(held_by(&db, i.id) <= 11, "instance {} above its fair share plus one", i.id);
+    }
+    let shown = state(&instances[0].p.file, &db, lease);
+    assert_eq!(shown.matches(", epoch ").count(), 30, "{shown}");
+    assert_eq!(shown.matches(": owner ").count(), 30, "{shown}");
+    assert_eq!(shown.matches(", live").count(), 3, "{shown}");
+}
+
+#[test]
+fn a_stalled_owner_resumed_after_its_lease_was_taken_writes_nothing() {
+    let Some(url) = database_url() else { return };
+    let db = fresh_database(&url, "stalled");
+    let api = api_with_units(1);
+    let text = pipeline(&api, 1, &BTreeMap::new());
+    let lease = "2s";
+    let mut a = Instance::start(&text, &db, lease);
+    assert!(
+        wait_until(|| a.lines("u00") >= 3, Duration::from_secs(60)),
+        "the first instance never ran the unit: {}",
+        a.run.stderr()
+    );
+    let b = Instance::start(&text, &db, lease);
+    // A stopped (as by a long pause of its machine) past its lease: B takes the unit.
+    a.signal("-STOP");
+    assert!(
+        wait_until(|| owners(&db).get("u00") == Some(&b.id), Duration::from_secs(60)),
+        "the unit was not taken over: {:?}",
+        owners(&db)
+    );
+    assert!(wait_until(|| b.lines("u00") >= 3, Duration::from_secs(60)));
+    let written = a.lines("u00");
+    a.signal("-CONT");
+    a.run.wait_for_stderr_line(
+        "the lost lease noticed",
+        |l| l.contains("fenced") || l.contains("lost the lease"),
+        Duration::from_secs(30),
+    );
+    // A few of its schedule's periods: a unit it still ran would write again.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(a.lines("u00"), written, "the stalled instance wrote after it lost the lease");
+    assert_eq!(owners(&db).get("u00"), Some(&b.id));
+    let before = b.lines("u00");
+    assert!(wait_until(|| b.lines("u00") > before, Duration::from_secs(30)), "the new owner stopped");
+}
+
+#[test]
+fn a_shutdown_hands_the_leases_back_before_they_expire() {
+    let Some(url) = database_url() else { return };
+    let db = fresh_database(&url, "handback");
+    let api = api_with_units(4);
+    let text = pipeline(&api, 4, &BTreeMap::new());
+    // A long lease: a takeover within it can only come from the leases handed back.
+    let lease = "60s";
+    let mut a = Instance::start(&text, &db, lease);
+    let b = Instance::start(&text, &db, lease);
+    assert!(
+        wait_until(|| held_by(&db, a.id) == 2 && held_by(&db, b.id) == 2, Duration::from_secs(120)),
+        "not spread: {:?}",
+        owners(&db)
+    );
+    let status = a.run.terminate(Duration::from_secs(30)).expect("exits on SIGTERM");
+    assert!(status.success(), "{}", a.run.stderr());
+    assert!(
+        wait_until(|| held_by(&db, b.id) == 4, Duration::from_secs(50)),
+        "the leases were not handed back: {:?}",
+        owners(&db)
+    );
+    let gone = sql(&db, &format!("SELECT count(*) FROM hamstr_instances WHERE id = {}", a.id));
+    assert_eq!(gone[0].get::<_, i64>(0), 0, "the instance left");
+}
+
+#[test]
+fn a_reload_that_makes_one_file_differ_is_reported_and_runs_no_unit_two_ways() {
+    let Some(url) = database_url() else { return };
+    let db = fresh_database(&url, "mismatch");
+    let api = api_with_units(4);
+    api.set_records("/u00v2", records::make(3));
+    let text = pipeline(&api, 4, &BTreeMap::new());
+    let lease = "3s";
+    let mut a = Instance::start(&text, &db, lease);
+    let b = Instance::start(&text, &db, lease);
+    assert!(
+        wait_until(|| held_by(&db, a.id) == 2 && held_by(&db, b.id) == 2, Duration::from_secs(90)),
+        "not spread: {:?}",
+        owners(&db)
+    );
+    let changed = pipeline(&api, 4, &BTreeMap::from([("u00".to_string(), "/u00v2".to_string())]));
+    a.p.rewrite(&changed);
+    a.run.wait_for_stderr_line("the reload", |l| l.starts_with("reloaded:"), Duration::from_secs(30));
+    // Whoever owns u00, the other's file disagrees with what runs: reported either as
+    // a unit whose recorded version is not this file's, or as an instance's mismatch.
+    let reported = wait_until(
+        || {
+            let shown = state(&b.p.file, &db, lease);
+            shown.contains("MISMATCH") || shown.contains("version mismatch")
+        },
+        Duration::from_secs(30),
+    );
+    assert!(reported, "{}", state(&b.p.file, &db, lease));
+    let owner = owners(&db).get("u00").copied();
+    api.clear_requests();
+    // Some periods of the schedule: time must pass for the unit to run.
+    std::thread::sleep(Duration::from_secs(3));
+    let (old, new) = (api.hits("/u00"), api.hits("/u00v2"));
+    assert_eq!(owners(&db).get("u00").copied(), owner, "u00 changed hands");
+    assert!(old + new > 0, "u00 did not run");
+    assert!(old == 0 || new == 0, "u00 ran two definitions: {old} and {new} requests");
+    if owner == Some(a.id) {
+        assert!(new > 0, "the owner runs its own file's definition");
+    } else {
+        assert!(old > 0, "the owner runs its own file's definition");
+    }
+}
+
+#[test]
+fn once_with_cluster_is_refused_and_a_sled_sink_is_an_error() {
+    let Some(url) = database_url() else { return };
+    let db = fresh_database(&url, "refusals");
+    let api = api_with_units(1);
+    let text = pipeline(&api, 1, &BTreeMap::new());
+    let p = Pipeline::new(&text);
+    let out = p
+        .cmd(&["run", "--once", "--cluster", &db, "--data-dir"])
+        .arg(&p.data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`--once` cannot be used with `--cluster`"));
+    let sled = text.replace("jsonl(\"out/u00.jsonl\")", "sled(\"u00\")");
+    let p = Pipeline::new(&sled);
+    let out = p
+        .cmd(&["run", "--no-watch", "--data-dir"])
+        .arg(&p.data)
+        .env("HAMSTR_CLUSTER", &db)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hamstr::local_in_cluster"));
+    let checked = p.cmd(&["check", "--cluster"]).output().unwrap();
+    assert_eq!(checked.status.code(), Some(1));
+    let plain = p.cmd(&["check"]).output().unwrap();
+    assert_eq!(plain.status.code(), Some(0));
+}
