@@ -105,7 +105,11 @@ fn state(file: &std::path::Path, db: &str, lease: &str) -> String {
         .args(["--cluster", db, "--lease", lease])
         .output()
         .expect("state");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -128,7 +132,12 @@ fn thirty_units_spread_over_three_instances_each_owned_once() {
         },
         Duration::from_secs(90),
     );
-    assert!(steady, "not spread: {:?}\n{}", owners(&db), instances[0].run.stderr());
+    assert!(
+        steady,
+        "not spread: {:?}\n{}",
+        owners(&db),
+        instances[0].run.stderr()
+    );
     let units: Vec<String> = (0..30).map(|i| format!("u{i:02}")).collect();
     let before: Vec<Vec<usize>> = instances
         .iter()
@@ -146,11 +155,23 @@ fn thirty_units_spread_over_three_instances_each_owned_once() {
             .filter(|&k| after[k][n] > before[k][n])
             .map(|k| instances[k].id)
             .collect();
-        assert_eq!(ran.len(), 1, "unit {unit} ran on {ran:?} in one lease period");
-        assert_eq!(Some(&ran[0]), owned.get(unit), "unit {unit} ran on its owner");
+        assert_eq!(
+            ran.len(),
+            1,
+            "unit {unit} ran on {ran:?} in one lease period"
+        );
+        assert_eq!(
+            Some(&ran[0]),
+            owned.get(unit),
+            "unit {unit} ran on its owner"
+        );
     }
     for i in &instances {
-        assert!(held_by(&db, i.id) <= 11, "instance {} above its fair share plus one", i.id);
+        assert!(
+            held_by(&db, i.id) <= 11,
+            "instance {} above its fair share plus one",
+            i.id
+        );
     }
     let shown = state(&instances[0].p.file, &db, lease);
     assert_eq!(shown.matches(", epoch ").count(), 30, "{shown}");
@@ -175,7 +196,10 @@ fn a_stalled_owner_resumed_after_its_lease_was_taken_writes_nothing() {
     // A stopped (as by a long pause of its machine) past its lease: B takes the unit.
     a.signal("-STOP");
     assert!(
-        wait_until(|| owners(&db).get("u00") == Some(&b.id), Duration::from_secs(60)),
+        wait_until(
+            || owners(&db).get("u00") == Some(&b.id),
+            Duration::from_secs(60)
+        ),
         "the unit was not taken over: {:?}",
         owners(&db)
     );
@@ -189,10 +213,17 @@ fn a_stalled_owner_resumed_after_its_lease_was_taken_writes_nothing() {
     );
     // A few of its schedule's periods: a unit it still ran would write again.
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(a.lines("u00"), written, "the stalled instance wrote after it lost the lease");
+    assert_eq!(
+        a.lines("u00"),
+        written,
+        "the stalled instance wrote after it lost the lease"
+    );
     assert_eq!(owners(&db).get("u00"), Some(&b.id));
     let before = b.lines("u00");
-    assert!(wait_until(|| b.lines("u00") > before, Duration::from_secs(30)), "the new owner stopped");
+    assert!(
+        wait_until(|| b.lines("u00") > before, Duration::from_secs(30)),
+        "the new owner stopped"
+    );
 }
 
 #[test]
@@ -206,18 +237,27 @@ fn a_shutdown_hands_the_leases_back_before_they_expire() {
     let mut a = Instance::start(&text, &db, lease);
     let b = Instance::start(&text, &db, lease);
     assert!(
-        wait_until(|| held_by(&db, a.id) == 2 && held_by(&db, b.id) == 2, Duration::from_secs(120)),
+        wait_until(
+            || held_by(&db, a.id) == 2 && held_by(&db, b.id) == 2,
+            Duration::from_secs(120)
+        ),
         "not spread: {:?}",
         owners(&db)
     );
-    let status = a.run.terminate(Duration::from_secs(30)).expect("exits on SIGTERM");
+    let status = a
+        .run
+        .terminate(Duration::from_secs(30))
+        .expect("exits on SIGTERM");
     assert!(status.success(), "{}", a.run.stderr());
     assert!(
         wait_until(|| held_by(&db, b.id) == 4, Duration::from_secs(50)),
         "the leases were not handed back: {:?}",
         owners(&db)
     );
-    let gone = sql(&db, &format!("SELECT count(*) FROM hamstr_instances WHERE id = {}", a.id));
+    let gone = sql(
+        &db,
+        &format!("SELECT count(*) FROM hamstr_instances WHERE id = {}", a.id),
+    );
     assert_eq!(gone[0].get::<_, i64>(0), 0, "the instance left");
 }
 
@@ -232,13 +272,24 @@ fn a_reload_that_makes_one_file_differ_is_reported_and_runs_no_unit_two_ways() {
     let mut a = Instance::start(&text, &db, lease);
     let b = Instance::start(&text, &db, lease);
     assert!(
-        wait_until(|| held_by(&db, a.id) == 2 && held_by(&db, b.id) == 2, Duration::from_secs(90)),
+        wait_until(
+            || held_by(&db, a.id) == 2 && held_by(&db, b.id) == 2,
+            Duration::from_secs(90)
+        ),
         "not spread: {:?}",
         owners(&db)
     );
-    let changed = pipeline(&api, 4, &BTreeMap::from([("u00".to_string(), "/u00v2".to_string())]));
+    let changed = pipeline(
+        &api,
+        4,
+        &BTreeMap::from([("u00".to_string(), "/u00v2".to_string())]),
+    );
     a.p.rewrite(&changed);
-    a.run.wait_for_stderr_line("the reload", |l| l.starts_with("reloaded:"), Duration::from_secs(30));
+    a.run.wait_for_stderr_line(
+        "the reload",
+        |l| l.starts_with("reloaded:"),
+        Duration::from_secs(30),
+    );
     // Whoever owns u00, the other's file disagrees with what runs: reported either as
     // a unit whose recorded version is not this file's, or as an instance's mismatch.
     let reported = wait_until(
@@ -256,7 +307,10 @@ fn a_reload_that_makes_one_file_differ_is_reported_and_runs_no_unit_two_ways() {
     let (old, new) = (api.hits("/u00"), api.hits("/u00v2"));
     assert_eq!(owners(&db).get("u00").copied(), owner, "u00 changed hands");
     assert!(old + new > 0, "u00 did not run");
-    assert!(old == 0 || new == 0, "u00 ran two definitions: {old} and {new} requests");
+    assert!(
+        old == 0 || new == 0,
+        "u00 ran two definitions: {old} and {new} requests"
+    );
     if owner == Some(a.id) {
         assert!(new > 0, "the owner runs its own file's definition");
     } else {
@@ -277,7 +331,9 @@ fn once_with_cluster_is_refused_and_a_sled_sink_is_an_error() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("`--once` cannot be used with `--cluster`"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`--once` cannot be used with `--cluster`")
+    );
     let sled = text.replace("jsonl(\"out/u00.jsonl\")", "sled(\"u00\")");
     let p = Pipeline::new(&sled);
     let out = p
@@ -292,4 +348,134 @@ fn once_with_cluster_is_refused_and_a_sled_sink_is_an_error() {
     assert_eq!(checked.status.code(), Some(1));
     let plain = p.cmd(&["check"]).output().unwrap();
     assert_eq!(plain.status.code(), Some(0));
+}
+
+/// Six keyed units `c00`… polling a growing API every second, each into a table of its
+/// own on the cluster database.
+fn keyed_pipeline(api: &TestApi, db: &str, n: usize) -> String {
+    let mut text = format!("service api {{\n  base_url = \"{}\"\n}}\n", api.url());
+    for i in 0..n {
+        let unit = format!("c{i:02}");
+        text.push_str(&format!(
+            "\nsource {unit} from api {{\n  get = \"/{unit}\"\n  schedule = every(1s)\n  key = id\n{FIELDS}\n}}\nsink t{unit} = postgres(\"{db}\", table = \"t_{unit}\")\nflow {unit} -> t{unit}\n"
+        ));
+    }
+    text
+}
+
+/// 60 seconds of SIGKILL and restarts, SIGSTOP past the lease then SIGCONT, and SIGTERM
+/// and restarts of three instances while the API grows; afterwards every table holds
+/// every record of its unit once, with the API's values, and the logs show work of a
+/// lost lease refused.
+#[test]
+fn chaos_kills_stops_and_restarts_lose_and_double_nothing() {
+    use rand::Rng;
+    let Some(url) = database_url() else { return };
+    let db = fresh_database(&url, "chaos");
+    let units = 6;
+    let api = TestApi::start_blocking();
+    for i in 0..units {
+        api.set_records(&format!("/c{i:02}"), records::make(5));
+    }
+    let text = keyed_pipeline(&api, &db, units);
+    let lease = "2s";
+    let folders: Vec<Pipeline> = (0..3).map(|_| Pipeline::new(&text)).collect();
+    let start = |p: &Pipeline| {
+        let mut c = hamstr_process();
+        c.arg("run")
+            .arg(&p.file)
+            .args([
+                "--cluster",
+                &db,
+                "--lease",
+                lease,
+                "--no-watch",
+                "--data-dir",
+            ])
+            .arg(&p.data);
+        RunningHamstr::start(c)
+    };
+    let mut runs: Vec<RunningHamstr> = folders.iter().map(start).collect();
+    let mut logs = String::new();
+    let mut rng = rand::rng();
+    let mut next = vec![6u64; units];
+    let began = std::time::Instant::now();
+    let mut round = 0;
+    while began.elapsed() < Duration::from_secs(60) {
+        // The API grows: new records for one unit, changed values for another.
+        let u = rng.random_range(0..units);
+        api.push_records(&format!("/c{u:02}"), records::range(next[u], 3));
+        next[u] += 3;
+        let k = rng.random_range(0..3);
+        let pid = runs[k].id().to_string();
+        match round % 3 {
+            0 => {
+                logs.push_str(&runs[k].stderr());
+                runs[k].kill();
+                runs[k] = start(&folders[k]);
+            }
+            1 => {
+                Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+                // Longer than the lease: the others take its units meanwhile.
+                std::thread::sleep(Duration::from_millis(rng.random_range(2500..4000)));
+                Command::new("kill").args(["-CONT", &pid]).status().unwrap();
+            }
+            _ => {
+                runs[k].terminate(Duration::from_secs(30));
+                logs.push_str(&runs[k].stderr());
+                runs[k] = start(&folders[k]);
+            }
+        }
+        round += 1;
+        // Chaos at random instants: time itself must pass between actions.
+        std::thread::sleep(Duration::from_millis(rng.random_range(500..2500)));
+    }
+    let expected: Vec<Vec<(String, i64)>> = (0..units)
+        .map(|i| {
+            let mut rows: Vec<(String, i64)> = api
+                .records(&format!("/c{i:02}"))
+                .iter()
+                .map(|r| {
+                    (
+                        r["id"].as_str().unwrap().to_string(),
+                        r["seq"].as_i64().unwrap(),
+                    )
+                })
+                .collect();
+            rows.sort();
+            rows
+        })
+        .collect();
+    let table = |i: usize| -> Vec<(String, i64)> {
+        sql(&db, &format!("SELECT id, seq FROM t_c{i:02} ORDER BY id"))
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    };
+    let settled = wait_until(
+        || (0..units).all(|i| table(i) == expected[i]),
+        Duration::from_secs(90),
+    );
+    for r in &runs {
+        logs.push_str(&r.stderr());
+    }
+    for (i, want) in expected.iter().enumerate() {
+        let got = table(i);
+        assert!(
+            settled,
+            "table t_c{i:02}: {} rows, {} expected",
+            got.len(),
+            want.len()
+        );
+        assert_eq!(&got, want, "table t_c{i:02}");
+    }
+    let per_key = sql(
+        &db,
+        "SELECT count(*) FROM (SELECT id FROM t_c00 GROUP BY id HAVING count(*) > 1) d",
+    );
+    assert_eq!(per_key[0].get::<_, i64>(0), 0, "a key twice");
+    assert!(
+        logs.contains("fenced") || logs.contains("lost the lease"),
+        "no lost lease was noticed in 60 s of chaos"
+    );
 }

@@ -89,8 +89,14 @@ pub struct PgStore {
     fence: Option<Arc<Fence>>,
 }
 
-/// A row of `hamstr_state` to write (`Some`) or delete (`None`).
-type Write = ((&'static str, String, Vec<u8>), Option<Vec<u8>>);
+/// A row of `hamstr_state`: kind, name, key.
+type Row = (&'static str, String, Vec<u8>);
+
+/// A row to write (`Some`) or delete (`None`).
+type Write = (Row, Option<Vec<u8>>);
+
+/// An index entry below the bound, its key, and that key's entry if it has one.
+type Indexed = (Vec<u8>, Vec<u8>, Option<Vec<u8>>);
 
 impl PgStore {
     pub fn new(pool: Arc<Pool>, fence: Option<Arc<Fence>>) -> PgStore {
@@ -226,7 +232,7 @@ async fn check_lease(tx: &Transaction<'_>, unit: &str, owner: i64, epoch: i64) -
 /// Writes rows in the order given (a later write of a row wins), as one upsert and one
 /// delete.
 async fn apply(tx: &Transaction<'_>, writes: Vec<Write>) -> Result<()> {
-    let mut last: BTreeMap<(&'static str, String, Vec<u8>), Option<Vec<u8>>> = BTreeMap::new();
+    let mut last: BTreeMap<Row, Option<Vec<u8>>> = BTreeMap::new();
     for (at, value) in writes {
         last.insert(at, value);
     }
@@ -364,7 +370,7 @@ impl StateStore for PgStore {
             }
         } else {
             let (name, bound) = (source.to_string(), prune.bound.to_vec());
-            let rows: Vec<(Vec<u8>, Vec<u8>, Option<Vec<u8>>)> = self.run(Box::new(move |c| {
+            let rows: Vec<Indexed> = self.run(Box::new(move |c| {
                 Box::pin(async move {
                     let rows = c
                         .query_typed(
