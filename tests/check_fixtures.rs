@@ -3,7 +3,7 @@
 //! Also: every diagnostic code (`Code::ALL`) is produced by some fixture and listed in
 //! `docs/language.md`, and the examples are clean.
 
-use hamstr::check::{check, check_with, Checked, Code, Mode};
+use hamstr::check::{check_with, Checked, Code, Mode};
 use std::collections::BTreeSet;
 use std::path::Path;
 

@@ -43,7 +43,10 @@ fn semantics(store: &dyn StateStore) {
         store.rejected("s").unwrap(),
         vec![json!({"reason": "no id"})]
     );
-    assert!(store.rejected_keys("s").unwrap().contains(&b"bad".to_vec()));
+    assert!(store
+        .rejected_keys("s")
+        .unwrap()
+        .contains(b"bad".as_slice()));
     assert_eq!(
         store.child_queue("kids").unwrap(),
         vec![(b"a".to_vec(), json!({"id": "a"}))]
