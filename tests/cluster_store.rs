@@ -214,3 +214,49 @@ fn a_commit_under_a_lease_taken_by_another_instance_is_refused() {
         Err(StateError::Fenced { .. })
     ));
 }
+
+/// A `postgres` sink on the cluster's database checks the page's lease in its own
+/// transaction: a stale epoch writes no row (and is not queued), the holder's does.
+#[test]
+fn a_postgres_sink_on_the_cluster_database_writes_only_under_the_lease() {
+    use hamstr::check::{Schema, Text, Type};
+    use hamstr::nodes::extract::Emitted;
+    use hamstr::nodes::sink::postgres::PgWriter;
+    use hamstr::nodes::sink::{SinkWriter, WriteError};
+    let Some(url) = database_url() else { return };
+    let db = fresh_database(&url, "sinkfence");
+    drop(hamstr::cluster::open_store(&db).unwrap());
+    sql(
+        &db,
+        "INSERT INTO hamstr_units (unit, owner, epoch, lease_until, version) VALUES ('s', 7, 2, now() + interval '1 hour', 'v')",
+    );
+    let schema = Schema {
+        fields: vec![("id".into(), Type::String, false)],
+        key: vec!["id".into()],
+    };
+    let names = vec!["id".to_string()];
+    let records = Arc::new(vec![Emitted {
+        key: Some(b"a".to_vec()),
+        json: br#"{"id":"a"}"#.to_vec(),
+    }]);
+    let far = Instant::now() + Duration::from_secs(3600);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let write = |epoch: i64| {
+        let fence = Arc::new(Fence::new(7));
+        fence.hold("s", epoch, far);
+        let store = hamstr::cluster::open_fenced_store(&db, fence).unwrap();
+        let mut w = PgWriter::new("t", &Text::plain(db.clone()), "items", 10, &schema)
+            .unwrap()
+            .fenced_by(store);
+        rt.block_on(w.write_for("s", &names, &records))
+    };
+    match write(1) {
+        Err(WriteError::Fenced(e)) => assert!(e.contains("fenced"), "{e}"),
+        other => panic!("expected Fenced, got {other:?}"),
+    }
+    let rows = sql(&db, "SELECT count(*) FROM items");
+    assert_eq!(rows[0].get::<_, i64>(0), 0, "a stale epoch wrote a row");
+    write(2).unwrap();
+    let rows = sql(&db, "SELECT count(*) FROM items");
+    assert_eq!(rows[0].get::<_, i64>(0), 1);
+}

@@ -72,3 +72,21 @@ fn with_causes(e: &dyn std::error::Error) -> String {
     }
     out
 }
+
+/// Which database a connection configuration reaches: first host, port and database
+/// name (the user's name when none is given, as PostgreSQL does). A sink on the cluster's
+/// own database is recognised by it.
+pub fn database_key(config: &tokio_postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = config
+        .get_dbname()
+        .or(config.get_user())
+        .unwrap_or_default();
+    format!("{host}:{port}/{db}")
+}

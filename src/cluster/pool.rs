@@ -80,6 +80,11 @@ impl Pool {
         Ok(pool)
     }
 
+    /// The database the pool connects to, as sinks name theirs.
+    pub fn database(&self) -> String {
+        crate::check::postgres_url::database_key(&self.config)
+    }
+
     /// Runs `job` on a connection and waits for it (from any thread).
     pub fn run<T: Send + 'static>(&self, job: Job<T>) -> Result<T> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);

@@ -7,7 +7,7 @@
 
 use super::pool::{db, Job, Pool};
 use crate::state::{
-    KeyEntry, PageCommit, Prune, Result, SourceMeta, StateError, StateStore, STATE_VERSION,
+    KeyEntry, Lease, PageCommit, Prune, Result, SourceMeta, StateError, StateStore, STATE_VERSION,
 };
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, HashMap};
@@ -572,5 +572,14 @@ impl StateStore for PgStore {
             Some(f) => f.check(source).map(drop),
             None => Ok(()),
         }
+    }
+
+    fn lease_of(&self, source: &str) -> Result<Option<Lease>> {
+        Ok(self.lease(source)?.map(|(unit, owner, epoch)| Lease {
+            database: self.pool.database(),
+            unit,
+            owner,
+            epoch,
+        }))
     }
 }

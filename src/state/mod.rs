@@ -199,6 +199,22 @@ pub trait StateStore: Send + Sync {
     fn fence(&self, _source: &str) -> Result<()> {
         Ok(())
     }
+    /// In a cluster: the lease a write for `source` must still hold, for a sink on the
+    /// cluster's database to check in its own transaction; [`StateError::Fenced`] when
+    /// this instance's lease already ran out. `None` outside a cluster.
+    fn lease_of(&self, _source: &str) -> Result<Option<Lease>> {
+        Ok(None)
+    }
+}
+
+/// A unit's lease as this instance holds it, and the database it is kept in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The database, as [`crate::check::postgres_url::database_key`] names it.
+    pub database: String,
+    pub unit: String,
+    pub owner: i64,
+    pub epoch: i64,
 }
 
 mod commit_log;

@@ -37,6 +37,9 @@ pub enum WriteError {
     /// Whoever reads the sink is gone (standard output closed): nothing is queued for
     /// nobody, the page is not committed, and the run ends.
     Closed,
+    /// In a cluster, the lease of the page's unit is no longer this instance's: the
+    /// page is dropped (not queued), and the unit's new owner fetches it again.
+    Fenced(String),
 }
 
 impl From<String> for WriteError {
@@ -52,6 +55,7 @@ impl std::fmt::Display for WriteError {
         match self {
             WriteError::Failed(e) => f.write_str(e),
             WriteError::Closed => f.write_str("the reader of the sink is gone"),
+            WriteError::Fenced(e) => f.write_str(e),
         }
     }
 }
@@ -67,6 +71,17 @@ pub trait SinkWriter: Send {
         names: &'a [String],
         records: &'a Arc<Vec<Emitted>>,
     ) -> WriteFuture<'a>;
+
+    /// Writes a page of `source`. A sink that can check the source's lease in its own
+    /// write (a `postgres` sink on the cluster's database) does; the others write.
+    fn write_for<'a>(
+        &'a mut self,
+        _source: &'a str,
+        names: &'a [String],
+        records: &'a Arc<Vec<Emitted>>,
+    ) -> WriteFuture<'a> {
+        self.write(names, records)
+    }
 }
 
 /// Builds the writer of a sink; `schema` is what feeds it (`None` when nothing does), and
@@ -100,7 +115,7 @@ pub fn writer_for(
                 return Box::new(Unavailable(format!("sink `{name}`: nothing feeds it")));
             };
             match postgres::PgWriter::new(name, url, table, *batch, schema) {
-                Ok(w) => Box::new(w),
+                Ok(w) => Box::new(w.fenced_by(store)),
                 Err(e) => Box::new(Unavailable(e)),
             }
         }
@@ -230,7 +245,8 @@ impl SinkNode {
                 let written = within_grace(
                     &self.stop,
                     &mut deadline,
-                    self.writer.write(&batch.names, &batch.records),
+                    self.writer
+                        .write_for(&batch.source, &batch.names, &batch.records),
                 )
                 .await
                 .unwrap_or_else(|| {
@@ -245,6 +261,10 @@ impl SinkNode {
                         tracing::info!(sink = %self.name, "the reader of standard output left: the run ends; the page is fetched again next time");
                         exit.reader_gone = true;
                         self.end_run.stop();
+                        false
+                    }
+                    Err(WriteError::Fenced(e)) => {
+                        tracing::warn!(sink = %self.name, source = %batch.source, error = %e, "fenced: the page is dropped; the unit's new owner fetches it again");
                         false
                     }
                     Err(WriteError::Failed(e)) => {

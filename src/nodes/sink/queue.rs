@@ -10,6 +10,9 @@ use std::sync::Arc;
 /// A page waiting in a sink's durable queue.
 #[derive(Serialize, Deserialize)]
 struct Queued {
+    /// The page's source (empty in entries queued before it was kept).
+    #[serde(default)]
+    source: String,
     names: Vec<String>,
     records: Vec<(Option<Vec<u8>>, String)>,
 }
@@ -63,6 +66,7 @@ impl Queue {
 
     pub(super) async fn push(&self, batch: &Batch) -> Result<(), String> {
         let q = Queued {
+            source: batch.source.to_string(),
             names: batch.names.to_vec(),
             records: batch
                 .records
@@ -117,7 +121,14 @@ impl Queue {
                     })
                     .collect(),
             );
-            writer.write(&q.names, &records).await?;
+            match writer.write_for(&q.source, &q.names, &records).await {
+                Ok(()) => {}
+                // Queued by an owner whose lease is gone: the new owner fetches it again.
+                Err(WriteError::Fenced(e)) => {
+                    tracing::warn!(sink = %self.name, source = %q.source, error = %e, "fenced: a queued page is dropped; the unit's new owner fetches it again");
+                }
+                Err(e) => return Err(e),
+            }
             let (store, space) = (self.store.clone(), self.space.clone());
             tokio::task::spawn_blocking(move || store.kv_apply(&space, &[(id, None)]))
                 .await

@@ -8,11 +8,12 @@ mod table;
 
 pub use table::{ident, sql_type, Column, Table};
 
-use super::{SinkWriter, WriteFuture};
+use super::{SinkWriter, WriteError, WriteFuture};
 use crate::check::postgres_url;
 use crate::check::{Schema, Text};
 use crate::masking::Masker;
 use crate::nodes::extract::Emitted;
+use crate::state::{Lease, StateStore};
 use cells::{push_record, Cells};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,6 +36,10 @@ pub struct PgWriter {
     conn: Option<Conn>,
     /// The table was created or found fitting on this writer's connection so far.
     table_ready: bool,
+    /// In a cluster, the store that says which lease a page's write must still hold.
+    leases: Option<Arc<dyn StateStore>>,
+    /// The database this sink writes to, as leases name theirs.
+    database: String,
 }
 
 struct Conn {
@@ -61,8 +66,11 @@ impl PgWriter {
         if config.get_application_name().is_none() {
             config.application_name("hamstr");
         }
+        let database = postgres_url::database_key(&config);
         Ok(PgWriter {
             sink: sink.to_string(),
+            leases: None,
+            database,
             config,
             shown_url,
             masker,
@@ -71,6 +79,15 @@ impl PgWriter {
             conn: None,
             table_ready: false,
         })
+    }
+
+    /// In a cluster (spec §14): when this sink writes to the cluster's own database, each
+    /// page's transaction first checks, with the unit's row locked `FOR SHARE`, that this
+    /// instance still holds the unit's lease at its epoch; a stalled instance whose lease
+    /// was taken writes nothing.
+    pub fn fenced_by(mut self, store: Arc<dyn StateStore>) -> PgWriter {
+        self.leases = Some(store);
+        self
     }
 
     /// A connection, made (with the table created or checked) when there is none.
@@ -104,11 +121,32 @@ impl PgWriter {
         Ok(self.conn.as_mut().expect("connected above"))
     }
 
-    /// Writes a page's rows in one transaction, `batch` rows per statement.
-    async fn write_page(&mut self, cols: &[Cells], rows: usize) -> Result<(), Failure> {
+    /// Writes a page's rows in one transaction, `batch` rows per statement, after the
+    /// lease check when there is a lease to check.
+    async fn write_page(
+        &mut self,
+        cols: &[Cells],
+        rows: usize,
+        lease: Option<&Lease>,
+    ) -> Result<(), Failure> {
         let batch = self.batch;
         let conn = self.connect().await?;
         let tx = conn.client.transaction().await.map_err(Failure::Db)?;
+        if let Some(l) = lease {
+            let held = tx
+                .query(
+                    "SELECT 1 FROM hamstr_units WHERE unit = $1 AND owner = $2 AND epoch = $3 AND lease_until > now() FOR SHARE",
+                    &[&l.unit, &l.owner, &l.epoch],
+                )
+                .await
+                .map_err(Failure::Db)?;
+            if held.is_empty() {
+                return Err(Failure::Fenced(format!(
+                    "fenced: the lease of unit `{}` (epoch {}) is no longer this instance's",
+                    l.unit, l.epoch
+                )));
+            }
+        }
         let mut start = 0;
         while start < rows {
             let end = (start + batch).min(rows);
@@ -176,7 +214,9 @@ impl PgWriter {
                 self.table.shown(),
                 error_text(e)
             ),
-            Failure::Table(msg) => format!("sink `{}` ({}): {msg}", self.sink, self.shown_url),
+            Failure::Table(msg) | Failure::Fenced(msg) => {
+                format!("sink `{}` ({}): {msg}", self.sink, self.shown_url)
+            }
         };
         self.masker.mask(&text)
     }
@@ -188,8 +228,25 @@ impl SinkWriter for PgWriter {
         names: &'a [String],
         records: &'a Arc<Vec<Emitted>>,
     ) -> WriteFuture<'a> {
+        self.write_for("", names, records)
+    }
+
+    fn write_for<'a>(
+        &'a mut self,
+        source: &'a str,
+        names: &'a [String],
+        records: &'a Arc<Vec<Emitted>>,
+    ) -> WriteFuture<'a> {
         Box::pin(async move {
-            let written: Result<(), String> = async {
+            // The lease to check: only for a source of a cluster whose database this is.
+            let lease = match &self.leases {
+                Some(store) if !source.is_empty() => match store.lease_of(source) {
+                    Ok(lease) => lease.filter(|l| l.database == self.database),
+                    Err(e) => return Err(WriteError::Fenced(e.to_string())),
+                },
+                _ => None,
+            };
+            let written: Result<(), WriteError> = async {
                 let (cols, rows) = self.columns(names, records)?;
                 if rows == 0 {
                     return Ok(());
@@ -197,9 +254,13 @@ impl SinkWriter for PgWriter {
                 let mut retried = false;
                 loop {
                     let reused = self.conn.is_some();
-                    let Err(f) = self.write_page(&cols, rows).await else {
+                    let Err(f) = self.write_page(&cols, rows, lease.as_ref()).await else {
                         return Ok(());
                     };
+                    if let Failure::Fenced(e) = f {
+                        // The transaction rolled back with the connection's next use.
+                        return Err(WriteError::Fenced(e));
+                    }
                     let closed = self.conn.as_ref().is_none_or(|c| c.client.is_closed());
                     // Start afresh after any failure: a new connection, the table checked
                     // again (it may have been altered or dropped meanwhile).
@@ -215,11 +276,11 @@ impl SinkWriter for PgWriter {
                         retried = true;
                         continue;
                     }
-                    return Err(self.describe(&f));
+                    return Err(self.describe(&f).into());
                 }
             }
             .await;
-            written.map_err(Into::into)
+            written
         })
     }
 }

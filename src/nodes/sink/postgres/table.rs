@@ -311,6 +311,8 @@ impl Table {
 pub enum Failure {
     Db(tokio_postgres::Error),
     Table(String),
+    /// The lease checked in the write's transaction is no longer this instance's.
+    Fenced(String),
 }
 
 #[cfg(test)]
