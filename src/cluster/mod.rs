@@ -4,6 +4,7 @@
 //! back over its fair share, claim under it) and gives the runtime the plan of only the
 //! units it holds; the [`store::PgStore`] fences every commit with the lease's epoch.
 
+mod fence;
 mod lease;
 mod pool;
 mod schema;
