@@ -25,8 +25,6 @@ if [ -z "${DATABASE_URL:-}" ]; then
 fi
 hamstr=${HAMSTR_BIN:-target/release/hamstr}
 [ -x "$hamstr" ] || cargo build --release --bin hamstr
-cargo bench --no-run --bench bench_api 2>/dev/null
-api_bin=${BENCH_API_BIN:-$(ls -t target/release/deps/bench_api-* | grep -v '\.d$' | head -n 1)}
 
 tmp=$(mktemp -d)
 pids=()
@@ -36,7 +34,32 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$api_bin" --port 0 --records "$records" --per-page 500 > "$tmp/api.out" &
+# The API: RECORDS records in pages of 500 at /records?page=N&per_page=500, every page
+# serialised once at start (python3, so that no second release build is needed).
+python3 - "$records" > "$tmp/api.out" <<'PY' &
+import json, sys, urllib.parse
+from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
+n, per = int(sys.argv[1]), 500
+recs = [{"id": f"r{i:07d}", "seq": i, "amount": f"{i % 1000}.{i % 100:02d}"} for i in range(1, n + 1)]
+pages = [json.dumps({"data": recs[i:i + per]}).encode() for i in range(0, n, per)]
+empty = json.dumps({"data": []}).encode()
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        q = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+        p = int(q.get("page", ["1"])[0])
+        body = pages[p - 1] if 1 <= p <= len(pages) else empty
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+s = ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(f"listening on http://127.0.0.1:{s.server_address[1]}", flush=True)
+s.serve_forever()
+PY
 pids+=($!)
 for _ in $(seq 100); do grep -q listening "$tmp/api.out" 2>/dev/null && break; sleep 0.1; done
 api=$(sed -n 's/^listening on //p' "$tmp/api.out")
@@ -82,9 +105,8 @@ rows() {
     echo "$total"
 }
 
-start() { # db file data lease
-    RUST_LOG=hamstr=warn "$hamstr" run "$2" --cluster "$1" --lease "$4" --no-watch --data-dir "$3" 2>> "$3.log" &
-    pids+=($!)
+start() { # db file data lease; prints the pid (stdout closed for the process)
+    RUST_LOG=hamstr=warn "$hamstr" run "$2" --cluster "$1" --lease "$4" --no-watch --data-dir "$3" > /dev/null 2>> "$3.log" &
     echo $!
 }
 
@@ -96,6 +118,7 @@ for n in 1 2 3; do
     t0=$(date +%s.%N)
     mine=()
     for k in $(seq "$n"); do mine+=("$(start "$db" "$tmp/p$n.hmr" "$tmp/d$n-$k" 30s)"); done
+    pids+=("${mine[@]}")
     while [ "$(rows "$db")" -lt "$want" ]; do sleep 0.2; done
     t1=$(date +%s.%N)
     for p in "${mine[@]}"; do kill -TERM "$p"; done
@@ -109,6 +132,7 @@ pipeline "$db" "$tmp/pk.hmr"
 sed -i 's/schedule = once/schedule = every(1s)/' "$tmp/pk.hmr"
 ids=()
 for k in 1 2 3; do ids+=("$(start "$db" "$tmp/pk.hmr" "$tmp/dk-$k" 5s)"); done
+pids+=("${ids[@]}")
 held() { psql -qtA "$db" -c "SELECT count(*) FROM hamstr_units WHERE owner IS NOT NULL AND lease_until > now()"; }
 until [ "$(held)" -eq "$units" ] && [ "$(psql -qtA "$db" -c "SELECT count(DISTINCT owner) FROM hamstr_units WHERE lease_until > now()")" -eq 3 ]; do sleep 0.2; done
 victim_id=$(cut -d' ' -f2 "$tmp/dk-1/cluster-instance")
