@@ -44,6 +44,13 @@ impl Pipeline {
             if let Some(b) = &s.body {
                 body_secrets(b, &mut texts);
             }
+            match s.receive.as_ref().map(|r| &r.verify) {
+                Some(super::Verify::Hmac { secret, .. })
+                | Some(super::Verify::Stripe { secret, .. })
+                | Some(super::Verify::Standard { secret, .. })
+                | Some(super::Verify::Token { value: secret, .. }) => texts.push(secret),
+                Some(super::Verify::None) | None => {}
+            }
         }
         for s in self.services.values() {
             out.extend(url_secrets(&s.base_url, false));

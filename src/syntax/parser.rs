@@ -48,6 +48,7 @@ pub fn parse(text: &str) -> (Option<File>, Vec<SyntaxError>) {
             Rule::sink => Item::Sink(b.sink(pair)),
             Rule::flow => Item::Flow(b.flow(pair)),
             Rule::aggregate => Item::Aggregate(b.aggregate(pair)),
+            Rule::server => Item::Server(b.server(pair)),
             _ => continue,
         };
         file.items.push(item);
@@ -170,6 +171,18 @@ impl Builder {
         let name = self.ident(inner.next().expect("grammar: aggregate name"));
         let body = self.block(inner.next().expect("grammar: aggregate block"));
         Aggregate { name, body, span }
+    }
+
+    fn server(&mut self, pair: Pair<Rule>) -> Server {
+        let span = span_of(&pair);
+        let mut inner = pair.into_inner();
+        let keyword = span_of(&inner.next().expect("grammar: server keyword"));
+        let body = self.block(inner.next().expect("grammar: server block"));
+        Server {
+            keyword,
+            body,
+            span,
+        }
     }
 
     pub(super) fn block(&mut self, pair: Pair<Rule>) -> Block {
