@@ -43,6 +43,10 @@ pub enum Command {
         /// any network
         #[arg(long, value_name = "DIR")]
         replay: Option<PathBuf>,
+        /// The address of hamstr's HTTP listener (events, /health, /metrics), over the
+        /// pipeline's `server { listen }` (default 127.0.0.1:8787)
+        #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
+        listen: Option<String>,
     },
     /// Run one source for a few pages and show what a run would make of them, touching
     /// no state and no sink: requests, answers, records, rejections, the next request,
@@ -124,4 +128,11 @@ pub enum Command {
         #[arg(long)]
         seconds: Option<u64>,
     },
+}
+
+/// `--listen ADDR`: an IP address and a port.
+fn parse_listen(text: &str) -> Result<String, String> {
+    text.parse::<std::net::SocketAddr>()
+        .map(|_| text.to_string())
+        .map_err(|_| format!("`{text}` is not an IP address and port like 127.0.0.1:8787"))
 }

@@ -45,6 +45,7 @@ fn command(cli: Cli) -> Result<Outcome, Error> {
             data_dir,
             record,
             replay,
+            listen,
         } => {
             let exchanges = match (record, replay) {
                 (Some(dir), _) => app::Exchanges::Record(dir),
@@ -57,6 +58,7 @@ fn command(cli: Cli) -> Result<Outcome, Error> {
                 !no_watch,
                 data_dir.as_deref(),
                 &exchanges,
+                listen.as_deref(),
                 console,
             )
         }

@@ -45,12 +45,14 @@ impl Exchanges {
 
 /// `hamstr run FILE`. With `once`, a summary on stderr, and [`Outcome::Failure`] when a
 /// source failed or records still wait in a sink's queue.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     file: &Path,
     once: bool,
     watch: bool,
     data_dir: Option<&Path>,
     exchanges: &Exchanges,
+    listen: Option<&str>,
     console: Console,
 ) -> Result<Outcome, Error> {
     super::private_files();
@@ -62,6 +64,7 @@ pub fn run(
         once,
         watch: watch && !once,
         tape,
+        listen: listen.map(str::to_string),
     };
     let report = run_loaded(file, &loaded, store, &dir, how, console)?;
     if report.reader_gone {
@@ -86,6 +89,8 @@ pub(super) struct How {
     pub once: bool,
     pub watch: bool,
     pub tape: Option<Arc<Tape>>,
+    /// `--listen ADDR`: the listener's address, over the `server` block's.
+    pub listen: Option<String>,
 }
 
 /// Runs `loaded` on a fresh tokio runtime. With `watch`, saving the file reloads it: a
@@ -98,7 +103,12 @@ pub(super) fn run_loaded(
     how: How,
     console: Console,
 ) -> Result<Report, Error> {
-    let How { once, watch, tape } = how;
+    let How {
+        once,
+        watch,
+        tape,
+        listen,
+    } = how;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(BLOCKING_THREADS)
@@ -143,6 +153,8 @@ pub(super) fn run_loaded(
             once,
             base_dir: loaded.base_dir.clone(),
             tape,
+            listen,
+            ..Options::default()
         };
         runtime::run(Plan::new(&loaded.pipeline), store, opts, stop, reloads)
             .await

@@ -44,6 +44,7 @@ pub(crate) mod vocabulary {
     pub(crate) use super::source::PROPS as SOURCE_PROPS;
 }
 pub use pipeline::*;
+pub use receive::standard_key;
 
 use crate::syntax::{self, ast, Span};
 use std::collections::{BTreeMap, BTreeSet};

@@ -125,6 +125,10 @@ pub async fn scheduled_driver(
             break;
         }
     }
+    // A source that also receives keeps taking events after its last poll (`once`).
+    if !once && poller.src.receive.is_some() {
+        stop.stopped().await;
+    }
 }
 
 pub async fn child_driver(
@@ -172,4 +176,13 @@ pub async fn child_driver(
             let _ = r.send(());
         }
     }
+}
+
+/// A source that only receives events: nothing to poll. It keeps the poller (the
+/// extract node's input) until the unit stops, so events can reach the extract node.
+pub async fn push_driver(poller: Arc<Poller>, stop: Stop, once: bool) {
+    if !once {
+        stop.stopped().await;
+    }
+    drop(poller);
 }

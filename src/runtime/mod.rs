@@ -5,6 +5,7 @@
 mod aggregates;
 mod drivers;
 mod graph;
+pub mod listener;
 pub mod progress;
 mod schedule;
 mod supervise;
@@ -41,6 +42,12 @@ pub struct Options {
     /// Where the services' exchanges are recorded or replayed from (`run --record`,
     /// `--replay`).
     pub tape: Option<Arc<Tape>>,
+    /// `run --listen ADDR`: the listener's address, over the `server` block's.
+    pub listen: Option<String>,
+    /// What `GET /metrics` serves when `server { metrics = true }`.
+    pub metrics: Option<listener::MetricsRender>,
+    /// Told of every event the listener answers (source, status), for metrics.
+    pub on_answer: Option<listener::OnAnswer>,
 }
 
 /// What each source did, for the summary and the exit code.

@@ -65,7 +65,7 @@ pub fn run(port: u16, data_dir: Option<PathBuf>, seconds: Option<u64>) -> Result
         let opts = Options {
             once: false,
             base_dir: dir.clone(),
-            tape: None,
+            ..Options::default()
         };
         let plan = crate::plan::Plan::new(&pipeline);
         let report = runtime::run(plan, store.clone(), opts, stop, None)

@@ -6,7 +6,7 @@ mod listing;
 pub mod paginate;
 pub mod request;
 
-pub use listing::{base_url, Failed, Listing};
+pub use listing::{base_url, url_of, Failed, Listing};
 
 use crate::check::Source;
 use crate::nodes::extract::{Extractor, Page, RunSummary, SourceMsg};
