@@ -194,6 +194,7 @@ impl Graph {
             None if listener::needed(plan) && !self.opts.once => {
                 self.listener = Some(Listener::start(
                     &wanted,
+                    plan,
                     self.opts.metrics.clone(),
                     self.opts.on_answer.clone(),
                 )?);

@@ -87,6 +87,10 @@ impl Receiver {
         if self.stop.is_stopping() {
             return Answer::unavailable("shutting down");
         }
+        // Held from here: an event taken before a stop is committed within the grace.
+        let Some(tx) = self.tx.upgrade() else {
+            return Answer::unavailable("the source is not running");
+        };
         let now = chrono::Utc::now().timestamp();
         if let Err(verify::Refused(why)) = verify::verify(&receive.verify, headers, body, now) {
             tracing::warn!(source = %self.src.name, reason = %why, "event refused");
@@ -103,7 +107,7 @@ impl Receiver {
                 Err(answer) => return answer,
             },
         };
-        self.commit(records, rejected).await
+        self.commit(tx, records, rejected).await
     }
 
     /// GETs the record each item names; any failure refuses the whole event (503).
@@ -168,10 +172,12 @@ impl Receiver {
     }
 
     /// Hands the records to the extract node and waits for their commit.
-    async fn commit(&self, records: Vec<Json>, rejected: Vec<(String, Json)>) -> Answer {
-        let Some(tx) = self.tx.upgrade() else {
-            return Answer::unavailable("the source is not running");
-        };
+    async fn commit(
+        &self,
+        tx: mpsc::Sender<SourceMsg>,
+        records: Vec<Json>,
+        rejected: Vec<(String, Json)>,
+    ) -> Answer {
         let (done, committed) = oneshot::channel();
         let msg = SourceMsg::Event {
             page: Page {

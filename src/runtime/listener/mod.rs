@@ -58,9 +58,10 @@ pub fn needed(plan: &Plan) -> bool {
 }
 
 impl Listener {
-    /// Binds `addr` and serves on the current tokio runtime.
+    /// Binds `addr` and serves `plan`'s paths on the current tokio runtime.
     pub fn start(
         addr: &str,
+        plan: &Plan,
         metrics: Option<MetricsRender>,
         on_answer: Option<OnAnswer>,
     ) -> Result<Arc<Listener>, String> {
@@ -80,6 +81,9 @@ impl Listener {
             ..Shared::default()
         });
         let shutdown = tokio_util::sync::CancellationToken::new();
+        // The paths are known before the first request is taken: none is told 404 (nor
+        // `/health` 200) for want of them.
+        apply_to(&shared, plan);
         let app = {
             let shared = shared.clone();
             axum::Router::new().fallback(move |req: Request<Body>| {
@@ -114,28 +118,7 @@ impl Listener {
     /// Takes the paths and the metrics switch of `plan`: what it no longer names
     /// answers 404 from now on, what it adds answers once its source runs.
     pub fn apply(&self, plan: &Plan) {
-        let routes: BTreeMap<String, Route> = plan
-            .sources()
-            .filter_map(|(name, s, _)| {
-                let r = s.receive.as_ref()?;
-                Some((
-                    r.path.clone(),
-                    Route {
-                        source: name.to_string(),
-                        max_body: r.max_body,
-                    },
-                ))
-            })
-            .collect();
-        *self
-            .shared
-            .routes
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = routes;
-        self.shared.metrics_on.store(
-            plan.server.as_ref().is_some_and(|s| s.metrics),
-            Ordering::SeqCst,
-        );
+        apply_to(&self.shared, plan);
     }
 
     /// A unit's receiver takes its source's events from now on.
@@ -177,6 +160,23 @@ impl Listener {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(1), task).await;
         }
     }
+}
+
+fn apply_to(shared: &Shared, plan: &Plan) {
+    let routes: BTreeMap<String, Route> = plan
+        .sources()
+        .filter_map(|(name, s, _)| {
+            let r = s.receive.as_ref()?;
+            let route = Route {
+                source: name.to_string(),
+                max_body: r.max_body,
+            };
+            Some((r.path.clone(), route))
+        })
+        .collect();
+    *shared.routes.write().unwrap_or_else(|p| p.into_inner()) = routes;
+    let metrics = plan.server.as_ref().is_some_and(|s| s.metrics);
+    shared.metrics_on.store(metrics, Ordering::SeqCst);
 }
 
 /// One request: `/health`, `/metrics`, or an event for a `receive` path.
