@@ -29,11 +29,10 @@ impl<'e> Ctx<'e> {
         }
         let props = self.props(&first.body, PROPS, "`server`");
         let listen = match props.get("listen").map(|s| self.stmt_expr(s)) {
-            Some(Some(e)) => {
-                let text = self.text(e, false, "`listen`")?;
-                if self.already_reported(e.span) {
-                    None
-                } else if text.value.parse::<std::net::SocketAddr>().is_err() {
+            Some(Some(e)) => match self.text(e, false, "`listen`") {
+                None => None,
+                Some(_) if self.already_reported(e.span) => Some(None),
+                Some(text) if text.value.parse::<std::net::SocketAddr>().is_err() => {
                     self.error(
                         Code::InvalidValue,
                         format!(
@@ -46,17 +45,16 @@ impl<'e> Ctx<'e> {
                     .help = Some(
                         "\"127.0.0.1:8787\" listens on this machine only; \"0.0.0.0:8787\" on every interface".into(),
                     );
-                    return None;
-                } else {
-                    Some(text.value)
+                    None
                 }
-            }
-            Some(None) => return None,
-            None => None,
+                Some(text) => Some(Some(text.value)),
+            },
+            Some(None) => None,
+            None => Some(None),
         };
         let metrics = match props.get("metrics").map(|s| self.stmt_expr(s)) {
             Some(Some(e)) => match &e.kind {
-                ExprKind::Bool(b) => *b,
+                ExprKind::Bool(b) => Some(*b),
                 _ => {
                     self.error(
                         Code::InvalidValue,
@@ -64,12 +62,15 @@ impl<'e> Ctx<'e> {
                         e.span,
                         "expected true or false",
                     );
-                    return None;
+                    None
                 }
             },
-            Some(None) => return None,
-            None => false,
+            Some(None) => None,
+            None => Some(false),
         };
-        Some(Server { listen, metrics })
+        Some(Server {
+            listen: listen?,
+            metrics: metrics?,
+        })
     }
 }
