@@ -61,6 +61,7 @@ module.exports = grammar({
       $.sink_declaration,
       $.flow_declaration,
       $.aggregate_declaration,
+      $.server_declaration,
     ),
 
     service_declaration: $ => seq('service', field('name', $.identifier), field('body', $.block)),
@@ -80,6 +81,9 @@ module.exports = grammar({
     flow_declaration: $ => seq('flow', field('from', $.name_list), '->', field('to', $.name_list)),
 
     aggregate_declaration: $ => seq('aggregate', field('name', $.identifier), field('body', $.block)),
+
+    // hamstr's own listener; `server` is no reserved word (nothing else starts an item).
+    server_declaration: $ => seq('server', field('body', $.block)),
 
     model_body: $ => seq('{', repeat(seq($.model_field, optional(','))), '}'),
 

@@ -58,6 +58,7 @@
   "flow"
   "aggregate"
   "from"
+  "server"
 ] @keyword
 
 [
@@ -109,6 +110,7 @@
     "bearer" "basic" "api_key" "oauth2" "aws_sigv4"
     "every" "cron"
     "sled" "jsonl" "stdout" "postgres" "webhook"
+    "hmac" "stripe" "standard" "token"
     "lower" "upper" "trim" "concat" "coalesce" "to_string" "to_int" "to_float"
     "to_decimal" "parse_datetime" "from_unix" "from_unix_ms" "now" "day" "hour"
     "month" "year" "round" "abs" "length" "unix" "unix_ms" "format_datetime"

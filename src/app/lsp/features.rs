@@ -120,10 +120,18 @@ pub fn completion(text: &str, pos: Position) -> Vec<CompletionItem> {
             ("source", "from") => names(&scan, &[Kind::Service]),
             ("flow", _) if typed.contains("->") => names(&scan, &[Kind::Sink]),
             ("flow", _) => names(&scan, &[Kind::Source, Kind::Aggregate]),
-            ("", _) => ["service", "model", "source", "sink", "flow", "aggregate"]
-                .iter()
-                .map(|k| item(k, CompletionItemKind::KEYWORD, None))
-                .collect(),
+            ("", _) => [
+                "service",
+                "model",
+                "source",
+                "sink",
+                "flow",
+                "aggregate",
+                "server",
+            ]
+            .iter()
+            .map(|k| item(k, CompletionItemKind::KEYWORD, None))
+            .collect(),
             _ => Vec::new(),
         };
     }
@@ -142,6 +150,7 @@ pub fn completion(text: &str, pos: Position) -> Vec<CompletionItem> {
         return match (innermost, prop) {
             (_, "paginate") => items(reference::PAGINATORS, CompletionItemKind::FUNCTION),
             (_, "auth") => items(reference::AUTH_KINDS, CompletionItemKind::FUNCTION),
+            ("receive", "verify") => items(reference::VERIFY_KINDS, CompletionItemKind::FUNCTION),
             (_, "schedule") => items(reference::SCHEDULES, CompletionItemKind::FUNCTION),
             (_, "model") => names(&scan, &[Kind::Model]),
             (_, "for_each") => names(&scan, &[Kind::Source]),
