@@ -105,8 +105,10 @@ fn send(url: &str, events: usize, senders: usize, fetch: bool) -> (f64, Vec<Dura
                         for (k, v) in headers {
                             req = req.header(k, v);
                         }
-                        let status = req.send().await.map(|r| r.status().as_u16());
-                        assert_eq!(status.ok(), Some(200), "event {i}");
+                        let resp = req.send().await.expect("an answer");
+                        let status = resp.status().as_u16();
+                        let text = resp.text().await.unwrap_or_default();
+                        assert_eq!(status, 200, "event {i}: {text}");
                         latencies.push(t.elapsed());
                     }
                     latencies

@@ -183,13 +183,13 @@ impl Graph {
             .or_else(|| plan.server.as_ref().and_then(|s| s.listen.clone()))
             .unwrap_or_else(|| crate::check::DEFAULT_LISTEN.to_string());
         match &self.listener {
-            Some(l) => {
+            Some(l)
                 if wanted.parse::<std::net::SocketAddr>().ok() != Some(l.addr())
-                    && !wanted.ends_with(":0")
-                {
-                    tracing::warn!(listening = %l.addr(), wanted = %wanted, "the listener keeps its address until hamstr restarts");
-                }
+                    && !wanted.ends_with(":0") =>
+            {
+                tracing::warn!(listening = %l.addr(), wanted = %wanted, "the listener keeps its address until hamstr restarts");
             }
+            Some(_) => {}
             // `--once` runs the polls one time: there are no events to wait for.
             None if listener::needed(plan) && !self.opts.once => {
                 self.listener = Some(Listener::start(

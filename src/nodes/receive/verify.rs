@@ -152,7 +152,7 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, Refuse
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
