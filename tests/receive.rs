@@ -636,3 +636,62 @@ flow payments -> store, lines
     assert_eq!(sender.post(&hook, &h, body.as_bytes()).unwrap().0, 200);
     assert_eq!(p.jsonl("out/lines.jsonl").len(), lines.len());
 }
+
+#[test]
+fn a_source_not_running_yet_answers_503_and_health_says_starting() {
+    // The poll hangs while a reload changes the source: its replacement starts only once
+    // the old unit has finished that poll, and until then its new path answers 503.
+    let api = TestApi::start_blocking();
+    api.set_records("/payments", records::make(1));
+    let p_text = |path: &str| {
+        format!(
+            r#"
+service pay {{ base_url = "{}" }}
+source payments from pay {{
+  get      = "/payments"
+  schedule = every(500ms)
+  receive  {{ path = "{path}"  verify = token(value = "{SECRET}") }}
+{FIELDS}
+}}
+sink store = sled("store")
+flow payments -> store
+"#,
+            api.url()
+        )
+    };
+    let p = Pipeline::new(&p_text("/hooks/a"));
+    let sender = Sender::new();
+    let (mut run, url) = start(&p, &sender, true);
+    let hits = api.hits("/payments");
+    api.fail_next("/payments", Fault::Delay(Duration::from_secs(6)));
+    assert!(wait_until(
+        || api.hits("/payments") > hits,
+        Duration::from_secs(30)
+    ));
+    p.rewrite(&p_text("/hooks/b"));
+    run.wait_for_stderr_line(
+        "the reload",
+        |l| l.starts_with("reloaded:"),
+        Duration::from_secs(60),
+    );
+    let headers = json_headers(vec![("X-Token", SECRET.into())]);
+    let event = serde_json::to_vec(&records::record(7)).unwrap();
+    let early = sender
+        .post(&format!("{url}/hooks/b"), &headers, &event)
+        .unwrap();
+    assert_eq!(early.0, 503, "{early:?}");
+    let health = sender.get(&format!("{url}/health")).unwrap();
+    assert_eq!(health.0, 503, "{health:?}");
+    let health: Value = serde_json::from_str(&health.1).unwrap();
+    assert_eq!(health["status"], "starting");
+    assert_eq!(health["sources"]["payments"]["accepting"], false);
+    assert!(p.dump("store").iter().all(|r| r["id"] != records::id(7)));
+    // Once the hanging poll is over, the new unit takes the event.
+    assert!(wait_until(
+        || sender
+            .post(&format!("{url}/hooks/b"), &headers, &event)
+            .is_ok_and(|(s, _)| s == 200),
+        Duration::from_secs(30)
+    ));
+    assert!(p.dump("store").iter().any(|r| r["id"] == records::id(7)));
+}
