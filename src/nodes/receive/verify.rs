@@ -160,3 +160,79 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
         .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::Text;
+
+    fn headers(pairs: &[(&str, &[u8])]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                http::HeaderValue::from_bytes(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    /// Hostile headers are refused with a reason, never a panic, and the reason names
+    /// no secret.
+    #[test]
+    fn hostile_headers_are_refused_cleanly() {
+        let secret = Text::plain("s3cr3t").into_secret();
+        let kinds = [
+            Verify::Hmac {
+                header: "X-Sig".into(),
+                secret: secret.clone(),
+                prefix: "sha256=".into(),
+                encoding: Encoding::Hex,
+            },
+            Verify::Hmac {
+                header: "X-Sig".into(),
+                secret: secret.clone(),
+                prefix: String::new(),
+                encoding: Encoding::Base64,
+            },
+            Verify::Stripe {
+                secret: secret.clone(),
+                tolerance_ms: 300_000,
+            },
+            Verify::Standard {
+                secret: Text::plain("whsec_c2VjcmV0").into_secret(),
+                tolerance_ms: 300_000,
+            },
+            Verify::Token {
+                header: "X-Sig".into(),
+                value: secret,
+            },
+        ];
+        let hostile: &[&[u8]] = &[
+            b"",
+            b"sha256=abc",
+            b"sha256=zz",
+            b"\xff\xfe",
+            b"t=99999999999999999999999,v1=00",
+            b"t=-9223372036854775808,v1=",
+            b"v1,!!!",
+            b",,,,==,=",
+        ];
+        for v in &kinds {
+            for value in hostile {
+                let h = headers(&[
+                    ("X-Sig", value),
+                    ("Stripe-Signature", value),
+                    ("webhook-id", value),
+                    ("webhook-timestamp", value),
+                    ("webhook-signature", value),
+                ]);
+                let Err(Refused(why)) = verify(v, &h, b"{}", 1_700_000_000) else {
+                    panic!("{v:?} took {value:?}");
+                };
+                assert!(!why.contains("s3cr3t"), "{why}");
+            }
+            assert!(verify(v, &HeaderMap::new(), b"{}", 0).is_err());
+        }
+    }
+}
