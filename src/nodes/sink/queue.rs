@@ -10,6 +10,10 @@ use std::sync::Arc;
 /// A page waiting in a sink's durable queue.
 #[derive(Serialize, Deserialize)]
 struct Queued {
+    /// What emitted the page (an `exec` sink tells its program); pages queued before
+    /// this was kept have none.
+    #[serde(default)]
+    source: String,
     names: Vec<String>,
     records: Vec<(Option<Vec<u8>>, String)>,
 }
@@ -63,6 +67,7 @@ impl Queue {
 
     pub(super) async fn push(&self, batch: &Batch) -> Result<(), String> {
         let q = Queued {
+            source: batch.source.to_string(),
             names: batch.names.to_vec(),
             records: batch
                 .records
@@ -117,7 +122,7 @@ impl Queue {
                     })
                     .collect(),
             );
-            writer.write(&q.names, &records).await?;
+            writer.write(&q.source, &q.names, &records).await?;
             let (store, space) = (self.store.clone(), self.space.clone());
             tokio::task::spawn_blocking(move || store.kv_apply(&space, &[(id, None)]))
                 .await

@@ -185,6 +185,7 @@ impl PgWriter {
 impl SinkWriter for PgWriter {
     fn write<'a>(
         &'a mut self,
+        _source: &'a str,
         names: &'a [String],
         records: &'a Arc<Vec<Emitted>>,
     ) -> WriteFuture<'a> {
