@@ -72,7 +72,7 @@ pub fn run(
     if !once {
         return Ok(Outcome::Success);
     }
-    eprint!("{}", summary(&report));
+    crate::logs::say(crate::logs::Level::Info, &summary(&report));
     Ok(if report.failed() {
         Outcome::Failure
     } else {
@@ -181,11 +181,11 @@ async fn reload_on_events(
             Ok(Ok(Some(read))) => read,
             Ok(Ok(None)) => continue,
             Ok(Err(e)) => {
-                eprintln!("reload: {e}; the previous pipeline keeps running");
+                say_error(&format!("reload: {e}; the previous pipeline keeps running"));
                 continue;
             }
             Err(e) => {
-                eprintln!("reload: {e}; the previous pipeline keeps running");
+                say_error(&format!("reload: {e}; the previous pipeline keeps running"));
                 continue;
             }
         };
@@ -201,11 +201,15 @@ async fn reload_on_events(
                     break;
                 }
             }
-            Err(e) => {
-                eprintln!("{e}reload: the file has errors; the previous pipeline keeps running")
-            }
+            Err(e) => say_error(&format!(
+                "{e}reload: the file has errors; the previous pipeline keeps running"
+            )),
         }
     }
+}
+
+fn say_error(text: &str) {
+    crate::logs::say(crate::logs::Level::Error, text);
 }
 
 /// One line per source: what the run did.
