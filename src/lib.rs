@@ -6,8 +6,8 @@
 //! by bounded channels) running the [`nodes`] over the [`state`] store.
 //! [`watch`] turns file saves into reloads; [`format`] prints canonical text.
 //! [`app`] holds the commands over all of these; nothing in the library imports it.
-//! [`stop`] (one cancellation tree), [`masking`] (secrets as `***`) and [`logs`] (text or
-//! JSON lines) serve every stage.
+//! [`stop`] (one cancellation tree), [`masking`] (secrets as `***`), [`logs`] (text or
+//! JSON lines) and [`pg_tls`] (connections to PostgreSQL, TLS included) serve every stage.
 //! docs/architecture.md tells the runtime's units, tasks, cancellation and commit.
 
 // In the order above; the blank lines keep rustfmt from sorting them.
@@ -32,6 +32,8 @@ pub mod format;
 pub mod masking;
 
 pub mod logs;
+
+pub mod pg_tls;
 
 pub mod stop;
 
