@@ -7,7 +7,8 @@
 //! [`watch`] turns file saves into reloads; [`format`] prints canonical text.
 //! [`app`] holds the commands over all of these; nothing in the library imports it.
 //! [`stop`] (one cancellation tree), [`masking`] (secrets as `***`), [`logs`] (text or
-//! JSON lines) and [`pg_tls`] (connections to PostgreSQL, TLS included) serve every stage.
+//! JSON lines), [`pg_tls`] (connections to PostgreSQL, TLS included) and [`metrics`] (the
+//! Prometheus registry) serve every stage.
 //! docs/architecture.md tells the runtime's units, tasks, cancellation and commit.
 
 // In the order above; the blank lines keep rustfmt from sorting them.
@@ -34,6 +35,8 @@ pub mod masking;
 pub mod logs;
 
 pub mod pg_tls;
+
+pub mod metrics;
 
 pub mod stop;
 

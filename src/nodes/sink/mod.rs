@@ -253,7 +253,10 @@ impl SinkNode {
                     )))
                 });
                 match written {
-                    Ok(()) => true,
+                    Ok(()) => {
+                        crate::metrics::sink_delivered(&self.name, batch.records.len() as u64);
+                        true
+                    }
                     Err(WriteError::Closed) => {
                         tracing::info!(sink = %self.name, "the reader of standard output left: the run ends; the page is fetched again next time");
                         exit.reader_gone = true;
@@ -261,6 +264,7 @@ impl SinkNode {
                         false
                     }
                     Err(WriteError::Failed(e)) => {
+                        crate::metrics::sink_failure(&self.name);
                         tracing::warn!(sink = %self.name, source = %batch.source, error = %e, "sink cannot take records now; they wait in its queue");
                         queue.note_error(Some(&e)).await;
                         queued = true;
