@@ -24,7 +24,7 @@ const LINE_LIMIT: usize = 4096;
 const LINES_LOGGED: usize = 1000;
 /// How long the output of a program that exited is still read: a process it left
 /// behind may hold the pipe open for ever.
-const OUTPUT_AFTER_EXIT: Duration = Duration::from_secs(1);
+const OUTPUT_AFTER_EXIT: Duration = Duration::from_secs(5);
 
 pub struct ExecWriter {
     sink: String,
