@@ -248,21 +248,23 @@ mod tests {
     }
 
     #[test]
-    fn tls_is_refused_clearly() {
+    fn an_unknown_sslmode_is_refused_clearly_and_tls_modes_are_taken() {
         let schema = Schema {
             fields: vec![("id".into(), crate::check::Type::String, false)],
             key: vec![],
         };
-        let err = PgWriter::new(
-            "db",
-            &Text::plain("postgres://u:hunter2@h/db?sslmode=require"),
-            "t",
-            10,
-            &schema,
-        )
-        .err()
-        .unwrap();
-        assert!(err.contains("sslmode=require"), "{err}");
+        let writer = |url: &str| PgWriter::new("db", &Text::plain(url), "t", 10, &schema);
+        let err = writer("postgres://u:hunter2@h/db?sslmode=sometimes")
+            .err()
+            .unwrap();
+        assert!(err.contains("sslmode=sometimes"), "{err}");
+        assert!(err.contains("postgres://u:***@h/db"), "{err}");
         assert!(!err.contains("hunter2"));
+        for mode in ["disable", "prefer", "require", "verify-full"] {
+            assert!(
+                writer(&format!("postgres://u@h/db?sslmode={mode}")).is_ok(),
+                "{mode}"
+            );
+        }
     }
 }
