@@ -27,6 +27,13 @@ fn main() -> ExitCode {
 }
 
 fn command(cli: Cli) -> Result<Outcome, Error> {
+    if let Command::Run {
+        log_format: app::LogFormat::Json,
+        ..
+    } = cli.command
+    {
+        hamstr::logs::set_json();
+    }
     let live = matches!(cli.command, Command::Run { .. } | Command::Demo { .. });
     let console = if matches!(
         cli.command,
@@ -46,6 +53,7 @@ fn command(cli: Cli) -> Result<Outcome, Error> {
             record,
             replay,
             listen,
+            log_format: _,
         } => {
             let exchanges = match (record, replay) {
                 (Some(dir), _) => app::Exchanges::Record(dir),

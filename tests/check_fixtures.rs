@@ -102,11 +102,6 @@ fn examples_check_clean() {
         if path.extension().is_none_or(|e| e != "hmr") {
             continue;
         }
-        // events.hmr calls back with an `exec` sink, which another branch adds (issue 13,
-        // item 5); it is checked here once that lands.
-        if path.file_name().is_some_and(|n| n == "events.hmr") {
-            continue;
-        }
         let checked = check_file(&path);
         let report = &checked.report;
         assert!(

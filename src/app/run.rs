@@ -75,7 +75,7 @@ pub fn run(
     if !once {
         return Ok(Outcome::Success);
     }
-    eprint!("{}", summary(&report));
+    crate::logs::say(crate::logs::Level::Info, &summary(&report));
     Ok(if report.failed() {
         Outcome::Failure
     } else {
@@ -154,6 +154,8 @@ pub(super) fn run_loaded(
             base_dir: loaded.base_dir.clone(),
             tape,
             listen,
+            metrics: Some(Arc::new(crate::metrics::render)),
+            on_answer: Some(Arc::new(crate::metrics::event_answered)),
             ..Options::default()
         };
         runtime::run(Plan::new(&loaded.pipeline), store, opts, stop, reloads)
@@ -193,11 +195,11 @@ async fn reload_on_events(
             Ok(Ok(Some(read))) => read,
             Ok(Ok(None)) => continue,
             Ok(Err(e)) => {
-                eprintln!("reload: {e}; the previous pipeline keeps running");
+                say_error(&format!("reload: {e}; the previous pipeline keeps running"));
                 continue;
             }
             Err(e) => {
-                eprintln!("reload: {e}; the previous pipeline keeps running");
+                say_error(&format!("reload: {e}; the previous pipeline keeps running"));
                 continue;
             }
         };
@@ -213,11 +215,15 @@ async fn reload_on_events(
                     break;
                 }
             }
-            Err(e) => {
-                eprintln!("{e}reload: the file has errors; the previous pipeline keeps running")
-            }
+            Err(e) => say_error(&format!(
+                "{e}reload: the file has errors; the previous pipeline keeps running"
+            )),
         }
     }
+}
+
+fn say_error(text: &str) {
+    crate::logs::say(crate::logs::Level::Error, text);
 }
 
 /// One line per source: what the run did.

@@ -405,6 +405,14 @@ pub enum Sink {
         url: Text,
         batch: u32,
     },
+    /// `exec([program, args...], batch, timeout)`: a callback run once per batch.
+    Exec {
+        name: String,
+        /// The program, then its arguments; never empty.
+        command: Vec<Text>,
+        batch: u32,
+        timeout_ms: u64,
+    },
 }
 
 impl Sink {
@@ -414,7 +422,8 @@ impl Sink {
             | Sink::Jsonl { name, .. }
             | Sink::Stdout { name }
             | Sink::Postgres { name, .. }
-            | Sink::Webhook { name, .. } => name,
+            | Sink::Webhook { name, .. }
+            | Sink::Exec { name, .. } => name,
         }
     }
     /// Keyed sinks store one record per key.

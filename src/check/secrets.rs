@@ -1,5 +1,6 @@
 //! The secrets of a checked pipeline, for masking output: secret texts, passwords in
-//! URLs and webhook tokens; and a URL as `graph` shows it, with them masked.
+//! URLs, webhook tokens and `exec` arguments from `env()`; and a URL as `graph` shows
+//! it, with them masked.
 
 use super::{Auth, BodyValue, Pipeline, Sink, Text};
 
@@ -63,6 +64,9 @@ impl Pipeline {
             if let Sink::Postgres { url, .. } = s {
                 // PostgreSQL also takes the password as `?password=`.
                 out.extend(query_values(&url.value, "password"));
+            }
+            if let Sink::Exec { command, .. } = s {
+                texts.extend(command);
             }
         }
         out.extend(

@@ -249,6 +249,14 @@ impl Plan {
                     "webhook(\"{}\")",
                     crate::check::pipeline::url_shown(url.shown())
                 ),
+                Sink::Exec { command, .. } => format!(
+                    "exec([{}])",
+                    command
+                        .iter()
+                        .map(|t| format!("\"{}\"", t.shown()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             }),
             _ => None,
         };

@@ -168,9 +168,12 @@ async fn run_reloads(graph: &mut Graph, stop: &Stop, reloads: Option<mpsc::Recei
                             applied();
                             let summary = diff.summary();
                             tracing::info!(took_ms = started.elapsed().as_millis() as u64, "reloaded: {summary}");
-                            eprintln!("reloaded: {summary}");
+                            // The log line above says it in JSON mode.
+                            if !crate::logs::json() {
+                                eprintln!("reloaded: {summary}");
+                            }
                         }
-                        Err(e) => eprintln!("reload failed, the previous pipeline keeps running: {e}"),
+                        Err(e) => crate::logs::say(crate::logs::Level::Error, &format!("reload failed, the previous pipeline keeps running: {e}")),
                     }
                 }
                 None => reloads = None,

@@ -98,6 +98,7 @@ pub const SINK_KINDS: &[(&str, &str)] = &[
     ("stdout", "`stdout()`: one JSON record a line on standard output."),
     ("postgres", "`postgres(URL, table = \"orders\", batch = 500)`: upserted by key into a table made from the model."),
     ("webhook", "`webhook(URL, batch = 100)`: records POSTed as a JSON array."),
+    ("exec", "`exec([\"./announce.sh\", \"arg\"], batch = 100, timeout = 60s)`: runs the program (no shell) once per batch, the records as JSON lines on its standard input; exit 0 means delivered, otherwise retried from the sink's queue."),
 ];
 
 /// `(function, what it does)`.

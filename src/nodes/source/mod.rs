@@ -118,6 +118,7 @@ impl Poller {
                 return Ok(false);
             }
             let req = listing.request()?;
+            crate::metrics::source_request(name);
             let resp = match self.client.fetch(&req, &self.stop).await {
                 Ok(resp) => resp,
                 // Interrupted, not failed: the page is fetched again next time.

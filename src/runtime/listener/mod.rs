@@ -101,7 +101,7 @@ impl Listener {
             }
         });
         tracing::info!(address = %bound, "listening");
-        eprintln!("listening on http://{bound}");
+        crate::logs::say(tracing::Level::INFO, &format!("listening on http://{bound}"));
         Ok(Arc::new(Listener {
             addr: bound,
             shared,
@@ -176,6 +176,10 @@ fn apply_to(shared: &Shared, plan: &Plan) {
         .collect();
     *shared.routes.write().unwrap_or_else(|p| p.into_inner()) = routes;
     let metrics = plan.server.as_ref().is_some_and(|s| s.metrics);
+    if metrics {
+        // Counting starts with the first plan that asks to be scraped.
+        crate::metrics::enable();
+    }
     shared.metrics_on.store(metrics, Ordering::SeqCst);
 }
 
