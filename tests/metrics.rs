@@ -7,8 +7,10 @@
 mod support;
 
 use prometheus_parse::{Scrape, Value};
+use std::time::Duration;
 use support::cli::Pipeline;
-use support::{records, Fault, Paging, TestApi};
+use support::events::{listener_url, Sender};
+use support::{records, wait_until, Fault, Paging, TestApi};
 
 /// The value of metric `name` with label `key=value` (one sample expected).
 fn value(scrape: &Scrape, name: &str, key: &str, label: &str) -> f64 {
@@ -73,6 +75,7 @@ flow orders -> out, hook
         false,
         Some(&p.data),
         &hamstr::app::Exchanges::Live,
+        None,
         hamstr::app::Console { color: false },
     )
     .expect("the run");
@@ -151,4 +154,108 @@ flow orders -> out, hook
     let mut events = events;
     events.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(events, [("200".to_string(), 2.0), ("401".to_string(), 1.0)]);
+}
+
+/// `hamstr run` with `server { metrics = true }`: `/metrics` on its listener, scraped with
+/// a real client and parsed, equals what the run did (polled pages into a sink, events
+/// answered 200 and 401 on a receive path); without `metrics = true` it is a 404.
+#[test]
+fn metrics_are_served_on_the_listener() {
+    let api = TestApi::start_blocking();
+    api.set_records("/orders", records::make(12));
+    api.serve("/orders", Paging::page(5));
+    let text = |metrics: bool| {
+        format!(
+            r#"
+server {{ metrics = {metrics} }}
+service api {{ base_url = "{url}" }}
+
+source orders from api {{
+  get      = "/orders"
+  schedule = once
+  paginate = page(param = "page", start = 1, size_param = "per_page", size = 5)
+  records  = $.data[*]
+  key      = id
+  fields {{ id : string = $.id }}
+}}
+
+source pushed from api {{
+  receive {{
+    path   = "/hooks/orders"
+    verify = token(header = "X-Token", value = "t0ken-value")
+  }}
+  key = id
+  fields {{ id : string = $.id }}
+}}
+
+sink out = jsonl("out/orders.jsonl")
+flow orders, pushed -> out
+"#,
+            url = api.url()
+        )
+    };
+    let p = Pipeline::new(&text(true));
+    let sender = Sender::new();
+    let mut run = p.spawn_run(&["--no-watch", "--listen", "127.0.0.1:0"]);
+    let url = listener_url(&mut run);
+    assert!(
+        wait_until(
+            || p.jsonl("out/orders.jsonl").len() >= 12,
+            Duration::from_secs(60)
+        ),
+        "{}",
+        run.stderr()
+    );
+    let hook = format!("{url}/hooks/orders");
+    let json = ("content-type", "application/json".to_string());
+    let ok = vec![json.clone(), ("X-Token", "t0ken-value".to_string())];
+    assert_eq!(sender.post(&hook, &ok, br#"{"id": "e1"}"#).unwrap().0, 200);
+    assert_eq!(sender.post(&hook, &ok, br#"{"id": "e2"}"#).unwrap().0, 200);
+    assert_eq!(
+        sender.post(&hook, &[json], br#"{"id": "e3"}"#).unwrap().0,
+        401
+    );
+
+    let (status, body) = sender.get(&format!("{url}/metrics")).unwrap();
+    run.terminate(Duration::from_secs(20));
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        !body.contains("t0ken-value") && !body.contains(&api.url()),
+        "{body}"
+    );
+    let m = parse(&body);
+    let orders = |name: &str| value(&m, name, "source", "orders");
+    assert_eq!(orders("hamstr_source_requests_total"), 3.0, "{body}");
+    assert_eq!(orders("hamstr_source_pages_total"), 3.0);
+    assert_eq!(orders("hamstr_source_records_total"), 12.0);
+    assert_eq!(orders("hamstr_source_emitted_total"), 12.0);
+    assert_eq!(
+        value(&m, "hamstr_sink_delivered_records_total", "sink", "out"),
+        14.0
+    );
+    // Nothing waited: the sink's queue gauge is absent or zero.
+    assert!(m
+        .samples
+        .iter()
+        .filter(|s| s.metric == "hamstr_sink_queue_depth" && s.labels.get("sink") == Some("out"))
+        .all(|s| matches!(s.value, Value::Gauge(v) if v == 0.0)));
+    let code = |c: &str| {
+        m.samples
+            .iter()
+            .find(|s| s.metric == "hamstr_events_received_total" && s.labels.get("code") == Some(c))
+            .map(|s| match s.value {
+                Value::Counter(v) => v,
+                _ => -1.0,
+            })
+    };
+    assert_eq!(code("200"), Some(2.0), "{body}");
+    assert_eq!(code("401"), Some(1.0), "{body}");
+
+    // Off unless asked.
+    let p = Pipeline::new(&text(false));
+    let mut run = p.spawn_run(&["--no-watch", "--listen", "127.0.0.1:0"]);
+    let url = listener_url(&mut run);
+    let (status, _) = sender.get(&format!("{url}/metrics")).unwrap();
+    run.terminate(Duration::from_secs(20));
+    assert_eq!(status, 404);
 }

@@ -101,7 +101,10 @@ impl Listener {
             }
         });
         tracing::info!(address = %bound, "listening");
-        crate::logs::say(crate::logs::Level::Info, &format!("listening on http://{bound}"));
+        crate::logs::say(
+            crate::logs::Level::Info,
+            &format!("listening on http://{bound}"),
+        );
         Ok(Arc::new(Listener {
             addr: bound,
             shared,
