@@ -96,8 +96,10 @@ impl Ctx<'_> {
         inst: &mut Instances,
     ) -> Option<Service> {
         let Some(tenants) = &svc.tenants else {
-            self.outside_tenants(&svc.body);
-            return self.service(svc);
+            return match self.outside_tenants(&svc.body) {
+                Some(body) => self.service(&ast::Service { body, ..svc.clone() }),
+                None => self.service(svc),
+            };
         };
         let table = tables.get(&tenants.name);
         if table.is_none() && !self.tenants_declared.contains(&tenants.name) {
@@ -157,8 +159,10 @@ impl Ctx<'_> {
             }
         }
         let Some(scope) = own.clone().or(parent) else {
-            self.outside_tenants(&src.body);
-            return self.source(src, decls, models, p);
+            return match self.outside_tenants(&src.body) {
+                Some(body) => self.source(&ast::Source { body, ..src.clone() }, decls, models, p),
+                None => self.source(src, decls, models, p),
+            };
         };
         inst.scope.insert(src.name.name.clone(), scope.clone());
         let table = tables.get(&scope);
@@ -280,10 +284,14 @@ impl Ctx<'_> {
         ok
     }
 
-    /// `tenant.x` where no tenant is in scope.
-    fn outside_tenants(&mut self, body: &Block) {
+    /// `tenant.x` where no tenant is in scope: reported, and the body to check on with
+    /// empty strings in its place (so it is not reported again as an unknown name).
+    fn outside_tenants(&mut self, body: &Block) -> Option<Block> {
         let mut refs = Vec::new();
         refs_in_block(body, &mut refs);
+        if refs.is_empty() {
+            return None;
+        }
         for r in refs {
             self.error(
                 Code::OutOfScope,
@@ -293,6 +301,7 @@ impl Ctx<'_> {
             )
             .help = Some("declare the service with `service NAME for TENANTS { ... }`".into());
         }
+        Some(substitute_block(body, &|_| String::new()))
     }
 
     /// Warns when no key field of a keyed tenant source comes from `tenant.`: two
