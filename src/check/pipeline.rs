@@ -161,6 +161,8 @@ pub struct Source {
     pub incremental: Option<Incremental>,
     pub filter: Option<Expr>,
     pub for_each: Option<String>,
+    /// The tenant this instance runs for (spec §13): `soho` of `shop_orders[soho]`.
+    pub tenant: Option<String>,
 }
 
 impl Source {

@@ -313,6 +313,7 @@ impl<'e> Ctx<'e> {
             incremental,
             filter,
             for_each: parent.map(|(n, _)| n),
+            tenant: None,
         })
     }
 }

@@ -11,6 +11,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// The most distinct warnings a source's report keeps.
 const MAX_WARNINGS: usize = 20;
 
+/// How many scheduled runs go at once, over every source: thousands of tenants due in
+/// the same second queue here instead of opening thousands of connections.
+const RUNS_AT_ONCE: usize = 128;
+
+static RUNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(RUNS_AT_ONCE);
+
 fn record(report: &Mutex<Report>, name: &str, outcome: &RunOutcome) -> super::SourceTotals {
     let s = &outcome.summary;
     match &outcome.error {
@@ -72,9 +78,17 @@ pub async fn scheduled_driver(
     let name = poller.src.name.clone();
     let mut next_start = tokio::time::Instant::now();
     // `every` and `once` run at start; `cron` only at its times (but `--once` runs
-    // every source one time, now).
-    if !once && matches!(poller.src.schedule, crate::check::Schedule::Cron(_)) {
-        let Some(first) = schedule::next_after(&poller.src.schedule, next_start) else {
+    // every source one time, now). The tenants of an `every` source start spread over
+    // its interval (spec §13), each at the same offset every time.
+    let first = match &poller.src.schedule {
+        crate::check::Schedule::Cron(_) => schedule::next_after(&poller.src.schedule, next_start),
+        crate::check::Schedule::Every { ms } if poller.src.tenant.is_some() => {
+            Some(next_start + schedule::spread(&name, *ms))
+        }
+        _ => Some(next_start),
+    };
+    if !once && first != Some(next_start) {
+        let Some(first) = first else {
             return;
         };
         super::progress::waiting(&name, first.saturating_duration_since(next_start));
@@ -90,7 +104,13 @@ pub async fn scheduled_driver(
     loop {
         let started = tokio::time::Instant::now();
         super::progress::running(&name);
-        let outcome = poller.run(None).await;
+        let outcome = {
+            let _turn = tokio::select! {
+                t = RUNS.acquire() => t.ok(),
+                _ = stop.stopped() => break,
+            };
+            poller.run(None).await
+        };
         let totals = record(&report, &name, &outcome);
         let children = children_of(&outputs);
         if once {

@@ -54,6 +54,7 @@ impl Instances {
             p.sources.remove(&declared);
             for (tenant, mut s) in list {
                 s.name = unit_name(&declared, &tenant);
+                s.tenant = Some(tenant.clone());
                 if tenant_services.contains(&s.service) {
                     s.service = unit_name(&s.service, &tenant);
                 }
