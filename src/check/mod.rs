@@ -225,6 +225,7 @@ impl<'e> Ctx<'e> {
             })
             .collect();
         let tables = self.tenant_tables(file);
+        p.files = tables.values().map(|t| t.path.clone()).collect();
         let mut instances = tenants::Instances::default();
         for svc in decls.services.values() {
             if let Some(s) = self.service_for_tenants(svc, &tables, &mut instances) {

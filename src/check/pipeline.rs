@@ -19,6 +19,9 @@ pub struct Pipeline {
     /// `base_url`, the path and query of a webhook's URL; and what `env(...)` gave inside
     /// a computed `query` or `body` value. Masked like secrets.
     pub url_secrets: Vec<String>,
+    /// The files the pipeline reads besides itself (tenants files), as written: a run
+    /// watches them for reloads too.
+    pub files: Vec<String>,
 }
 
 /// A string that may be a secret (spec §3): masked wherever hamstr prints it.
