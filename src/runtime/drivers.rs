@@ -78,17 +78,9 @@ pub async fn scheduled_driver(
     let name = poller.src.name.clone();
     let mut next_start = tokio::time::Instant::now();
     // `every` and `once` run at start; `cron` only at its times (but `--once` runs
-    // every source one time, now). The tenants of an `every` source start spread over
-    // its interval (spec §13), each at the same offset every time.
-    let first = match &poller.src.schedule {
-        crate::check::Schedule::Cron(_) => schedule::next_after(&poller.src.schedule, next_start),
-        crate::check::Schedule::Every { ms } if poller.src.tenant.is_some() => {
-            Some(next_start + schedule::spread(&name, *ms))
-        }
-        _ => Some(next_start),
-    };
-    if !once && first != Some(next_start) {
-        let Some(first) = first else {
+    // every source one time, now).
+    if !once && matches!(poller.src.schedule, crate::check::Schedule::Cron(_)) {
+        let Some(first) = schedule::next_after(&poller.src.schedule, next_start) else {
             return;
         };
         super::progress::waiting(&name, first.saturating_duration_since(next_start));
@@ -101,6 +93,7 @@ pub async fn scheduled_driver(
         }
         next_start = first;
     }
+    let mut first = true;
     loop {
         let started = tokio::time::Instant::now();
         super::progress::running(&name);
@@ -125,8 +118,17 @@ pub async fn scheduled_driver(
                 }
             }
         }
+        // The tenants of an `every` source run at start (at most RUNS_AT_ONCE at a
+        // time), then each waits an extra offset of its own within the interval, so
+        // that from the second round on they are spread over it (spec §13) instead of
+        // all due in the same second.
+        let spread = match (&poller.src.schedule, &poller.src.tenant, first) {
+            (crate::check::Schedule::Every { ms }, Some(_), true) => schedule::spread(&name, *ms),
+            _ => std::time::Duration::ZERO,
+        };
+        first = false;
         next_start = match schedule::next_after(&poller.src.schedule, started.max(next_start)) {
-            Some(t) => t,
+            Some(t) => t + spread,
             None => {
                 super::progress::finished(&name, &totals, None);
                 break;
