@@ -58,6 +58,8 @@
   "flow"
   "aggregate"
   "from"
+  "tenants"
+  "for"
 ] @keyword
 
 [
@@ -67,6 +69,8 @@
 ] @keyword.operator
 
 (service_declaration name: (identifier) @module)
+(service_declaration tenants: (identifier) @variable)
+(tenants_declaration name: (identifier) @variable)
 (source_declaration name: (identifier) @function)
 (source_declaration service: (identifier) @module)
 (aggregate_declaration name: (identifier) @function)

@@ -122,7 +122,7 @@ pub fn completion(text: &str, pos: Position) -> Vec<CompletionItem> {
             ("source", "from") => names(&scan, &[Kind::Service]),
             ("flow", _) if typed.contains("->") => names(&scan, &[Kind::Sink]),
             ("flow", _) => names(&scan, &[Kind::Source, Kind::Aggregate]),
-            ("", _) => ["service", "model", "source", "sink", "flow", "aggregate"]
+            ("", _) => ["service", "model", "source", "sink", "flow", "aggregate", "tenants"]
                 .iter()
                 .map(|k| item(k, CompletionItemKind::KEYWORD, None))
                 .collect(),
