@@ -45,7 +45,9 @@ pub fn watch_files(paths: &[PathBuf], tx: mpsc::Sender<()>) -> Result<Watch, Str
                 && e.paths.iter().any(|p| {
                     files.iter().any(|f| {
                         p.file_name() == f.file_name()
-                            && p.parent().and_then(|d| std::fs::canonicalize(d).ok()).as_deref()
+                            && p.parent()
+                                .and_then(|d| std::fs::canonicalize(d).ok())
+                                .as_deref()
                                 == f.parent()
                     })
                 })

@@ -105,7 +105,10 @@ fn expected(shops: &[(&str, &TestApi)]) -> BTreeMap<(String, String), String> {
     for (shop, api) in shops {
         for r in api.records("/orders") {
             let id = r["id"].as_str().unwrap().to_string();
-            out.insert((shop.to_string(), id), r["name"].as_str().unwrap().to_string());
+            out.insert(
+                (shop.to_string(), id),
+                r["name"].as_str().unwrap().to_string(),
+            );
         }
     }
     out
@@ -132,7 +135,11 @@ fn new_of(summary: &str, unit: &str) -> u64 {
 
 #[test]
 fn three_shops_into_one_keyed_sink_each_with_its_own_data_and_token() {
-    let (soho, camden, brixton) = (shop_api("soho", 9), shop_api("camden", 5), shop_api("brixton", 3));
+    let (soho, camden, brixton) = (
+        shop_api("soho", 9),
+        shop_api("camden", 5),
+        shop_api("brixton", 3),
+    );
     let shops = [("soho", &soho), ("camden", &camden), ("brixton", &brixton)];
     let p = Pipeline::new(&pipeline("every(1m)"));
     std::fs::write(p.path("shops.csv"), shops_csv(&shops)).unwrap();
@@ -140,7 +147,11 @@ fn three_shops_into_one_keyed_sink_each_with_its_own_data_and_token() {
 
     let out = run_once(&p, &env);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(names(&stored(&p)), expected(&shops), "every shop's records, exactly");
+    assert_eq!(
+        names(&stored(&p)),
+        expected(&shops),
+        "every shop's records, exactly"
+    );
     // The same ids (r00001...) at three shops are three records each.
     assert_eq!(stored(&p).len(), 9 + 5 + 3);
 
@@ -153,7 +164,9 @@ fn three_shops_into_one_keyed_sink_each_with_its_own_data_and_token() {
             .collect();
         assert!(!auths.is_empty());
         assert!(
-            auths.iter().all(|a| *a == format!("Bearer {}", token(shop))),
+            auths
+                .iter()
+                .all(|a| *a == format!("Bearer {}", token(shop))),
             "{shop} saw {auths:?}"
         );
     }
@@ -190,7 +203,11 @@ fn three_shops_into_one_keyed_sink_each_with_its_own_data_and_token() {
 
 #[test]
 fn one_failing_shop_does_not_stop_the_others_and_state_names_it() {
-    let (soho, camden, brixton) = (shop_api("soho", 6), shop_api("camden", 4), shop_api("brixton", 2));
+    let (soho, camden, brixton) = (
+        shop_api("soho", 6),
+        shop_api("camden", 4),
+        shop_api("brixton", 2),
+    );
     camden.fail_always("/orders", Fault::Status(500));
     let shops = [("soho", &soho), ("camden", &camden), ("brixton", &brixton)];
     let p = Pipeline::new(&pipeline("every(1m)"));
@@ -231,7 +248,10 @@ fn try_and_dump_take_a_tenant() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert_contains(&stderr(&out), "runs per tenant: add --tenant NAME (tenants: `soho`)");
+    assert_contains(
+        &stderr(&out),
+        "runs per tenant: add --tenant NAME (tenants: `soho`)",
+    );
     let out = p
         .cmd(&["try", "orders", "--tenant", "sohoo"])
         .env(var("soho"), token("soho"))
@@ -257,7 +277,11 @@ fn a_changed_tenants_file_starts_stops_and_restarts_only_its_rows() {
     let (a, b, c) = (shop_api("a", 3), shop_api("b", 3), shop_api("c", 3));
     let (b2, d) = (shop_api("b", 4), shop_api("d", 2));
     let p = Pipeline::new(&pipeline("every(1h)"));
-    std::fs::write(p.path("shops.csv"), shops_csv(&[("a", &a), ("b", &b), ("c", &c)])).unwrap();
+    std::fs::write(
+        p.path("shops.csv"),
+        shops_csv(&[("a", &a), ("b", &b), ("c", &c)]),
+    )
+    .unwrap();
     let mut cmd = support::cli::hamstr_process();
     cmd.arg("run")
         .arg(&p.file)
@@ -266,7 +290,11 @@ fn a_changed_tenants_file_starts_stops_and_restarts_only_its_rows() {
         .envs(env_of(&["a", "b", "c", "d"]));
     let mut run = support::RunningHamstr::start(cmd);
     for api in [&a, &b, &c] {
-        assert!(api.wait_for_hits_blocking("/orders", 1, LIMIT), "{}", run.stderr());
+        assert!(
+            api.wait_for_hits_blocking("/orders", 1, LIMIT),
+            "{}",
+            run.stderr()
+        );
     }
     assert!(
         wait_until(|| stored_count(&run, &p) == 9, LIMIT),
@@ -275,16 +303,41 @@ fn a_changed_tenants_file_starts_stops_and_restarts_only_its_rows() {
     );
 
     // d added, c removed, b moved to another server.
-    std::fs::write(p.path("shops.csv"), shops_csv(&[("a", &a), ("b", &b2), ("d", &d)])).unwrap();
+    std::fs::write(
+        p.path("shops.csv"),
+        shops_csv(&[("a", &a), ("b", &b2), ("d", &d)]),
+    )
+    .unwrap();
     let summary = run.wait_for_stderr_line("the reload", |l| l.starts_with("reloaded:"), LIMIT);
-    assert_eq!(summary, "reloaded: +1 source, ~1 source, -1 source", "{}", run.stderr());
-    assert!(d.wait_for_hits_blocking("/orders", 1, LIMIT), "{}", run.stderr());
-    assert!(b2.wait_for_hits_blocking("/orders", 1, LIMIT), "{}", run.stderr());
+    assert_eq!(
+        summary,
+        "reloaded: +1 source, ~1 source, -1 source",
+        "{}",
+        run.stderr()
+    );
+    assert!(
+        d.wait_for_hits_blocking("/orders", 1, LIMIT),
+        "{}",
+        run.stderr()
+    );
+    assert!(
+        b2.wait_for_hits_blocking("/orders", 1, LIMIT),
+        "{}",
+        run.stderr()
+    );
 
     // c back: its unit resumes from its kept watermark (the request says `since`).
-    std::fs::write(p.path("shops.csv"), shops_csv(&[("a", &a), ("b", &b2), ("d", &d), ("c", &c)])).unwrap();
+    std::fs::write(
+        p.path("shops.csv"),
+        shops_csv(&[("a", &a), ("b", &b2), ("d", &d), ("c", &c)]),
+    )
+    .unwrap();
     run.wait_for_stderr_line("the second reload", |l| l.starts_with("reloaded:"), LIMIT);
-    assert!(c.wait_for_hits_blocking("/orders", 2, LIMIT), "{}", run.stderr());
+    assert!(
+        c.wait_for_hits_blocking("/orders", 2, LIMIT),
+        "{}",
+        run.stderr()
+    );
     let status = run.terminate(LIMIT);
     assert!(status.is_some_and(|s| s.success()), "{}", run.stderr());
 
@@ -310,6 +363,10 @@ fn runs(api: &TestApi) -> usize {
 
 fn stored_count(run: &support::RunningHamstr, p: &Pipeline) -> usize {
     let _ = run;
-    let out = p.cmd(&["dump", "store", "--data-dir"]).arg(&p.data).output().unwrap();
+    let out = p
+        .cmd(&["dump", "store", "--data-dir"])
+        .arg(&p.data)
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).lines().count()
 }

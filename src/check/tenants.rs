@@ -7,8 +7,8 @@
 mod instances;
 mod substitute;
 
-pub(super) use instances::Instances;
 pub use instances::unit_name;
+pub(super) use instances::Instances;
 
 use super::{Code, Ctx};
 use crate::syntax::ast::{self, ExprKind};
@@ -239,10 +239,8 @@ impl Ctx<'_> {
     /// Every row has a `name`, unique, usable in a unit's name (`source[name]`).
     fn tenant_names(&mut self, table: &Table, span: crate::syntax::Span) -> bool {
         if table.column("name").is_none() {
-            let help = super::diagnostic::did_you_mean(
-                "name",
-                table.columns.iter().map(String::as_str),
-            );
+            let help =
+                super::diagnostic::did_you_mean("name", table.columns.iter().map(String::as_str));
             self.error(
                 Code::TenantsFile,
                 format!("the tenants file `{}` has no `name` column", table.path),
@@ -261,12 +259,8 @@ impl Ctx<'_> {
             } else if name.chars().any(|c| c.is_control() || "[]/\\".contains(c)) {
                 Some("has a name with a control character, bracket or slash".to_string())
             } else {
-                seen.insert(name, row).map(|first| {
-                    format!(
-                        "repeats the name `{name}` of {}",
-                        table.place(first)
-                    )
-                })
+                seen.insert(name, row)
+                    .map(|first| format!("repeats the name `{name}` of {}", table.place(first)))
             };
             if let Some(what) = bad {
                 ok = false;
@@ -297,11 +291,103 @@ mod tests {
 
     #[test]
     fn json_items_may_lack_a_column() {
-        let (cols, rows) =
-            parse_json(r#"[{"name":"a","url":"u"},{"name":"b","n":3}]"#).unwrap();
+        let (cols, rows) = parse_json(r#"[{"name":"a","url":"u"},{"name":"b","n":3}]"#).unwrap();
         assert_eq!(cols, ["name", "url", "n"]);
         assert_eq!(rows[1].values, [Some("b".into()), None, Some("3".into())]);
         assert!(parse_json(r#"[{"name":{"x":1}}]"#).is_err());
         assert!(parse_json(r#"{"name":"a"}"#).is_err());
+    }
+}
+
+#[cfg(test)]
+mod instance_tests {
+    /// A tenant service, its source and a child of it, an aggregate and a flow: one
+    /// instance per row, each child pointing at its own tenant's parent.
+    #[test]
+    fn every_row_gets_its_service_source_child_flow_and_aggregate_input() {
+        let text = r#"
+tenants shops = csv("shops.csv")
+service till for shops { base_url = tenant.url  auth = bearer(env(tenant.var)) }
+source orders from till {
+  get = "/shops/{tenant.name}/orders"  schedule = every(1m)  records = $.data[*]
+  key = [shop, id]
+  fields { shop : string = tenant.name  id : string = $.id  total : decimal = $.total }
+}
+source items from till {
+  for_each = orders  get = "/orders/{id}/items"  records = $.data[*]
+  fields { shop : string = parent.shop  sku : string = $.sku }
+}
+aggregate per_shop { from = orders  group_by = [shop]  compute { n = count() } }
+sink out = sled("orders")
+sink lines = jsonl("items.jsonl")
+sink totals = sled("totals")
+flow orders -> out
+flow items -> lines
+flow per_shop -> totals
+"#;
+        let files = |p: &str| {
+            assert_eq!(p, "shops.csv");
+            Ok(
+                "name,url,var\nsoho,http://a.example/,A\ncamden west,http://b.example/,B\n"
+                    .to_string(),
+            )
+        };
+        let env = |v: &str| Some(format!("token-{v}"));
+        let checked = crate::check::check_with("t.hmr", text, &env, &files);
+        let p = checked
+            .pipeline
+            .unwrap_or_else(|| panic!("{}", checked.report.render(false, 100)));
+        let names: Vec<&str> = p.sources.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "items[camden west]",
+                "items[soho]",
+                "orders[camden west]",
+                "orders[soho]"
+            ]
+        );
+        let child = &p.sources["items[soho]"];
+        assert_eq!(child.for_each.as_deref(), Some("orders[soho]"));
+        assert_eq!(child.service, "till[soho]");
+        let camden = &p.sources["orders[camden west]"];
+        assert_eq!(camden.path, "/shops/camden%20west/orders");
+        assert_eq!(camden.tenant.as_deref(), Some("camden west"));
+        assert_eq!(
+            p.services["till[camden west]"].base_url,
+            "http://b.example/"
+        );
+        match &p.services["till[soho]"].auth {
+            crate::check::Auth::Bearer(t) => {
+                assert_eq!(t.value, "token-A");
+                assert!(t.secret);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(p.secrets().contains(&"token-B".to_string()));
+        assert_eq!(
+            p.aggregates["per_shop"].from,
+            ["orders[soho]", "orders[camden west]"]
+        );
+        let mut flows = p.flows.clone();
+        flows.sort();
+        assert_eq!(
+            flows,
+            [
+                ("items[camden west]".to_string(), "lines".to_string()),
+                ("items[soho]".into(), "lines".into()),
+                ("orders[camden west]".into(), "out".into()),
+                ("orders[soho]".into(), "out".into()),
+                ("per_shop".into(), "totals".into()),
+            ]
+        );
+        assert_eq!(p.files, ["shops.csv"]);
+        // And the plan wires each child to its own parent.
+        let plan = crate::plan::Plan::new(&p);
+        let id = crate::plan::NodeId::Source("items[soho]".into());
+        assert!(plan
+            .edges
+            .iter()
+            .any(|(a, b)| b == &id && a.name() == "orders[soho]"));
     }
 }

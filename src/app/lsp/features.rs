@@ -122,10 +122,18 @@ pub fn completion(text: &str, pos: Position) -> Vec<CompletionItem> {
             ("source", "from") => names(&scan, &[Kind::Service]),
             ("flow", _) if typed.contains("->") => names(&scan, &[Kind::Sink]),
             ("flow", _) => names(&scan, &[Kind::Source, Kind::Aggregate]),
-            ("", _) => ["service", "model", "source", "sink", "flow", "aggregate", "tenants"]
-                .iter()
-                .map(|k| item(k, CompletionItemKind::KEYWORD, None))
-                .collect(),
+            ("", _) => [
+                "service",
+                "model",
+                "source",
+                "sink",
+                "flow",
+                "aggregate",
+                "tenants",
+            ]
+            .iter()
+            .map(|k| item(k, CompletionItemKind::KEYWORD, None))
+            .collect(),
             _ => Vec::new(),
         };
     }

@@ -56,7 +56,11 @@ const PARENT_RECORDS: usize = 5;
 
 /// The unit `try` runs: `SOURCE[TENANT]` with `--tenant`. A source that runs per
 /// tenant needs one, and a tenant it does not run for is named with those it does.
-fn unit_of(p: &crate::check::Pipeline, source: &str, tenant: Option<&str>) -> Result<String, Error> {
+fn unit_of(
+    p: &crate::check::Pipeline,
+    source: &str,
+    tenant: Option<&str>,
+) -> Result<String, Error> {
     let prefix = format!("{source}[");
     let tenants: Vec<&str> = p
         .sources
@@ -72,9 +76,12 @@ fn unit_of(p: &crate::check::Pipeline, source: &str, tenant: Option<&str>) -> Re
         shown.join(", ")
     };
     match tenant {
-        None if !tenants.is_empty() && !p.sources.contains_key(source) => Err(Error::Usage(
-            format!("source `{source}` runs per tenant: add --tenant NAME (tenants: {})", listed()),
-        )),
+        None if !tenants.is_empty() && !p.sources.contains_key(source) => {
+            Err(Error::Usage(format!(
+                "source `{source}` runs per tenant: add --tenant NAME (tenants: {})",
+                listed()
+            )))
+        }
         None => Ok(source.to_string()),
         Some(t) if tenants.is_empty() => Err(Error::Usage(format!(
             "--tenant {t}: source `{source}` does not run per tenant"

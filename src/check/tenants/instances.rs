@@ -98,7 +98,10 @@ impl Ctx<'_> {
     ) -> Option<Service> {
         let Some(tenants) = &svc.tenants else {
             return match self.outside_tenants(&svc.body) {
-                Some(body) => self.service(&ast::Service { body, ..svc.clone() }),
+                Some(body) => self.service(&ast::Service {
+                    body,
+                    ..svc.clone()
+                }),
                 None => self.service(svc),
             };
         };
@@ -117,7 +120,12 @@ impl Ctx<'_> {
                 tenants.span,
                 "no `tenants` declares this",
             )
-            .help = help.or_else(|| Some(format!("declare `tenants {} = csv(\"file.csv\")`", tenants.name)));
+            .help = help.or_else(|| {
+                Some(format!(
+                    "declare `tenants {} = csv(\"file.csv\")`",
+                    tenants.name
+                ))
+            });
         }
         let (template, list) = self.per_row(table, &svc.body, |ctx, body| {
             ctx.service(&ast::Service {
@@ -161,7 +169,15 @@ impl Ctx<'_> {
         }
         let Some(scope) = own.clone().or(parent) else {
             return match self.outside_tenants(&src.body) {
-                Some(body) => self.source(&ast::Source { body, ..src.clone() }, decls, models, p),
+                Some(body) => self.source(
+                    &ast::Source {
+                        body,
+                        ..src.clone()
+                    },
+                    decls,
+                    models,
+                    p,
+                ),
                 None => self.source(src, decls, models, p),
             };
         };
@@ -234,7 +250,8 @@ impl Ctx<'_> {
                         continue;
                     }
                     shown += 1;
-                    d.message = format!("{} (tenant `{}`, {})", d.message, t.row_name(r), t.place(r));
+                    d.message =
+                        format!("{} (tenant `{}`, {})", d.message, t.row_name(r), t.place(r));
                     self.diags.push(d);
                     last_shown = Some(self.diags.len() - 1);
                 } else if seen.insert(key(&d)) {
@@ -369,6 +386,9 @@ fn key(d: &Diagnostic) -> (Code, String, Vec<(usize, usize)>) {
     (
         d.code,
         d.message.clone(),
-        d.labels.iter().map(|l| (l.span.start, l.span.end)).collect(),
+        d.labels
+            .iter()
+            .map(|l| (l.span.start, l.span.end))
+            .collect(),
     )
 }

@@ -69,7 +69,9 @@ pub fn substitute_block(block: &Block, value: &dyn Fn(&str) -> String) -> Block 
                     } else {
                         substitute_expr(e, value)
                     }),
-                    StmtValue::Typed(t, e) => StmtValue::Typed(t.clone(), substitute_expr(e, value)),
+                    StmtValue::Typed(t, e) => {
+                        StmtValue::Typed(t.clone(), substitute_expr(e, value))
+                    }
                     StmtValue::Block(b) => StmtValue::Block(substitute_block(b, value)),
                 },
                 ..stmt.clone()
