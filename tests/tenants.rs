@@ -326,6 +326,16 @@ fn a_changed_tenants_file_starts_stops_and_restarts_only_its_rows() {
         run.stderr()
     );
 
+    // A broken tenants file (a name twice) keeps the running graph.
+    std::fs::write(p.path("shops.csv"), shops_csv(&[("a", &a), ("a", &b2)])).unwrap();
+    let kept = run.wait_for_stderr_line(
+        "the refused reload",
+        |l| l.contains("the previous pipeline keeps running"),
+        LIMIT,
+    );
+    assert_contains(&kept, "reload: the file has errors");
+    assert_contains(&run.stderr(), "repeats the name `a`");
+
     // c back: its unit resumes from its kept watermark (the request says `since`).
     std::fs::write(
         p.path("shops.csv"),
