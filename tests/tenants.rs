@@ -211,7 +211,10 @@ fn one_failing_shop_does_not_stop_the_others_and_state_names_it() {
     // The failing server echoes the shop's token: it is masked like every secret.
     camden.fail_always(
         "/orders",
-        Fault::StatusWithBody(500, format!(r#"{{"error":"bad token {}"}}"#, token("camden"))),
+        Fault::StatusWithBody(
+            500,
+            format!(r#"{{"error":"bad token {}"}}"#, token("camden")),
+        ),
     );
     let shops = [("soho", &soho), ("camden", &camden), ("brixton", &brixton)];
     let p = Pipeline::new(&pipeline("every(1m)"));
@@ -242,7 +245,10 @@ fn one_failing_shop_does_not_stop_the_others_and_state_names_it() {
     // `trace`).
     assert!(!state.contains(&token("camden")));
     for shop in ["soho", "camden", "brixton"] {
-        assert!(!stderr(&out).contains(&token(shop)), "{shop}'s token in the log");
+        assert!(
+            !stderr(&out).contains(&token(shop)),
+            "{shop}'s token in the log"
+        );
     }
 }
 

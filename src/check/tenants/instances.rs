@@ -224,7 +224,7 @@ impl Ctx<'_> {
             Some(t) if !t.rows.is_empty() => t.rows.iter().map(Some).collect(),
             _ => vec![None],
         };
-        let mut seen: HashSet<(Code, String, Vec<(usize, usize)>)> = HashSet::new();
+        let mut seen: HashSet<DiagKey> = HashSet::new();
         let mut shown = 0;
         let mut more = 0;
         let mut last_shown: Option<usize> = None;
@@ -382,7 +382,10 @@ fn depends_on_row(d: &Diagnostic, refs: &[TenantRef]) -> bool {
         .any(|l| refs.iter().any(|r| overlaps(l.span, r.span)))
 }
 
-fn key(d: &Diagnostic) -> (Code, String, Vec<(usize, usize)>) {
+/// What makes two diagnostics the same: code, message and where their labels point.
+type DiagKey = (Code, String, Vec<(usize, usize)>);
+
+fn key(d: &Diagnostic) -> DiagKey {
     (
         d.code,
         d.message.clone(),
