@@ -1,7 +1,7 @@
 //! Command-line arguments (clap).
 
 use clap::{Parser, Subcommand};
-use hamstr::app::{CheckFormat, DumpFormat, GraphFormat, TryFormat};
+use hamstr::app::{CheckFormat, DumpFormat, GraphFormat, LogFormat, TryFormat};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -43,6 +43,13 @@ pub enum Command {
         /// any network
         #[arg(long, value_name = "DIR")]
         replay: Option<PathBuf>,
+        /// The address of hamstr's HTTP listener (events, /health, /metrics), over the
+        /// pipeline's `server { listen }` (default 127.0.0.1:8787)
+        #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
+        listen: Option<String>,
+        /// How messages are written on stderr: text, or one JSON object a line
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// Run one source for a few pages and show what a run would make of them, touching
     /// no state and no sink: requests, answers, records, rejections, the next request,
@@ -127,4 +134,11 @@ pub enum Command {
         #[arg(long)]
         seconds: Option<u64>,
     },
+}
+
+/// `--listen ADDR`: an IP address and a port.
+fn parse_listen(text: &str) -> Result<String, String> {
+    text.parse::<std::net::SocketAddr>()
+        .map(|_| text.to_string())
+        .map_err(|_| format!("`{text}` is not an IP address and port like 127.0.0.1:8787"))
 }

@@ -27,6 +27,13 @@ fn main() -> ExitCode {
 }
 
 fn command(cli: Cli) -> Result<Outcome, Error> {
+    if let Command::Run {
+        log_format: app::LogFormat::Json,
+        ..
+    } = cli.command
+    {
+        hamstr::logs::set_json();
+    }
     let live = matches!(cli.command, Command::Run { .. } | Command::Demo { .. });
     let console = if matches!(
         cli.command,
@@ -45,6 +52,8 @@ fn command(cli: Cli) -> Result<Outcome, Error> {
             data_dir,
             record,
             replay,
+            listen,
+            log_format: _,
         } => {
             let exchanges = match (record, replay) {
                 (Some(dir), _) => app::Exchanges::Record(dir),
@@ -57,6 +66,7 @@ fn command(cli: Cli) -> Result<Outcome, Error> {
                 !no_watch,
                 data_dir.as_deref(),
                 &exchanges,
+                listen.as_deref(),
                 console,
             )
         }

@@ -138,11 +138,17 @@ fn mask_learnt(text: String) -> String {
 }
 
 /// A secret as it appears in URLs: percent-encoded (path placeholders) and
-/// form-encoded (query parameters, which leave `-._*` alone and turn ` ` to `+`).
-fn encodings(s: &str) -> [String; 2] {
+/// form-encoded (query parameters, which leave `-._*` alone and turn ` ` to `+`); and
+/// inside a JSON string (`\"`, `\\`, control characters escaped), as JSON logs write it.
+fn encodings(s: &str) -> [String; 3] {
+    let json = serde_json::to_string(s).unwrap_or_default();
     [
         percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string(),
         url::form_urlencoded::byte_serialize(s.as_bytes()).collect(),
+        json.strip_prefix('"')
+            .and_then(|j| j.strip_suffix('"'))
+            .unwrap_or(s)
+            .to_string(),
     ]
 }
 
@@ -160,6 +166,14 @@ mod tests {
             "x=*** y=***",
             "form-encoded and percent-encoded"
         );
+    }
+
+    #[test]
+    fn secrets_inside_json_strings() {
+        let m = Masker::new(vec!["to\"k\\en".into()]);
+        let line = serde_json::json!({ "message": "said to\"k\\en" }).to_string();
+        assert_eq!(m.mask(&line), r#"{"message":"said ***"}"#);
+        assert_eq!(mask_log(&line), r#"{"message":"said ***"}"#);
     }
 
     #[test]

@@ -62,6 +62,7 @@ module.exports = grammar({
       $.flow_declaration,
       $.aggregate_declaration,
       $.tenants_declaration,
+      $.server_declaration,
     ),
 
     // `service till for shops { ... }`: instantiated once per tenant (spec §13).
@@ -90,6 +91,9 @@ module.exports = grammar({
     flow_declaration: $ => seq('flow', field('from', $.name_list), '->', field('to', $.name_list)),
 
     aggregate_declaration: $ => seq('aggregate', field('name', $.identifier), field('body', $.block)),
+
+    // hamstr's own listener; `server` is no reserved word (nothing else starts an item).
+    server_declaration: $ => seq('server', field('body', $.block)),
 
     model_body: $ => seq('{', repeat(seq($.model_field, optional(','))), '}'),
 

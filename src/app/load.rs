@@ -133,10 +133,17 @@ pub(super) fn load(path: &Path, console: Console) -> Result<Loaded, Error> {
 /// Checks `text` read from `path`.
 pub(super) fn load_text(path: &Path, text: &str, console: Console) -> Result<Loaded, Error> {
     let checked = check_file(path, text);
+    if crate::logs::json() && !checked.report.diagnostics.is_empty() {
+        // One log event per diagnostic; the error then has nothing left to show.
+        crate::logs::diagnostics(&checked.report.to_json());
+        if checked.pipeline.is_none() {
+            return Err(Error::Pipeline(String::new()));
+        }
+    }
     let Some(pipeline) = checked.pipeline else {
         return Err(Error::Pipeline(checked.report.render(console.color, 100)));
     };
-    if checked.report.warnings() > 0 {
+    if checked.report.warnings() > 0 && !crate::logs::json() {
         eprint!("{}", checked.report.render(console.color, 100));
     }
     Ok(Loaded {

@@ -45,12 +45,14 @@ impl Exchanges {
 
 /// `hamstr run FILE`. With `once`, a summary on stderr, and [`Outcome::Failure`] when a
 /// source failed or records still wait in a sink's queue.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     file: &Path,
     once: bool,
     watch: bool,
     data_dir: Option<&Path>,
     exchanges: &Exchanges,
+    listen: Option<&str>,
     console: Console,
 ) -> Result<Outcome, Error> {
     super::private_files();
@@ -62,6 +64,7 @@ pub fn run(
         once,
         watch: watch && !once,
         tape,
+        listen: listen.map(str::to_string),
     };
     let report = run_loaded(file, &loaded, store, &dir, how, console)?;
     if report.reader_gone {
@@ -72,7 +75,7 @@ pub fn run(
     if !once {
         return Ok(Outcome::Success);
     }
-    eprint!("{}", summary(&report));
+    crate::logs::say(crate::logs::Level::Info, &summary(&report));
     Ok(if report.failed() {
         Outcome::Failure
     } else {
@@ -86,6 +89,8 @@ pub(super) struct How {
     pub once: bool,
     pub watch: bool,
     pub tape: Option<Arc<Tape>>,
+    /// `--listen ADDR`: the listener's address, over the `server` block's.
+    pub listen: Option<String>,
 }
 
 /// Runs `loaded` on a fresh tokio runtime. With `watch`, saving the file reloads it: a
@@ -98,7 +103,12 @@ pub(super) fn run_loaded(
     how: How,
     console: Console,
 ) -> Result<Report, Error> {
-    let How { once, watch, tape } = how;
+    let How {
+        once,
+        watch,
+        tape,
+        listen,
+    } = how;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(BLOCKING_THREADS)
@@ -152,6 +162,10 @@ pub(super) fn run_loaded(
             once,
             base_dir: loaded.base_dir.clone(),
             tape,
+            listen,
+            metrics: Some(Arc::new(crate::metrics::render)),
+            on_answer: Some(Arc::new(crate::metrics::event_answered)),
+            ..Options::default()
         };
         runtime::run(Plan::new(&loaded.pipeline), store, opts, stop, reloads)
             .await
@@ -183,11 +197,11 @@ async fn reload_on_events(
         let loaded = match read {
             Ok(Ok(read)) => read,
             Ok(Err(e)) => {
-                eprintln!("reload: {e}; the previous pipeline keeps running");
+                say_error(&format!("reload: {e}; the previous pipeline keeps running"));
                 continue;
             }
             Err(e) => {
-                eprintln!("reload: {e}; the previous pipeline keeps running");
+                say_error(&format!("reload: {e}; the previous pipeline keeps running"));
                 continue;
             }
         };
@@ -205,11 +219,15 @@ async fn reload_on_events(
                     break;
                 }
             }
-            Err(e) => {
-                eprintln!("{e}reload: the file has errors; the previous pipeline keeps running")
-            }
+            Err(e) => say_error(&format!(
+                "{e}reload: the file has errors; the previous pipeline keeps running"
+            )),
         }
     }
+}
+
+fn say_error(text: &str) {
+    crate::logs::say(crate::logs::Level::Error, text);
 }
 
 /// One line per source: what the run did.

@@ -128,6 +128,7 @@ fn run_case(
         once: true,
         watch: false,
         tape,
+        listen: None,
     };
     let report = run_loaded(file, &test_loaded, store, &data, how, console)?;
     if report.failed() {

@@ -104,6 +104,12 @@ codes! {
     /// `jsonl(".hamstr/records")` or `jsonl("pipeline.hmr")`: a sink that would write
     /// into a data directory or onto a pipeline file
     ProtectedPath = "hamstr::protected_path",
+    /// `verify = hmca(...)` in a source's `receive`
+    UnknownVerify = "hamstr::unknown_verify",
+    /// two sources with `receive { path = "/hooks/x" }`
+    DuplicateReceivePath = "hamstr::duplicate_receive_path",
+    /// warning: `receive { verify = none }` without `fetch`: anyone may send records
+    UnverifiedReceive = "hamstr::unverified_receive",
     /// warning: `env("TOKEN")` with TOKEN unset and no default
     EnvNotSet = "hamstr::env_not_set",
     /// warning: a source that feeds no sink

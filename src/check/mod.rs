@@ -17,9 +17,11 @@ mod paginate;
 pub mod pipeline;
 pub mod postgres_url;
 mod props;
+mod receive;
 mod request;
 mod schedule;
 mod secrets;
+mod server;
 mod service;
 mod sink;
 mod source;
@@ -36,11 +38,14 @@ pub(crate) mod vocabulary {
     pub(crate) use super::auth::AUTH_KINDS;
     pub(crate) use super::functions::FUNCTIONS;
     pub(crate) use super::paginate::PAGINATORS;
+    pub(crate) use super::receive::{PROPS as RECEIVE_PROPS, VERIFY_KINDS};
+    pub(crate) use super::server::PROPS as SERVER_PROPS;
     pub(crate) use super::service::PROPS as SERVICE_PROPS;
     pub(crate) use super::sink::SINK_KINDS;
     pub(crate) use super::source::PROPS as SOURCE_PROPS;
 }
 pub use pipeline::*;
+pub use receive::standard_key;
 
 use crate::syntax::{self, ast, Span};
 use std::collections::{BTreeMap, BTreeSet};
@@ -138,6 +143,8 @@ pub(crate) struct Ctx<'e> {
     unset_env: Vec<Span>,
     /// What `env(...)` gave inside computed `query` and `body` values: secrets.
     request_env: Vec<String>,
+    /// Every `receive` path with where it is written and its source, in file order.
+    receive_paths: Vec<(String, Span, String)>,
 }
 
 impl<'e> Ctx<'e> {
@@ -152,6 +159,7 @@ impl<'e> Ctx<'e> {
             lexical_errors: Vec::new(),
             unset_env: Vec::new(),
             request_env: Vec::new(),
+            receive_paths: Vec::new(),
         }
     }
 
@@ -215,7 +223,10 @@ impl<'e> Ctx<'e> {
     fn check_file(&mut self, file: &ast::File) -> Pipeline {
         let decls = self.collect_decls(file);
         let models = self.models(&decls);
-        let mut p = Pipeline::default();
+        let mut p = Pipeline {
+            server: self.server(file),
+            ..Pipeline::default()
+        };
         self.tenants_declared = file
             .items
             .iter()
@@ -241,6 +252,7 @@ impl<'e> Ctx<'e> {
                 p.sources.insert(s.name.clone(), s);
             }
         }
+        self.receive_paths_once();
         for sink in decls.sinks.values() {
             if let Some(s) = self.sink(sink) {
                 p.sinks.insert(s.name().to_string(), s);
@@ -315,7 +327,7 @@ impl<'e> Ctx<'e> {
                         ),
                     }
                 }
-                ast::Item::Flow(_) | ast::Item::Tenants(_) => continue,
+                ast::Item::Flow(_) | ast::Item::Tenants(_) | ast::Item::Server(_) => continue,
             };
             if let Some(first) = first {
                 self.error(

@@ -104,6 +104,7 @@ impl Printer<'_> {
                 Item::Model(m) => (m.span.start, false),
                 Item::Source(s) => (s.span.start, false),
                 Item::Aggregate(a) => (a.span.start, false),
+                Item::Server(s) => (s.span.start, false),
                 Item::Sink(s) => (s.span.start, true),
                 Item::Flow(fl) => (fl.span.start, true),
                 Item::Tenants(t) => (t.span.start, true),
@@ -201,6 +202,9 @@ impl Printer<'_> {
                 &block_body(&a.body),
                 a.span.end,
             ),
+            Item::Server(s) => {
+                self.braced(0, "server".to_string(), &block_body(&s.body), s.span.end)
+            }
             Item::Model(m) => {
                 let body = Body {
                     open: self.model_open(m),

@@ -50,6 +50,31 @@ fn record(report: &Mutex<Report>, name: &str, outcome: &RunOutcome) -> super::So
     super::SourceTotals::default()
 }
 
+/// A run in the metrics (when they are on): its counts, and the watermark's lag read
+/// back from the store.
+fn count(poller: &Poller, outcome: &RunOutcome) {
+    if !crate::metrics::enabled() {
+        return;
+    }
+    let s = &outcome.summary;
+    let name = &poller.src.name;
+    let lag = match outcome.error {
+        None => poller
+            .store
+            .meta(name)
+            .ok()
+            .and_then(|m| crate::metrics::lag_of(m.watermark.as_ref())),
+        Some(_) => None,
+    };
+    let counts = crate::metrics::RunCounts {
+        pages: s.pages,
+        records: s.records,
+        emitted: s.emitted,
+        rejected: s.rejected,
+    };
+    crate::metrics::source_run(name, counts, outcome.error.is_some(), lag);
+}
+
 fn children_of(outputs: &watch::Receiver<Arc<Outputs>>) -> Vec<String> {
     outputs.borrow().children.clone()
 }
@@ -105,6 +130,7 @@ pub async fn scheduled_driver(
             poller.run(None).await
         };
         let totals = record(&report, &name, &outcome);
+        count(&poller, &outcome);
         let children = children_of(&outputs);
         if once {
             drain_children(&children, &wakes).await;
@@ -147,6 +173,10 @@ pub async fn scheduled_driver(
             break;
         }
     }
+    // A source that also receives keeps taking events after its last poll (`once`).
+    if !once && poller.src.receive.is_some() {
+        stop.stopped().await;
+    }
 }
 
 pub async fn child_driver(
@@ -185,6 +215,7 @@ pub async fn child_driver(
             super::progress::running(&name);
             let outcome = poller.run(Some((key, parent))).await;
             let totals = record(&report, &name, &outcome);
+            count(&poller, &outcome);
             super::progress::finished(&name, &totals, None);
         }
         if !replies.is_empty() {
@@ -194,4 +225,13 @@ pub async fn child_driver(
             let _ = r.send(());
         }
     }
+}
+
+/// A source that only receives events: nothing to poll. It keeps the poller (the
+/// extract node's input) until the unit stops, so events can reach the extract node.
+pub async fn push_driver(poller: Arc<Poller>, stop: Stop, once: bool) {
+    if !once {
+        stop.stopped().await;
+    }
+    drop(poller);
 }

@@ -14,7 +14,7 @@ pub fn next_after(schedule: &Schedule, last_start: Instant) -> Option<Instant> {
             let wait = (next - now).to_std().unwrap_or_default();
             Some(Instant::now() + wait)
         }
-        Schedule::Once | Schedule::Parent => None,
+        Schedule::Once | Schedule::Parent | Schedule::Push => None,
     }
 }
 

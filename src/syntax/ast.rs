@@ -44,6 +44,8 @@ pub enum Item {
     Flow(Flow),
     Aggregate(Aggregate),
     Tenants(Tenants),
+    /// `server { listen = "..." metrics = true }`: hamstr's own HTTP listener.
+    Server(Server),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -109,6 +111,15 @@ pub struct Flow {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Aggregate {
     pub name: Ident,
+    pub body: Block,
+    pub span: Span,
+}
+
+/// `server { ... }`: the listener's address and whether it serves `/metrics`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    /// The `server` keyword: where a problem with the block as a whole is reported.
+    pub keyword: Span,
     pub body: Block,
     pub span: Span,
 }
@@ -286,6 +297,11 @@ impl File {
                     a.span = Span::default();
                     erase_ident(&mut a.name);
                     erase_block(&mut a.body);
+                }
+                Item::Server(s) => {
+                    s.span = Span::default();
+                    s.keyword = Span::default();
+                    erase_block(&mut s.body);
                 }
             }
         }

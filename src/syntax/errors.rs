@@ -266,6 +266,7 @@ fn phrase(rule: Rule) -> &'static str {
         Rule::kw_from => "`from`",
         Rule::kw_for => "`for`",
         Rule::tenants | Rule::kw_tenants => "`tenants`",
+        Rule::server | Rule::kw_server => "`server`",
         Rule::ident | Rule::name_ref | Rule::name_list => "a name",
         Rule::ident_any => "a name",
         Rule::prop_name | Rule::statement => "a property like `name = value`",

@@ -49,6 +49,7 @@ pub fn parse(text: &str) -> (Option<File>, Vec<SyntaxError>) {
             Rule::flow => Item::Flow(b.flow(pair)),
             Rule::aggregate => Item::Aggregate(b.aggregate(pair)),
             Rule::tenants => Item::Tenants(b.tenants(pair)),
+            Rule::server => Item::Server(b.server(pair)),
             _ => continue,
         };
         file.items.push(item);
@@ -199,6 +200,18 @@ impl Builder {
         let name = self.ident(inner.next().expect("grammar: aggregate name"));
         let body = self.block(inner.next().expect("grammar: aggregate block"));
         Aggregate { name, body, span }
+    }
+
+    fn server(&mut self, pair: Pair<Rule>) -> Server {
+        let span = span_of(&pair);
+        let mut inner = pair.into_inner();
+        let keyword = span_of(&inner.next().expect("grammar: server keyword"));
+        let body = self.block(inner.next().expect("grammar: server block"));
+        Server {
+            keyword,
+            body,
+            span,
+        }
     }
 
     pub(super) fn block(&mut self, pair: Pair<Rule>) -> Block {

@@ -60,6 +60,7 @@
   "from"
   "tenants"
   "for"
+  "server"
 ] @keyword
 
 [
@@ -112,7 +113,8 @@
     "page" "offset" "cursor" "next_url" "link_header" "header"
     "bearer" "basic" "api_key" "oauth2" "aws_sigv4"
     "every" "cron"
-    "sled" "jsonl" "stdout" "postgres" "webhook"
+    "sled" "jsonl" "stdout" "postgres" "webhook" "exec"
+    "hmac" "stripe" "standard" "token"
     "lower" "upper" "trim" "concat" "coalesce" "to_string" "to_int" "to_float"
     "to_decimal" "parse_datetime" "from_unix" "from_unix_ms" "now" "day" "hour"
     "month" "year" "round" "abs" "length" "unix" "unix_ms" "format_datetime"

@@ -130,6 +130,7 @@ pub fn completion(text: &str, pos: Position) -> Vec<CompletionItem> {
                 "flow",
                 "aggregate",
                 "tenants",
+                "server",
             ]
             .iter()
             .map(|k| item(k, CompletionItemKind::KEYWORD, None))
@@ -152,6 +153,7 @@ pub fn completion(text: &str, pos: Position) -> Vec<CompletionItem> {
         return match (innermost, prop) {
             (_, "paginate") => items(reference::PAGINATORS, CompletionItemKind::FUNCTION),
             (_, "auth") => items(reference::AUTH_KINDS, CompletionItemKind::FUNCTION),
+            ("receive", "verify") => items(reference::VERIFY_KINDS, CompletionItemKind::FUNCTION),
             (_, "schedule") => items(reference::SCHEDULES, CompletionItemKind::FUNCTION),
             (_, "model") => names(&scan, &[Kind::Model]),
             (_, "for_each") => names(&scan, &[Kind::Source]),

@@ -5,6 +5,7 @@
 //! A sink stops with its [`Stop`]: the page it is writing gets the grace period, later
 //! pages go to its queue, so a sink that hangs cannot hold a shutdown past the grace.
 
+mod exec;
 mod jsonl;
 pub mod postgres;
 mod queue;
@@ -59,11 +60,12 @@ impl std::fmt::Display for WriteError {
 pub type WriteFuture<'a> = Pin<Box<dyn Future<Output = Result<(), WriteError>> + Send + 'a>>;
 
 /// Where a sink puts records. `write` returns once the records are held (durably, for
-/// the sinks that can be). Blocking work (files, sled, standard output) runs off the
-/// async workers.
+/// the sinks that can be); `source` names what emitted them. Blocking work (files,
+/// sled, standard output) runs off the async workers.
 pub trait SinkWriter: Send {
     fn write<'a>(
         &'a mut self,
+        source: &'a str,
         names: &'a [String],
         records: &'a Arc<Vec<Emitted>>,
     ) -> WriteFuture<'a>;
@@ -110,6 +112,15 @@ pub fn writer_for(
                 Err(e) => Box::new(Unavailable(e)),
             }
         }
+        Sink::Exec {
+            name,
+            command,
+            batch,
+            timeout_ms,
+        } => match exec::ExecWriter::new(name, command, *batch, *timeout_ms, base) {
+            Ok(w) => Box::new(w),
+            Err(e) => Box::new(Unavailable(e)),
+        },
     }
 }
 
@@ -119,6 +130,7 @@ pub struct Unavailable(pub String);
 impl SinkWriter for Unavailable {
     fn write<'a>(
         &'a mut self,
+        _source: &'a str,
         _names: &'a [String],
         _records: &'a Arc<Vec<Emitted>>,
     ) -> WriteFuture<'a> {
@@ -230,7 +242,8 @@ impl SinkNode {
                 let written = within_grace(
                     &self.stop,
                     &mut deadline,
-                    self.writer.write(&batch.names, &batch.records),
+                    self.writer
+                        .write(&batch.source, &batch.names, &batch.records),
                 )
                 .await
                 .unwrap_or_else(|| {
@@ -240,7 +253,10 @@ impl SinkNode {
                     )))
                 });
                 match written {
-                    Ok(()) => true,
+                    Ok(()) => {
+                        crate::metrics::sink_delivered(&self.name, batch.records.len() as u64);
+                        true
+                    }
                     Err(WriteError::Closed) => {
                         tracing::info!(sink = %self.name, "the reader of standard output left: the run ends; the page is fetched again next time");
                         exit.reader_gone = true;
@@ -248,6 +264,7 @@ impl SinkNode {
                         false
                     }
                     Err(WriteError::Failed(e)) => {
+                        crate::metrics::sink_failure(&self.name);
                         tracing::warn!(sink = %self.name, source = %batch.source, error = %e, "sink cannot take records now; they wait in its queue");
                         queue.note_error(Some(&e)).await;
                         queued = true;

@@ -10,6 +10,10 @@ use std::sync::Arc;
 /// A page waiting in a sink's durable queue.
 #[derive(Serialize, Deserialize)]
 struct Queued {
+    /// What emitted the page (an `exec` sink tells its program); pages queued before
+    /// this was kept have none.
+    #[serde(default)]
+    source: String,
     names: Vec<String>,
     records: Vec<(Option<Vec<u8>>, String)>,
 }
@@ -63,6 +67,7 @@ impl Queue {
 
     pub(super) async fn push(&self, batch: &Batch) -> Result<(), String> {
         let q = Queued {
+            source: batch.source.to_string(),
             names: batch.names.to_vec(),
             records: batch
                 .records
@@ -79,13 +84,26 @@ impl Queue {
                 .map_err(|e| e.to_string())
         })
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())??;
+        self.count_depth().await;
+        Ok(())
+    }
+
+    /// The queue's depth in the metrics, when they are on.
+    pub(super) async fn count_depth(&self) {
+        if crate::metrics::enabled() {
+            crate::metrics::sink_queue_depth(&self.name, self.len().await);
+        }
     }
 
     /// Delivers queued pages in order until the queue is empty or the writer fails, and
     /// keeps the failure for `hamstr state` (or forgets it once the queue is empty).
     pub(super) async fn drain(&self, writer: &mut dyn SinkWriter) -> Result<(), WriteError> {
         let result = self.deliver(writer).await;
+        if matches!(result, Err(WriteError::Failed(_))) {
+            crate::metrics::sink_failure(&self.name);
+        }
+        self.count_depth().await;
         let error = match &result {
             Err(WriteError::Failed(e)) => Some(e.as_str()),
             _ => None,
@@ -117,12 +135,13 @@ impl Queue {
                     })
                     .collect(),
             );
-            writer.write(&q.names, &records).await?;
+            writer.write(&q.source, &q.names, &records).await?;
             let (store, space) = (self.store.clone(), self.space.clone());
             tokio::task::spawn_blocking(move || store.kv_apply(&space, &[(id, None)]))
                 .await
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())?;
+            crate::metrics::sink_delivered(&self.name, records.len() as u64);
             tracing::info!(sink = %self.name, records = records.len(), "delivered a queued page");
         }
     }
