@@ -60,7 +60,7 @@ pub enum Command {
         /// How many pages to follow
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
         pages: u64,
-        /// The tenant to try the source for (tenants are not implemented yet)
+        /// The tenant to try the source for (a source of a service for tenants)
         #[arg(long)]
         tenant: Option<String>,
         #[arg(long, value_enum, default_value_t = TryFormat::Human)]
@@ -87,6 +87,9 @@ pub enum Command {
         /// The rejected records of source NAME
         #[arg(long)]
         rejected: bool,
+        /// The tenant whose source NAME to read (the unit `NAME[TENANT]`)
+        #[arg(long)]
+        tenant: Option<String>,
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },

@@ -93,8 +93,15 @@ fn command(cli: Cli) -> Result<Outcome, Error> {
             name,
             format,
             rejected,
+            tenant,
             data_dir,
-        } => app::dump(&file, name, format, rejected, data_dir.as_deref(), console),
+        } => {
+            let name = match tenant {
+                Some(t) => hamstr::check::tenants::unit_name(&name, &t),
+                None => name,
+            };
+            app::dump(&file, name, format, rejected, data_dir.as_deref(), console)
+        }
         Command::State {
             file,
             reset,

@@ -61,10 +61,20 @@ module.exports = grammar({
       $.sink_declaration,
       $.flow_declaration,
       $.aggregate_declaration,
+      $.tenants_declaration,
       $.server_declaration,
     ),
 
-    service_declaration: $ => seq('service', field('name', $.identifier), field('body', $.block)),
+    // `service till for shops { ... }`: instantiated once per tenant (spec §13).
+    service_declaration: $ => seq(
+      'service',
+      field('name', $.identifier),
+      optional(seq('for', field('tenants', $.identifier))),
+      field('body', $.block),
+    ),
+
+    // `tenants shops = csv("shops.csv")`
+    tenants_declaration: $ => seq('tenants', field('name', $.identifier), '=', field('value', $._expression)),
 
     model_declaration: $ => seq('model', field('name', $.identifier), field('body', $.model_body)),
 

@@ -122,7 +122,16 @@ pub(super) fn run_loaded(
         let mut _watch = None;
         let reloads = if watch {
             let (event_tx, events) = mpsc::channel::<()>(1);
-            _watch = Some(crate::watch::watch_file(path, event_tx).map_err(Error::Io)?);
+            // The tenants files too: a row added, removed or changed reloads.
+            let mut files = vec![path.to_path_buf()];
+            files.extend(
+                loaded
+                    .pipeline
+                    .files
+                    .iter()
+                    .map(|f| loaded.base_dir.join(f)),
+            );
+            _watch = Some(crate::watch::watch_files(&files, event_tx).map_err(Error::Io)?);
             let (tx, rx) = mpsc::channel(1);
             let reloading =
                 reload_on_events(path.to_path_buf(), events, tx, running.clone(), console);
@@ -178,22 +187,15 @@ async fn reload_on_events(
     running: Arc<Mutex<Pipeline>>,
     console: Console,
 ) {
-    let mut last: Option<String> = None;
     while events.recv().await.is_some() {
-        let (p, previous) = (path.clone(), last.clone());
+        let p = path.clone();
         let read = tokio::task::spawn_blocking(move || -> Result<_, Error> {
             let text = load::read_pipeline(&p)?;
-            // Editors may write the same text twice; reload once.
-            if previous.as_deref() == Some(text.as_str()) {
-                return Ok(None);
-            }
-            let loaded = load::load_text(&p, &text, console);
-            Ok(Some((text, loaded)))
+            Ok(load::load_text(&p, &text, console))
         })
         .await;
-        let (text, loaded) = match read {
-            Ok(Ok(Some(read))) => read,
-            Ok(Ok(None)) => continue,
+        let loaded = match read {
+            Ok(Ok(read)) => read,
             Ok(Err(e)) => {
                 say_error(&format!("reload: {e}; the previous pipeline keeps running"));
                 continue;
@@ -203,8 +205,10 @@ async fn reload_on_events(
                 continue;
             }
         };
-        last = Some(text);
         match loaded {
+            // Editors may write the same text twice, and a tenants file may be saved
+            // unchanged: the same pipeline is not reloaded.
+            Ok(l) if *running.lock().unwrap_or_else(|p| p.into_inner()) == l.pipeline => {}
             Ok(l) => {
                 let plan = Plan::new(&l.pipeline);
                 let running = running.clone();

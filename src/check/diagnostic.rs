@@ -116,6 +116,15 @@ codes! {
     UnusedSource = "hamstr::unused_source",
     /// warning: a sink nothing feeds
     UnusedSink = "hamstr::unused_sink",
+    /// `tenants shops = csv("shop.csv")`: a tenants file missing, unreadable, without a
+    /// `name` column, or with a name twice
+    TenantsFile = "hamstr::tenants_file",
+    /// `service pos for shop { ... }` with no `tenants shop`
+    UnknownTenants = "hamstr::unknown_tenants",
+    /// `tenant.ulr` when the tenants file has no `ulr` column
+    UnknownColumn = "hamstr::unknown_column",
+    /// warning: a keyed source of a tenant service with no key field from `tenant.`
+    TenantKey = "hamstr::tenant_key",
 }
 
 impl std::fmt::Display for Code {

@@ -21,6 +21,9 @@ pub struct Pipeline {
     /// `base_url`, the path and query of a webhook's URL; and what `env(...)` gave inside
     /// a computed `query` or `body` value. Masked like secrets.
     pub url_secrets: Vec<String>,
+    /// The files the pipeline reads besides itself (tenants files), as written: a run
+    /// watches them for reloads too.
+    pub files: Vec<String>,
 }
 
 /// A string that may be a secret (spec §3): masked wherever hamstr prints it.
@@ -163,6 +166,8 @@ pub struct Source {
     pub incremental: Option<Incremental>,
     pub filter: Option<Expr>,
     pub for_each: Option<String>,
+    /// The tenant this instance runs for (spec §13): `soho` of `shop_orders[soho]`.
+    pub tenant: Option<String>,
     /// `receive { ... }`: events POSTed to hamstr's listener feed the source (spec §11).
     pub receive: Option<Receive>,
 }

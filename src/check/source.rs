@@ -383,6 +383,7 @@ impl<'e> Ctx<'e> {
             incremental,
             filter,
             for_each: parent.map(|(n, _)| n),
+            tenant: None,
             receive,
         })
     }

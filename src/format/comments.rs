@@ -23,6 +23,7 @@ pub fn collect(text: &str, tree: &File) -> Vec<Comment> {
             | Item::Aggregate(Aggregate { body, .. })
             | Item::Server(Server { body, .. }) => block_tokens(body, &mut opaque),
             Item::Sink(s) => expr_tokens(&s.value, &mut opaque),
+            Item::Tenants(t) => expr_tokens(&t.value, &mut opaque),
             Item::Model(_) | Item::Flow(_) => {}
         }
     }

@@ -11,6 +11,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// The most distinct warnings a source's report keeps.
 const MAX_WARNINGS: usize = 20;
 
+/// How many scheduled runs go at once, over every source: thousands of tenants due in
+/// the same second queue here instead of opening thousands of connections.
+const RUNS_AT_ONCE: usize = 128;
+
+static RUNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(RUNS_AT_ONCE);
+
 fn record(report: &Mutex<Report>, name: &str, outcome: &RunOutcome) -> super::SourceTotals {
     let s = &outcome.summary;
     match &outcome.error {
@@ -112,10 +118,17 @@ pub async fn scheduled_driver(
         }
         next_start = first;
     }
+    let mut first = true;
     loop {
         let started = tokio::time::Instant::now();
         super::progress::running(&name);
-        let outcome = poller.run(None).await;
+        let outcome = {
+            let _turn = tokio::select! {
+                t = RUNS.acquire() => t.ok(),
+                _ = stop.stopped() => break,
+            };
+            poller.run(None).await
+        };
         let totals = record(&report, &name, &outcome);
         count(&poller, &outcome);
         let children = children_of(&outputs);
@@ -131,8 +144,17 @@ pub async fn scheduled_driver(
                 }
             }
         }
+        // The tenants of an `every` source run at start (at most RUNS_AT_ONCE at a
+        // time), then each waits an extra offset of its own within the interval, so
+        // that from the second round on they are spread over it (spec §13) instead of
+        // all due in the same second.
+        let spread = match (&poller.src.schedule, &poller.src.tenant, first) {
+            (crate::check::Schedule::Every { ms }, Some(_), true) => schedule::spread(&name, *ms),
+            _ => std::time::Duration::ZERO,
+        };
+        first = false;
         next_start = match schedule::next_after(&poller.src.schedule, started.max(next_start)) {
-            Some(t) => t,
+            Some(t) => t + spread,
             None => {
                 super::progress::finished(&name, &totals, None);
                 break;

@@ -43,6 +43,7 @@ pub enum Item {
     Sink(Sink),
     Flow(Flow),
     Aggregate(Aggregate),
+    Tenants(Tenants),
     /// `server { listen = "..." metrics = true }`: hamstr's own HTTP listener.
     Server(Server),
 }
@@ -50,6 +51,8 @@ pub enum Item {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Service {
     pub name: Ident,
+    /// `service S for shops`: the tenants it is instantiated for (spec §13).
+    pub tenants: Option<Ident>,
     pub body: Block,
     pub span: Span,
 }
@@ -85,6 +88,14 @@ pub struct Source {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sink {
+    pub name: Ident,
+    pub value: Expr,
+    pub span: Span,
+}
+
+/// `tenants NAME = csv("file")`: one account per row of a file (spec §13).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tenants {
     pub name: Ident,
     pub value: Expr,
     pub span: Span,
@@ -250,7 +261,13 @@ impl File {
                 Item::Service(s) => {
                     s.span = Span::default();
                     erase_ident(&mut s.name);
+                    s.tenants.iter_mut().for_each(erase_ident);
                     erase_block(&mut s.body);
+                }
+                Item::Tenants(t) => {
+                    t.span = Span::default();
+                    erase_ident(&mut t.name);
+                    erase_expr(&mut t.value);
                 }
                 Item::Model(m) => {
                     m.span = Span::default();

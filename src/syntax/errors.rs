@@ -264,6 +264,8 @@ fn phrase(rule: Rule) -> &'static str {
         Rule::flow | Rule::kw_flow => "`flow`",
         Rule::aggregate | Rule::kw_aggregate => "`aggregate`",
         Rule::kw_from => "`from`",
+        Rule::kw_for => "`for`",
+        Rule::tenants | Rule::kw_tenants => "`tenants`",
         Rule::server | Rule::kw_server => "`server`",
         Rule::ident | Rule::name_ref | Rule::name_list => "a name",
         Rule::ident_any => "a name",

@@ -58,6 +58,8 @@
   "flow"
   "aggregate"
   "from"
+  "tenants"
+  "for"
   "server"
 ] @keyword
 
@@ -68,6 +70,8 @@
 ] @keyword.operator
 
 (service_declaration name: (identifier) @module)
+(service_declaration tenants: (identifier) @variable)
+(tenants_declaration name: (identifier) @variable)
 (source_declaration name: (identifier) @function)
 (source_declaration service: (identifier) @module)
 (aggregate_declaration name: (identifier) @function)

@@ -13,7 +13,9 @@ use lsp_types::{
 
 /// The diagnostics `hamstr check` gives for `text`, positioned in UTF-16.
 pub fn diagnostics(name: &str, text: &str) -> Vec<Diagnostic> {
-    let checked = crate::check::check(name, text, &super::super::load::env);
+    // A document on disk reads its tenants file beside it, as `check` does.
+    let path = name.strip_prefix("file://").unwrap_or(name);
+    let checked = super::super::load::check_file(std::path::Path::new(path), text);
     let idx = LineIndex::new(text);
     checked
         .report
@@ -127,6 +129,7 @@ pub fn completion(text: &str, pos: Position) -> Vec<CompletionItem> {
                 "sink",
                 "flow",
                 "aggregate",
+                "tenants",
                 "server",
             ]
             .iter()
