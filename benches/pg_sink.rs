@@ -165,7 +165,7 @@ async fn via_writer(o: &Options, names: &[String], pages: &[Emitted]) -> Result<
     let start = Instant::now();
     for page in pages.chunks(o.batch) {
         let page = std::sync::Arc::new(page.to_vec());
-        w.write(names, &page).await?;
+        w.write("bench", names, &page).await?;
     }
     let secs = start.elapsed().as_secs_f64();
     check_count(&client, "bench_writer", pages.len()).await?;

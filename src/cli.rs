@@ -1,7 +1,7 @@
 //! Command-line arguments (clap).
 
 use clap::{Parser, Subcommand};
-use hamstr::app::{CheckFormat, DumpFormat, GraphFormat, TryFormat};
+use hamstr::app::{CheckFormat, DumpFormat, GraphFormat, LogFormat, TryFormat};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -54,6 +54,13 @@ pub enum Command {
         /// The cluster's lease period: a dead instance's units are taken over after it
         #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_lease)]
         lease: std::time::Duration,
+        /// The address of hamstr's HTTP listener (events, /health, /metrics), over the
+        /// pipeline's `server { listen }` (default 127.0.0.1:8787)
+        #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
+        listen: Option<String>,
+        /// How messages are written on stderr: text, or one JSON object a line
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// Run one source for a few pages and show what a run would make of them, touching
     /// no state and no sink: requests, answers, records, rejections, the next request,
@@ -64,7 +71,7 @@ pub enum Command {
         /// How many pages to follow
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
         pages: u64,
-        /// The tenant to try the source for (tenants are not implemented yet)
+        /// The tenant to try the source for (a source of a service for tenants)
         #[arg(long)]
         tenant: Option<String>,
         #[arg(long, value_enum, default_value_t = TryFormat::Human)]
@@ -91,6 +98,9 @@ pub enum Command {
         /// The rejected records of source NAME
         #[arg(long)]
         rejected: bool,
+        /// The tenant whose source NAME to read (the unit `NAME[TENANT]`)
+        #[arg(long)]
+        tenant: Option<String>,
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
@@ -147,4 +157,9 @@ pub enum Command {
 /// `--lease`: a duration of at least a second.
 fn parse_lease(text: &str) -> Result<std::time::Duration, String> {
     hamstr::app::ClusterArgs::parse_lease(text)
+/// `--listen ADDR`: an IP address and a port.
+fn parse_listen(text: &str) -> Result<String, String> {
+    text.parse::<std::net::SocketAddr>()
+        .map(|_| text.to_string())
+        .map_err(|_| format!("`{text}` is not an IP address and port like 127.0.0.1:8787"))
 }

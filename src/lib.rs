@@ -6,7 +6,9 @@
 //! by bounded channels) running the [`nodes`] over the [`state`] store.
 //! [`watch`] turns file saves into reloads; [`format`] prints canonical text.
 //! [`app`] holds the commands over all of these; nothing in the library imports it.
-//! [`stop`] (one cancellation tree) and [`masking`] (secrets as `***`) serve every stage.
+//! [`stop`] (one cancellation tree), [`masking`] (secrets as `***`), [`logs`] (text or
+//! JSON lines), [`pg_tls`] (connections to PostgreSQL, TLS included) and [`metrics`] (the
+//! Prometheus registry) serve every stage.
 //! docs/architecture.md tells the runtime's units, tasks, cancellation and commit.
 
 // In the order above; the blank lines keep rustfmt from sorting them.
@@ -28,8 +30,15 @@ pub mod watch;
 
 pub mod format;
 
-// Leaves every stage may use: secrets masked in what is printed, and stopping.
+// Leaves every stage may use: secrets masked in what is printed, how messages are
+// written (text or JSON lines), and stopping.
 pub mod masking;
+
+pub mod logs;
+
+pub mod pg_tls;
+
+pub mod metrics;
 
 pub mod stop;
 

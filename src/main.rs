@@ -27,6 +27,13 @@ fn main() -> ExitCode {
 }
 
 fn command(cli: Cli) -> Result<Outcome, Error> {
+    if let Command::Run {
+        log_format: app::LogFormat::Json,
+        ..
+    } = cli.command
+    {
+        hamstr::logs::set_json();
+    }
     let live = matches!(cli.command, Command::Run { .. } | Command::Demo { .. });
     let console = if matches!(
         cli.command,
@@ -58,6 +65,8 @@ fn command(cli: Cli) -> Result<Outcome, Error> {
             replay,
             cluster,
             lease,
+            listen,
+            log_format: _,
         } => {
             let cluster = cluster_args(cluster, lease);
             let exchanges = match (record, replay) {
@@ -72,6 +81,7 @@ fn command(cli: Cli) -> Result<Outcome, Error> {
                 data_dir.as_deref(),
                 &exchanges,
                 cluster.as_ref(),
+                listen.as_deref(),
                 console,
             )
         }
@@ -98,8 +108,15 @@ fn command(cli: Cli) -> Result<Outcome, Error> {
             name,
             format,
             rejected,
+            tenant,
             data_dir,
-        } => app::dump(&file, name, format, rejected, data_dir.as_deref(), console),
+        } => {
+            let name = match tenant {
+                Some(t) => hamstr::check::tenants::unit_name(&name, &t),
+                None => name,
+            };
+            app::dump(&file, name, format, rejected, data_dir.as_deref(), console)
+        }
         Command::State {
             file,
             reset,

@@ -18,32 +18,50 @@ pub struct Watch {
 
 /// Sends `()` on `tx` after the file at `path` was written or replaced.
 pub fn watch_file(path: &Path, tx: mpsc::Sender<()>) -> Result<Watch, String> {
-    let file = std::fs::canonicalize(path)
-        .map_err(|e| format!("cannot watch `{}`: {e}", path.display()))?;
-    let dir = file
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let name = file
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
+    watch_files(&[path.to_path_buf()], tx)
+}
+
+/// Sends `()` on `tx` after any of `paths` (a pipeline and the tenants files it reads)
+/// was written or replaced. Each file's folder is watched once.
+pub fn watch_files(paths: &[PathBuf], tx: mpsc::Sender<()>) -> Result<Watch, String> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut files: Vec<PathBuf> = Vec::new();
+    for path in paths {
+        let file = std::fs::canonicalize(path)
+            .map_err(|e| format!("cannot watch `{}`: {e}", path.display()))?;
+        let dir = file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+        files.push(file);
+    }
     let mut debouncer = new_debouncer(DEBOUNCE, None, move |res: DebounceEventResult| {
         let Ok(events) = res else { return };
         let ours = events.iter().any(|e| {
             !e.kind.is_access()
-                && e.paths
-                    .iter()
-                    .any(|p| p.file_name() == Some(name.as_os_str()))
+                && e.paths.iter().any(|p| {
+                    files.iter().any(|f| {
+                        p.file_name() == f.file_name()
+                            && p.parent()
+                                .and_then(|d| std::fs::canonicalize(d).ok())
+                                .as_deref()
+                                == f.parent()
+                    })
+                })
         });
         if ours {
             let _ = tx.try_send(());
         }
     })
-    .map_err(|e| format!("cannot watch `{}`: {e}", dir.display()))?;
-    debouncer
-        .watch(&dir, RecursiveMode::NonRecursive)
-        .map_err(|e| format!("cannot watch `{}`: {e}", dir.display()))?;
+    .map_err(|e| format!("cannot watch: {e}"))?;
+    for dir in &dirs {
+        debouncer
+            .watch(dir, RecursiveMode::NonRecursive)
+            .map_err(|e| format!("cannot watch `{}`: {e}", dir.display()))?;
+    }
     Ok(Watch {
         _debouncer: Box::new(debouncer),
     })

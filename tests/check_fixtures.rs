@@ -8,11 +8,13 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 /// No environment variable is set while checking fixtures, so the output is the same
-/// on every machine. A fixture whose first line holds `(--cluster)` is checked as
-/// `check --cluster` checks.
+/// on every machine. Files a fixture names (tenants files) are read beside it. A fixture
+/// whose first line holds `(--cluster)` is checked as `check --cluster` checks.
 fn check_file(path: &Path) -> Checked {
     let text = std::fs::read_to_string(path).expect("fixture is UTF-8");
     let name = path.file_name().expect("file name").to_string_lossy();
+    let dir = path.parent().expect("a folder").to_path_buf();
+    let files = |f: &str| std::fs::read_to_string(dir.join(f)).map_err(|e| e.to_string());
     let mode = if text
         .lines()
         .next()
@@ -22,7 +24,7 @@ fn check_file(path: &Path) -> Checked {
     } else {
         Mode::Single
     };
-    check_with(&name, &text, &|_| None, mode)
+    check_with(&name, &text, &|_| None, &files, mode)
 }
 
 #[test]
@@ -114,8 +116,13 @@ fn examples_check_clean() {
         }
         let checked = check_file(&path);
         let report = &checked.report;
+        // chain.hmr's shop tokens come from the environment, unset here: that warning
+        // only; nothing else.
         assert!(
-            report.diagnostics.is_empty(),
+            report
+                .diagnostics
+                .iter()
+                .all(|d| d.code == hamstr::check::Code::EnvNotSet && report.errors() == 0),
             "{}:\n{}",
             path.display(),
             report.render(false, 100)

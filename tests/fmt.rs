@@ -135,16 +135,10 @@ fn every_comment_survives_in_order() {
 #[test]
 fn the_examples_are_valid_and_stay_as_the_spec_wrote_them() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    // The spec's v1 examples of features still to come (events: `receive`; chain:
-    // tenants and oauth2) pass `check` once those issues are done (spec, "What to read
-    // first"); until then they are left out here.
-    let pending = ["events.hmr", "chain.hmr"];
-    for path in corpus().iter().filter(|p| {
-        !p.starts_with(root.join("tests"))
-            && !p
-                .file_name()
-                .is_some_and(|n| pending.iter().any(|f| n == *f))
-    }) {
+    for path in corpus()
+        .iter()
+        .filter(|p| !p.starts_with(root.join("tests")))
+    {
         let text = std::fs::read_to_string(path).unwrap();
         assert_eq!(checked(&text).report.errors(), 0, "{}", path.display());
         let out = format(&text).unwrap();

@@ -216,7 +216,7 @@ fn try_fails_with_1_on_a_failed_request_and_2_on_usage() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert_contains(&stderr(&out), "tenants (spec §13) are not implemented yet");
+    assert_contains(&stderr(&out), "source `orders` does not run per tenant");
     assert_eq!(api.hits("/orders"), 1, "no request for a usage error");
 
     let out = p.cmd(&["try", "orders", "--pages", "0"]).output().unwrap();

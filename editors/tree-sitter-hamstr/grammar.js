@@ -61,9 +61,20 @@ module.exports = grammar({
       $.sink_declaration,
       $.flow_declaration,
       $.aggregate_declaration,
+      $.tenants_declaration,
+      $.server_declaration,
     ),
 
-    service_declaration: $ => seq('service', field('name', $.identifier), field('body', $.block)),
+    // `service till for shops { ... }`: instantiated once per tenant (spec §13).
+    service_declaration: $ => seq(
+      'service',
+      field('name', $.identifier),
+      optional(seq('for', field('tenants', $.identifier))),
+      field('body', $.block),
+    ),
+
+    // `tenants shops = csv("shops.csv")`
+    tenants_declaration: $ => seq('tenants', field('name', $.identifier), '=', field('value', $._expression)),
 
     model_declaration: $ => seq('model', field('name', $.identifier), field('body', $.model_body)),
 
@@ -80,6 +91,9 @@ module.exports = grammar({
     flow_declaration: $ => seq('flow', field('from', $.name_list), '->', field('to', $.name_list)),
 
     aggregate_declaration: $ => seq('aggregate', field('name', $.identifier), field('body', $.block)),
+
+    // hamstr's own listener; `server` is no reserved word (nothing else starts an item).
+    server_declaration: $ => seq('server', field('body', $.block)),
 
     model_body: $ => seq('{', repeat(seq($.model_field, optional(','))), '}'),
 

@@ -12,7 +12,7 @@ pub fn fmt(path: &Path, check_only: bool, console: Console) -> Result<Outcome, E
     let formatted = match crate::format::format(&text) {
         Ok(f) => f,
         Err(crate::format::FormatError::Syntax(_)) => {
-            let checked = crate::check::check(&path.display().to_string(), &text, &load::env);
+            let checked = load::check_file(path, &text, crate::check::Mode::Single);
             return Err(Error::Pipeline(checked.report.render(console.color, 100)));
         }
         Err(crate::format::FormatError::Unsafe(why)) => {

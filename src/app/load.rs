@@ -30,7 +30,7 @@ pub fn check(
     console: Console,
 ) -> Result<Outcome, Error> {
     let text = read_pipeline(file)?;
-    let checked = check::check_with(&file.display().to_string(), &text, &env, mode);
+    let checked = check_file(file, &text, mode);
     let report = &checked.report;
     match format {
         CheckFormat::Json => super::print_stdout(&format!("{}\n", report.to_json()))?,
@@ -101,6 +101,30 @@ fn file_kind(t: &std::fs::FileType) -> &'static str {
     }
 }
 
+/// Checks the text of the pipeline file at `path`, with the environment and the files
+/// it names (a tenants file), read beside it.
+pub(super) fn check_file(path: &Path, text: &str, mode: check::Mode) -> check::Checked {
+    let dir = base_dir(path);
+    let files = |name: &str| read_beside(&dir, name);
+    check::check_with(&path.display().to_string(), text, &env, &files, mode)
+}
+
+/// A file a pipeline names, by its path relative to the pipeline's folder (or absolute).
+pub(super) fn read_beside(dir: &Path, name: &str) -> Result<String, String> {
+    read_pipeline(&dir.join(name)).map_err(|e| match e {
+        Error::Io(m) => m,
+        other => other.to_string(),
+    })
+}
+
+/// The folder a pipeline file's relative paths start from.
+pub(super) fn base_dir(path: &Path) -> PathBuf {
+    path.parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
 /// The environment the pipeline's `env(..)` reads.
 pub(super) fn env(name: &str) -> Option<String> {
     std::env::var(name).ok()
@@ -124,19 +148,24 @@ pub(super) fn load_text_for(
     mode: check::Mode,
     console: Console,
 ) -> Result<Loaded, Error> {
-    let checked = check::check_with(&path.display().to_string(), text, &env, mode);
+    let checked = check_file(path, text, mode);
+    if crate::logs::json() && !checked.report.diagnostics.is_empty() {
+        // One log event per diagnostic; the error then has nothing left to show.
+        crate::logs::diagnostics(&checked.report.to_json());
+        if checked.pipeline.is_none() {
+            return Err(Error::Pipeline(String::new()));
+        }
+    }
     let Some(pipeline) = checked.pipeline else {
         return Err(Error::Pipeline(checked.report.render(console.color, 100)));
     };
-    if checked.report.warnings() > 0 {
+    if checked.report.warnings() > 0 && !crate::logs::json() {
         eprint!("{}", checked.report.render(console.color, 100));
     }
-    let base_dir = path
-        .parent()
-        .map(Path::to_path_buf)
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| PathBuf::from("."));
-    Ok(Loaded { pipeline, base_dir })
+    Ok(Loaded {
+        pipeline,
+        base_dir: base_dir(path),
+    })
 }
 
 /// The data directory: `--data-dir`, else `.hamstr/` beside the pipeline file.

@@ -112,8 +112,11 @@ impl Error {
             Error::Args(e) => {
                 let _ = e.print();
             }
+            Error::Pipeline(rendered) if crate::logs::json() => {
+                crate::logs::say(crate::logs::Level::Error, rendered)
+            }
             Error::Pipeline(rendered) => eprint!("{rendered}"),
-            other => eprintln!("error: {other}"),
+            other => crate::logs::say(crate::logs::Level::Error, &format!("error: {other}")),
         }
     }
 }
@@ -139,6 +142,15 @@ pub fn print_stdout(text: &str) -> Result<(), Error> {
         })
 }
 
+/// How `run` writes its messages on stderr (spec §15).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON object a line: `timestamp`, `level`, `message` and the event's fields.
+    Json,
+}
+
 /// Where a command talks to the person: stderr, in colour or not.
 #[derive(Debug, Clone, Copy)]
 pub struct Console {
@@ -160,10 +172,11 @@ impl Console {
     }
 
     fn start_with(live: bool, quiet: bool) -> Console {
+        let json = crate::logs::json();
         let terminal = std::io::stderr().is_terminal();
         // no-color.org: only a NO_COLOR that is set and not empty turns colour off.
-        let color = terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-        let live = live && terminal && std::env::var_os("RUST_LOG").is_none();
+        let color = !json && terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        let live = live && !json && terminal && std::env::var_os("RUST_LOG").is_none();
         if live {
             crate::runtime::progress::enable();
         }
@@ -174,12 +187,21 @@ impl Console {
         };
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-        let _ = tracing_subscriber::fmt()
+        let logs = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(MaskedLine::default)
             .with_ansi(color)
-            .with_target(false)
-            .try_init();
+            .with_target(false);
+        let _ = if json {
+            // One JSON object a line, the event's fields beside `message`.
+            logs.json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(false)
+                .try_init()
+        } else {
+            logs.try_init()
+        };
         Console { color }
     }
 }

@@ -45,6 +45,7 @@ impl Exchanges {
 
 /// `hamstr run FILE`. With `once`, a summary on stderr, and [`Outcome::Failure`] when a
 /// source failed or records still wait in a sink's queue.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     file: &Path,
     once: bool,
@@ -52,6 +53,7 @@ pub fn run(
     data_dir: Option<&Path>,
     exchanges: &Exchanges,
     cluster: Option<&super::ClusterArgs>,
+    listen: Option<&str>,
     console: Console,
 ) -> Result<Outcome, Error> {
     if let Some(args) = cluster {
@@ -72,6 +74,7 @@ pub fn run(
         watch: watch && !once,
         tape,
         cluster: None,
+        listen: listen.map(str::to_string),
     };
     let report = run_loaded(file, &loaded, store, &dir, how, console)?;
     if report.reader_gone {
@@ -82,7 +85,7 @@ pub fn run(
     if !once {
         return Ok(Outcome::Success);
     }
-    eprint!("{}", summary(&report));
+    crate::logs::say(crate::logs::Level::Info, &summary(&report));
     Ok(if report.failed() {
         Outcome::Failure
     } else {
@@ -99,6 +102,8 @@ pub(super) struct How {
     /// The cluster this run is an instance of (spec §14): it runs only the units it
     /// holds, and the file's plans go through the lease loop.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// `--listen ADDR`: the listener's address, over the `server` block's.
+    pub listen: Option<String>,
 }
 
 /// Runs `loaded` on a fresh tokio runtime. With `watch`, saving the file reloads it: a
@@ -116,6 +121,7 @@ pub(super) fn run_loaded(
         watch,
         tape,
         cluster,
+        listen,
     } = how;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -130,7 +136,16 @@ pub(super) fn run_loaded(
         let mut _watch = None;
         let reloads = if watch {
             let (event_tx, events) = mpsc::channel::<()>(1);
-            _watch = Some(crate::watch::watch_file(path, event_tx).map_err(Error::Io)?);
+            // The tenants files too: a row added, removed or changed reloads.
+            let mut files = vec![path.to_path_buf()];
+            files.extend(
+                loaded
+                    .pipeline
+                    .files
+                    .iter()
+                    .map(|f| loaded.base_dir.join(f)),
+            );
+            _watch = Some(crate::watch::watch_files(&files, event_tx).map_err(Error::Io)?);
             let (tx, rx) = mpsc::channel(1);
             let mode = if cluster.is_some() {
                 crate::check::Mode::Cluster
@@ -172,6 +187,10 @@ pub(super) fn run_loaded(
             once,
             base_dir: loaded.base_dir.clone(),
             tape,
+            listen,
+            metrics: Some(Arc::new(crate::metrics::render)),
+            on_answer: Some(Arc::new(crate::metrics::event_answered)),
+            ..Options::default()
         };
         let plan = Plan::new(&loaded.pipeline);
         let Some(cluster) = cluster else {
@@ -212,9 +231,8 @@ async fn reload_on_events(
     mode: crate::check::Mode,
     console: Console,
 ) {
-    let mut last: Option<String> = None;
     while events.recv().await.is_some() {
-        let (p, previous) = (path.clone(), last.clone());
+        let p = path.clone();
         let read = tokio::task::spawn_blocking(move || -> Result<_, Error> {
             let text = load::read_pipeline(&p)?;
             // Editors may write the same text twice; reload once.
@@ -225,20 +243,21 @@ async fn reload_on_events(
             Ok(Some((text, loaded)))
         })
         .await;
-        let (text, loaded) = match read {
-            Ok(Ok(Some(read))) => read,
-            Ok(Ok(None)) => continue,
+        let loaded = match read {
+            Ok(Ok(read)) => read,
             Ok(Err(e)) => {
-                eprintln!("reload: {e}; the previous pipeline keeps running");
+                say_error(&format!("reload: {e}; the previous pipeline keeps running"));
                 continue;
             }
             Err(e) => {
-                eprintln!("reload: {e}; the previous pipeline keeps running");
+                say_error(&format!("reload: {e}; the previous pipeline keeps running"));
                 continue;
             }
         };
-        last = Some(text);
         match loaded {
+            // Editors may write the same text twice, and a tenants file may be saved
+            // unchanged: the same pipeline is not reloaded.
+            Ok(l) if *running.lock().unwrap_or_else(|p| p.into_inner()) == l.pipeline => {}
             Ok(l) => {
                 let plan = Plan::new(&l.pipeline);
                 let running = running.clone();
@@ -249,11 +268,15 @@ async fn reload_on_events(
                     break;
                 }
             }
-            Err(e) => {
-                eprintln!("{e}reload: the file has errors; the previous pipeline keeps running")
-            }
+            Err(e) => say_error(&format!(
+                "{e}reload: the file has errors; the previous pipeline keeps running"
+            )),
         }
     }
+}
+
+fn say_error(text: &str) {
+    crate::logs::say(crate::logs::Level::Error, text);
 }
 
 /// One line per source: what the run did.

@@ -129,6 +129,7 @@ fn run_case(
         watch: false,
         tape,
         cluster: None,
+        listen: None,
     };
     let report = run_loaded(file, &test_loaded, store, &data, how, console)?;
     if report.failed() {

@@ -107,12 +107,27 @@ codes! {
     /// `sink s = sled("t")` or an aggregate, checked with `--cluster`: state on one
     /// machine only
     LocalInCluster = "hamstr::local_in_cluster",
+    /// `verify = hmca(...)` in a source's `receive`
+    UnknownVerify = "hamstr::unknown_verify",
+    /// two sources with `receive { path = "/hooks/x" }`
+    DuplicateReceivePath = "hamstr::duplicate_receive_path",
+    /// warning: `receive { verify = none }` without `fetch`: anyone may send records
+    UnverifiedReceive = "hamstr::unverified_receive",
     /// warning: `env("TOKEN")` with TOKEN unset and no default
     EnvNotSet = "hamstr::env_not_set",
     /// warning: a source that feeds no sink
     UnusedSource = "hamstr::unused_source",
     /// warning: a sink nothing feeds
     UnusedSink = "hamstr::unused_sink",
+    /// `tenants shops = csv("shop.csv")`: a tenants file missing, unreadable, without a
+    /// `name` column, or with a name twice
+    TenantsFile = "hamstr::tenants_file",
+    /// `service pos for shop { ... }` with no `tenants shop`
+    UnknownTenants = "hamstr::unknown_tenants",
+    /// `tenant.ulr` when the tenants file has no `ulr` column
+    UnknownColumn = "hamstr::unknown_column",
+    /// warning: a keyed source of a tenant service with no key field from `tenant.`
+    TenantKey = "hamstr::tenant_key",
 }
 
 impl std::fmt::Display for Code {

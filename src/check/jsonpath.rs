@@ -226,7 +226,7 @@ mod tests {
             "$.data[1:2]",
         ];
         for text in taken {
-            let mut ctx = Ctx::new(&env);
+            let mut ctx = Ctx::new(&env, &|_| Err(String::new()));
             let library = ctx.parse_json_path(text, Span::default());
             let library = library.unwrap_or_else(|| panic!("{text}: library refuses"));
             assert_eq!(library.singular, simple_path(text), "{text}");

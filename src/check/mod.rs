@@ -18,13 +18,16 @@ mod paginate;
 pub mod pipeline;
 pub mod postgres_url;
 mod props;
+mod receive;
 mod request;
 mod schedule;
 mod secrets;
+mod server;
 mod service;
 mod sink;
 mod source;
 pub mod suggest;
+pub mod tenants;
 mod values;
 
 pub use diagnostic::{Code, Diagnostic, Label, Report, Severity};
@@ -36,18 +39,26 @@ pub(crate) mod vocabulary {
     pub(crate) use super::auth::AUTH_KINDS;
     pub(crate) use super::functions::FUNCTIONS;
     pub(crate) use super::paginate::PAGINATORS;
+    pub(crate) use super::receive::{PROPS as RECEIVE_PROPS, VERIFY_KINDS};
+    pub(crate) use super::server::PROPS as SERVER_PROPS;
     pub(crate) use super::service::PROPS as SERVICE_PROPS;
     pub(crate) use super::sink::SINK_KINDS;
     pub(crate) use super::source::PROPS as SOURCE_PROPS;
 }
 pub use pipeline::*;
 pub use values::parse_duration;
+pub use receive::standard_key;
 
 use crate::syntax::{self, ast, Span};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Where `env("NAME")` values come from.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Where the files a pipeline names (a tenants file) come from: the text of a path as
+/// written in the pipeline, or why it cannot be read. The loader resolves it beside the
+/// pipeline file.
+pub type FileLookup<'a> = &'a dyn Fn(&str) -> Result<String, String>;
 
 /// The outcome of checking a file: the pipeline when there were no errors, and the
 /// report (possibly holding warnings) in any case.
@@ -56,9 +67,12 @@ pub struct Checked {
     pub report: Report,
 }
 
-/// Checks the text of a pipeline file.
+/// Checks the text of a pipeline file that names no other file (a `tenants` file is
+/// reported unreadable).
 pub fn check(file_name: &str, text: &str, env: EnvLookup) -> Checked {
-    check_with(file_name, text, env, Mode::Single)
+    check_with(file_name, text, env, &|_| {
+        Err("no files are read here".to_string())
+    }, Mode::Single)
 }
 
 /// How the pipeline is to run: alone, or as one instance of a cluster (spec §14), where
@@ -70,8 +84,15 @@ pub enum Mode {
     Cluster,
 }
 
-/// Checks the text of a pipeline file for a run in `mode`.
-pub fn check_with(file_name: &str, text: &str, env: EnvLookup, mode: Mode) -> Checked {
+/// Checks the text of a pipeline file for a run in `mode`, reading the files it names
+/// through `files`.
+pub fn check_with(
+    file_name: &str,
+    text: &str,
+    env: EnvLookup,
+    files: FileLookup,
+    mode: Mode,
+) -> Checked {
     let (tree, syntax_errors) = syntax::parse(text);
     // The values the environment gave: a URL among them is a secret's hiding place.
     let from_env = std::cell::RefCell::new(BTreeSet::new());
@@ -82,7 +103,7 @@ pub fn check_with(file_name: &str, text: &str, env: EnvLookup, mode: Mode) -> Ch
         }
         value
     };
-    let mut ctx = Ctx::new(&recording);
+    let mut ctx = Ctx::new(&recording, files);
     for e in syntax_errors {
         ctx.lexical_errors.push(e.span);
         let mut d = Diagnostic::error(Code::Syntax, e.message, e.span, e.label).with_help(e.help);
@@ -128,6 +149,9 @@ struct Decls<'a> {
 pub(crate) struct Ctx<'e> {
     pub diags: Vec<Diagnostic>,
     env: EnvLookup<'e>,
+    files: FileLookup<'e>,
+    /// The names `tenants` declares (their files readable or not).
+    tenants_declared: BTreeSet<String>,
     /// Declared sources and sinks that a misspelled reference was taken to mean, so
     /// they are not also reported as unused.
     meant: BTreeSet<String>,
@@ -141,18 +165,23 @@ pub(crate) struct Ctx<'e> {
     unset_env: Vec<Span>,
     /// What `env(...)` gave inside computed `query` and `body` values: secrets.
     request_env: Vec<String>,
+    /// Every `receive` path with where it is written and its source, in file order.
+    receive_paths: Vec<(String, Span, String)>,
 }
 
 impl<'e> Ctx<'e> {
-    fn new(env: EnvLookup<'e>) -> Self {
+    fn new(env: EnvLookup<'e>, files: FileLookup<'e>) -> Self {
         Ctx {
             diags: Vec::new(),
             env,
+            files,
+            tenants_declared: BTreeSet::new(),
             meant: BTreeSet::new(),
             paths: std::collections::HashMap::new(),
             lexical_errors: Vec::new(),
             unset_env: Vec::new(),
             request_env: Vec::new(),
+            receive_paths: Vec::new(),
         }
     }
 
@@ -216,18 +245,36 @@ impl<'e> Ctx<'e> {
     fn check_file(&mut self, file: &ast::File) -> Pipeline {
         let decls = self.collect_decls(file);
         let models = self.models(&decls);
-        let mut p = Pipeline::default();
+        let mut p = Pipeline {
+            server: self.server(file),
+            ..Pipeline::default()
+        };
+        self.tenants_declared = file
+            .items
+            .iter()
+            .filter_map(|i| match i {
+                ast::Item::Tenants(t) => Some(t.name.name.clone()),
+                _ => None,
+            })
+            .collect();
+        let tables = self.tenant_tables(file);
+        p.files = tables.values().map(|t| t.path.clone()).collect();
+        let mut instances = tenants::Instances::default();
         for svc in decls.services.values() {
-            if let Some(s) = self.service(svc) {
+            if let Some(s) = self.service_for_tenants(svc, &tables, &mut instances) {
                 p.services.insert(s.name.clone(), s);
             }
         }
         // Parents first, so a child can see its parent's fields.
         for name in for_each::order_by_parent(self, &decls) {
-            if let Some(s) = self.source(decls.sources[name], &decls, &models, &p) {
+            let src = decls.sources[name];
+            if let Some(s) =
+                self.source_for_tenants(src, &decls, &models, &p, &tables, &mut instances)
+            {
                 p.sources.insert(s.name.clone(), s);
             }
         }
+        self.receive_paths_once();
         for sink in decls.sinks.values() {
             if let Some(s) = self.sink(sink) {
                 p.sinks.insert(s.name().to_string(), s);
@@ -246,6 +293,7 @@ impl<'e> Ctx<'e> {
         let edges = self.flows(file, &decls, &mut p);
         self.sink_compatibility(&edges, &p);
         self.unused(file, &decls);
+        instances.expand(&mut p);
         p
     }
 
@@ -301,7 +349,7 @@ impl<'e> Ctx<'e> {
                         ),
                     }
                 }
-                ast::Item::Flow(_) => continue,
+                ast::Item::Flow(_) | ast::Item::Tenants(_) | ast::Item::Server(_) => continue,
             };
             if let Some(first) = first {
                 self.error(

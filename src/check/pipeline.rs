@@ -15,10 +15,15 @@ pub struct Pipeline {
     pub aggregates: BTreeMap<String, Aggregate>,
     /// Every `from -> to` edge, once.
     pub flows: Vec<(String, String)>,
+    /// `server { ... }`, when the file has one.
+    pub server: Option<Server>,
     /// Parts of URLs given by `env(...)` that may carry a token: the path of a service's
     /// `base_url`, the path and query of a webhook's URL; and what `env(...)` gave inside
     /// a computed `query` or `body` value. Masked like secrets.
     pub url_secrets: Vec<String>,
+    /// The files the pipeline reads besides itself (tenants files), as written: a run
+    /// watches them for reloads too.
+    pub files: Vec<String>,
 }
 
 /// A string that may be a secret (spec §3): masked wherever hamstr prints it.
@@ -161,12 +166,72 @@ pub struct Source {
     pub incremental: Option<Incremental>,
     pub filter: Option<Expr>,
     pub for_each: Option<String>,
+    /// The tenant this instance runs for (spec §13): `soho` of `shop_orders[soho]`.
+    pub tenant: Option<String>,
+    /// `receive { ... }`: events POSTed to hamstr's listener feed the source (spec §11).
+    pub receive: Option<Receive>,
 }
 
 impl Source {
     pub fn field(&self, name: &str) -> Option<&Field> {
         self.fields.iter().find(|f| f.name == name)
     }
+}
+
+/// `server { listen = "host:port"  metrics = true }` (spec §11, §15).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Server {
+    /// The address to listen on; `None` for the default (or `run --listen`).
+    pub listen: Option<String>,
+    /// Whether `GET /metrics` is served.
+    pub metrics: bool,
+}
+
+/// Where the listener listens when neither `server { listen }` nor `run --listen` says.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
+
+/// The largest event body taken when `max_body` is not given: 1 MiB.
+pub const DEFAULT_RECEIVE_MAX_BODY: u64 = 1024 * 1024;
+
+/// `receive { path, verify, records, fetch, max_body }` (spec §11).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receive {
+    /// The path of hamstr's listener the events are POSTed to, starting with `/`.
+    pub path: String,
+    pub verify: Verify,
+    /// Selects the record items in the event body; `None` is `$` (the body itself).
+    pub records: Option<JsonPath>,
+    /// `"/payments/{id}"`: each item names the record to GET from the source's service.
+    pub fetch: Option<String>,
+    /// The largest body taken, in bytes.
+    pub max_body: u64,
+}
+
+/// How an event proves it comes from its sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verify {
+    /// Accepted as is.
+    None,
+    /// HMAC-SHA256 of the raw body in a header, after `prefix`.
+    Hmac {
+        header: String,
+        secret: Text,
+        prefix: String,
+        encoding: Encoding,
+    },
+    /// Stripe's `Stripe-Signature: t=...,v1=...` over `t.body`.
+    Stripe { secret: Text, tolerance_ms: u64 },
+    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`.
+    Standard { secret: Text, tolerance_ms: u64 },
+    /// A shared secret in a header.
+    Token { header: String, value: Text },
+}
+
+/// How a signature is written in its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Encoding {
+    Hex,
+    Base64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,6 +243,8 @@ pub enum Schedule {
     Once,
     /// A child source: runs when its parent emits.
     Parent,
+    /// A source that only receives events (`receive` without `get`): never polled.
+    Push,
 }
 
 pub const DEFAULT_MAX_PAGES: u64 = 10_000;
@@ -343,6 +410,14 @@ pub enum Sink {
         url: Text,
         batch: u32,
     },
+    /// `exec([program, args...], batch, timeout)`: a callback run once per batch.
+    Exec {
+        name: String,
+        /// The program, then its arguments; never empty.
+        command: Vec<Text>,
+        batch: u32,
+        timeout_ms: u64,
+    },
 }
 
 impl Sink {
@@ -352,7 +427,8 @@ impl Sink {
             | Sink::Jsonl { name, .. }
             | Sink::Stdout { name }
             | Sink::Postgres { name, .. }
-            | Sink::Webhook { name, .. } => name,
+            | Sink::Webhook { name, .. }
+            | Sink::Exec { name, .. } => name,
         }
     }
     /// Keyed sinks store one record per key.

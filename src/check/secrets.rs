@@ -1,5 +1,6 @@
 //! The secrets of a checked pipeline, for masking output: secret texts, passwords in
-//! URLs and webhook tokens; and a URL as `graph` shows it, with them masked.
+//! URLs, webhook tokens and `exec` arguments from `env()`; and a URL as `graph` shows
+//! it, with them masked.
 
 use super::{Auth, BodyValue, Pipeline, Sink, Text};
 
@@ -44,6 +45,13 @@ impl Pipeline {
             if let Some(b) = &s.body {
                 body_secrets(b, &mut texts);
             }
+            match s.receive.as_ref().map(|r| &r.verify) {
+                Some(super::Verify::Hmac { secret, .. })
+                | Some(super::Verify::Stripe { secret, .. })
+                | Some(super::Verify::Standard { secret, .. })
+                | Some(super::Verify::Token { value: secret, .. }) => texts.push(secret),
+                Some(super::Verify::None) | None => {}
+            }
         }
         for s in self.services.values() {
             out.extend(url_secrets(&s.base_url, false));
@@ -56,6 +64,9 @@ impl Pipeline {
             if let Sink::Postgres { url, .. } = s {
                 // PostgreSQL also takes the password as `?password=`.
                 out.extend(query_values(&url.value, "password"));
+            }
+            if let Sink::Exec { command, .. } = s {
+                texts.extend(command);
             }
         }
         out.extend(

@@ -8,7 +8,7 @@ use crate::syntax::ast::{self, ExprKind};
 use crate::syntax::Span;
 use std::collections::BTreeMap;
 
-pub(crate) const SINK_KINDS: &[&str] = &["sled", "jsonl", "stdout", "postgres", "webhook"];
+pub(crate) const SINK_KINDS: &[&str] = &["sled", "jsonl", "stdout", "postgres", "webhook", "exec"];
 
 /// Where each `from -> to` edge was written, for pointing at it.
 pub(super) type EdgeSpans = Vec<(String, String, Span)>;
@@ -57,6 +57,12 @@ impl<'e> Ctx<'e> {
                 params: &["url", "batch"],
                 required: &["url"],
                 positional: &["url"],
+            },
+            "exec" => Signature {
+                name: "exec",
+                params: &["command", "batch", "timeout"],
+                required: &["command"],
+                positional: &["command"],
             },
             other => {
                 let help = did_you_mean(other, SINK_KINDS.iter().copied());
@@ -160,6 +166,19 @@ impl<'e> Ctx<'e> {
                     batch: batch?.unwrap_or(500),
                 }
             }
+            "exec" => {
+                let command = a.get("command").and_then(|c| self.exec_command(c));
+                let timeout_ms = match a.get("timeout") {
+                    Some(t) => self.duration(t, "`timeout`"),
+                    None => Some(60_000),
+                };
+                Sink::Exec {
+                    name,
+                    command: command?,
+                    batch: batch?.unwrap_or(100),
+                    timeout_ms: timeout_ms?,
+                }
+            }
             _ => {
                 let url = nonempty(self, "url")
                     .and_then(|(url, span)| self.url(&url, span, "the webhook URL").map(|_| url));
@@ -170,6 +189,71 @@ impl<'e> Ctx<'e> {
                 }
             }
         })
+    }
+
+    /// The program and arguments of an `exec` sink: a list of strings (or `env(...)`,
+    /// whose values are secrets: a token handed to a callback), the program not empty.
+    /// Every item is checked, not only the first bad one.
+    fn exec_command(&mut self, e: &ast::Expr) -> Option<Vec<Text>> {
+        let ExprKind::List(items) = &e.kind else {
+            self.error(
+                Code::InvalidValue,
+                "the command of an `exec` sink is a list: the program, then its arguments",
+                e.span,
+                "expected a list",
+            )
+            .help = Some("like `exec([\"./announce.sh\", \"--quiet\"])`; no shell runs it".into());
+            return None;
+        };
+        let Some(first) = items.first() else {
+            self.error(
+                Code::InvalidValue,
+                "the command of an `exec` sink names no program",
+                e.span,
+                "empty list",
+            )
+            .help = Some("like `exec([\"./announce.sh\"])`".into());
+            return None;
+        };
+        let mut out = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for item in items {
+            if let Some(n) = &item.name {
+                self.error(
+                    Code::InvalidValue,
+                    "the items of a command have no names",
+                    n.span,
+                    "a name here",
+                );
+                ok = false;
+                continue;
+            }
+            let secret =
+                matches!(&item.value.kind, ExprKind::Call { name, .. } if name.name == "env");
+            match self.text(&item.value, secret, "an item of the command") {
+                Some(t) if t.value.contains('\0') => {
+                    self.error(
+                        Code::InvalidValue,
+                        "an item of the command holds a NUL character, which no program can be given",
+                        item.value.span,
+                        "NUL",
+                    );
+                    ok = false;
+                }
+                Some(t) => out.push(t),
+                None => ok = false,
+            }
+        }
+        if ok && out[0].value.is_empty() {
+            self.error(
+                Code::InvalidValue,
+                "the program of an `exec` sink must not be empty",
+                first.value.span,
+                "empty",
+            );
+            return None;
+        }
+        ok.then_some(out)
     }
 
     /// A jsonl sink appends to its file: one inside a data directory (`.hamstr/` is

@@ -25,6 +25,7 @@ pub(crate) const PROPS: &[&str] = &[
     "where",
     "fields",
     "for_each",
+    "receive",
 ];
 
 impl<'e> Ctx<'e> {
@@ -92,7 +93,69 @@ impl<'e> Ctx<'e> {
             }
         }
 
-        let schedule = self.schedule(src, &props, props.get("for_each").is_some());
+        // `receive` (spec §11): events feed the source; without `get` it is never polled.
+        let receive = match props.get("receive") {
+            Some(stmt) => self
+                .stmt_block(stmt)
+                .and_then(|b| self.receive(b, &src.name))
+                .map(Some),
+            None => Some(None),
+        };
+        let push_only = props.get("receive").is_some()
+            && props.get("get").is_none()
+            && props.get("post").is_none();
+        if let Some(stmt) = props.get("receive") {
+            if props.get("key").is_none() {
+                let d = self.error(
+                    Code::MissingProperty,
+                    format!("{owner} has `receive` but no `key`"),
+                    src.name.span,
+                    "`key` is required",
+                );
+                d.labels.push(Label {
+                    span: stmt.name.span,
+                    text: "needs a `key`".into(),
+                });
+                d.help = Some(
+                    "events are told apart by key, and share the key state with polls: add `key = id`"
+                        .into(),
+                );
+                ok = false;
+            }
+            if let Some(fe) = props.get("for_each") {
+                self.error(
+                    Code::ConflictingProperties,
+                    format!("{owner} is a child source (`for_each`); it cannot `receive`"),
+                    stmt.name.span,
+                    "not with `for_each`",
+                )
+                .labels
+                .push(Label {
+                    span: fe.name.span,
+                    text: "a child source".into(),
+                });
+                ok = false;
+            }
+        }
+        if push_only {
+            for prop in ["schedule", "paginate", "query", "body"] {
+                if let Some(stmt) = props.get(prop) {
+                    self.error(
+                        Code::ConflictingProperties,
+                        format!("{owner} has no `get`: it only receives events, and `{prop}` belongs to a poll"),
+                        stmt.name.span,
+                        "needs `get`",
+                    )
+                    .help = Some("add `get = \"/path\"` to poll as well (the poll then reconciles missed events), or remove this".into());
+                    ok = false;
+                }
+            }
+        }
+        let schedule = if push_only {
+            Some(crate::check::Schedule::Push)
+        } else {
+            self.schedule(src, &props, props.get("for_each").is_some())
+        };
         let paginate = match props.get("paginate").map(|s| self.stmt_expr(s)) {
             Some(Some(e)) => self.paginator(e, props.get("post").is_some()),
             Some(None) => None,
@@ -246,7 +309,11 @@ impl<'e> Ctx<'e> {
             }),
             (_, Some(_)) => Some(ETy::Any),
         };
-        let request = self.request(src, &props, parent.as_ref(), parent_unknown, watermark);
+        let request = if push_only {
+            Some((super::Method::Get, String::new(), Vec::new(), None))
+        } else {
+            self.request(src, &props, parent.as_ref(), parent_unknown, watermark)
+        };
         let filter = match props.get("where").map(|s| self.stmt_expr(s)) {
             Some(Some(e)) if fields_known => {
                 let scope = Scope::Fields {
@@ -275,6 +342,7 @@ impl<'e> Ctx<'e> {
             None => Some(None),
         };
 
+        #[allow(clippy::type_complexity)]
         let (
             (method, path, query, body),
             schedule,
@@ -284,6 +352,7 @@ impl<'e> Ctx<'e> {
             key,
             incremental,
             filter,
+            receive,
         ) = (
             request?,
             schedule?,
@@ -293,6 +362,7 @@ impl<'e> Ctx<'e> {
             key?,
             incremental?,
             filter?,
+            receive?,
         );
         if !ok {
             return None;
@@ -313,6 +383,8 @@ impl<'e> Ctx<'e> {
             incremental,
             filter,
             for_each: parent.map(|(n, _)| n),
+            tenant: None,
+            receive,
         })
     }
 }

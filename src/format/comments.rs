@@ -20,8 +20,10 @@ pub fn collect(text: &str, tree: &File) -> Vec<Comment> {
         match item {
             Item::Service(Service { body, .. })
             | Item::Source(Source { body, .. })
-            | Item::Aggregate(Aggregate { body, .. }) => block_tokens(body, &mut opaque),
+            | Item::Aggregate(Aggregate { body, .. })
+            | Item::Server(Server { body, .. }) => block_tokens(body, &mut opaque),
             Item::Sink(s) => expr_tokens(&s.value, &mut opaque),
+            Item::Tenants(t) => expr_tokens(&t.value, &mut opaque),
             Item::Model(_) | Item::Flow(_) => {}
         }
     }

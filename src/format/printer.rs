@@ -104,8 +104,10 @@ impl Printer<'_> {
                 Item::Model(m) => (m.span.start, false),
                 Item::Source(s) => (s.span.start, false),
                 Item::Aggregate(a) => (a.span.start, false),
+                Item::Server(s) => (s.span.start, false),
                 Item::Sink(s) => (s.span.start, true),
                 Item::Flow(fl) => (fl.span.start, true),
+                Item::Tenants(t) => (t.span.start, true),
             };
             for c in self.take_before(start) {
                 self.top_blank(prev, c.start, one_line);
@@ -181,7 +183,10 @@ impl Printer<'_> {
         match item {
             Item::Service(s) => self.braced(
                 0,
-                format!("service {}", s.name.name),
+                match &s.tenants {
+                    Some(t) => format!("service {} for {}", s.name.name, t.name),
+                    None => format!("service {}", s.name.name),
+                },
                 &block_body(&s.body),
                 s.span.end,
             ),
@@ -197,6 +202,9 @@ impl Printer<'_> {
                 &block_body(&a.body),
                 a.span.end,
             ),
+            Item::Server(s) => {
+                self.braced(0, "server".to_string(), &block_body(&s.body), s.span.end)
+            }
             Item::Model(m) => {
                 let body = Body {
                     open: self.model_open(m),
@@ -208,6 +216,10 @@ impl Printer<'_> {
             Item::Sink(s) => {
                 let text = format!("sink {:sink_w$} = {}", s.name.name, self.expr(&s.value));
                 self.single(0, text, s.span)
+            }
+            Item::Tenants(t) => {
+                let text = format!("tenants {} = {}", t.name.name, self.expr(&t.value));
+                self.single(0, text, t.span)
             }
             Item::Flow(fl) => {
                 let names = |list: &[Ident]| {

@@ -83,6 +83,15 @@ pub enum SourceMsg {
         child_of: Option<Vec<u8>>,
         done: oneshot::Sender<RunSummary>,
     },
+    /// An event received by the listener (spec §11): its records, committed like a
+    /// polled page but on their own, between the pages of a run or outside any run;
+    /// `done` says whether they were committed (and flushed to disk) or not.
+    Event {
+        page: Page,
+        /// Items that named no record (a `fetch` placeholder without a value), with why.
+        rejected: Vec<(String, Json)>,
+        done: oneshot::Sender<bool>,
+    },
 }
 
 /// Where a source's records go; replaced whole when a reload rewires the graph.
@@ -124,6 +133,9 @@ struct Pending {
     seen: u64,
     emitted: u64,
     rejected: u64,
+    /// An event's page: not counted in the run's summary, answered once committed.
+    event: bool,
+    answer: Option<oneshot::Sender<bool>>,
 }
 
 #[derive(Default)]
@@ -139,6 +151,8 @@ struct RunState {
     rejected: std::collections::HashSet<Vec<u8>>,
     summary: RunSummary,
     end: Option<RunEnd>,
+    /// Between a run's start and its end: a broken run stays broken until its end.
+    active: bool,
 }
 
 /// The end of a run, waiting for the run's last pages to be committed.
@@ -176,12 +190,47 @@ impl ExtractNode {
                     None => open = false,
                     Some(SourceMsg::RunStart) => {
                         let (node, known) = (self.clone(), std::mem::take(&mut meta));
+                        // Events in flight keep their keys (and a failure) into the run.
+                        let carried = (!pending.is_empty())
+                            .then(|| (std::mem::take(&mut run.keys), run.broken));
                         (meta, run) = blocking(move || {
                             let meta = node.store.meta(&node.source).unwrap_or(known);
                             let run = node.new_run(&meta);
                             (meta, run)
                         })
                         .await;
+                        if let Some((keys, broken)) = carried {
+                            run.keys = keys;
+                            run.broken = broken;
+                        }
+                        run.active = true;
+                    }
+                    Some(SourceMsg::Event { page, rejected, done }) => {
+                        // A failure outside a run is forgotten once nothing is in flight:
+                        // the next event starts afresh from what the store holds.
+                        if run.broken && !run.active && pending.is_empty() {
+                            let (node, known) = (self.clone(), std::mem::take(&mut meta));
+                            (meta, run) = blocking(move || {
+                                let meta = node.store.meta(&node.source).unwrap_or(known);
+                                let run = node.new_run(&meta);
+                                (meta, run)
+                            })
+                            .await;
+                        }
+                        next_page += 1;
+                        let mut p = self.page(page, next_page, &mut run, &ack_tx).await;
+                        if !rejected.is_empty() {
+                            let mut parts = Parts::new();
+                            for (reason, item) in rejected {
+                                p.seen += 1;
+                                p.rejected += 1;
+                                parts.open().reject(Some(unkeyed_rejection(&item)), reason, &item);
+                            }
+                            p.parts.extend(parts.into_vec());
+                        }
+                        p.event = true;
+                        p.answer = Some(done);
+                        pending.push_back(p);
                     }
                     Some(SourceMsg::Page(page)) => {
                         next_page += 1;
@@ -203,6 +252,8 @@ impl ExtractNode {
                             seen: 1,
                             emitted: 0,
                             rejected: 1,
+                            event: false,
+                            answer: None,
                         });
                     }
                     Some(SourceMsg::RunEnd { complete, error, child_of, done }) => run.end = Some(RunEnd { complete, error, child_of, done }),
@@ -222,17 +273,29 @@ impl ExtractNode {
             while pending.front().is_some_and(|p| p.remaining == 0) {
                 ready.extend(pending.pop_front());
             }
-            let finishing = pending.is_empty() && run.end.is_some();
+            // A run ends once its own pages are committed; events may still be in flight.
+            let finishing = run.end.is_some() && pending.iter().all(|p| p.event);
             if !ready.is_empty() || finishing {
                 // Commits write to sled: off the async workers, in order, in one go.
                 let node = self.clone();
                 let (mut r, mut m) = (std::mem::take(&mut run), std::mem::take(&mut meta));
                 (run, meta) = blocking(move || {
-                    for p in ready {
-                        node.commit(p, &mut r, &mut m);
+                    let mut answers = Vec::new();
+                    for mut p in ready {
+                        let answer = p.answer.take();
+                        let committed = node.commit(p, &mut r, &mut m);
+                        answers.extend(answer.map(|a| (a, committed)));
                     }
                     if finishing {
                         node.finish(&mut r, &mut m);
+                    }
+                    // An event is answered only once what it committed is on disk: the
+                    // sender forgets it then (one flush for all the events at hand).
+                    if !answers.is_empty() {
+                        let flushed = node.store.flush().is_ok();
+                        for (answer, committed) in answers {
+                            let _ = answer.send(committed && flushed);
+                        }
                     }
                     (r, m)
                 })
@@ -264,6 +327,7 @@ impl ExtractNode {
             },
             summary: RunSummary::default(),
             end: None,
+            active: false,
         }
     }
 
@@ -453,6 +517,8 @@ impl ExtractNode {
             seen,
             emitted: n_emitted,
             rejected,
+            event: false,
+            answer: None,
         };
         (pending, emitted)
     }

@@ -7,6 +7,7 @@ pub mod cursor_order;
 pub mod eval;
 pub mod extract;
 pub mod net;
+pub mod receive;
 pub mod record;
 pub mod sink;
 pub mod source;

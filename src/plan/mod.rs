@@ -98,12 +98,15 @@ pub struct Plan {
     pub nodes: BTreeMap<NodeId, Node>,
     pub edges: Vec<(NodeId, NodeId)>,
     pub secrets: Vec<String>,
+    /// `server { ... }`: the listener's address and whether it serves `/metrics`.
+    pub server: Option<crate::check::Server>,
 }
 
 impl Plan {
     pub fn new(p: &Pipeline) -> Plan {
         let mut plan = Plan {
             secrets: p.secrets(),
+            server: p.server.clone(),
             ..Plan::default()
         };
         let out_of = |name: &str| {
@@ -245,6 +248,14 @@ impl Plan {
                 Sink::Webhook { url, .. } => format!(
                     "webhook(\"{}\")",
                     crate::check::pipeline::url_shown(url.shown())
+                ),
+                Sink::Exec { command, .. } => format!(
+                    "exec([{}])",
+                    command
+                        .iter()
+                        .map(|t| format!("\"{}\"", t.shown()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             }),
             _ => None,

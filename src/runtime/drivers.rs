@@ -11,6 +11,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// The most distinct warnings a source's report keeps.
 const MAX_WARNINGS: usize = 20;
 
+/// How many scheduled runs go at once, over every source: thousands of tenants due in
+/// the same second queue here instead of opening thousands of connections.
+const RUNS_AT_ONCE: usize = 128;
+
+static RUNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(RUNS_AT_ONCE);
+
 fn record(report: &Mutex<Report>, name: &str, outcome: &RunOutcome) -> super::SourceTotals {
     let s = &outcome.summary;
     match &outcome.error {
@@ -42,6 +48,31 @@ fn record(report: &Mutex<Report>, name: &str, outcome: &RunOutcome) -> super::So
         return t.clone();
     }
     super::SourceTotals::default()
+}
+
+/// A run in the metrics (when they are on): its counts, and the watermark's lag read
+/// back from the store.
+fn count(poller: &Poller, outcome: &RunOutcome) {
+    if !crate::metrics::enabled() {
+        return;
+    }
+    let s = &outcome.summary;
+    let name = &poller.src.name;
+    let lag = match outcome.error {
+        None => poller
+            .store
+            .meta(name)
+            .ok()
+            .and_then(|m| crate::metrics::lag_of(m.watermark.as_ref())),
+        Some(_) => None,
+    };
+    let counts = crate::metrics::RunCounts {
+        pages: s.pages,
+        records: s.records,
+        emitted: s.emitted,
+        rejected: s.rejected,
+    };
+    crate::metrics::source_run(name, counts, outcome.error.is_some(), lag);
 }
 
 fn children_of(outputs: &watch::Receiver<Arc<Outputs>>) -> Vec<String> {
@@ -87,11 +118,19 @@ pub async fn scheduled_driver(
         }
         next_start = first;
     }
+    let mut first = true;
     loop {
         let started = tokio::time::Instant::now();
         super::progress::running(&name);
-        let outcome = poller.run(None).await;
+        let outcome = {
+            let _turn = tokio::select! {
+                t = RUNS.acquire() => t.ok(),
+                _ = stop.stopped() => break,
+            };
+            poller.run(None).await
+        };
         let totals = record(&report, &name, &outcome);
+        count(&poller, &outcome);
         let children = children_of(&outputs);
         if once {
             drain_children(&children, &wakes).await;
@@ -105,8 +144,17 @@ pub async fn scheduled_driver(
                 }
             }
         }
+        // The tenants of an `every` source run at start (at most RUNS_AT_ONCE at a
+        // time), then each waits an extra offset of its own within the interval, so
+        // that from the second round on they are spread over it (spec §13) instead of
+        // all due in the same second.
+        let spread = match (&poller.src.schedule, &poller.src.tenant, first) {
+            (crate::check::Schedule::Every { ms }, Some(_), true) => schedule::spread(&name, *ms),
+            _ => std::time::Duration::ZERO,
+        };
+        first = false;
         next_start = match schedule::next_after(&poller.src.schedule, started.max(next_start)) {
-            Some(t) => t,
+            Some(t) => t + spread,
             None => {
                 super::progress::finished(&name, &totals, None);
                 break;
@@ -124,6 +172,10 @@ pub async fn scheduled_driver(
         if stop.is_stopping() {
             break;
         }
+    }
+    // A source that also receives keeps taking events after its last poll (`once`).
+    if !once && poller.src.receive.is_some() {
+        stop.stopped().await;
     }
 }
 
@@ -163,6 +215,7 @@ pub async fn child_driver(
             super::progress::running(&name);
             let outcome = poller.run(Some((key, parent))).await;
             let totals = record(&report, &name, &outcome);
+            count(&poller, &outcome);
             super::progress::finished(&name, &totals, None);
         }
         if !replies.is_empty() {
@@ -172,4 +225,13 @@ pub async fn child_driver(
             let _ = r.send(());
         }
     }
+}
+
+/// A source that only receives events: nothing to poll. It keeps the poller (the
+/// extract node's input) until the unit stops, so events can reach the extract node.
+pub async fn push_driver(poller: Arc<Poller>, stop: Stop, once: bool) {
+    if !once {
+        stop.stopped().await;
+    }
+    drop(poller);
 }

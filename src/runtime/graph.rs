@@ -5,6 +5,7 @@
 //! stops with a child of the run's [`Stop`].
 
 use super::aggregates::{self, AggregateUnit};
+use super::listener::{self, Listener};
 use super::units::Unit;
 use super::{Options, Report};
 use crate::check::{Schedule, Service, Sink};
@@ -54,6 +55,8 @@ pub struct Graph {
     pub report: Arc<Mutex<Report>>,
     root: Stop,
     tasks: TaskTracker,
+    /// hamstr's HTTP listener, once a plan needed it; up until the run ends.
+    listener: Option<Arc<Listener>>,
 }
 
 impl Graph {
@@ -76,6 +79,7 @@ impl Graph {
             report: Arc::new(Mutex::new(Report::default())),
             root,
             tasks: TaskTracker::new(),
+            listener: None,
         };
         let diff = Diff::start(&plan);
         g.apply(plan, &diff)?;
@@ -114,6 +118,7 @@ impl Graph {
         }
         let views = aggregates::compile(&plan)?;
         self.refuse_sink_paths(&plan, diff)?;
+        self.listen(&plan)?;
 
         self.apply_sinks(&plan, diff);
         self.clients = clients;
@@ -165,6 +170,40 @@ impl Graph {
             self.start_unit(&name, wait)?;
         }
         self.rewire();
+        Ok(())
+    }
+
+    /// Starts the listener when `plan` is the first to need it (a bind that fails fails
+    /// the apply, before anything changed); a running one takes the plan's paths.
+    fn listen(&mut self, plan: &Plan) -> Result<(), String> {
+        let wanted = self
+            .opts
+            .listen
+            .clone()
+            .or_else(|| plan.server.as_ref().and_then(|s| s.listen.clone()))
+            .unwrap_or_else(|| crate::check::DEFAULT_LISTEN.to_string());
+        match &self.listener {
+            Some(l)
+                if wanted.parse::<std::net::SocketAddr>().ok() != Some(l.addr())
+                    && !wanted.ends_with(":0") =>
+            {
+                tracing::warn!(listening = %l.addr(), wanted = %wanted, "the listener keeps its address until hamstr restarts");
+            }
+            Some(_) => {}
+            // `--once` runs the polls one time: there are no events to wait for.
+            None if listener::needed(plan) && !self.opts.once => {
+                self.listener = Some(Listener::start(
+                    &wanted,
+                    plan,
+                    self.opts.metrics.clone(),
+                    self.opts.on_answer.clone(),
+                )?);
+            }
+            None => {}
+        }
+        if let Some(l) = &self.listener {
+            l.apply(plan);
+        }
         Ok(())
     }
 
@@ -346,6 +385,7 @@ impl Graph {
             report: self.report.clone(),
             stop: stop.clone(),
             once: self.opts.once,
+            listener: self.listener.clone(),
         };
         let task = self.tasks.spawn(unit.run(after));
         self.units.insert(
@@ -365,7 +405,7 @@ impl Graph {
         let scheduled: Vec<String> = self
             .plan
             .sources()
-            .filter(|(_, s, _)| s.schedule != Schedule::Parent)
+            .filter(|(_, s, _)| !matches!(s.schedule, Schedule::Parent | Schedule::Push))
             .map(|(n, _, _)| n.to_string())
             .collect();
         for name in scheduled {
@@ -379,6 +419,9 @@ impl Graph {
 
     /// Stops every unit: no new requests; in-flight pages finish; sinks drain.
     pub async fn shutdown(mut self) -> Report {
+        if let Some(l) = &self.listener {
+            l.stopping();
+        }
         if let Ok(mut w) = self.wakes.lock() {
             w.clear();
         }
@@ -401,6 +444,9 @@ impl Graph {
         self.tasks.close();
         let grace = self.root.grace();
         let _ = tokio::time::timeout(grace, self.tasks.wait()).await;
+        if let Some(l) = self.listener.take() {
+            l.close().await;
+        }
         let mut report = self
             .report
             .lock()

@@ -5,6 +5,7 @@
 mod aggregates;
 mod drivers;
 mod graph;
+pub mod listener;
 pub mod progress;
 mod schedule;
 mod supervise;
@@ -41,6 +42,12 @@ pub struct Options {
     /// Where the services' exchanges are recorded or replayed from (`run --record`,
     /// `--replay`).
     pub tape: Option<Arc<Tape>>,
+    /// `run --listen ADDR`: the listener's address, over the `server` block's.
+    pub listen: Option<String>,
+    /// What `GET /metrics` serves when `server { metrics = true }`.
+    pub metrics: Option<listener::MetricsRender>,
+    /// Told of every event the listener answers (source, status), for metrics.
+    pub on_answer: Option<listener::OnAnswer>,
 }
 
 /// What each source did, for the summary and the exit code.
@@ -161,9 +168,12 @@ async fn run_reloads(graph: &mut Graph, stop: &Stop, reloads: Option<mpsc::Recei
                             applied();
                             let summary = diff.summary();
                             tracing::info!(took_ms = started.elapsed().as_millis() as u64, "reloaded: {summary}");
-                            eprintln!("reloaded: {summary}");
+                            // The log line above says it in JSON mode.
+                            if !crate::logs::json() {
+                                eprintln!("reloaded: {summary}");
+                            }
                         }
-                        Err(e) => eprintln!("reload failed, the previous pipeline keeps running: {e}"),
+                        Err(e) => crate::logs::say(crate::logs::Level::Error, &format!("reload failed, the previous pipeline keeps running: {e}")),
                     }
                 }
                 None => reloads = None,

@@ -4,12 +4,14 @@
 //! for one endpoint never filters another's records. Its tasks run under
 //! [`supervise`](super::supervise): a panic is the unit's reported failure.
 
-use super::drivers::{child_driver, scheduled_driver};
+use super::drivers::{child_driver, push_driver, scheduled_driver};
 use super::graph::CHANNEL_PAGES;
+use super::listener::Listener;
 use super::supervise::{panic_text, supervise};
 use super::Report;
 use crate::check::{Schedule, Source};
 use crate::nodes::extract::{ExtractNode, Extractor, Outputs, Wakes};
+use crate::nodes::receive::Receiver;
 use crate::nodes::source::http::ServiceClient;
 use crate::nodes::source::Poller;
 use crate::state::StateStore;
@@ -28,6 +30,8 @@ pub(super) struct Unit {
     pub report: Arc<Mutex<Report>>,
     pub stop: Stop,
     pub once: bool,
+    /// The listener its events arrive by, when it receives (spec §11).
+    pub listener: Option<Arc<Listener>>,
 }
 
 /// Keeps the unit's state if it was collected for the same identity; else forgets it
@@ -113,13 +117,30 @@ impl Unit {
             store: self.store.clone(),
             stop: run_stop.clone(),
         });
+        // A receiving source takes events while this life of it runs; the listener holds
+        // only a weak sender, so the extract node ends when the driver drops its own.
+        let receiver = match (&self.listener, &src.receive) {
+            (Some(listener), Some(_)) => {
+                let r = Arc::new(Receiver::new(
+                    src.clone(),
+                    self.client.clone(),
+                    &poller.tx,
+                    run_stop.clone(),
+                ));
+                listener.attach(r.clone());
+                Some((listener.clone(), r))
+            }
+            _ => None,
+        };
         let mut extract = tokio::spawn(node.run(rx));
         let (children, wakes, report) = (
             self.outputs.clone(),
             self.wakes.clone(),
             self.report.clone(),
         );
-        let mut driver = if src.schedule == Schedule::Parent {
+        let mut driver = if src.schedule == Schedule::Push {
+            tokio::spawn(push_driver(poller, run_stop.clone(), self.once))
+        } else if src.schedule == Schedule::Parent {
             let (wake_tx, wake_rx) = mpsc::channel(64);
             if let Ok(mut w) = self.wakes.lock() {
                 w.insert(src.name.clone(), wake_tx);
@@ -144,7 +165,7 @@ impl Unit {
         };
         // The extract node ends well only once its input closed, that is once the
         // driver dropped the poller; it ends early only by a panic.
-        tokio::select! {
+        let ended = tokio::select! {
             ended = &mut driver => {
                 let extracted = extract.await.map_err(panic_text);
                 ended.map_err(panic_text).and(extracted)
@@ -157,6 +178,10 @@ impl Unit {
                     Err(panic_text(e))
                 }
             },
+        };
+        if let Some((listener, r)) = receiver {
+            listener.detach(&r);
         }
+        ended
     }
 }

@@ -43,11 +43,16 @@ pub enum Item {
     Sink(Sink),
     Flow(Flow),
     Aggregate(Aggregate),
+    Tenants(Tenants),
+    /// `server { listen = "..." metrics = true }`: hamstr's own HTTP listener.
+    Server(Server),
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Service {
     pub name: Ident,
+    /// `service S for shops`: the tenants it is instantiated for (spec §13).
+    pub tenants: Option<Ident>,
     pub body: Block,
     pub span: Span,
 }
@@ -88,6 +93,14 @@ pub struct Sink {
     pub span: Span,
 }
 
+/// `tenants NAME = csv("file")`: one account per row of a file (spec §13).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tenants {
+    pub name: Ident,
+    pub value: Expr,
+    pub span: Span,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Flow {
     pub inputs: Vec<Ident>,
@@ -98,6 +111,15 @@ pub struct Flow {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Aggregate {
     pub name: Ident,
+    pub body: Block,
+    pub span: Span,
+}
+
+/// `server { ... }`: the listener's address and whether it serves `/metrics`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    /// The `server` keyword: where a problem with the block as a whole is reported.
+    pub keyword: Span,
     pub body: Block,
     pub span: Span,
 }
@@ -239,7 +261,13 @@ impl File {
                 Item::Service(s) => {
                     s.span = Span::default();
                     erase_ident(&mut s.name);
+                    s.tenants.iter_mut().for_each(erase_ident);
                     erase_block(&mut s.body);
+                }
+                Item::Tenants(t) => {
+                    t.span = Span::default();
+                    erase_ident(&mut t.name);
+                    erase_expr(&mut t.value);
                 }
                 Item::Model(m) => {
                     m.span = Span::default();
@@ -269,6 +297,11 @@ impl File {
                     a.span = Span::default();
                     erase_ident(&mut a.name);
                     erase_block(&mut a.body);
+                }
+                Item::Server(s) => {
+                    s.span = Span::default();
+                    s.keyword = Span::default();
+                    erase_block(&mut s.body);
                 }
             }
         }

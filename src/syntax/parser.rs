@@ -48,6 +48,8 @@ pub fn parse(text: &str) -> (Option<File>, Vec<SyntaxError>) {
             Rule::sink => Item::Sink(b.sink(pair)),
             Rule::flow => Item::Flow(b.flow(pair)),
             Rule::aggregate => Item::Aggregate(b.aggregate(pair)),
+            Rule::tenants => Item::Tenants(b.tenants(pair)),
+            Rule::server => Item::Server(b.server(pair)),
             _ => continue,
         };
         file.items.push(item);
@@ -80,10 +82,38 @@ impl Builder {
 
     fn service(&mut self, pair: Pair<Rule>) -> Service {
         let span = span_of(&pair);
-        let mut inner = pair.into_inner().skip(1);
+        let mut inner = pair
+            .into_inner()
+            .filter(|p| p.as_rule() != Rule::kw_for)
+            .skip(1);
         let name = self.ident(inner.next().expect("grammar: service name"));
-        let body = self.block(inner.next().expect("grammar: service block"));
-        Service { name, body, span }
+        let mut next = inner.next().expect("grammar: service block");
+        let tenants = if next.as_rule() == Rule::ident {
+            let t = self.ident(next);
+            next = inner.next().expect("grammar: service block");
+            Some(t)
+        } else {
+            None
+        };
+        let body = self.block(next);
+        Service {
+            name,
+            tenants,
+            body,
+            span,
+        }
+    }
+
+    fn tenants(&mut self, pair: Pair<Rule>) -> Tenants {
+        let span = span_of(&pair);
+        let mut inner = pair
+            .into_inner()
+            .filter(|p| p.as_rule() != Rule::sink_eq)
+            .skip(1);
+        let name = self.ident(inner.next().expect("grammar: tenants name"));
+        let value = self.expr(inner.next().expect("grammar: tenants value"));
+        let span = Span::new(span.start, value.span.end);
+        Tenants { name, value, span }
     }
 
     fn model(&mut self, pair: Pair<Rule>) -> Model {
@@ -170,6 +200,18 @@ impl Builder {
         let name = self.ident(inner.next().expect("grammar: aggregate name"));
         let body = self.block(inner.next().expect("grammar: aggregate block"));
         Aggregate { name, body, span }
+    }
+
+    fn server(&mut self, pair: Pair<Rule>) -> Server {
+        let span = span_of(&pair);
+        let mut inner = pair.into_inner();
+        let keyword = span_of(&inner.next().expect("grammar: server keyword"));
+        let body = self.block(inner.next().expect("grammar: server block"));
+        Server {
+            keyword,
+            body,
+            span,
+        }
     }
 
     pub(super) fn block(&mut self, pair: Pair<Rule>) -> Block {

@@ -28,6 +28,7 @@ pub mod apis;
 mod axum_app;
 pub mod cli;
 mod dataset;
+pub mod events;
 mod faults;
 mod http;
 pub mod oauth;

@@ -58,6 +58,9 @@
   "flow"
   "aggregate"
   "from"
+  "tenants"
+  "for"
+  "server"
 ] @keyword
 
 [
@@ -67,6 +70,8 @@
 ] @keyword.operator
 
 (service_declaration name: (identifier) @module)
+(service_declaration tenants: (identifier) @variable)
+(tenants_declaration name: (identifier) @variable)
 (source_declaration name: (identifier) @function)
 (source_declaration service: (identifier) @module)
 (aggregate_declaration name: (identifier) @function)
@@ -108,7 +113,8 @@
     "page" "offset" "cursor" "next_url" "link_header" "header"
     "bearer" "basic" "api_key" "oauth2" "aws_sigv4"
     "every" "cron"
-    "sled" "jsonl" "stdout" "postgres" "webhook"
+    "sled" "jsonl" "stdout" "postgres" "webhook" "exec"
+    "hmac" "stripe" "standard" "token"
     "lower" "upper" "trim" "concat" "coalesce" "to_string" "to_int" "to_float"
     "to_decimal" "parse_datetime" "from_unix" "from_unix_ms" "now" "day" "hour"
     "month" "year" "round" "abs" "length" "unix" "unix_ms" "format_datetime"

@@ -132,12 +132,16 @@ pub(crate) struct Payment {
 }
 
 impl Payment {
+    pub(crate) fn id(&self) -> String {
+        format!("pay_{:05}", self.seq)
+    }
+
     pub(crate) fn to_json(&self) -> Value {
         let mut amount = Map::new();
         amount.insert("value".into(), Value::from(money(self.cents)));
         amount.insert("currency".into(), Value::from(self.currency.code()));
         let mut m = Map::new();
-        m.insert("id".into(), Value::from(format!("pay_{:05}", self.seq)));
+        m.insert("id".into(), Value::from(self.id()));
         m.insert("amount".into(), Value::Object(amount));
         m.insert("createdAt".into(), Value::from(rfc3339(self.created_at)));
         m.insert(

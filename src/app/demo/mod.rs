@@ -38,6 +38,12 @@ pub struct DemoConfig {
     /// How often one order and one payment arrive; `None` (or zero) keeps the data static.
     pub new_order_every: Option<Duration>,
     pub seed: u64,
+    /// Where the payment provider POSTs an id-only webhook (`id=pay_00123`, as Mollie
+    /// does) for each new payment; `None` sends none.
+    pub webhook: Option<String>,
+    /// The provider drops one webhook in this many, on purpose: the slow poll of the
+    /// demo pipeline collects those payments (0: drops none).
+    pub drop_every: u64,
 }
 
 impl Default for DemoConfig {
@@ -48,6 +54,8 @@ impl Default for DemoConfig {
             initial_payments: 120,
             new_order_every: Some(Duration::from_secs(2)),
             seed: 0x4841_4D53_5452,
+            webhook: None,
+            drop_every: 4,
         }
     }
 }
@@ -59,14 +67,18 @@ pub struct DemoHandle {
 }
 
 impl DemoHandle {
-    /// Adds `n` shop orders and `n` payments, stamped with the current second.
-    pub fn add_orders(&self, n: usize) {
+    /// Adds `n` shop orders and `n` payments, stamped with the current second; returns
+    /// the new payments' ids.
+    pub fn add_orders(&self, n: usize) -> Vec<String> {
         let now = data::now_seconds();
         let mut store = self.lock();
+        let mut ids = Vec::with_capacity(n);
         for _ in 0..n {
             store.push_order(Some(now));
             store.push_payment(Some(now));
+            ids.extend(store.payments.last().map(|p| p.id()));
         }
+        ids
     }
 
     pub fn shop_order_count(&self) -> usize {
@@ -94,10 +106,15 @@ struct AppState {
 /// Serves the demo API on `listener` until the future is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, config: DemoConfig) -> std::io::Result<()> {
     let (router, handle) = app(&config);
+    let hooks = config.webhook.clone().map(|url| Webhooks {
+        url,
+        drop_every: config.drop_every,
+        sent: std::sync::atomic::AtomicU64::new(0),
+    });
     let _ticker = config
         .new_order_every
         .filter(|every| !every.is_zero())
-        .map(|every| AbortOnDrop(tokio::spawn(add_orders_every(handle, every))));
+        .map(|every| AbortOnDrop(tokio::spawn(add_orders_every(handle, every, hooks))));
     axum::serve(listener, router).await
 }
 
@@ -120,6 +137,7 @@ pub fn app(config: &DemoConfig) -> (Router, DemoHandle) {
         .route("/pos/orders", get(list_orders))
         .route("/pos/orders/{id}/items", get(order_items))
         .route(PAYMENTS_PATH, get(list_payments))
+        .route("/pay/payments/{id}", get(one_payment))
         .fallback(not_found)
         .with_state(state);
     (router, handle)
@@ -134,13 +152,58 @@ impl Drop for AbortOnDrop {
     }
 }
 
-async fn add_orders_every(handle: DemoHandle, every: Duration) {
+/// The payment provider's webhooks: an id-only POST per new payment, some dropped.
+struct Webhooks {
+    url: String,
+    drop_every: u64,
+    sent: std::sync::atomic::AtomicU64,
+}
+
+impl Webhooks {
+    /// Tells hamstr of a new payment, as a provider would: retried a few times while it
+    /// is not answered 200, or dropped on purpose.
+    fn send(&self, client: &reqwest::Client, id: String) {
+        let n = self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if self.drop_every > 0 && n.is_multiple_of(self.drop_every) {
+            eprintln!(
+                "demo provider: webhook for {id} dropped on purpose (the slow poll collects it)"
+            );
+            return;
+        }
+        let (client, url) = (client.clone(), self.url.clone());
+        tokio::spawn(async move {
+            for _ in 0..10 {
+                let sent = client
+                    .post(&url)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(format!("id={id}"))
+                    .send()
+                    .await;
+                if sent.is_ok_and(|r| r.status().is_success()) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            eprintln!("demo provider: webhook for {id} not taken after 10 tries");
+        });
+    }
+}
+
+async fn add_orders_every(handle: DemoHandle, every: Duration, hooks: Option<Webhooks>) {
     let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     // A paused machine should not come back to a burst of orders.
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let client = hooks
+        .as_ref()
+        .and_then(|_| crate::nodes::net::http_client().ok());
     loop {
         interval.tick().await;
-        handle.add_orders(1);
+        let ids = handle.add_orders(1);
+        if let (Some(hooks), Some(client)) = (&hooks, &client) {
+            for id in ids {
+                hooks.send(client, id);
+            }
+        }
         tracing::debug!(
             shop_orders = handle.shop_order_count(),
             payments = handle.payment_count(),
@@ -420,6 +483,31 @@ async fn list_payments(
     {
         Ok(body) => Json(body).into_response(),
         Err(e) => e.into_response(),
+    }
+}
+
+/// One payment by id, as `/pay/payments` lists it: what an id-only webhook names.
+async fn one_payment(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    let key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+    if key.map(str::trim) != Some(&*state.token) {
+        return unauthorized("ApiKey", "send the header `X-Api-Key: <token>`").into_response();
+    }
+    let Ok(Path(id)) = id else {
+        return bad_request("malformed payment id").into_response();
+    };
+    let store = state.handle.lock();
+    match store.payments.iter().find(|p| p.id() == id) {
+        Some(p) => Json(p.to_json()).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no payment with id {}", quoted(&id)),
+        )
+        .into_response(),
     }
 }
 

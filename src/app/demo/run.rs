@@ -1,5 +1,7 @@
-//! `hamstr demo`: the bundled restaurant API on loopback, and `examples/restaurant.hmr`
-//! collecting from it into the embedded store.
+//! `hamstr demo`: the bundled restaurant API on loopback, its payment provider sending
+//! id-only webhooks to hamstr's listener (and dropping some), and the demo pipeline
+//! (`events.hmr` here: polls, events with `fetch`, a slow poll that reconciles)
+//! collecting from both into the embedded store.
 
 use crate::app::{load, run::summary, Error, Outcome};
 use crate::runtime::{self, Options};
@@ -7,7 +9,7 @@ use crate::stop::Stop;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-const PIPELINE: &str = include_str!("../../../examples/restaurant.hmr");
+const PIPELINE: &str = include_str!("events.hmr");
 
 /// Serves the demo API on `127.0.0.1:port` and runs the example pipeline against it,
 /// until Ctrl-C or for `seconds`, keeping its data in `data_dir` (default: a fresh
@@ -31,7 +33,7 @@ pub fn run(port: u16, data_dir: Option<PathBuf>, seconds: Option<u64>) -> Result
             )))?
             .keep(),
     };
-    let pipeline_path = dir.join("restaurant.hmr");
+    let pipeline_path = dir.join("restaurant_events.hmr");
     std::fs::write(&pipeline_path, PIPELINE)
         .map_err(io(format!("cannot write `{}`", pipeline_path.display())))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -45,11 +47,20 @@ pub fn run(port: u16, data_dir: Option<PathBuf>, seconds: Option<u64>) -> Result
         let addr = listener
             .local_addr()
             .map_err(io("cannot listen on 127.0.0.1".into()))?;
-        tokio::spawn(super::serve(listener, super::DemoConfig::default()));
+        // hamstr's listener, on a free port of loopback that the provider is told of.
+        let hooks = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(io("cannot find a free port on 127.0.0.1".into()))?;
+        let config = super::DemoConfig {
+            webhook: Some(format!("http://{hooks}/hooks/payments")),
+            ..super::DemoConfig::default()
+        };
+        tokio::spawn(super::serve(listener, config));
         let base = format!("http://{addr}");
         let env = move |k: &str| match k {
-            "POS_URL" => Some(format!("{base}/pos")),
+            "TILL_URL" => Some(format!("{base}/pos")),
             "PAY_URL" => Some(format!("{base}/pay")),
+            "HAMSTR_LISTEN" => Some(hooks.to_string()),
             other => load::env(other),
         };
         let checked = crate::check::check(&pipeline_path.display().to_string(), PIPELINE, &env);
@@ -58,14 +69,14 @@ pub fn run(port: u16, data_dir: Option<PathBuf>, seconds: Option<u64>) -> Result
             .ok_or_else(|| Error::Pipeline(checked.report.render(false, 100)))?;
         let store = load::open_store(&dir.join(".hamstr"))?;
         eprintln!("demo restaurant API on http://{addr}  (till: /pos/orders, payments: /pay/payments)");
-        eprintln!("collecting with examples/restaurant.hmr into {}", dir.display());
-        eprintln!("new orders arrive every 2 seconds; shop orders are polled every 30s, payments every minute. Ctrl-C to stop.\n");
+        eprintln!("collecting with {} into {}", pipeline_path.display(), dir.display());
+        eprintln!("new orders arrive every 2 seconds: the till's are polled every 30s; for each new payment the provider POSTs `id=...` to http://{hooks}/hooks/payments (one in four dropped on purpose), hamstr fetches the payment and stores it; the payments poll every minute collects the dropped ones. Each new order is printed below. Ctrl-C to stop.\n");
         let stop = Stop::new();
         runtime::stop_on_signals_with(stop.clone(), seconds.map(Duration::from_secs));
         let opts = Options {
             once: false,
             base_dir: dir.clone(),
-            tape: None,
+            ..Options::default()
         };
         let plan = crate::plan::Plan::new(&pipeline);
         let report = runtime::run(plan, store.clone(), opts, stop, None)
@@ -91,9 +102,14 @@ fn tell_where(pipeline_path: &Path, dir: &Path, stored: usize) {
         "  (the same records were appended to {})",
         dir.join("out/orders.jsonl").display()
     );
-    eprintln!("and at the till orders it rejected (their currency is missing), with the reason:");
+    eprintln!("and at the payments that arrived by webhook or poll, and any record it rejected:");
     eprintln!(
-        "  hamstr dump {} shop_orders --rejected --data-dir {}",
+        "  hamstr dump {} online_orders --data-dir {}",
+        pipeline_path.display(),
+        data.display()
+    );
+    eprintln!(
+        "  hamstr dump {} till_orders --rejected --data-dir {}",
         pipeline_path.display(),
         data.display()
     );

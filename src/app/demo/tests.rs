@@ -368,6 +368,8 @@ async fn serve_adds_orders_over_time() {
         initial_payments: 2,
         new_order_every: Some(Duration::from_millis(20)),
         seed: 1,
+        webhook: None,
+        drop_every: 0,
     };
     let server = tokio::spawn(serve(listener, config));
     let mut grown = false;
@@ -389,4 +391,51 @@ async fn serve_adds_orders_over_time() {
         .collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
     server.abort();
+}
+
+/// The payment provider POSTs `id=...` for each new payment, dropping one in
+/// `drop_every`; each id it names is served at `/pay/payments/{id}`.
+#[tokio::test]
+async fn the_provider_sends_id_only_webhooks_and_drops_some() {
+    let hooks: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let received = hooks.clone();
+    let receiver = axum::Router::new().route(
+        "/hooks/payments",
+        axum::routing::post(move |body: String| {
+            let received = received.clone();
+            async move {
+                received.lock().unwrap().push(body);
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let hook_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let hook_addr = hook_listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(hook_listener, receiver).await });
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let config = DemoConfig {
+        initial_shop_orders: 1,
+        initial_payments: 1,
+        new_order_every: Some(Duration::from_millis(20)),
+        webhook: Some(format!("http://{hook_addr}/hooks/payments")),
+        drop_every: 2,
+        ..DemoConfig::default()
+    };
+    tokio::spawn(serve(listener, config));
+    for _ in 0..500 {
+        if hooks.lock().unwrap().len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let sent = hooks.lock().unwrap().clone();
+    assert!(sent.len() >= 3, "{sent:?}");
+    // Payments 2, 3, 4, ... arrive; every second one (3, 5, ...) is dropped.
+    assert_eq!(sent[..3], ["id=pay_00002", "id=pay_00004", "id=pay_00006"]);
+    let (status, body) = get(addr, "/pay/payments/pay_00003", &[("X-Api-Key", "demo")]).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["id"], "pay_00003");
+    let (status, _) = get(addr, "/pay/payments/pay_99999", &[("X-Api-Key", "demo")]).await;
+    assert_eq!(status, 404);
 }

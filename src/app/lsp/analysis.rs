@@ -342,7 +342,16 @@ fn declarations(toks: &[Token], len: usize) -> Vec<Decl> {
 }
 
 fn is_keyword(w: &str) -> bool {
-    ["service", "model", "source", "sink", "flow", "aggregate"].contains(&w)
+    [
+        "service",
+        "model",
+        "source",
+        "sink",
+        "flow",
+        "aggregate",
+        "tenants",
+    ]
+    .contains(&w)
 }
 
 /// The token index of the `}` closing the `{` at `open` (the last token when none).

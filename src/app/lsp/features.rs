@@ -13,7 +13,9 @@ use lsp_types::{
 
 /// The diagnostics `hamstr check` gives for `text`, positioned in UTF-16.
 pub fn diagnostics(name: &str, text: &str) -> Vec<Diagnostic> {
-    let checked = crate::check::check(name, text, &super::super::load::env);
+    // A document on disk reads its tenants file beside it, as `check` does.
+    let path = name.strip_prefix("file://").unwrap_or(name);
+    let checked = super::super::load::check_file(std::path::Path::new(path), text, crate::check::Mode::Single);
     let idx = LineIndex::new(text);
     checked
         .report
@@ -120,10 +122,19 @@ pub fn completion(text: &str, pos: Position) -> Vec<CompletionItem> {
             ("source", "from") => names(&scan, &[Kind::Service]),
             ("flow", _) if typed.contains("->") => names(&scan, &[Kind::Sink]),
             ("flow", _) => names(&scan, &[Kind::Source, Kind::Aggregate]),
-            ("", _) => ["service", "model", "source", "sink", "flow", "aggregate"]
-                .iter()
-                .map(|k| item(k, CompletionItemKind::KEYWORD, None))
-                .collect(),
+            ("", _) => [
+                "service",
+                "model",
+                "source",
+                "sink",
+                "flow",
+                "aggregate",
+                "tenants",
+                "server",
+            ]
+            .iter()
+            .map(|k| item(k, CompletionItemKind::KEYWORD, None))
+            .collect(),
             _ => Vec::new(),
         };
     }
@@ -142,6 +153,7 @@ pub fn completion(text: &str, pos: Position) -> Vec<CompletionItem> {
         return match (innermost, prop) {
             (_, "paginate") => items(reference::PAGINATORS, CompletionItemKind::FUNCTION),
             (_, "auth") => items(reference::AUTH_KINDS, CompletionItemKind::FUNCTION),
+            ("receive", "verify") => items(reference::VERIFY_KINDS, CompletionItemKind::FUNCTION),
             (_, "schedule") => items(reference::SCHEDULES, CompletionItemKind::FUNCTION),
             (_, "model") => names(&scan, &[Kind::Model]),
             (_, "for_each") => names(&scan, &[Kind::Source]),

@@ -29,6 +29,14 @@ pub const PROPERTIES: &[(&str, &str, &str)] = &[
     ("source", "where", "Records that fail this condition are not emitted: `where = status != \"open\"`."),
     ("source", "fields", "The record's fields from each item: `fields { id : string = $.id }`; with a `model`, the types come from it."),
     ("source", "for_each", "Makes this a child source: it runs once per record its parent emits, with `parent.FIELD` and `{field}` placeholders."),
+    ("source", "receive", "Events POSTed to hamstr's listener feed the source: `receive { path = \"/hooks/pay\"  verify = hmac(...) }`; answered 200 once committed. Needs a `key`; without `get` it is push only."),
+    ("receive", "path", "The listener's path the events are POSTed to: `path = \"/hooks/payments\"`."),
+    ("receive", "verify", "How an event proves its sender: `hmac(...)`, `stripe(...)`, `standard(...)`, `token(...)` or `none`; a failed verification is answered 401."),
+    ("receive", "records", "The JSONPath of the record items in the event body (default `$`): an object is one item, an array many."),
+    ("receive", "fetch", "Each item names the record to GET from the service: `fetch = \"/payments/{id}\"` (placeholders URL-encoded); a failed fetch is answered 503."),
+    ("receive", "max_body", "The largest event body taken, in bytes (default 1 MiB); a larger one is answered 413."),
+    ("server", "listen", "The address of hamstr's HTTP listener: `listen = \"127.0.0.1:8787\"` (the default); `run --listen` overrides it."),
+    ("server", "metrics", "`metrics = true` serves `GET /metrics` in the Prometheus text format."),
     ("incremental", "cursor", "The field whose greatest value is the watermark (a `datetime`, number or string field)."),
     ("incremental", "param", "The query parameter that carries the watermark to the API: `param = \"updated_since\"`."),
     ("incremental", "order", "`newest_first` when the API lists newest records first: the run stops once it reaches older ones."),
@@ -61,6 +69,15 @@ pub const AUTH_KINDS: &[(&str, &str)] = &[
     ("none", "`none`: no credentials."),
 ];
 
+/// `(kind, what it is)` of `receive`'s verify kinds.
+pub const VERIFY_KINDS: &[(&str, &str)] = &[
+    ("hmac", "`hmac(header = \"X-Signature\", secret = ..., prefix = \"\", encoding = \"hex\")`: HMAC-SHA256 of the raw body (`encoding = \"base64\"` for Shopify, `prefix = \"sha256=\"` for GitHub)."),
+    ("stripe", "`stripe(secret = ..., tolerance = 5m)`: the `Stripe-Signature` header; an older timestamp is refused."),
+    ("standard", "`standard(secret = \"whsec_...\", tolerance = 5m)`: Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`)."),
+    ("token", "`token(header = \"X-Token\", value = ...)`: a shared secret in a header."),
+    ("none", "`none`: accepted as is (with `fetch`, each record is read from the service)."),
+];
+
 /// `(kind, what it is)` of schedules.
 pub const SCHEDULES: &[(&str, &str)] = &[
     (
@@ -81,6 +98,7 @@ pub const SINK_KINDS: &[(&str, &str)] = &[
     ("stdout", "`stdout()`: one JSON record a line on standard output."),
     ("postgres", "`postgres(URL, table = \"orders\", batch = 500)`: upserted by key into a table made from the model."),
     ("webhook", "`webhook(URL, batch = 100)`: records POSTed as a JSON array."),
+    ("exec", "`exec([\"./announce.sh\", \"arg\"], batch = 100, timeout = 60s)`: runs the program (no shell) once per batch, the records as JSON lines on its standard input; exit 0 means delivered, otherwise retried from the sink's queue."),
 ];
 
 /// `(function, what it does)`.
@@ -121,9 +139,16 @@ pub fn properties(block: &str) -> impl Iterator<Item = (&'static str, &'static s
 
 /// What a word of the language means, when it is one.
 pub fn word(w: &str) -> Option<&'static str> {
-    [PAGINATORS, AUTH_KINDS, SCHEDULES, SINK_KINDS, FUNCTIONS]
-        .iter()
-        .find_map(|list| list.iter().find(|(k, _)| *k == w).map(|(_, d)| *d))
+    [
+        PAGINATORS,
+        AUTH_KINDS,
+        SCHEDULES,
+        SINK_KINDS,
+        FUNCTIONS,
+        VERIFY_KINDS,
+    ]
+    .iter()
+    .find_map(|list| list.iter().find(|(k, _)| *k == w).map(|(_, d)| *d))
 }
 
 #[cfg(test)]
@@ -141,10 +166,17 @@ mod tests {
         for p in v::SOURCE_PROPS {
             assert!(properties("source").any(|(q, _)| q == *p), "source {p}");
         }
+        for p in v::RECEIVE_PROPS {
+            assert!(properties("receive").any(|(q, _)| q == *p), "receive {p}");
+        }
+        for p in v::SERVER_PROPS {
+            assert!(properties("server").any(|(q, _)| q == *p), "server {p}");
+        }
         for (list, known) in [
             (v::PAGINATORS, PAGINATORS),
             (v::AUTH_KINDS, AUTH_KINDS),
             (v::SINK_KINDS, SINK_KINDS),
+            (v::VERIFY_KINDS, VERIFY_KINDS),
         ] {
             for k in list {
                 assert!(known.iter().any(|(q, _)| q == k), "{k}");
@@ -175,7 +207,14 @@ mod tests {
             textmate, vscode,
             "editors/vscode/syntaxes/ holds an old copy of the TextMate grammar: `npm run sync-grammar` in editors/vscode"
         );
-        for list in [PAGINATORS, AUTH_KINDS, SCHEDULES, SINK_KINDS, FUNCTIONS] {
+        for list in [
+            PAGINATORS,
+            AUTH_KINDS,
+            SCHEDULES,
+            SINK_KINDS,
+            FUNCTIONS,
+            VERIFY_KINDS,
+        ] {
             for (word, _) in list {
                 assert!(
                     mentions(textmate, word),

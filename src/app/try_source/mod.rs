@@ -54,16 +54,57 @@ const JSON_RECORDS: usize = 50;
 /// The parent records whose requests a child source shows.
 const PARENT_RECORDS: usize = 5;
 
+/// The unit `try` runs: `SOURCE[TENANT]` with `--tenant`. A source that runs per
+/// tenant needs one, and a tenant it does not run for is named with those it does.
+fn unit_of(
+    p: &crate::check::Pipeline,
+    source: &str,
+    tenant: Option<&str>,
+) -> Result<String, Error> {
+    let prefix = format!("{source}[");
+    let tenants: Vec<&str> = p
+        .sources
+        .values()
+        .filter(|s| s.name.starts_with(&prefix))
+        .filter_map(|s| s.tenant.as_deref())
+        .collect();
+    let listed = || {
+        let mut shown: Vec<String> = tenants.iter().take(10).map(|t| format!("`{t}`")).collect();
+        if tenants.len() > 10 {
+            shown.push(format!("and {} more", tenants.len() - 10));
+        }
+        shown.join(", ")
+    };
+    match tenant {
+        None if !tenants.is_empty() && !p.sources.contains_key(source) => {
+            Err(Error::Usage(format!(
+                "source `{source}` runs per tenant: add --tenant NAME (tenants: {})",
+                listed()
+            )))
+        }
+        None => Ok(source.to_string()),
+        Some(t) if tenants.is_empty() => Err(Error::Usage(format!(
+            "--tenant {t}: source `{source}` does not run per tenant"
+        ))),
+        Some(t) if !tenants.contains(&t) => {
+            let hint = crate::check::suggest::did_you_mean(t, tenants.iter().copied())
+                .map(|h| format!("; {h}"))
+                .unwrap_or_default();
+            Err(Error::Usage(format!(
+                "--tenant {t}: no such tenant of source `{source}`{hint} (tenants: {})",
+                listed()
+            )))
+        }
+        Some(t) => Ok(crate::check::tenants::unit_name(source, t)),
+    }
+}
+
 /// `hamstr try FILE SOURCE`.
 pub fn try_source(file: &Path, args: &TryArgs, console: Console) -> Result<Outcome, Error> {
     let loaded = load::load(file, console)?;
-    if let Some(tenant) = &args.tenant {
-        return Err(Error::Usage(format!(
-            "--tenant {tenant}: tenants (spec §13) are not implemented yet; run `hamstr try` without --tenant"
-        )));
-    }
     let p = &loaded.pipeline;
-    let Some(src) = p.sources.get(&args.source) else {
+    let unit = unit_of(p, &args.source, args.tenant.as_deref())?;
+    let Some(src) = p.sources.get(&unit) else {
         let hint =
             crate::check::suggest::did_you_mean(&args.source, p.sources.keys().map(String::as_str))
                 .map(|h| format!("; {h}"))

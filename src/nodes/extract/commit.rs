@@ -8,15 +8,22 @@ use serde_json::Value as Json;
 use std::cmp::Ordering;
 
 impl ExtractNode {
-    pub(super) fn commit(&self, p: Pending, run: &mut RunState, meta: &mut SourceMeta) {
-        run.summary.pages += u64::from(p.fetched);
-        run.summary.records += p.seen;
-        run.summary.emitted += p.emitted;
-        run.summary.rejected += p.rejected;
-        if run.broken {
-            return;
+    /// Commits a page whose records every sink has; false when it was not committed
+    /// (a sink refused a page of the run, or the store failed).
+    pub(super) fn commit(&self, p: Pending, run: &mut RunState, meta: &mut SourceMeta) -> bool {
+        if !p.event {
+            run.summary.pages += u64::from(p.fetched);
+            run.summary.records += p.seen;
+            run.summary.emitted += p.emitted;
+            run.summary.rejected += p.rejected;
         }
-        if let Some(c) = &p.max_cursor {
+        if run.broken {
+            return false;
+        }
+        // The watermark tells how far the polls have read: events do not move it, or
+        // the next poll would skip what a dropped event did not bring.
+        let max_cursor = if p.event { None } else { p.max_cursor.as_ref() };
+        if let Some(c) = max_cursor {
             if run
                 .max_cursor
                 .as_ref()
@@ -32,7 +39,7 @@ impl ExtractNode {
         // Without newest-first, the watermark follows every committed page; with it,
         // only a run seen to its end moves it (see `finish`).
         if !self.newest_first {
-            if let Some(c) = &p.max_cursor {
+            if let Some(c) = max_cursor {
                 let current = self.ex.watermark(next.watermark.as_ref());
                 if current.is_none_or(|w| c.compare(&w) == Some(Ordering::Greater)) {
                     next.watermark = Some(c.to_json());
@@ -52,7 +59,7 @@ impl ExtractNode {
             if let Err(e) = self.store.commit(&self.source, &commit, with) {
                 tracing::error!(source = %self.source, error = %e, "cannot commit a page");
                 run.broken = true;
-                return;
+                return false;
             }
             // In the store now: forgotten here, unless a later page changed it again.
             for (k, _) in &commit.keys {
@@ -71,6 +78,7 @@ impl ExtractNode {
             }
         }
         *meta = next;
+        true
     }
 
     pub(super) fn finish(&self, run: &mut RunState, meta: &mut SourceMeta) {
@@ -137,6 +145,7 @@ impl ExtractNode {
                 tracing::error!(source = %self.source, error = %e, "cannot mark a child request done");
             }
         }
+        run.active = false;
         let mut summary = std::mem::take(&mut run.summary);
         summary.committed = committed;
         let _ = done.send(summary);

@@ -39,6 +39,7 @@ pub struct Jsonl {
 impl SinkWriter for JsonlWriter {
     fn write<'a>(
         &'a mut self,
+        _source: &'a str,
         _names: &'a [String],
         records: &'a Arc<Vec<Emitted>>,
     ) -> WriteFuture<'a> {

@@ -5,6 +5,7 @@
 //! A sink stops with its [`Stop`]: the page it is writing gets the grace period, later
 //! pages go to its queue, so a sink that hangs cannot hold a shutdown past the grace.
 
+mod exec;
 mod jsonl;
 pub mod postgres;
 mod queue;
@@ -63,11 +64,12 @@ impl std::fmt::Display for WriteError {
 pub type WriteFuture<'a> = Pin<Box<dyn Future<Output = Result<(), WriteError>> + Send + 'a>>;
 
 /// Where a sink puts records. `write` returns once the records are held (durably, for
-/// the sinks that can be). Blocking work (files, sled, standard output) runs off the
-/// async workers.
+/// the sinks that can be); `source` names what emitted them. Blocking work (files,
+/// sled, standard output) runs off the async workers.
 pub trait SinkWriter: Send {
     fn write<'a>(
         &'a mut self,
+        source: &'a str,
         names: &'a [String],
         records: &'a Arc<Vec<Emitted>>,
     ) -> WriteFuture<'a>;
@@ -76,11 +78,11 @@ pub trait SinkWriter: Send {
     /// write (a `postgres` sink on the cluster's database) does; the others write.
     fn write_for<'a>(
         &'a mut self,
-        _source: &'a str,
+        source: &'a str,
         names: &'a [String],
         records: &'a Arc<Vec<Emitted>>,
     ) -> WriteFuture<'a> {
-        self.write(names, records)
+        self.write(source, names, records)
     }
 }
 
@@ -125,6 +127,15 @@ pub fn writer_for(
                 Err(e) => Box::new(Unavailable(e)),
             }
         }
+        Sink::Exec {
+            name,
+            command,
+            batch,
+            timeout_ms,
+        } => match exec::ExecWriter::new(name, command, *batch, *timeout_ms, base) {
+            Ok(w) => Box::new(w),
+            Err(e) => Box::new(Unavailable(e)),
+        },
     }
 }
 
@@ -134,6 +145,7 @@ pub struct Unavailable(pub String);
 impl SinkWriter for Unavailable {
     fn write<'a>(
         &'a mut self,
+        _source: &'a str,
         _names: &'a [String],
         _records: &'a Arc<Vec<Emitted>>,
     ) -> WriteFuture<'a> {
@@ -256,7 +268,10 @@ impl SinkNode {
                     )))
                 });
                 match written {
-                    Ok(()) => true,
+                    Ok(()) => {
+                        crate::metrics::sink_delivered(&self.name, batch.records.len() as u64);
+                        true
+                    }
                     Err(WriteError::Closed) => {
                         tracing::info!(sink = %self.name, "the reader of standard output left: the run ends; the page is fetched again next time");
                         exit.reader_gone = true;
@@ -268,6 +283,7 @@ impl SinkNode {
                         false
                     }
                     Err(WriteError::Failed(e)) => {
+                        crate::metrics::sink_failure(&self.name);
                         tracing::warn!(sink = %self.name, source = %batch.source, error = %e, "sink cannot take records now; they wait in its queue");
                         queue.note_error(Some(&e)).await;
                         queued = true;

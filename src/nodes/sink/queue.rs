@@ -10,7 +10,8 @@ use std::sync::Arc;
 /// A page waiting in a sink's durable queue.
 #[derive(Serialize, Deserialize)]
 struct Queued {
-    /// The page's source (empty in entries queued before it was kept).
+    /// What emitted the page (an `exec` sink tells its program); pages queued before
+    /// this was kept have none.
     #[serde(default)]
     source: String,
     names: Vec<String>,
@@ -83,13 +84,26 @@ impl Queue {
                 .map_err(|e| e.to_string())
         })
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())??;
+        self.count_depth().await;
+        Ok(())
+    }
+
+    /// The queue's depth in the metrics, when they are on.
+    pub(super) async fn count_depth(&self) {
+        if crate::metrics::enabled() {
+            crate::metrics::sink_queue_depth(&self.name, self.len().await);
+        }
     }
 
     /// Delivers queued pages in order until the queue is empty or the writer fails, and
     /// keeps the failure for `hamstr state` (or forgets it once the queue is empty).
     pub(super) async fn drain(&self, writer: &mut dyn SinkWriter) -> Result<(), WriteError> {
         let result = self.deliver(writer).await;
+        if matches!(result, Err(WriteError::Failed(_))) {
+            crate::metrics::sink_failure(&self.name);
+        }
+        self.count_depth().await;
         let error = match &result {
             Err(WriteError::Failed(e)) => Some(e.as_str()),
             _ => None,
@@ -134,6 +148,7 @@ impl Queue {
                 .await
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())?;
+            crate::metrics::sink_delivered(&self.name, records.len() as u64);
             tracing::info!(sink = %self.name, records = records.len(), "delivered a queued page");
         }
     }

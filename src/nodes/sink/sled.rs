@@ -62,6 +62,7 @@ fn upsert(store: &dyn StateStore, tree: &str, records: &[Emitted]) -> Result<(),
 impl SinkWriter for SledWriter {
     fn write<'a>(
         &'a mut self,
+        _source: &'a str,
         _names: &'a [String],
         records: &'a Arc<Vec<Emitted>>,
     ) -> WriteFuture<'a> {

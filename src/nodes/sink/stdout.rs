@@ -13,6 +13,7 @@ pub struct StdoutWriter;
 impl SinkWriter for StdoutWriter {
     fn write<'a>(
         &'a mut self,
+        _source: &'a str,
         _names: &'a [String],
         records: &'a Arc<Vec<Emitted>>,
     ) -> WriteFuture<'a> {

@@ -152,6 +152,7 @@ impl WebhookWriter {
 impl SinkWriter for WebhookWriter {
     fn write<'a>(
         &'a mut self,
+        _source: &'a str,
         _names: &'a [String],
         records: &'a Arc<Vec<Emitted>>,
     ) -> WriteFuture<'a> {

@@ -147,6 +147,7 @@ impl ServiceClient {
         };
         let waiting = |e: &FetchError, n: u32, wait: Duration, after: Option<Duration>| {
             tracing::debug!(service = %self.name, attempt = n, wait_ms = wait.as_millis() as u64, error = %e.message, "retrying");
+            crate::metrics::service_retry(&self.name);
             if let Some(after) = after {
                 self.pause_for(after);
             }
@@ -178,21 +179,32 @@ impl ServiceClient {
 
     /// Waits out a pause and the rate limit; false when `stop` came first.
     async fn wait_turn(&self, stop: &Stop) -> bool {
+        let mut waited = false;
         loop {
             let until = self.pause_until.lock().ok().and_then(|p| *p);
             match until {
-                Some(t) if t > Instant::now() => tokio::select! {
-                    _ = tokio::time::sleep_until(t.into()) => {}
-                    _ = stop.stopped() => return false,
-                },
+                Some(t) if t > Instant::now() => {
+                    waited = true;
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(t.into()) => {}
+                        _ = stop.stopped() => return false,
+                    }
+                }
                 _ => break,
             }
         }
         if let Some(l) = &self.limiter {
-            tokio::select! {
-                _ = l.until_ready() => {}
-                _ = stop.stopped() => return false,
+            // `check` takes the permit when there is one; otherwise this request waits.
+            if l.check().is_err() {
+                waited = true;
+                tokio::select! {
+                    _ = l.until_ready() => {}
+                    _ = stop.stopped() => return false,
+                }
             }
+        }
+        if waited {
+            crate::metrics::rate_limit_wait(&self.name);
         }
         true
     }
@@ -333,7 +345,11 @@ impl ServiceClient {
             Used::default()
         };
         let tape = self.tape.as_deref();
+        let started = Instant::now();
         let sent = net::send(&self.http, tape, request, &self.masker, self.max_body).await;
+        if let Ok(resp) = &sent {
+            crate::metrics::service_answer(&self.name, resp.status().as_u16(), started.elapsed());
+        }
         let resp = sent.map_err(|e| match e {
             SendError::Http(e) => self.network_failure(req, e),
             SendError::Failed(text) => Attempt::Retry(

@@ -96,8 +96,19 @@ pub fn base_url(
     parent: Option<&serde_json::Map<String, Json>>,
     query: &[(String, String)],
 ) -> Result<Url, Failed> {
+    url_of(&src.path, client, parent, query)
+}
+
+/// The service's base URL joined with `template`, its `{field}` placeholders filled from
+/// `fields` (as [`base_url`] does for a child's path and `receive`'s `fetch`).
+pub fn url_of(
+    template: &str,
+    client: &ServiceClient,
+    parent: Option<&serde_json::Map<String, Json>>,
+    query: &[(String, String)],
+) -> Result<Url, Failed> {
     let mut path = String::new();
-    let mut rest = src.path.as_str();
+    let mut rest = template;
     while let Some(open) = rest.find('{') {
         let Some(close) = rest[open..].find('}') else {
             break;
@@ -115,8 +126,7 @@ pub fn base_url(
         } {
             let shown = crate::nodes::net::api_text(&value, SHOWN);
             return Err(Failed::Rejected(format!(
-                "placeholder `{{{field}}}` is `{shown}` ({what}), which would change the path `{}`: no request was made",
-                src.path
+                "placeholder `{{{field}}}` is `{shown}` ({what}), which would change the path `{template}`: no request was made",
             )));
         }
         path.push_str(&percent_encoding::utf8_percent_encode(&value, SEGMENT).to_string());

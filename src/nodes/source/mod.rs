@@ -6,7 +6,7 @@ mod listing;
 pub mod paginate;
 pub mod request;
 
-pub use listing::{base_url, Failed, Listing};
+pub use listing::{base_url, url_of, Failed, Listing};
 
 use crate::check::Source;
 use crate::nodes::extract::{Extractor, Page, RunSummary, SourceMsg};
@@ -118,6 +118,7 @@ impl Poller {
                 return Ok(false);
             }
             let req = listing.request()?;
+            crate::metrics::source_request(name);
             let resp = match self.client.fetch(&req, &self.stop).await {
                 Ok(resp) => resp,
                 // Interrupted, not failed: the page is fetched again next time.

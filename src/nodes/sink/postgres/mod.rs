@@ -1,5 +1,6 @@
-//! The `postgres(url, table = ..., batch = N)` sink: connects lazily (no TLS), creates or
-//! checks the table on first connect, and writes each page in one transaction as
+//! The `postgres(url, table = ..., batch = N)` sink: connects lazily (TLS as the URL's
+//! `sslmode` and `sslrootcert` ask, see [`crate::pg_tls`]), creates or checks the table on
+//! first connect, and writes each page in one transaction as
 //! upserts (keyed records) or inserts, `batch` rows per statement. The password of the
 //! URL never appears in its errors.
 
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use table::Failure;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Config, NoTls, Statement};
+use tokio_postgres::{Client, Config, Statement};
 
 /// How long a connection attempt may take before the page goes to the queue.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,6 +29,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct PgWriter {
     sink: String,
     config: Config,
+    tls: crate::pg_tls::Tls,
     /// The URL with its password masked, to say which database an error is about.
     shown_url: String,
     masker: Masker,
@@ -49,7 +51,7 @@ struct Conn {
 
 impl PgWriter {
     /// A writer for sink `sink`; it connects on its first write. `Err` when the URL
-    /// cannot be used at all (it asks for TLS, or does not parse).
+    /// cannot be used at all (an unknown `sslmode`, or it does not parse).
     pub fn new(
         sink: &str,
         url: &Text,
@@ -58,7 +60,7 @@ impl PgWriter {
         schema: &Schema,
     ) -> Result<PgWriter, String> {
         let (shown_url, masker) = postgres_url::mask_for(&url.value);
-        let mut config = postgres_url::usable_url(&url.value)
+        let crate::pg_tls::Target { mut config, tls } = postgres_url::usable_url(&url.value)
             .map_err(|why| format!("sink `{sink}`: the database URL {shown_url} {why}"))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
@@ -72,6 +74,7 @@ impl PgWriter {
             leases: None,
             database,
             config,
+            tls,
             shown_url,
             masker,
             table: Table::new(table, schema),
@@ -93,7 +96,9 @@ impl PgWriter {
     /// A connection, made (with the table created or checked) when there is none.
     async fn connect(&mut self) -> Result<&mut Conn, Failure> {
         if self.conn.is_none() {
-            let (client, connection) = self.config.connect(NoTls).await.map_err(Failure::Db)?;
+            // Built for each connection: a CA file fixed meanwhile is read again.
+            let tls = self.tls.connector().map_err(Failure::Tls)?;
+            let (client, connection) = self.config.connect(tls).await.map_err(Failure::Db)?;
             let sink = self.sink.clone();
             let masker = self.masker.clone();
             tokio::spawn(async move {
@@ -214,7 +219,7 @@ impl PgWriter {
                 self.table.shown(),
                 error_text(e)
             ),
-            Failure::Table(msg) | Failure::Fenced(msg) => {
+            Failure::Table(msg) | Failure::Fenced(msg) | Failure::Tls(msg) => {
                 format!("sink `{}` ({}): {msg}", self.sink, self.shown_url)
             }
         };
@@ -225,6 +230,7 @@ impl PgWriter {
 impl SinkWriter for PgWriter {
     fn write<'a>(
         &'a mut self,
+        _source: &'a str,
         names: &'a [String],
         records: &'a Arc<Vec<Emitted>>,
     ) -> WriteFuture<'a> {
@@ -287,25 +293,7 @@ impl SinkWriter for PgWriter {
 
 /// A tokio-postgres error with its cause: the server's message, detail and hint for
 /// database errors.
-pub fn error_text(e: &tokio_postgres::Error) -> String {
-    if let Some(db) = e.as_db_error() {
-        let mut out = format!("{}: {}", db.severity(), db.message());
-        if let Some(d) = db.detail() {
-            out.push_str(&format!(" ({d})"));
-        }
-        if let Some(h) = db.hint() {
-            out.push_str(&format!("; hint: {h}"));
-        }
-        return out;
-    }
-    let mut out = e.to_string();
-    let mut cur = std::error::Error::source(e);
-    while let Some(s) = cur {
-        out.push_str(&format!(": {s}"));
-        cur = s.source();
-    }
-    out
-}
+pub use crate::pg_tls::error_text;
 
 #[cfg(test)]
 mod tests {
@@ -319,21 +307,23 @@ mod tests {
     }
 
     #[test]
-    fn tls_is_refused_clearly() {
+    fn an_unknown_sslmode_is_refused_clearly_and_tls_modes_are_taken() {
         let schema = Schema {
             fields: vec![("id".into(), crate::check::Type::String, false)],
             key: vec![],
         };
-        let err = PgWriter::new(
-            "db",
-            &Text::plain("postgres://u:hunter2@h/db?sslmode=require"),
-            "t",
-            10,
-            &schema,
-        )
-        .err()
-        .unwrap();
-        assert!(err.contains("sslmode=require"), "{err}");
+        let writer = |url: &str| PgWriter::new("db", &Text::plain(url), "t", 10, &schema);
+        let err = writer("postgres://u:hunter2@h/db?sslmode=sometimes")
+            .err()
+            .unwrap();
+        assert!(err.contains("sslmode=sometimes"), "{err}");
+        assert!(err.contains("postgres://u:***@h/db"), "{err}");
         assert!(!err.contains("hunter2"));
+        for mode in ["disable", "prefer", "require", "verify-full"] {
+            assert!(
+                writer(&format!("postgres://u@h/db?sslmode={mode}")).is_ok(),
+                "{mode}"
+            );
+        }
     }
 }

@@ -306,13 +306,15 @@ impl Table {
     }
 }
 
-/// Why a table cannot be used: a database error, or a table that does not fit.
+/// Why a table cannot be used: a database error, a table that does not fit, or TLS
+/// settings that cannot be used (an unreadable `sslrootcert`).
 #[derive(Debug)]
 pub enum Failure {
     Db(tokio_postgres::Error),
     Table(String),
     /// The lease checked in the write's transaction is no longer this instance's.
     Fenced(String),
+    Tls(String),
 }
 
 #[cfg(test)]
