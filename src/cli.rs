@@ -157,6 +157,8 @@ pub enum Command {
 /// `--lease`: a duration of at least a second.
 fn parse_lease(text: &str) -> Result<std::time::Duration, String> {
     hamstr::app::ClusterArgs::parse_lease(text)
+}
+
 /// `--listen ADDR`: an IP address and a port.
 fn parse_listen(text: &str) -> Result<String, String> {
     text.parse::<std::net::SocketAddr>()

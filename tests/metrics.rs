@@ -76,6 +76,7 @@ flow orders -> out, hook
         Some(&p.data),
         &hamstr::app::Exchanges::Live,
         None,
+        None,
         hamstr::app::Console { color: false },
     )
     .expect("the run");

@@ -62,6 +62,7 @@ pub fn run(
         once: false,
         watch,
         tape: None,
+        listen: None,
         cluster: Some(cluster),
     };
     let report = run_loaded(file, &loaded, store, &dir, how, console)?;

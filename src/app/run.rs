@@ -235,12 +235,7 @@ async fn reload_on_events(
         let p = path.clone();
         let read = tokio::task::spawn_blocking(move || -> Result<_, Error> {
             let text = load::read_pipeline(&p)?;
-            // Editors may write the same text twice; reload once.
-            if previous.as_deref() == Some(text.as_str()) {
-                return Ok(None);
-            }
-            let loaded = load::load_text_for(&p, &text, mode, console);
-            Ok(Some((text, loaded)))
+            Ok(load::load_text_for(&p, &text, mode, console))
         })
         .await;
         let loaded = match read {

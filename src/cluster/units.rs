@@ -85,6 +85,7 @@ pub fn restrict(plan: &Plan, held: &BTreeSet<String>) -> Plan {
             .cloned()
             .collect(),
         secrets: plan.secrets.clone(),
+        server: plan.server.clone(),
     }
 }
 

@@ -355,6 +355,9 @@ impl ExtractNode {
                 seen: 0,
                 emitted: 0,
                 rejected: 0,
+                // An event's answer is dropped with its page: the sender is told 503.
+                event: false,
+                answer: None,
             };
         }
         let outputs = self.outputs.borrow().clone();
