@@ -165,7 +165,6 @@ pub(super) fn run_loaded(
             listen,
             metrics: Some(Arc::new(crate::metrics::render)),
             on_answer: Some(Arc::new(crate::metrics::event_answered)),
-            ..Options::default()
         };
         runtime::run(Plan::new(&loaded.pipeline), store, opts, stop, reloads)
             .await
