@@ -190,7 +190,6 @@ pub(super) fn run_loaded(
             listen,
             metrics: Some(Arc::new(crate::metrics::render)),
             on_answer: Some(Arc::new(crate::metrics::event_answered)),
-            ..Options::default()
         };
         let plan = Plan::new(&loaded.pipeline);
         let Some(cluster) = cluster else {
