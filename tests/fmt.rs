@@ -3,7 +3,7 @@
 //! when it should (spec §9; the rules are in docs/language.md, "Formatting").
 
 use assert_cmd::Command;
-use hamstr::check::{check, check_with, Checked};
+use hamstr::check::{check, check_with, Checked, Mode};
 use hamstr::format::{comments, format, FormatError};
 use hamstr::plan::Plan;
 use proptest::prelude::*;
@@ -143,7 +143,7 @@ fn the_examples_are_valid_and_stay_as_the_spec_wrote_them() {
         // A tenants file (chain.hmr's shops.csv) is read beside the pipeline.
         let dir = path.parent().unwrap();
         let files = |f: &str| std::fs::read_to_string(dir.join(f)).map_err(|e| e.to_string());
-        let checked_beside = |t: &str| check_with("pipeline.hmr", t, &|_| None, &files);
+        let checked_beside = |t: &str| check_with("pipeline.hmr", t, &|_| None, &files, Mode::Single);
         assert_eq!(
             checked_beside(&text).report.errors(),
             0,
