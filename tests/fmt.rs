@@ -143,7 +143,8 @@ fn the_examples_are_valid_and_stay_as_the_spec_wrote_them() {
         // A tenants file (chain.hmr's shops.csv) is read beside the pipeline.
         let dir = path.parent().unwrap();
         let files = |f: &str| std::fs::read_to_string(dir.join(f)).map_err(|e| e.to_string());
-        let checked_beside = |t: &str| check_with("pipeline.hmr", t, &|_| None, &files, Mode::Single);
+        let checked_beside =
+            |t: &str| check_with("pipeline.hmr", t, &|_| None, &files, Mode::Single);
         assert_eq!(
             checked_beside(&text).report.errors(),
             0,

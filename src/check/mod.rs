@@ -46,8 +46,8 @@ pub(crate) mod vocabulary {
     pub(crate) use super::source::PROPS as SOURCE_PROPS;
 }
 pub use pipeline::*;
-pub use values::parse_duration;
 pub use receive::standard_key;
+pub use values::parse_duration;
 
 use crate::syntax::{self, ast, Span};
 use std::collections::{BTreeMap, BTreeSet};
@@ -70,9 +70,13 @@ pub struct Checked {
 /// Checks the text of a pipeline file that names no other file (a `tenants` file is
 /// reported unreadable).
 pub fn check(file_name: &str, text: &str, env: EnvLookup) -> Checked {
-    check_with(file_name, text, env, &|_| {
-        Err("no files are read here".to_string())
-    }, Mode::Single)
+    check_with(
+        file_name,
+        text,
+        env,
+        &|_| Err("no files are read here".to_string()),
+        Mode::Single,
+    )
 }
 
 /// How the pipeline is to run: alone, or as one instance of a cluster (spec §14), where

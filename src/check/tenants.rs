@@ -333,7 +333,8 @@ flow per_shop -> totals
             )
         };
         let env = |v: &str| Some(format!("token-{v}"));
-        let checked = crate::check::check_with("t.hmr", text, &env, &files, crate::check::Mode::Single);
+        let checked =
+            crate::check::check_with("t.hmr", text, &env, &files, crate::check::Mode::Single);
         let p = checked
             .pipeline
             .unwrap_or_else(|| panic!("{}", checked.report.render(false, 100)));

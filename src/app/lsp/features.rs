@@ -15,7 +15,11 @@ use lsp_types::{
 pub fn diagnostics(name: &str, text: &str) -> Vec<Diagnostic> {
     // A document on disk reads its tenants file beside it, as `check` does.
     let path = name.strip_prefix("file://").unwrap_or(name);
-    let checked = super::super::load::check_file(std::path::Path::new(path), text, crate::check::Mode::Single);
+    let checked = super::super::load::check_file(
+        std::path::Path::new(path),
+        text,
+        crate::check::Mode::Single,
+    );
     let idx = LineIndex::new(text);
     checked
         .report
