@@ -695,3 +695,50 @@ flow payments -> store
     ));
     assert!(p.dump("store").iter().any(|r| r["id"] == records::id(7)));
 }
+
+/// `hamstr demo` end to end: its payment provider's id-only webhooks reach the listener
+/// and are fetched (payments newer than the first poll are stored, though the next poll
+/// is a minute away), and the `exec` sink's `announce.sh` is handed every new order
+/// exactly once: what it announced is what the archive holds.
+#[test]
+fn the_demo_receives_webhooks_and_announces_each_new_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("hamstr"))
+        .args(["demo", "--port", "0", "--seconds", "9", "--data-dir"])
+        .arg(dir.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let announced: std::collections::BTreeSet<String> = stderr
+        .lines()
+        .filter_map(|l| l.split("new order: ").nth(1))
+        .map(|order| {
+            let order: Value =
+                serde_json::from_str(order).unwrap_or_else(|e| panic!("{order}: {e}"));
+            order["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let archive = std::fs::read_to_string(dir.path().join("out/orders.jsonl")).unwrap();
+    let archived: Vec<String> = archive
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert!(archived.len() > 370, "{} orders archived", archived.len());
+    assert_eq!(
+        announced,
+        archived.iter().cloned().collect(),
+        "announced and archived differ"
+    );
+    // The first poll saw pay_00001..pay_00120; later ones came by webhook only.
+    assert!(
+        archived.iter().any(|id| id.as_str() > "pay_00120"),
+        "no payment arrived by webhook: {stderr}"
+    );
+}

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const PIPELINE: &str = include_str!("events.hmr");
+/// The callback of the pipeline's `exec` sink: prints each new order it is handed.
+const ANNOUNCE: &str = include_str!("announce.sh");
 
 /// Serves the demo API on `127.0.0.1:port` and runs the example pipeline against it,
 /// until Ctrl-C or for `seconds`, keeping its data in `data_dir` (default: a fresh
@@ -36,6 +38,7 @@ pub fn run(port: u16, data_dir: Option<PathBuf>, seconds: Option<u64>) -> Result
     let pipeline_path = dir.join("restaurant_events.hmr");
     std::fs::write(&pipeline_path, PIPELINE)
         .map_err(io(format!("cannot write `{}`", pipeline_path.display())))?;
+    write_script(&dir.join("announce.sh")).map_err(io("cannot write `announce.sh`".into()))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -70,7 +73,7 @@ pub fn run(port: u16, data_dir: Option<PathBuf>, seconds: Option<u64>) -> Result
         let store = load::open_store(&dir.join(".hamstr"))?;
         eprintln!("demo restaurant API on http://{addr}  (till: /pos/orders, payments: /pay/payments)");
         eprintln!("collecting with {} into {}", pipeline_path.display(), dir.display());
-        eprintln!("new orders arrive every 2 seconds: the till's are polled every 30s; for each new payment the provider POSTs `id=...` to http://{hooks}/hooks/payments (one in four dropped on purpose), hamstr fetches the payment and stores it; the payments poll every minute collects the dropped ones. Each new order is printed below. Ctrl-C to stop.\n");
+        eprintln!("new orders arrive every 2 seconds: the till's are polled every 30s; for each new payment the provider POSTs `id=...` to http://{hooks}/hooks/payments (one in four dropped on purpose), hamstr fetches the payment and stores it; the payments poll every minute collects the dropped ones. Each new order is handed to announce.sh (an exec sink), which prints it below. Ctrl-C to stop.\n");
         let stop = Stop::new();
         runtime::stop_on_signals_with(stop.clone(), seconds.map(Duration::from_secs));
         let opts = Options {
@@ -87,6 +90,13 @@ pub fn run(port: u16, data_dir: Option<PathBuf>, seconds: Option<u64>) -> Result
         tell_where(&pipeline_path, &dir, stored);
         Ok(Outcome::Success)
     })
+}
+
+/// Writes the announce script, executable by its owner only.
+fn write_script(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, ANNOUNCE)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
 }
 
 /// How to look at what the demo collected.
