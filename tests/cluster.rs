@@ -479,3 +479,138 @@ fn chaos_kills_stops_and_restarts_lose_and_double_nothing() {
         "no lost lease was noticed in 60 s of chaos"
     );
 }
+
+/// `url` with query parameters added, and a password the server (trust auth) ignores:
+/// it must never be shown.
+fn with_tls(url: &str, params: &[(&str, &str)]) -> String {
+    let mut u = url::Url::parse(url).expect("a database URL");
+    u.set_password(Some("s3cret-pw")).unwrap();
+    u.query_pairs_mut().extend_pairs(params);
+    u.to_string()
+}
+
+/// The folder of the test server's certificates (`ca.crt`, `wrong-ca.crt`), asked of
+/// the server; `tests/pg_setup.sh` turns TLS on.
+fn tls_dir(db: &str) -> std::path::PathBuf {
+    let rows = sql(
+        db,
+        "SELECT current_setting('ssl'), current_setting('ssl_cert_file')",
+    );
+    assert_eq!(
+        rows[0].get::<_, String>(0),
+        "on",
+        "the test server has no TLS: run tests/pg_setup.sh again"
+    );
+    let cert: String = rows[0].get(1);
+    std::path::Path::new(&cert).parent().unwrap().to_path_buf()
+}
+
+/// The cluster database over TLS: `sslmode=require` joins, collects and shows its state
+/// over encrypted connections only; `verify-full` with a CA that did not sign the
+/// server's certificate is refused, saying why, with the exit code of an unreachable
+/// database, the password never shown.
+#[test]
+fn the_cluster_database_speaks_tls() {
+    let Some(url) = database_url() else { return };
+    let db = fresh_database(&url, "tls");
+    let name = url::Url::parse(&db).unwrap().path()[1..].to_string();
+    let dir = tls_dir(&db);
+    let api = api_with_units(2);
+    let text = pipeline(&api, 2, &BTreeMap::new());
+    let lease = "3s";
+    let require = with_tls(&db, &[("sslmode", "require")]);
+    let a = Instance::start(&text, &require, lease);
+    assert!(
+        wait_until(
+            || a.lines("u00") >= 3 && a.lines("u01") >= 3,
+            Duration::from_secs(60)
+        ),
+        "nothing collected over TLS: {}",
+        a.run.stderr()
+    );
+    let sessions: Vec<bool> = sql(
+        &db,
+        &format!(
+            "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.datname = '{name}' AND a.application_name = 'hamstr'"
+        ),
+    )
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    assert!(!sessions.is_empty(), "no session of the instance found");
+    assert!(
+        sessions.iter().all(|s| *s),
+        "a session without TLS: {sessions:?}"
+    );
+    let shown = state(&a.p.file, &require, lease);
+    assert_eq!(shown.matches(": owner ").count(), 2, "{shown}");
+    assert!(!a.run.stderr().contains("s3cret-pw"), "{}", a.run.stderr());
+
+    let wrong = with_tls(
+        &db,
+        &[
+            ("sslmode", "verify-full"),
+            (
+                "sslrootcert",
+                &dir.join("wrong-ca.crt").display().to_string(),
+            ),
+        ],
+    );
+    let p = Pipeline::new(&text);
+    let refused = p
+        .cmd(&["run", "--no-watch", "--cluster", &wrong, "--data-dir"])
+        .arg(&p.data)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert!(
+        err.contains("cannot connect to the cluster database")
+            && err.contains(
+                "the server's TLS certificate is not signed by a CA that sslrootcert trusts: refused"
+            ),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret-pw"), "{err}");
+    let state_refused = hamstr()
+        .arg("state")
+        .arg(&p.file)
+        .args(["--cluster", &wrong])
+        .output()
+        .unwrap();
+    let state_err = String::from_utf8_lossy(&state_refused.stderr).into_owned();
+    assert!(state_err.contains("not signed by a CA"), "{state_err}");
+    assert!(!state_err.contains("s3cret-pw"), "{state_err}");
+    // The exit code of any other connection failure: nothing listens on the port.
+    let mut closed = url::Url::parse(&db).unwrap();
+    closed
+        .set_port(Some(
+            support::closed_origin()
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap(),
+        ))
+        .unwrap();
+    let unreachable = p
+        .cmd(&[
+            "run",
+            "--no-watch",
+            "--cluster",
+            closed.as_str(),
+            "--data-dir",
+        ])
+        .arg(&p.data)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&unreachable.stderr)
+            .contains("cannot connect to the cluster database"),
+        "{}",
+        String::from_utf8_lossy(&unreachable.stderr)
+    );
+    assert_eq!(refused.status.code(), unreachable.status.code());
+    assert_eq!(refused.status.code(), Some(2));
+    assert_eq!(state_refused.status.code(), Some(2));
+}
