@@ -614,3 +614,150 @@ fn the_cluster_database_speaks_tls() {
     assert_eq!(refused.status.code(), Some(2));
     assert_eq!(state_refused.status.code(), Some(2));
 }
+
+/// Seven shops of one tenants file, each on its own local server, polled every second
+/// into one keyed table on the cluster database.
+fn tenants_pipeline(db: &str) -> String {
+    format!(
+        r#"
+tenants shops = csv("shops.csv")
+
+service till for shops {{
+  base_url = tenant.url
+}}
+
+source orders from till {{
+  get      = "/orders"
+  schedule = every(1s)
+  key      = [shop, id]
+  fields {{
+    shop : string = tenant.name
+    id   : string = $.id
+    seq  : int    = $.seq
+  }}
+}}
+
+sink db = postgres("{db}", table = "t_orders")
+flow orders -> db
+"#
+    )
+}
+
+/// Each (source, tenant) pair is a unit (spec §14): three instances share the seven
+/// units `orders[shopN]` of one source, each owned once, none above the fair share (3)
+/// plus one; the table ends with every shop's records once, growth included; `state`
+/// shows every unit's owner.
+#[test]
+fn the_tenants_of_one_source_spread_over_three_instances() {
+    let Some(url) = database_url() else { return };
+    let db = fresh_database(&url, "tenants");
+    let shops: Vec<String> = (0..7).map(|i| format!("shop{i}")).collect();
+    let apis: Vec<TestApi> = (0..7)
+        .map(|i| {
+            let api = TestApi::start_blocking();
+            api.set_records("/orders", records::make(2 + i));
+            api
+        })
+        .collect();
+    let mut csv = String::from("name,url\n");
+    for (shop, api) in shops.iter().zip(&apis) {
+        csv.push_str(&format!("{shop},{}\n", api.url()));
+    }
+    let text = tenants_pipeline(&db);
+    let lease = "3s";
+    let start = || {
+        let p = Pipeline::new(&text);
+        std::fs::write(p.path("shops.csv"), &csv).unwrap();
+        let mut c = hamstr_process();
+        c.arg("run")
+            .arg(&p.file)
+            .args(["--cluster", &db, "--lease", lease, "--data-dir"])
+            .arg(&p.data);
+        let mut run = RunningHamstr::start(c);
+        let joined = run.wait_for_stderr_line(
+            "joining the cluster",
+            |l| l.starts_with("joined the cluster as instance"),
+            Duration::from_secs(60),
+        );
+        let id: i64 = joined.split_whitespace().nth(5).unwrap().parse().unwrap();
+        (p, run, id)
+    };
+    let instances: Vec<(Pipeline, RunningHamstr, i64)> = (0..3).map(|_| start()).collect();
+    let units: BTreeSet<String> = shops.iter().map(|s| format!("orders[{s}]")).collect();
+    let spread = wait_until(
+        || {
+            let o = owners(&db);
+            o.keys().cloned().collect::<BTreeSet<_>>() == units
+                && instances
+                    .iter()
+                    .all(|(_, _, id)| (1..=4).contains(&held_by(&db, *id)))
+        },
+        Duration::from_secs(90),
+    );
+    assert!(
+        spread,
+        "not spread: {:?}\n{}",
+        owners(&db),
+        instances[0].1.stderr()
+    );
+    // The shops grow while the instances run.
+    apis[0].push_records("/orders", records::range(100, 3));
+    apis[5].push_records("/orders", records::range(100, 4));
+    let expected: Vec<(String, String, i64)> = {
+        let mut rows: Vec<(String, String, i64)> = shops
+            .iter()
+            .zip(&apis)
+            .flat_map(|(shop, api)| {
+                api.records("/orders")
+                    .into_iter()
+                    .map(|r| {
+                        (
+                            shop.clone(),
+                            r["id"].as_str().unwrap().to_string(),
+                            r["seq"].as_i64().unwrap(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    let table = || -> Vec<(String, String, i64)> {
+        let exists = sql(
+            &db,
+            "SELECT count(*) FROM pg_tables WHERE tablename = 't_orders'",
+        );
+        if exists[0].get::<_, i64>(0) == 0 {
+            return Vec::new();
+        }
+        sql(&db, "SELECT shop, id, seq FROM t_orders ORDER BY shop, id")
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    };
+    assert!(
+        wait_until(|| table() == expected, Duration::from_secs(60)),
+        "the table: {} rows, {} expected",
+        table().len(),
+        expected.len()
+    );
+    for (shop, api) in shops.iter().zip(&apis) {
+        assert!(api.hits("/orders") > 0, "{shop} was never polled");
+    }
+    let o = owners(&db);
+    for (_, _, id) in &instances {
+        assert!(
+            held_by(&db, *id) <= 4,
+            "instance {id} above its fair share plus one: {o:?}"
+        );
+    }
+    let shown = state(&instances[0].0.file, &db, lease);
+    for unit in &units {
+        assert!(
+            shown.contains(&format!("  {unit}: owner ")),
+            "{unit}: {shown}"
+        );
+    }
+    assert_eq!(shown.matches(": owner ").count(), 7, "{shown}");
+}
