@@ -1,7 +1,9 @@
 //! `oauth2(...)` end to end against a local authorization server and API
 //! (`support/oauth.rs`): tokens that expire every 2 seconds during a 30-page run, shared
 //! by three sources; a rotated refresh token that survives a SIGKILL; a token endpoint
-//! that refuses, with no secret printed at `RUST_LOG=trace`.
+//! that refuses, with no secret printed at `RUST_LOG=trace`; in a cluster (`DATABASE_URL`),
+//! the rotated token kept in the database for the instance that takes over and for
+//! instances sharing the service.
 
 mod support;
 
@@ -386,7 +388,8 @@ fn a_refresh_token_rotated_by_try_is_kept_for_the_next_run() {
     );
 }
 
-/// `hamstr run FILE --cluster DB` with the client's secrets, its own data directory.
+/// `hamstr run FILE --cluster DB` with the client's secrets, its own data directory,
+/// once it has joined.
 fn spawn_instance(p: &Pipeline, db: &str) -> RunningHamstr {
     let mut c = hamstr_process();
     c.arg("run")
@@ -396,7 +399,13 @@ fn spawn_instance(p: &Pipeline, db: &str) -> RunningHamstr {
     for (k, v) in env() {
         c.env(k, v);
     }
-    RunningHamstr::start(c)
+    let mut run = RunningHamstr::start(c);
+    run.wait_for_stderr_line(
+        "joining the cluster",
+        |l| l.starts_with("joined the cluster as instance"),
+        Duration::from_secs(60),
+    );
+    run
 }
 
 /// The refresh token kept in the cluster database for service `api`, as stored.
@@ -488,5 +497,76 @@ fn in_a_cluster_the_instance_taking_over_continues_with_the_rotated_token() {
     assert_hidden(
         &b.stderr(),
         &[first, &rotated[0], &newest[0], CLIENT_SECRET],
+    );
+}
+
+/// Two live instances each run one unit of the same service, whose access tokens last
+/// 2 s and whose every refresh rotates the refresh token: each renewal reads the token
+/// the other instance stored, so both keep renewing (a token read once would be spent
+/// by the other's first rotation), and the database ends with the one valid token.
+#[test]
+fn two_instances_sharing_a_rotating_service_keep_renewing() {
+    let Some(url) = support::pg::database_url() else {
+        return;
+    };
+    let db = support::pg::fresh_database(&url, "oauthtwo");
+    let first = "rt-Initial-0002";
+    let opts = OAuthOptions {
+        refresh_token: Some(first.into()),
+        rotate: true,
+        lifetime: Duration::from_secs(2),
+        pages: 2,
+        ..OAuthOptions::default()
+    };
+    let srv = OAuthServer::start(opts.clone());
+    let extra = format!(",\n                refresh_token = \"{first}\"");
+    let text_ =
+        pipeline(&srv, &extra, &["a", "b"]).replace("schedule = once", "schedule = every(1s)");
+    let (pa, pb) = (Pipeline::new(&text_), Pipeline::new(&text_));
+    let a = spawn_instance(&pa, &db);
+    let b = spawn_instance(&pb, &db);
+    let held = || -> Vec<i64> {
+        support::pg::sql(
+            &db,
+            "SELECT owner FROM hamstr_units WHERE owner IS NOT NULL AND lease_until > now() ORDER BY unit",
+        )
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
+    assert!(
+        wait_until(
+            || {
+                let h = held();
+                h.len() == 2 && h[0] != h[1]
+            },
+            Duration::from_secs(60)
+        ),
+        "one unit each: {:?}\n{}",
+        held(),
+        a.stderr()
+    );
+    let stored = |r: &RunningHamstr| r.stderr().matches("the new one is stored").count();
+    assert!(
+        wait_until(
+            || stored(&a) >= 4 && stored(&b) >= 4,
+            Duration::from_secs(90)
+        ),
+        "both instances renew: A stored {} tokens, B {}\nA:\n{}\nB:\n{}",
+        stored(&a),
+        stored(&b),
+        a.stderr(),
+        b.stderr()
+    );
+    let h = held();
+    assert!(h.len() == 2 && h[0] != h[1], "still one unit each: {h:?}");
+    let valid = srv.valid_refresh_tokens();
+    assert_eq!(valid.len(), 1, "one chain of tokens");
+    assert!(
+        wait_until(
+            || stored_in_database(&db).is_some_and(|k| k.contains(&valid[0])),
+            Duration::from_secs(10)
+        ) || srv.valid_refresh_tokens() != valid,
+        "the database holds the valid token"
     );
 }
