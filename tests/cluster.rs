@@ -613,6 +613,21 @@ fn the_cluster_database_speaks_tls() {
     assert_eq!(refused.status.code(), unreachable.status.code());
     assert_eq!(refused.status.code(), Some(2));
     assert_eq!(state_refused.status.code(), Some(2));
+    // A mode libpq does not know: said before any connection, password masked.
+    let unknown = with_tls(&db, &[("sslmode", "sometimes")]);
+    let out = p
+        .cmd(&["run", "--no-watch", "--cluster", &unknown, "--data-dir"])
+        .arg(&p.data)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("the cluster database URL postgres://postgres:***@")
+            && err.contains("has `sslmode=sometimes`"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret-pw"), "{err}");
 }
 
 /// Seven shops of one tenants file, each on its own local server, polled every second
