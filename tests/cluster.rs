@@ -776,3 +776,117 @@ fn the_tenants_of_one_source_spread_over_three_instances() {
     }
     assert_eq!(shown.matches(": owner ").count(), 7, "{shown}");
 }
+
+/// Live reload of the tenants file in a cluster (spec §13, §14): a row added to every
+/// instance's file is a new unit, claimed by one instance and collected; a row removed
+/// is handed back (held by none), its records kept.
+#[test]
+fn a_tenant_added_to_the_file_becomes_a_unit_and_a_removed_one_is_handed_back() {
+    let Some(url) = database_url() else { return };
+    let db = fresh_database(&url, "tenantsreload");
+    let apis: Vec<TestApi> = (0..4)
+        .map(|i| {
+            let api = TestApi::start_blocking();
+            api.set_records("/orders", records::make(3 + i));
+            api
+        })
+        .collect();
+    let csv = |n: usize| {
+        let mut out = String::from("name,url\n");
+        for (i, api) in apis.iter().enumerate().take(n) {
+            out.push_str(&format!("shop{i},{}\n", api.url()));
+        }
+        out
+    };
+    let text = tenants_pipeline(&db);
+    let lease = "3s";
+    let instances: Vec<(Pipeline, RunningHamstr, i64)> = (0..2)
+        .map(|_| {
+            let p = Pipeline::new(&text);
+            std::fs::write(p.path("shops.csv"), csv(3)).unwrap();
+            let mut c = hamstr_process();
+            c.arg("run")
+                .arg(&p.file)
+                .args(["--cluster", &db, "--lease", lease, "--data-dir"])
+                .arg(&p.data);
+            let mut run = RunningHamstr::start(c);
+            let joined = run.wait_for_stderr_line(
+                "joining the cluster",
+                |l| l.starts_with("joined the cluster as instance"),
+                Duration::from_secs(60),
+            );
+            let id: i64 = joined.split_whitespace().nth(5).unwrap().parse().unwrap();
+            (p, run, id)
+        })
+        .collect();
+    let units =
+        |n: usize| -> BTreeSet<String> { (0..n).map(|i| format!("orders[shop{i}]")).collect() };
+    let rows = |shop: &str| -> i64 {
+        let exists = sql(
+            &db,
+            "SELECT count(*) FROM pg_tables WHERE tablename = 't_orders'",
+        );
+        if exists[0].get::<_, i64>(0) == 0 {
+            return 0;
+        }
+        sql(
+            &db,
+            &format!("SELECT count(*) FROM t_orders WHERE shop = '{shop}'"),
+        )[0]
+        .get(0)
+    };
+    assert!(
+        wait_until(
+            || owners(&db).keys().cloned().collect::<BTreeSet<_>>() == units(3)
+                && (0..3).all(|i| rows(&format!("shop{i}")) == 3 + i as i64),
+            Duration::from_secs(60)
+        ),
+        "three units collected: {:?}\n{}",
+        owners(&db),
+        instances[0].1.stderr()
+    );
+    for (p, _, _) in &instances {
+        std::fs::write(p.path("shops.csv"), csv(4)).unwrap();
+    }
+    assert!(
+        wait_until(
+            || owners(&db).keys().cloned().collect::<BTreeSet<_>>() == units(4)
+                && rows("shop3") == 6,
+            Duration::from_secs(60)
+        ),
+        "the new row is a unit, collected: {:?}, {} rows\n{}",
+        owners(&db),
+        rows("shop3"),
+        instances[0].1.stderr()
+    );
+    let per: Vec<usize> = instances
+        .iter()
+        .map(|(_, _, id)| held_by(&db, *id))
+        .collect();
+    assert!(
+        per.iter().all(|n| *n <= 3),
+        "fair share (2) plus one: {per:?}"
+    );
+    // shop0 removed from both files: its unit is handed back, its records stay.
+    let without_first = csv(4)
+        .lines()
+        .filter(|l| !l.starts_with("shop0,"))
+        .map(|l| format!("{l}\n"))
+        .collect::<String>();
+    for (p, _, _) in &instances {
+        std::fs::write(p.path("shops.csv"), &without_first).unwrap();
+    }
+    let remaining: BTreeSet<String> = (1..4).map(|i| format!("orders[shop{i}]")).collect();
+    assert!(
+        wait_until(
+            || owners(&db).keys().cloned().collect::<BTreeSet<_>>() == remaining,
+            Duration::from_secs(60)
+        ),
+        "the removed row's unit is still held: {:?}",
+        owners(&db)
+    );
+    assert_eq!(rows("shop0"), 3, "the removed shop's records stay");
+    let shown = state(&instances[0].0.file, &db, lease);
+    assert!(!shown.contains("orders[shop0]"), "{shown}");
+    assert_eq!(shown.matches(": owner ").count(), 3, "{shown}");
+}
