@@ -109,7 +109,7 @@ impl Graph {
                         self.http.clone(),
                         svc,
                         masker.clone(),
-                        self.store.location(),
+                        &crate::nodes::auth::TokenHome::of(&self.store),
                     )?
                     .with_tape(self.opts.tape.clone()),
                 ),
