@@ -376,7 +376,7 @@ impl Graph {
         let (outputs_tx, outputs_rx) = watch::channel(self.build_outputs(&wired));
         let stop = self.root.child();
         let unit = Unit {
-            source: Arc::new((**source).clone()),
+            source: source.clone(),
             identity: node.identity().unwrap_or_default(),
             client,
             store: self.store.clone(),
