@@ -8,6 +8,7 @@ mod fence;
 mod lease;
 mod pool;
 mod schema;
+pub mod staged;
 pub mod store;
 pub mod units;
 

@@ -74,16 +74,28 @@ pub trait SinkWriter: Send {
         records: &'a Arc<Vec<Emitted>>,
     ) -> WriteFuture<'a>;
 
-    /// Writes a page of `source`. A sink that can check the source's lease in its own
-    /// write (a `postgres` sink on the cluster's database) does; the others write.
+    /// Writes a page of `source` that comes from `origin`. A `postgres` sink on the
+    /// cluster's database stages a page in flight for the page's commit, and removes a
+    /// queued page's entry in its own write; the others write.
     fn write_for<'a>(
         &'a mut self,
         source: &'a str,
+        _origin: Origin<'a>,
         names: &'a [String],
         records: &'a Arc<Vec<Emitted>>,
     ) -> WriteFuture<'a> {
         self.write(source, names, records)
     }
+}
+
+/// Where a page a sink writes comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum Origin<'a> {
+    /// A page in flight, by its id: it is committed once every sink has it.
+    Page(u64),
+    /// A page from the sink's durable queue: its entry (space and key in the store)
+    /// goes once it is written.
+    Queued { space: &'a str, id: &'a [u8] },
 }
 
 /// Builds the writer of a sink; `schema` is what feeds it (`None` when nothing does), and
@@ -257,8 +269,12 @@ impl SinkNode {
                 let written = within_grace(
                     &self.stop,
                     &mut deadline,
-                    self.writer
-                        .write_for(&batch.source, &batch.names, &batch.records),
+                    self.writer.write_for(
+                        &batch.source,
+                        Origin::Page(batch.page),
+                        &batch.names,
+                        &batch.records,
+                    ),
                 )
                 .await
                 .unwrap_or_else(|| {
