@@ -367,4 +367,43 @@ fn a_postgres_sink_on_the_cluster_database_commits_its_rows_with_the_state() {
     }
     assert_eq!(store.kv_len(space).unwrap(), 0);
     assert_eq!(count(), 4, "the queued page written once");
+
+    // Every type of field goes through the commit's statement as it does through the
+    // sink's own.
+    let typed = Schema {
+        fields: vec![
+            ("id".into(), Type::String, false),
+            ("n".into(), Type::Int, false),
+            ("f".into(), Type::Float, false),
+            ("d".into(), Type::Decimal, false),
+            ("b".into(), Type::Bool, false),
+            ("t".into(), Type::Datetime, false),
+            ("j".into(), Type::Json, true),
+        ],
+        key: vec!["id".into()],
+    };
+    let mut w = PgWriter::new("t", &Text::plain(db.clone()), "typed", 10, &typed)
+        .unwrap()
+        .fenced_by(store.clone());
+    let names: Vec<String> = typed.fields.iter().map(|f| f.0.clone()).collect();
+    let record = Arc::new(vec![Emitted {
+        key: Some(b"x".to_vec()),
+        json: br#"{"id":"x","n":7,"f":1.5,"d":"12.50","b":true,"t":"2024-03-01T08:00:00Z","j":{"a":[1]}}"#.to_vec(),
+    }]);
+    rt.block_on(w.write_for("s", Origin::Page(8), &names, &record))
+        .unwrap();
+    store
+        .commit_part("s", 8, true, &PageCommit::default(), &meta(8))
+        .unwrap();
+    let row = &sql(
+        &db,
+        "SELECT id, n, f, d::text, b, to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'), j::text FROM typed",
+    )[0];
+    assert_eq!(row.get::<_, String>(0), "x");
+    assert_eq!(row.get::<_, i64>(1), 7);
+    assert_eq!(row.get::<_, f64>(2), 1.5);
+    assert_eq!(row.get::<_, String>(3), "12.50");
+    assert!(row.get::<_, bool>(4));
+    assert_eq!(row.get::<_, String>(5), "2024-03-01 08:00");
+    assert_eq!(row.get::<_, String>(6), r#"{"a": [1]}"#);
 }

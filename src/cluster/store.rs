@@ -312,6 +312,8 @@ impl StateStore for PgStore {
         meta: &SourceMeta,
     ) -> Result<()> {
         if !self.staging.has(source, page) {
+            // Pages of the source staged before this one were abandoned.
+            self.staging.discard(source, page);
             return self.commit(source, commit, meta);
         }
         let writes = Self::writes_of(source, commit, meta)?;

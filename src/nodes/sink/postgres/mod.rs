@@ -378,9 +378,9 @@ enum Guard<'a> {
 }
 
 /// Inserts `rows` rows of `cols` with `insert`, `batch` rows per statement.
-async fn insert<S: tokio_postgres::ToStatement + ?Sized>(
+async fn insert(
     tx: &Transaction<'_>,
-    insert: &S,
+    insert: &Statement,
     cols: &[Cells],
     rows: usize,
     batch: usize,
@@ -416,8 +416,22 @@ impl StagedRows for Staged {
     fn write<'t>(&'t self, tx: &'t Transaction<'t>) -> StagedFuture<'t> {
         Box::pin(async move {
             let written = async {
-                let statement = tx.prepare(&self.sql).await?;
-                insert(tx, &statement, &self.cols, self.rows, self.batch).await
+                let mut start = 0;
+                while start < self.rows {
+                    let end = (start + self.batch).min(self.rows);
+                    let params: Vec<_> = self
+                        .cols
+                        .iter()
+                        .map(|c| (c.slice(start..end), c.array_type()))
+                        .collect();
+                    let typed: Vec<(&(dyn ToSql + Sync), tokio_postgres::types::Type)> = params
+                        .iter()
+                        .map(|(p, t)| (p.as_ref() as &(dyn ToSql + Sync), t.clone()))
+                        .collect();
+                    tx.query_typed(&self.sql, &typed).await?;
+                    start = end;
+                }
+                Ok::<(), tokio_postgres::Error>(())
             }
             .await;
             written.map_err(|e| {
