@@ -219,7 +219,8 @@ fn a_commit_under_a_lease_taken_by_another_instance_is_refused() {
 /// commit: under a stale epoch neither the rows nor the state are written; the holder's
 /// commit writes both in one transaction, every part of a page in the last part's; rows
 /// the database refuses leave the state where it was; an abandoned page is never
-/// written. A queued page's entry goes in the transaction of its rows, once.
+/// written; a page the sink cannot take is refused, not queued. A queued page's entry
+/// goes in the transaction of its rows, once.
 #[test]
 fn a_postgres_sink_on_the_cluster_database_commits_its_rows_with_the_state() {
     use hamstr::check::{Schema, Text, Type};
@@ -340,6 +341,13 @@ fn a_postgres_sink_on_the_cluster_database_commits_its_rows_with_the_state() {
     );
     assert_eq!(watermark(), Some(Json::from(5)));
     assert_eq!(count(), 3);
+
+    // A page the sink cannot take is refused, not queued: it is fetched again.
+    let refused = rt.block_on(w.write_for("s", Origin::Page(7), &[], &records(&["g"])));
+    assert!(
+        matches!(&refused, Err(WriteError::Refused(e)) if e.contains("without field `id`")),
+        "{refused:?}"
+    );
 
     // A lease run out by the instance's own clock: the page is not even staged.
     let fence = Arc::new(Fence::new(7));

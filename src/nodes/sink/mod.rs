@@ -41,6 +41,10 @@ pub enum WriteError {
     /// In a cluster, the lease of the page's unit is no longer this instance's: the
     /// page is dropped (not queued), and the unit's new owner fetches it again.
     Fenced(String),
+    /// The page is neither taken nor queued: its run fails and the page is fetched again
+    /// (a `postgres` sink on the cluster's database, whose rows commit with the page's
+    /// state or not at all: a queue entry would be a second transaction).
+    Refused(String),
 }
 
 impl From<String> for WriteError {
@@ -56,7 +60,7 @@ impl std::fmt::Display for WriteError {
         match self {
             WriteError::Failed(e) => f.write_str(e),
             WriteError::Closed => f.write_str("the reader of the sink is gone"),
-            WriteError::Fenced(e) => f.write_str(e),
+            WriteError::Fenced(e) | WriteError::Refused(e) => f.write_str(e),
         }
     }
 }
@@ -292,6 +296,11 @@ impl SinkNode {
                         tracing::info!(sink = %self.name, "the reader of standard output left: the run ends; the page is fetched again next time");
                         exit.reader_gone = true;
                         self.end_run.stop();
+                        false
+                    }
+                    Err(WriteError::Refused(e)) => {
+                        crate::metrics::sink_failure(&self.name);
+                        tracing::warn!(sink = %self.name, source = %batch.source, error = %e, "sink cannot take records now; the page is not committed and is fetched again");
                         false
                     }
                     Err(WriteError::Fenced(e)) => {

@@ -319,14 +319,23 @@ impl SinkWriter for PgWriter {
                 }
                 _ => None,
             };
-            let (cols, rows) = self.columns(names, records)?;
-            if rows == 0 {
-                return Ok(());
-            }
             if let (Some(_), Origin::Page(page), Some(store)) =
                 (&lease, origin, self.leases.clone())
             {
-                return self.stage(&store, source, page, cols, rows).await;
+                // Rows commit with the page's state or not at all: what fails here is not
+                // queued (a queue entry would be a transaction of its own).
+                let (cols, rows) = self.columns(names, records).map_err(WriteError::Refused)?;
+                if rows == 0 {
+                    return Ok(());
+                }
+                return self
+                    .stage(&store, source, page, cols, rows)
+                    .await
+                    .map_err(|e| WriteError::Refused(e.to_string()));
+            }
+            let (cols, rows) = self.columns(names, records)?;
+            if rows == 0 {
+                return Ok(());
             }
             let guard = match (&lease, entry) {
                 (Some(l), _) => Guard::Lease(l),
