@@ -94,7 +94,7 @@ impl Staging {
 
     /// How many pages wait (for the tests).
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    fn waiting(&self) -> usize {
         self.pages().values().map(BTreeMap::len).sum()
     }
 }
@@ -125,6 +125,6 @@ mod tests {
         assert!(s.has("a", 8) && s.has("b", 4));
         s.discard("a", 8);
         s.discard("b", 9);
-        assert_eq!(s.len(), 0);
+        assert_eq!(s.waiting(), 0);
     }
 }

@@ -3,7 +3,8 @@
 //! spaces of sink queues and stored tokens) as rows of `hamstr_state`, by kind, name and
 //! key. What advances a unit's state is fenced: its transaction first checks, with the
 //! row locked `FOR SHARE`, that this instance still holds the unit's lease at the epoch
-//! it claimed, and commits nothing otherwise.
+//! it claimed, and commits nothing otherwise. A page with rows staged by a `postgres`
+//! sink on this database ([`super::staged`]) commits those rows in the same transaction.
 
 pub use super::fence::Fence;
 use super::pool::{db, Job, Pool};

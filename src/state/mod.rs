@@ -228,9 +228,10 @@ pub trait StateStore: Send + Sync {
     fn fence(&self, _source: &str) -> Result<()> {
         Ok(())
     }
-    /// In a cluster: the lease a write for `source` must still hold, for a sink on the
-    /// cluster's database to check in its own transaction; [`StateError::Fenced`] when
-    /// this instance's lease already ran out. `None` outside a cluster.
+    /// In a cluster: the lease a write for `source` must still hold (a sink on the
+    /// cluster's database stages its rows under it, see [`Self::stage`]);
+    /// [`StateError::Fenced`] when this instance's lease already ran out. `None` outside
+    /// a cluster.
     fn lease_of(&self, _source: &str) -> Result<Option<Lease>> {
         Ok(None)
     }

@@ -2,7 +2,8 @@
 //! `sslmode` and `sslrootcert` ask, see [`crate::pg_tls`]), creates or checks the table on
 //! first connect, and writes each page in one transaction as
 //! upserts (keyed records) or inserts, `batch` rows per statement. The password of the
-//! URL never appears in its errors.
+//! URL never appears in its errors. On a cluster's own database, a page's rows are
+//! written by the store in the page's commit instead ([`PgWriter::fenced_by`]).
 
 mod cells;
 mod table;
@@ -89,10 +90,10 @@ impl PgWriter {
         })
     }
 
-    /// In a cluster (spec §14): when this sink writes to the cluster's own database, each
-    /// page's transaction first checks, with the unit's row locked `FOR SHARE`, that this
-    /// instance still holds the unit's lease at its epoch; a stalled instance whose lease
-    /// was taken writes nothing.
+    /// In a cluster (spec §14): when this sink writes to the cluster's own database, a
+    /// page of a leased unit is staged in `store`, which writes its rows in the page's
+    /// commit, after the lease check and with the state (exactly once across instances);
+    /// a queued page is written in the transaction that removes its entry.
     pub fn fenced_by(mut self, store: Arc<dyn StateStore>) -> PgWriter {
         self.leases = Some(store);
         self
