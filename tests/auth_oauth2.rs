@@ -1,7 +1,9 @@
 //! `oauth2(...)` end to end against a local authorization server and API
 //! (`support/oauth.rs`): tokens that expire every 2 seconds during a 30-page run, shared
 //! by three sources; a rotated refresh token that survives a SIGKILL; a token endpoint
-//! that refuses, with no secret printed at `RUST_LOG=trace`.
+//! that refuses, with no secret printed at `RUST_LOG=trace`; in a cluster (`DATABASE_URL`),
+//! the rotated token kept in the database for the instance that takes over and for
+//! instances sharing the service.
 
 mod support;
 
@@ -383,5 +385,188 @@ fn a_refresh_token_rotated_by_try_is_kept_for_the_next_run() {
         srv.grants().iter().all(|g| g.accepted),
         "{:?}",
         srv.grants()
+    );
+}
+
+/// `hamstr run FILE --cluster DB` with the client's secrets, its own data directory,
+/// once it has joined.
+fn spawn_instance(p: &Pipeline, db: &str) -> RunningHamstr {
+    let mut c = hamstr_process();
+    c.arg("run")
+        .arg(&p.file)
+        .args(["--cluster", db, "--lease", "2s", "--no-watch", "--data-dir"])
+        .arg(&p.data);
+    for (k, v) in env() {
+        c.env(k, v);
+    }
+    let mut run = RunningHamstr::start(c);
+    run.wait_for_stderr_line(
+        "joining the cluster",
+        |l| l.starts_with("joined the cluster as instance"),
+        Duration::from_secs(60),
+    );
+    run
+}
+
+/// The refresh token kept in the cluster database for service `api`, as stored.
+fn stored_in_database(db: &str) -> Option<String> {
+    support::pg::sql(
+        db,
+        "SELECT value FROM hamstr_state WHERE kind = 'kv' AND name = 'oauth2' AND key = 'api'::bytea",
+    )
+    .first()
+    .map(|r| String::from_utf8(r.get::<_, Vec<u8>>(0)).expect("UTF-8"))
+}
+
+/// In a cluster the rotated refresh token lives in the database (spec §14): instance A
+/// rotates it and is killed right after; instance B, with a data directory of its own,
+/// takes the unit over and continues with the rotated token (the server refuses the
+/// configured one by then). Neither data directory holds a token.
+#[test]
+fn in_a_cluster_the_instance_taking_over_continues_with_the_rotated_token() {
+    let Some(url) = support::pg::database_url() else {
+        return;
+    };
+    let db = support::pg::fresh_database(&url, "oauth");
+    let first = "rt-Initial-0001";
+    let opts = OAuthOptions {
+        refresh_token: Some(first.into()),
+        rotate: true,
+        pages: 3,
+        ..OAuthOptions::default()
+    };
+    let srv = OAuthServer::start(opts.clone());
+    let extra = format!(",\n                refresh_token = \"{first}\"");
+    let text_ = pipeline(&srv, &extra, &["a"]).replace("schedule = once", "schedule = every(1s)");
+    let (pa, pb) = (Pipeline::new(&text_), Pipeline::new(&text_));
+    // A's first request with the rotated grant's token is held: it is killed right
+    // after the rotation, with nothing collected.
+    srv.hold_after_rotation(true);
+    let mut a = spawn_instance(&pa, &db);
+    assert!(
+        wait_until(|| srv.saw_token_after_rotation(), Duration::from_secs(60)),
+        "instance A used a token of the rotated grant; stderr:\n{}",
+        a.stderr()
+    );
+    a.kill();
+    assert_eq!(srv.rotations(), 1);
+    let rotated = srv.valid_refresh_tokens();
+    assert_eq!(rotated.len(), 1);
+    assert_ne!(rotated[0], first);
+    let kept = stored_in_database(&db).expect("the rotated token is in the database");
+    assert!(
+        kept.contains(&rotated[0]) && !kept.contains(first),
+        "{kept}"
+    );
+
+    srv.hold_after_rotation(false);
+    let b = spawn_instance(&pb, &db);
+    assert!(
+        wait_until(
+            || sorted_ids(&pb.jsonl("out/a.jsonl")) == all_ids(&opts),
+            Duration::from_secs(60)
+        ),
+        "instance B did not collect every record; stderr:\n{}",
+        b.stderr()
+    );
+    let grants = srv.grants();
+    assert_eq!(grants.len(), 2, "{grants:?}");
+    assert_eq!(
+        grants[1].refresh_token.as_deref(),
+        Some(rotated[0].as_str()),
+        "B sent the token A was given"
+    );
+    assert!(grants.iter().all(|g| g.accepted), "{grants:?}");
+    // B's grant rotated the token again: the database holds the newest.
+    let newest = srv.valid_refresh_tokens();
+    assert_eq!(newest.len(), 1);
+    assert!(
+        wait_until(
+            || stored_in_database(&db).is_some_and(|k| k.contains(&newest[0])),
+            Duration::from_secs(10)
+        ),
+        "{:?}",
+        stored_in_database(&db)
+    );
+    for p in [&pa, &pb] {
+        assert!(
+            !p.data.join("oauth2").exists(),
+            "a token in the data directory"
+        );
+    }
+    assert_hidden(
+        &b.stderr(),
+        &[first, &rotated[0], &newest[0], CLIENT_SECRET],
+    );
+}
+
+/// Two live instances each run one unit of the same service, whose access tokens last
+/// 2 s and whose every refresh rotates the refresh token: each renewal reads the token
+/// the other instance stored, so both keep renewing (a token read once would be spent
+/// by the other's first rotation), and the database ends with the one valid token.
+#[test]
+fn two_instances_sharing_a_rotating_service_keep_renewing() {
+    let Some(url) = support::pg::database_url() else {
+        return;
+    };
+    let db = support::pg::fresh_database(&url, "oauthtwo");
+    let first = "rt-Initial-0002";
+    let opts = OAuthOptions {
+        refresh_token: Some(first.into()),
+        rotate: true,
+        lifetime: Duration::from_secs(2),
+        pages: 2,
+        ..OAuthOptions::default()
+    };
+    let srv = OAuthServer::start(opts.clone());
+    let extra = format!(",\n                refresh_token = \"{first}\"");
+    let text_ =
+        pipeline(&srv, &extra, &["a", "b"]).replace("schedule = once", "schedule = every(1s)");
+    let (pa, pb) = (Pipeline::new(&text_), Pipeline::new(&text_));
+    let a = spawn_instance(&pa, &db);
+    let b = spawn_instance(&pb, &db);
+    let held = || -> Vec<i64> {
+        support::pg::sql(
+            &db,
+            "SELECT owner FROM hamstr_units WHERE owner IS NOT NULL AND lease_until > now() ORDER BY unit",
+        )
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
+    assert!(
+        wait_until(
+            || {
+                let h = held();
+                h.len() == 2 && h[0] != h[1]
+            },
+            Duration::from_secs(60)
+        ),
+        "one unit each: {:?}\n{}",
+        held(),
+        a.stderr()
+    );
+    let stored = |r: &RunningHamstr| r.stderr().matches("the new one is stored").count();
+    assert!(
+        wait_until(
+            || stored(&a) >= 4 && stored(&b) >= 4,
+            Duration::from_secs(90)
+        ),
+        "both instances renew: A stored {} tokens, B {}\nA:\n{}\nB:\n{}",
+        stored(&a),
+        stored(&b),
+        a.stderr(),
+        b.stderr()
+    );
+    let h = held();
+    assert!(h.len() == 2 && h[0] != h[1], "still one unit each: {h:?}");
+    let valid = srv.valid_refresh_tokens();
+    assert_eq!(valid.len(), 1, "one chain of tokens");
+    assert!(
+        wait_until(
+            || stored_in_database(&db).is_some_and(|k| k.contains(&valid[0])),
+            Duration::from_secs(10)
+        ) || srv.valid_refresh_tokens() != valid,
+        "the database holds the valid token"
     );
 }

@@ -740,3 +740,414 @@ fn a_stalled_owners_staged_page_is_never_written() {
         a.run.stderr()
     );
 }
+
+/// `url` with query parameters added, and a password the server (trust auth) ignores:
+/// it must never be shown.
+fn with_tls(url: &str, params: &[(&str, &str)]) -> String {
+    let mut u = url::Url::parse(url).expect("a database URL");
+    u.set_password(Some("s3cret-pw")).unwrap();
+    u.query_pairs_mut().extend_pairs(params);
+    u.to_string()
+}
+
+/// The folder of the test server's certificates (`ca.crt`, `wrong-ca.crt`), asked of
+/// the server; `tests/pg_setup.sh` turns TLS on.
+fn tls_dir(db: &str) -> std::path::PathBuf {
+    let rows = sql(
+        db,
+        "SELECT current_setting('ssl'), current_setting('ssl_cert_file')",
+    );
+    assert_eq!(
+        rows[0].get::<_, String>(0),
+        "on",
+        "the test server has no TLS: run tests/pg_setup.sh again"
+    );
+    let cert: String = rows[0].get(1);
+    std::path::Path::new(&cert).parent().unwrap().to_path_buf()
+}
+
+/// The cluster database over TLS: `sslmode=require` joins, collects and shows its state
+/// over encrypted connections only; `verify-full` with a CA that did not sign the
+/// server's certificate is refused, saying why, with the exit code of an unreachable
+/// database, the password never shown.
+#[test]
+fn the_cluster_database_speaks_tls() {
+    let Some(url) = database_url() else { return };
+    let db = fresh_database(&url, "tls");
+    let name = url::Url::parse(&db).unwrap().path()[1..].to_string();
+    let dir = tls_dir(&db);
+    let api = api_with_units(2);
+    let text = pipeline(&api, 2, &BTreeMap::new());
+    let lease = "3s";
+    let require = with_tls(&db, &[("sslmode", "require")]);
+    let a = Instance::start(&text, &require, lease);
+    assert!(
+        wait_until(
+            || a.lines("u00") >= 3 && a.lines("u01") >= 3,
+            Duration::from_secs(60)
+        ),
+        "nothing collected over TLS: {}",
+        a.run.stderr()
+    );
+    let sessions: Vec<bool> = sql(
+        &db,
+        &format!(
+            "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.datname = '{name}' AND a.application_name = 'hamstr'"
+        ),
+    )
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    assert!(!sessions.is_empty(), "no session of the instance found");
+    assert!(
+        sessions.iter().all(|s| *s),
+        "a session without TLS: {sessions:?}"
+    );
+    let shown = state(&a.p.file, &require, lease);
+    assert_eq!(shown.matches(": owner ").count(), 2, "{shown}");
+    assert!(!a.run.stderr().contains("s3cret-pw"), "{}", a.run.stderr());
+
+    let wrong = with_tls(
+        &db,
+        &[
+            ("sslmode", "verify-full"),
+            (
+                "sslrootcert",
+                &dir.join("wrong-ca.crt").display().to_string(),
+            ),
+        ],
+    );
+    let p = Pipeline::new(&text);
+    let refused = p
+        .cmd(&["run", "--no-watch", "--cluster", &wrong, "--data-dir"])
+        .arg(&p.data)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert!(
+        err.contains("cannot connect to the cluster database")
+            && err.contains(
+                "the server's TLS certificate is not signed by a CA that sslrootcert trusts: refused"
+            ),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret-pw"), "{err}");
+    let state_refused = hamstr()
+        .arg("state")
+        .arg(&p.file)
+        .args(["--cluster", &wrong])
+        .output()
+        .unwrap();
+    let state_err = String::from_utf8_lossy(&state_refused.stderr).into_owned();
+    assert!(state_err.contains("not signed by a CA"), "{state_err}");
+    assert!(!state_err.contains("s3cret-pw"), "{state_err}");
+    // The exit code of any other connection failure: nothing listens on the port.
+    let mut closed = url::Url::parse(&db).unwrap();
+    closed
+        .set_port(Some(
+            support::closed_origin()
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap(),
+        ))
+        .unwrap();
+    let unreachable = p
+        .cmd(&[
+            "run",
+            "--no-watch",
+            "--cluster",
+            closed.as_str(),
+            "--data-dir",
+        ])
+        .arg(&p.data)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&unreachable.stderr)
+            .contains("cannot connect to the cluster database"),
+        "{}",
+        String::from_utf8_lossy(&unreachable.stderr)
+    );
+    assert_eq!(refused.status.code(), unreachable.status.code());
+    assert_eq!(refused.status.code(), Some(2));
+    assert_eq!(state_refused.status.code(), Some(2));
+    // A mode libpq does not know: said before any connection, password masked.
+    let unknown = with_tls(&db, &[("sslmode", "sometimes")]);
+    let out = p
+        .cmd(&["run", "--no-watch", "--cluster", &unknown, "--data-dir"])
+        .arg(&p.data)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("the cluster database URL postgres://postgres:***@")
+            && err.contains("has `sslmode=sometimes`"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret-pw"), "{err}");
+}
+
+/// Seven shops of one tenants file, each on its own local server, polled every second
+/// into one keyed table on the cluster database.
+fn tenants_pipeline(db: &str) -> String {
+    format!(
+        r#"
+tenants shops = csv("shops.csv")
+
+service till for shops {{
+  base_url = tenant.url
+}}
+
+source orders from till {{
+  get      = "/orders"
+  schedule = every(1s)
+  key      = [shop, id]
+  fields {{
+    shop : string = tenant.name
+    id   : string = $.id
+    seq  : int    = $.seq
+  }}
+}}
+
+sink db = postgres("{db}", table = "t_orders")
+flow orders -> db
+"#
+    )
+}
+
+/// Each (source, tenant) pair is a unit (spec §14): three instances share the seven
+/// units `orders[shopN]` of one source, each owned once, none above the fair share (3)
+/// plus one; the table ends with every shop's records once, growth included; `state`
+/// shows every unit's owner.
+#[test]
+fn the_tenants_of_one_source_spread_over_three_instances() {
+    let Some(url) = database_url() else { return };
+    let db = fresh_database(&url, "tenants");
+    let shops: Vec<String> = (0..7).map(|i| format!("shop{i}")).collect();
+    let apis: Vec<TestApi> = (0..7)
+        .map(|i| {
+            let api = TestApi::start_blocking();
+            api.set_records("/orders", records::make(2 + i));
+            api
+        })
+        .collect();
+    let mut csv = String::from("name,url\n");
+    for (shop, api) in shops.iter().zip(&apis) {
+        csv.push_str(&format!("{shop},{}\n", api.url()));
+    }
+    let text = tenants_pipeline(&db);
+    let lease = "3s";
+    let start = || {
+        let p = Pipeline::new(&text);
+        std::fs::write(p.path("shops.csv"), &csv).unwrap();
+        let mut c = hamstr_process();
+        c.arg("run")
+            .arg(&p.file)
+            .args(["--cluster", &db, "--lease", lease, "--data-dir"])
+            .arg(&p.data);
+        let mut run = RunningHamstr::start(c);
+        let joined = run.wait_for_stderr_line(
+            "joining the cluster",
+            |l| l.starts_with("joined the cluster as instance"),
+            Duration::from_secs(60),
+        );
+        let id: i64 = joined.split_whitespace().nth(5).unwrap().parse().unwrap();
+        (p, run, id)
+    };
+    let instances: Vec<(Pipeline, RunningHamstr, i64)> = (0..3).map(|_| start()).collect();
+    let units: BTreeSet<String> = shops.iter().map(|s| format!("orders[{s}]")).collect();
+    let spread = wait_until(
+        || {
+            let o = owners(&db);
+            o.keys().cloned().collect::<BTreeSet<_>>() == units
+                && instances
+                    .iter()
+                    .all(|(_, _, id)| (1..=4).contains(&held_by(&db, *id)))
+        },
+        Duration::from_secs(90),
+    );
+    assert!(
+        spread,
+        "not spread: {:?}\n{}",
+        owners(&db),
+        instances[0].1.stderr()
+    );
+    // The shops grow while the instances run.
+    apis[0].push_records("/orders", records::range(100, 3));
+    apis[5].push_records("/orders", records::range(100, 4));
+    let expected: Vec<(String, String, i64)> = {
+        let mut rows: Vec<(String, String, i64)> = shops
+            .iter()
+            .zip(&apis)
+            .flat_map(|(shop, api)| {
+                api.records("/orders")
+                    .into_iter()
+                    .map(|r| {
+                        (
+                            shop.clone(),
+                            r["id"].as_str().unwrap().to_string(),
+                            r["seq"].as_i64().unwrap(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    let table = || -> Vec<(String, String, i64)> {
+        let exists = sql(
+            &db,
+            "SELECT count(*) FROM pg_tables WHERE tablename = 't_orders'",
+        );
+        if exists[0].get::<_, i64>(0) == 0 {
+            return Vec::new();
+        }
+        sql(&db, "SELECT shop, id, seq FROM t_orders ORDER BY shop, id")
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    };
+    assert!(
+        wait_until(|| table() == expected, Duration::from_secs(60)),
+        "the table: {} rows, {} expected",
+        table().len(),
+        expected.len()
+    );
+    for (shop, api) in shops.iter().zip(&apis) {
+        assert!(api.hits("/orders") > 0, "{shop} was never polled");
+    }
+    let o = owners(&db);
+    for (_, _, id) in &instances {
+        assert!(
+            held_by(&db, *id) <= 4,
+            "instance {id} above its fair share plus one: {o:?}"
+        );
+    }
+    let shown = state(&instances[0].0.file, &db, lease);
+    for unit in &units {
+        assert!(
+            shown.contains(&format!("  {unit}: owner ")),
+            "{unit}: {shown}"
+        );
+    }
+    assert_eq!(shown.matches(": owner ").count(), 7, "{shown}");
+}
+
+/// Live reload of the tenants file in a cluster (spec §13, §14): a row added to every
+/// instance's file is a new unit, claimed by one instance and collected; a row removed
+/// is handed back (held by none), its records kept.
+#[test]
+fn a_tenant_added_to_the_file_becomes_a_unit_and_a_removed_one_is_handed_back() {
+    let Some(url) = database_url() else { return };
+    let db = fresh_database(&url, "tenantsreload");
+    let apis: Vec<TestApi> = (0..4)
+        .map(|i| {
+            let api = TestApi::start_blocking();
+            api.set_records("/orders", records::make(3 + i));
+            api
+        })
+        .collect();
+    let csv = |n: usize| {
+        let mut out = String::from("name,url\n");
+        for (i, api) in apis.iter().enumerate().take(n) {
+            out.push_str(&format!("shop{i},{}\n", api.url()));
+        }
+        out
+    };
+    let text = tenants_pipeline(&db);
+    let lease = "3s";
+    let instances: Vec<(Pipeline, RunningHamstr, i64)> = (0..2)
+        .map(|_| {
+            let p = Pipeline::new(&text);
+            std::fs::write(p.path("shops.csv"), csv(3)).unwrap();
+            let mut c = hamstr_process();
+            c.arg("run")
+                .arg(&p.file)
+                .args(["--cluster", &db, "--lease", lease, "--data-dir"])
+                .arg(&p.data);
+            let mut run = RunningHamstr::start(c);
+            let joined = run.wait_for_stderr_line(
+                "joining the cluster",
+                |l| l.starts_with("joined the cluster as instance"),
+                Duration::from_secs(60),
+            );
+            let id: i64 = joined.split_whitespace().nth(5).unwrap().parse().unwrap();
+            (p, run, id)
+        })
+        .collect();
+    let units =
+        |n: usize| -> BTreeSet<String> { (0..n).map(|i| format!("orders[shop{i}]")).collect() };
+    let rows = |shop: &str| -> i64 {
+        let exists = sql(
+            &db,
+            "SELECT count(*) FROM pg_tables WHERE tablename = 't_orders'",
+        );
+        if exists[0].get::<_, i64>(0) == 0 {
+            return 0;
+        }
+        sql(
+            &db,
+            &format!("SELECT count(*) FROM t_orders WHERE shop = '{shop}'"),
+        )[0]
+        .get(0)
+    };
+    assert!(
+        wait_until(
+            || owners(&db).keys().cloned().collect::<BTreeSet<_>>() == units(3)
+                && (0..3).all(|i| rows(&format!("shop{i}")) == 3 + i as i64),
+            Duration::from_secs(60)
+        ),
+        "three units collected: {:?}\n{}",
+        owners(&db),
+        instances[0].1.stderr()
+    );
+    for (p, _, _) in &instances {
+        std::fs::write(p.path("shops.csv"), csv(4)).unwrap();
+    }
+    assert!(
+        wait_until(
+            || owners(&db).keys().cloned().collect::<BTreeSet<_>>() == units(4)
+                && rows("shop3") == 6,
+            Duration::from_secs(60)
+        ),
+        "the new row is a unit, collected: {:?}, {} rows\n{}",
+        owners(&db),
+        rows("shop3"),
+        instances[0].1.stderr()
+    );
+    let per: Vec<usize> = instances
+        .iter()
+        .map(|(_, _, id)| held_by(&db, *id))
+        .collect();
+    assert!(
+        per.iter().all(|n| *n <= 3),
+        "fair share (2) plus one: {per:?}"
+    );
+    // shop0 removed from both files: its unit is handed back, its records stay.
+    let without_first = csv(4)
+        .lines()
+        .filter(|l| !l.starts_with("shop0,"))
+        .map(|l| format!("{l}\n"))
+        .collect::<String>();
+    for (p, _, _) in &instances {
+        std::fs::write(p.path("shops.csv"), &without_first).unwrap();
+    }
+    let remaining: BTreeSet<String> = (1..4).map(|i| format!("orders[shop{i}]")).collect();
+    assert!(
+        wait_until(
+            || owners(&db).keys().cloned().collect::<BTreeSet<_>>() == remaining,
+            Duration::from_secs(60)
+        ),
+        "the removed row's unit is still held: {:?}",
+        owners(&db)
+    );
+    assert_eq!(rows("shop0"), 3, "the removed shop's records stay");
+    let shown = state(&instances[0].0.file, &db, lease);
+    assert!(!shown.contains("orders[shop0]"), "{shown}");
+    assert_eq!(shown.matches(": owner ").count(), 3, "{shown}");
+}

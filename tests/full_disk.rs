@@ -78,3 +78,84 @@ fn a_full_data_directory_fails_the_run_and_loses_nothing_once_there_is_room() {
     assert_eq!(sorted_ids(&stored), id_range(1, RECORDS as u64));
     assert!(!p.state().contains("waiting in its queue"));
 }
+
+/// An event whose commit fails (the data directory's disk is full) is never answered
+/// 200: the sender is told 503 (or finds the run gone, a full disk stops it), keeps the
+/// event, and sends it again once there is room; it is then stored once.
+#[test]
+fn an_event_that_cannot_be_committed_is_not_acknowledged() {
+    use support::events::{listener_url, Sender};
+    let p = Pipeline::new(
+        r#"
+service pay { base_url = "http://127.0.0.1:9/unused" }
+source payments from pay {
+  receive { path = "/hooks/pay"  verify = token(value = "a-secret-token") }
+  key = id
+  fields { id : string = $.id  note : string = $.note }
+}
+sink store = sled("store")
+flow payments -> store
+"#,
+    );
+    let Some(_disk) = Tmpfs::mount(&p.data, "32m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let sender = Sender::new();
+    let post = |url: &str, id: &str| {
+        let body = serde_json::json!({"id": id, "note": "x".repeat(64 * 1024)}).to_string();
+        sender.post(
+            &format!("{url}/hooks/pay"),
+            &[
+                ("content-type", "application/json".to_string()),
+                ("X-Token", "a-secret-token".to_string()),
+            ],
+            body.as_bytes(),
+        )
+    };
+    let mut run = p.spawn_run(&["--no-watch", "--listen", "127.0.0.1:0"]);
+    let url = listener_url(&mut run);
+    assert!(support::wait_until(
+        || post(&url, "e1").is_ok_and(|(s, _)| s == 200),
+        std::time::Duration::from_secs(30)
+    ));
+
+    // Fill what is left of the disk.
+    let filler = p.data.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let chunk = vec![0u8; 1 << 20];
+    while std::io::Write::write_all(&mut f, &chunk).is_ok() {}
+    drop(f);
+    let mut answers = Vec::new();
+    for i in 2..=6 {
+        let answer = post(&url, &format!("e{i}"));
+        answers.push(answer.as_ref().map(|(s, _)| *s).unwrap_or(0));
+        assert!(
+            !matches!(answer, Ok((200, _))),
+            "e{i} acknowledged on a full disk: {answers:?}\n{}",
+            run.stderr()
+        );
+    }
+    assert!(answers.contains(&503), "{answers:?}\n{}", run.stderr());
+    drop(run);
+
+    // Room again: a new run takes the events the sender kept; each is stored once.
+    std::fs::remove_file(&filler).unwrap();
+    let mut run = p.spawn_run(&["--no-watch", "--listen", "127.0.0.1:0"]);
+    let url = listener_url(&mut run);
+    for i in 2..=6 {
+        let id = format!("e{i}");
+        assert!(support::wait_until(
+            || post(&url, &id).is_ok_and(|(s, _)| s == 200),
+            std::time::Duration::from_secs(30)
+        ));
+    }
+    drop(run);
+    let mut ids: Vec<String> = p
+        .dump("store")
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["e1", "e2", "e3", "e4", "e5", "e6"]);
+}

@@ -395,3 +395,52 @@ fn stored_count(run: &support::RunningHamstr, p: &Pipeline) -> usize {
         .unwrap();
     String::from_utf8_lossy(&out.stdout).lines().count()
 }
+
+/// The service's `concurrency = 1` is each shop's own budget (spec §13): one shop's
+/// requests never overlap each other, and the two shops' requests do overlap (with a
+/// budget shared by the shops, every request would wait for the one before it).
+#[test]
+fn each_shop_has_its_own_concurrency_budget() {
+    const DELAY: Duration = Duration::from_millis(300);
+    let (soho, camden) = (shop_api("soho", 24), shop_api("camden", 24));
+    for api in [&soho, &camden] {
+        api.fail_always("/orders", Fault::Delay(DELAY));
+    }
+    let shops = [("soho", &soho), ("camden", &camden)];
+    let limited = pipeline("every(1m)").replace("  retry {", "  concurrency = 1\n  retry {");
+    assert_contains(&limited, "concurrency = 1");
+    let p = Pipeline::new(&limited);
+    std::fs::write(p.path("shops.csv"), shops_csv(&shops)).unwrap();
+    let out = run_once(&p, &env_of(&["soho", "camden"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(names(&stored(&p)), expected(&shops));
+
+    let arrivals = |api: &TestApi| -> Vec<std::time::Instant> {
+        let mut at: Vec<_> = api.requests_to("/orders").iter().map(|r| r.at).collect();
+        at.sort();
+        at
+    };
+    let (a, b) = (arrivals(&soho), arrivals(&camden));
+    assert!(
+        a.len() >= 6 && b.len() >= 6,
+        "{} and {} requests",
+        a.len(),
+        b.len()
+    );
+    for own in [&a, &b] {
+        for w in own.windows(2) {
+            assert!(
+                w[1] - w[0] >= DELAY - Duration::from_millis(20),
+                "one shop's requests overlap"
+            );
+        }
+    }
+    // Some request of one shop arrived while one of the other's was being answered
+    // (either shop may be first).
+    let close = |x: std::time::Instant, y: std::time::Instant| {
+        let gap = if x >= y { x - y } else { y - x };
+        gap < DELAY - Duration::from_millis(50)
+    };
+    let overlap = a.iter().any(|sa| b.iter().any(|sb| close(*sa, *sb)));
+    assert!(overlap, "the shops waited for each other: {a:?} {b:?}");
+}

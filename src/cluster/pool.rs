@@ -1,18 +1,27 @@
 //! A few PostgreSQL connections on a runtime of their own. The state store's trait is
 //! synchronous and is called from async workers and blocking threads alike; the
 //! connections' own thread answers both without ever nesting one runtime in another.
+//! The URL is read as libpq reads it, TLS included (`sslmode`, `sslrootcert`, through
+//! [`crate::pg_tls`]), and no error shows its password.
 
+use crate::masking::Masker;
+use crate::pg_tls::{self, Tls};
 use crate::state::{Result, StateError};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Mutex;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config};
 
 /// How many connections one instance keeps: a unit's commits, key lookups, the sinks'
 /// queues and the lease loop each find one free most of the time.
 const CONNECTIONS: usize = 4;
+
+/// How long a connection attempt may take when the URL's `connect_timeout` does not say:
+/// an unreachable server is an error, not a wait without end.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Work given a connection: a future borrowing it.
 pub type Job<T> = Box<
@@ -23,6 +32,12 @@ pub type Job<T> = Box<
 /// The connections and the thread that drives them.
 pub struct Pool {
     config: Config,
+    /// How the connections are encrypted; the connector is built for each connection,
+    /// so a CA file fixed meanwhile is read again.
+    tls: Tls,
+    /// The URL as it may be shown, and what hides its password in any error text.
+    shown: String,
+    masker: Masker,
     clients: Arc<Vec<Mutex<Option<Client>>>>,
     next: AtomicUsize,
     handle: tokio::runtime::Handle,
@@ -31,16 +46,22 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Parses `url` and connects once, so a wrong URL or an unreachable server is an
-    /// error before anything runs. With `stalled`, the server ends a session whose
-    /// transaction waits that long for its client: an instance stopped in the middle of
-    /// a commit (`SIGSTOP`, a frozen VM) would otherwise keep its unit's row locked, and
-    /// the claims of the others (`SKIP LOCKED`) would pass that unit by for as long.
+    /// Parses `url` and connects once, so a wrong URL, an unreachable server or a
+    /// refused certificate is an error before anything runs. With `stalled`, the server
+    /// ends a session whose transaction waits that long for its client: an instance
+    /// stopped in the middle of a commit (`SIGSTOP`, a frozen VM) would otherwise keep its
+    /// unit's row locked, and the claims of the others (`SKIP LOCKED`) would pass that
+    /// unit by for as long.
     pub fn connect(url: &str, stalled: Option<std::time::Duration>) -> Result<Pool> {
-        let mut config: Config = url.parse().map_err(|e| StateError::Open {
-            path: super::shown(url),
-            reason: format!("not a PostgreSQL URL: {e}"),
-        })?;
+        let (shown, masker) = pg_tls::mask_for(url);
+        let pg_tls::Target { mut config, tls } = pg_tls::parse(url)
+            .map_err(|why| StateError::Io(format!("the cluster database URL {shown} {why}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("hamstr");
+        }
         if let Some(d) = stalled {
             let option = format!(
                 "-c idle_in_transaction_session_timeout={}",
@@ -83,6 +104,9 @@ impl Pool {
         let clients = Arc::new((0..CONNECTIONS).map(|_| Mutex::new(None)).collect());
         let pool = Pool {
             config,
+            tls,
+            shown,
+            masker,
             clients,
             next: AtomicUsize::new(0),
             handle,
@@ -125,12 +149,23 @@ impl Pool {
     ) -> impl Future<Output = Result<T>> + Send + 'static {
         let at = self.next.fetch_add(1, Ordering::Relaxed) % CONNECTIONS;
         let (clients, config) = (self.clients.clone(), self.config.clone());
+        let (tls, shown, masker) = (self.tls.clone(), self.shown.clone(), self.masker.clone());
         async move {
             let mut slot = clients[at].lock().await;
             if slot.as_ref().is_none_or(|c| c.is_closed()) {
-                let (client, connection) = config.connect(NoTls).await.map_err(db)?;
+                let cannot = |why: String| {
+                    StateError::Io(masker.mask(&format!(
+                        "cannot connect to the cluster database {shown}: {why}"
+                    )))
+                };
+                let connector = tls.connector().map_err(cannot)?;
+                let (client, connection) = config
+                    .connect(connector)
+                    .await
+                    .map_err(|e| cannot(pg_tls::error_text(&e)))?;
                 tokio::spawn(async move {
                     if let Err(e) = connection.await {
+                        let e = masker.mask(&pg_tls::error_text(&e));
                         tracing::warn!(error = %e, "the cluster database connection ended");
                     }
                 });

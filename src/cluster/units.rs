@@ -156,6 +156,76 @@ flow c -> out
         assert_eq!(before["c"], after["c"]);
     }
 
+    /// A tenant source and its child, for three tenants: each (source, tenant) pair is
+    /// a unit of its own (spec §14), its child with it.
+    #[test]
+    fn each_tenant_of_a_source_is_a_unit_with_its_children() {
+        let text = r#"
+tenants shops = csv("shops.csv")
+service till for shops { base_url = tenant.url }
+source orders from till {
+  get = "/orders"  schedule = every(1m)  records = $.data[*]
+  key = [shop, id]
+  fields { shop : string = tenant.name  id : string = $.id }
+}
+source items from till {
+  get = "/orders/{id}/items"  for_each = orders  records = $.data[*]
+  fields { shop : string = tenant.name  id : string = $.id }
+}
+source plain from till_free {
+  get = "/p"  schedule = every(1m)  records = $.data[*]
+  fields { id : string = $.id }
+}
+service till_free { base_url = "http://127.0.0.1:9" }
+sink out = jsonl("out.jsonl")
+sink other = jsonl("other.jsonl")
+flow orders -> out
+flow items -> out
+flow plain -> other
+"#;
+        let csv = "name,url\nsoho,http://127.0.0.1:9/s\ncamden,http://127.0.0.1:9/c\nbrixton,http://127.0.0.1:9/b\n";
+        let files = |path: &str| {
+            if path.ends_with("shops.csv") {
+                Ok(csv.to_string())
+            } else {
+                Err(format!("no file {path}"))
+            }
+        };
+        let checked = crate::check::check_with(
+            "t.hmr",
+            text,
+            &|_| None,
+            &files,
+            crate::check::Mode::Cluster,
+        );
+        let Some(pipeline) = checked.pipeline.as_ref() else {
+            panic!("does not check: {:?}", checked.report);
+        };
+        let p = Plan::new(pipeline);
+        let units = unit_of(&p);
+        for shop in ["soho", "camden", "brixton"] {
+            let unit = format!("orders[{shop}]");
+            assert_eq!(units[&unit], unit);
+            assert_eq!(
+                units[&format!("items[{shop}]")],
+                unit,
+                "the child goes with it"
+            );
+        }
+        assert_eq!(units["plain"], "plain");
+        let v = versions(&p);
+        assert_eq!(
+            v.keys().collect::<Vec<_>>(),
+            ["orders[brixton]", "orders[camden]", "orders[soho]", "plain"]
+        );
+        // Tenants differ by their row only, and so do their units' versions.
+        assert_ne!(v["orders[soho]"], v["orders[camden]"]);
+        let r = restrict(&p, &BTreeSet::from(["orders[camden]".to_string()]));
+        let held: Vec<&str> = r.sources().map(|(n, _, _)| n).collect();
+        assert_eq!(held.len(), 2, "{held:?}");
+        assert!(held.contains(&"orders[camden]") && held.contains(&"items[camden]"));
+    }
+
     #[test]
     fn restrict_keeps_the_held_units_and_every_sink() {
         let p = plan(FILE);

@@ -77,9 +77,11 @@ pub struct RunSummary {
     pub committed: bool,
 }
 
+/// A message to the extract node. Pages are boxed: a unit's page channel allocates room
+/// for its messages when it is made, and thousands of idle tenants each hold one.
 pub enum SourceMsg {
     RunStart,
-    Page(Page),
+    Page(Box<Page>),
     /// A record that named no request (a child's parent record whose placeholder value
     /// would change the path): rejected with the reason, without a page.
     Rejected {
@@ -96,7 +98,7 @@ pub enum SourceMsg {
     /// polled page but on their own, between the pages of a run or outside any run;
     /// `done` says whether they were committed (and flushed to disk) or not.
     Event {
-        page: Page,
+        page: Box<Page>,
         /// Items that named no record (a `fetch` placeholder without a value), with why.
         rejected: Vec<(String, Json)>,
         done: oneshot::Sender<bool>,
@@ -225,7 +227,9 @@ impl ExtractNode {
                             })
                             .await;
                         }
-                        let mut p = self.page(page, page_id(), &mut run, &ack_tx).await;
+                        // Boxed: the page's future is as large as the extraction's, and
+                        // the idle node need not hold room for it.
+                        let mut p = Box::pin(self.page(*page, page_id(), &mut run, &ack_tx)).await;
                         if !rejected.is_empty() {
                             let mut parts = Parts::new();
                             for (reason, item) in rejected {
@@ -240,7 +244,7 @@ impl ExtractNode {
                         pending.push_back(p);
                     }
                     Some(SourceMsg::Page(page)) => {
-                        let p = self.page(page, page_id(), &mut run, &ack_tx).await;
+                        let p = Box::pin(self.page(*page, page_id(), &mut run, &ack_tx)).await;
                         pending.push_back(p);
                     }
                     Some(SourceMsg::Rejected { reason, item }) => {

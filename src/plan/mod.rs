@@ -6,6 +6,7 @@ pub mod diff;
 
 use crate::check::{Aggregate, Pipeline, Schema, Service, Sink, Source};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// A node of the plan, typed by kind. Shown as `kind:name` (`source:orders`); ordered by
 /// that text, so listings keep their order.
@@ -49,9 +50,11 @@ impl std::fmt::Display for NodeId {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
     /// Polls an endpoint (or, for a child, runs per parent record).
+    /// Shared (`Arc`): the unit running it holds the same source, not a copy — one per
+    /// tenant adds up.
     Source {
-        source: Box<Source>,
-        service: Box<Service>,
+        source: Arc<Source>,
+        service: Arc<Service>,
     },
     /// Turns JSON items into typed records.
     Extract { source: String, fields: Vec<String> },
@@ -125,8 +128,8 @@ impl Plan {
             plan.nodes.insert(
                 source_id.clone(),
                 Node::Source {
-                    source: Box::new(src.clone()),
-                    service: Box::new(service.clone()),
+                    source: Arc::new(src.clone()),
+                    service: Arc::new(service.clone()),
                 },
             );
             plan.nodes.insert(

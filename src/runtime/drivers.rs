@@ -127,7 +127,9 @@ pub async fn scheduled_driver(
                 t = RUNS.acquire() => t.ok(),
                 _ = stop.stopped() => break,
             };
-            poller.run(None).await
+            // Boxed: a run's future is large, and an idle unit between its runs
+            // need not hold room for it (thousands of tenants each hold a driver).
+            Box::pin(poller.run(None)).await
         };
         let totals = record(&report, &name, &outcome);
         count(&poller, &outcome);
@@ -213,7 +215,7 @@ pub async fn child_driver(
                 break;
             }
             super::progress::running(&name);
-            let outcome = poller.run(Some((key, parent))).await;
+            let outcome = Box::pin(poller.run(Some((key, parent)))).await;
             let totals = record(&report, &name, &outcome);
             count(&poller, &outcome);
             super::progress::finished(&name, &totals, None);

@@ -109,7 +109,7 @@ impl Graph {
                         self.http.clone(),
                         svc,
                         masker.clone(),
-                        self.store.location(),
+                        &crate::nodes::auth::TokenHome::of(&self.store),
                     )?
                     .with_tape(self.opts.tape.clone()),
                 ),
@@ -376,7 +376,7 @@ impl Graph {
         let (outputs_tx, outputs_rx) = watch::channel(self.build_outputs(&wired));
         let stop = self.root.child();
         let unit = Unit {
-            source: Arc::new((**source).clone()),
+            source: source.clone(),
             identity: node.identity().unwrap_or_default(),
             client,
             store: self.store.clone(),

@@ -15,7 +15,10 @@ use std::path::Path;
 /// hold one is spelled anew, so its record is collected once more under its new key (a
 /// sled sink keeps the row of the old key beside it); nothing is lost, and two records
 /// version 2 stored as one are two again. A version-2 hamstr refuses a version-3 store.
-pub const STATE_VERSION: u32 = 3;
+/// 4: keys, cursor indexes, rejected records and child requests of every source in one
+/// tree per kind, each entry under its source's prefix, instead of a tree per kind and
+/// source; a store of an earlier version is moved over when it opens.
+pub const STATE_VERSION: u32 = 4;
 
 pub type Result<T> = std::result::Result<T, StateError>;
 

@@ -1,5 +1,6 @@
-//! The sled-backed [`StateStore`]: one tree per kind and source, a page's commit as one
-//! recorded unit ([`commit_log`](super::commit_log)), and whether the store still keeps what it is given.
+//! The sled-backed [`StateStore`]: one tree per kind shared by every source (each entry
+//! under its source's prefix), a page's commit as one recorded unit
+//! ([`commit_log`](super::commit_log)), and whether the store still keeps what it is given.
 
 use super::commit_log::{self, Op};
 use super::files::{clear_unfinished_snapshots, file_id, is_locked, FileId};
@@ -22,6 +23,36 @@ pub struct SledStore {
     /// The trees opened so far, by kind and name: a key lookup per record would
     /// otherwise name its tree anew (a `format!`) and look it up in sled's own map.
     trees: RwLock<HashMap<String, HashMap<String, sled::Tree>>>,
+    /// The trees every source shares (state version 4), by [`Shared`].
+    shared: [sled::Tree; 4],
+}
+
+/// The kinds of per-source state, each one tree shared by every source since state
+/// version 4 (before: one tree per kind and source). sled keeps a root table of its
+/// trees and rewrites it whole whenever a tree is created, so a tree per source made
+/// the first run of 50,000 tenants quadratic.
+#[derive(Clone, Copy)]
+enum Shared {
+    /// A source's key fingerprints, by key.
+    Keys = 0,
+    /// A source's cursor index: the cursor's order bytes and the key, to the key.
+    KeyIdx = 1,
+    /// A source's rejected records, by key.
+    Rejected = 2,
+    /// A child source's requests, by parent key.
+    Queue = 3,
+}
+
+const SHARED_NAMES: [&str; 4] = ["keys", "keyidx", "rejected", "queue"];
+
+/// `key` under `source`'s prefix in a shared tree: the name's length, the name, the key.
+/// Every entry of a source is then one contiguous range, in the order of its own keys.
+fn prefixed(source: &str, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + source.len() + key.len());
+    out.extend_from_slice(&(source.len() as u32).to_be_bytes());
+    out.extend_from_slice(source.as_bytes());
+    out.extend_from_slice(key);
+    out
 }
 
 impl SledStore {
@@ -65,21 +96,75 @@ impl SledStore {
             path: shown.clone(),
             reason: e.to_string(),
         })?;
-        let store = SledStore {
-            db,
-            dir: dir.to_path_buf(),
-            lock_file,
-            trees: RwLock::default(),
-        };
-        store.migrate()?;
-        let replayed = commit_log::replay(&store.db)?;
+        // A commit a stopped run recorded is finished first, in the layout it was
+        // recorded for; then the layout is brought to this version.
+        let replayed = commit_log::replay(&db)?;
         if replayed > 0 {
             tracing::info!(
                 commits = replayed,
                 "finished the commits a stopped run had recorded"
             );
         }
+        let open = |name: &str| db.open_tree(name);
+        let shared = [
+            open(SHARED_NAMES[0])?,
+            open(SHARED_NAMES[1])?,
+            open(SHARED_NAMES[2])?,
+            open(SHARED_NAMES[3])?,
+        ];
+        let store = SledStore {
+            db,
+            dir: dir.to_path_buf(),
+            lock_file,
+            trees: RwLock::default(),
+            shared,
+        };
+        store.migrate()?;
         Ok(store)
+    }
+
+    fn shared(&self, kind: Shared) -> &sled::Tree {
+        &self.shared[kind as usize]
+    }
+
+    /// Every entry of `source` in a shared tree, with the key without its prefix.
+    fn entries(
+        &self,
+        kind: Shared,
+        source: &str,
+    ) -> impl Iterator<Item = Result<(Vec<u8>, sled::IVec)>> + '_ {
+        let skip = 4 + source.len();
+        self.shared(kind)
+            .scan_prefix(prefixed(source, &[]))
+            .map(move |kv| {
+                let (k, v) = kv?;
+                Ok((k[skip..].to_vec(), v))
+            })
+    }
+
+    /// Moves the trees of a store before version 4 (`keys/SOURCE`, ...) into the shared
+    /// ones. Each tree is copied, then dropped: a crash in between copies it again.
+    fn share_trees(&self) -> Result<usize> {
+        let mut moved = 0;
+        for name in self.db.tree_names() {
+            let name = String::from_utf8_lossy(&name).into_owned();
+            let Some((kind, source)) = name.split_once('/') else {
+                continue;
+            };
+            let Some(at) = SHARED_NAMES.iter().position(|k| *k == kind) else {
+                continue;
+            };
+            let old = self.db.open_tree(&name)?;
+            let mut batch = sled::Batch::default();
+            for kv in old.iter() {
+                let (k, v) = kv?;
+                batch.insert(prefixed(source, &k), v);
+            }
+            self.shared[at].apply_batch(batch)?;
+            self.db.drop_tree(&name)?;
+            moved += 1;
+        }
+        Ok(moved)
     }
 
     fn migrate(&self) -> Result<()> {
@@ -96,9 +181,19 @@ impl SledStore {
         if found > STATE_VERSION {
             return Err(StateError::TooNew { found });
         }
-        // Version 0 is a fresh store (or one from before versioning), and no version
-        // since has needed a rewrite: version 2 added an index its first prune builds,
-        // version 3 spells only keys with U+001E or U+001F anew (see STATE_VERSION).
+        // Version 0 is a fresh store (or one from before versioning). Version 2 added an
+        // index its first prune builds, version 3 spells only keys with U+001E or U+001F
+        // anew (see STATE_VERSION): neither rewrote anything. Version 4 moves each
+        // source's trees into the shared ones.
+        if found < 4 {
+            let moved = self.share_trees()?;
+            if moved > 0 {
+                tracing::info!(
+                    trees = moved,
+                    "moved each source's state into the shared trees of state version 4"
+                );
+            }
+        }
         meta.insert("version", &STATE_VERSION.to_be_bytes())?;
         Ok(())
     }
@@ -120,17 +215,6 @@ impl SledStore {
                 .insert(name.to_string(), tree.clone());
         }
         Ok(tree)
-    }
-
-    /// Drops a tree, and the handle kept of it.
-    fn drop_tree(&self, kind: &str, name: &str) -> Result<()> {
-        // Held across the drop: no handle of the old tree is cached again meanwhile.
-        let mut trees = self.trees.write().ok();
-        if let Some(names) = trees.as_mut().and_then(|t| t.get_mut(kind)) {
-            names.remove(name);
-        }
-        self.db.drop_tree(format!("{kind}/{name}"))?;
-        Ok(())
     }
 }
 
@@ -158,8 +242,8 @@ impl StateStore for SledStore {
 
     fn key(&self, source: &str, key: &[u8]) -> Result<Option<KeyEntry>> {
         Ok(self
-            .tree("keys", source)?
-            .get(key)?
+            .shared(Shared::Keys)
+            .get(prefixed(source, key))?
             .and_then(|b| KeyEntry::decode(&b)))
     }
 
@@ -179,52 +263,66 @@ impl StateStore for SledStore {
             .iter()
             .map(|(_, _, record)| encode(record))
             .collect::<Result<Vec<_>>>()?;
-        let mut trees = vec![
+        let trees = [
             "meta/sources".to_string(),
-            format!("keys/{source}"),
-            format!("rejected/{source}"),
-            format!("keyidx/{source}"),
+            SHARED_NAMES[Shared::Keys as usize].to_string(),
+            SHARED_NAMES[Shared::Rejected as usize].to_string(),
+            SHARED_NAMES[Shared::KeyIdx as usize].to_string(),
+            SHARED_NAMES[Shared::Queue as usize].to_string(),
         ];
-        let mut child_tree = |child: &str| {
-            let name = format!("queue/{child}");
-            let at = trees.iter().position(|t| *t == name).unwrap_or_else(|| {
-                trees.push(name);
-                trees.len() - 1
-            });
-            at as u32
-        };
+        // Every key under its source's prefix (a child request under its child's).
+        let requests_at: Vec<Vec<u8>> = page
+            .child_requests
+            .iter()
+            .map(|(child, key, _)| prefixed(child, key))
+            .collect();
+        let rejected_at: Vec<Vec<u8>> = page
+            .rejected
+            .iter()
+            .map(|(k, _)| prefixed(source, k))
+            .collect();
+        let unrejected_at: Vec<Vec<u8>> = page
+            .unrejected
+            .iter()
+            .map(|k| prefixed(source, k))
+            .collect();
+        let keys_at: Vec<Vec<u8>> = page.keys.iter().map(|(k, _)| prefixed(source, k)).collect();
+        let index_at: Vec<Vec<u8>> = page
+            .index
+            .iter()
+            .map(|(i, _)| prefixed(source, i))
+            .collect();
         // Child requests first, the watermark last (the order replays keep too).
         let mut ops: Vec<Op> = Vec::new();
-        for ((child, key, _), record) in page.child_requests.iter().zip(&requests) {
-            let tree = child_tree(child);
+        for (key, record) in requests_at.iter().zip(&requests) {
             ops.push(Op {
-                tree,
+                tree: 4,
                 key,
                 value: Some(record),
             });
         }
-        for ((k, _), v) in page.rejected.iter().zip(&rejected) {
+        for (k, v) in rejected_at.iter().zip(&rejected) {
             ops.push(Op {
                 tree: 2,
                 key: k,
                 value: Some(v),
             });
         }
-        for k in &page.unrejected {
+        for k in &unrejected_at {
             ops.push(Op {
                 tree: 2,
                 key: k,
                 value: None,
             });
         }
-        for ((k, _), e) in page.keys.iter().zip(&entries) {
+        for (k, e) in keys_at.iter().zip(&entries) {
             ops.push(Op {
                 tree: 1,
                 key: k,
                 value: Some(e),
             });
         }
-        for (i, k) in &page.index {
+        for (i, (_, k)) in index_at.iter().zip(&page.index) {
             ops.push(Op {
                 tree: 3,
                 key: i,
@@ -240,12 +338,12 @@ impl StateStore for SledStore {
     }
 
     fn prune_keys(&self, source: &str, prune: &Prune, full: bool) -> Result<usize> {
-        let keys = self.tree("keys", source)?;
-        let index = self.tree("keyidx", source)?;
+        let keys = self.shared(Shared::Keys);
+        let index = self.shared(Shared::KeyIdx);
         let mut removed = 0;
         let (mut drop_keys, mut index_ops) = (sled::Batch::default(), sled::Batch::default());
         if full {
-            for kv in keys.iter() {
+            for kv in self.entries(Shared::Keys, source) {
                 let (k, v) = kv?;
                 let Some(KeyEntry {
                     cursor: Some(c), ..
@@ -254,19 +352,20 @@ impl StateStore for SledStore {
                     continue;
                 };
                 if (prune.below)(&c) {
-                    drop_keys.remove(k);
+                    drop_keys.remove(prefixed(source, &k));
                     removed += 1;
                 } else if let Some(mut at) = (prune.order)(&c) {
                     at.extend_from_slice(&k);
-                    index_ops.insert(at, k);
+                    index_ops.insert(prefixed(source, &at), k);
                 }
             }
         } else {
             // Only the index entries below the bound: the keys that fell below the
             // watermark (and entries a later cursor of the same key left behind).
-            for kv in index.range(..prune.bound) {
+            for kv in index.range(prefixed(source, &[])..prefixed(source, prune.bound)) {
                 let (at, key) = kv?;
                 index_ops.remove(at);
+                let key = prefixed(source, &key);
                 let below = keys
                     .get(&key)?
                     .and_then(|v| KeyEntry::decode(&v))
@@ -284,25 +383,28 @@ impl StateStore for SledStore {
     }
 
     fn key_count(&self, source: &str) -> Result<usize> {
-        Ok(self.tree("keys", source)?.len())
+        Ok(self
+            .shared(Shared::Keys)
+            .scan_prefix(prefixed(source, &[]))
+            .count())
     }
 
     fn keys(&self, source: &str) -> Result<Vec<(Vec<u8>, KeyEntry)>> {
         let mut out = Vec::new();
-        for kv in self.tree("keys", source)?.iter() {
+        for kv in self.entries(Shared::Keys, source) {
             let (k, v) = kv?;
             let entry = KeyEntry::decode(&v).ok_or_else(|| StateError::Damaged {
                 what: format!("the keys of `{source}`"),
                 reason: "an entry does not decode".into(),
             })?;
-            out.push((k.to_vec(), entry));
+            out.push((k, entry));
         }
         Ok(out)
     }
 
     fn rejected(&self, source: &str) -> Result<Vec<Json>> {
         let mut out = Vec::new();
-        for kv in self.tree("rejected", source)?.iter() {
+        for kv in self.entries(Shared::Rejected, source) {
             let (_, v) = kv?;
             out.push(serde_json::from_slice(&v).map_err(|e| StateError::Damaged {
                 what: format!("rejected records of `{source}`"),
@@ -314,33 +416,38 @@ impl StateStore for SledStore {
 
     fn rejected_keys(&self, source: &str) -> Result<std::collections::HashSet<Vec<u8>>> {
         let mut out = std::collections::HashSet::new();
-        for k in self.tree("rejected", source)?.iter().keys() {
-            out.insert(k?.to_vec());
+        for kv in self.entries(Shared::Rejected, source) {
+            out.insert(kv?.0);
         }
         Ok(out)
     }
 
     fn child_queue(&self, child: &str) -> Result<Vec<(Vec<u8>, Json)>> {
         let mut out = Vec::new();
-        for kv in self.tree("queue", child)?.iter() {
+        for kv in self.entries(Shared::Queue, child) {
             let (k, v) = kv?;
             let record = serde_json::from_slice(&v).map_err(|e| StateError::Damaged {
                 what: format!("child requests of `{child}`"),
                 reason: e.to_string(),
             })?;
-            out.push((k.to_vec(), record));
+            out.push((k, record));
         }
         Ok(out)
     }
 
     fn child_done(&self, child: &str, parent_key: &[u8]) -> Result<()> {
-        self.tree("queue", child)?.remove(parent_key)?;
+        self.shared(Shared::Queue)
+            .remove(prefixed(child, parent_key))?;
         Ok(())
     }
 
     fn reset(&self, source: &str) -> Result<()> {
-        for kind in ["keys", "keyidx", "rejected", "queue"] {
-            self.drop_tree(kind, source)?;
+        for tree in &self.shared {
+            let mut batch = sled::Batch::default();
+            for k in tree.scan_prefix(prefixed(source, &[])).keys() {
+                batch.remove(k?);
+            }
+            tree.apply_batch(batch)?;
         }
         self.tree("meta", "sources")?.remove(source)?;
         Ok(())

@@ -95,3 +95,144 @@ fn a_second_open_is_refused() {
         Ok(_) => panic!("expected Locked, got a second store"),
     }
 }
+
+#[test]
+fn sources_sharing_trees_stay_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let entry = |fp| KeyEntry {
+        fingerprint: fp,
+        cursor: None,
+    };
+    // `s` is a prefix of `s1`'s name, and `s`'s keys start with `1`.
+    let page = |fp| PageCommit {
+        keys: vec![(b"1a".to_vec(), entry(fp)), (b"b".to_vec(), entry(fp))],
+        rejected: vec![(b"r".to_vec(), Json::from(fp))],
+        child_requests: vec![("c".into(), b"p".to_vec(), Json::from(fp))],
+        ..PageCommit::default()
+    };
+    store.commit("s", &page(1), &SourceMeta::default()).unwrap();
+    store
+        .commit("s1", &page(2), &SourceMeta::default())
+        .unwrap();
+    assert_eq!(store.key_count("s").unwrap(), 2);
+    assert_eq!(store.key_count("s1").unwrap(), 2);
+    assert_eq!(store.key("s", b"1a").unwrap().unwrap().fingerprint, 1);
+    assert_eq!(store.key("s1", b"1a").unwrap().unwrap().fingerprint, 2);
+    assert_eq!(store.key("s", b"1").unwrap(), None);
+    let keys: Vec<Vec<u8>> = store
+        .keys("s")
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(keys, [b"1a".to_vec(), b"b".to_vec()]);
+    assert_eq!(store.rejected("s1").unwrap(), [Json::from(2)]);
+    assert_eq!(
+        store.child_queue("c").unwrap(),
+        [(b"p".to_vec(), Json::from(2))]
+    );
+    store.child_done("c", b"p").unwrap();
+    assert!(store.child_queue("c").unwrap().is_empty());
+    store.reset("s").unwrap();
+    assert_eq!(store.key_count("s").unwrap(), 0);
+    assert_eq!(store.key_count("s1").unwrap(), 2);
+    assert_eq!(store.rejected_keys("s1").unwrap().len(), 1);
+}
+
+/// A data directory of state version 3 (a tree per kind and source, and a commit a
+/// killed run recorded in that layout) opens as version 4 with everything in place.
+#[test]
+fn a_version_3_store_is_moved_into_the_shared_trees() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path().join("state")).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("version", &3u32.to_be_bytes())
+            .unwrap();
+        let old = |name: &str| db.open_tree(name).unwrap();
+        old("keys/orders")
+            .insert(
+                "k1",
+                KeyEntry {
+                    fingerprint: 7,
+                    cursor: Some(Json::from(3)),
+                }
+                .encode(),
+            )
+            .unwrap();
+        old("keyidx/orders").insert(b"\x03k1", "k1").unwrap();
+        old("rejected/orders").insert("bad", "{\"why\":1}").unwrap();
+        old("queue/items").insert("k1", "{\"id\":\"k1\"}").unwrap();
+        old("keys/other")
+            .insert(
+                "k1",
+                KeyEntry {
+                    fingerprint: 9,
+                    cursor: None,
+                }
+                .encode(),
+            )
+            .unwrap();
+        // A commit recorded but not applied, naming the old trees.
+        let entry = KeyEntry {
+            fingerprint: 8,
+            cursor: None,
+        }
+        .encode();
+        let trees = ["keys/orders".to_string()];
+        let ops = [Op {
+            tree: 0,
+            key: b"k2",
+            value: Some(&entry),
+        }];
+        db.open_tree("commits")
+            .unwrap()
+            .insert("orders", commit_log::encode(&trees, &ops))
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.key("orders", b"k1").unwrap().unwrap().fingerprint, 7);
+    assert_eq!(store.key("orders", b"k2").unwrap().unwrap().fingerprint, 8);
+    assert_eq!(store.key("other", b"k1").unwrap().unwrap().fingerprint, 9);
+    assert_eq!(store.key_count("orders").unwrap(), 2);
+    assert_eq!(
+        store.rejected("orders").unwrap(),
+        [serde_json::json!({"why": 1})]
+    );
+    assert_eq!(store.child_queue("items").unwrap().len(), 1);
+    // The cursor index came along: a prune through it finds k1 (cursor 3 < 4).
+    let order = |c: &Json| Some(vec![c.as_i64()? as u8]);
+    let prune = Prune {
+        bound: &[4],
+        below: &|c| c.as_i64().unwrap() < 4,
+        order: &order,
+    };
+    assert_eq!(store.prune_keys("orders", &prune, false).unwrap(), 1);
+    assert_eq!(store.key("orders", b"k1").unwrap(), None);
+    let names: Vec<String> = store
+        .db
+        .tree_names()
+        .iter()
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains('/') && !n.starts_with("meta/")),
+        "{names:?}"
+    );
+    assert_eq!(
+        store
+            .db
+            .open_tree("meta")
+            .unwrap()
+            .get("version")
+            .unwrap()
+            .unwrap()
+            .as_ref(),
+        STATE_VERSION.to_be_bytes()
+    );
+}

@@ -11,6 +11,7 @@ mod report;
 use super::{load, Console, Error, Outcome};
 use crate::check::{Pipeline, Source};
 use crate::masking::Masker;
+use crate::nodes::auth::TokenHome;
 use crate::nodes::extract::Extractor;
 use crate::nodes::source::http::ServiceClient;
 use crate::nodes::source::paginate::Next;
@@ -181,9 +182,14 @@ impl<'a> Inspector<'a> {
         let tape = Arc::new(Tape::watch());
         let mut clients = BTreeMap::new();
         for (name, svc) in &p.services {
-            let client = ServiceClient::new(http.clone(), svc, masker.clone(), Some(data_dir))
-                .map_err(Error::Usage)?
-                .with_tape(Some(tape.clone()));
+            let client = ServiceClient::new(
+                http.clone(),
+                svc,
+                masker.clone(),
+                &TokenHome::Dir(data_dir.to_path_buf()),
+            )
+            .map_err(Error::Usage)?
+            .with_tape(Some(tape.clone()));
             clients.insert(name.clone(), Arc::new(client));
         }
         Ok(Inspector {

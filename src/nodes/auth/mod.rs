@@ -11,8 +11,31 @@ use crate::check::{Auth, Service};
 use crate::masking::Masker;
 use base64::Engine;
 use reqwest::header::{HeaderName, HeaderValue};
-use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+/// Where a rotated OAuth2 refresh token is kept.
+#[derive(Clone)]
+pub enum TokenHome {
+    /// Nowhere: in memory until the run ends (`try`'s throwaway runs, tests).
+    Memory,
+    /// The data directory, `oauth2/SERVICE.json`: a single run's.
+    Dir(PathBuf),
+    /// The state store: in a cluster, the database every instance shares (spec §14).
+    Store(Arc<dyn crate::state::StateStore>),
+}
+
+impl TokenHome {
+    /// Where a run on `store` keeps tokens: its data directory when it has one, else
+    /// (the cluster's store) the store itself.
+    pub fn of(store: &Arc<dyn crate::state::StateStore>) -> TokenHome {
+        match store.location() {
+            Some(dir) => TokenHome::Dir(dir.to_path_buf()),
+            None => TokenHome::Store(store.clone()),
+        }
+    }
+}
 
 /// Why a request could not be given its credentials; the message holds no secret.
 #[derive(Debug)]
@@ -53,11 +76,11 @@ pub struct Authorizer {
 }
 
 impl Authorizer {
-    /// `data_dir` is where a rotated OAuth2 refresh token is kept (none: in memory).
+    /// `home` is where a rotated OAuth2 refresh token is kept.
     pub fn new(
         svc: &Service,
         http: reqwest::Client,
-        data_dir: Option<&Path>,
+        home: &TokenHome,
         masker: Masker,
     ) -> Result<Authorizer, String> {
         let kind = match &svc.auth {
@@ -66,7 +89,7 @@ impl Authorizer {
                 cfg,
                 http,
                 Duration::from_millis(svc.timeout_ms),
-                data_dir,
+                home,
                 masker,
             )?)),
             Auth::AwsSigV4(cfg) => Kind::SigV4(sigv4::Signer::new(cfg)),

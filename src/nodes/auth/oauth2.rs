@@ -1,19 +1,21 @@
 //! `oauth2(...)` (spec §12): access tokens from a token endpoint (RFC 6749 §4.4 client
 //! credentials, §6 refresh token), cached and renewed before they expire and after a
 //! `401`, one renewal at a time for every request and source of the service. A rotated
-//! refresh token is stored at once ([`RefreshStore`]) and used from then on.
+//! refresh token is stored at once ([`RefreshStore`]) and used from then on. In a
+//! cluster the stored token is shared by the instances: read again before each renewal
+//! (another instance may have rotated it), and a refusal of the token sent is tried once
+//! more with the stored one when another instance stored a newer one meanwhile.
 //!
 //! The client secret goes only to the token endpoint; the access token only to the
 //! service's origin (the caller asks for it only there). Every token learnt is masked.
 
 use super::refresh_store::RefreshStore;
-use super::{basic_header, AuthError};
+use super::{basic_header, AuthError, TokenHome};
 use crate::check::{ClientAuth, OAuth2};
 use crate::masking::Masker;
 use crate::nodes::net::{api_text, request_error, retry_after, SHOWN};
 use reqwest::header::HeaderValue;
 use serde_json::Value as Json;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -46,6 +48,9 @@ struct Grant {
     loaded: bool,
     refresh: Option<String>,
     from_store: bool,
+    /// The last rotated token could not be stored: the one in memory is the newest, and
+    /// a shared store's older one must not replace it.
+    unsaved: bool,
 }
 
 pub struct TokenSource {
@@ -68,17 +73,15 @@ impl TokenSource {
         cfg: &OAuth2,
         http: reqwest::Client,
         timeout: Duration,
-        data_dir: Option<&Path>,
+        home: &TokenHome,
         masker: Masker,
     ) -> Result<TokenSource, String> {
         let token_url = Url::parse(&cfg.token_url)
             .map_err(|e| format!("service `{service}`: oauth2: bad token_url: {e}"))?;
-        let store = match (&cfg.refresh_token, data_dir) {
-            (Some(configured), Some(dir)) => {
-                Some(RefreshStore::new(dir, service, cfg, &configured.value))
-            }
-            _ => None,
-        };
+        let store = cfg
+            .refresh_token
+            .as_ref()
+            .and_then(|configured| RefreshStore::new(home, service, cfg, &configured.value));
         Ok(TokenSource {
             service: service.to_string(),
             cfg: cfg.clone(),
@@ -130,27 +133,62 @@ impl TokenSource {
         format!("service `{}`: oauth2: {message}", self.service)
     }
 
-    async fn renew(&self, grant: &mut Grant) -> Result<Token, AuthError> {
-        if !grant.loaded {
-            if let Some(configured) = &self.cfg.refresh_token {
-                let stored = match &self.store {
-                    Some(store) => {
-                        let store = store.clone();
-                        crate::nodes::blocking(move || store.load())
-                            .await
-                            .map_err(|e| AuthError::fatal(self.error(e)))?
-                    }
-                    None => None,
-                };
-                grant.from_store = stored.is_some();
-                grant.refresh = Some(stored.unwrap_or_else(|| configured.value.clone()));
-                if let Some(r) = &grant.refresh {
-                    self.masker.learn(r);
-                }
-            }
+    /// The refresh token to send: on the first renewal the stored one (else the
+    /// configured one); when the store is shared, the stored one each time, as another
+    /// instance may have rotated it. True when the token changed.
+    async fn load(&self, grant: &mut Grant) -> Result<bool, AuthError> {
+        let Some(configured) = &self.cfg.refresh_token else {
             grant.loaded = true;
+            return Ok(false);
+        };
+        let shared = self.store.as_ref().is_some_and(RefreshStore::shared);
+        if grant.loaded && (!shared || grant.unsaved) {
+            return Ok(false);
         }
-        let answer = self.ask(grant).await?;
+        let stored = match &self.store {
+            Some(store) => {
+                let store = store.clone();
+                crate::nodes::blocking(move || store.load())
+                    .await
+                    .map_err(|e| match shared {
+                        // The database may answer again later.
+                        true => AuthError::retry(self.error(e), None),
+                        false => AuthError::fatal(self.error(e)),
+                    })?
+            }
+            None => None,
+        };
+        let before = grant.refresh.clone();
+        match stored {
+            Some(t) => {
+                grant.from_store = true;
+                grant.refresh = Some(t);
+            }
+            // Nothing stored (yet): the configured token, or the one in memory.
+            None if !grant.loaded => {
+                grant.from_store = false;
+                grant.refresh = Some(configured.value.clone());
+            }
+            None => {}
+        }
+        if let Some(r) = &grant.refresh {
+            self.masker.learn(r);
+        }
+        grant.loaded = true;
+        Ok(before.is_some() && before != grant.refresh)
+    }
+
+    async fn renew(&self, grant: &mut Grant) -> Result<Token, AuthError> {
+        self.load(grant).await?;
+        let answer = match self.ask(grant).await {
+            Ok(answer) => answer,
+            // Refused while another instance stored a newer token: once more with it.
+            Err(e) if e.retry.is_none() && grant.refresh.is_some() && self.load(grant).await? => {
+                tracing::info!(service = %self.service, "oauth2: the refresh token sent was refused; another instance stored a newer one, trying it");
+                self.ask(grant).await?
+            }
+            Err(e) => return Err(e),
+        };
         let now = Instant::now();
         let Some(access) = answer.get("access_token").and_then(Json::as_str) else {
             return Err(AuthError::fatal(self.error(format!(
@@ -183,7 +221,7 @@ impl TokenSource {
                 // written, the next renewal still uses the new token.
                 grant.refresh = Some(rotated.to_string());
                 grant.from_store = true;
-                self.keep(rotated).await;
+                grant.unsaved = !self.keep(rotated).await;
             }
         }
         let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
@@ -197,19 +235,22 @@ impl TokenSource {
 
     /// Stores a rotated refresh token. A failure is logged, not fatal: the token in
     /// memory still serves this run, and the next rotation tries again.
-    async fn keep(&self, rotated: &str) {
+    /// True when it was stored.
+    async fn keep(&self, rotated: &str) -> bool {
         let Some(store) = &self.store else {
             tracing::warn!(service = %self.service, "oauth2: the refresh token was rotated, but without a data directory the new one is kept only until this run ends");
-            return;
+            return false;
         };
-        let path = store.path().display().to_string();
+        let at = store.shown();
         let (store, rotated) = (store.clone(), rotated.to_string());
         match crate::nodes::blocking(move || store.save(&rotated)).await {
             Ok(()) => {
-                tracing::info!(service = %self.service, file = %path, "oauth2: the refresh token was rotated; the new one is stored")
+                tracing::info!(service = %self.service, at = %at, "oauth2: the refresh token was rotated; the new one is stored");
+                true
             }
             Err(e) => {
-                tracing::error!(service = %self.service, error = %self.masker.mask(&e), "oauth2: the rotated refresh token could not be stored; a later run may be refused by the token endpoint")
+                tracing::error!(service = %self.service, error = %self.masker.mask(&e), "oauth2: the rotated refresh token could not be stored; a later run may be refused by the token endpoint");
+                false
             }
         }
     }
@@ -337,8 +378,12 @@ impl TokenSource {
         if grant.from_store {
             if let Some(store) = &self.store {
                 message.push_str(&format!(
-                    " (the refresh token sent is the rotated one stored in {}; if the configured `refresh_token` is newer, remove that file)",
-                    store.path().display()
+                    " (the refresh token sent is the rotated one stored in {}; if the configured `refresh_token` is newer, {})",
+                    store.shown(),
+                    match store.shared() {
+                        true => "configure a newly issued one: a changed `refresh_token` replaces the stored one".to_string(),
+                        false => "remove that file".to_string(),
+                    }
                 ));
             }
         }

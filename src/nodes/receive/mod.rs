@@ -180,11 +180,11 @@ impl Receiver {
     ) -> Answer {
         let (done, committed) = oneshot::channel();
         let msg = SourceMsg::Event {
-            page: Page {
+            page: Box::new(Page {
                 items: records.into(),
                 parent: None,
                 resume: None,
-            },
+            }),
             rejected,
             done,
         };

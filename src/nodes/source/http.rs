@@ -4,7 +4,7 @@
 
 use crate::check::{Retry, Service};
 use crate::masking::Masker;
-use crate::nodes::auth::{AuthError, Authorizer, Used};
+use crate::nodes::auth::{AuthError, Authorizer, TokenHome, Used};
 use crate::nodes::net::{
     self, api_text, body_excerpt, gave_up, request_error, with_retries, GaveUp, SHOWN,
 };
@@ -71,7 +71,7 @@ impl ServiceClient {
         http: reqwest::Client,
         svc: &Service,
         masker: Masker,
-        data_dir: Option<&std::path::Path>,
+        tokens: &TokenHome,
     ) -> Result<ServiceClient, String> {
         let base = Url::parse(&svc.base_url)
             .map_err(|e| format!("service `{}`: bad base_url: {e}", svc.name))?;
@@ -93,7 +93,7 @@ impl ServiceClient {
             Quota::with_period(per)
                 .map(|q| RateLimiter::direct(q.allow_burst(NonZeroU32::new(1).expect("one"))))
         });
-        let auth = Authorizer::new(svc, http.clone(), data_dir, masker.clone())?;
+        let auth = Authorizer::new(svc, http.clone(), tokens, masker.clone())?;
         Ok(ServiceClient {
             name: svc.name.clone(),
             auth,

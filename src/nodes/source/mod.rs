@@ -157,11 +157,11 @@ impl Poller {
                 });
             if self
                 .tx
-                .send(SourceMsg::Page(Page {
+                .send(SourceMsg::Page(Box::new(Page {
                     items,
                     parent: parent.clone(),
                     resume: token,
-                }))
+                })))
                 .await
                 .is_err()
             {
