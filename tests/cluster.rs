@@ -480,6 +480,267 @@ fn chaos_kills_stops_and_restarts_lose_and_double_nothing() {
     );
 }
 
+/// Units `e0`… reading a Zendesk-like export (`/eN`, pages of 3, resumed from the last
+/// page's token) into table `t_eN` on the cluster database (see [`history_tables`]), into
+/// `out/eN.jsonl`, and into `to` (sinks declared in `extra`).
+fn export_pipeline(api: &TestApi, db: &str, n: usize, extra: &str, to: &str) -> String {
+    let mut text = format!(
+        "service api {{\n  base_url = \"{}\"\n  retry {{ attempts = 3  backoff = 50ms }}\n}}\n{extra}\n",
+        api.url()
+    );
+    for i in 0..n {
+        let unit = format!("e{i}");
+        text.push_str(&format!(
+            r#"
+source {unit} from api {{
+  get = "/{unit}"
+  query {{ start_time = unix(watermark) }}
+  paginate = cursor(param = "cursor", from = $.after_cursor, done = $.end_of_stream)
+  records = $.tickets[*]
+  schedule = every(1s)
+  key = id
+  incremental {{ resume = $.after_cursor  param = "cursor"  start = 0 }}
+  fields {{
+    id      : int    = $.id
+    subject : string = $.subject
+  }}
+}}
+sink t{unit} = postgres("{db}", table = "t_{unit}")
+sink j{unit} = jsonl("out/{unit}.jsonl")
+flow {unit} -> t{unit}, j{unit}{to}
+"#
+        ));
+    }
+    text
+}
+
+/// An export of tickets `1..=n` at `/eN`, `per_page` a page.
+fn export(api: &TestApi, unit: &str, n: u64, per_page: usize) -> support::apis::search::Shared {
+    let tickets = support::apis::feeds::serve_zendesk_export(api, &format!("/{unit}"), per_page);
+    for t in 1..=n {
+        tickets.push(support::apis::feeds::zendesk_ticket(
+            t,
+            "2024-02-01T12:00:00Z",
+        ));
+    }
+    tickets
+}
+
+/// Table `t_UNIT` keyed by `id` as the sink would make it, and an append-only history
+/// `w_UNIT` that a trigger fills with every row written to it, insert or update: the
+/// unkeyed table that shows each write. (`incremental` needs a `key`, spec §5.2, so an
+/// unkeyed source cannot resume; a history table is how a keyed one meets the same
+/// need: a page written twice is twice in it.)
+fn history_tables(db: &str, units: usize) {
+    for i in 0..units {
+        sql(
+            db,
+            &format!(
+                "CREATE TABLE t_e{i} (id bigint PRIMARY KEY, subject text);
+                 CREATE TABLE w_e{i} (id bigint NOT NULL, subject text);
+                 CREATE FUNCTION w_e{i}() RETURNS trigger LANGUAGE plpgsql AS
+                   $$ BEGIN INSERT INTO w_e{i} VALUES (NEW.id, NEW.subject); RETURN NEW; END $$;
+                 CREATE TRIGGER w_e{i} AFTER INSERT OR UPDATE ON t_e{i}
+                   FOR EACH ROW EXECUTE FUNCTION w_e{i}();"
+            ),
+        );
+    }
+}
+
+/// The ids written to table `t_UNIT` (its history), with how many times each was.
+fn rows_per_id(db: &str, unit: &str) -> BTreeMap<i64, i64> {
+    sql(
+        db,
+        &format!("SELECT id, count(*) FROM w_{unit} GROUP BY id"),
+    )
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
+}
+
+/// Ids seen more than once in `rows`, with their counts.
+fn doubled(rows: &BTreeMap<i64, i64>) -> Vec<(i64, i64)> {
+    rows.iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(id, n)| (*id, *n))
+        .collect()
+}
+
+/// Two instances SIGKILLed and restarted over and over while they collect an export in
+/// many small pages into tables on the cluster database: a page's rows are committed in
+/// the transaction of its state, so every ticket was written exactly once, as the
+/// append-only history of each table shows (a kill between two transactions would
+/// leave a page written and not committed, and the new owner would write it again).
+/// The jsonl sinks beside them get every ticket at least once.
+#[test]
+fn kills_during_collection_write_every_record_exactly_once() {
+    use rand::Rng;
+    let Some(url) = database_url() else { return };
+    let db = fresh_database(&url, "unkeyed");
+    let units = 2;
+    let api = TestApi::start_blocking();
+    let mut next = vec![0u64; units];
+    let exports: Vec<_> = (0..units)
+        .map(|i| {
+            next[i] = 1500;
+            export(&api, &format!("e{i}"), 1500, 3)
+        })
+        .collect();
+    history_tables(&db, units);
+    let text = export_pipeline(&api, &db, units, "", "");
+    let lease = "2s";
+    let folders: Vec<Pipeline> = (0..2).map(|_| Pipeline::new(&text)).collect();
+    let start = |p: &Pipeline| {
+        let mut c = hamstr_process();
+        c.arg("run")
+            .arg(&p.file)
+            .args([
+                "--cluster",
+                &db,
+                "--lease",
+                lease,
+                "--no-watch",
+                "--data-dir",
+            ])
+            .arg(&p.data);
+        RunningHamstr::start(c)
+    };
+    let mut runs: Vec<RunningHamstr> = folders.iter().map(start).collect();
+    let mut logs = String::new();
+    let mut rng = rand::rng();
+    let mut kills = 0;
+    let began = std::time::Instant::now();
+    while began.elapsed() < Duration::from_secs(40) {
+        // The export grows meanwhile.
+        for (i, tickets) in exports.iter().enumerate() {
+            for _ in 0..30 {
+                next[i] += 1;
+                tickets.push(support::apis::feeds::zendesk_ticket(
+                    next[i],
+                    "2024-02-02T12:00:00Z",
+                ));
+            }
+        }
+        // Kills at random instants: time itself must pass between them, so that they
+        // land anywhere in the pages being collected.
+        std::thread::sleep(Duration::from_millis(rng.random_range(300..1500)));
+        let k = rng.random_range(0..runs.len());
+        logs.push_str(&runs[k].stderr());
+        runs[k].kill();
+        kills += 1;
+        runs[k] = start(&folders[k]);
+    }
+    let settled = wait_until(
+        || (0..units).all(|i| rows_per_id(&db, &format!("e{i}")).len() as u64 == next[i]),
+        Duration::from_secs(120),
+    );
+    // A few more periods of the schedule: a page written twice would show now too.
+    std::thread::sleep(Duration::from_secs(2));
+    for r in &runs {
+        logs.push_str(&r.stderr());
+    }
+    for (i, want) in next.iter().enumerate() {
+        let unit = format!("e{i}");
+        let rows = rows_per_id(&db, &unit);
+        let ids: BTreeSet<i64> = rows.keys().copied().collect();
+        let expected: BTreeSet<i64> = (1..=*want as i64).collect();
+        assert!(
+            settled,
+            "table t_{unit}: {} of {want} tickets; missing {:?}",
+            ids.len(),
+            expected.difference(&ids).take(10).collect::<Vec<_>>()
+        );
+        assert_eq!(ids, expected, "table t_{unit}");
+        assert_eq!(
+            doubled(&rows),
+            vec![],
+            "tickets written twice to t_{unit} after {kills} kills"
+        );
+        // The other sink of the flow: every ticket at least once, over the instances.
+        let lines: BTreeSet<i64> = folders
+            .iter()
+            .flat_map(|p| read_jsonl(&p.path(&format!("out/{unit}.jsonl"))))
+            .map(|v| v["id"].as_i64().expect("an id"))
+            .collect();
+        assert_eq!(lines, expected, "out/{unit}.jsonl over the instances");
+        eprintln!("t_{unit}: {want} tickets exactly once after {kills} kills of two instances");
+    }
+    assert!(!logs.contains("panicked"), "{logs}");
+}
+
+/// An owner stopped (SIGSTOP) while a page waits for a slow webhook, its rows already
+/// handed to the `postgres` sink: another instance takes the unit over and collects
+/// everything; the stopped one, resumed, has its commit refused and never writes that
+/// page's rows (they would be in the table's history twice).
+#[test]
+fn a_stalled_owners_staged_page_is_never_written() {
+    let Some(url) = database_url() else { return };
+    let db = fresh_database(&url, "staged");
+    let api = TestApi::start_blocking();
+    let tickets = 12u64;
+    export(&api, "e0", tickets, 3);
+    // Every page waits a second and a half at the webhook, after the postgres sink has it.
+    api.set_handler("/hook", |_| {
+        support::Reply::json(&serde_json::json!({"ok": true}))
+    });
+    api.fail_always("/hook", support::Fault::Delay(Duration::from_millis(1500)));
+    let hook = format!("sink hook = webhook(\"{}\")", api.url_for("/hook"));
+    history_tables(&db, 1);
+    let text = export_pipeline(&api, &db, 1, &hook, ", hook");
+    let lease = "2s";
+    let mut a = Instance::start(&text, &db, lease);
+    assert!(
+        wait_until(
+            || owners(&db).get("e0") == Some(&a.id),
+            Duration::from_secs(60)
+        ),
+        "the first instance did not claim the unit: {}",
+        a.run.stderr()
+    );
+    let b = Instance::start(&text, &db, lease);
+    // The second page at the webhook: its rows are staged, its commit waits.
+    assert!(
+        api.wait_for_hits_blocking("/hook", 2, Duration::from_secs(60)),
+        "the webhook got no second page: {}",
+        a.run.stderr()
+    );
+    a.signal("-STOP");
+    assert!(
+        wait_until(
+            || owners(&db).get("e0") == Some(&b.id),
+            Duration::from_secs(60)
+        ),
+        "the unit was not taken over: {:?}\n{}",
+        owners(&db),
+        b.run.stderr()
+    );
+    assert!(
+        wait_until(
+            || rows_per_id(&db, "e0").len() as u64 == tickets,
+            Duration::from_secs(90)
+        ),
+        "the new owner did not collect everything: {:?}\n{}",
+        rows_per_id(&db, "e0"),
+        b.run.stderr()
+    );
+    a.signal("-CONT");
+    a.run.wait_for_stderr_line(
+        "the lost lease noticed",
+        |l| l.contains("fenced"),
+        Duration::from_secs(30),
+    );
+    // Time for the resumed instance to deliver what it held, were it to.
+    std::thread::sleep(Duration::from_secs(3));
+    let rows = rows_per_id(&db, "e0");
+    assert_eq!(rows.len() as u64, tickets);
+    assert_eq!(
+        doubled(&rows),
+        vec![],
+        "rows written twice (by the stalled owner, then by the new one): {}",
+        a.run.stderr()
+    );
+}
+
 /// `url` with query parameters added, and a password the server (trust auth) ignores:
 /// it must never be shown.
 fn with_tls(url: &str, params: &[(&str, &str)]) -> String {

@@ -215,14 +215,18 @@ fn a_commit_under_a_lease_taken_by_another_instance_is_refused() {
     ));
 }
 
-/// A `postgres` sink on the cluster's database checks the page's lease in its own
-/// transaction: a stale epoch writes no row (and is not queued), the holder's does.
+/// A `postgres` sink on the cluster's database stages a page's rows for the page's
+/// commit: under a stale epoch neither the rows nor the state are written; the holder's
+/// commit writes both in one transaction, every part of a page in the last part's; rows
+/// the database refuses leave the state where it was; an abandoned page is never
+/// written; a page the sink cannot take is refused, not queued. A queued page's entry
+/// goes in the transaction of its rows, once.
 #[test]
-fn a_postgres_sink_on_the_cluster_database_writes_only_under_the_lease() {
+fn a_postgres_sink_on_the_cluster_database_commits_its_rows_with_the_state() {
     use hamstr::check::{Schema, Text, Type};
     use hamstr::nodes::extract::Emitted;
     use hamstr::nodes::sink::postgres::PgWriter;
-    use hamstr::nodes::sink::{SinkWriter, WriteError};
+    use hamstr::nodes::sink::{Origin, SinkWriter, WriteError};
     let Some(url) = database_url() else { return };
     let db = fresh_database(&url, "sinkfence");
     drop(hamstr::cluster::open_store(&db).unwrap());
@@ -230,33 +234,184 @@ fn a_postgres_sink_on_the_cluster_database_writes_only_under_the_lease() {
         &db,
         "INSERT INTO hamstr_units (unit, owner, epoch, lease_until, version) VALUES ('s', 7, 2, now() + interval '1 hour', 'v')",
     );
+    // Unkeyed: a row written twice would be two rows.
     let schema = Schema {
         fields: vec![("id".into(), Type::String, false)],
-        key: vec!["id".into()],
+        key: vec![],
     };
     let names = vec!["id".to_string()];
-    let records = Arc::new(vec![Emitted {
-        key: Some(b"a".to_vec()),
-        json: br#"{"id":"a"}"#.to_vec(),
-    }]);
+    let records = |ids: &[&str]| {
+        Arc::new(
+            ids.iter()
+                .map(|id| Emitted {
+                    key: None,
+                    json: format!(r#"{{"id":"{id}"}}"#).into_bytes(),
+                })
+                .collect::<Vec<_>>(),
+        )
+    };
     let far = Instant::now() + Duration::from_secs(3600);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let write = |epoch: i64| {
+    let open = |epoch: i64| {
         let fence = Arc::new(Fence::new(7));
         fence.hold("s", epoch, far);
         let store = hamstr::cluster::open_fenced_store(&db, fence).unwrap();
-        let mut w = PgWriter::new("t", &Text::plain(db.clone()), "items", 10, &schema)
+        let w = PgWriter::new("t", &Text::plain(db.clone()), "items", 10, &schema)
             .unwrap()
-            .fenced_by(store);
-        rt.block_on(w.write_for("s", &names, &records))
+            .fenced_by(store.clone());
+        (store, w)
     };
-    match write(1) {
-        Err(WriteError::Fenced(e)) => assert!(e.contains("fenced"), "{e}"),
-        other => panic!("expected Fenced, got {other:?}"),
+    let count = || sql(&db, "SELECT count(*) FROM items")[0].get::<_, i64>(0);
+    let meta = |w: i64| SourceMeta {
+        watermark: Some(Json::from(w)),
+        ..SourceMeta::default()
+    };
+    let watermark = || {
+        hamstr::cluster::open_store(&db)
+            .unwrap()
+            .meta("s")
+            .unwrap()
+            .watermark
+    };
+
+    // A stale epoch: staged, then the commit is refused; no row, no state.
+    let (store, mut w) = open(1);
+    rt.block_on(w.write_for("s", Origin::Page(1), &names, &records(&["a"])))
+        .unwrap();
+    assert_eq!(count(), 0, "staged rows are not written before the commit");
+    assert!(matches!(
+        store.commit_part("s", 1, true, &PageCommit::default(), &meta(1)),
+        Err(StateError::Fenced { .. })
+    ));
+    assert_eq!(count(), 0, "a stale epoch wrote a row");
+    assert_eq!(watermark(), None);
+
+    // The holder: two parts, written together with the last one's transaction.
+    let (store, mut w) = open(2);
+    rt.block_on(w.write_for("s", Origin::Page(2), &names, &records(&["a", "b"])))
+        .unwrap();
+    let part = PageCommit {
+        keys: vec![(b"a".to_vec(), entry(1, 1))],
+        ..PageCommit::default()
+    };
+    store
+        .commit_part("s", 2, false, &part, &SourceMeta::default())
+        .unwrap();
+    assert_eq!(count(), 0, "a part before the last writes nothing yet");
+    assert_eq!(store.key("s", b"a").unwrap(), None);
+    store
+        .commit_part("s", 2, true, &PageCommit::default(), &meta(2))
+        .unwrap();
+    assert_eq!(count(), 2);
+    assert_eq!(watermark(), Some(Json::from(2)));
+    assert_eq!(store.key("s", b"a").unwrap().unwrap().fingerprint, 1);
+
+    // An abandoned page (its run broke) is dropped, and with a later page's commit the
+    // pages before it are too.
+    rt.block_on(w.write_for("s", Origin::Page(3), &names, &records(&["c"])))
+        .unwrap();
+    store.discard("s", 3);
+    rt.block_on(w.write_for("s", Origin::Page(4), &names, &records(&["d"])))
+        .unwrap();
+    rt.block_on(w.write_for("s", Origin::Page(5), &names, &records(&["e"])))
+        .unwrap();
+    store
+        .commit_part("s", 3, true, &PageCommit::default(), &meta(3))
+        .unwrap();
+    store
+        .commit_part("s", 5, true, &PageCommit::default(), &meta(5))
+        .unwrap();
+    let ids: Vec<String> = sql(&db, "SELECT id FROM items ORDER BY id")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ids, ["a", "b", "e"]);
+
+    // Rows the database refuses: the commit fails, the state stays.
+    sql(
+        &db,
+        "ALTER TABLE items ADD CONSTRAINT short CHECK (length(id) < 3)",
+    );
+    rt.block_on(w.write_for("s", Origin::Page(6), &names, &records(&["long"])))
+        .unwrap();
+    let refused = store.commit_part("s", 6, true, &PageCommit::default(), &meta(6));
+    assert!(
+        matches!(&refused, Err(StateError::Io(e)) if e.contains("sink `t`") && e.contains("short")),
+        "{refused:?}"
+    );
+    assert_eq!(watermark(), Some(Json::from(5)));
+    assert_eq!(count(), 3);
+
+    // A page the sink cannot take is refused, not queued: it is fetched again.
+    let refused = rt.block_on(w.write_for("s", Origin::Page(7), &[], &records(&["g"])));
+    assert!(
+        matches!(&refused, Err(WriteError::Refused(e)) if e.contains("without field `id`")),
+        "{refused:?}"
+    );
+
+    // A lease run out by the instance's own clock: the page is not even staged.
+    let fence = Arc::new(Fence::new(7));
+    fence.hold("s", 2, Instant::now());
+    let stale = hamstr::cluster::open_fenced_store(&db, fence).unwrap();
+    let mut w = PgWriter::new("t", &Text::plain(db.clone()), "items", 10, &schema)
+        .unwrap()
+        .fenced_by(stale);
+    assert!(matches!(
+        rt.block_on(w.write_for("s", Origin::Page(7), &names, &records(&["f"]))),
+        Err(WriteError::Fenced(_))
+    ));
+
+    // A queued page: its entry goes with its rows; a second delivery (another instance
+    // draining the same queue) finds no entry and writes nothing.
+    let (store, mut w) = open(2);
+    let (space, id) = ("sinkq/t", 1u64.to_be_bytes().to_vec());
+    store
+        .kv_apply(space, &[(id.clone(), Some(b"{}".to_vec()))])
+        .unwrap();
+    for _ in 0..2 {
+        let origin = Origin::Queued { space, id: &id };
+        rt.block_on(w.write_for("s", origin, &names, &records(&["q"])))
+            .unwrap();
     }
-    let rows = sql(&db, "SELECT count(*) FROM items");
-    assert_eq!(rows[0].get::<_, i64>(0), 0, "a stale epoch wrote a row");
-    write(2).unwrap();
-    let rows = sql(&db, "SELECT count(*) FROM items");
-    assert_eq!(rows[0].get::<_, i64>(0), 1);
+    assert_eq!(store.kv_len(space).unwrap(), 0);
+    assert_eq!(count(), 4, "the queued page written once");
+
+    // Every type of field goes through the commit's statement as it does through the
+    // sink's own.
+    let typed = Schema {
+        fields: vec![
+            ("id".into(), Type::String, false),
+            ("n".into(), Type::Int, false),
+            ("f".into(), Type::Float, false),
+            ("d".into(), Type::Decimal, false),
+            ("b".into(), Type::Bool, false),
+            ("t".into(), Type::Datetime, false),
+            ("j".into(), Type::Json, true),
+        ],
+        key: vec!["id".into()],
+    };
+    let mut w = PgWriter::new("t", &Text::plain(db.clone()), "typed", 10, &typed)
+        .unwrap()
+        .fenced_by(store.clone());
+    let names: Vec<String> = typed.fields.iter().map(|f| f.0.clone()).collect();
+    let record = Arc::new(vec![Emitted {
+        key: Some(b"x".to_vec()),
+        json: br#"{"id":"x","n":7,"f":1.5,"d":"12.50","b":true,"t":"2024-03-01T08:00:00Z","j":{"a":[1]}}"#.to_vec(),
+    }]);
+    rt.block_on(w.write_for("s", Origin::Page(8), &names, &record))
+        .unwrap();
+    store
+        .commit_part("s", 8, true, &PageCommit::default(), &meta(8))
+        .unwrap();
+    let row = &sql(
+        &db,
+        "SELECT id, n, f, d::text, b, to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'), j::text FROM typed",
+    )[0];
+    assert_eq!(row.get::<_, String>(0), "x");
+    assert_eq!(row.get::<_, i64>(1), 7);
+    assert_eq!(row.get::<_, f64>(2), 1.5);
+    assert_eq!(row.get::<_, String>(3), "12.50");
+    assert!(row.get::<_, bool>(4));
+    assert_eq!(row.get::<_, String>(5), "2024-03-01 08:00");
+    assert_eq!(row.get::<_, String>(6), r#"{"a": [1]}"#);
 }

@@ -8,6 +8,7 @@ mod fence;
 mod lease;
 mod pool;
 mod schema;
+pub mod staged;
 pub mod store;
 pub mod units;
 
@@ -48,7 +49,7 @@ impl Cluster {
     /// Connects to `url`, brings its tables up to date and registers the instance, under
     /// the id kept in `data_dir` when it was made for the same database.
     pub fn join(url: &str, data_dir: &Path, lease: Duration) -> Result<Cluster> {
-        let pool = Arc::new(Pool::connect(url)?);
+        let pool = Arc::new(Pool::connect(url, Some(lease))?);
         schema::migrate(&pool)?;
         let database = lease::database_identity(&pool)?;
         let file = data_dir.join(INSTANCE_FILE);
@@ -325,7 +326,7 @@ impl Leader<'_> {
 /// What `state FILE --cluster URL` shows: the instances, then every unit with its
 /// owner, epoch, lease expiry, version, and its sources' watermark and last error.
 pub fn describe(url: &str, plan: &Plan, lease: Duration) -> Result<String> {
-    let pool = Arc::new(Pool::connect(url)?);
+    let pool = Arc::new(Pool::connect(url, None)?);
     schema::migrate(&pool)?;
     let store = PgStore::new(pool.clone(), None);
     let mut out = String::from("instances:\n");
@@ -399,7 +400,7 @@ pub fn describe(url: &str, plan: &Plan, lease: Duration) -> Result<String> {
 
 /// A store on the cluster database without fencing: for tests and inspection.
 pub fn open_store(url: &str) -> Result<Arc<dyn StateStore>> {
-    let pool = Arc::new(Pool::connect(url)?);
+    let pool = Arc::new(Pool::connect(url, None)?);
     schema::migrate(&pool)?;
     Ok(Arc::new(PgStore::new(pool, None)))
 }
@@ -407,7 +408,7 @@ pub fn open_store(url: &str) -> Result<Arc<dyn StateStore>> {
 /// A store on the cluster database fenced by `fence`: what an instance's run uses, for
 /// tests that hold leases by hand.
 pub fn open_fenced_store(url: &str, fence: Arc<Fence>) -> Result<Arc<dyn StateStore>> {
-    let pool = Arc::new(Pool::connect(url)?);
+    let pool = Arc::new(Pool::connect(url, None)?);
     schema::migrate(&pool)?;
     Ok(Arc::new(PgStore::new(pool, Some(fence))))
 }

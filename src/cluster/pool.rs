@@ -47,8 +47,12 @@ pub struct Pool {
 
 impl Pool {
     /// Parses `url` and connects once, so a wrong URL, an unreachable server or a
-    /// refused certificate is an error before anything runs.
-    pub fn connect(url: &str) -> Result<Pool> {
+    /// refused certificate is an error before anything runs. With `stalled`, the server
+    /// ends a session whose transaction waits that long for its client: an instance
+    /// stopped in the middle of a commit (`SIGSTOP`, a frozen VM) would otherwise keep its
+    /// unit's row locked, and the claims of the others (`SKIP LOCKED`) would pass that
+    /// unit by for as long.
+    pub fn connect(url: &str, stalled: Option<std::time::Duration>) -> Result<Pool> {
         let (shown, masker) = pg_tls::mask_for(url);
         let pg_tls::Target { mut config, tls } = pg_tls::parse(url)
             .map_err(|why| StateError::Io(format!("the cluster database URL {shown} {why}")))?;
@@ -57,6 +61,17 @@ impl Pool {
         }
         if config.get_application_name().is_none() {
             config.application_name("hamstr");
+        }
+        if let Some(d) = stalled {
+            let option = format!(
+                "-c idle_in_transaction_session_timeout={}",
+                d.as_millis().max(1)
+            );
+            let options = match config.get_options() {
+                Some(o) if !o.is_empty() => format!("{o} {option}"),
+                _ => option,
+            };
+            config.options(&options);
         }
         let (handle_tx, handle_rx) = std::sync::mpsc::sync_channel(1);
         let (done, done_rx) = tokio::sync::oneshot::channel::<()>();

@@ -3,10 +3,12 @@
 //! spaces of sink queues and stored tokens) as rows of `hamstr_state`, by kind, name and
 //! key. What advances a unit's state is fenced: its transaction first checks, with the
 //! row locked `FOR SHARE`, that this instance still holds the unit's lease at the epoch
-//! it claimed, and commits nothing otherwise.
+//! it claimed, and commits nothing otherwise. A page with rows staged by a `postgres`
+//! sink on this database ([`super::staged`]) commits those rows in the same transaction.
 
 pub use super::fence::Fence;
 use super::pool::{db, Job, Pool};
+use super::staged::{StagedRows, Staging};
 use crate::state::{
     KeyEntry, Lease, PageCommit, Prune, Result, SourceMeta, StateError, StateStore, STATE_VERSION,
 };
@@ -20,20 +22,30 @@ use tokio_postgres::Transaction;
 pub struct PgStore {
     pool: Arc<Pool>,
     fence: Option<Arc<Fence>>,
+    /// Rows of `postgres` sinks on this database, waiting for their page's commit.
+    staging: Staging,
 }
 
+/// Removes an entry of a generic space (`kv_apply`'s rows): a `postgres` sink on this
+/// database removes a queued page's entry in the transaction that writes its rows.
+pub const KV_REMOVE: &str = "DELETE FROM hamstr_state WHERE kind = 'kv' AND name = $1 AND key = $2";
+
 /// A row of `hamstr_state`: kind, name, key.
-type Row = (&'static str, String, Vec<u8>);
+pub(super) type Row = (&'static str, String, Vec<u8>);
 
 /// A row to write (`Some`) or delete (`None`).
-type Write = (Row, Option<Vec<u8>>);
+pub(super) type Write = (Row, Option<Vec<u8>>);
 
 /// An index entry below the bound, its key, and that key's entry if it has one.
 type Indexed = (Vec<u8>, Vec<u8>, Option<Vec<u8>>);
 
 impl PgStore {
     pub fn new(pool: Arc<Pool>, fence: Option<Arc<Fence>>) -> PgStore {
-        PgStore { pool, fence }
+        PgStore {
+            pool,
+            fence,
+            staging: Staging::default(),
+        }
     }
 
     fn run<T: Send + 'static>(&self, job: Job<T>) -> Result<T> {
@@ -64,6 +76,37 @@ impl PgStore {
                 tx.commit().await.map_err(db)
             })
         }))
+    }
+
+    /// The rows a page's commit writes, in the order of the sled store's commit.
+    fn writes_of(source: &str, page: &PageCommit, meta: &SourceMeta) -> Result<Vec<Write>> {
+        let encode = |v: &Json| serde_json::to_vec(v).map_err(|e| StateError::Io(e.to_string()));
+        let mut writes: Vec<Write> = Vec::new();
+        // The order of the sled store's commit: child requests, rejections, keys, the
+        // index, the watermark.
+        for (child, key, record) in &page.child_requests {
+            writes.push((("queue", child.clone(), key.clone()), Some(encode(record)?)));
+        }
+        for (k, v) in &page.rejected {
+            writes.push((
+                ("rejected", source.to_string(), k.clone()),
+                Some(encode(v)?),
+            ));
+        }
+        for k in &page.unrejected {
+            writes.push((("rejected", source.to_string(), k.clone()), None));
+        }
+        for (k, e) in &page.keys {
+            writes.push((("keys", source.to_string(), k.clone()), Some(e.encode())));
+        }
+        for (at, k) in &page.index {
+            writes.push((("keyidx", source.to_string(), at.clone()), Some(k.clone())));
+        }
+        writes.push((
+            ("meta", source.to_string(), Vec::new()),
+            Some(Self::meta_bytes(meta)?),
+        ));
+        Ok(writes)
     }
 
     fn get(&self, kind: &'static str, name: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -252,33 +295,65 @@ impl StateStore for PgStore {
     }
 
     fn commit(&self, source: &str, page: &PageCommit, meta: &SourceMeta) -> Result<()> {
-        let encode = |v: &Json| serde_json::to_vec(v).map_err(|e| StateError::Io(e.to_string()));
-        let mut writes: Vec<Write> = Vec::new();
-        // The order of the sled store's commit: child requests, rejections, keys, the
-        // index, the watermark.
-        for (child, key, record) in &page.child_requests {
-            writes.push((("queue", child.clone(), key.clone()), Some(encode(record)?)));
-        }
-        for (k, v) in &page.rejected {
-            writes.push((
-                ("rejected", source.to_string(), k.clone()),
-                Some(encode(v)?),
-            ));
-        }
-        for k in &page.unrejected {
-            writes.push((("rejected", source.to_string(), k.clone()), None));
-        }
-        for (k, e) in &page.keys {
-            writes.push((("keys", source.to_string(), k.clone()), Some(e.encode())));
-        }
-        for (at, k) in &page.index {
-            writes.push((("keyidx", source.to_string(), at.clone()), Some(k.clone())));
-        }
-        writes.push((
-            ("meta", source.to_string(), Vec::new()),
-            Some(Self::meta_bytes(meta)?),
-        ));
+        let writes = Self::writes_of(source, page, meta)?;
         self.write(source, writes)
+    }
+
+    fn stage(&self, source: &str, page: u64, rows: Box<dyn StagedRows>) -> bool {
+        self.staging.stage(source, page, rows);
+        true
+    }
+
+    fn commit_part(
+        &self,
+        source: &str,
+        page: u64,
+        last: bool,
+        commit: &PageCommit,
+        meta: &SourceMeta,
+    ) -> Result<()> {
+        if !self.staging.has(source, page) {
+            // Pages of the source staged before this one were abandoned.
+            self.staging.discard(source, page);
+            return self.commit(source, commit, meta);
+        }
+        let writes = Self::writes_of(source, commit, meta)?;
+        if !last {
+            self.staging.buffer(source, page, writes);
+            return Ok(());
+        }
+        // Taken out first: whatever happens below, the page is staged no more.
+        let staged = self.staging.take(source, page).unwrap_or_default();
+        let lease = self.lease(source)?;
+        let rows = staged.rows;
+        let mut all = staged.parts;
+        all.extend(writes);
+        self.run(Box::new(move |c| {
+            Box::pin(async move {
+                let tx = c.transaction().await.map_err(db)?;
+                if let Some((unit, owner, epoch)) = &lease {
+                    check_lease(&tx, unit, *owner, *epoch).await?;
+                }
+                // As the sink's own connection does: a timestamp column without a zone
+                // holds UTC.
+                tx.batch_execute("SET LOCAL TIME ZONE 'UTC'")
+                    .await
+                    .map_err(db)?;
+                for r in &rows {
+                    r.write(&tx).await.map_err(StateError::Io)?;
+                }
+                apply(&tx, all).await?;
+                tx.commit().await.map_err(db)
+            })
+        }))
+    }
+
+    fn discard(&self, source: &str, page: u64) {
+        self.staging.discard(source, page);
+    }
+
+    fn database(&self) -> Option<String> {
+        Some(self.pool.database())
     }
 
     fn prune_keys(&self, source: &str, prune: &Prune, full: bool) -> Result<usize> {

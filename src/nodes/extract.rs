@@ -27,6 +27,15 @@ fn unkeyed_rejection(item: &Json) -> Vec<u8> {
     id
 }
 
+/// The id of a new page: unique in the process, not only in one extract node, so a page
+/// staged by a sink under its id (spec §14: a `postgres` sink on the cluster's database
+/// writes its rows in the page's commit) is never taken for a page of a node that a
+/// reload replaced.
+fn page_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A record on its way to the sinks.
 #[derive(Debug, Clone)]
 pub struct Emitted {
@@ -184,7 +193,6 @@ impl ExtractNode {
         })
         .await;
         let mut pending: VecDeque<Pending> = VecDeque::new();
-        let mut next_page = 0u64;
         let mut open = true;
         while open || !pending.is_empty() || run.end.is_some() {
             tokio::select! {
@@ -219,10 +227,9 @@ impl ExtractNode {
                             })
                             .await;
                         }
-                        next_page += 1;
                         // Boxed: the page's future is as large as the extraction's, and
                         // the idle node need not hold room for it.
-                        let mut p = Box::pin(self.page(*page, next_page, &mut run, &ack_tx)).await;
+                        let mut p = Box::pin(self.page(*page, page_id(), &mut run, &ack_tx)).await;
                         if !rejected.is_empty() {
                             let mut parts = Parts::new();
                             for (reason, item) in rejected {
@@ -237,16 +244,14 @@ impl ExtractNode {
                         pending.push_back(p);
                     }
                     Some(SourceMsg::Page(page)) => {
-                        next_page += 1;
-                        let p = Box::pin(self.page(*page, next_page, &mut run, &ack_tx)).await;
+                        let p = Box::pin(self.page(*page, page_id(), &mut run, &ack_tx)).await;
                         pending.push_back(p);
                     }
                     Some(SourceMsg::Rejected { reason, item }) => {
-                        next_page += 1;
                         let mut parts = Parts::new();
                         parts.open().reject(Some(unkeyed_rejection(&item)), reason, &item);
                         pending.push_back(Pending {
-                            page: next_page,
+                            page: page_id(),
                             fetched: false,
                             remaining: 0,
                             parts: parts.into_vec(),

@@ -2,6 +2,7 @@
 //! request queues, and the records of sled sinks. sled sits behind [`StateStore`];
 //! everything persisted carries [`STATE_VERSION`].
 
+pub use crate::cluster::staged::StagedRows;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use std::path::Path;
@@ -142,6 +143,34 @@ pub trait StateStore: Send + Sync {
     fn put_meta(&self, source: &str, meta: &SourceMeta) -> Result<()>;
     fn key(&self, source: &str, key: &[u8]) -> Result<Option<KeyEntry>>;
     fn commit(&self, source: &str, page: &PageCommit, meta: &SourceMeta) -> Result<()>;
+    /// Commits one part of page `page` (an id unique in the process) of `source`; `last`
+    /// for its last part. A store that took rows staged for the page ([`Self::stage`])
+    /// writes them, and every part of the page, in the transaction of the last part.
+    fn commit_part(
+        &self,
+        source: &str,
+        _page: u64,
+        _last: bool,
+        commit: &PageCommit,
+        meta: &SourceMeta,
+    ) -> Result<()> {
+        self.commit(source, commit, meta)
+    }
+    /// In a cluster: takes the rows a `postgres` sink on the cluster's database has for
+    /// page `page` of `source`, to write them in that page's commit (spec §14: exactly
+    /// once). `false` (the rows dropped) when this store writes no rows: the sink writes
+    /// them itself.
+    fn stage(&self, _source: &str, _page: u64, _rows: Box<dyn StagedRows>) -> bool {
+        false
+    }
+    /// Forgets the rows staged for page `page` of `source` and its pages before: the
+    /// page will not be committed (its run broke).
+    fn discard(&self, _source: &str, _page: u64) {}
+    /// In a cluster: the database the store keeps its state in, as
+    /// [`crate::check::postgres_url::database_key`] names it.
+    fn database(&self) -> Option<String> {
+        None
+    }
     /// Forgets keys whose cursor is below the watermark: from the cursor index, touching
     /// only those keys; with `full`, by a scan of every key that also indexes the rest
     /// (state from before the index).
@@ -202,9 +231,10 @@ pub trait StateStore: Send + Sync {
     fn fence(&self, _source: &str) -> Result<()> {
         Ok(())
     }
-    /// In a cluster: the lease a write for `source` must still hold, for a sink on the
-    /// cluster's database to check in its own transaction; [`StateError::Fenced`] when
-    /// this instance's lease already ran out. `None` outside a cluster.
+    /// In a cluster: the lease a write for `source` must still hold (a sink on the
+    /// cluster's database stages its rows under it, see [`Self::stage`]);
+    /// [`StateError::Fenced`] when this instance's lease already ran out. `None` outside
+    /// a cluster.
     fn lease_of(&self, _source: &str) -> Result<Option<Lease>> {
         Ok(None)
     }

@@ -18,6 +18,8 @@ impl ExtractNode {
             run.summary.rejected += p.rejected;
         }
         if run.broken {
+            // Rows a sink staged for the page are not written either.
+            self.store.discard(&self.source, p.page);
             return false;
         }
         // The watermark tells how far the polls have read: events do not move it, or
@@ -55,8 +57,13 @@ impl ExtractNode {
         let next_id = || self.store.next_id().unwrap_or(0);
         for (i, part) in p.parts.into_iter().enumerate() {
             let commit = part.into_commit(&p.at, &next_id);
-            let with = if i + 1 == count { &next } else { &*meta };
-            if let Err(e) = self.store.commit(&self.source, &commit, with) {
+            let last = i + 1 == count;
+            let with = if last { &next } else { &*meta };
+            if let Err(e) = self
+                .store
+                .commit_part(&self.source, p.page, last, &commit, with)
+            {
+                self.store.discard(&self.source, p.page);
                 tracing::error!(source = %self.source, error = %e, "cannot commit a page");
                 run.broken = true;
                 return false;

@@ -41,6 +41,10 @@ pub enum WriteError {
     /// In a cluster, the lease of the page's unit is no longer this instance's: the
     /// page is dropped (not queued), and the unit's new owner fetches it again.
     Fenced(String),
+    /// The page is neither taken nor queued: its run fails and the page is fetched again
+    /// (a `postgres` sink on the cluster's database, whose rows commit with the page's
+    /// state or not at all: a queue entry would be a second transaction).
+    Refused(String),
 }
 
 impl From<String> for WriteError {
@@ -56,7 +60,7 @@ impl std::fmt::Display for WriteError {
         match self {
             WriteError::Failed(e) => f.write_str(e),
             WriteError::Closed => f.write_str("the reader of the sink is gone"),
-            WriteError::Fenced(e) => f.write_str(e),
+            WriteError::Fenced(e) | WriteError::Refused(e) => f.write_str(e),
         }
     }
 }
@@ -74,16 +78,28 @@ pub trait SinkWriter: Send {
         records: &'a Arc<Vec<Emitted>>,
     ) -> WriteFuture<'a>;
 
-    /// Writes a page of `source`. A sink that can check the source's lease in its own
-    /// write (a `postgres` sink on the cluster's database) does; the others write.
+    /// Writes a page of `source` that comes from `origin`. A `postgres` sink on the
+    /// cluster's database stages a page in flight for the page's commit, and removes a
+    /// queued page's entry in its own write; the others write.
     fn write_for<'a>(
         &'a mut self,
         source: &'a str,
+        _origin: Origin<'a>,
         names: &'a [String],
         records: &'a Arc<Vec<Emitted>>,
     ) -> WriteFuture<'a> {
         self.write(source, names, records)
     }
+}
+
+/// Where a page a sink writes comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum Origin<'a> {
+    /// A page in flight, by its id: it is committed once every sink has it.
+    Page(u64),
+    /// A page from the sink's durable queue: its entry (space and key in the store)
+    /// goes once it is written.
+    Queued { space: &'a str, id: &'a [u8] },
 }
 
 /// Builds the writer of a sink; `schema` is what feeds it (`None` when nothing does), and
@@ -257,8 +273,12 @@ impl SinkNode {
                 let written = within_grace(
                     &self.stop,
                     &mut deadline,
-                    self.writer
-                        .write_for(&batch.source, &batch.names, &batch.records),
+                    self.writer.write_for(
+                        &batch.source,
+                        Origin::Page(batch.page),
+                        &batch.names,
+                        &batch.records,
+                    ),
                 )
                 .await
                 .unwrap_or_else(|| {
@@ -276,6 +296,11 @@ impl SinkNode {
                         tracing::info!(sink = %self.name, "the reader of standard output left: the run ends; the page is fetched again next time");
                         exit.reader_gone = true;
                         self.end_run.stop();
+                        false
+                    }
+                    Err(WriteError::Refused(e)) => {
+                        crate::metrics::sink_failure(&self.name);
+                        tracing::warn!(sink = %self.name, source = %batch.source, error = %e, "sink cannot take records now; the page is not committed and is fetched again");
                         false
                     }
                     Err(WriteError::Fenced(e)) => {

@@ -1,7 +1,7 @@
 //! The durable queue of one sink: pages the writer could not take wait here, in the data
 //! directory, and go out in order when it recovers — across restarts too.
 
-use super::{SinkWriter, WriteError};
+use super::{Origin, SinkWriter, WriteError};
 use crate::nodes::extract::{Batch, Emitted};
 use crate::state::StateStore;
 use serde::{Deserialize, Serialize};
@@ -135,7 +135,14 @@ impl Queue {
                     })
                     .collect(),
             );
-            match writer.write_for(&q.source, &q.names, &records).await {
+            let origin = Origin::Queued {
+                space: &self.space,
+                id: &id,
+            };
+            match writer
+                .write_for(&q.source, origin, &q.names, &records)
+                .await
+            {
                 Ok(()) => {}
                 // Queued by an owner whose lease is gone: the new owner fetches it again.
                 Err(WriteError::Fenced(e)) => {

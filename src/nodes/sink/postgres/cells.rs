@@ -62,6 +62,22 @@ impl Cells {
         }
     }
 
+    /// The type of this column's array parameter, as the insert casts it
+    /// ([`super::sql_type`]): a statement sent with its types needs no round trip to
+    /// prepare it.
+    pub fn array_type(&self) -> tokio_postgres::types::Type {
+        use tokio_postgres::types::Type as T;
+        match self {
+            Cells::Text(_) => T::TEXT_ARRAY,
+            Cells::Int(_) => T::INT8_ARRAY,
+            Cells::Float(_) => T::FLOAT8_ARRAY,
+            Cells::Decimal(_) => T::NUMERIC_ARRAY,
+            Cells::Bool(_) => T::BOOL_ARRAY,
+            Cells::Time(_) => T::TIMESTAMPTZ_ARRAY,
+            Cells::Json(_) => T::JSONB_ARRAY,
+        }
+    }
+
     /// Rows `r` of this column as one array parameter.
     pub fn slice(&self, r: Range<usize>) -> Box<dyn ToSql + Sync + Send + '_> {
         match self {

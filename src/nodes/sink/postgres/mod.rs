@@ -2,26 +2,29 @@
 //! `sslmode` and `sslrootcert` ask, see [`crate::pg_tls`]), creates or checks the table on
 //! first connect, and writes each page in one transaction as
 //! upserts (keyed records) or inserts, `batch` rows per statement. The password of the
-//! URL never appears in its errors.
+//! URL never appears in its errors. On a cluster's own database, a page's rows are
+//! written by the store in the page's commit instead ([`PgWriter::fenced_by`]).
 
 mod cells;
 mod table;
 
 pub use table::{ident, sql_type, Column, Table};
 
-use super::{SinkWriter, WriteError, WriteFuture};
+use super::{Origin, SinkWriter, WriteError, WriteFuture};
 use crate::check::postgres_url;
 use crate::check::{Schema, Text};
+use crate::cluster::staged::StagedFuture;
 use crate::masking::Masker;
 use crate::nodes::extract::Emitted;
-use crate::state::{Lease, StateStore};
+use crate::state::{Lease, StagedRows, StateStore};
 use cells::{push_record, Cells};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::Duration;
 use table::Failure;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Config, Statement};
+use tokio_postgres::{Client, Config, Statement, Transaction};
 
 /// How long a connection attempt may take before the page goes to the queue.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,6 +45,8 @@ pub struct PgWriter {
     leases: Option<Arc<dyn StateStore>>,
     /// The database this sink writes to, as leases name theirs.
     database: String,
+    /// Set by a staged write the database refused: the table is checked again.
+    table_lost: Arc<AtomicBool>,
 }
 
 struct Conn {
@@ -81,13 +86,14 @@ impl PgWriter {
             batch: batch.max(1) as usize,
             conn: None,
             table_ready: false,
+            table_lost: Arc::new(AtomicBool::new(false)),
         })
     }
 
-    /// In a cluster (spec §14): when this sink writes to the cluster's own database, each
-    /// page's transaction first checks, with the unit's row locked `FOR SHARE`, that this
-    /// instance still holds the unit's lease at its epoch; a stalled instance whose lease
-    /// was taken writes nothing.
+    /// In a cluster (spec §14): when this sink writes to the cluster's own database, a
+    /// page of a leased unit is staged in `store`, which writes its rows in the page's
+    /// commit, after the lease check and with the state (exactly once across instances);
+    /// a queued page is written in the transaction that removes its entry.
     pub fn fenced_by(mut self, store: Arc<dyn StateStore>) -> PgWriter {
         self.leases = Some(store);
         self
@@ -126,45 +132,92 @@ impl PgWriter {
         Ok(self.conn.as_mut().expect("connected above"))
     }
 
-    /// Writes a page's rows in one transaction, `batch` rows per statement, after the
-    /// lease check when there is a lease to check.
+    /// Writes a page's rows in one transaction, `batch` rows per statement, after what
+    /// `guard` checks.
     async fn write_page(
         &mut self,
         cols: &[Cells],
         rows: usize,
-        lease: Option<&Lease>,
+        guard: Guard<'_>,
     ) -> Result<(), Failure> {
         let batch = self.batch;
         let conn = self.connect().await?;
         let tx = conn.client.transaction().await.map_err(Failure::Db)?;
-        if let Some(l) = lease {
-            let held = tx
-                .query(
-                    "SELECT 1 FROM hamstr_units WHERE unit = $1 AND owner = $2 AND epoch = $3 AND lease_until > now() FOR SHARE",
-                    &[&l.unit, &l.owner, &l.epoch],
-                )
-                .await
-                .map_err(Failure::Db)?;
-            if held.is_empty() {
-                return Err(Failure::Fenced(format!(
-                    "fenced: the lease of unit `{}` (epoch {}) is no longer this instance's",
-                    l.unit, l.epoch
-                )));
+        match guard {
+            Guard::None => {}
+            Guard::Lease(l) => {
+                let held = tx
+                    .query(
+                        "SELECT 1 FROM hamstr_units WHERE unit = $1 AND owner = $2 AND epoch = $3 AND lease_until > now() FOR SHARE",
+                        &[&l.unit, &l.owner, &l.epoch],
+                    )
+                    .await
+                    .map_err(Failure::Db)?;
+                if held.is_empty() {
+                    return Err(Failure::Fenced(format!(
+                        "fenced: the lease of unit `{}` (epoch {}) is no longer this instance's",
+                        l.unit, l.epoch
+                    )));
+                }
+            }
+            Guard::Entry { space, id } => {
+                // Whoever removes the entry writes the rows: another instance draining
+                // the same queue found it first when there is nothing to remove.
+                let removed = tx
+                    .execute(crate::cluster::store::KV_REMOVE, &[&space, &id])
+                    .await
+                    .map_err(Failure::Db)?;
+                if removed == 0 {
+                    return Ok(());
+                }
             }
         }
-        let mut start = 0;
-        while start < rows {
-            let end = (start + batch).min(rows);
-            let params: Vec<Box<dyn ToSql + Sync + Send + '_>> =
-                cols.iter().map(|c| c.slice(start..end)).collect();
-            let refs: Vec<&(dyn ToSql + Sync)> = params
-                .iter()
-                .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-                .collect();
-            tx.execute(&conn.insert, &refs).await.map_err(Failure::Db)?;
-            start = end;
-        }
+        insert(&tx, &conn.insert, cols, rows, batch)
+            .await
+            .map_err(Failure::Db)?;
         tx.commit().await.map_err(Failure::Db)
+    }
+
+    /// Hands a page's rows to the store, to be written in the page's commit (spec §14),
+    /// once the table was created or checked on this writer's connection.
+    async fn stage(
+        &mut self,
+        store: &Arc<dyn StateStore>,
+        source: &str,
+        page: u64,
+        cols: Vec<Cells>,
+        rows: usize,
+    ) -> Result<(), WriteError> {
+        // A staged write found the table changed: checked again, as a failed write of
+        // the sink's own would have it.
+        if self.table_lost.swap(false, AtomicOrdering::SeqCst) {
+            self.table_ready = false;
+            self.conn = None;
+        }
+        if !self.table_ready {
+            if let Err(f) = self.connect().await {
+                self.conn = None;
+                return Err(self.describe(&f).into());
+            }
+        }
+        let staged = Box::new(Staged {
+            sink: self.sink.clone(),
+            table: self.table.shown(),
+            sql: self.table.insert_sql(),
+            cols,
+            rows,
+            batch: self.batch,
+            lost: self.table_lost.clone(),
+        });
+        if store.stage(source, page, staged) {
+            Ok(())
+        } else {
+            // Not so for a store that gives leases: it takes what it fences.
+            Err(WriteError::Failed(format!(
+                "sink `{}`: the state store took no rows to commit",
+                self.sink
+            )))
+        }
     }
 
     /// The page as typed columns: keyed records deduplicated (the last one of a key
@@ -234,59 +287,174 @@ impl SinkWriter for PgWriter {
         names: &'a [String],
         records: &'a Arc<Vec<Emitted>>,
     ) -> WriteFuture<'a> {
-        self.write_for("", names, records)
+        self.write_for("", Origin::Page(0), names, records)
     }
 
     fn write_for<'a>(
         &'a mut self,
         source: &'a str,
+        origin: Origin<'a>,
         names: &'a [String],
         records: &'a Arc<Vec<Emitted>>,
     ) -> WriteFuture<'a> {
         Box::pin(async move {
-            // The lease to check: only for a source of a cluster whose database this is.
-            let lease = match &self.leases {
-                Some(store) if !source.is_empty() => match store.lease_of(source) {
-                    Ok(lease) => lease.filter(|l| l.database == self.database),
-                    Err(e) => return Err(WriteError::Fenced(e.to_string())),
-                },
+            // The lease of a page in flight: only for a source of a cluster whose database
+            // this is.
+            let lease = match (&self.leases, origin) {
+                (Some(store), Origin::Page(_)) if !source.is_empty() => {
+                    match store.lease_of(source) {
+                        Ok(lease) => lease.filter(|l| l.database == self.database),
+                        Err(e) => return Err(WriteError::Fenced(e.to_string())),
+                    }
+                }
                 _ => None,
             };
-            let written: Result<(), WriteError> = async {
-                let (cols, rows) = self.columns(names, records)?;
+            // A queued page on the cluster's database: its entry goes in the rows' own
+            // transaction.
+            let entry = match origin {
+                Origin::Queued { space, id }
+                    if self.leases.as_ref().and_then(|s| s.database()).as_deref()
+                        == Some(self.database.as_str()) =>
+                {
+                    Some((space, id))
+                }
+                _ => None,
+            };
+            if let (Some(_), Origin::Page(page), Some(store)) =
+                (&lease, origin, self.leases.clone())
+            {
+                // Rows commit with the page's state or not at all: what fails here is not
+                // queued (a queue entry would be a transaction of its own).
+                let (cols, rows) = self.columns(names, records).map_err(WriteError::Refused)?;
                 if rows == 0 {
                     return Ok(());
                 }
-                let mut retried = false;
-                loop {
-                    let reused = self.conn.is_some();
-                    let Err(f) = self.write_page(&cols, rows, lease.as_ref()).await else {
-                        return Ok(());
-                    };
-                    if let Failure::Fenced(e) = f {
-                        // The transaction rolled back with the connection's next use.
-                        return Err(WriteError::Fenced(e));
-                    }
-                    let closed = self.conn.as_ref().is_none_or(|c| c.client.is_closed());
-                    // Start afresh after any failure: a new connection, the table checked
-                    // again (it may have been altered or dropped meanwhile).
-                    self.conn = None;
-                    if matches!(f, Failure::Db(ref e) if e.as_db_error().is_some())
-                        || matches!(f, Failure::Table(_))
-                    {
-                        self.table_ready = false;
-                    }
-                    // A pooled connection the server closed (a restart) gets one more try
-                    // on a new one before the page goes to the queue.
-                    if reused && closed && !retried {
-                        retried = true;
-                        continue;
-                    }
-                    return Err(self.describe(&f).into());
+                return self
+                    .stage(&store, source, page, cols, rows)
+                    .await
+                    .map_err(|e| WriteError::Refused(e.to_string()));
+            }
+            let (cols, rows) = self.columns(names, records)?;
+            if rows == 0 {
+                return Ok(());
+            }
+            let guard = match (&lease, entry) {
+                (Some(l), _) => Guard::Lease(l),
+                (None, Some((space, id))) => Guard::Entry { space, id },
+                (None, None) => Guard::None,
+            };
+            let mut retried = false;
+            loop {
+                let reused = self.conn.is_some();
+                let Err(f) = self.write_page(&cols, rows, guard).await else {
+                    return Ok(());
+                };
+                if let Failure::Fenced(e) = f {
+                    // The transaction rolled back with the connection's next use.
+                    return Err(WriteError::Fenced(e));
                 }
+                let closed = self.conn.as_ref().is_none_or(|c| c.client.is_closed());
+                // Start afresh after any failure: a new connection, the table checked
+                // again (it may have been altered or dropped meanwhile).
+                self.conn = None;
+                if matches!(f, Failure::Db(ref e) if e.as_db_error().is_some())
+                    || matches!(f, Failure::Table(_))
+                {
+                    self.table_ready = false;
+                }
+                // A pooled connection the server closed (a restart) gets one more try
+                // on a new one before the page goes to the queue.
+                if reused && closed && !retried {
+                    retried = true;
+                    continue;
+                }
+                return Err(self.describe(&f).into());
+            }
+        })
+    }
+}
+
+/// What a page's transaction checks before its rows.
+#[derive(Clone, Copy)]
+enum Guard<'a> {
+    None,
+    /// The source's lease, in a cluster.
+    Lease(&'a Lease),
+    /// The page's entry in the sink's queue on the cluster's database, removed with it.
+    Entry {
+        space: &'a str,
+        id: &'a [u8],
+    },
+}
+
+/// Inserts `rows` rows of `cols` with `insert`, `batch` rows per statement.
+async fn insert(
+    tx: &Transaction<'_>,
+    insert: &Statement,
+    cols: &[Cells],
+    rows: usize,
+    batch: usize,
+) -> Result<(), tokio_postgres::Error> {
+    let mut start = 0;
+    while start < rows {
+        let end = (start + batch).min(rows);
+        let params: Vec<Box<dyn ToSql + Sync + Send + '_>> =
+            cols.iter().map(|c| c.slice(start..end)).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        tx.execute(insert, &refs).await?;
+        start = end;
+    }
+    Ok(())
+}
+
+/// A page's rows staged for its commit: written by the store in that transaction.
+struct Staged {
+    sink: String,
+    table: String,
+    sql: String,
+    cols: Vec<Cells>,
+    rows: usize,
+    batch: usize,
+    /// Set when the database refused the rows: the writer checks its table again.
+    lost: Arc<AtomicBool>,
+}
+
+impl StagedRows for Staged {
+    fn write<'t>(&'t self, tx: &'t Transaction<'t>) -> StagedFuture<'t> {
+        Box::pin(async move {
+            let written = async {
+                let mut start = 0;
+                while start < self.rows {
+                    let end = (start + self.batch).min(self.rows);
+                    let params: Vec<_> = self
+                        .cols
+                        .iter()
+                        .map(|c| (c.slice(start..end), c.array_type()))
+                        .collect();
+                    let typed: Vec<(&(dyn ToSql + Sync), tokio_postgres::types::Type)> = params
+                        .iter()
+                        .map(|(p, t)| (p.as_ref() as &(dyn ToSql + Sync), t.clone()))
+                        .collect();
+                    tx.query_typed(&self.sql, &typed).await?;
+                    start = end;
+                }
+                Ok::<(), tokio_postgres::Error>(())
             }
             .await;
-            written
+            written.map_err(|e| {
+                if e.as_db_error().is_some() {
+                    self.lost.store(true, AtomicOrdering::SeqCst);
+                }
+                format!(
+                    "sink `{}` (table `{}`): {}",
+                    self.sink,
+                    self.table,
+                    error_text(&e)
+                )
+            })
         })
     }
 }
