@@ -120,6 +120,7 @@ impl Cluster {
     /// Hands every lease back at once and leaves the cluster (at shutdown).
     pub async fn leave(&self) {
         self.fence.clear();
+        report_lease_overhead();
         match lease::leave(&self.pool, self.id).await {
             Ok(()) => tracing::info!(instance = self.id, "left the cluster, leases handed back"),
             Err(e) => {
@@ -411,4 +412,27 @@ pub fn open_fenced_store(url: &str, fence: Arc<Fence>) -> Result<Arc<dyn StateSt
     let pool = Arc::new(Pool::connect(url, None)?);
     schema::migrate(&pool)?;
     Ok(Arc::new(PgStore::new(pool, Some(fence))))
+}
+
+/// What checking the lease cost this instance's commits: logged when it leaves.
+fn report_lease_overhead() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (checks, check_ns) = (
+        store::LEASE_CHECKS.load(Relaxed),
+        store::LEASE_CHECK_NANOS.load(Relaxed),
+    );
+    let (commits, commit_ns) = (
+        store::FENCED_COMMITS.load(Relaxed),
+        store::FENCED_COMMIT_NANOS.load(Relaxed),
+    );
+    if checks == 0 || commits == 0 {
+        return;
+    }
+    tracing::info!(
+        lease_checks = checks,
+        lease_check_us = check_ns / checks / 1000,
+        fenced_commits = commits,
+        fenced_commit_us = commit_ns / commits / 1000,
+        "lease overhead: the mean lease check and the mean fenced commit it is part of"
+    );
 }

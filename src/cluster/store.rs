@@ -68,12 +68,17 @@ impl PgStore {
         let lease = self.lease(source)?;
         self.run(Box::new(move |c| {
             Box::pin(async move {
+                let started = std::time::Instant::now();
                 let tx = c.transaction().await.map_err(db)?;
                 if let Some((unit, owner, epoch)) = &lease {
                     check_lease(&tx, unit, *owner, *epoch).await?;
                 }
                 apply(&tx, writes).await?;
-                tx.commit().await.map_err(db)
+                tx.commit().await.map_err(db)?;
+                if lease.is_some() {
+                    committed(started);
+                }
+                Ok(())
             })
         }))
     }
@@ -188,14 +193,35 @@ impl PgStore {
 }
 
 /// Refuses (rolls back) unless `owner` still holds `unit` at `epoch` with time left.
+/// What the lease checks of this process's fenced transactions cost: how many, and
+/// their time in nanoseconds (the statement's round trip, its row lock included).
+/// Reported when the instance leaves the cluster, and read by `benches/cluster.sh`.
+pub static LEASE_CHECKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static LEASE_CHECK_NANOS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// The fenced transactions that committed, and their whole time in nanoseconds.
+pub static FENCED_COMMITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static FENCED_COMMIT_NANOS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Counts a fenced transaction that committed, begun at `started`.
+fn committed(started: std::time::Instant) {
+    let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    FENCED_COMMITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    FENCED_COMMIT_NANOS.fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
+}
+
 async fn check_lease(tx: &Transaction<'_>, unit: &str, owner: i64, epoch: i64) -> Result<()> {
+    let started = std::time::Instant::now();
     let held = tx
         .query_typed(
             "SELECT 1 FROM hamstr_units WHERE unit = $1 AND owner = $2 AND epoch = $3 AND lease_until > now() FOR SHARE",
             &[(&unit, Type::TEXT), (&owner, Type::INT8), (&epoch, Type::INT8)],
         )
         .await
-        .map_err(db)?;
+        .map_err(db);
+    let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    LEASE_CHECKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    LEASE_CHECK_NANOS.fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
+    let held = held?;
     if held.is_empty() {
         tracing::warn!(unit = %unit, epoch, "fenced: a commit was refused, the lease is no longer this instance's");
         return Err(StateError::Fenced {
@@ -330,6 +356,7 @@ impl StateStore for PgStore {
         all.extend(writes);
         self.run(Box::new(move |c| {
             Box::pin(async move {
+                let started = std::time::Instant::now();
                 let tx = c.transaction().await.map_err(db)?;
                 if let Some((unit, owner, epoch)) = &lease {
                     check_lease(&tx, unit, *owner, *epoch).await?;
@@ -343,7 +370,11 @@ impl StateStore for PgStore {
                     r.write(&tx).await.map_err(StateError::Io)?;
                 }
                 apply(&tx, all).await?;
-                tx.commit().await.map_err(db)
+                tx.commit().await.map_err(db)?;
+                if lease.is_some() {
+                    committed(started);
+                }
+                Ok(())
             })
         }))
     }
