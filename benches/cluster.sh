@@ -124,6 +124,8 @@ for n in 1 2 3; do
     for p in "${mine[@]}"; do kill -TERM "$p"; done
     wait "${mine[@]}" 2>/dev/null || true
     echo "$n instance(s): $want records in $(echo "$t1 - $t0" | bc) s = $(echo "$want / ($t1 - $t0)" | bc) records/s"
+    # (Started in a subshell, they are not this shell's children: `wait` returns at once.)
+    for p in "${mine[@]}"; do while kill -0 "$p" 2>/dev/null; do sleep 0.1; done; done
     # Each instance logs what checking its lease cost its commits when it leaves.
     for k in $(seq "$n"); do
         grep -h "lease overhead" "$tmp/d$n-$k.log" | sed 's/.*lease overhead[^ ]* /  lease overhead: /' || true
