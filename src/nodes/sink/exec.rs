@@ -8,6 +8,7 @@
 //! secrets masked; its standard output (which must not mix with a `stdout()` sink's
 //! records) is logged at debug level.
 
+use super::resume::Resume;
 use super::{SinkWriter, WriteFuture};
 use crate::check::Text;
 use crate::masking::Masker;
@@ -39,7 +40,7 @@ pub struct ExecWriter {
     timeout: Duration,
     /// The page that failed part-way (its hash) and how many of its batches were
     /// delivered: they are not run again while hamstr keeps running.
-    resume: Option<(u64, usize)>,
+    resume: Resume,
 }
 
 impl ExecWriter {
@@ -76,7 +77,7 @@ impl ExecWriter {
             masker,
             batch: batch.max(1) as usize,
             timeout: Duration::from_millis(timeout_ms.max(1)),
-            resume: None,
+            resume: Resume::default(),
         })
     }
 
@@ -163,18 +164,14 @@ impl SinkWriter for ExecWriter {
         records: &'a Arc<Vec<Emitted>>,
     ) -> WriteFuture<'a> {
         Box::pin(async move {
-            let hash = page_hash(records);
-            let done = match self.resume {
-                Some((h, n)) if h == hash => n,
-                _ => 0,
-            };
+            let (hash, done) = self.resume.start(records);
             for (i, chunk) in records.chunks(self.batch).enumerate().skip(done) {
                 if let Err(e) = self.run(source, json_lines(chunk)).await {
-                    self.resume = Some((hash, i));
+                    self.resume.failed(hash, i);
                     return Err(e.into());
                 }
             }
-            self.resume = None;
+            self.resume.done();
             Ok(())
         })
     }
@@ -368,15 +365,6 @@ fn json_lines(records: &[Emitted]) -> Vec<u8> {
         out.push(b'\n');
     }
     out
-}
-
-fn page_hash(records: &[Emitted]) -> u64 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    for r in records {
-        h.update(&r.json);
-        h.update(b"\n");
-    }
-    h.digest()
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ mod exec;
 mod jsonl;
 pub mod postgres;
 mod queue;
+mod resume;
 mod sled;
 mod stdout;
 mod webhook;

@@ -4,6 +4,7 @@
 //! sink's durable queue; the arrays of that page already delivered are not sent again
 //! while hamstr keeps running. Of a receiver's answer only the start is read.
 
+use super::resume::Resume;
 use super::{SinkWriter, WriteFuture};
 use crate::check::{Retry, Text};
 use crate::masking::Masker;
@@ -29,7 +30,7 @@ pub struct WebhookWriter {
     batch: usize,
     retry: Retry,
     /// The page that failed part-way (its hash) and how many of its arrays arrived.
-    resume: Option<(u64, usize)>,
+    resume: Resume,
 }
 
 /// What one POST came to.
@@ -69,7 +70,7 @@ impl WebhookWriter {
             http,
             batch: batch.max(1) as usize,
             retry: Retry::default(),
-            resume: None,
+            resume: Resume::default(),
         })
     }
 
@@ -157,18 +158,14 @@ impl SinkWriter for WebhookWriter {
         records: &'a Arc<Vec<Emitted>>,
     ) -> WriteFuture<'a> {
         Box::pin(async move {
-            let hash = page_hash(records);
-            let done = match self.resume {
-                Some((h, n)) if h == hash => n,
-                _ => 0,
-            };
+            let (hash, done) = self.resume.start(records);
             for (i, chunk) in records.chunks(self.batch).enumerate().skip(done) {
                 if let Err(e) = self.post(json_array(chunk)).await {
-                    self.resume = Some((hash, i));
+                    self.resume.failed(hash, i);
                     return Err(e.into());
                 }
             }
-            self.resume = None;
+            self.resume.done();
             Ok(())
         })
     }
@@ -207,15 +204,6 @@ fn json_array(records: &[Emitted]) -> Bytes {
     }
     out.push(b']');
     Bytes::from(out)
-}
-
-fn page_hash(records: &[Emitted]) -> u64 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    for r in records {
-        h.update(&r.json);
-        h.update(b"\n");
-    }
-    h.digest()
 }
 
 #[cfg(test)]
