@@ -2,9 +2,11 @@
 //! their fields) as the sled store keeps it since state version 5: compact, written a
 //! page at a time, read from memory.
 //!
-//! An entry is 40 bytes: a 128-bit hash of the key, a 64-bit hash of the record's fields
-//! and the first 16 bytes of its cursor's order ([`crate::nodes::cursor_order`]), by
-//! which it is pruned. sled makes a write of one key cost several microseconds (it copies
+//! An entry is 40 bytes in memory: a 128-bit hash of the key, a 64-bit hash of the
+//! record's fields and the first 16 bytes of its cursor's order
+//! ([`crate::nodes::cursor_order`]), by which it is pruned. On disk it also carries the
+//! key and the cursor's JSON text, for `hamstr dump SOURCE`; they are never read back
+//! into memory. sled makes a write of one key cost several microseconds (it copies
 //! the tree node it lands in), about as much as everything else hamstr does with a
 //! record; so a page's entries are written as one value, a *page*, and read back from a
 //! bounded index in memory:
@@ -38,7 +40,8 @@ pub const CHUNK: usize = 1024;
 pub const BLOOM_MAX_BITS: usize = 1 << 25;
 /// Chunks kept decoded in memory.
 const CACHED_CHUNKS: usize = 4;
-const ENTRY: usize = 40;
+/// An entry's fixed part: hash, fingerprint, order.
+const HEAD: usize = 40;
 /// The first byte of every value this module writes.
 const FORMAT: u8 = 1;
 /// The order of an entry without a cursor: after every cursor, so never pruned.
@@ -50,6 +53,15 @@ pub struct Entry {
     pub hash: u128,
     pub fingerprint: u64,
     pub order: [u8; 16],
+}
+
+/// An entry with what the disk keeps beside it: the key and its cursor's JSON text
+/// (empty without a cursor).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Full {
+    pub entry: Entry,
+    pub key: Vec<u8>,
+    pub cursor: Vec<u8>,
 }
 
 /// The hash a key is kept under.
@@ -90,49 +102,74 @@ impl Hasher for Prehashed {
 
 type Recent = HashMap<u128, (u64, [u8; 16]), BuildHasherDefault<Prehashed>>;
 
-fn encode(entries: impl ExactSizeIterator<Item = Entry>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1 + entries.len() * ENTRY);
-    out.push(FORMAT);
-    for e in entries {
+/// Entries as one value: after the format byte, each entry's fixed part, then its key
+/// and cursor text, each after its length (u32).
+fn encode<'a>(entries: impl Iterator<Item = &'a Full>) -> Vec<u8> {
+    let mut out = vec![FORMAT];
+    for f in entries {
+        let e = &f.entry;
         out.extend_from_slice(&e.hash.to_be_bytes());
         out.extend_from_slice(&e.fingerprint.to_be_bytes());
         out.extend_from_slice(&e.order);
+        for part in [&f.key, &f.cursor] {
+            out.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            out.extend_from_slice(part);
+        }
     }
     out
 }
 
 /// A page of entries as it is written.
-pub fn encode_page(entries: &[Entry]) -> Vec<u8> {
-    encode(entries.iter().copied())
+pub fn encode_page(entries: &[Full]) -> Vec<u8> {
+    encode(entries.iter())
 }
 
-fn decode(bytes: &[u8], what: &str) -> Result<Vec<Entry>> {
+/// Reads a value back; `full` also copies each key and cursor text (else left empty).
+fn decode_with(bytes: &[u8], what: &str, full: bool) -> Result<Vec<Full>> {
     let damaged = |reason: &str| StateError::Damaged {
         what: what.to_string(),
         reason: reason.to_string(),
     };
-    let (format, body) = bytes.split_first().ok_or_else(|| damaged("it is empty"))?;
+    let (format, mut body) = bytes.split_first().ok_or_else(|| damaged("it is empty"))?;
     if *format != FORMAT {
         return Err(damaged("an unknown format"));
     }
-    if body.len() % ENTRY != 0 {
-        return Err(damaged("it is cut short"));
-    }
-    Ok(body
-        .chunks_exact(ENTRY)
-        .map(|e| {
-            let mut hash = [0u8; 16];
-            let mut fp = [0u8; 8];
-            let mut order = [0u8; 16];
-            hash.copy_from_slice(&e[..16]);
-            fp.copy_from_slice(&e[16..24]);
-            order.copy_from_slice(&e[24..]);
-            Entry {
-                hash: u128::from_be_bytes(hash),
-                fingerprint: u64::from_be_bytes(fp),
-                order,
+    let mut out = Vec::new();
+    let cut = || damaged("it is cut short");
+    while !body.is_empty() {
+        let head = body.get(..HEAD).ok_or_else(cut)?;
+        let mut rest = &body[HEAD..];
+        let mut parts = [Vec::new(), Vec::new()];
+        for part in &mut parts {
+            let len = rest.get(..4).ok_or_else(cut)?;
+            let len = u32::from_be_bytes(len.try_into().map_err(|_| cut())?) as usize;
+            let bytes = rest.get(4..4 + len).ok_or_else(cut)?;
+            if full {
+                *part = bytes.to_vec();
             }
-        })
+            rest = &rest[4 + len..];
+        }
+        let mut order = [0u8; 16];
+        order.copy_from_slice(&head[24..]);
+        let [key, cursor] = parts;
+        out.push(Full {
+            entry: Entry {
+                hash: u128::from_be_bytes(head[..16].try_into().map_err(|_| cut())?),
+                fingerprint: u64::from_be_bytes(head[16..24].try_into().map_err(|_| cut())?),
+                order,
+            },
+            key,
+            cursor,
+        });
+        body = rest;
+    }
+    Ok(out)
+}
+
+fn decode(bytes: &[u8], what: &str) -> Result<Vec<Entry>> {
+    Ok(decode_with(bytes, what, false)?
+        .into_iter()
+        .map(|f| f.entry)
         .collect())
 }
 
@@ -226,6 +263,8 @@ pub struct KeyIndex {
     recent: Recent,
     /// The pages written since the last fold: their sequence number and greatest order.
     pages: Vec<(u64, [u8; 16])>,
+    /// How many entries those pages hold (a key written twice counts twice).
+    logged: usize,
     next_seq: u64,
     /// The first hash of each chunk in force, in order.
     fences: Vec<u128>,
@@ -250,6 +289,7 @@ impl KeyIndex {
             meta,
             recent: Recent::default(),
             pages: Vec::new(),
+            logged: 0,
             next_seq: meta.folded + 1,
             fences: Vec::new(),
             bloom: Bloom::sized(meta.count as usize),
@@ -292,7 +332,7 @@ impl KeyIndex {
             let entries = decode(&v, &index.what())?;
             index.next_seq = seq + 1;
             index.add(seq, &entries);
-            if index.recent.len() >= FOLD_AT {
+            if index.logged >= FOLD_AT {
                 index.fold(tree)?;
             }
         }
@@ -345,7 +385,7 @@ impl KeyIndex {
     }
 
     /// A page of entries as the value to write, with its sequence number.
-    pub fn page(&mut self, entries: &[Entry]) -> (u64, Vec<u8>) {
+    pub fn page(&mut self, entries: &[Full]) -> (u64, Vec<u8>) {
         let seq = self.next_seq;
         self.next_seq += 1;
         (seq, encode_page(entries))
@@ -357,30 +397,41 @@ impl KeyIndex {
             top = top.max(e.order);
             self.recent.insert(e.hash, (e.fingerprint, e.order));
         }
+        self.logged += entries.len();
         self.pages.push((seq, top));
     }
 
-    /// Takes in a page once it is written; folds when recent is full.
-    pub fn written(&mut self, tree: &sled::Tree, seq: u64, entries: &[Entry]) -> Result<()> {
-        self.add(seq, entries);
-        if self.recent.len() >= FOLD_AT {
+    /// Takes in a page once it is written; folds when the pages since the last fold
+    /// hold [`FOLD_AT`] entries (so recent holds at most that many).
+    pub fn written(&mut self, tree: &sled::Tree, seq: u64, entries: &[Full]) -> Result<()> {
+        let entries: Vec<Entry> = entries.iter().map(|f| f.entry).collect();
+        self.add(seq, &entries);
+        if self.logged >= FOLD_AT {
             self.fold(tree)?;
         }
         Ok(())
     }
 
-    /// Merges recent into a new generation of chunks, switches to it, removes the old.
+    /// The entries of the pages since the last fold, with their keys and cursors, the
+    /// latest of each key only, in hash order.
+    fn logged_entries(&self, tree: &sled::Tree) -> Result<Vec<Full>> {
+        let mut latest: HashMap<u128, Full> = HashMap::with_capacity(self.recent.len());
+        for (seq, _) in &self.pages {
+            if let Some(v) = tree.get(page_key(&self.source, *seq))? {
+                for f in decode_with(&v, &self.what(), true)? {
+                    latest.insert(f.entry.hash, f);
+                }
+            }
+        }
+        let mut out: Vec<Full> = latest.into_values().collect();
+        out.sort_unstable_by_key(|f| f.entry.hash);
+        Ok(out)
+    }
+
+    /// Merges the pages since the last fold into a new generation of chunks, switches
+    /// to it, removes the old.
     fn fold(&mut self, tree: &sled::Tree) -> Result<()> {
-        let mut fresh: Vec<Entry> = self
-            .recent
-            .iter()
-            .map(|(h, (fp, order))| Entry {
-                hash: *h,
-                fingerprint: *fp,
-                order: *order,
-            })
-            .collect();
-        fresh.sort_unstable_by_key(|e| e.hash);
+        let fresh = self.logged_entries(tree)?;
         let generation = self.meta.generation.wrapping_add(1);
         let mut out = Fold {
             tree,
@@ -395,14 +446,14 @@ impl KeyIndex {
         let mut fresh = fresh.into_iter().peekable();
         for &first in &self.fences.clone() {
             let old = match tree.get(chunk_key(&self.source, self.meta.generation, first))? {
-                Some(v) => decode(&v, &self.what())?,
+                Some(v) => decode_with(&v, &self.what(), true)?,
                 None => Vec::new(),
             };
             for e in old {
-                while let Some(f) = fresh.next_if(|f| f.hash < e.hash) {
+                while let Some(f) = fresh.next_if(|f| f.entry.hash < e.entry.hash) {
                     out.push(f)?;
                 }
-                match fresh.next_if(|f| f.hash == e.hash) {
+                match fresh.next_if(|f| f.entry.hash == e.entry.hash) {
                     Some(f) => out.push(f)?,
                     None => out.push(e)?,
                 }
@@ -435,6 +486,7 @@ impl KeyIndex {
         self.bloom = bloom;
         self.recent.clear();
         self.pages.clear();
+        self.logged = 0;
         self.cache.clear();
         Ok(())
     }
@@ -453,54 +505,48 @@ impl KeyIndex {
         self.recent.retain(|_, (_, order)| *order >= bound);
         let mut gone = sled::Batch::default();
         let source = &self.source;
+        let mut dropped = 0;
         self.pages.retain(|(seq, top)| {
             let keep = *top >= bound;
             if !keep {
                 gone.remove(page_key(source, *seq));
+                dropped += 1;
             }
             keep
         });
+        // A page's entry count is not kept: until the next fold, `logged` may count
+        // the entries of dropped pages (a fold comes a little early, no harm).
+        let _ = dropped;
         tree.apply_batch(gone)?;
         Ok(before - self.recent.len())
     }
 
     /// How many keys the index holds (not counting those below the prune bound).
     pub fn count(&mut self, tree: &sled::Tree) -> Result<usize> {
-        let mut n = self
-            .recent
-            .values()
-            .filter(|(_, order)| !self.below(order))
-            .count();
-        for first in self.fences.clone() {
-            if let Some(v) = tree.get(chunk_key(&self.source, self.meta.generation, first))? {
-                n += decode(&v, &self.what())?
-                    .iter()
-                    .filter(|e| !self.recent.contains_key(&e.hash) && !self.below(&e.order))
-                    .count();
-            }
-        }
-        Ok(n)
+        Ok(self.entries(tree)?.len())
     }
 
-    /// Every entry held, in hash order (recent ones over folded ones).
-    pub fn entries(&mut self, tree: &sled::Tree) -> Result<Vec<Entry>> {
-        let mut out: Vec<Entry> = Vec::new();
+    /// Every key held, with its entry and cursor text, in key order (not those below
+    /// the prune bound): what `hamstr dump SOURCE` shows.
+    pub fn entries(&mut self, tree: &sled::Tree) -> Result<Vec<Full>> {
+        let logged = self.logged_entries(tree)?;
+        let mut out: Vec<Full> = Vec::new();
         for first in self.fences.clone() {
             if let Some(v) = tree.get(chunk_key(&self.source, self.meta.generation, first))? {
                 out.extend(
-                    decode(&v, &self.what())?
+                    decode_with(&v, &self.what(), true)?
                         .into_iter()
-                        .filter(|e| !self.recent.contains_key(&e.hash)),
+                        .filter(|e| {
+                            logged
+                                .binary_search_by_key(&e.entry.hash, |f| f.entry.hash)
+                                .is_err()
+                        }),
                 );
             }
         }
-        out.extend(self.recent.iter().map(|(h, (fp, order))| Entry {
-            hash: *h,
-            fingerprint: *fp,
-            order: *order,
-        }));
-        out.retain(|e| !self.below(&e.order));
-        out.sort_unstable_by_key(|e| e.hash);
+        out.extend(logged);
+        out.retain(|f| !self.below(&f.entry.order));
+        out.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
     }
 }
@@ -510,7 +556,7 @@ struct Fold<'a> {
     tree: &'a sled::Tree,
     source: &'a str,
     generation: u32,
-    chunk: Vec<Entry>,
+    chunk: Vec<Full>,
     fences: Vec<u128>,
     hashes: u64,
     bound: Option<[u8; 16]>,
@@ -518,13 +564,13 @@ struct Fold<'a> {
 }
 
 impl Fold<'_> {
-    fn push(&mut self, e: Entry) -> Result<()> {
-        if self.bound.is_some_and(|b| e.order < b) {
+    fn push(&mut self, f: Full) -> Result<()> {
+        if self.bound.is_some_and(|b| f.entry.order < b) {
             return Ok(());
         }
-        self.bloom.insert(e.hash);
+        self.bloom.insert(f.entry.hash);
         self.hashes += 1;
-        self.chunk.push(e);
+        self.chunk.push(f);
         if self.chunk.len() == CHUNK {
             self.flush()?;
         }
@@ -532,13 +578,14 @@ impl Fold<'_> {
     }
 
     fn flush(&mut self) -> Result<()> {
-        let Some(first) = self.chunk.first().map(|e| e.hash) else {
+        let Some(first) = self.chunk.first().map(|f| f.entry.hash) else {
             return Ok(());
         };
         self.tree.insert(
             chunk_key(self.source, self.generation, first),
-            encode(self.chunk.drain(..)),
+            encode(self.chunk.iter()),
         )?;
+        self.chunk.clear();
         self.fences.push(first);
         Ok(())
     }

@@ -4,7 +4,7 @@
 
 use super::commit_log::{self, Op};
 use super::files::{clear_unfinished_snapshots, file_id, is_locked, FileId};
-use super::key_index::{self, hash_key, order16, Entry, KeyIndex};
+use super::key_index::{self, hash_key, order16, Entry, Full, KeyIndex};
 use super::{
     KeyEntry, PageCommit, Prune, Result, SourceMeta, StateError, StateStore, STATE_VERSION,
 };
@@ -186,8 +186,8 @@ impl SledStore {
             }
         }
         let mut moved = 0;
-        let mut pages: HashMap<String, (u64, Vec<Entry>)> = HashMap::new();
-        let flush = |source: &str, seq: &mut u64, entries: &mut Vec<Entry>| -> Result<()> {
+        let mut pages: HashMap<String, (u64, Vec<Full>)> = HashMap::new();
+        let flush = |source: &str, seq: &mut u64, entries: &mut Vec<Full>| -> Result<()> {
             if !entries.is_empty() {
                 *seq += 1;
                 let value = key_index::encode_page(entries);
@@ -205,10 +205,17 @@ impl SledStore {
                 continue;
             };
             let (seq, entries) = pages.entry(source.clone()).or_default();
-            entries.push(Entry {
-                hash: hash_key(&k[skip..]),
-                fingerprint: entry.fingerprint,
-                order: order16(orders.get(k.as_ref()).map(Vec::as_slice)),
+            entries.push(Full {
+                entry: Entry {
+                    hash: hash_key(&k[skip..]),
+                    fingerprint: entry.fingerprint,
+                    order: order16(orders.get(k.as_ref()).map(Vec::as_slice)),
+                },
+                key: k[skip..].to_vec(),
+                cursor: entry
+                    .cursor
+                    .map(|c| serde_json::to_vec(&c).unwrap_or_default())
+                    .unwrap_or_default(),
             });
             moved += 1;
             if entries.len() == 1000 {
@@ -375,13 +382,21 @@ impl StateStore for SledStore {
                 Some((key.as_slice(), at.get(..at.len().checked_sub(key.len())?)?))
             })
             .collect();
-        let entries: Vec<Entry> = page
+        let entries: Vec<Full> = page
             .keys
             .iter()
-            .map(|(k, e)| Entry {
-                hash: hash_key(k),
-                fingerprint: e.fingerprint,
-                order: order16(orders.get(k.as_slice()).copied()),
+            .map(|(k, e)| Full {
+                entry: Entry {
+                    hash: hash_key(k),
+                    fingerprint: e.fingerprint,
+                    order: order16(orders.get(k.as_slice()).copied()),
+                },
+                key: k.clone(),
+                cursor: e
+                    .cursor
+                    .as_ref()
+                    .map(|c| serde_json::to_vec(c).unwrap_or_default())
+                    .unwrap_or_default(),
             })
             .collect();
         let key_page = if entries.is_empty() {
@@ -479,23 +494,31 @@ impl StateStore for SledStore {
         self.with_keys(source, |index| index.count(tree))
     }
 
-    /// The key index holds hashes, not keys: each entry under its key's hash (16 bytes),
-    /// without its cursor, in hash order.
     fn keys(&self, source: &str) -> Result<Vec<(Vec<u8>, KeyEntry)>> {
         let tree = self.shared(Shared::KeyLog);
         let entries = self.with_keys(source, |index| index.entries(tree))?;
-        Ok(entries
+        entries
             .into_iter()
-            .map(|e| {
-                (
-                    e.hash.to_be_bytes().to_vec(),
+            .map(|f| {
+                let cursor = if f.cursor.is_empty() {
+                    None
+                } else {
+                    Some(
+                        serde_json::from_slice(&f.cursor).map_err(|e| StateError::Damaged {
+                            what: format!("the keys of `{source}`"),
+                            reason: e.to_string(),
+                        })?,
+                    )
+                };
+                Ok((
+                    f.key,
                     KeyEntry {
-                        fingerprint: e.fingerprint,
-                        cursor: None,
+                        fingerprint: f.entry.fingerprint,
+                        cursor,
                     },
-                )
+                ))
             })
-            .collect())
+            .collect()
     }
 
     fn rejected(&self, source: &str) -> Result<Vec<Json>> {
