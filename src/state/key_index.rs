@@ -124,53 +124,63 @@ pub fn encode_page(entries: &[Full]) -> Vec<u8> {
     encode(entries.iter())
 }
 
-/// Reads a value back; `full` also copies each key and cursor text (else left empty).
-fn decode_with(bytes: &[u8], what: &str, full: bool) -> Result<Vec<Full>> {
+/// The entries of a value, each with where its bytes (fixed part, key, cursor) lie.
+fn scan(bytes: &[u8], what: &str) -> Result<Vec<(Entry, std::ops::Range<usize>)>> {
     let damaged = |reason: &str| StateError::Damaged {
         what: what.to_string(),
         reason: reason.to_string(),
     };
-    let (format, mut body) = bytes.split_first().ok_or_else(|| damaged("it is empty"))?;
-    if *format != FORMAT {
-        return Err(damaged("an unknown format"));
+    if bytes.first() != Some(&FORMAT) {
+        return Err(damaged(if bytes.is_empty() {
+            "it is empty"
+        } else {
+            "an unknown format"
+        }));
     }
-    let mut out = Vec::new();
     let cut = || damaged("it is cut short");
-    while !body.is_empty() {
-        let head = body.get(..HEAD).ok_or_else(cut)?;
-        let mut rest = &body[HEAD..];
-        let mut parts = [Vec::new(), Vec::new()];
-        for part in &mut parts {
-            let len = rest.get(..4).ok_or_else(cut)?;
+    let mut out = Vec::new();
+    let mut at = 1;
+    while at < bytes.len() {
+        let start = at;
+        let head = bytes.get(at..at + HEAD).ok_or_else(cut)?;
+        at += HEAD;
+        for _ in 0..2 {
+            let len = bytes.get(at..at + 4).ok_or_else(cut)?;
             let len = u32::from_be_bytes(len.try_into().map_err(|_| cut())?) as usize;
-            let bytes = rest.get(4..4 + len).ok_or_else(cut)?;
-            if full {
-                *part = bytes.to_vec();
+            at = at.checked_add(4 + len).ok_or_else(cut)?;
+            if at > bytes.len() {
+                return Err(cut());
             }
-            rest = &rest[4 + len..];
         }
         let mut order = [0u8; 16];
         order.copy_from_slice(&head[24..]);
-        let [key, cursor] = parts;
-        out.push(Full {
-            entry: Entry {
-                hash: u128::from_be_bytes(head[..16].try_into().map_err(|_| cut())?),
-                fingerprint: u64::from_be_bytes(head[16..24].try_into().map_err(|_| cut())?),
-                order,
-            },
-            key,
-            cursor,
-        });
-        body = rest;
+        let entry = Entry {
+            hash: u128::from_be_bytes(head[..16].try_into().map_err(|_| cut())?),
+            fingerprint: u64::from_be_bytes(head[16..24].try_into().map_err(|_| cut())?),
+            order,
+        };
+        out.push((entry, start..at));
     }
     Ok(out)
 }
 
 fn decode(bytes: &[u8], what: &str) -> Result<Vec<Entry>> {
-    Ok(decode_with(bytes, what, false)?
-        .into_iter()
-        .map(|f| f.entry)
-        .collect())
+    Ok(scan(bytes, what)?.into_iter().map(|(e, _)| e).collect())
+}
+
+/// An entry's key and cursor text from its bytes (as [`scan`] found them).
+fn full(entry: Entry, raw: &[u8]) -> Full {
+    let part = |at: usize| -> (Vec<u8>, usize) {
+        let len = raw
+            .get(at..at + 4)
+            .and_then(|l| l.try_into().ok())
+            .map_or(0, |l| u32::from_be_bytes(l) as usize);
+        let bytes = raw.get(at + 4..at + 4 + len).unwrap_or_default();
+        (bytes.to_vec(), at + 4 + len)
+    };
+    let (key, next) = part(HEAD);
+    let (cursor, _) = part(next);
+    Full { entry, key, cursor }
 }
 
 /// The index's own record: which generation of chunks is in force, the last page folded
@@ -212,6 +222,13 @@ impl Meta {
 /// Where the index's values lie in the `keylog` tree, under the source's prefix.
 fn meta_key(source: &str) -> Vec<u8> {
     prefixed(source, b"m")
+}
+
+/// The sequence number of the last page a commit made part of the index. A page is
+/// written before its commit and counts only once the commit (which writes this) is
+/// applied; pages after it are what a crash cut off, removed when the index loads.
+pub fn committed_key(source: &str) -> Vec<u8> {
+    prefixed(source, b"s")
 }
 
 pub fn page_key(source: &str, seq: u64) -> Vec<u8> {
@@ -295,6 +312,16 @@ impl KeyIndex {
             bloom: Bloom::sized(meta.count as usize),
             cache: VecDeque::new(),
         };
+        let committed = match tree.get(committed_key(source))? {
+            Some(v) => {
+                u64::from_be_bytes(v.as_ref().try_into().map_err(|_| StateError::Damaged {
+                    what: index.what(),
+                    reason: "its last page number is not 8 bytes".into(),
+                })?)
+            }
+            None => 0,
+        };
+        index.next_seq = index.next_seq.max(committed + 1);
         let chunks = prefixed(source, b"c");
         let mut stale = sled::Batch::default();
         for kv in tree.scan_prefix(&chunks) {
@@ -325,12 +352,11 @@ impl KeyIndex {
                 .and_then(|s| s.try_into().ok())
                 .map(u64::from_be_bytes)
                 .unwrap_or(0);
-            if seq <= meta.folded {
+            if seq <= meta.folded || seq > committed {
                 stale.remove(k);
                 continue;
             }
             let entries = decode(&v, &index.what())?;
-            index.next_seq = seq + 1;
             index.add(seq, &entries);
             if index.logged >= FOLD_AT {
                 index.fold(tree)?;
@@ -412,55 +438,74 @@ impl KeyIndex {
         Ok(())
     }
 
-    /// The entries of the pages since the last fold, with their keys and cursors, the
-    /// latest of each key only, in hash order.
-    fn logged_entries(&self, tree: &sled::Tree) -> Result<Vec<Full>> {
-        let mut latest: HashMap<u128, Full> = HashMap::with_capacity(self.recent.len());
+    /// The pages since the last fold, and their entries (the latest of each key only)
+    /// in hash order, each with its page and where its bytes lie: a fold copies those
+    /// bytes without taking them apart.
+    fn logged(&self, tree: &sled::Tree) -> Result<Logged> {
+        let mut pages = Vec::with_capacity(self.pages.len());
+        let mut entries = Vec::with_capacity(self.logged);
         for (seq, _) in &self.pages {
             if let Some(v) = tree.get(page_key(&self.source, *seq))? {
-                for f in decode_with(&v, &self.what(), true)? {
-                    latest.insert(f.entry.hash, f);
+                let at = pages.len() as u32;
+                for (e, range) in scan(&v, &self.what())? {
+                    entries.push((e, at, range));
                 }
+                pages.push(v);
             }
         }
-        let mut out: Vec<Full> = latest.into_values().collect();
-        out.sort_unstable_by_key(|f| f.entry.hash);
-        Ok(out)
+        // Stable: of a key's entries, the last written stays last, and is kept.
+        entries.sort_by_key(|(e, _, _)| e.hash);
+        let mut latest: Vec<(Entry, u32, std::ops::Range<usize>)> =
+            Vec::with_capacity(entries.len());
+        for item in entries {
+            match latest.last_mut() {
+                Some(last) if last.0.hash == item.0.hash => *last = item,
+                _ => latest.push(item),
+            }
+        }
+        Ok(Logged {
+            pages,
+            entries: latest,
+        })
     }
 
     /// Merges the pages since the last fold into a new generation of chunks, switches
     /// to it, removes the old.
     fn fold(&mut self, tree: &sled::Tree) -> Result<()> {
-        let fresh = self.logged_entries(tree)?;
+        let logged = self.logged(tree)?;
         let generation = self.meta.generation.wrapping_add(1);
         let mut out = Fold {
             tree,
             source: &self.source,
             generation,
-            chunk: Vec::with_capacity(CHUNK),
+            chunk: vec![FORMAT],
+            first: None,
+            in_chunk: 0,
             fences: Vec::new(),
             hashes: 0,
             bound: self.meta.bound,
-            bloom: Bloom::sized(self.meta.count as usize + fresh.len()),
+            bloom: Bloom::sized(self.meta.count as usize + logged.entries.len()),
         };
-        let mut fresh = fresh.into_iter().peekable();
+        let raw = |(e, page, range): &(Entry, u32, std::ops::Range<usize>)| {
+            (*e, &logged.pages[*page as usize][range.clone()])
+        };
+        let mut fresh = logged.entries.iter().map(raw).peekable();
         for &first in &self.fences.clone() {
-            let old = match tree.get(chunk_key(&self.source, self.meta.generation, first))? {
-                Some(v) => decode_with(&v, &self.what(), true)?,
-                None => Vec::new(),
+            let Some(v) = tree.get(chunk_key(&self.source, self.meta.generation, first))? else {
+                continue;
             };
-            for e in old {
-                while let Some(f) = fresh.next_if(|f| f.entry.hash < e.entry.hash) {
-                    out.push(f)?;
+            for (e, range) in scan(&v, &self.what())? {
+                while let Some((f, bytes)) = fresh.next_if(|(f, _)| f.hash < e.hash) {
+                    out.push(f, bytes)?;
                 }
-                match fresh.next_if(|f| f.entry.hash == e.entry.hash) {
-                    Some(f) => out.push(f)?,
-                    None => out.push(e)?,
+                match fresh.next_if(|(f, _)| f.hash == e.hash) {
+                    Some((f, bytes)) => out.push(f, bytes)?,
+                    None => out.push(e, &v[range])?,
                 }
             }
         }
-        for f in fresh {
-            out.push(f)?;
+        for (f, bytes) in fresh {
+            out.push(f, bytes)?;
         }
         out.flush()?;
         let (fences, count, bloom) = (out.fences, out.hashes, out.bloom);
@@ -529,26 +574,34 @@ impl KeyIndex {
     /// Every key held, with its entry and cursor text, in key order (not those below
     /// the prune bound): what `hamstr dump SOURCE` shows.
     pub fn entries(&mut self, tree: &sled::Tree) -> Result<Vec<Full>> {
-        let logged = self.logged_entries(tree)?;
+        let logged = self.logged(tree)?;
         let mut out: Vec<Full> = Vec::new();
         for first in self.fences.clone() {
             if let Some(v) = tree.get(chunk_key(&self.source, self.meta.generation, first))? {
-                out.extend(
-                    decode_with(&v, &self.what(), true)?
-                        .into_iter()
-                        .filter(|e| {
-                            logged
-                                .binary_search_by_key(&e.entry.hash, |f| f.entry.hash)
-                                .is_err()
-                        }),
-                );
+                for (e, range) in scan(&v, &self.what())? {
+                    let newer = logged
+                        .entries
+                        .binary_search_by_key(&e.hash, |(f, _, _)| f.hash)
+                        .is_ok();
+                    if !newer {
+                        out.push(full(e, &v[range]));
+                    }
+                }
             }
         }
-        out.extend(logged);
+        for (e, page, range) in &logged.entries {
+            out.push(full(*e, &logged.pages[*page as usize][range.clone()]));
+        }
         out.retain(|f| !self.below(&f.entry.order));
         out.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
     }
+}
+
+/// The pages since the last fold, read for a fold or a dump.
+struct Logged {
+    pages: Vec<sled::IVec>,
+    entries: Vec<(Entry, u32, std::ops::Range<usize>)>,
 }
 
 /// The output of a fold: chunks of the new generation, written as they fill.
@@ -556,7 +609,10 @@ struct Fold<'a> {
     tree: &'a sled::Tree,
     source: &'a str,
     generation: u32,
-    chunk: Vec<Full>,
+    /// The chunk being filled, as it is written: its entries' bytes after the format.
+    chunk: Vec<u8>,
+    first: Option<u128>,
+    in_chunk: usize,
     fences: Vec<u128>,
     hashes: u64,
     bound: Option<[u8; 16]>,
@@ -564,28 +620,31 @@ struct Fold<'a> {
 }
 
 impl Fold<'_> {
-    fn push(&mut self, f: Full) -> Result<()> {
-        if self.bound.is_some_and(|b| f.entry.order < b) {
+    fn push(&mut self, e: Entry, bytes: &[u8]) -> Result<()> {
+        if self.bound.is_some_and(|b| e.order < b) {
             return Ok(());
         }
-        self.bloom.insert(f.entry.hash);
+        self.bloom.insert(e.hash);
         self.hashes += 1;
-        self.chunk.push(f);
-        if self.chunk.len() == CHUNK {
+        self.first.get_or_insert(e.hash);
+        self.chunk.extend_from_slice(bytes);
+        self.in_chunk += 1;
+        if self.in_chunk == CHUNK {
             self.flush()?;
         }
         Ok(())
     }
 
     fn flush(&mut self) -> Result<()> {
-        let Some(first) = self.chunk.first().map(|f| f.entry.hash) else {
+        let Some(first) = self.first.take() else {
             return Ok(());
         };
         self.tree.insert(
             chunk_key(self.source, self.generation, first),
-            encode(self.chunk.iter()),
+            &self.chunk[..],
         )?;
-        self.chunk.clear();
+        self.chunk.truncate(1);
+        self.in_chunk = 0;
         self.fences.push(first);
         Ok(())
     }

@@ -25,6 +25,7 @@ fn write(index: &mut KeyIndex, tree: &sled::Tree, entries: &[Full]) {
     for page in entries.chunks(1000) {
         let (seq, value) = index.page(page);
         tree.insert(page_key("s", seq), value).unwrap();
+        tree.insert(committed_key("s"), &seq.to_be_bytes()).unwrap();
         index.written(tree, seq, page).unwrap();
     }
 }
@@ -96,6 +97,30 @@ fn a_full_recent_is_folded_into_chunks_and_memory_stays_bounded() {
     assert_eq!(all[0].key, 0u64.to_be_bytes());
     assert_eq!(all[7].entry.fingerprint, 70);
     assert_eq!(all[7].cursor, b"1");
+}
+
+#[test]
+fn a_page_written_without_its_commit_does_not_count() {
+    let (_dir, tree) = tree();
+    let mut index = KeyIndex::load(&tree, "s").unwrap();
+    write(&mut index, &tree, &[entry(1, 10, 1)]);
+    // Written, then the process died before the commit recorded its number.
+    let (seq, value) = index.page(&[entry(2, 20, 1)]);
+    tree.insert(page_key("s", seq), value).unwrap();
+    let mut again = KeyIndex::load(&tree, "s").unwrap();
+    assert_eq!(again.get(&tree, entry(2, 0, 0).entry.hash).unwrap(), None);
+    assert_eq!(
+        again.get(&tree, entry(1, 0, 0).entry.hash).unwrap(),
+        Some(10)
+    );
+    assert!(tree.get(page_key("s", seq)).unwrap().is_none(), "removed");
+    // The next page takes its number and counts.
+    write(&mut again, &tree, &[entry(3, 30, 1)]);
+    let mut third = KeyIndex::load(&tree, "s").unwrap();
+    assert_eq!(
+        third.get(&tree, entry(3, 0, 0).entry.hash).unwrap(),
+        Some(30)
+    );
 }
 
 #[test]
@@ -176,8 +201,18 @@ fn a_fold_drops_what_a_prune_hid() {
 #[test]
 fn damaged_values_are_errors_not_panics() {
     let (_dir, tree) = tree();
+    tree.insert(committed_key("s"), &1u64.to_be_bytes())
+        .unwrap();
     tree.insert(page_key("s", 1), vec![FORMAT, 1, 2, 3])
         .unwrap();
+    assert!(KeyIndex::load(&tree, "s").is_err());
+    let mut cut = encode_page(&[entry(1, 1, 1)]);
+    cut.pop();
+    tree.insert(page_key("s", 1), cut).unwrap();
+    assert!(KeyIndex::load(&tree, "s").is_err());
+    let mut long = encode_page(&[entry(1, 1, 1)]);
+    long[HEAD + 1] = 0xff;
+    tree.insert(page_key("s", 1), long).unwrap();
     assert!(KeyIndex::load(&tree, "s").is_err());
     tree.insert(page_key("s", 1), vec![]).unwrap();
     assert!(KeyIndex::load(&tree, "s").is_err());

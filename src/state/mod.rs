@@ -265,6 +265,8 @@ mod commit_log;
 mod files;
 mod key_index;
 pub mod keys;
+
+pub use key_index::{hash_key, Prehashed};
 mod sled_store;
 
 pub use sled_store::SledStore;

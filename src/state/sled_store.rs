@@ -192,6 +192,7 @@ impl SledStore {
                 *seq += 1;
                 let value = key_index::encode_page(entries);
                 log.insert(key_index::page_key(source, *seq), value)?;
+                log.insert(key_index::committed_key(source), &seq.to_be_bytes())?;
                 entries.clear();
             }
             Ok(())
@@ -399,11 +400,16 @@ impl StateStore for SledStore {
                     .unwrap_or_default(),
             })
             .collect();
+        // The page of keys is written first, on its own (a large value written once, not
+        // again inside the commit's record); the commit makes it count by writing its
+        // number (see `key_index::committed_key`).
         let key_page = if entries.is_empty() {
             None
         } else {
             let (seq, value) = self.with_keys(source, |index| Ok(index.page(&entries)))?;
-            Some((seq, key_index::page_key(source, seq), value))
+            self.shared(Shared::KeyLog)
+                .insert(key_index::page_key(source, seq), value)?;
+            Some((seq, key_index::committed_key(source), seq.to_be_bytes()))
         };
         let rejected = page
             .rejected
@@ -462,11 +468,11 @@ impl StateStore for SledStore {
                 value: None,
             });
         }
-        if let Some((_, at, value)) = &key_page {
+        if let Some((_, at, seq)) = &key_page {
             ops.push(Op {
                 tree: 5,
                 key: at,
-                value: Some(value),
+                value: Some(seq),
             });
         }
         ops.push(Op {
