@@ -190,8 +190,13 @@ impl SledStore {
         let flush = |source: &str, seq: &mut u64, entries: &mut Vec<Full>| -> Result<()> {
             if !entries.is_empty() {
                 *seq += 1;
-                let value = key_index::encode_page(entries);
-                log.insert(key_index::page_key(source, *seq), value)?;
+                for (part, e) in entries.chunks(key_index::CHUNK).enumerate() {
+                    let part = u16::try_from(part).unwrap_or(u16::MAX);
+                    log.insert(
+                        key_index::page_key(source, *seq, part),
+                        key_index::encode_page(e),
+                    )?;
+                }
                 log.insert(key_index::committed_key(source), &seq.to_be_bytes())?;
                 entries.clear();
             }
@@ -406,9 +411,11 @@ impl StateStore for SledStore {
         let key_page = if entries.is_empty() {
             None
         } else {
-            let (seq, value) = self.with_keys(source, |index| Ok(index.page(&entries)))?;
-            self.shared(Shared::KeyLog)
-                .insert(key_index::page_key(source, seq), value)?;
+            let (seq, writes) = self.with_keys(source, |index| Ok(index.page(&entries)))?;
+            let log = self.shared(Shared::KeyLog);
+            for (at, value) in writes {
+                log.insert(at, value)?;
+            }
             Some((seq, key_index::committed_key(source), seq.to_be_bytes()))
         };
         let rejected = page
