@@ -13,17 +13,20 @@
 //!
 //! - **recent**: the entries of the pages written since the last fold, in a hash map of
 //!   at most [`FOLD_AT`] entries (about 5 MiB);
-//! - **folded**: everything older, sorted by hash in *chunks* of [`CHUNK`] entries, one
-//!   sled value each; in memory only each chunk's first hash, a Bloom filter of at most
-//!   [`BLOOM_MAX_BITS`] bits (4 MiB) that answers most lookups of a new key, and the last
-//!   few chunks read.
+//! - **runs**: everything older, each fold's entries sorted by hash in *chunks* of
+//!   [`CHUNK`] entries, one sled value each; in memory only each chunk's first hash and
+//!   a Bloom filter per run (10 bits a key), which answers most lookups of a new key
+//!   without reading anything, and the last few chunks read.
 //!
-//! When recent fills up, it is *folded*: merged with the chunks into a new generation of
-//! chunks (entries below the prune bound are dropped on the way), then one write of the
-//! index's meta switches to it, and the old chunks and the folded pages are removed. A
-//! crash before the switch leaves the old generation in force; leftovers of either kind
-//! are removed when the index loads. A prune drops whole pages whose entries are all
-//! below the bound and hides single entries below it, without reading anything.
+//! When the pages since the last fold hold [`FOLD_AT`] entries, they are *folded*: their
+//! latest entry of each key is written as a new run, then one write of the index's meta
+//! adds the run and the folded pages are removed. Runs are written once; only when there
+//! are more than [`MAX_RUNS`] are they merged into one (which drops the entries below
+//! the prune bound), so a key is rewritten a few times over its life, not at every fold.
+//! A crash before a meta write leaves the runs it names in force; chunks of other runs
+//! and folded pages are removed when the index loads. A prune drops whole pages whose
+//! entries are all below the bound and hides single entries below it, without reading
+//! anything.
 
 use super::sled_store::prefixed;
 use super::{Result, StateError};
@@ -34,12 +37,14 @@ use std::hash::{BuildHasherDefault, Hasher};
 /// a page adds at most a part's writes ([`crate::nodes::extract`] commits in parts of
 /// 1,000) before the check.
 pub const FOLD_AT: usize = 110_000;
-/// Entries per chunk of the folded entries, and per value a page is written in (about
-/// a kilobyte). sled copies the tree node a write lands in, and keeps nodes of large
-/// values in memory past its cache size (measured: 4,000 values of 27 KB held 111 MiB,
-/// 32,000 of 3.5 KB 40 MiB, 16,000 of 1 KB 16 MiB).
-pub const CHUNK: usize = 16;
-/// The Bloom filter's size: 10 bits per folded key, at most 32 Mibit (4 MiB).
+/// Entries per chunk of a run (about 2 KB): a lookup that the filter lets through
+/// reads one chunk.
+pub const CHUNK: usize = 32;
+/// Entries per value a page is written in: a page of up to 512 keys is one write.
+pub const PAGE_PART: usize = 512;
+/// Runs before they are merged into one.
+pub const MAX_RUNS: usize = 12;
+/// A run's Bloom filter: 10 bits per key, at most 32 Mibit (4 MiB).
 pub const BLOOM_MAX_BITS: usize = 1 << 25;
 /// Chunks kept decoded in memory.
 const CACHED_CHUNKS: usize = 4;
@@ -186,24 +191,33 @@ fn full(entry: Entry, raw: &[u8]) -> Full {
     Full { entry, key, cursor }
 }
 
-/// The index's own record: which generation of chunks is in force, the last page folded
-/// into it, how many entries it holds, and the last prune bound.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+/// A write to make: a key of the `keylog` tree and its value.
+pub type Write = (Vec<u8>, Vec<u8>);
+
+/// The index's own record: the runs in force (oldest first, with their entry counts),
+/// the last page folded into them, and the last prune bound.
+#[derive(Debug, Clone, Default, PartialEq)]
 struct Meta {
-    generation: u32,
+    runs: Vec<(u32, u64)>,
     folded: u64,
-    count: u64,
     bound: Option<[u8; 16]>,
 }
 
 impl Meta {
     fn encode(&self) -> Vec<u8> {
         let mut out = vec![FORMAT];
-        out.extend_from_slice(&self.generation.to_be_bytes());
         out.extend_from_slice(&self.folded.to_be_bytes());
-        out.extend_from_slice(&self.count.to_be_bytes());
-        if let Some(b) = &self.bound {
-            out.extend_from_slice(b);
+        match &self.bound {
+            Some(b) => {
+                out.push(1);
+                out.extend_from_slice(b);
+            }
+            None => out.push(0),
+        }
+        out.extend_from_slice(&(self.runs.len() as u32).to_be_bytes());
+        for (id, count) in &self.runs {
+            out.extend_from_slice(&id.to_be_bytes());
+            out.extend_from_slice(&count.to_be_bytes());
         }
         out
     }
@@ -212,12 +226,25 @@ impl Meta {
         if bytes.first() != Some(&FORMAT) {
             return None;
         }
-        let n = |at: usize| Some(u64::from_be_bytes(bytes.get(at..at + 8)?.try_into().ok()?));
-        Some(Meta {
-            generation: u32::from_be_bytes(bytes.get(1..5)?.try_into().ok()?),
-            folded: n(5)?,
-            count: n(13)?,
-            bound: bytes.get(21..37).and_then(|b| b.try_into().ok()),
+        let u64_at = |at: usize| Some(u64::from_be_bytes(bytes.get(at..at + 8)?.try_into().ok()?));
+        let u32_at = |at: usize| Some(u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
+        let folded = u64_at(1)?;
+        let (bound, mut at) = match bytes.get(9)? {
+            0 => (None, 10),
+            1 => (Some(bytes.get(10..26)?.try_into().ok()?), 26),
+            _ => return None,
+        };
+        let n = u32_at(at)? as usize;
+        at += 4;
+        let mut runs = Vec::with_capacity(n.min(1024));
+        for _ in 0..n {
+            runs.push((u32_at(at)?, u64_at(at + 4)?));
+            at += 12;
+        }
+        (at == bytes.len()).then_some(Meta {
+            runs,
+            folded,
+            bound,
         })
     }
 }
@@ -234,7 +261,7 @@ pub fn committed_key(source: &str) -> Vec<u8> {
     prefixed(source, b"s")
 }
 
-/// Where part `part` of page `seq` lies (a page is written in values of [`CHUNK`]
+/// Where part `part` of page `seq` lies (a page is written in values of [`PAGE_PART`]
 /// entries).
 pub fn page_key(source: &str, seq: u64, part: u16) -> Vec<u8> {
     let mut k = prefixed(source, b"p");
@@ -243,14 +270,14 @@ pub fn page_key(source: &str, seq: u64, part: u16) -> Vec<u8> {
     k
 }
 
-fn chunk_key(source: &str, generation: u32, first: u128) -> Vec<u8> {
+fn chunk_key(source: &str, run: u32, first: u128) -> Vec<u8> {
     let mut k = prefixed(source, b"c");
-    k.extend_from_slice(&generation.to_be_bytes());
+    k.extend_from_slice(&run.to_be_bytes());
     k.extend_from_slice(&first.to_be_bytes());
     k
 }
 
-/// A Bloom filter over the folded hashes: six probes from the hash's two halves.
+/// A Bloom filter over a run's hashes: six probes from the hash's two halves.
 struct Bloom {
     bits: Vec<u64>,
 }
@@ -279,6 +306,13 @@ impl Bloom {
     }
 }
 
+/// A run in memory: its id, its chunks' first hashes in order, its filter.
+struct Run {
+    id: u32,
+    fences: Vec<u128>,
+    bloom: Bloom,
+}
+
 /// One source's key state.
 pub struct KeyIndex {
     source: String,
@@ -290,66 +324,77 @@ pub struct KeyIndex {
     /// How many entries those pages hold (a key written twice counts twice).
     logged: usize,
     next_seq: u64,
-    /// The first hash of each chunk in force, in order.
-    fences: Vec<u128>,
-    bloom: Bloom,
-    cache: VecDeque<(usize, Vec<Entry>)>,
+    /// The runs in force, oldest first.
+    runs: Vec<Run>,
+    /// Chunks read lately: (run id, chunk's first hash) and its entries.
+    cache: VecDeque<((u32, u128), Vec<Entry>)>,
 }
 
 impl KeyIndex {
-    /// Reads a source's index: the chunks' first hashes and filter, the pages since the
+    /// Reads a source's index: the runs' first hashes and filters, the pages since the
     /// last fold (folding as it goes, so memory stays bounded); removes what an
-    /// interrupted fold left.
+    /// interrupted fold or merge left.
     pub fn load(tree: &sled::Tree, source: &str) -> Result<KeyIndex> {
+        let what = format!("the key index of `{source}`");
         let meta = match tree.get(meta_key(source))? {
             Some(v) => Meta::decode(&v).ok_or_else(|| StateError::Damaged {
-                what: format!("the key index of `{source}`"),
+                what: what.clone(),
                 reason: "its record does not decode".into(),
             })?,
             None => Meta::default(),
         };
-        let mut index = KeyIndex {
-            source: source.to_string(),
-            meta,
-            recent: Recent::default(),
-            pages: Vec::new(),
-            logged: 0,
-            next_seq: meta.folded + 1,
-            fences: Vec::new(),
-            bloom: Bloom::sized(meta.count as usize),
-            cache: VecDeque::new(),
-        };
         let committed = match tree.get(committed_key(source))? {
             Some(v) => {
                 u64::from_be_bytes(v.as_ref().try_into().map_err(|_| StateError::Damaged {
-                    what: index.what(),
+                    what: what.clone(),
                     reason: "its last page number is not 8 bytes".into(),
                 })?)
             }
             None => 0,
         };
-        index.next_seq = index.next_seq.max(committed + 1);
+        let mut runs: Vec<Run> = meta
+            .runs
+            .iter()
+            .map(|(id, count)| Run {
+                id: *id,
+                fences: Vec::new(),
+                bloom: Bloom::sized(*count as usize),
+            })
+            .collect();
         let chunks = prefixed(source, b"c");
         let mut stale = sled::Batch::default();
         for kv in tree.scan_prefix(&chunks) {
             let (k, v) = kv?;
             let rest = &k[chunks.len()..];
-            let (Some(generation), Some(first)) = (rest.get(..4), rest.get(4..20)) else {
+            let id = rest
+                .get(..4)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_be_bytes);
+            let first = rest
+                .get(4..20)
+                .and_then(|b| b.try_into().ok())
+                .map(u128::from_be_bytes);
+            let run = id.and_then(|id| runs.iter_mut().find(|r| r.id == id));
+            let (Some(run), Some(first)) = (run, first) else {
                 stale.remove(k);
                 continue;
             };
-            if u32::from_be_bytes(generation.try_into().unwrap_or_default()) != meta.generation {
-                stale.remove(k);
-                continue;
-            }
-            index
-                .fences
-                .push(u128::from_be_bytes(first.try_into().unwrap_or_default()));
-            for e in decode(&v, &index.what())? {
-                index.bloom.insert(e.hash);
+            run.fences.push(first);
+            for e in decode(&v, &what)? {
+                run.bloom.insert(e.hash);
             }
         }
         tree.apply_batch(stale)?;
+        let mut index = KeyIndex {
+            source: source.to_string(),
+            next_seq: meta.folded.max(committed) + 1,
+            meta,
+            recent: Recent::default(),
+            pages: Vec::new(),
+            logged: 0,
+            runs,
+            cache: VecDeque::new(),
+        };
         let pages = prefixed(source, b"p");
         let mut stale = sled::Batch::default();
         for kv in tree.scan_prefix(&pages) {
@@ -364,11 +409,11 @@ impl KeyIndex {
                 .get(8..10)
                 .and_then(|s| s.try_into().ok())
                 .map(u16::from_be_bytes);
-            let Some(part) = part.filter(|_| seq > meta.folded && seq <= committed) else {
+            let Some(part) = part.filter(|_| seq > index.meta.folded && seq <= committed) else {
                 stale.remove(k);
                 continue;
             };
-            let entries = decode(&v, &index.what())?;
+            let entries = decode(&v, &what)?;
             index.add(seq, part, &entries);
             if index.logged >= FOLD_AT {
                 index.fold(tree)?;
@@ -386,48 +431,60 @@ impl KeyIndex {
         self.meta.bound.is_some_and(|b| *order < b)
     }
 
-    /// The fingerprint of a key's hash, unless it is unknown or was pruned.
-    pub fn get(&mut self, tree: &sled::Tree, h: u128) -> Result<Option<u64>> {
-        if let Some((fp, order)) = self.recent.get(&h) {
-            return Ok((!self.below(order)).then_some(*fp));
-        }
-        if self.fences.is_empty() || !self.bloom.may_hold(h) {
-            return Ok(None);
-        }
-        let at = self.fences.partition_point(|f| *f <= h);
-        let Some(at) = at.checked_sub(1) else {
-            return Ok(None);
-        };
-        let pos = match self.cache.iter().position(|(i, _)| *i == at) {
+    /// The entries of one chunk, from the cache or the store.
+    fn chunk(&mut self, tree: &sled::Tree, run: u32, first: u128) -> Result<&[Entry]> {
+        let pos = match self.cache.iter().position(|(at, _)| *at == (run, first)) {
             Some(p) => p,
             None => {
-                let key = chunk_key(&self.source, self.meta.generation, self.fences[at]);
-                let entries = match tree.get(key)? {
+                let entries = match tree.get(chunk_key(&self.source, run, first))? {
                     Some(v) => decode(&v, &self.what())?,
                     None => Vec::new(),
                 };
                 if self.cache.len() == CACHED_CHUNKS {
                     self.cache.pop_front();
                 }
-                self.cache.push_back((at, entries));
+                self.cache.push_back(((run, first), entries));
                 self.cache.len() - 1
             }
         };
-        let chunk = &self.cache[pos].1;
-        Ok(chunk
-            .binary_search_by(|e| e.hash.cmp(&h))
-            .ok()
-            .map(|i| chunk[i])
-            .filter(|e| !self.below(&e.order))
-            .map(|e| e.fingerprint))
+        Ok(&self.cache[pos].1)
+    }
+
+    /// The fingerprint of a key's hash, unless it is unknown or was pruned.
+    pub fn get(&mut self, tree: &sled::Tree, h: u128) -> Result<Option<u64>> {
+        if let Some((fp, order)) = self.recent.get(&h) {
+            return Ok((!self.below(order)).then_some(*fp));
+        }
+        // Newest run first: a key's latest entry is in the newest run that holds it.
+        for r in (0..self.runs.len()).rev() {
+            let run = &self.runs[r];
+            if !run.bloom.may_hold(h) {
+                continue;
+            }
+            let Some(at) = run.fences.partition_point(|f| *f <= h).checked_sub(1) else {
+                continue;
+            };
+            let (id, first) = (run.id, run.fences[at]);
+            let found = {
+                let chunk = self.chunk(tree, id, first)?;
+                chunk
+                    .binary_search_by(|e| e.hash.cmp(&h))
+                    .ok()
+                    .map(|i| chunk[i])
+            };
+            if let Some(e) = found {
+                return Ok((!self.below(&e.order)).then_some(e.fingerprint));
+            }
+        }
+        Ok(None)
     }
 
     /// A page of entries as the writes to make, with its sequence number.
-    pub fn page(&mut self, entries: &[Full]) -> (u64, Vec<(Vec<u8>, Vec<u8>)>) {
+    pub fn page(&mut self, entries: &[Full]) -> (u64, Vec<Write>) {
         let seq = self.next_seq;
         self.next_seq += 1;
         let writes = entries
-            .chunks(CHUNK)
+            .chunks(PAGE_PART)
             .enumerate()
             .map(|(part, e)| {
                 let part = u16::try_from(part).unwrap_or(u16::MAX);
@@ -450,7 +507,7 @@ impl KeyIndex {
     /// Takes in a page once it is written; folds when the pages since the last fold
     /// hold [`FOLD_AT`] entries (so recent holds at most that many).
     pub fn written(&mut self, tree: &sled::Tree, seq: u64, entries: &[Full]) -> Result<()> {
-        for (part, e) in entries.chunks(CHUNK).enumerate() {
+        for (part, e) in entries.chunks(PAGE_PART).enumerate() {
             let part = u16::try_from(part).unwrap_or(u16::MAX);
             let e: Vec<Entry> = e.iter().map(|f| f.entry).collect();
             self.add(seq, part, &e);
@@ -492,76 +549,116 @@ impl KeyIndex {
         })
     }
 
-    /// Merges the pages since the last fold into a new generation of chunks, switches
-    /// to it, removes the old.
+    fn next_run_id(&self) -> u32 {
+        self.meta
+            .runs
+            .iter()
+            .map(|(id, _)| *id)
+            .max()
+            .map_or(1, |m| m.wrapping_add(1))
+    }
+
+    /// Writes the pages since the last fold as a new run, adds it, removes the pages;
+    /// merges the runs when there are too many.
     fn fold(&mut self, tree: &sled::Tree) -> Result<()> {
         let logged = self.logged(tree)?;
-        let generation = self.meta.generation.wrapping_add(1);
-        let mut out = Fold {
+        let mut out = Writer::new(
             tree,
-            source: &self.source,
-            generation,
-            chunk: vec![FORMAT],
-            first: None,
-            in_chunk: 0,
-            fences: Vec::new(),
-            hashes: 0,
-            bound: self.meta.bound,
-            bloom: Bloom::sized(self.meta.count as usize + logged.entries.len()),
-        };
-        let raw = |(e, page, range): &(Entry, u32, std::ops::Range<usize>)| {
-            (*e, &logged.pages[*page as usize][range.clone()])
-        };
-        let mut fresh = logged.entries.iter().map(raw).peekable();
-        for &first in &self.fences.clone() {
-            let Some(v) = tree.get(chunk_key(&self.source, self.meta.generation, first))? else {
-                continue;
-            };
-            for (e, range) in scan(&v, &self.what())? {
-                while let Some((f, bytes)) = fresh.next_if(|(f, _)| f.hash < e.hash) {
-                    out.push(f, bytes)?;
-                }
-                match fresh.next_if(|(f, _)| f.hash == e.hash) {
-                    Some((f, bytes)) => out.push(f, bytes)?,
-                    None => out.push(e, &v[range])?,
-                }
-            }
+            &self.source,
+            self.next_run_id(),
+            None,
+            logged.entries.len(),
+        );
+        for (e, page, range) in &logged.entries {
+            out.push(*e, &logged.pages[*page as usize][range.clone()])?;
         }
-        for (f, bytes) in fresh {
-            out.push(f, bytes)?;
-        }
-        out.flush()?;
-        let (fences, count, bloom) = (out.fences, out.hashes, out.bloom);
-        let folded = self.pages.last().map_or(self.meta.folded, |(s, _, _)| *s);
-        let meta = Meta {
-            generation,
-            folded,
-            count,
-            bound: self.meta.bound,
-        };
+        let run = out.finish()?;
+        let mut meta = self.meta.clone();
+        meta.runs.push((run.id, run.count));
+        meta.folded = self.pages.last().map_or(meta.folded, |(s, _, _)| *s);
         // The switch: one write.
         tree.insert(meta_key(&self.source), meta.encode())?;
         let mut gone = sled::Batch::default();
-        for first in &self.fences {
-            gone.remove(chunk_key(&self.source, self.meta.generation, *first));
-        }
         for (seq, part, _) in &self.pages {
             gone.remove(page_key(&self.source, *seq, *part));
         }
         tree.apply_batch(gone)?;
         self.meta = meta;
-        self.fences = fences;
-        self.bloom = bloom;
+        self.runs.push(run.run);
         self.recent.clear();
         self.pages.clear();
         self.logged = 0;
+        if self.runs.len() > MAX_RUNS {
+            self.merge(tree)?;
+        }
+        Ok(())
+    }
+
+    /// Merges every run into one, newest entry of each key first, leaving out what is
+    /// below the prune bound; then switches to it and removes the old runs.
+    fn merge(&mut self, tree: &sled::Tree) -> Result<()> {
+        let total: u64 = self.meta.runs.iter().map(|(_, c)| *c).sum();
+        let mut out = Writer::new(
+            tree,
+            &self.source,
+            self.next_run_id(),
+            self.meta.bound,
+            total as usize,
+        );
+        let what = self.what();
+        // A cursor per run over its chunks; the heap yields the smallest hash, and of
+        // equal hashes the newest run's (the larger position) first.
+        let mut cursors: Vec<RunCursor> = self
+            .runs
+            .iter()
+            .map(|r| RunCursor {
+                id: r.id,
+                fences: r.fences.clone(),
+                next_chunk: 0,
+                bytes: None,
+                entries: Vec::new(),
+                at: 0,
+            })
+            .collect();
+        let mut heap = std::collections::BinaryHeap::new();
+        for (i, c) in cursors.iter_mut().enumerate() {
+            if let Some(h) = c.peek(tree, &self.source, &what)? {
+                heap.push(std::cmp::Reverse((h, std::cmp::Reverse(i))));
+            }
+        }
+        let mut last: Option<u128> = None;
+        while let Some(std::cmp::Reverse((h, std::cmp::Reverse(i)))) = heap.pop() {
+            let c = &mut cursors[i];
+            if let Some((e, bytes)) = c.take() {
+                if last != Some(h) {
+                    out.push(e, &bytes)?;
+                    last = Some(h);
+                }
+            }
+            if let Some(h) = c.peek(tree, &self.source, &what)? {
+                heap.push(std::cmp::Reverse((h, std::cmp::Reverse(i))));
+            }
+        }
+        let run = out.finish()?;
+        let mut meta = self.meta.clone();
+        meta.runs = vec![(run.id, run.count)];
+        tree.insert(meta_key(&self.source), meta.encode())?;
+        let mut gone = sled::Batch::default();
+        for r in &self.runs {
+            for first in &r.fences {
+                gone.remove(chunk_key(&self.source, r.id, *first));
+            }
+        }
+        tree.apply_batch(gone)?;
+        self.meta = meta;
+        self.runs = vec![run.run];
         self.cache.clear();
         Ok(())
     }
 
     /// Forgets the keys whose cursor order is below `bound`: pages wholly below it are
-    /// removed, recent entries below it dropped, folded ones hidden until the next fold
-    /// leaves them out. Returns how many entries left memory or the store.
+    /// removed, recent entries below it dropped, those in runs hidden until the next
+    /// merge leaves them out. Returns how many entries left memory.
     pub fn prune(&mut self, tree: &sled::Tree, bound: &[u8]) -> Result<usize> {
         let bound = order16(Some(bound));
         if self.meta.bound.is_some_and(|b| b >= bound) {
@@ -573,18 +670,15 @@ impl KeyIndex {
         self.recent.retain(|_, (_, order)| *order >= bound);
         let mut gone = sled::Batch::default();
         let source = &self.source;
-        let mut dropped = 0;
         self.pages.retain(|(seq, part, top)| {
             let keep = *top >= bound;
             if !keep {
                 gone.remove(page_key(source, *seq, *part));
-                dropped += 1;
             }
             keep
         });
-        // A page's entry count is not kept: until the next fold, `logged` may count
-        // the entries of dropped pages (a fold comes a little early, no harm).
-        let _ = dropped;
+        // A page's entry count is not kept: until the next fold, `logged` may still
+        // count the entries of dropped pages (a fold then comes a little early).
         tree.apply_batch(gone)?;
         Ok(before - self.recent.len())
     }
@@ -598,22 +692,24 @@ impl KeyIndex {
     /// the prune bound): what `hamstr dump SOURCE` shows.
     pub fn entries(&mut self, tree: &sled::Tree) -> Result<Vec<Full>> {
         let logged = self.logged(tree)?;
+        // Newest first: the pages, then the runs from the newest.
+        let mut seen: std::collections::HashSet<u128, BuildHasherDefault<Prehashed>> =
+            Default::default();
         let mut out: Vec<Full> = Vec::new();
-        for first in self.fences.clone() {
-            if let Some(v) = tree.get(chunk_key(&self.source, self.meta.generation, first))? {
-                for (e, range) in scan(&v, &self.what())? {
-                    let newer = logged
-                        .entries
-                        .binary_search_by_key(&e.hash, |(f, _, _)| f.hash)
-                        .is_ok();
-                    if !newer {
-                        out.push(full(e, &v[range]));
+        for (e, page, range) in &logged.entries {
+            seen.insert(e.hash);
+            out.push(full(*e, &logged.pages[*page as usize][range.clone()]));
+        }
+        for r in self.runs.iter().rev() {
+            for first in &r.fences {
+                if let Some(v) = tree.get(chunk_key(&self.source, r.id, *first))? {
+                    for (e, range) in scan(&v, &self.what())? {
+                        if seen.insert(e.hash) {
+                            out.push(full(e, &v[range]));
+                        }
                     }
                 }
             }
-        }
-        for (e, page, range) in &logged.entries {
-            out.push(full(*e, &logged.pages[*page as usize][range.clone()]));
         }
         out.retain(|f| !self.below(&f.entry.order));
         out.sort_unstable_by(|a, b| a.key.cmp(&b.key));
@@ -627,28 +723,94 @@ struct Logged {
     entries: Vec<(Entry, u32, std::ops::Range<usize>)>,
 }
 
-/// The output of a fold: chunks of the new generation, written as they fill.
-struct Fold<'a> {
+/// One run read chunk by chunk, for a merge.
+struct RunCursor {
+    id: u32,
+    fences: Vec<u128>,
+    next_chunk: usize,
+    bytes: Option<sled::IVec>,
+    entries: Vec<(Entry, std::ops::Range<usize>)>,
+    at: usize,
+}
+
+impl RunCursor {
+    /// The hash of the next entry, reading the next chunk when this one is done.
+    fn peek(&mut self, tree: &sled::Tree, source: &str, what: &str) -> Result<Option<u128>> {
+        while self.at >= self.entries.len() {
+            let Some(first) = self.fences.get(self.next_chunk) else {
+                return Ok(None);
+            };
+            self.next_chunk += 1;
+            let v = tree.get(chunk_key(source, self.id, *first))?;
+            self.entries = match &v {
+                Some(v) => scan(v, what)?,
+                None => Vec::new(),
+            };
+            self.bytes = v;
+            self.at = 0;
+        }
+        Ok(self.entries.get(self.at).map(|(e, _)| e.hash))
+    }
+
+    /// The next entry and its bytes.
+    fn take(&mut self) -> Option<(Entry, Vec<u8>)> {
+        let (e, range) = self.entries.get(self.at)?.clone();
+        self.at += 1;
+        let bytes = self.bytes.as_ref()?.get(range)?.to_vec();
+        Some((e, bytes))
+    }
+}
+
+/// A run being written: its chunks written as they fill.
+struct Writer<'a> {
     tree: &'a sled::Tree,
     source: &'a str,
-    generation: u32,
+    id: u32,
     /// The chunk being filled, as it is written: its entries' bytes after the format.
     chunk: Vec<u8>,
     first: Option<u128>,
     in_chunk: usize,
     fences: Vec<u128>,
-    hashes: u64,
+    count: u64,
     bound: Option<[u8; 16]>,
     bloom: Bloom,
 }
 
-impl Fold<'_> {
+/// A run written: in memory, and its id and count for the meta.
+struct Written {
+    id: u32,
+    count: u64,
+    run: Run,
+}
+
+impl<'a> Writer<'a> {
+    fn new(
+        tree: &'a sled::Tree,
+        source: &'a str,
+        id: u32,
+        bound: Option<[u8; 16]>,
+        size: usize,
+    ) -> Writer<'a> {
+        Writer {
+            tree,
+            source,
+            id,
+            chunk: vec![FORMAT],
+            first: None,
+            in_chunk: 0,
+            fences: Vec::new(),
+            count: 0,
+            bound,
+            bloom: Bloom::sized(size),
+        }
+    }
+
     fn push(&mut self, e: Entry, bytes: &[u8]) -> Result<()> {
         if self.bound.is_some_and(|b| e.order < b) {
             return Ok(());
         }
         self.bloom.insert(e.hash);
-        self.hashes += 1;
+        self.count += 1;
         self.first.get_or_insert(e.hash);
         self.chunk.extend_from_slice(bytes);
         self.in_chunk += 1;
@@ -662,14 +824,25 @@ impl Fold<'_> {
         let Some(first) = self.first.take() else {
             return Ok(());
         };
-        self.tree.insert(
-            chunk_key(self.source, self.generation, first),
-            &self.chunk[..],
-        )?;
+        self.tree
+            .insert(chunk_key(self.source, self.id, first), &self.chunk[..])?;
         self.chunk.truncate(1);
         self.in_chunk = 0;
         self.fences.push(first);
         Ok(())
+    }
+
+    fn finish(mut self) -> Result<Written> {
+        self.flush()?;
+        Ok(Written {
+            id: self.id,
+            count: self.count,
+            run: Run {
+                id: self.id,
+                fences: self.fences,
+                bloom: self.bloom,
+            },
+        })
     }
 }
 

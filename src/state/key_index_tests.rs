@@ -65,7 +65,7 @@ fn a_full_recent_is_folded_into_chunks_and_memory_stays_bounded() {
     let entries: Vec<Full> = (0..n).map(|i| entry(i, i, 1)).collect();
     write(&mut index, &tree, &entries);
     assert!(index.recent.len() < FOLD_AT, "recent was folded");
-    assert!(!index.fences.is_empty());
+    assert_eq!(index.runs.len(), 1);
     // Keys changed after the fold shadow their folded entries.
     write(&mut index, &tree, &[entry(7, 70, 1)]);
     for i in [0, 7, 99_999, n - 1] {
@@ -83,7 +83,7 @@ fn a_full_recent_is_folded_into_chunks_and_memory_stays_bounded() {
     // Folded pages are gone from the store; a reload finds the same.
     let pages = tree.scan_prefix(prefixed("s", b"p")).count();
     // Only the parts of the pages written after it: 5 of 1,000 entries, one of 1.
-    let after = 5 * 1000usize.div_ceil(CHUNK) + 1;
+    let after = 5 * 1000usize.div_ceil(PAGE_PART) + 1;
     assert_eq!(pages, after, "page parts left after the fold");
     let mut again = KeyIndex::load(&tree, "s").unwrap();
     assert_eq!(
@@ -188,7 +188,40 @@ fn a_prune_forgets_keys_below_the_bound_without_reading_them() {
 }
 
 #[test]
-fn a_fold_drops_what_a_prune_hid() {
+fn many_runs_are_merged_into_one_with_the_newest_entries() {
+    let (_dir, tree) = tree();
+    let mut index = KeyIndex::load(&tree, "s").unwrap();
+    // Each fold writes a run; key 0 changes in every one.
+    for round in 0..=MAX_RUNS as u64 {
+        let mut entries: Vec<Full> = (1..FOLD_AT as u64)
+            .map(|i| entry(round * 1_000_000 + i, i, 1))
+            .collect();
+        entries.push(entry(0, round, 1));
+        write(&mut index, &tree, &entries);
+    }
+    assert_eq!(index.runs.len(), 1, "merged");
+    let total = (MAX_RUNS as u64 + 1) * FOLD_AT as u64 - MAX_RUNS as u64;
+    assert_eq!(index.meta.runs[0].1, total);
+    assert_eq!(
+        index.get(&tree, entry(0, 0, 0).entry.hash).unwrap(),
+        Some(MAX_RUNS as u64)
+    );
+    assert_eq!(
+        index.get(&tree, entry(3_000_005, 0, 0).entry.hash).unwrap(),
+        Some(5)
+    );
+    // Only the merged run's chunks are left.
+    let chunks = tree.scan_prefix(prefixed("s", b"c")).count() as u64;
+    assert_eq!(chunks, total.div_ceil(CHUNK as u64));
+    let mut again = KeyIndex::load(&tree, "s").unwrap();
+    assert_eq!(
+        again.get(&tree, entry(0, 0, 0).entry.hash).unwrap(),
+        Some(MAX_RUNS as u64)
+    );
+}
+
+#[test]
+fn a_merge_drops_what_a_prune_hid() {
     let (_dir, tree) = tree();
     let mut index = KeyIndex::load(&tree, "s").unwrap();
     let old: Vec<Full> = (0..FOLD_AT as u64).map(|i| entry(i, i, 1)).collect();
@@ -199,7 +232,11 @@ fn a_fold_drops_what_a_prune_hid() {
         .map(|i| entry(i + 1_000_000, i, 3))
         .collect();
     write(&mut index, &tree, &newer);
-    assert_eq!(index.meta.count, FOLD_AT as u64);
+    // Two runs now; the hidden entries leave only when the runs are merged.
+    assert_eq!(index.runs.len(), 2);
+    index.merge(&tree).unwrap();
+    assert_eq!(index.meta.runs.len(), 1);
+    assert_eq!(index.meta.runs[0].1, FOLD_AT as u64);
     assert_eq!(index.get(&tree, entry(5, 0, 0).entry.hash).unwrap(), None);
     assert_eq!(
         index.get(&tree, entry(1_000_005, 0, 0).entry.hash).unwrap(),

@@ -190,7 +190,7 @@ impl SledStore {
         let flush = |source: &str, seq: &mut u64, entries: &mut Vec<Full>| -> Result<()> {
             if !entries.is_empty() {
                 *seq += 1;
-                for (part, e) in entries.chunks(key_index::CHUNK).enumerate() {
+                for (part, e) in entries.chunks(key_index::PAGE_PART).enumerate() {
                     let part = u16::try_from(part).unwrap_or(u16::MAX);
                     log.insert(
                         key_index::page_key(source, *seq, part),
