@@ -116,13 +116,15 @@ fn a_429_in_flight_is_waited_out_in_order() {
 
 #[test]
 fn max_pages_bounds_the_pages_in_flight() {
-    let api = SlowPages::start(60, Duration::from_millis(50));
+    let api = SlowPages::start(60, Duration::from_millis(150));
     let paginate =
         "page(size_param = \"per_page\", size = 5, total_pages = $.total_pages, max_pages = 3)";
     let p = pipeline(&api.url(), 4, "/pages", paginate);
     let stderr = p.run_ok();
     assert_contains(&stderr, "max_pages");
     assert_eq!(distinct(api.asked()), [1, 2, 3]);
+    // Pages 2 and 3 together, nothing after them.
+    assert_eq!(api.most_at_once(), 2);
     assert_eq!(ids(&p.jsonl("out/src.jsonl")), id_range(1, 15));
 }
 
@@ -138,6 +140,7 @@ fn a_stop_with_pages_in_flight_leaves_a_prefix() {
         Duration::from_secs(30)
     ));
     assert!(run.terminate(Duration::from_secs(30)).is_some());
+    assert!(api.most_at_once() > 1);
     let got = ids(&p.jsonl("out/src.jsonl"));
     assert!(got.len() < 100, "stopped before the end: {}", got.len());
     assert_eq!(got, id_range(1, got.len() as u64));

@@ -313,7 +313,10 @@ fn planned_requests_stop_at_the_total_and_max_pages() {
     };
     let mut pager = Pager::new(&page(100), Url::parse("http://a/x").unwrap(), vec![]);
     pager.first();
-    assert!(pager.planned(4).is_empty(), "no total is known before a page");
+    assert!(
+        pager.planned(4).is_empty(),
+        "no total is known before a page"
+    );
     let body = serde_json::json!({"total_pages": 4});
     assert!(matches!(
         pager.next(&resp("http://a/x", body.clone()), 10, &same),
@@ -334,7 +337,11 @@ fn planned_requests_stop_at_the_total_and_max_pages() {
     // `max_pages = 3`: page 2 is the second request, only page 3 may follow.
     let mut pager = Pager::new(&page(3), Url::parse("http://a/x").unwrap(), vec![]);
     pager.first();
-    pager.next(&resp("http://a/x", serde_json::json!({"total_pages": 50})), 10, &same);
+    pager.next(
+        &resp("http://a/x", serde_json::json!({"total_pages": 50})),
+        10,
+        &same,
+    );
     assert_eq!(urls(pager.planned(8)), ["http://a/x?page=3&n=10"]);
 
     // A hostile total does not overflow.
@@ -360,7 +367,11 @@ fn planned_requests_stop_at_the_total_and_max_pages() {
     let mut pager = Pager::new(&offset, Url::parse("http://a/x").unwrap(), vec![]);
     pager.first();
     // The server capped the page at 40: the planned offsets step by 40, below 130.
-    pager.next(&resp("http://a/x", serde_json::json!({"total": 130})), 40, &same);
+    pager.next(
+        &resp("http://a/x", serde_json::json!({"total": 130})),
+        40,
+        &same,
+    );
     assert_eq!(
         urls(pager.planned(8)),
         [
@@ -379,6 +390,10 @@ fn planned_requests_stop_at_the_total_and_max_pages() {
     };
     let mut pager = Pager::new(&cursor, Url::parse("http://a/x").unwrap(), vec![]);
     pager.first();
-    pager.next(&resp("http://a/x", serde_json::json!({"next": "c"})), 10, &same);
+    pager.next(
+        &resp("http://a/x", serde_json::json!({"next": "c"})),
+        10,
+        &same,
+    );
     assert!(pager.planned(8).is_empty());
 }
