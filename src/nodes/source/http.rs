@@ -20,6 +20,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use url::Url;
 
+/// The most pages of one run in flight, whatever the service's `concurrency`: what a
+/// run holds in memory stays a few pages.
+pub const PAGES_AHEAD_MAX: usize = 16;
+
 /// A request a source wants to make.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -122,13 +126,14 @@ impl ServiceClient {
     }
 
     /// How many pages of one run may be in flight together: the service's
-    /// `concurrency`, or one with a tape, so that a recording holds exactly the
-    /// requests a run used, in its order, and a replay or `try` asks nothing else.
+    /// `concurrency`, at most [`PAGES_AHEAD_MAX`] (the pages that arrive ahead wait in
+    /// memory for their turn), or one with a tape, so that a recording holds exactly
+    /// the requests a run used, in its order, and a replay or `try` asks nothing else.
     pub fn pages_in_flight(&self) -> usize {
         if self.tape.is_some() {
             1
         } else {
-            self.in_flight
+            self.in_flight.min(PAGES_AHEAD_MAX)
         }
     }
 
