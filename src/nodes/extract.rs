@@ -119,6 +119,10 @@ pub type Wakes = Arc<
     std::sync::Mutex<std::collections::BTreeMap<String, mpsc::Sender<Option<oneshot::Sender<()>>>>>,
 >;
 
+/// Fingerprints and pages of keys in pages not yet committed, by the key's hash.
+pub(crate) type KeysInFlight =
+    HashMap<u128, (u64, u64), std::hash::BuildHasherDefault<crate::state::Prehashed>>;
+
 /// The running extract node of one source.
 pub struct ExtractNode {
     pub source: Arc<str>,
@@ -157,7 +161,8 @@ struct RunState {
     /// The fingerprints of keys seen by pages not yet committed, with the page that set
     /// each: a committed page's keys are read from the store again, so this holds only
     /// the pages in flight, not every key of the run.
-    keys: HashMap<Vec<u8>, (u64, u64)>,
+    /// By the key's hash ([`crate::state::hash_key`]).
+    keys: KeysInFlight,
     /// Keys with an entry in the rejected list: one that converts now loses it.
     rejected: std::collections::HashSet<Vec<u8>>,
     summary: RunSummary,
@@ -326,7 +331,7 @@ impl ExtractNode {
                 .map(|w| self.ex.floor(w)),
             max_cursor: None,
             broken: false,
-            keys: HashMap::new(),
+            keys: KeysInFlight::default(),
             // Read once a run, and only for a source that ever rejected something,
             // rather than a removal per record on the hot path.
             rejected: if meta.rejected > 0 {
@@ -426,9 +431,11 @@ impl ExtractNode {
                 *max = Some(c.clone());
             }
         };
+        // First each item's record (or rejection); the keys' fingerprints are then read
+        // from the store in one call for the page, not one lookup per record.
+        let mut made = Vec::new();
         for item in page.items.refs() {
             seen += 1;
-            let part = parts.open();
             let record = match self.ex.record(item, parent) {
                 Ok(r) => r,
                 Err(Rejection {
@@ -446,7 +453,7 @@ impl ExtractNode {
                     // An item without a usable key is remembered by a fingerprint of
                     // itself: seen again, it replaces its entry instead of adding one.
                     let id = key.unwrap_or_else(|| unkeyed_rejection(item));
-                    part.reject(Some(id), reason, item);
+                    parts.open().reject(Some(id), reason, item);
                     continue;
                 }
             };
@@ -468,21 +475,51 @@ impl ExtractNode {
             }
             let mut json = Vec::with_capacity(256);
             write_record(&self.ex.names, &record, &mut json);
-            if let Some(k) = &key {
+            made.push((record, cursor, key, json));
+        }
+        let hashes: Vec<Option<u128>> = made
+            .iter()
+            .map(|(_, _, key, _)| key.as_deref().map(crate::state::hash_key))
+            .collect();
+        // The keys to ask the store about, by their place in `made`.
+        let (at, asked): (Vec<usize>, Vec<&[u8]>) = made
+            .iter()
+            .zip(&hashes)
+            .enumerate()
+            .filter_map(|(i, ((_, _, key, _), h))| {
+                let k = key.as_deref()?;
+                (!run.keys.contains_key(&(*h)?)).then_some((i, k))
+            })
+            .unzip();
+        let stored = if asked.is_empty() {
+            Vec::new()
+        } else {
+            self.store
+                .fingerprints(&self.source, &asked)
+                .unwrap_or_else(|e| {
+                    tracing::warn!(source = %self.source, error = %e, "cannot read the keys' fingerprints");
+                    vec![None; asked.len()]
+                })
+        };
+        let mut in_store: Vec<Option<u64>> = vec![None; made.len()];
+        for (i, fp) in at.into_iter().zip(stored) {
+            in_store[i] = fp;
+        }
+        for (((record, cursor, key, json), in_store), h) in
+            made.into_iter().zip(in_store).zip(hashes)
+        {
+            let part = parts.open();
+            if let (Some(k), Some(h)) = (&key, h) {
                 let fp = xxhash_rust::xxh3::xxh3_64(&json);
-                let known = match run.keys.get(k) {
+                // A page in flight (this one included) knows better than the store.
+                let known = match run.keys.get(&h) {
                     Some((f, _)) => Some(*f),
-                    None => self
-                        .store
-                        .key(&self.source, k)
-                        .ok()
-                        .flatten()
-                        .map(|e| e.fingerprint),
+                    None => in_store,
                 };
                 if known == Some(fp) {
                     continue;
                 }
-                run.keys.insert(k.clone(), (fp, id));
+                run.keys.insert(h, (fp, id));
                 if self.incremental {
                     if let Some(order) = cursor.as_ref().and_then(cursor_order::encode) {
                         part.commit

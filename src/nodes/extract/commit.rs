@@ -70,8 +70,9 @@ impl ExtractNode {
             }
             // In the store now: forgotten here, unless a later page changed it again.
             for (k, _) in &commit.keys {
-                if run.keys.get(k).is_some_and(|(_, page)| *page == p.page) {
-                    run.keys.remove(k);
+                let h = crate::state::hash_key(k);
+                if run.keys.get(&h).is_some_and(|(_, page)| *page == p.page) {
+                    run.keys.remove(&h);
                 }
             }
             if !commit.child_requests.is_empty() {
