@@ -7,8 +7,10 @@
 //! request is a copy of ready bytes: the server is cheap and never the bottleneck.
 //! A page past the last one has an empty `data`.
 //!
-//! Usage: `bench_api [--port N] [--records N] [--per-page N]`. With `--port 0` (the
-//! default) the OS picks a free port. The first line on standard output is always
+//! Usage: `bench_api [--port N] [--records N] [--per-page N] [--delay-ms N]`. With
+//! `--port 0` (the default) the OS picks a free port. `--delay-ms N` answers every page
+//! N ms late, an async sleep so that requests overlap: an API with latency, for pages
+//! in flight (`benches/inflight.sh`). The first line on standard output is always
 //! `listening on http://127.0.0.1:PORT`, flushed, so a script can read the address.
 
 use std::io::Write;
@@ -24,12 +26,13 @@ use axum::Router;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-const USAGE: &str = "usage: bench_api [--port N] [--records N] [--per-page N]";
+const USAGE: &str = "usage: bench_api [--port N] [--records N] [--per-page N] [--delay-ms N]";
 
 struct Options {
     port: u16,
     records: usize,
     per_page: usize,
+    delay_ms: u64,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -37,6 +40,7 @@ fn parse_args() -> Result<Options, String> {
         port: 0,
         records: 200_000,
         per_page: 500,
+        delay_ms: 0,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -52,6 +56,7 @@ fn parse_args() -> Result<Options, String> {
             "--port" => options.port = parse_number(&value("--port")?, "--port")?,
             "--records" => options.records = parse_number(&value("--records")?, "--records")?,
             "--per-page" => options.per_page = parse_number(&value("--per-page")?, "--per-page")?,
+            "--delay-ms" => options.delay_ms = parse_number(&value("--delay-ms")?, "--delay-ms")?,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -197,10 +202,12 @@ struct Api {
     /// Pages of the default size, fully serialised; index 0 is page 1.
     pages: Vec<Bytes>,
     per_page: usize,
+    /// How long each answer waits (`--delay-ms`).
+    delay: std::time::Duration,
 }
 
 impl Api {
-    fn new(count: usize, per_page: usize) -> Self {
+    fn new(count: usize, per_page: usize, delay_ms: u64) -> Self {
         let mut rng = Rng(0x6861_6d73_7472);
         let records: Vec<Box<str>> = (1..=count)
             .map(|n| {
@@ -217,6 +224,7 @@ impl Api {
             records,
             pages,
             per_page,
+            delay: std::time::Duration::from_millis(delay_ms),
         }
     }
 }
@@ -259,6 +267,9 @@ async fn records(State(api): State<Arc<Api>>, Query(query): Query<PageQuery>) ->
     if page == 0 || per_page == 0 {
         return (StatusCode::BAD_REQUEST, "page and per_page start at 1\n").into_response();
     }
+    if !api.delay.is_zero() {
+        tokio::time::sleep(api.delay).await;
+    }
     let body = if per_page == api.per_page && page <= api.pages.len() {
         api.pages[page - 1].clone()
     } else {
@@ -276,7 +287,11 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    let api = Arc::new(Api::new(options.records, options.per_page));
+    let api = Arc::new(Api::new(
+        options.records,
+        options.per_page,
+        options.delay_ms,
+    ));
     let app = Router::new()
         .route("/records", get(records))
         .with_state(api);

@@ -28,6 +28,9 @@ fn pipeline(srv: &OAuthServer, auth_extra: &str, sources: &[&str]) -> String {
                 client_secret = env("T_CLIENT_SECRET"),
                 scope         = "items.read"{auth_extra})
   retry {{ attempts = 3  backoff = 50ms  max_backoff = 200ms }}
+  # Three requests at a time, as three sources asking one page at a time made before
+  # pages were in flight: a run lasts as long as the tokens it must outlive need.
+  concurrency = 3
 }}
 "#,
         api = srv.api_url(),
@@ -326,7 +329,9 @@ fn tokens_learnt_during_a_run_are_not_printed_at_trace_level() {
     };
     let srv = OAuthServer::start(opts.clone());
     let extra = ",\n                refresh_token = env(\"T_REFRESH\"),\n                client_auth = \"body\"";
-    let p = Pipeline::new(&pipeline(&srv, extra, &["a"]));
+    // One page at a time: eight pages of 300 ms outlive several one-second tokens.
+    let text_ = pipeline(&srv, extra, &["a"]).replace("concurrency = 3", "concurrency = 1");
+    let p = Pipeline::new(&text_);
     let out = run_once(&p, &[("RUST_LOG", "trace"), ("T_REFRESH", first)]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(sorted_ids(&p.jsonl("out/a.jsonl")), all_ids(&opts));

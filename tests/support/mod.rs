@@ -38,6 +38,7 @@ pub mod records;
 mod running;
 mod server;
 pub mod sigv4;
+pub mod slow_pages;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -20,6 +20,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use url::Url;
 
+/// The most pages of one run in flight, whatever the service's `concurrency`: what a
+/// run holds in memory stays a few pages.
+pub const PAGES_AHEAD_MAX: usize = 16;
+
 /// A request a source wants to make.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -54,6 +58,8 @@ pub struct ServiceClient {
     headers: HeaderMap,
     limiter: Option<DefaultDirectRateLimiter>,
     concurrency: Semaphore,
+    /// The service's `concurrency`: the most pages one run may have in flight.
+    in_flight: usize,
     timeout: Duration,
     attempts: u32,
     retry: Retry,
@@ -102,6 +108,7 @@ impl ServiceClient {
             headers,
             limiter,
             concurrency: Semaphore::new(svc.concurrency.max(1) as usize),
+            in_flight: svc.concurrency.max(1) as usize,
             timeout: Duration::from_millis(svc.timeout_ms),
             attempts: svc.retry.attempts.max(1),
             retry: svc.retry,
@@ -116,6 +123,18 @@ impl ServiceClient {
     pub fn with_tape(mut self, tape: Option<Arc<Tape>>) -> ServiceClient {
         self.tape = tape;
         self
+    }
+
+    /// How many pages of one run may be in flight together: the service's
+    /// `concurrency`, at most [`PAGES_AHEAD_MAX`] (the pages that arrive ahead wait in
+    /// memory for their turn), or one with a tape, so that a recording holds exactly
+    /// the requests a run used, in its order, and a replay or `try` asks nothing else.
+    pub fn pages_in_flight(&self) -> usize {
+        if self.tape.is_some() {
+            1
+        } else {
+            self.in_flight.min(PAGES_AHEAD_MAX)
+        }
     }
 
     /// A URL for a message: secrets masked, then cut and filtered like any API-derived

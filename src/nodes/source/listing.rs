@@ -63,6 +63,25 @@ impl Listing {
         })
     }
 
+    /// The request to send now and, after it, up to `n - 1` that the paginator can
+    /// name before their pages arrive ([`Pager::planned`]): the requests a run may
+    /// have in flight together. Only the request to send now when it cannot.
+    pub fn upcoming(&self, n: usize) -> Result<Vec<Request>, String> {
+        let mut out = vec![self.request()?];
+        for (url, fields) in self.pager.planned(n.saturating_sub(1)) {
+            let body = match self.run.body_with(&fields) {
+                Some(b) => Some(serde_json::to_vec(&b).map_err(|e| e.to_string())?),
+                None => None,
+            };
+            out.push(Request {
+                post: self.post,
+                url,
+                body,
+            });
+        }
+        Ok(out)
+    }
+
     /// Whether a page is the previous one again, byte for byte (a pagination loop).
     pub fn repeats_previous(&mut self, resp: &Response) -> bool {
         self.pager.repeats_previous(resp)

@@ -1,6 +1,7 @@
 //! The source node: one run of a source — build requests, follow the paginator, parse
 //! pages and hand them to the extract node; stop early for newest-first listings.
 
+mod ahead;
 pub mod http;
 mod listing;
 pub mod paginate;
@@ -13,6 +14,7 @@ use crate::nodes::extract::{Extractor, Page, RunSummary, SourceMsg};
 use crate::nodes::value::Val;
 use crate::state::StateStore;
 use crate::stop::Stop;
+use ahead::Ahead;
 use http::ServiceClient;
 use paginate::Next;
 use serde_json::Value as Json;
@@ -113,13 +115,21 @@ impl Poller {
             .and_then(|i| i.resume.as_ref())
             .map(paginate::Picker::compile);
         let newest_first = src.incremental.as_ref().is_some_and(|i| i.newest_first);
+        // Pages in flight: up to the service's `concurrency` once the paginator can
+        // name the requests ahead. Newest first, where an early page may end the
+        // listing, asks for one page at a time.
+        let window = if newest_first {
+            1
+        } else {
+            self.client.pages_in_flight()
+        };
+        let mut ahead = Ahead::new(Arc::clone(&self.client), self.stop.clone(), name);
         loop {
             if self.stop.is_stopping() {
                 return Ok(false);
             }
             let req = listing.request()?;
-            crate::metrics::source_request(name);
-            let resp = match self.client.fetch(&req, &self.stop).await {
+            let resp = match ahead.fetch(&req).await {
                 Ok(resp) => resp,
                 // Interrupted, not failed: the page is fetched again next time.
                 Err(_) if self.stop.is_stopping() => return Ok(false),
@@ -142,6 +152,11 @@ impl Poller {
                     other => Some(other.to_string()),
                 });
             let next = listing.next(&resp, count, &self.client);
+            if let Next::Fetch(_) = next {
+                // Sent before this page is handed on, so that they overlap its
+                // extraction and commit.
+                ahead.keep(listing.upcoming(window)?);
+            }
             for w in listing.take_notes() {
                 tracing::warn!(source = %name, warning = %w, "the server sent fewer records than asked");
                 warnings.push(w);

@@ -75,6 +75,12 @@ pub struct Pager {
     /// given once a run; taken by [`Pager::take_notes`].
     notes: Vec<String>,
     capped: bool,
+    /// The total (`total_pages` or `total`) the last page gave, with which the
+    /// requests that follow can be named before their pages arrive ([`Pager::planned`]).
+    known_total: Option<i64>,
+    /// How many records the last page held: an `offset` listing's step while its pages
+    /// stay full.
+    step: u64,
 }
 
 impl Pager {
@@ -141,6 +147,8 @@ impl Pager {
             last_body: None,
             notes: Vec::new(),
             capped: false,
+            known_total: None,
+            step: 0,
         }
     }
 
@@ -184,15 +192,27 @@ impl Pager {
         &self.body
     }
 
-    /// Builds a request: the base URL, the fixed parameters, `first` (unless the
-    /// paginator sets the same name), and the paginator's own values (`extra` and the
-    /// size) in the query, or in the body with `in = body`.
+    /// Builds a request and keeps its body fields as the request built last.
     fn built(
         &mut self,
         first: &[(String, String)],
         extra: &[(String, Json)],
         size: Option<(String, u64)>,
     ) -> Url {
+        let (url, body) = self.build(first, extra, size);
+        self.body = body;
+        url
+    }
+
+    /// A request: the base URL, the fixed parameters, `first` (unless the paginator
+    /// sets the same name), and the paginator's own values (`extra` and the size) in
+    /// the query, or with `in = body` in the body fields it returns beside the URL.
+    fn build(
+        &self,
+        first: &[(String, String)],
+        extra: &[(String, Json)],
+        size: Option<(String, u64)>,
+    ) -> (Url, Vec<(String, Json)>) {
         let mut own: Vec<(String, Json)> = extra.to_vec();
         if let Some((k, v)) = size {
             own.push((k, Json::from(v)));
@@ -217,8 +237,53 @@ impl Pager {
         if url.query() == Some("") {
             url.set_query(None);
         }
-        self.body = if self.in_body { own } else { Vec::new() };
-        url
+        let body = if self.in_body { own } else { Vec::new() };
+        (url, body)
+    }
+
+    /// The requests that follow the one to send now, at most `n`, as URLs and body
+    /// fields, when the paginator can name them without their pages: `page` or
+    /// `offset` whose last page gave its total, so that the listing's end is known
+    /// (an `offset` is assumed to step by the last page's count). Fewer when the total
+    /// or `max_pages` comes first; none for the other paginators. They are guesses:
+    /// [`Pager::next`] still decides each request from the page before it, and a guess
+    /// it does not confirm is dropped (spec §5.1, pages in flight).
+    pub fn planned(&self, n: usize) -> Vec<(Url, Vec<(String, Json)>)> {
+        let Some(total) = self.known_total else {
+            return Vec::new();
+        };
+        // The request to send now is the `pages + 1`th; `max_pages` counts it too.
+        let left = self.max_pages.saturating_sub(self.pages.saturating_add(1));
+        let n = n.min(usize::try_from(left).unwrap_or(usize::MAX));
+        let (param, size, step, end) = match &self.kind {
+            Kind::Page {
+                param,
+                size_param,
+                size,
+                ..
+            } => (param, size_param.clone().zip(*size), 1, total),
+            Kind::Offset {
+                param,
+                limit_param,
+                limit,
+                ..
+            } if self.step > 0 => {
+                let step = i64::try_from(self.step).unwrap_or(i64::MAX);
+                // The last offset is the one below the total.
+                (param, limit_param.clone().zip(*limit), step, total - 1)
+            }
+            _ => return Vec::new(),
+        };
+        let mut out = Vec::new();
+        let mut at = self.position;
+        while out.len() < n {
+            match at.checked_add(step) {
+                Some(next) if next <= end => at = next,
+                _ => break,
+            }
+            out.push(self.build(&[], &[(param.clone(), Json::from(at))], size.clone()));
+        }
+        out
     }
 
     /// A digest of a request, to compare requests: the URL with its query parameters
@@ -281,6 +346,8 @@ impl Pager {
     ) -> Next {
         self.pages += 1;
         self.records += count as u64;
+        self.known_total = None;
+        self.step = count as u64;
         if matches!(self.kind, Kind::None) {
             return Next::Done;
         }
@@ -320,6 +387,7 @@ impl Pager {
                 // A total (or a stop flag) decides the end: a short page does not
                 // (spec §5.2a).
                 let short = size.filter(|s| (count as u64) < *s);
+                self.known_total = total;
                 match total {
                     Some(t) if self.position >= t => return Next::Done,
                     None if short.is_some() && more.is_none() => return Next::Done,
@@ -369,6 +437,7 @@ impl Pager {
                 // A total (or a stop flag) decides the end: a short page does not
                 // (spec §5.2a).
                 let short = limit.filter(|l| (count as u64) < *l);
+                self.known_total = total;
                 match total {
                     Some(t) if self.position >= t => return Next::Done,
                     None if short.is_some() && more.is_none() => return Next::Done,

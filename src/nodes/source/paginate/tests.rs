@@ -291,3 +291,109 @@ fn a_resume_token_starts_the_run() {
     };
     assert_eq!(u.as_str(), "http://a/x?cursor=n2");
 }
+
+/// Pages in flight: the requests after the one to send now are named only once a page
+/// gave the total, never past it nor past `max_pages`, and an `offset` steps by the
+/// last page's count.
+#[test]
+fn planned_requests_stop_at_the_total_and_max_pages() {
+    let urls = |planned: Vec<(Url, Vec<(String, Json)>)>| -> Vec<String> {
+        planned.into_iter().map(|(u, _)| u.to_string()).collect()
+    };
+    let same = |_: &Url| true;
+    let page = |max_pages| Paginate::Page {
+        param: "page".into(),
+        start: 1,
+        size_param: Some("n".into()),
+        size: Some(10),
+        total_pages: Some(Pick::Body(path("total_pages"))),
+        more: None,
+        in_body: false,
+        max_pages,
+    };
+    let mut pager = Pager::new(&page(100), Url::parse("http://a/x").unwrap(), vec![]);
+    pager.first();
+    assert!(
+        pager.planned(4).is_empty(),
+        "no total is known before a page"
+    );
+    let body = serde_json::json!({"total_pages": 4});
+    assert!(matches!(
+        pager.next(&resp("http://a/x", body.clone()), 10, &same),
+        Next::Fetch(_)
+    ));
+    assert_eq!(
+        urls(pager.planned(8)),
+        ["http://a/x?page=3&n=10", "http://a/x?page=4&n=10"]
+    );
+    assert_eq!(urls(pager.planned(1)), ["http://a/x?page=3&n=10"]);
+    // A page without the total: nothing more is planned.
+    assert!(matches!(
+        pager.next(&resp("http://a/x", serde_json::json!({})), 10, &same),
+        Next::Fetch(_)
+    ));
+    assert!(pager.planned(8).is_empty());
+
+    // `max_pages = 3`: page 2 is the second request, only page 3 may follow.
+    let mut pager = Pager::new(&page(3), Url::parse("http://a/x").unwrap(), vec![]);
+    pager.first();
+    pager.next(
+        &resp("http://a/x", serde_json::json!({"total_pages": 50})),
+        10,
+        &same,
+    );
+    assert_eq!(urls(pager.planned(8)), ["http://a/x?page=3&n=10"]);
+
+    // A hostile total does not overflow.
+    let mut pager = Pager::new(&page(100), Url::parse("http://a/x").unwrap(), vec![]);
+    pager.first();
+    pager.next(
+        &resp("http://a/x", serde_json::json!({"total_pages": i64::MAX})),
+        10,
+        &same,
+    );
+    assert_eq!(pager.planned(3).len(), 3);
+
+    let offset = Paginate::Offset {
+        param: "offset".into(),
+        start: 0,
+        limit_param: Some("limit".into()),
+        limit: Some(100),
+        total: Some(Pick::Body(path("total"))),
+        more: None,
+        in_body: false,
+        max_pages: 100,
+    };
+    let mut pager = Pager::new(&offset, Url::parse("http://a/x").unwrap(), vec![]);
+    pager.first();
+    // The server capped the page at 40: the planned offsets step by 40, below 130.
+    pager.next(
+        &resp("http://a/x", serde_json::json!({"total": 130})),
+        40,
+        &same,
+    );
+    assert_eq!(
+        urls(pager.planned(8)),
+        [
+            "http://a/x?offset=80&limit=100",
+            "http://a/x?offset=120&limit=100"
+        ]
+    );
+
+    // A cursor is named by its page: nothing is planned.
+    let cursor = Paginate::Cursor {
+        param: "after".into(),
+        from: Pick::Body(path("next")),
+        more: None,
+        in_body: false,
+        max_pages: 100,
+    };
+    let mut pager = Pager::new(&cursor, Url::parse("http://a/x").unwrap(), vec![]);
+    pager.first();
+    pager.next(
+        &resp("http://a/x", serde_json::json!({"next": "c"})),
+        10,
+        &same,
+    );
+    assert!(pager.planned(8).is_empty());
+}

@@ -1,0 +1,108 @@
+//! Pages in flight: the requests of a run that the paginator could name before their
+//! pages arrived ([`super::Listing::upcoming`]) are sent together, up to the service's
+//! `concurrency`, each in a task of its own; the poller still takes the answers one by
+//! one in page order and decides each next request from the page before it, as a
+//! sequential run does. An answer is used only for the very request the paginator
+//! asks for; anything else in flight is dropped (its task aborted), so the pages
+//! handed on, the stops and the errors are those of a run that fetched one page at a
+//! time. Requests sent ahead that the run then does not use are the only difference.
+
+use super::http::{FetchError, Request, Response, ServiceClient};
+use crate::stop::Stop;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+
+type Answer = Result<Response, FetchError>;
+
+/// The requests of one run in flight, oldest (the next page to hand on) first.
+pub struct Ahead {
+    client: Arc<ServiceClient>,
+    stop: Stop,
+    source: String,
+    queue: VecDeque<(Request, JoinHandle<Answer>)>,
+}
+
+impl Ahead {
+    pub fn new(client: Arc<ServiceClient>, stop: Stop, source: &str) -> Ahead {
+        Ahead {
+            client,
+            stop,
+            source: source.to_string(),
+            queue: VecDeque::new(),
+        }
+    }
+
+    /// Keeps in flight exactly `wanted` (the request to send now first, then those
+    /// planned after it): what is already in flight for them stays, the rest is
+    /// dropped, and the missing ones are sent. A single request is left to
+    /// [`Ahead::fetch`], which sends it itself unless it is already in flight.
+    pub fn keep(&mut self, wanted: Vec<Request>) {
+        if wanted.len() <= 1 && self.queue.is_empty() {
+            return;
+        }
+        let same = self
+            .queue
+            .iter()
+            .zip(&wanted)
+            .take_while(|((sent, _), want)| same_request(sent, want))
+            .count();
+        self.drop_from(same);
+        for req in wanted.into_iter().skip(same) {
+            let handle = self.spawn(req.clone());
+            self.queue.push_back((req, handle));
+        }
+    }
+
+    /// The answer to `req`: the one in flight when it is the oldest there (everything
+    /// else in flight is dropped when it is not), or a request sent now.
+    pub async fn fetch(&mut self, req: &Request) -> Answer {
+        if !self
+            .queue
+            .front()
+            .is_some_and(|(sent, _)| same_request(sent, req))
+        {
+            self.drop_from(0);
+            crate::metrics::source_request(&self.source);
+            return self.client.fetch(req, &self.stop).await;
+        }
+        let Some((_, handle)) = self.queue.pop_front() else {
+            crate::metrics::source_request(&self.source);
+            return self.client.fetch(req, &self.stop).await;
+        };
+        handle.await.unwrap_or_else(|e| {
+            Err(FetchError {
+                message: format!(
+                    "the request to {} did not finish: {e}",
+                    self.client.shown_url(&req.url)
+                ),
+                status: None,
+            })
+        })
+    }
+
+    fn spawn(&self, req: Request) -> JoinHandle<Answer> {
+        crate::metrics::source_request(&self.source);
+        let client = Arc::clone(&self.client);
+        let stop = self.stop.clone();
+        tokio::spawn(async move { client.fetch(&req, &stop).await })
+    }
+
+    /// Drops what is in flight from position `at` on.
+    fn drop_from(&mut self, at: usize) {
+        for (_, handle) in self.queue.drain(at.min(self.queue.len())..) {
+            handle.abort();
+        }
+    }
+}
+
+impl Drop for Ahead {
+    /// A run that ends (done, stopped, failed) takes nothing in flight with it.
+    fn drop(&mut self) {
+        self.drop_from(0);
+    }
+}
+
+fn same_request(a: &Request, b: &Request) -> bool {
+    a.post == b.post && a.url == b.url && a.body == b.body
+}
