@@ -426,9 +426,11 @@ impl ExtractNode {
                 *max = Some(c.clone());
             }
         };
+        // First each item's record (or rejection); the keys' fingerprints are then read
+        // from the store in one call for the page, not one lookup per record.
+        let mut made = Vec::new();
         for item in page.items.refs() {
             seen += 1;
-            let part = parts.open();
             let record = match self.ex.record(item, parent) {
                 Ok(r) => r,
                 Err(Rejection {
@@ -446,7 +448,7 @@ impl ExtractNode {
                     // An item without a usable key is remembered by a fingerprint of
                     // itself: seen again, it replaces its entry instead of adding one.
                     let id = key.unwrap_or_else(|| unkeyed_rejection(item));
-                    part.reject(Some(id), reason, item);
+                    parts.open().reject(Some(id), reason, item);
                     continue;
                 }
             };
@@ -468,16 +470,41 @@ impl ExtractNode {
             }
             let mut json = Vec::with_capacity(256);
             write_record(&self.ex.names, &record, &mut json);
+            made.push((record, cursor, key, json));
+        }
+        let asked: Vec<&[u8]> = made
+            .iter()
+            .filter_map(|(_, _, key, _)| key.as_deref())
+            .filter(|k| !run.keys.contains_key(*k))
+            .collect();
+        let stored = if asked.is_empty() {
+            Vec::new()
+        } else {
+            self.store
+                .fingerprints(&self.source, &asked)
+                .unwrap_or_else(|e| {
+                    tracing::warn!(source = %self.source, error = %e, "cannot read the keys' fingerprints");
+                    vec![None; asked.len()]
+                })
+        };
+        let stored: HashMap<&[u8], u64> = asked
+            .into_iter()
+            .zip(stored)
+            .filter_map(|(k, fp)| Some((k, fp?)))
+            .collect();
+        let in_store: Vec<Option<u64>> = made
+            .iter()
+            .map(|(_, _, key, _)| key.as_deref().and_then(|k| stored.get(k).copied()))
+            .collect();
+        drop(stored);
+        for ((record, cursor, key, json), in_store) in made.into_iter().zip(in_store) {
+            let part = parts.open();
             if let Some(k) = &key {
                 let fp = xxhash_rust::xxh3::xxh3_64(&json);
+                // A page in flight (this one included) knows better than the store.
                 let known = match run.keys.get(k) {
                     Some((f, _)) => Some(*f),
-                    None => self
-                        .store
-                        .key(&self.source, k)
-                        .ok()
-                        .flatten()
-                        .map(|e| e.fingerprint),
+                    None => in_store,
                 };
                 if known == Some(fp) {
                     continue;

@@ -18,7 +18,11 @@ use std::path::Path;
 /// 4: keys, cursor indexes, rejected records and child requests of every source in one
 /// tree per kind, each entry under its source's prefix, instead of a tree per kind and
 /// source; a store of an earlier version is moved over when it opens.
-pub const STATE_VERSION: u32 = 4;
+/// 5: a source's keys in its key index ([`key_index`]): a 128-bit hash of each key with
+/// its fingerprint and cursor order, written a page at a time (tree `keylog`) instead of
+/// one entry per key in `keys` with a cursor index in `keyidx`; a store of an earlier
+/// version has its keys moved there when it opens.
+pub const STATE_VERSION: u32 = 5;
 
 pub type Result<T> = std::result::Result<T, StateError>;
 
@@ -142,6 +146,13 @@ pub trait StateStore: Send + Sync {
     fn meta(&self, source: &str) -> Result<SourceMeta>;
     fn put_meta(&self, source: &str, meta: &SourceMeta) -> Result<()>;
     fn key(&self, source: &str, key: &[u8]) -> Result<Option<KeyEntry>>;
+    /// The fingerprints of a page's keys, `None` for a key not known: one call per page,
+    /// so a store can answer from memory without a lookup per record.
+    fn fingerprints(&self, source: &str, keys: &[&[u8]]) -> Result<Vec<Option<u64>>> {
+        keys.iter()
+            .map(|k| Ok(self.key(source, k)?.map(|e| e.fingerprint)))
+            .collect()
+    }
     fn commit(&self, source: &str, page: &PageCommit, meta: &SourceMeta) -> Result<()>;
     /// Commits one part of page `page` (an id unique in the process) of `source`; `last`
     /// for its last part. A store that took rows staged for the page ([`Self::stage`])
@@ -252,6 +263,7 @@ pub struct Lease {
 
 mod commit_log;
 mod files;
+mod key_index;
 pub mod keys;
 mod sled_store;
 

@@ -4,13 +4,14 @@
 
 use super::commit_log::{self, Op};
 use super::files::{clear_unfinished_snapshots, file_id, is_locked, FileId};
+use super::key_index::{self, hash_key, order16, Entry, Full, KeyIndex};
 use super::{
     KeyEntry, PageCommit, Prune, Result, SourceMeta, StateError, StateStore, STATE_VERSION,
 };
 use serde_json::Value as Json;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Arc, Mutex, RwLock};
 
 /// The sled-backed store in a data directory.
 pub struct SledStore {
@@ -24,7 +25,9 @@ pub struct SledStore {
     /// otherwise name its tree anew (a `format!`) and look it up in sled's own map.
     trees: RwLock<HashMap<String, HashMap<String, sled::Tree>>>,
     /// The trees every source shares (state version 4), by [`Shared`].
-    shared: [sled::Tree; 4],
+    shared: [sled::Tree; 5],
+    /// Each source's key index, read on first use ([`key_index`]).
+    key_indexes: Mutex<HashMap<String, Arc<Mutex<KeyIndex>>>>,
 }
 
 /// The kinds of per-source state, each one tree shared by every source since state
@@ -33,21 +36,24 @@ pub struct SledStore {
 /// the first run of 50,000 tenants quadratic.
 #[derive(Clone, Copy)]
 enum Shared {
-    /// A source's key fingerprints, by key.
+    /// A source's key fingerprints, by key (state version 4; moved to `KeyLog` since).
     Keys = 0,
-    /// A source's cursor index: the cursor's order bytes and the key, to the key.
+    /// A source's cursor index: the cursor's order bytes and the key, to the key (state
+    /// version 4; no longer kept since).
     KeyIdx = 1,
     /// A source's rejected records, by key.
     Rejected = 2,
     /// A child source's requests, by parent key.
     Queue = 3,
+    /// A source's key index since state version 5 ([`key_index`]).
+    KeyLog = 4,
 }
 
-const SHARED_NAMES: [&str; 4] = ["keys", "keyidx", "rejected", "queue"];
+const SHARED_NAMES: [&str; 5] = ["keys", "keyidx", "rejected", "queue", "keylog"];
 
 /// `key` under `source`'s prefix in a shared tree: the name's length, the name, the key.
 /// Every entry of a source is then one contiguous range, in the order of its own keys.
-fn prefixed(source: &str, key: &[u8]) -> Vec<u8> {
+pub(super) fn prefixed(source: &str, key: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + source.len() + key.len());
     out.extend_from_slice(&(source.len() as u32).to_be_bytes());
     out.extend_from_slice(source.as_bytes());
@@ -111,6 +117,7 @@ impl SledStore {
             open(SHARED_NAMES[1])?,
             open(SHARED_NAMES[2])?,
             open(SHARED_NAMES[3])?,
+            open(SHARED_NAMES[4])?,
         ];
         let store = SledStore {
             db,
@@ -118,6 +125,7 @@ impl SledStore {
             lock_file,
             trees: RwLock::default(),
             shared,
+            key_indexes: Mutex::default(),
         };
         store.migrate()?;
         Ok(store)
@@ -125,6 +133,101 @@ impl SledStore {
 
     fn shared(&self, kind: Shared) -> &sled::Tree {
         &self.shared[kind as usize]
+    }
+
+    /// The key index of `source`, read from the store on first use.
+    fn key_index(&self, source: &str) -> Result<Arc<Mutex<KeyIndex>>> {
+        let mut all = self
+            .key_indexes
+            .lock()
+            .map_err(|_| StateError::Io("the key indexes' lock is poisoned".into()))?;
+        if let Some(index) = all.get(source) {
+            return Ok(index.clone());
+        }
+        let index = Arc::new(Mutex::new(KeyIndex::load(
+            self.shared(Shared::KeyLog),
+            source,
+        )?));
+        all.insert(source.to_string(), index.clone());
+        Ok(index)
+    }
+
+    /// Runs `f` on the key index of `source`.
+    fn with_keys<T>(&self, source: &str, f: impl FnOnce(&mut KeyIndex) -> Result<T>) -> Result<T> {
+        let index = self.key_index(source)?;
+        let mut index = index
+            .lock()
+            .map_err(|_| StateError::Io("a key index's lock is poisoned".into()))?;
+        f(&mut index)
+    }
+
+    /// Moves the keys of state version 4 (`keys`, with their order from `keyidx`) into
+    /// each source's key index, a page of up to 1,000 entries at a time. A crash in
+    /// between moves them again (the pages are written anew, the same).
+    fn index_keys(&self) -> Result<usize> {
+        let (keys, keyidx) = (self.shared(Shared::Keys), self.shared(Shared::KeyIdx));
+        let log = self.shared(Shared::KeyLog);
+        let source_of = |k: &[u8]| -> Option<(String, usize)> {
+            let len = u32::from_be_bytes(k.get(..4)?.try_into().ok()?) as usize;
+            let name = k.get(4..4 + len)?;
+            Some((String::from_utf8_lossy(name).into_owned(), 4 + len))
+        };
+        // The greatest order of each key (a key may have stale entries below it).
+        let mut orders: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+        for kv in keyidx.iter() {
+            let (at, key) = kv?;
+            let Some((source, skip)) = source_of(&at) else {
+                continue;
+            };
+            let order = at[skip..at.len().saturating_sub(key.len())].to_vec();
+            let full = prefixed(&source, &key);
+            if orders.get(&full).is_none_or(|o| *o < order) {
+                orders.insert(full, order);
+            }
+        }
+        let mut moved = 0;
+        let mut pages: HashMap<String, (u64, Vec<Full>)> = HashMap::new();
+        let flush = |source: &str, seq: &mut u64, entries: &mut Vec<Full>| -> Result<()> {
+            if !entries.is_empty() {
+                *seq += 1;
+                let value = key_index::encode_page(entries);
+                log.insert(key_index::page_key(source, *seq), value)?;
+                entries.clear();
+            }
+            Ok(())
+        };
+        for kv in keys.iter() {
+            let (k, v) = kv?;
+            let Some((source, skip)) = source_of(&k) else {
+                continue;
+            };
+            let Some(entry) = KeyEntry::decode(&v) else {
+                continue;
+            };
+            let (seq, entries) = pages.entry(source.clone()).or_default();
+            entries.push(Full {
+                entry: Entry {
+                    hash: hash_key(&k[skip..]),
+                    fingerprint: entry.fingerprint,
+                    order: order16(orders.get(k.as_ref()).map(Vec::as_slice)),
+                },
+                key: k[skip..].to_vec(),
+                cursor: entry
+                    .cursor
+                    .map(|c| serde_json::to_vec(&c).unwrap_or_default())
+                    .unwrap_or_default(),
+            });
+            moved += 1;
+            if entries.len() == 1000 {
+                flush(&source, seq, entries)?;
+            }
+        }
+        for (source, (seq, entries)) in pages.iter_mut() {
+            flush(source, seq, entries)?;
+        }
+        keys.clear()?;
+        keyidx.clear()?;
+        Ok(moved)
     }
 
     /// Every entry of `source` in a shared tree, with the key without its prefix.
@@ -194,6 +297,15 @@ impl SledStore {
                 );
             }
         }
+        if found < 5 {
+            let moved = self.index_keys()?;
+            if moved > 0 {
+                tracing::info!(
+                    keys = moved,
+                    "moved the keys into the key index of state version 5"
+                );
+            }
+        }
         meta.insert("version", &STATE_VERSION.to_be_bytes())?;
         Ok(())
     }
@@ -241,10 +353,19 @@ impl StateStore for SledStore {
     }
 
     fn key(&self, source: &str, key: &[u8]) -> Result<Option<KeyEntry>> {
-        Ok(self
-            .shared(Shared::Keys)
-            .get(prefixed(source, key))?
-            .and_then(|b| KeyEntry::decode(&b)))
+        let tree = self.shared(Shared::KeyLog);
+        let fp = self.with_keys(source, |index| index.get(tree, hash_key(key)))?;
+        Ok(fp.map(|fingerprint| KeyEntry {
+            fingerprint,
+            cursor: None,
+        }))
+    }
+
+    fn fingerprints(&self, source: &str, keys: &[&[u8]]) -> Result<Vec<Option<u64>>> {
+        let tree = self.shared(Shared::KeyLog);
+        self.with_keys(source, |index| {
+            keys.iter().map(|k| index.get(tree, hash_key(k))).collect()
+        })
     }
 
     fn commit(&self, source: &str, page: &PageCommit, meta: &SourceMeta) -> Result<()> {
@@ -252,7 +373,38 @@ impl StateStore for SledStore {
         let mut m = meta.clone();
         m.version = STATE_VERSION;
         let meta_bytes = serde_json::to_vec(&m).map_err(|e| StateError::Io(e.to_string()))?;
-        let entries: Vec<Vec<u8>> = page.keys.iter().map(|(_, e)| e.encode()).collect();
+        // The page's keys as one write to the source's key index, each with the order
+        // of its cursor (from the page's cursor index entries: order bytes, then key).
+        let orders: HashMap<&[u8], &[u8]> = page
+            .index
+            .iter()
+            .filter_map(|(at, key)| {
+                Some((key.as_slice(), at.get(..at.len().checked_sub(key.len())?)?))
+            })
+            .collect();
+        let entries: Vec<Full> = page
+            .keys
+            .iter()
+            .map(|(k, e)| Full {
+                entry: Entry {
+                    hash: hash_key(k),
+                    fingerprint: e.fingerprint,
+                    order: order16(orders.get(k.as_slice()).copied()),
+                },
+                key: k.clone(),
+                cursor: e
+                    .cursor
+                    .as_ref()
+                    .map(|c| serde_json::to_vec(c).unwrap_or_default())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        let key_page = if entries.is_empty() {
+            None
+        } else {
+            let (seq, value) = self.with_keys(source, |index| Ok(index.page(&entries)))?;
+            Some((seq, key_index::page_key(source, seq), value))
+        };
         let rejected = page
             .rejected
             .iter()
@@ -269,6 +421,7 @@ impl StateStore for SledStore {
             SHARED_NAMES[Shared::Rejected as usize].to_string(),
             SHARED_NAMES[Shared::KeyIdx as usize].to_string(),
             SHARED_NAMES[Shared::Queue as usize].to_string(),
+            SHARED_NAMES[Shared::KeyLog as usize].to_string(),
         ];
         // Every key under its source's prefix (a child request under its child's).
         let requests_at: Vec<Vec<u8>> = page
@@ -285,12 +438,6 @@ impl StateStore for SledStore {
             .unrejected
             .iter()
             .map(|k| prefixed(source, k))
-            .collect();
-        let keys_at: Vec<Vec<u8>> = page.keys.iter().map(|(k, _)| prefixed(source, k)).collect();
-        let index_at: Vec<Vec<u8>> = page
-            .index
-            .iter()
-            .map(|(i, _)| prefixed(source, i))
             .collect();
         // Child requests first, the watermark last (the order replays keep too).
         let mut ops: Vec<Op> = Vec::new();
@@ -315,18 +462,11 @@ impl StateStore for SledStore {
                 value: None,
             });
         }
-        for (k, e) in keys_at.iter().zip(&entries) {
+        if let Some((_, at, value)) = &key_page {
             ops.push(Op {
-                tree: 1,
-                key: k,
-                value: Some(e),
-            });
-        }
-        for (i, (_, k)) in index_at.iter().zip(&page.index) {
-            ops.push(Op {
-                tree: 3,
-                key: i,
-                value: Some(k),
+                tree: 5,
+                key: at,
+                value: Some(value),
             });
         }
         ops.push(Op {
@@ -334,72 +474,51 @@ impl StateStore for SledStore {
             key: source.as_bytes(),
             value: Some(&meta_bytes),
         });
-        commit_log::commit(&self.db, source, &trees, &ops)
+        commit_log::commit(&self.db, source, &trees, &ops)?;
+        if let Some((seq, _, _)) = key_page {
+            let tree = self.shared(Shared::KeyLog);
+            self.with_keys(source, |index| index.written(tree, seq, &entries))?;
+        }
+        Ok(())
     }
 
-    fn prune_keys(&self, source: &str, prune: &Prune, full: bool) -> Result<usize> {
-        let keys = self.shared(Shared::Keys);
-        let index = self.shared(Shared::KeyIdx);
-        let mut removed = 0;
-        let (mut drop_keys, mut index_ops) = (sled::Batch::default(), sled::Batch::default());
-        if full {
-            for kv in self.entries(Shared::Keys, source) {
-                let (k, v) = kv?;
-                let Some(KeyEntry {
-                    cursor: Some(c), ..
-                }) = KeyEntry::decode(&v)
-                else {
-                    continue;
-                };
-                if (prune.below)(&c) {
-                    drop_keys.remove(prefixed(source, &k));
-                    removed += 1;
-                } else if let Some(mut at) = (prune.order)(&c) {
-                    at.extend_from_slice(&k);
-                    index_ops.insert(prefixed(source, &at), k);
-                }
-            }
-        } else {
-            // Only the index entries below the bound: the keys that fell below the
-            // watermark (and entries a later cursor of the same key left behind).
-            for kv in index.range(prefixed(source, &[])..prefixed(source, prune.bound)) {
-                let (at, key) = kv?;
-                index_ops.remove(at);
-                let key = prefixed(source, &key);
-                let below = keys
-                    .get(&key)?
-                    .and_then(|v| KeyEntry::decode(&v))
-                    .and_then(|e| e.cursor)
-                    .is_some_and(|c| (prune.below)(&c));
-                if below {
-                    drop_keys.remove(key);
-                    removed += 1;
-                }
-            }
-        }
-        keys.apply_batch(drop_keys)?;
-        index.apply_batch(index_ops)?;
-        Ok(removed)
+    /// Forgets the keys whose cursor is below the bound ([`KeyIndex::prune`]); the key
+    /// index keeps each key's cursor order, so neither `below` nor a full pass is needed.
+    fn prune_keys(&self, source: &str, prune: &Prune, _full: bool) -> Result<usize> {
+        let tree = self.shared(Shared::KeyLog);
+        self.with_keys(source, |index| index.prune(tree, prune.bound))
     }
 
     fn key_count(&self, source: &str) -> Result<usize> {
-        Ok(self
-            .shared(Shared::Keys)
-            .scan_prefix(prefixed(source, &[]))
-            .count())
+        let tree = self.shared(Shared::KeyLog);
+        self.with_keys(source, |index| index.count(tree))
     }
 
     fn keys(&self, source: &str) -> Result<Vec<(Vec<u8>, KeyEntry)>> {
-        let mut out = Vec::new();
-        for kv in self.entries(Shared::Keys, source) {
-            let (k, v) = kv?;
-            let entry = KeyEntry::decode(&v).ok_or_else(|| StateError::Damaged {
-                what: format!("the keys of `{source}`"),
-                reason: "an entry does not decode".into(),
-            })?;
-            out.push((k, entry));
-        }
-        Ok(out)
+        let tree = self.shared(Shared::KeyLog);
+        let entries = self.with_keys(source, |index| index.entries(tree))?;
+        entries
+            .into_iter()
+            .map(|f| {
+                let cursor = if f.cursor.is_empty() {
+                    None
+                } else {
+                    Some(
+                        serde_json::from_slice(&f.cursor).map_err(|e| StateError::Damaged {
+                            what: format!("the keys of `{source}`"),
+                            reason: e.to_string(),
+                        })?,
+                    )
+                };
+                Ok((
+                    f.key,
+                    KeyEntry {
+                        fingerprint: f.entry.fingerprint,
+                        cursor,
+                    },
+                ))
+            })
+            .collect()
     }
 
     fn rejected(&self, source: &str) -> Result<Vec<Json>> {
@@ -442,6 +561,9 @@ impl StateStore for SledStore {
     }
 
     fn reset(&self, source: &str) -> Result<()> {
+        if let Ok(mut all) = self.key_indexes.lock() {
+            all.remove(source);
+        }
         for tree in &self.shared {
             let mut batch = sled::Batch::default();
             for k in tree.scan_prefix(prefixed(source, &[])).keys() {

@@ -5,23 +5,25 @@ use super::*;
 fn commit_and_prune() {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path()).unwrap();
+    let key = |k: &[u8], fp, c: i64| {
+        (
+            k.to_vec(),
+            KeyEntry {
+                fingerprint: fp,
+                cursor: Some(Json::from(c)),
+            },
+        )
+    };
+    // Keys with their cursor index entries (order bytes, then the key), as a page
+    // of an incremental source commits them.
+    let index = |k: &[u8], c: i64| {
+        let mut at = c.to_be_bytes().to_vec();
+        at.extend_from_slice(k);
+        (at, k.to_vec())
+    };
     let page = PageCommit {
-        keys: vec![
-            (
-                b"a".to_vec(),
-                KeyEntry {
-                    fingerprint: 1,
-                    cursor: Some(Json::from(5)),
-                },
-            ),
-            (
-                b"b".to_vec(),
-                KeyEntry {
-                    fingerprint: 2,
-                    cursor: Some(Json::from(9)),
-                },
-            ),
-        ],
+        keys: vec![key(b"a", 1, 5), key(b"b", 2, 9)],
+        index: vec![index(b"a", 5), index(b"b", 9)],
         ..PageCommit::default()
     };
     let meta = SourceMeta {
@@ -30,6 +32,10 @@ fn commit_and_prune() {
     };
     store.commit("s", &page, &meta).unwrap();
     assert_eq!(store.key("s", b"a").unwrap().unwrap().fingerprint, 1);
+    assert_eq!(
+        store.fingerprints("s", &[b"b", b"a", b"c"]).unwrap(),
+        [Some(2), Some(1), None]
+    );
     assert_eq!(store.meta("s").unwrap().watermark, Some(Json::from(9)));
     let order = |c: &Json| Some(c.as_i64()?.to_be_bytes().to_vec());
     let bound = 9i64.to_be_bytes();
@@ -38,22 +44,33 @@ fn commit_and_prune() {
         below: &|c| c.as_i64().unwrap() < 9,
         order: &order,
     };
-    // Keys stored without index entries (as by version 1): a full prune indexes them.
-    assert_eq!(store.prune_keys("s", &prune, true).unwrap(), 1);
+    assert_eq!(store.prune_keys("s", &prune, false).unwrap(), 1);
     assert_eq!(store.key_count("s").unwrap(), 1);
-    // b (cursor 9) is indexed now; once the watermark passes it, the index finds it.
+    assert_eq!(store.key("s", b"a").unwrap(), None);
     let bound = 10i64.to_be_bytes();
     let prune = Prune {
         bound: &bound,
         below: &|c| c.as_i64().unwrap() < 10,
         order: &order,
     };
-    assert_eq!(store.prune_keys("s", &prune, false).unwrap(), 1);
+    store.prune_keys("s", &prune, false).unwrap();
     assert_eq!(store.key_count("s").unwrap(), 0);
-    store.commit("s", &page, &meta).unwrap();
+    // Committed again above the bound, they are held again.
+    let later = PageCommit {
+        keys: vec![key(b"a", 1, 15), key(b"b", 2, 19)],
+        index: vec![index(b"a", 15), index(b"b", 19)],
+        ..PageCommit::default()
+    };
+    store.commit("s", &later, &meta).unwrap();
     assert_eq!(store.key_count("s").unwrap(), 2);
+    // What was committed is read back by a store opened anew.
+    drop(store);
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.key_count("s").unwrap(), 2);
+    assert_eq!(store.key("s", b"b").unwrap().unwrap().fingerprint, 2);
     store.reset("s").unwrap();
     assert_eq!(store.key_count("s").unwrap(), 0);
+    assert_eq!(store.key("s", b"b").unwrap(), None);
     assert_eq!(store.meta("s").unwrap().watermark, None);
 }
 
@@ -141,7 +158,8 @@ fn sources_sharing_trees_stay_apart() {
 }
 
 /// A data directory of state version 3 (a tree per kind and source, and a commit a
-/// killed run recorded in that layout) opens as version 4 with everything in place.
+/// killed run recorded in that layout) opens as the current version with everything in
+/// place: the keys in their key index, with the cursor order their index gave them.
 #[test]
 fn a_version_3_store_is_moved_into_the_shared_trees() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,5 +1,6 @@
-//! The `jsonl(path)` sink: one JSON object per line, appended; each page in one write,
-//! made on a blocking thread so a slow disk never holds an async worker.
+//! The `jsonl(path)` sink: one JSON object per line, appended; each page in one write
+//! and one `fdatasync`, made on a blocking thread so a slow disk never holds an async
+//! worker.
 //!
 //! It only appends. What it owns of a file is what lies past the length the file had
 //! when it first opened it, remembered in the store with the file's identity and moved
@@ -131,7 +132,8 @@ impl Jsonl {
             buf.push(b'\n');
         }
         self.file.write_all(&buf)?;
-        self.file.flush()?;
+        // On disk before the page commits (the watermark may reach disk any moment after).
+        self.file.sync_data()?;
         self.lead = false;
         // Not kept (the store failing is the run's to report): a later repair then
         // reaches back to an older length, still only over what hamstr wrote.

@@ -1,0 +1,187 @@
+//! Tests of the key index: pages, folds, prunes, reloads.
+use super::*;
+
+fn tree() -> (tempfile::TempDir, sled::Tree) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::open(dir.path()).unwrap();
+    let tree = db.open_tree("keylog").unwrap();
+    (dir, tree)
+}
+
+fn entry(n: u64, fp: u64, order: u8) -> Full {
+    Full {
+        entry: Entry {
+            hash: hash_key(&n.to_be_bytes()),
+            fingerprint: fp,
+            order: order16(Some(&[order])),
+        },
+        key: n.to_be_bytes().to_vec(),
+        cursor: format!("{order}").into_bytes(),
+    }
+}
+
+/// Writes `entries` as pages of 1,000, as the store's commit does.
+fn write(index: &mut KeyIndex, tree: &sled::Tree, entries: &[Full]) {
+    for page in entries.chunks(1000) {
+        let (seq, value) = index.page(page);
+        tree.insert(page_key("s", seq), value).unwrap();
+        index.written(tree, seq, page).unwrap();
+    }
+}
+
+#[test]
+fn keys_are_found_in_recent_and_after_a_reload() {
+    let (_dir, tree) = tree();
+    let mut index = KeyIndex::load(&tree, "s").unwrap();
+    write(&mut index, &tree, &[entry(1, 10, 1), entry(2, 20, 1)]);
+    assert_eq!(
+        index.get(&tree, entry(1, 0, 0).entry.hash).unwrap(),
+        Some(10)
+    );
+    assert_eq!(index.get(&tree, entry(3, 0, 0).entry.hash).unwrap(), None);
+    let mut again = KeyIndex::load(&tree, "s").unwrap();
+    assert_eq!(
+        again.get(&tree, entry(2, 0, 0).entry.hash).unwrap(),
+        Some(20)
+    );
+    assert_eq!(again.count(&tree).unwrap(), 2);
+    // A later page wins over an earlier one for the same key.
+    write(&mut again, &tree, &[entry(2, 21, 1)]);
+    let mut third = KeyIndex::load(&tree, "s").unwrap();
+    assert_eq!(
+        third.get(&tree, entry(2, 0, 0).entry.hash).unwrap(),
+        Some(21)
+    );
+}
+
+#[test]
+fn a_full_recent_is_folded_into_chunks_and_memory_stays_bounded() {
+    let (_dir, tree) = tree();
+    let mut index = KeyIndex::load(&tree, "s").unwrap();
+    let n = (FOLD_AT + 5_000) as u64;
+    let entries: Vec<Full> = (0..n).map(|i| entry(i, i, 1)).collect();
+    write(&mut index, &tree, &entries);
+    assert!(index.recent.len() < FOLD_AT, "recent was folded");
+    assert!(!index.fences.is_empty());
+    // Keys changed after the fold shadow their folded entries.
+    write(&mut index, &tree, &[entry(7, 70, 1)]);
+    for i in [0, 7, 99_999, n - 1] {
+        let want = if i == 7 { 70 } else { i };
+        assert_eq!(
+            index.get(&tree, entry(i, 0, 0).entry.hash).unwrap(),
+            Some(want)
+        );
+    }
+    assert_eq!(
+        index.get(&tree, entry(n + 1, 0, 0).entry.hash).unwrap(),
+        None
+    );
+    assert_eq!(index.count(&tree).unwrap(), n as usize);
+    // Folded pages are gone from the store; a reload finds the same.
+    let pages = tree.scan_prefix(prefixed("s", b"p")).count();
+    assert!(pages < 10, "{pages} pages left after the fold");
+    let mut again = KeyIndex::load(&tree, "s").unwrap();
+    assert_eq!(
+        again.get(&tree, entry(7, 0, 0).entry.hash).unwrap(),
+        Some(70)
+    );
+    assert_eq!(
+        again.get(&tree, entry(n - 1, 0, 0).entry.hash).unwrap(),
+        Some(n - 1)
+    );
+    assert_eq!(again.count(&tree).unwrap(), n as usize);
+    // Keys and cursors came through the fold, for `dump`.
+    let all = again.entries(&tree).unwrap();
+    assert_eq!(all.len(), n as usize);
+    assert_eq!(all[0].key, 0u64.to_be_bytes());
+    assert_eq!(all[7].entry.fingerprint, 70);
+    assert_eq!(all[7].cursor, b"1");
+}
+
+#[test]
+fn chunks_of_an_unfinished_fold_are_removed_when_the_index_loads() {
+    let (_dir, tree) = tree();
+    let mut index = KeyIndex::load(&tree, "s").unwrap();
+    write(&mut index, &tree, &[entry(1, 10, 1)]);
+    // A chunk of the next generation, written before a crash stopped the fold.
+    tree.insert(chunk_key("s", 1, 5), encode_page(&[entry(9, 90, 1)]))
+        .unwrap();
+    let mut again = KeyIndex::load(&tree, "s").unwrap();
+    assert_eq!(again.get(&tree, entry(9, 0, 0).entry.hash).unwrap(), None);
+    assert_eq!(
+        again.get(&tree, entry(1, 0, 0).entry.hash).unwrap(),
+        Some(10)
+    );
+    assert_eq!(tree.scan_prefix(prefixed("s", b"c")).count(), 0);
+}
+
+#[test]
+fn a_prune_forgets_keys_below_the_bound_without_reading_them() {
+    let (_dir, tree) = tree();
+    let mut index = KeyIndex::load(&tree, "s").unwrap();
+    // One page wholly below the bound, one across it.
+    write(&mut index, &tree, &[entry(1, 10, 3), entry(2, 20, 4)]);
+    write(&mut index, &tree, &[entry(3, 30, 4), entry(4, 40, 9)]);
+    assert_eq!(index.prune(&tree, &[5]).unwrap(), 3);
+    assert_eq!(tree.scan_prefix(prefixed("s", b"p")).count(), 1);
+    for (n, want) in [(1, None), (2, None), (3, None), (4, Some(40))] {
+        assert_eq!(
+            index.get(&tree, entry(n, 0, 0).entry.hash).unwrap(),
+            want,
+            "key {n}"
+        );
+    }
+    assert_eq!(index.count(&tree).unwrap(), 1);
+    // The bound holds after a reload: entry 3 is still in its page, but hidden.
+    let mut again = KeyIndex::load(&tree, "s").unwrap();
+    assert_eq!(again.get(&tree, entry(3, 0, 0).entry.hash).unwrap(), None);
+    assert_eq!(again.count(&tree).unwrap(), 1);
+    // Keys without a cursor are never pruned.
+    write(
+        &mut again,
+        &tree,
+        &[{
+            let mut e = entry(5, 50, 0);
+            e.entry.order = NO_ORDER;
+            e
+        }],
+    );
+    again.prune(&tree, &[200]).unwrap();
+    assert_eq!(
+        again.get(&tree, entry(5, 0, 0).entry.hash).unwrap(),
+        Some(50)
+    );
+}
+
+#[test]
+fn a_fold_drops_what_a_prune_hid() {
+    let (_dir, tree) = tree();
+    let mut index = KeyIndex::load(&tree, "s").unwrap();
+    let old: Vec<Full> = (0..FOLD_AT as u64).map(|i| entry(i, i, 1)).collect();
+    write(&mut index, &tree, &old);
+    // Folded now; a prune above them hides them, the next fold leaves them out.
+    index.prune(&tree, &[2]).unwrap();
+    let newer: Vec<Full> = (0..FOLD_AT as u64)
+        .map(|i| entry(i + 1_000_000, i, 3))
+        .collect();
+    write(&mut index, &tree, &newer);
+    assert_eq!(index.meta.count, FOLD_AT as u64);
+    assert_eq!(index.get(&tree, entry(5, 0, 0).entry.hash).unwrap(), None);
+    assert_eq!(
+        index.get(&tree, entry(1_000_005, 0, 0).entry.hash).unwrap(),
+        Some(5)
+    );
+}
+
+#[test]
+fn damaged_values_are_errors_not_panics() {
+    let (_dir, tree) = tree();
+    tree.insert(page_key("s", 1), vec![FORMAT, 1, 2, 3])
+        .unwrap();
+    assert!(KeyIndex::load(&tree, "s").is_err());
+    tree.insert(page_key("s", 1), vec![]).unwrap();
+    assert!(KeyIndex::load(&tree, "s").is_err());
+    tree.remove(page_key("s", 1)).unwrap();
+    tree.insert(meta_key("s"), vec![9]).unwrap();
+    assert!(KeyIndex::load(&tree, "s").is_err());
+}
