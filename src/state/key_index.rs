@@ -191,6 +191,20 @@ fn full(entry: Entry, raw: &[u8]) -> Full {
     Full { entry, key, cursor }
 }
 
+/// Removes `keys`, a few at a time: sled keeps every node version a batch touched until
+/// the batch ends (measured: one batch removing the chunks of a 1.4-million-key merge
+/// held 510 MB).
+fn remove_all<K: AsRef<[u8]>>(tree: &sled::Tree, keys: Vec<K>) -> Result<()> {
+    for some in keys.chunks(64) {
+        let mut batch = sled::Batch::default();
+        for k in some {
+            batch.remove(k.as_ref());
+        }
+        tree.apply_batch(batch)?;
+    }
+    Ok(())
+}
+
 /// A write to make: a key of the `keylog` tree and its value.
 pub type Write = (Vec<u8>, Vec<u8>);
 
@@ -362,7 +376,7 @@ impl KeyIndex {
             })
             .collect();
         let chunks = prefixed(source, b"c");
-        let mut stale = sled::Batch::default();
+        let mut stale: Vec<sled::IVec> = Vec::new();
         for kv in tree.scan_prefix(&chunks) {
             let (k, v) = kv?;
             let rest = &k[chunks.len()..];
@@ -376,7 +390,7 @@ impl KeyIndex {
                 .map(u128::from_be_bytes);
             let run = id.and_then(|id| runs.iter_mut().find(|r| r.id == id));
             let (Some(run), Some(first)) = (run, first) else {
-                stale.remove(k);
+                stale.push(k);
                 continue;
             };
             run.fences.push(first);
@@ -384,7 +398,7 @@ impl KeyIndex {
                 run.bloom.insert(e.hash);
             }
         }
-        tree.apply_batch(stale)?;
+        remove_all(tree, stale)?;
         let mut index = KeyIndex {
             source: source.to_string(),
             next_seq: meta.folded.max(committed) + 1,
@@ -396,7 +410,7 @@ impl KeyIndex {
             cache: VecDeque::new(),
         };
         let pages = prefixed(source, b"p");
-        let mut stale = sled::Batch::default();
+        let mut stale: Vec<sled::IVec> = Vec::new();
         for kv in tree.scan_prefix(&pages) {
             let (k, v) = kv?;
             let at = k.get(pages.len()..).unwrap_or_default();
@@ -410,7 +424,7 @@ impl KeyIndex {
                 .and_then(|s| s.try_into().ok())
                 .map(u16::from_be_bytes);
             let Some(part) = part.filter(|_| seq > index.meta.folded && seq <= committed) else {
-                stale.remove(k);
+                stale.push(k);
                 continue;
             };
             let entries = decode(&v, &what)?;
@@ -419,7 +433,7 @@ impl KeyIndex {
                 index.fold(tree)?;
             }
         }
-        tree.apply_batch(stale)?;
+        remove_all(tree, stale)?;
         Ok(index)
     }
 
@@ -578,11 +592,11 @@ impl KeyIndex {
         meta.folded = self.pages.last().map_or(meta.folded, |(s, _, _)| *s);
         // The switch: one write.
         tree.insert(meta_key(&self.source), meta.encode())?;
-        let mut gone = sled::Batch::default();
+        let mut gone: Vec<Vec<u8>> = Vec::new();
         for (seq, part, _) in &self.pages {
-            gone.remove(page_key(&self.source, *seq, *part));
+            gone.push(page_key(&self.source, *seq, *part));
         }
-        tree.apply_batch(gone)?;
+        remove_all(tree, gone)?;
         self.meta = meta;
         self.runs.push(run.run);
         self.recent.clear();
@@ -643,13 +657,13 @@ impl KeyIndex {
         let mut meta = self.meta.clone();
         meta.runs = vec![(run.id, run.count)];
         tree.insert(meta_key(&self.source), meta.encode())?;
-        let mut gone = sled::Batch::default();
+        let mut gone: Vec<Vec<u8>> = Vec::new();
         for r in &self.runs {
             for first in &r.fences {
-                gone.remove(chunk_key(&self.source, r.id, *first));
+                gone.push(chunk_key(&self.source, r.id, *first));
             }
         }
-        tree.apply_batch(gone)?;
+        remove_all(tree, gone)?;
         self.meta = meta;
         self.runs = vec![run.run];
         self.cache.clear();
@@ -668,18 +682,18 @@ impl KeyIndex {
         tree.insert(meta_key(&self.source), self.meta.encode())?;
         let before = self.recent.len();
         self.recent.retain(|_, (_, order)| *order >= bound);
-        let mut gone = sled::Batch::default();
+        let mut gone: Vec<Vec<u8>> = Vec::new();
         let source = &self.source;
         self.pages.retain(|(seq, part, top)| {
             let keep = *top >= bound;
             if !keep {
-                gone.remove(page_key(source, *seq, *part));
+                gone.push(page_key(source, *seq, *part));
             }
             keep
         });
         // A page's entry count is not kept: until the next fold, `logged` may still
         // count the entries of dropped pages (a fold then comes a little early).
-        tree.apply_batch(gone)?;
+        remove_all(tree, gone)?;
         Ok(before - self.recent.len())
     }
 
