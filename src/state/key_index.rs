@@ -44,6 +44,9 @@ pub const CHUNK: usize = 32;
 pub const PAGE_PART: usize = 512;
 /// Runs before they are merged into one.
 pub const MAX_RUNS: usize = 12;
+/// Folded entries a source keeps whole in memory (10 MiB): a key seen again is then
+/// answered without a read. Runs past it are read a chunk at a time.
+pub const TABLE_MAX: usize = 262_144;
 /// A run's Bloom filter: 16 bits per key, at most 32 Mibit (4 MiB).
 pub const BLOOM_MAX_BITS: usize = 1 << 25;
 /// Chunks kept decoded in memory.
@@ -323,11 +326,13 @@ impl Bloom {
     }
 }
 
-/// A run in memory: its id, its chunks' first hashes in order, its filter.
+/// A run in memory: its id, its chunks' first hashes in order, its filter, and its
+/// entries when they fit in [`TABLE_MAX`].
 struct Run {
     id: u32,
     fences: Vec<u128>,
     bloom: Bloom,
+    table: Option<Vec<Entry>>,
 }
 
 /// One source's key state.
@@ -369,15 +374,27 @@ impl KeyIndex {
             }
             None => 0,
         };
+        let mut budget = TABLE_MAX;
         let mut runs: Vec<Run> = meta
             .runs
             .iter()
-            .map(|(id, count)| Run {
-                id: *id,
-                fences: Vec::new(),
-                bloom: Bloom::sized(*count as usize),
+            .rev()
+            .map(|(id, count)| {
+                let count = *count as usize;
+                // The newest runs first, while they fit.
+                let table = (count <= budget).then(|| {
+                    budget -= count;
+                    Vec::with_capacity(count)
+                });
+                Run {
+                    id: *id,
+                    fences: Vec::new(),
+                    bloom: Bloom::sized(count),
+                    table,
+                }
             })
             .collect();
+        runs.reverse();
         let chunks = prefixed(source, b"c");
         let mut stale: Vec<sled::IVec> = Vec::new();
         for kv in tree.scan_prefix(&chunks) {
@@ -399,6 +416,9 @@ impl KeyIndex {
             run.fences.push(first);
             for e in decode(&v, &what)? {
                 run.bloom.insert(e.hash);
+                if let Some(t) = &mut run.table {
+                    t.push(e);
+                }
             }
         }
         remove_all(tree, stale)?;
@@ -475,6 +495,15 @@ impl KeyIndex {
         // Newest run first: a key's latest entry is in the newest run that holds it.
         for r in (0..self.runs.len()).rev() {
             let run = &self.runs[r];
+            if let Some(table) = &run.table {
+                match table.binary_search_by(|e| e.hash.cmp(&h)) {
+                    Ok(i) => {
+                        let e = table[i];
+                        return Ok((!self.below(&e.order)).then_some(e.fingerprint));
+                    }
+                    Err(_) => continue,
+                }
+            }
             if !run.bloom.may_hold(h) {
                 continue;
             }
@@ -566,6 +595,16 @@ impl KeyIndex {
         })
     }
 
+    /// How many more folded entries may be kept whole in memory.
+    fn table_room(&self) -> usize {
+        let held: usize = self
+            .runs
+            .iter()
+            .filter_map(|r| r.table.as_ref().map(Vec::len))
+            .sum();
+        TABLE_MAX.saturating_sub(held)
+    }
+
     fn next_run_id(&self) -> u32 {
         self.meta
             .runs
@@ -579,13 +618,9 @@ impl KeyIndex {
     /// merges the runs when there are too many.
     fn fold(&mut self, tree: &sled::Tree) -> Result<()> {
         let logged = self.logged(tree)?;
-        let mut out = Writer::new(
-            tree,
-            &self.source,
-            self.next_run_id(),
-            None,
-            logged.entries.len(),
-        );
+        let size = logged.entries.len();
+        let mut out = Writer::new(tree, &self.source, self.next_run_id(), None, size);
+        out.keep_table(size <= self.table_room());
         for (e, page, range) in &logged.entries {
             out.push(*e, &logged.pages[*page as usize][range.clone()])?;
         }
@@ -622,6 +657,7 @@ impl KeyIndex {
             self.meta.bound,
             total as usize,
         );
+        out.keep_table(total as usize <= TABLE_MAX);
         let what = self.what();
         // A cursor per run over its chunks; the heap yields the smallest hash, and of
         // equal hashes the newest run's (the larger position) first.
@@ -791,6 +827,7 @@ struct Writer<'a> {
     count: u64,
     bound: Option<[u8; 16]>,
     bloom: Bloom,
+    table: Option<Vec<Entry>>,
 }
 
 /// A run written: in memory, and its id and count for the meta.
@@ -819,7 +856,13 @@ impl<'a> Writer<'a> {
             count: 0,
             bound,
             bloom: Bloom::sized(size),
+            table: None,
         }
+    }
+
+    /// Keeps the run's entries in memory too.
+    fn keep_table(&mut self, keep: bool) {
+        self.table = keep.then(Vec::new);
     }
 
     fn push(&mut self, e: Entry, bytes: &[u8]) -> Result<()> {
@@ -827,6 +870,9 @@ impl<'a> Writer<'a> {
             return Ok(());
         }
         self.bloom.insert(e.hash);
+        if let Some(t) = &mut self.table {
+            t.push(e);
+        }
         self.count += 1;
         self.first.get_or_insert(e.hash);
         self.chunk.extend_from_slice(bytes);
@@ -858,6 +904,7 @@ impl<'a> Writer<'a> {
                 id: self.id,
                 fences: self.fences,
                 bloom: self.bloom,
+                table: self.table,
             },
         })
     }
