@@ -22,8 +22,16 @@ fn entry(fp: u64, cursor: i64) -> KeyEntry {
 /// Commits, key lookups, prunes by index and in full, rejections, child requests,
 /// sled sink rows, the generic spaces, ids and reset: the same answers from any store.
 fn semantics(store: &dyn StateStore) {
+    // Each key with its cursor index entry (order bytes, then the key), as the extract
+    // node commits the keys of an incremental source.
+    let index = |k: &[u8], c: i64| {
+        let mut at = c.to_be_bytes().to_vec();
+        at.extend_from_slice(k);
+        (at, k.to_vec())
+    };
     let page = PageCommit {
         keys: vec![(b"a".to_vec(), entry(1, 5)), (b"b".to_vec(), entry(2, 9))],
+        index: vec![index(b"a", 5), index(b"b", 9)],
         rejected: vec![(b"bad".to_vec(), json!({"reason": "no id"}))],
         child_requests: vec![("kids".into(), b"a".to_vec(), json!({"id": "a"}))],
         ..PageCommit::default()
@@ -68,7 +76,7 @@ fn semantics(store: &dyn StateStore) {
         below: &|c| c.as_i64().unwrap() < 9,
         order: &order,
     };
-    // Keys stored without index entries: a full prune removes a, indexes b.
+    // A full prune (state from before the cursor index) or one by the index: a goes.
     assert_eq!(store.prune_keys("s", &prune, true).unwrap(), 1);
     assert_eq!(store.key_count("s").unwrap(), 1);
     let bound = 10i64.to_be_bytes();
@@ -79,7 +87,13 @@ fn semantics(store: &dyn StateStore) {
     };
     assert_eq!(store.prune_keys("s", &prune, false).unwrap(), 1);
     assert_eq!(store.key_count("s").unwrap(), 0);
-    store.commit("s", &page, &meta).unwrap();
+    // Committed again above the bound, both are held again.
+    let later = PageCommit {
+        keys: vec![(b"a".to_vec(), entry(1, 15)), (b"b".to_vec(), entry(2, 19))],
+        index: vec![index(b"a", 15), index(b"b", 19)],
+        ..PageCommit::default()
+    };
+    store.commit("s", &later, &meta).unwrap();
     let keys: Vec<Vec<u8>> = store
         .keys("s")
         .unwrap()
