@@ -581,20 +581,17 @@ impl KeyIndex {
                 pages.push(v);
             }
         }
-        // Stable: of a key's entries, the last written stays last, and is kept.
-        entries.sort_by_key(|(e, _, _)| e.hash);
-        let mut latest: Vec<(Entry, u32, std::ops::Range<usize>)> =
-            Vec::with_capacity(entries.len());
-        for item in entries {
-            match latest.last_mut() {
-                Some(last) if last.0.hash == item.0.hash => *last = item,
-                _ => latest.push(item),
-            }
-        }
-        Ok(Logged {
-            pages,
-            entries: latest,
-        })
+        // Of a key's entries the last written (latest page, then latest in its page)
+        // sorts first and is the one kept; in place, without a second list.
+        entries.sort_unstable_by_key(|(e, page, range)| {
+            (
+                e.hash,
+                std::cmp::Reverse(*page),
+                std::cmp::Reverse(range.start),
+            )
+        });
+        entries.dedup_by_key(|(e, _, _)| e.hash);
+        Ok(Logged { pages, entries })
     }
 
     /// How many more folded entries may be kept whole in memory.
@@ -622,7 +619,7 @@ impl KeyIndex {
         let logged = self.logged(tree)?;
         let size = logged.entries.len();
         let mut out = Writer::new(tree, &self.source, self.next_run_id(), None, size);
-        out.keep_table(size <= self.table_room());
+        out.keep_table(size <= self.table_room(), size);
         for (e, page, range) in &logged.entries {
             out.push(*e, &logged.pages[*page as usize][range.clone()])?;
         }
@@ -659,7 +656,7 @@ impl KeyIndex {
             self.meta.bound,
             total as usize,
         );
-        out.keep_table(total as usize <= TABLE_MAX);
+        out.keep_table(total as usize <= TABLE_MAX, total as usize);
         let what = self.what();
         // A cursor per run over its chunks; the heap yields the smallest hash, and of
         // equal hashes the newest run's (the larger position) first.
@@ -862,9 +859,10 @@ impl<'a> Writer<'a> {
         }
     }
 
-    /// Keeps the run's entries in memory too.
-    fn keep_table(&mut self, keep: bool) {
-        self.table = keep.then(Vec::new);
+    /// Keeps the run's entries in memory too (room for `size` made at once: grown by
+    /// doubling, the table briefly took twice its size).
+    fn keep_table(&mut self, keep: bool, size: usize) {
+        self.table = keep.then(|| Vec::with_capacity(size));
     }
 
     fn push(&mut self, e: Entry, bytes: &[u8]) -> Result<()> {
