@@ -7,195 +7,41 @@
 //! with chrono, each record re-serialised as JSON from a typed struct into one `sled::Batch`
 //! per page keyed by `id`, sled opened with a 16 MiB cache, and one `flush()` at the end.
 //!
+//! The client half is shared with `benches/nostore.rs` (`benches/common/bench_client.rs`).
+//!
 //! Usage: `baseline --url http://127.0.0.1:PORT --db DIR [--per-page N]`.
 //! Prints `records=N seconds=S` when done.
 
-use std::error::Error;
-use std::str::FromStr;
-use std::time::Instant;
+#[path = "common/bench_client.rs"]
+mod bench_client;
 
-use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
+use bench_client::{each_page, main_of, validate, BoxError, Options};
 
 const USAGE: &str = "usage: baseline --url http://127.0.0.1:PORT --db DIR [--per-page N]";
 
-type BoxError = Box<dyn Error + Send + Sync>;
-
-/// One page of the API's answer; every string borrows from the response body.
-#[derive(Deserialize)]
-struct Page<'a> {
-    #[serde(borrow)]
-    data: Vec<Record<'a>>,
-    total_pages: u64,
-}
-
-#[derive(Deserialize)]
-struct Record<'a> {
-    id: &'a str,
-    name: &'a str,
-    email: &'a str,
-    status: &'a str,
-    seq: i64,
-    created_at: &'a str,
-    updated_at: &'a str,
-    amount: &'a str,
-    currency: &'a str,
-    #[serde(borrow)]
-    customer: Customer<'a>,
-    #[serde(borrow)]
-    tags: Vec<&'a str>,
-}
-
-#[derive(Deserialize, Serialize)]
-struct Customer<'a> {
-    id: u64,
-    tier: &'a str,
-}
-
-/// What is stored: the validated record, written as JSON (decimal as an exact string,
-/// timestamps as RFC 3339 UTC), the same shape hamstr stores.
-#[derive(Serialize)]
-struct Stored<'a> {
-    id: &'a str,
-    name: &'a str,
-    email: &'a str,
-    status: &'a str,
-    seq: i64,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-    amount: Decimal,
-    currency: &'a str,
-    customer: &'a Customer<'a>,
-    tags: &'a [&'a str],
-}
-
-fn datetime(text: &str, field: &str, id: &str) -> Result<DateTime<Utc>, BoxError> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("record {id}: {field} `{text}` is not RFC 3339: {e}").into())
-}
-
-struct Options {
-    url: String,
-    db: String,
-    per_page: u32,
-}
-
-fn parse_args() -> Result<Options, String> {
-    let (mut url, mut db, mut per_page) = (None, None, 500);
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        // `cargo bench` passes `--bench` to harness-less benches; ignore it.
-        if arg == "--bench" {
-            continue;
-        }
-        let mut value = |name: &str| {
-            args.next()
-                .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
-        };
-        match arg.as_str() {
-            "--url" => url = Some(value("--url")?),
-            "--db" => db = Some(value("--db")?),
-            "--per-page" => {
-                let text = value("--per-page")?;
-                per_page = text
-                    .parse()
-                    .map_err(|_| format!("--per-page: `{text}` is not a number"))?;
-            }
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
-        }
-    }
-    Ok(Options {
-        url: url.ok_or_else(|| format!("--url is required\n{USAGE}"))?,
-        db: db.ok_or_else(|| format!("--db is required\n{USAGE}"))?,
-        per_page,
-    })
-}
-
-async fn run(options: &Options) -> Result<u64, BoxError> {
-    // reqwest is built without a default TLS provider; plain http needs none, but
-    // building the client wants one installed.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder().build()?;
-    let url = format!("{}/records", options.url.trim_end_matches('/'));
-
+async fn run(options: Options) -> Result<u64, BoxError> {
     let db = sled::Config::new()
-        .path(&options.db)
+        .path(options.db.as_deref().unwrap_or_default())
         .cache_capacity(16 * 1024 * 1024)
         .open()?;
     let tree = db.open_tree("records")?;
-
-    let mut stored = 0u64;
     let mut json = Vec::with_capacity(1024);
-    let mut page = 1u64;
-    loop {
-        let body = client
-            .get(&url)
-            .query(&[("page", page), ("per_page", u64::from(options.per_page))])
-            .send()
-            .await?
-            .error_for_status()?
-            .bytes()
-            .await?;
-        let answer: Page<'_> = serde_json::from_slice(&body)?;
-        if answer.data.is_empty() {
-            break;
-        }
+    let stored = each_page(&options, |records| {
         let mut batch = sled::Batch::default();
-        for r in &answer.data {
-            let amount = Decimal::from_str(r.amount)
-                .map_err(|e| format!("record {}: amount `{}`: {e}", r.id, r.amount))?;
-            let record = Stored {
-                id: r.id,
-                name: r.name,
-                email: r.email,
-                status: r.status,
-                seq: r.seq,
-                created_at: datetime(r.created_at, "created_at", r.id)?,
-                updated_at: datetime(r.updated_at, "updated_at", r.id)?,
-                amount,
-                currency: r.currency,
-                customer: &r.customer,
-                tags: &r.tags,
-            };
+        for r in records {
             json.clear();
-            serde_json::to_writer(&mut json, &record)?;
+            serde_json::to_writer(&mut json, &validate(r)?)?;
             batch.insert(r.id.as_bytes(), json.as_slice());
         }
         tree.apply_batch(batch)?;
-        stored += answer.data.len() as u64;
-        if page >= answer.total_pages {
-            break;
-        }
-        page += 1;
-    }
+        Ok(())
+    })
+    .await?;
     db.flush()?;
     Ok(stored)
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let options = match parse_args() {
-        Ok(options) => options,
-        Err(message) => {
-            eprintln!("baseline: {message}");
-            std::process::exit(2);
-        }
-    };
-    let started = Instant::now();
-    match run(&options).await {
-        Ok(records) => {
-            let seconds = started.elapsed().as_secs_f64();
-            println!("records={records} seconds={seconds:.3}");
-        }
-        Err(e) => {
-            eprintln!("baseline: {e}");
-            std::process::exit(1);
-        }
-    }
+    main_of("baseline", USAGE, true, run).await
 }

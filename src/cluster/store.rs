@@ -65,6 +65,17 @@ impl PgStore {
 
     /// Applies `writes` in one transaction, after the lease check when fenced.
     fn write(&self, source: &str, writes: Vec<Write>) -> Result<()> {
+        self.write_with_rows(source, Vec::new(), writes)
+    }
+
+    /// Writes `rows` a `postgres` sink staged, then applies `writes`, in one transaction,
+    /// after the lease check when fenced.
+    fn write_with_rows(
+        &self,
+        source: &str,
+        rows: Vec<Box<dyn StagedRows>>,
+        writes: Vec<Write>,
+    ) -> Result<()> {
         let lease = self.lease(source)?;
         self.run(Box::new(move |c| {
             Box::pin(async move {
@@ -72,6 +83,16 @@ impl PgStore {
                 let tx = c.transaction().await.map_err(db)?;
                 if let Some((unit, owner, epoch)) = &lease {
                     check_lease(&tx, unit, *owner, *epoch).await?;
+                }
+                if !rows.is_empty() {
+                    // As the sink's own connection does: a timestamp column without a
+                    // zone holds UTC.
+                    tx.batch_execute("SET LOCAL TIME ZONE 'UTC'")
+                        .await
+                        .map_err(db)?;
+                }
+                for r in &rows {
+                    r.write(&tx).await.map_err(StateError::Io)?;
                 }
                 apply(&tx, writes).await?;
                 tx.commit().await.map_err(db)?;
@@ -192,7 +213,6 @@ impl PgStore {
     }
 }
 
-/// Refuses (rolls back) unless `owner` still holds `unit` at `epoch` with time left.
 /// What the lease checks of this process's fenced transactions cost: how many, and
 /// their time in nanoseconds (the statement's round trip, its row lock included).
 /// Reported when the instance leaves the cluster, and read by `benches/cluster.sh`.
@@ -209,6 +229,7 @@ fn committed(started: std::time::Instant) {
     FENCED_COMMIT_NANOS.fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// Refuses (rolls back) unless `owner` still holds `unit` at `epoch` with time left.
 async fn check_lease(tx: &Transaction<'_>, unit: &str, owner: i64, epoch: i64) -> Result<()> {
     let started = std::time::Instant::now();
     let held = tx
@@ -350,33 +371,9 @@ impl StateStore for PgStore {
         }
         // Taken out first: whatever happens below, the page is staged no more.
         let staged = self.staging.take(source, page).unwrap_or_default();
-        let lease = self.lease(source)?;
-        let rows = staged.rows;
         let mut all = staged.parts;
         all.extend(writes);
-        self.run(Box::new(move |c| {
-            Box::pin(async move {
-                let started = std::time::Instant::now();
-                let tx = c.transaction().await.map_err(db)?;
-                if let Some((unit, owner, epoch)) = &lease {
-                    check_lease(&tx, unit, *owner, *epoch).await?;
-                }
-                // As the sink's own connection does: a timestamp column without a zone
-                // holds UTC.
-                tx.batch_execute("SET LOCAL TIME ZONE 'UTC'")
-                    .await
-                    .map_err(db)?;
-                for r in &rows {
-                    r.write(&tx).await.map_err(StateError::Io)?;
-                }
-                apply(&tx, all).await?;
-                tx.commit().await.map_err(db)?;
-                if lease.is_some() {
-                    committed(started);
-                }
-                Ok(())
-            })
-        }))
+        self.write_with_rows(source, staged.rows, all)
     }
 
     fn discard(&self, source: &str, page: u64) {

@@ -36,6 +36,18 @@ fn page_id() -> u64 {
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
+/// A record of a page, made and waiting for its key's fingerprint in the store.
+struct Made {
+    record: super::value::Record,
+    cursor: Option<Val>,
+    key: Option<Vec<u8>>,
+    /// The key's hash ([`crate::state::hash_key`]).
+    hash: Option<u128>,
+    json: Vec<u8>,
+    /// The fingerprint the store holds for the key.
+    stored: Option<u64>,
+}
+
 /// A record on its way to the sinks.
 #[derive(Debug, Clone)]
 pub struct Emitted {
@@ -475,46 +487,54 @@ impl ExtractNode {
             }
             let mut json = Vec::with_capacity(256);
             write_record(&self.ex.names, &record, &mut json);
-            made.push((record, cursor, key, json));
+            let hash = key.as_deref().map(crate::state::hash_key);
+            made.push(Made {
+                record,
+                cursor,
+                key,
+                hash,
+                json,
+                stored: None,
+            });
         }
-        let hashes: Vec<Option<u128>> = made
-            .iter()
-            .map(|(_, _, key, _)| key.as_deref().map(crate::state::hash_key))
-            .collect();
-        // The keys to ask the store about, by their place in `made`.
+        // The keys to ask the store about (those no page in flight holds), by their
+        // place in `made`.
         let (at, asked): (Vec<usize>, Vec<&[u8]>) = made
             .iter()
-            .zip(&hashes)
             .enumerate()
-            .filter_map(|(i, ((_, _, key, _), h))| {
-                let k = key.as_deref()?;
-                (!run.keys.contains_key(&(*h)?)).then_some((i, k))
+            .filter_map(|(i, m)| {
+                let k = m.key.as_deref()?;
+                (!run.keys.contains_key(&m.hash?)).then_some((i, k))
             })
             .unzip();
-        let stored = if asked.is_empty() {
-            Vec::new()
-        } else {
-            self.store
+        if !asked.is_empty() {
+            let stored = self
+                .store
                 .fingerprints(&self.source, &asked)
                 .unwrap_or_else(|e| {
                     tracing::warn!(source = %self.source, error = %e, "cannot read the keys' fingerprints");
                     vec![None; asked.len()]
-                })
-        };
-        let mut in_store: Vec<Option<u64>> = vec![None; made.len()];
-        for (i, fp) in at.into_iter().zip(stored) {
-            in_store[i] = fp;
+                });
+            for (i, fp) in at.into_iter().zip(stored) {
+                made[i].stored = fp;
+            }
         }
-        for (((record, cursor, key, json), in_store), h) in
-            made.into_iter().zip(in_store).zip(hashes)
+        for Made {
+            record,
+            cursor,
+            key,
+            hash,
+            json,
+            stored,
+        } in made
         {
             let part = parts.open();
-            if let (Some(k), Some(h)) = (&key, h) {
+            if let (Some(k), Some(h)) = (&key, hash) {
                 let fp = xxhash_rust::xxh3::xxh3_64(&json);
                 // A page in flight (this one included) knows better than the store.
                 let known = match run.keys.get(&h) {
                     Some((f, _)) => Some(*f),
-                    None => in_store,
+                    None => stored,
                 };
                 if known == Some(fp) {
                     continue;

@@ -623,9 +623,9 @@ impl KeyIndex {
         for (e, page, range) in &logged.entries {
             out.push(*e, &logged.pages[*page as usize][range.clone()])?;
         }
-        let run = out.finish()?;
+        let (run, count) = out.finish()?;
         let mut meta = self.meta.clone();
-        meta.runs.push((run.id, run.count));
+        meta.runs.push((run.id, count));
         meta.folded = self.pages.last().map_or(meta.folded, |(s, _, _)| *s);
         // The switch: one write.
         tree.insert(meta_key(&self.source), meta.encode())?;
@@ -635,7 +635,7 @@ impl KeyIndex {
         }
         remove_all(tree, gone)?;
         self.meta = meta;
-        self.runs.push(run.run);
+        self.runs.push(run);
         self.recent.clear();
         self.pages.clear();
         self.logged = 0;
@@ -691,9 +691,9 @@ impl KeyIndex {
                 heap.push(std::cmp::Reverse((h, std::cmp::Reverse(i))));
             }
         }
-        let run = out.finish()?;
+        let (run, count) = out.finish()?;
         let mut meta = self.meta.clone();
-        meta.runs = vec![(run.id, run.count)];
+        meta.runs = vec![(run.id, count)];
         tree.insert(meta_key(&self.source), meta.encode())?;
         let mut gone: Vec<Vec<u8>> = Vec::new();
         for r in &self.runs {
@@ -703,7 +703,7 @@ impl KeyIndex {
         }
         remove_all(tree, gone)?;
         self.meta = meta;
-        self.runs = vec![run.run];
+        self.runs = vec![run];
         self.cache.clear();
         Ok(())
     }
@@ -735,35 +735,45 @@ impl KeyIndex {
         Ok(before - self.recent.len())
     }
 
-    /// How many keys the index holds (not counting those below the prune bound).
-    pub fn count(&mut self, tree: &sled::Tree) -> Result<usize> {
-        Ok(self.entries(tree)?.len())
-    }
-
-    /// Every key held, with its entry and cursor text, in key order (not those below
-    /// the prune bound): what `hamstr dump SOURCE` shows.
-    pub fn entries(&mut self, tree: &sled::Tree) -> Result<Vec<Full>> {
+    /// Calls `each` with the latest entry of every key held and its bytes (key and
+    /// cursor text), newest first: the pages since the last fold, then the runs from
+    /// the newest. Entries below the prune bound are left out.
+    fn each_latest(&mut self, tree: &sled::Tree, mut each: impl FnMut(Entry, &[u8])) -> Result<()> {
         let logged = self.logged(tree)?;
-        // Newest first: the pages, then the runs from the newest.
         let mut seen: std::collections::HashSet<u128, BuildHasherDefault<Prehashed>> =
             Default::default();
-        let mut out: Vec<Full> = Vec::new();
+        let mut visit = |e: Entry, bytes: &[u8]| {
+            if seen.insert(e.hash) && !self.below(&e.order) {
+                each(e, bytes);
+            }
+        };
         for (e, page, range) in &logged.entries {
-            seen.insert(e.hash);
-            out.push(full(*e, &logged.pages[*page as usize][range.clone()]));
+            visit(*e, &logged.pages[*page as usize][range.clone()]);
         }
         for r in self.runs.iter().rev() {
             for first in &r.fences {
                 if let Some(v) = tree.get(chunk_key(&self.source, r.id, *first))? {
                     for (e, range) in scan(&v, &self.what())? {
-                        if seen.insert(e.hash) {
-                            out.push(full(e, &v[range]));
-                        }
+                        visit(e, &v[range]);
                     }
                 }
             }
         }
-        out.retain(|f| !self.below(&f.entry.order));
+        Ok(())
+    }
+
+    /// How many keys the index holds (not counting those below the prune bound).
+    pub fn count(&mut self, tree: &sled::Tree) -> Result<usize> {
+        let mut n = 0;
+        self.each_latest(tree, |_, _| n += 1)?;
+        Ok(n)
+    }
+
+    /// Every key held, with its entry and cursor text, in key order (not those below
+    /// the prune bound): what `hamstr dump SOURCE` shows.
+    pub fn entries(&mut self, tree: &sled::Tree) -> Result<Vec<Full>> {
+        let mut out: Vec<Full> = Vec::new();
+        self.each_latest(tree, |e, bytes| out.push(full(e, bytes)))?;
         out.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
     }
@@ -829,13 +839,6 @@ struct Writer<'a> {
     table: Option<Vec<Entry>>,
 }
 
-/// A run written: in memory, and its id and count for the meta.
-struct Written {
-    id: u32,
-    count: u64,
-    run: Run,
-}
-
 impl<'a> Writer<'a> {
     fn new(
         tree: &'a sled::Tree,
@@ -895,18 +898,16 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<Written> {
+    /// The run written, in memory, and how many entries it holds.
+    fn finish(mut self) -> Result<(Run, u64)> {
         self.flush()?;
-        Ok(Written {
+        let run = Run {
             id: self.id,
-            count: self.count,
-            run: Run {
-                id: self.id,
-                fences: self.fences,
-                bloom: self.bloom,
-                table: self.table,
-            },
-        })
+            fences: self.fences,
+            bloom: self.bloom,
+            table: self.table,
+        };
+        Ok((run, self.count))
     }
 }
 
