@@ -46,27 +46,11 @@ if [ "$rounds" -lt 1 ] || [ "$records" -lt 1 ]; then
 fi
 
 cd "$(dirname "$0")/.."
+script=inflight.sh
+# shellcheck source=common/bench.sh
+. benches/common/bench.sh
 
 # --- build -----------------------------------------------------------------------------
-
-# Print the executable cargo reports for target NAME in the JSON messages on stdin.
-executable_of() {
-    python3 -c '
-import json, sys
-name, found = sys.argv[1], None
-for line in sys.stdin:
-    try:
-        msg = json.loads(line)
-    except ValueError:
-        continue
-    if msg.get("reason") == "compiler-artifact" and msg["target"]["name"] == name \
-            and msg.get("executable"):
-        found = msg["executable"]
-if not found:
-    sys.exit("inflight.sh: cargo reported no executable for " + name)
-print(found)
-' "$1"
-}
 
 if [ -z "${HAMSTR_BIN:-}" ]; then
     echo "== building hamstr (release)"
@@ -83,22 +67,7 @@ fi
 
 # --- measuring -------------------------------------------------------------------------
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/hamstr-inflight.XXXXXX")
-api_pid=""
-cleanup() {
-    if [ -n "$api_pid" ]; then
-        kill "$api_pid" 2>/dev/null || true
-        wait "$api_pid" 2>/dev/null || true
-    fi
-    if [ "${KEEP_TMP:-0}" = 1 ]; then
-        echo "scratch folder kept: $tmp"
-    else
-        rm -rf "$tmp"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+scratch hamstr-inflight
 
 # The two pipelines: the file as it is (concurrency 4) and with concurrency 1.
 cp benches/bench_inflight.hmr "$tmp/c4.hmr"
@@ -109,24 +78,7 @@ if ! grep -q '^ *concurrency *= *1$' "$tmp/c1.hmr"; then
 fi
 
 echo "== starting bench_api with $records records, each page $delay_ms ms late"
-"$BENCH_API_BIN" --port 0 --records "$records" --delay-ms "$delay_ms" \
-    >"$tmp/api.out" 2>"$tmp/api.err" &
-api_pid=$!
-url=""
-for _ in $(seq 1 600); do
-    url=$(sed -n '1s/^listening on //p' "$tmp/api.out" 2>/dev/null)
-    [ -n "$url" ] && break
-    if ! kill -0 "$api_pid" 2>/dev/null; then
-        echo "inflight.sh: bench_api exited:" >&2
-        cat "$tmp/api.err" >&2
-        exit 1
-    fi
-    sleep 0.1
-done
-if [ -z "$url" ]; then
-    echo "inflight.sh: bench_api did not start within 60 s" >&2
-    exit 1
-fi
+start_api --records "$records" --delay-ms "$delay_ms"
 echo "   $url  (scratch folder $tmp)"
 
 failed=0
@@ -176,9 +128,6 @@ done
 
 # --- report ----------------------------------------------------------------------------
 
-# median of the numbers given as arguments (empty when there are none)
-median() { [ $# -gt 0 ] || return 0; printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END {
-    if (NR == 0) exit; if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 echo
 echo "pages in flight: $records records, pages of 500 answered $delay_ms ms late," \

@@ -49,28 +49,12 @@ if [ "$rounds" -lt 1 ] || [ "$records" -lt 1 ]; then
 fi
 
 cd "$(dirname "$0")/.."
+script=throughput.sh
+# shellcheck source=common/bench.sh
+. benches/common/bench.sh
 pipeline=benches/bench.hmr
 
 # --- build -----------------------------------------------------------------------------
-
-# Print the executable cargo reports for target NAME in the JSON messages on stdin.
-executable_of() {
-    python3 -c '
-import json, sys
-name, found = sys.argv[1], None
-for line in sys.stdin:
-    try:
-        msg = json.loads(line)
-    except ValueError:
-        continue
-    if msg.get("reason") == "compiler-artifact" and msg["target"]["name"] == name \
-            and msg.get("executable"):
-        found = msg["executable"]
-if not found:
-    sys.exit("throughput.sh: cargo reported no executable for " + name)
-print(found)
-' "$1"
-}
 
 if [ "$baseline_only" = 0 ] && [ -z "${HAMSTR_BIN:-}" ]; then
     echo "== building hamstr (release)"
@@ -90,77 +74,11 @@ fi
 
 # --- measuring -------------------------------------------------------------------------
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/hamstr-throughput.XXXXXX")
-api_pid=""
-cleanup() {
-    if [ -n "$api_pid" ]; then
-        kill "$api_pid" 2>/dev/null || true
-        wait "$api_pid" 2>/dev/null || true
-    fi
-    if [ "${KEEP_TMP:-0}" = 1 ]; then
-        echo "scratch folder kept: $tmp"
-    else
-        rm -rf "$tmp"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Peak RSS comes from GNU time when it is there, else from a small python3 wrapper that
-# reads the child's rusage from os.wait4. Wall time is taken here, in nanoseconds.
-if /usr/bin/time -f '%M' -o /dev/null true 2>/dev/null; then
-    rss_tool=gnu-time
-else
-    rss_tool=python3
-    cat >"$tmp/rss.py" <<'EOF'
-import os, subprocess, sys
-out, cmd = sys.argv[1], sys.argv[2:]
-child = subprocess.Popen(cmd)
-_, status, usage = os.wait4(child.pid, 0)
-with open(out, "w") as f:
-    f.write("%d\n" % usage.ru_maxrss)  # KiB on Linux
-sys.exit(os.waitstatus_to_exitcode(status) if status else 0)
-EOF
-fi
-
-# timed RESULT LOG CMD...: runs CMD with its output in LOG; writes "SECONDS RSS_KIB" to
-# RESULT. Returns CMD's exit status.
-timed() {
-    local result=$1 log=$2 start end status=0 rss
-    shift 2
-    start=$(date +%s%N)
-    if [ "$rss_tool" = gnu-time ]; then
-        /usr/bin/time -f '%M' -o "$result.rss" "$@" >"$log" 2>&1 || status=$?
-    else
-        python3 "$tmp/rss.py" "$result.rss" "$@" >"$log" 2>&1 || status=$?
-    fi
-    end=$(date +%s%N)
-    # GNU time writes "Command exited with non-zero status N" first when CMD fails.
-    rss=$(tail -n 1 "$result.rss" 2>/dev/null || echo 0)
-    echo "$(( (end - start) / 1000000 ))" "$rss" |
-        awk '{ printf "%.3f %d\n", $1 / 1000, $2 }' >"$result"
-    return "$status"
-}
+scratch hamstr-throughput
+measure_rss
 
 echo "== starting bench_api with $records records"
-"$BENCH_API_BIN" --port 0 --records "$records" >"$tmp/api.out" 2>"$tmp/api.err" &
-api_pid=$!
-url=""
-for _ in $(seq 1 600); do
-    url=$(sed -n '1s/^listening on //p' "$tmp/api.out" 2>/dev/null)
-    [ -n "$url" ] && break
-    if ! kill -0 "$api_pid" 2>/dev/null; then
-        echo "throughput.sh: bench_api exited:" >&2
-        cat "$tmp/api.err" >&2
-        exit 1
-    fi
-    sleep 0.1
-done
-if [ -z "$url" ]; then
-    echo "throughput.sh: bench_api did not start within 60 s" >&2
-    exit 1
-fi
+start_api --records "$records"
 echo "   $url  (rss measured with $rss_tool; scratch folder $tmp)"
 
 failed=0
@@ -246,11 +164,7 @@ done
 
 # --- report ----------------------------------------------------------------------------
 
-mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
-# median and max of the numbers given as arguments (empty when there are none)
-median() { [ $# -gt 0 ] || return 0; printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END {
-    if (NR == 0) exit; if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-maximum() { [ $# -gt 0 ] || return 0; printf '%s\n' "$@" | sort -n | tail -n 1; }
+
 
 echo
 echo "throughput: $records records, pages of 500, $rounds rounds ($(nproc) CPUs)"
