@@ -46,25 +46,37 @@ struct Instance {
     id: i64,
 }
 
+/// `hamstr run` of `p`'s file in the cluster on `db`, watching off unless `watch`.
+fn run_in_cluster(p: &Pipeline, db: &str, lease: &str, watch: bool) -> RunningHamstr {
+    let mut c = hamstr_process();
+    c.arg("run")
+        .arg(&p.file)
+        .args(["--cluster", db, "--lease", lease]);
+    if !watch {
+        c.arg("--no-watch");
+    }
+    c.arg("--data-dir").arg(&p.data);
+    RunningHamstr::start(c)
+}
+
+/// Waits until the instance joined the cluster; its instance id.
+fn joined(run: &mut RunningHamstr) -> i64 {
+    let line = run.wait_for_stderr_line(
+        "joining the cluster",
+        |l| l.starts_with("joined the cluster as instance"),
+        Duration::from_secs(60),
+    );
+    line.split_whitespace()
+        .nth(5)
+        .and_then(|w| w.parse().ok())
+        .expect("an instance id")
+}
+
 impl Instance {
     fn start(text: &str, db: &str, lease: &str) -> Instance {
         let p = Pipeline::new(text);
-        let mut c = hamstr_process();
-        c.arg("run")
-            .arg(&p.file)
-            .args(["--cluster", db, "--lease", lease, "--data-dir"])
-            .arg(&p.data);
-        let mut run = RunningHamstr::start(c);
-        let joined = run.wait_for_stderr_line(
-            "joining the cluster",
-            |l| l.starts_with("joined the cluster as instance"),
-            Duration::from_secs(60),
-        );
-        let id = joined
-            .split_whitespace()
-            .nth(5)
-            .and_then(|w| w.parse().ok())
-            .expect("an instance id");
+        let mut run = run_in_cluster(&p, db, lease, true);
+        let id = joined(&mut run);
         Instance { p, run, id }
     }
 
@@ -380,21 +392,7 @@ fn chaos_kills_stops_and_restarts_lose_and_double_nothing() {
     let text = keyed_pipeline(&api, &db, units);
     let lease = "2s";
     let folders: Vec<Pipeline> = (0..3).map(|_| Pipeline::new(&text)).collect();
-    let start = |p: &Pipeline| {
-        let mut c = hamstr_process();
-        c.arg("run")
-            .arg(&p.file)
-            .args([
-                "--cluster",
-                &db,
-                "--lease",
-                lease,
-                "--no-watch",
-                "--data-dir",
-            ])
-            .arg(&p.data);
-        RunningHamstr::start(c)
-    };
+    let start = |p: &Pipeline| run_in_cluster(p, &db, lease, false);
     let mut runs: Vec<RunningHamstr> = folders.iter().map(start).collect();
     let mut logs = String::new();
     let mut rng = rand::rng();
@@ -590,21 +588,7 @@ fn kills_during_collection_write_every_record_exactly_once() {
     let text = export_pipeline(&api, &db, units, "", "");
     let lease = "2s";
     let folders: Vec<Pipeline> = (0..2).map(|_| Pipeline::new(&text)).collect();
-    let start = |p: &Pipeline| {
-        let mut c = hamstr_process();
-        c.arg("run")
-            .arg(&p.file)
-            .args([
-                "--cluster",
-                &db,
-                "--lease",
-                lease,
-                "--no-watch",
-                "--data-dir",
-            ])
-            .arg(&p.data);
-        RunningHamstr::start(c)
-    };
+    let start = |p: &Pipeline| run_in_cluster(p, &db, lease, false);
     let mut runs: Vec<RunningHamstr> = folders.iter().map(start).collect();
     let mut logs = String::new();
     let mut rng = rand::rng();
@@ -944,18 +928,8 @@ fn the_tenants_of_one_source_spread_over_three_instances() {
     let start = || {
         let p = Pipeline::new(&text);
         std::fs::write(p.path("shops.csv"), &csv).unwrap();
-        let mut c = hamstr_process();
-        c.arg("run")
-            .arg(&p.file)
-            .args(["--cluster", &db, "--lease", lease, "--data-dir"])
-            .arg(&p.data);
-        let mut run = RunningHamstr::start(c);
-        let joined = run.wait_for_stderr_line(
-            "joining the cluster",
-            |l| l.starts_with("joined the cluster as instance"),
-            Duration::from_secs(60),
-        );
-        let id: i64 = joined.split_whitespace().nth(5).unwrap().parse().unwrap();
+        let mut run = run_in_cluster(&p, &db, lease, true);
+        let id = joined(&mut run);
         (p, run, id)
     };
     let instances: Vec<(Pipeline, RunningHamstr, i64)> = (0..3).map(|_| start()).collect();
@@ -1065,18 +1039,8 @@ fn a_tenant_added_to_the_file_becomes_a_unit_and_a_removed_one_is_handed_back() 
         .map(|_| {
             let p = Pipeline::new(&text);
             std::fs::write(p.path("shops.csv"), csv(3)).unwrap();
-            let mut c = hamstr_process();
-            c.arg("run")
-                .arg(&p.file)
-                .args(["--cluster", &db, "--lease", lease, "--data-dir"])
-                .arg(&p.data);
-            let mut run = RunningHamstr::start(c);
-            let joined = run.wait_for_stderr_line(
-                "joining the cluster",
-                |l| l.starts_with("joined the cluster as instance"),
-                Duration::from_secs(60),
-            );
-            let id: i64 = joined.split_whitespace().nth(5).unwrap().parse().unwrap();
+            let mut run = run_in_cluster(&p, &db, lease, true);
+            let id = joined(&mut run);
             (p, run, id)
         })
         .collect();
