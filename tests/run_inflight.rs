@@ -114,6 +114,20 @@ fn a_429_in_flight_is_waited_out_in_order() {
     assert!(api.most_at_once() > 1);
 }
 
+/// Page 3 comes back cut short (not JSON) while it waits its turn in flight: it is asked
+/// for again when its turn comes, and every record arrives once, in order.
+#[test]
+fn a_page_in_flight_that_is_not_json_is_asked_for_again() {
+    let api = SlowPages::start(40, Duration::from_millis(50));
+    api.fail_page(3, 200, 1);
+    let p = pipeline(&api.url(), 4, "/pages", PAGES);
+    p.run_ok();
+    assert_eq!(ids(&p.jsonl("out/src.jsonl")), id_range(1, 40));
+    let asked = api.asked();
+    assert_eq!(asked.iter().filter(|&&n| n == 3).count(), 2, "{asked:?}");
+    assert!(api.most_at_once() > 1);
+}
+
 #[test]
 fn max_pages_bounds_the_pages_in_flight() {
     let api = SlowPages::start(60, Duration::from_millis(150));

@@ -33,10 +33,14 @@ use super::{Result, StateError};
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
-/// Entries in recent before it is folded: a hash map of 131,072 slots holds 114,688, and
-/// a page adds at most a part's writes ([`crate::nodes::extract`] commits in parts of
-/// 1,000) before the check.
-pub const FOLD_AT: usize = 110_000;
+/// Entries in recent before it is folded: a hash map of 32,768 slots (1.5 MiB, made once)
+/// holds 28,672, and a page adds at most a part's writes ([`crate::nodes::extract`]
+/// commits in parts of 1,000) before the check. A fold reads its pages back and sled keeps
+/// what it writes in memory for a while, so a fold's size is most of the index's peak
+/// memory: at 110,000 a run of 200,000 keys peaked about 25 MiB higher.
+pub const FOLD_AT: usize = 27_000;
+/// The slots recent is made with (see [`FOLD_AT`]).
+const RECENT_ROOM: usize = FOLD_AT + 1_000;
 /// Entries per chunk of a run (about 2 KB): a lookup that the filter lets through
 /// reads one chunk.
 pub const CHUNK: usize = 32;
@@ -44,8 +48,8 @@ pub const CHUNK: usize = 32;
 /// values in memory past its cache size (a sled-sink run of 200,000 keys peaked at 118 MiB
 /// with a page of 500 keys in one value, 110 MiB with values of 64).
 pub const PAGE_PART: usize = 64;
-/// Runs before they are merged into one.
-pub const MAX_RUNS: usize = 12;
+/// Runs before they are merged into one: a new key is looked up in every run's filter.
+pub const MAX_RUNS: usize = 16;
 /// Folded entries a source keeps whole in memory (10 MiB): a key seen again is then
 /// answered without a read. Runs past it are read a chunk at a time.
 pub const TABLE_MAX: usize = 262_144;
@@ -155,7 +159,7 @@ fn scan(bytes: &[u8], what: &str) -> Result<Vec<(Entry, std::ops::Range<usize>)>
     let mut at = 1;
     while at < bytes.len() {
         let start = at;
-        let head = bytes.get(at..at + HEAD).ok_or_else(cut)?;
+        let entry = bytes.get(at..at + HEAD).map(head).ok_or_else(cut)?;
         at += HEAD;
         for _ in 0..2 {
             let len = bytes.get(at..at + 4).ok_or_else(cut)?;
@@ -165,16 +169,24 @@ fn scan(bytes: &[u8], what: &str) -> Result<Vec<(Entry, std::ops::Range<usize>)>
                 return Err(cut());
             }
         }
-        let mut order = [0u8; 16];
-        order.copy_from_slice(&head[24..]);
-        let entry = Entry {
-            hash: u128::from_be_bytes(head[..16].try_into().map_err(|_| cut())?),
-            fingerprint: u64::from_be_bytes(head[16..24].try_into().map_err(|_| cut())?),
-            order,
-        };
         out.push((entry, start..at));
     }
     Ok(out)
+}
+
+/// The entry an entry's bytes start with: at least [`HEAD`] bytes, as [`scan`] found them.
+fn head(bytes: &[u8]) -> Entry {
+    let mut hash = [0u8; 16];
+    let mut fingerprint = [0u8; 8];
+    let mut order = [0u8; 16];
+    hash.copy_from_slice(&bytes[..16]);
+    fingerprint.copy_from_slice(&bytes[16..24]);
+    order.copy_from_slice(&bytes[24..HEAD]);
+    Entry {
+        hash: u128::from_be_bytes(hash),
+        fingerprint: u64::from_be_bytes(fingerprint),
+        order,
+    }
 }
 
 fn decode(bytes: &[u8], what: &str) -> Result<Vec<Entry>> {
@@ -428,7 +440,7 @@ impl KeyIndex {
             source: source.to_string(),
             next_seq: meta.folded.max(committed) + 1,
             meta,
-            recent: Recent::default(),
+            recent: Recent::with_capacity_and_hasher(RECENT_ROOM, Default::default()),
             pages: Vec::new(),
             logged: 0,
             runs,
@@ -497,6 +509,9 @@ impl KeyIndex {
         // Newest run first: a key's latest entry is in the newest run that holds it.
         for r in (0..self.runs.len()).rev() {
             let run = &self.runs[r];
+            if !run.bloom.may_hold(h) {
+                continue;
+            }
             if let Some(table) = &run.table {
                 match table.binary_search_by(|e| e.hash.cmp(&h)) {
                     Ok(i) => {
@@ -505,9 +520,6 @@ impl KeyIndex {
                     }
                     Err(_) => continue,
                 }
-            }
-            if !run.bloom.may_hold(h) {
-                continue;
             }
             let Some(at) = run.fences.partition_point(|f| *f <= h).checked_sub(1) else {
                 continue;
@@ -574,23 +586,28 @@ impl KeyIndex {
         let mut entries = Vec::with_capacity(self.logged);
         for (seq, part, _) in &self.pages {
             if let Some(v) = tree.get(page_key(&self.source, *seq, *part))? {
-                let at = pages.len() as u32;
+                let page = pages.len() as u32;
                 for (e, range) in scan(&v, &self.what())? {
-                    entries.push((e, at, range));
+                    entries.push(LoggedAt {
+                        hash: e.hash,
+                        page,
+                        start: range.start as u32,
+                        end: range.end as u32,
+                    });
                 }
                 pages.push(v);
             }
         }
         // Of a key's entries the last written (latest page, then latest in its page)
         // sorts first and is the one kept; in place, without a second list.
-        entries.sort_unstable_by_key(|(e, page, range)| {
+        entries.sort_unstable_by_key(|at| {
             (
-                e.hash,
-                std::cmp::Reverse(*page),
-                std::cmp::Reverse(range.start),
+                at.hash,
+                std::cmp::Reverse(at.page),
+                std::cmp::Reverse(at.start),
             )
         });
-        entries.dedup_by_key(|(e, _, _)| e.hash);
+        entries.dedup_by_key(|at| at.hash);
         Ok(Logged { pages, entries })
     }
 
@@ -620,8 +637,9 @@ impl KeyIndex {
         let size = logged.entries.len();
         let mut out = Writer::new(tree, &self.source, self.next_run_id(), None, size);
         out.keep_table(size <= self.table_room(), size);
-        for (e, page, range) in &logged.entries {
-            out.push(*e, &logged.pages[*page as usize][range.clone()])?;
+        for at in &logged.entries {
+            let bytes = logged.bytes(at);
+            out.push(head(bytes), bytes)?;
         }
         let (run, count) = out.finish()?;
         let mut meta = self.meta.clone();
@@ -747,8 +765,9 @@ impl KeyIndex {
                 each(e, bytes);
             }
         };
-        for (e, page, range) in &logged.entries {
-            visit(*e, &logged.pages[*page as usize][range.clone()]);
+        for at in &logged.entries {
+            let bytes = logged.bytes(at);
+            visit(head(bytes), bytes);
         }
         for r in self.runs.iter().rev() {
             for first in &r.fences {
@@ -782,7 +801,23 @@ impl KeyIndex {
 /// The pages since the last fold, read for a fold or a dump.
 struct Logged {
     pages: Vec<sled::IVec>,
-    entries: Vec<(Entry, u32, std::ops::Range<usize>)>,
+    entries: Vec<LoggedAt>,
+}
+
+/// Where a logged entry's bytes lie (32 bytes: a fold of [`FOLD_AT`] entries holds one
+/// each beside the pages).
+struct LoggedAt {
+    hash: u128,
+    page: u32,
+    start: u32,
+    end: u32,
+}
+
+impl Logged {
+    /// An entry's bytes, found valid by [`scan`] when the page was read.
+    fn bytes(&self, at: &LoggedAt) -> &[u8] {
+        &self.pages[at.page as usize][at.start as usize..at.end as usize]
+    }
 }
 
 /// One run read chunk by chunk, for a merge.

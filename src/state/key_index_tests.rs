@@ -68,7 +68,7 @@ fn a_full_recent_is_folded_into_chunks_and_memory_stays_bounded() {
     assert_eq!(index.runs.len(), 1);
     // Keys changed after the fold shadow their folded entries.
     write(&mut index, &tree, &[entry(7, 70, 1)]);
-    for i in [0, 7, 99_999, n - 1] {
+    for i in [0, 7, n / 2, n - 1] {
         let want = if i == 7 { 70 } else { i };
         assert_eq!(
             index.get(&tree, entry(i, 0, 0).entry.hash).unwrap(),

@@ -6,7 +6,8 @@
 //! - `GET /offsets?offset=O&limit=L` → `{"data": [...], "total": n}`
 //!
 //! `fail_page(N, status, times)` answers page N (or the page at offset N) with `status`
-//! (`429` with `Retry-After: 1`) the next `times` times it is asked for; every request's
+//! (`429` with `Retry-After: 1`; `200` with a body cut short, not JSON) the next `times`
+//! times it is asked for; every request's
 //! page number (or offset) is logged in arrival order.
 
 use std::collections::HashMap;
@@ -124,6 +125,9 @@ async fn held(inner: &Inner, at: u64) -> Option<Response> {
     }
     *left -= 1;
     let status = StatusCode::from_u16(*status).expect("status");
+    if status == StatusCode::OK {
+        return Some((status, "{\"data\": [{\"id\": ").into_response());
+    }
     let mut resp = (status, Json(json!({"error": "failing on purpose"}))).into_response();
     if status == StatusCode::TOO_MANY_REQUESTS {
         resp.headers_mut()

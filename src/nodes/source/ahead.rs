@@ -6,8 +6,12 @@
 //! asks for; anything else in flight is dropped (its task aborted), so the pages
 //! handed on, the stops and the errors are those of a run that fetched one page at a
 //! time. Requests sent ahead that the run then does not use are the only difference.
+//!
+//! A page in flight is kept as its bytes and parsed when its turn comes, so that pages
+//! waiting hold their bytes, not their trees. A body sent ahead that is not JSON is
+//! asked for again then, as a page fetched alone would be.
 
-use super::http::{FetchError, Request, Response, ServiceClient};
+use super::http::{Attempt, FetchError, Request, Response, ServiceClient, Unparsed};
 use crate::stop::Stop;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -20,7 +24,7 @@ pub struct Ahead {
     client: Arc<ServiceClient>,
     stop: Stop,
     source: String,
-    queue: VecDeque<(Request, JoinHandle<Answer>)>,
+    queue: VecDeque<(Request, JoinHandle<Result<Unparsed, FetchError>>)>,
 }
 
 impl Ahead {
@@ -70,7 +74,7 @@ impl Ahead {
             crate::metrics::source_request(&self.source);
             return self.client.fetch(req, &self.stop).await;
         };
-        handle.await.unwrap_or_else(|e| {
+        let answer = handle.await.unwrap_or_else(|e| {
             Err(FetchError {
                 message: format!(
                     "the request to {} did not finish: {e}",
@@ -78,14 +82,22 @@ impl Ahead {
                 ),
                 status: None,
             })
-        })
+        })?;
+        match self.client.parse(answer) {
+            Ok(resp) => Ok(resp),
+            Err(Attempt::Retry(e, _) | Attempt::Fatal(e)) => {
+                tracing::debug!(source = %self.source, error = %e.message, "a page sent ahead is asked for again");
+                crate::metrics::source_request(&self.source);
+                self.client.fetch(req, &self.stop).await
+            }
+        }
     }
 
-    fn spawn(&self, req: Request) -> JoinHandle<Answer> {
+    fn spawn(&self, req: Request) -> JoinHandle<Result<Unparsed, FetchError>> {
         crate::metrics::source_request(&self.source);
         let client = Arc::clone(&self.client);
         let stop = self.stop.clone();
-        tokio::spawn(async move { client.fetch(&req, &stop).await })
+        tokio::spawn(async move { client.fetch_unparsed(&req, &stop).await })
     }
 
     /// Drops what is in flight from position `at` on.

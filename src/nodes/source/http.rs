@@ -45,6 +45,16 @@ pub struct Response {
     pub body_hash: u64,
 }
 
+/// A successful answer whose body is not parsed yet: a page sent ahead keeps its bytes,
+/// not its tree (several times their size), until its turn ([`ServiceClient::parse`]).
+#[derive(Debug)]
+pub struct Unparsed {
+    pub url: Url,
+    pub headers: HeaderMap,
+    pub bytes: Vec<u8>,
+    status: u16,
+}
+
 /// A request that failed for good; `message` holds no secret.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
@@ -153,11 +163,51 @@ impl ServiceClient {
     /// Sends a request, retrying what may succeed later, until it gives JSON or fails
     /// for good.
     pub async fn fetch(&self, req: &Request, stop: &Stop) -> Result<Response, FetchError> {
+        self.fetch_then(req, stop, |u| self.parse(u)).await
+    }
+
+    /// As [`ServiceClient::fetch`], but the body is not parsed: a body that is not JSON
+    /// is found only by [`ServiceClient::parse`], and then not retried.
+    pub async fn fetch_unparsed(&self, req: &Request, stop: &Stop) -> Result<Unparsed, FetchError> {
+        self.fetch_then(req, stop, Ok).await
+    }
+
+    /// An answer's body parsed: a body that is not JSON is worth asking for again.
+    pub fn parse(&self, u: Unparsed) -> Result<Response, Attempt> {
+        let body: Json = serde_json::from_slice(&u.bytes).map_err(|e| {
+            let what = if u.bytes.first().is_some_and(|b| *b == b'<') {
+                "an HTML page, not JSON".to_string()
+            } else {
+                format!("not valid JSON ({e})")
+            };
+            Attempt::Retry(
+                FetchError {
+                    message: format!("the body from {} is {what}", self.shown_url(&u.url)),
+                    status: Some(u.status),
+                },
+                None,
+            )
+        })?;
+        Ok(Response {
+            body_hash: xxhash_rust::xxh3::xxh3_64(&u.bytes),
+            url: u.url,
+            headers: u.headers,
+            body,
+        })
+    }
+
+    /// Sends a request with retries, `then` making of each answer what is returned.
+    async fn fetch_then<T>(
+        &self,
+        req: &Request,
+        stop: &Stop,
+        then: impl Fn(Unparsed) -> Result<T, Attempt>,
+    ) -> Result<T, FetchError> {
         // At most one renewal of an OAuth2 token per request after a `401`.
         let renewed = AtomicBool::new(false);
         let attempt = || async {
             tokio::select! {
-                r = self.attempt(req, stop, &renewed) => r,
+                r = self.attempt(req, stop, &renewed) => r.and_then(&then),
                 _ = stop.grace_over() => Err(Attempt::fatal(
                     format!(
                         "stopped: the request to {} did not finish within the shutdown grace period",
@@ -236,7 +286,7 @@ impl ServiceClient {
         req: &Request,
         stop: &Stop,
         renewed: &AtomicBool,
-    ) -> Result<Response, Attempt> {
+    ) -> Result<Unparsed, Attempt> {
         if !self.wait_turn(stop).await {
             return Err(Attempt::fatal("stopped before the request was sent", None));
         }
@@ -304,26 +354,11 @@ impl ServiceClient {
             }
             let headers = resp.headers().clone();
             let bytes = self.read_body(resp, &url).await?;
-            let body_hash = xxhash_rust::xxh3::xxh3_64(&bytes);
-            let body: Json = serde_json::from_slice(&bytes).map_err(|e| {
-                let what = if bytes.first().is_some_and(|b| *b == b'<') {
-                    "an HTML page, not JSON".to_string()
-                } else {
-                    format!("not valid JSON ({e})")
-                };
-                Attempt::Retry(
-                    FetchError {
-                        message: format!("the body from {} is {what}", self.shown_url(&url)),
-                        status: Some(status.as_u16()),
-                    },
-                    None,
-                )
-            })?;
-            return Ok(Response {
+            return Ok(Unparsed {
                 url,
                 headers,
-                body,
-                body_hash,
+                bytes,
+                status: status.as_u16(),
             });
         }
         Err(Attempt::fatal("too many redirects", None))
@@ -463,7 +498,7 @@ impl ServiceClient {
     }
 }
 
-type Attempt = net::Attempt<FetchError>;
+pub type Attempt = net::Attempt<FetchError>;
 
 impl From<AuthError> for Attempt {
     fn from(e: AuthError) -> Attempt {
