@@ -13,20 +13,24 @@
 //!
 //! - **recent**: the entries of the pages written since the last fold, in a hash map of
 //!   at most [`FOLD_AT`] entries (about 5 MiB);
-//! - **runs**: everything older, each fold's entries sorted by hash in *chunks* of
-//!   [`CHUNK`] entries, one sled value each; in memory only each chunk's first hash and
-//!   a Bloom filter per run (16 bits a key), which answers most lookups of a new key
-//!   without reading anything, and the last few chunks read.
+//! - **runs**: everything older, each fold's latest entry of each key sorted by hash,
+//!   with a Bloom filter (16 bits a key) that answers most lookups of a new key without
+//!   a search. A run is first held in memory only, as a table, its pages staying in the
+//!   store as what it is made of; while the tables hold at most [`TABLE_MAX`] entries
+//!   nothing more is written (a source of 200,000 keys writes each key once). Past that
+//!   the oldest run in memory is *spilled*: written in *chunks* of [`CHUNK`] entries, one
+//!   sled value each, then one write of the index's meta adds the run and its pages are
+//!   removed. Of a spilled run memory keeps each chunk's first hash and the filter, and
+//!   the last few chunks read.
 //!
-//! When the pages since the last fold hold [`FOLD_AT`] entries, they are *folded*: their
-//! latest entry of each key is written as a new run, then one write of the index's meta
-//! adds the run and the folded pages are removed. Runs are written once; only when there
-//! are more than [`MAX_RUNS`] are they merged into one (which drops the entries below
-//! the prune bound), so a key is rewritten a few times over its life, not at every fold.
-//! A crash before a meta write leaves the runs it names in force; chunks of other runs
-//! and folded pages are removed when the index loads. A prune drops whole pages whose
-//! entries are all below the bound and hides single entries below it, without reading
-//! anything.
+//! When the pages since the last fold hold [`FOLD_AT`] entries, they are *folded* into a
+//! run in memory, from the hash map, without reading anything. Spilled runs are written
+//! once; only when there are more than [`MAX_RUNS`] are they merged into one (which
+//! drops the entries below the prune bound), so a key is rewritten a few times over its
+//! life, not at every fold. A crash before a meta write leaves the runs it names in
+//! force; chunks of other runs and spilled pages are removed when the index loads, and
+//! the pages after them are folded again. A prune drops whole pages whose entries are
+//! all below the bound and hides single entries below it, without reading anything.
 
 use super::sled_store::prefixed;
 use super::{Result, StateError};
@@ -35,9 +39,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 /// Entries in recent before it is folded: a hash map of 32,768 slots (1.5 MiB, made once)
 /// holds 28,672, and a page adds at most a part's writes ([`crate::nodes::extract`]
-/// commits in parts of 1,000) before the check. A fold reads its pages back and sled keeps
-/// what it writes in memory for a while, so a fold's size is most of the index's peak
-/// memory: at 110,000 a run of 200,000 keys peaked about 25 MiB higher.
+/// commits in parts of 1,000) before the check. A spill reads its run's pages back, so
+/// a run's size is the most a spill holds at once.
 pub const FOLD_AT: usize = 27_000;
 /// The slots recent is made with (see [`FOLD_AT`]).
 const RECENT_ROOM: usize = FOLD_AT + 1_000;
@@ -51,7 +54,8 @@ pub const PAGE_PART: usize = 64;
 /// Runs before they are merged into one: a new key is looked up in every run's filter.
 pub const MAX_RUNS: usize = 16;
 /// Folded entries a source keeps whole in memory (10 MiB): a key seen again is then
-/// answered without a read. Runs past it are read a chunk at a time.
+/// answered without a read, and runs held in memory only write nothing more. Past it
+/// runs are spilled and read a chunk at a time.
 pub const TABLE_MAX: usize = 262_144;
 /// A run's Bloom filter: 16 bits per key, at most 32 Mibit (4 MiB).
 pub const BLOOM_MAX_BITS: usize = 1 << 25;
@@ -340,23 +344,28 @@ impl Bloom {
     }
 }
 
-/// A run in memory: its id, its chunks' first hashes in order, its filter, and its
-/// entries when they fit in [`TABLE_MAX`].
+/// A run: its id, its chunks' first hashes in order, its filter, and its entries when
+/// they fit in [`TABLE_MAX`]. A run held in memory only has no id or chunks; its table
+/// and the pages it was folded from are `held`.
 struct Run {
     id: u32,
     fences: Vec<u128>,
     bloom: Bloom,
     table: Option<Vec<Entry>>,
+    held: Option<Pages>,
 }
+
+/// Page parts: their page's sequence number, their number in it and their greatest
+/// order.
+type Pages = Vec<(u64, u16, [u8; 16])>;
 
 /// One source's key state.
 pub struct KeyIndex {
     source: String,
     meta: Meta,
     recent: Recent,
-    /// The parts of the pages written since the last fold: their page's sequence number,
-    /// their number in it and their greatest order.
-    pages: Vec<(u64, u16, [u8; 16])>,
+    /// The parts of the pages written since the last fold.
+    pages: Pages,
     /// How many entries those pages hold (a key written twice counts twice).
     logged: usize,
     next_seq: u64,
@@ -364,6 +373,8 @@ pub struct KeyIndex {
     runs: Vec<Run>,
     /// Chunks read lately: (run id, chunk's first hash) and its entries.
     cache: VecDeque<((u32, u128), Vec<Entry>)>,
+    /// The most entries the runs' tables hold ([`TABLE_MAX`]; tests set less).
+    table_max: usize,
 }
 
 impl KeyIndex {
@@ -405,6 +416,7 @@ impl KeyIndex {
                     fences: Vec::new(),
                     bloom: Bloom::sized(count),
                     table,
+                    held: None,
                 }
             })
             .collect();
@@ -445,6 +457,7 @@ impl KeyIndex {
             logged: 0,
             runs,
             cache: VecDeque::new(),
+            table_max: TABLE_MAX,
         };
         let pages = prefixed(source, b"p");
         let mut stale: Vec<sled::IVec> = Vec::new();
@@ -581,10 +594,10 @@ impl KeyIndex {
     /// The pages since the last fold, and their entries (the latest of each key only)
     /// in hash order, each with its page and where its bytes lie: a fold copies those
     /// bytes without taking them apart.
-    fn logged(&self, tree: &sled::Tree) -> Result<Logged> {
-        let mut pages = Vec::with_capacity(self.pages.len());
-        let mut entries = Vec::with_capacity(self.logged);
-        for (seq, part, _) in &self.pages {
+    fn logged(&self, tree: &sled::Tree, parts: &Pages) -> Result<Logged> {
+        let mut pages = Vec::with_capacity(parts.len());
+        let mut entries = Vec::new();
+        for (seq, part, _) in parts {
             if let Some(v) = tree.get(page_key(&self.source, *seq, *part))? {
                 let page = pages.len() as u32;
                 for (e, range) in scan(&v, &self.what())? {
@@ -611,16 +624,6 @@ impl KeyIndex {
         Ok(Logged { pages, entries })
     }
 
-    /// How many more folded entries may be kept whole in memory.
-    fn table_room(&self) -> usize {
-        let held: usize = self
-            .runs
-            .iter()
-            .filter_map(|r| r.table.as_ref().map(Vec::len))
-            .sum();
-        TABLE_MAX.saturating_sub(held)
-    }
-
     fn next_run_id(&self) -> u32 {
         self.meta
             .runs
@@ -630,13 +633,73 @@ impl KeyIndex {
             .map_or(1, |m| m.wrapping_add(1))
     }
 
-    /// Writes the pages since the last fold as a new run, adds it, removes the pages;
-    /// merges the runs when there are too many.
+    /// Makes the pages since the last fold a run held in memory, its entries taken from
+    /// recent; then makes room ([`KeyIndex::make_room`]).
     fn fold(&mut self, tree: &sled::Tree) -> Result<()> {
-        let logged = self.logged(tree)?;
+        let mut table: Vec<Entry> = self
+            .recent
+            .drain()
+            .map(|(hash, (fingerprint, order))| Entry {
+                hash,
+                fingerprint,
+                order,
+            })
+            .collect();
+        table.sort_unstable_by_key(|e| e.hash);
+        let mut bloom = Bloom::sized(table.len());
+        for e in &table {
+            bloom.insert(e.hash);
+        }
+        self.runs.push(Run {
+            id: 0,
+            fences: Vec::new(),
+            bloom,
+            table: Some(table),
+            held: Some(std::mem::take(&mut self.pages)),
+        });
+        self.logged = 0;
+        self.make_room(tree)
+    }
+
+    /// Keeps the tables within `table_max` entries: drops the tables of spilled runs,
+    /// oldest first, then spills the oldest runs held in memory; merges the spilled runs
+    /// when there are too many.
+    fn make_room(&mut self, tree: &sled::Tree) -> Result<()> {
+        loop {
+            let held: usize = self
+                .runs
+                .iter()
+                .filter_map(|r| r.table.as_ref().map(Vec::len))
+                .sum();
+            if held <= self.table_max {
+                break;
+            }
+            if let Some(r) = self
+                .runs
+                .iter_mut()
+                .find(|r| r.held.is_none() && r.table.is_some())
+            {
+                r.table = None;
+                continue;
+            }
+            match self.runs.iter().position(|r| r.held.is_some()) {
+                Some(at) => self.spill(tree, at)?,
+                None => break,
+            }
+        }
+        if self.runs.iter().filter(|r| r.held.is_none()).count() > MAX_RUNS {
+            self.merge(tree)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the run held in memory at `at` (the oldest such) as chunks, adds it to the
+    /// meta with one write, removes its pages; it keeps no table.
+    fn spill(&mut self, tree: &sled::Tree, at: usize) -> Result<()> {
+        let parts = self.runs[at].held.take().unwrap_or_default();
+        let logged = self.logged(tree, &parts)?;
         let size = logged.entries.len();
         let mut out = Writer::new(tree, &self.source, self.next_run_id(), None, size);
-        out.keep_table(size <= self.table_room(), size);
         for at in &logged.entries {
             let bytes = logged.bytes(at);
             out.push(head(bytes), bytes)?;
@@ -644,29 +707,32 @@ impl KeyIndex {
         let (run, count) = out.finish()?;
         let mut meta = self.meta.clone();
         meta.runs.push((run.id, count));
-        meta.folded = self.pages.last().map_or(meta.folded, |(s, _, _)| *s);
+        meta.folded = parts
+            .last()
+            .map_or(meta.folded, |(s, _, _)| *s)
+            .max(meta.folded);
         // The switch: one write.
         tree.insert(meta_key(&self.source), meta.encode())?;
-        let mut gone: Vec<Vec<u8>> = Vec::new();
-        for (seq, part, _) in &self.pages {
-            gone.push(page_key(&self.source, *seq, *part));
-        }
+        let gone: Vec<Vec<u8>> = parts
+            .iter()
+            .map(|(seq, part, _)| page_key(&self.source, *seq, *part))
+            .collect();
         remove_all(tree, gone)?;
         self.meta = meta;
-        self.runs.push(run);
-        self.recent.clear();
-        self.pages.clear();
-        self.logged = 0;
-        if self.runs.len() > MAX_RUNS {
-            self.merge(tree)?;
-        }
+        self.runs[at] = run;
         Ok(())
     }
 
-    /// Merges every run into one, newest entry of each key first, leaving out what is
-    /// below the prune bound; then switches to it and removes the old runs.
+    /// Merges every spilled run into one, newest entry of each key first, leaving out
+    /// what is below the prune bound; then switches to it and removes the old runs.
     fn merge(&mut self, tree: &sled::Tree) -> Result<()> {
         let total: u64 = self.meta.runs.iter().map(|(_, c)| *c).sum();
+        // The spilled runs are the oldest: runs are spilled oldest first.
+        let spilled = self.runs.iter().take_while(|r| r.held.is_none()).count();
+        let in_memory: usize = self.runs[spilled..]
+            .iter()
+            .filter_map(|r| r.table.as_ref().map(Vec::len))
+            .sum();
         let mut out = Writer::new(
             tree,
             &self.source,
@@ -674,12 +740,14 @@ impl KeyIndex {
             self.meta.bound,
             total as usize,
         );
-        out.keep_table(total as usize <= TABLE_MAX, total as usize);
+        out.keep_table(
+            total as usize <= self.table_max.saturating_sub(in_memory),
+            total as usize,
+        );
         let what = self.what();
         // A cursor per run over its chunks; the heap yields the smallest hash, and of
         // equal hashes the newest run's (the larger position) first.
-        let mut cursors: Vec<RunCursor> = self
-            .runs
+        let mut cursors: Vec<RunCursor> = self.runs[..spilled]
             .iter()
             .map(|r| RunCursor {
                 id: r.id,
@@ -714,14 +782,14 @@ impl KeyIndex {
         meta.runs = vec![(run.id, count)];
         tree.insert(meta_key(&self.source), meta.encode())?;
         let mut gone: Vec<Vec<u8>> = Vec::new();
-        for r in &self.runs {
+        for r in &self.runs[..spilled] {
             for first in &r.fences {
                 gone.push(chunk_key(&self.source, r.id, *first));
             }
         }
         remove_all(tree, gone)?;
         self.meta = meta;
-        self.runs = vec![run];
+        self.runs.splice(..spilled, [run]);
         self.cache.clear();
         Ok(())
     }
@@ -740,13 +808,16 @@ impl KeyIndex {
         self.recent.retain(|_, (_, order)| *order >= bound);
         let mut gone: Vec<Vec<u8>> = Vec::new();
         let source = &self.source;
-        self.pages.retain(|(seq, part, top)| {
-            let keep = *top >= bound;
-            if !keep {
-                gone.push(page_key(source, *seq, *part));
-            }
-            keep
-        });
+        let held = self.runs.iter_mut().filter_map(|r| r.held.as_mut());
+        for pages in std::iter::once(&mut self.pages).chain(held) {
+            pages.retain(|(seq, part, top)| {
+                let keep = *top >= bound;
+                if !keep {
+                    gone.push(page_key(source, *seq, *part));
+                }
+                keep
+            });
+        }
         // A page's entry count is not kept: until the next fold, `logged` may still
         // count the entries of dropped pages (a fold then comes a little early).
         remove_all(tree, gone)?;
@@ -757,7 +828,7 @@ impl KeyIndex {
     /// cursor text), newest first: the pages since the last fold, then the runs from
     /// the newest. Entries below the prune bound are left out.
     fn each_latest(&mut self, tree: &sled::Tree, mut each: impl FnMut(Entry, &[u8])) -> Result<()> {
-        let logged = self.logged(tree)?;
+        let logged = self.logged(tree, &self.pages)?;
         let mut seen: std::collections::HashSet<u128, BuildHasherDefault<Prehashed>> =
             Default::default();
         let mut visit = |e: Entry, bytes: &[u8]| {
@@ -770,6 +841,13 @@ impl KeyIndex {
             visit(head(bytes), bytes);
         }
         for r in self.runs.iter().rev() {
+            if let Some(parts) = &r.held {
+                let logged = self.logged(tree, parts)?;
+                for at in &logged.entries {
+                    let bytes = logged.bytes(at);
+                    visit(head(bytes), bytes);
+                }
+            }
             for first in &r.fences {
                 if let Some(v) = tree.get(chunk_key(&self.source, r.id, *first))? {
                     for (e, range) in scan(&v, &self.what())? {
@@ -941,6 +1019,7 @@ impl<'a> Writer<'a> {
             fences: self.fences,
             bloom: self.bloom,
             table: self.table,
+            held: None,
         };
         Ok((run, self.count))
     }

@@ -61,6 +61,8 @@ fn keys_are_found_in_recent_and_after_a_reload() {
 fn a_full_recent_is_folded_into_chunks_and_memory_stays_bounded() {
     let (_dir, tree) = tree();
     let mut index = KeyIndex::load(&tree, "s").unwrap();
+    // No table: every fold is spilled at once.
+    index.table_max = 0;
     let n = (FOLD_AT + 5_000) as u64;
     let entries: Vec<Full> = (0..n).map(|i| entry(i, i, 1)).collect();
     write(&mut index, &tree, &entries);
@@ -191,6 +193,7 @@ fn a_prune_forgets_keys_below_the_bound_without_reading_them() {
 fn many_runs_are_merged_into_one_with_the_newest_entries() {
     let (_dir, tree) = tree();
     let mut index = KeyIndex::load(&tree, "s").unwrap();
+    index.table_max = 0;
     // Each fold writes a run; key 0 changes in every one.
     for round in 0..=MAX_RUNS as u64 {
         let mut entries: Vec<Full> = (1..FOLD_AT as u64)
@@ -224,6 +227,7 @@ fn many_runs_are_merged_into_one_with_the_newest_entries() {
 fn a_merge_drops_what_a_prune_hid() {
     let (_dir, tree) = tree();
     let mut index = KeyIndex::load(&tree, "s").unwrap();
+    index.table_max = 0;
     let old: Vec<Full> = (0..FOLD_AT as u64).map(|i| entry(i, i, 1)).collect();
     write(&mut index, &tree, &old);
     // Folded now; a prune above them hides them, the next fold leaves them out.
@@ -242,6 +246,69 @@ fn a_merge_drops_what_a_prune_hid() {
         index.get(&tree, entry(1_000_005, 0, 0).entry.hash).unwrap(),
         Some(5)
     );
+}
+
+#[test]
+fn runs_held_in_memory_write_nothing_until_the_tables_are_full() {
+    let (_dir, tree) = tree();
+    let mut index = KeyIndex::load(&tree, "s").unwrap();
+    let first: Vec<Full> = (0..FOLD_AT as u64).map(|i| entry(i, i, 1)).collect();
+    write(&mut index, &tree, &first);
+    // Folded into a run in memory: no chunk, no meta, every page part still there.
+    assert_eq!(index.runs.len(), 1);
+    assert!(index.runs[0].held.is_some());
+    assert_eq!(tree.scan_prefix(prefixed("s", b"c")).count(), 0);
+    assert!(tree.get(meta_key("s")).unwrap().is_none());
+    let parts = FOLD_AT / 1000 * 1000usize.div_ceil(PAGE_PART);
+    assert_eq!(tree.scan_prefix(prefixed("s", b"p")).count(), parts);
+    assert_eq!(
+        index.get(&tree, entry(9, 0, 0).entry.hash).unwrap(),
+        Some(9)
+    );
+    // A reload folds the same pages again.
+    let mut again = KeyIndex::load(&tree, "s").unwrap();
+    assert_eq!(again.runs.len(), 1);
+    assert_eq!(
+        again.get(&tree, entry(9, 0, 0).entry.hash).unwrap(),
+        Some(9)
+    );
+    assert_eq!(again.count(&tree).unwrap(), FOLD_AT);
+    // Tables full: the oldest run is spilled (chunks, meta, its pages removed); the
+    // newer one stays in memory, and key 9's newer entry shadows the spilled one.
+    again.table_max = FOLD_AT;
+    let mut second: Vec<Full> = (1..FOLD_AT as u64)
+        .map(|i| entry(1_000_000 + i, i, 1))
+        .collect();
+    second.push(entry(9, 90, 1));
+    write(&mut again, &tree, &second);
+    assert_eq!(again.runs.len(), 2);
+    assert!(again.runs[0].held.is_none() && again.runs[0].table.is_none());
+    assert!(again.runs[1].held.is_some());
+    assert_eq!(again.meta.runs.len(), 1);
+    assert_eq!(
+        tree.scan_prefix(prefixed("s", b"c")).count(),
+        FOLD_AT.div_ceil(CHUNK)
+    );
+    assert_eq!(tree.scan_prefix(prefixed("s", b"p")).count(), parts);
+    for (n, want) in [(5, 5), (9, 90), (1_000_005, 5)] {
+        assert_eq!(
+            again.get(&tree, entry(n, 0, 0).entry.hash).unwrap(),
+            Some(want),
+            "key {n}"
+        );
+    }
+    let mut third = KeyIndex::load(&tree, "s").unwrap();
+    assert_eq!(
+        third.get(&tree, entry(9, 0, 0).entry.hash).unwrap(),
+        Some(90)
+    );
+    assert_eq!(
+        third.get(&tree, entry(5, 0, 0).entry.hash).unwrap(),
+        Some(5)
+    );
+    assert_eq!(third.count(&tree).unwrap(), 2 * FOLD_AT - 1);
+    let all = third.entries(&tree).unwrap();
+    assert_eq!(all.len(), 2 * FOLD_AT - 1);
 }
 
 #[test]
