@@ -25,7 +25,8 @@ use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
 /// Pages that may wait between two nodes: memory stays bounded however large an API is.
-pub(super) const CHANNEL_PAGES: usize = 2;
+/// One: a page waits while the next is parsed (a page's tree is a few times its bytes).
+pub(super) const CHANNEL_PAGES: usize = 1;
 
 struct SinkUnit {
     tx: mpsc::Sender<Batch>,

@@ -77,11 +77,13 @@ impl SledStore {
             reason: e.to_string(),
         })?;
         clear_unfinished_snapshots(&path, &shown)?;
-        // An 8 MiB page cache: against 16 MiB, side by side on the throughput benchmark,
-        // 42,890 against 44,066 records/s and 76 against 89 MiB peak (docs/performance.md).
+        // A 4 MiB page cache: sled holds several times its cache in node memory. On the
+        // throughput benchmark 8 MiB against 16 MiB gave 76 against 89 MiB peak at the same
+        // records/s, and 4 MiB against 8 MiB (with one page between nodes) 77 against 83
+        // (docs/performance.md).
         let db = sled::Config::new()
             .path(&path)
-            .cache_capacity(8 * 1024 * 1024)
+            .cache_capacity(4 * 1024 * 1024)
             .flush_every_ms(Some(200))
             .open()
             .map_err(|e| {
