@@ -1,0 +1,206 @@
+//! A run's parts in memory: its filter, its table or chunks; a run being written, read
+//! back for a merge, and the pages since the last fold read back for a spill or a dump.
+
+use super::format::{chunk_key, scan};
+use super::{Entry, Result, BLOOM_MAX_BITS, CHUNK, FORMAT};
+
+/// A Bloom filter over a run's hashes: 16 bits a key, eight probes from the hash's two
+/// halves, about one false "maybe" in 1,700. A "maybe" reads a chunk, and every chunk
+/// sled reads stays in its memory a while: with 10 bits a key, a first run of 2,000,000
+/// keys (a dozen runs asked per new key) read enough chunks to hold about 100 MB.
+pub(super) struct Bloom {
+    pub(super) bits: Vec<u64>,
+}
+
+impl Bloom {
+    pub(super) fn sized(count: usize) -> Bloom {
+        let bits = count.saturating_mul(16).clamp(64, BLOOM_MAX_BITS);
+        Bloom {
+            bits: vec![0; bits.div_ceil(64)],
+        }
+    }
+    pub(super) fn probes(&self, h: u128) -> [usize; 8] {
+        let m = (self.bits.len() * 64) as u64;
+        let (a, b) = (h as u64, ((h >> 64) as u64) | 1);
+        std::array::from_fn(|i| (a.wrapping_add((i as u64).wrapping_mul(b)) % m) as usize)
+    }
+    pub(super) fn insert(&mut self, h: u128) {
+        for p in self.probes(h) {
+            self.bits[p / 64] |= 1 << (p % 64);
+        }
+    }
+    pub(super) fn may_hold(&self, h: u128) -> bool {
+        self.probes(h)
+            .iter()
+            .all(|&p| self.bits[p / 64] & (1 << (p % 64)) != 0)
+    }
+}
+
+/// A run: its id, its chunks' first hashes in order, its filter, and its entries when
+/// they fit in [`TABLE_MAX`]. A run held in memory only has no id or chunks; its table
+/// and the pages it was folded from are `held`.
+pub(super) struct Run {
+    pub(super) id: u32,
+    pub(super) fences: Vec<u128>,
+    pub(super) bloom: Bloom,
+    pub(super) table: Option<Vec<Entry>>,
+    pub(super) held: Option<Pages>,
+}
+
+/// Page parts: their page's sequence number, their number in it and their greatest
+/// order.
+pub(super) type Pages = Vec<(u64, u16, [u8; 16])>;
+
+/// The pages since the last fold, read for a fold or a dump.
+pub(super) struct Logged {
+    pub(super) pages: Vec<sled::IVec>,
+    pub(super) entries: Vec<LoggedAt>,
+}
+
+/// Where a logged entry's bytes lie (32 bytes: a fold of [`FOLD_AT`] entries holds one
+/// each beside the pages).
+pub(super) struct LoggedAt {
+    pub(super) hash: u128,
+    pub(super) page: u32,
+    pub(super) start: u32,
+    pub(super) end: u32,
+}
+
+impl Logged {
+    /// An entry's bytes, found valid by [`scan`] when the page was read.
+    pub(super) fn bytes(&self, at: &LoggedAt) -> &[u8] {
+        &self.pages[at.page as usize][at.start as usize..at.end as usize]
+    }
+}
+
+/// One run read chunk by chunk, for a merge.
+pub(super) struct RunCursor {
+    pub(super) id: u32,
+    pub(super) fences: Vec<u128>,
+    pub(super) next_chunk: usize,
+    pub(super) bytes: Option<sled::IVec>,
+    pub(super) entries: Vec<(Entry, std::ops::Range<usize>)>,
+    pub(super) at: usize,
+}
+
+impl RunCursor {
+    /// The hash of the next entry, reading the next chunk when this one is done.
+    pub(super) fn peek(
+        &mut self,
+        tree: &sled::Tree,
+        source: &str,
+        what: &str,
+    ) -> Result<Option<u128>> {
+        while self.at >= self.entries.len() {
+            let Some(first) = self.fences.get(self.next_chunk) else {
+                return Ok(None);
+            };
+            self.next_chunk += 1;
+            let v = tree.get(chunk_key(source, self.id, *first))?;
+            self.entries = match &v {
+                Some(v) => scan(v, what)?,
+                None => Vec::new(),
+            };
+            self.bytes = v;
+            self.at = 0;
+        }
+        Ok(self.entries.get(self.at).map(|(e, _)| e.hash))
+    }
+
+    /// The next entry and its bytes.
+    pub(super) fn take(&mut self) -> Option<(Entry, Vec<u8>)> {
+        let (e, range) = self.entries.get(self.at)?.clone();
+        self.at += 1;
+        let bytes = self.bytes.as_ref()?.get(range)?.to_vec();
+        Some((e, bytes))
+    }
+}
+
+/// A run being written: its chunks written as they fill.
+pub(super) struct Writer<'a> {
+    pub(super) tree: &'a sled::Tree,
+    pub(super) source: &'a str,
+    pub(super) id: u32,
+    /// The chunk being filled, as it is written: its entries' bytes after the format.
+    pub(super) chunk: Vec<u8>,
+    pub(super) first: Option<u128>,
+    pub(super) in_chunk: usize,
+    pub(super) fences: Vec<u128>,
+    pub(super) count: u64,
+    pub(super) bound: Option<[u8; 16]>,
+    pub(super) bloom: Bloom,
+    pub(super) table: Option<Vec<Entry>>,
+}
+
+impl<'a> Writer<'a> {
+    pub(super) fn new(
+        tree: &'a sled::Tree,
+        source: &'a str,
+        id: u32,
+        bound: Option<[u8; 16]>,
+        size: usize,
+    ) -> Writer<'a> {
+        Writer {
+            tree,
+            source,
+            id,
+            chunk: vec![FORMAT],
+            first: None,
+            in_chunk: 0,
+            fences: Vec::new(),
+            count: 0,
+            bound,
+            bloom: Bloom::sized(size),
+            table: None,
+        }
+    }
+
+    /// Keeps the run's entries in memory too (room for `size` made at once: grown by
+    /// doubling, the table briefly took twice its size).
+    pub(super) fn keep_table(&mut self, keep: bool, size: usize) {
+        self.table = keep.then(|| Vec::with_capacity(size));
+    }
+
+    pub(super) fn push(&mut self, e: Entry, bytes: &[u8]) -> Result<()> {
+        if self.bound.is_some_and(|b| e.order < b) {
+            return Ok(());
+        }
+        self.bloom.insert(e.hash);
+        if let Some(t) = &mut self.table {
+            t.push(e);
+        }
+        self.count += 1;
+        self.first.get_or_insert(e.hash);
+        self.chunk.extend_from_slice(bytes);
+        self.in_chunk += 1;
+        if self.in_chunk == CHUNK {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn flush(&mut self) -> Result<()> {
+        let Some(first) = self.first.take() else {
+            return Ok(());
+        };
+        self.tree
+            .insert(chunk_key(self.source, self.id, first), &self.chunk[..])?;
+        self.chunk.truncate(1);
+        self.in_chunk = 0;
+        self.fences.push(first);
+        Ok(())
+    }
+
+    /// The run written, in memory, and how many entries it holds.
+    pub(super) fn finish(mut self) -> Result<(Run, u64)> {
+        self.flush()?;
+        let run = Run {
+            id: self.id,
+            fences: self.fences,
+            bloom: self.bloom,
+            table: self.table,
+            held: None,
+        };
+        Ok((run, self.count))
+    }
+}
