@@ -1,6 +1,6 @@
 //! Folds, spills and merges: how runs are made, written and merged.
 
-use super::format::{chunk_key, head, meta_key, page_key, remove_all};
+use super::format::{chunk_key, meta_key, page_key, remove_all};
 use super::runs::{Bloom, Run, RunCursor, Writer};
 use super::{Entry, KeyIndex, Result, MAX_RUNS};
 
@@ -82,8 +82,9 @@ impl KeyIndex {
         let size = logged.entries.len();
         let mut out = Writer::new(tree, &self.source, self.next_run_id(), None, size);
         for at in &logged.entries {
-            let bytes = logged.bytes(at);
-            out.push(head(bytes), bytes)?;
+            if let Some(item) = logged.item(at) {
+                out.push(item.entry, item.key, item.cursor)?;
+            }
         }
         let (run, count) = out.finish()?;
         let mut meta = self.meta.clone();
@@ -148,9 +149,9 @@ impl KeyIndex {
         let mut last: Option<u128> = None;
         while let Some(std::cmp::Reverse((h, std::cmp::Reverse(i)))) = heap.pop() {
             let c = &mut cursors[i];
-            if let Some((e, bytes)) = c.take() {
+            if let Some((e, key, cursor)) = c.take() {
                 if last != Some(h) {
-                    out.push(e, &bytes)?;
+                    out.push(e, &key, &cursor)?;
                     last = Some(h);
                 }
             }

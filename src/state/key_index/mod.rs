@@ -38,7 +38,7 @@ mod runs;
 
 use super::sled_store::prefixed;
 use super::{Result, StateError};
-use format::{chunk_key, decode, full, head, meta_key, remove_all, scan, Meta};
+use format::{chunk_key, decode, item_at, meta_key, remove_all, scan, Item, Meta, FORMAT};
 pub use format::{committed_key, encode_page, page_key, Write};
 use runs::{Bloom, Logged, LoggedAt, Pages, Run};
 use std::collections::{HashMap, VecDeque};
@@ -68,10 +68,6 @@ pub const TABLE_MAX: usize = 262_144;
 pub const BLOOM_MAX_BITS: usize = 1 << 25;
 /// Chunks kept decoded in memory.
 const CACHED_CHUNKS: usize = 4;
-/// An entry's fixed part: hash, fingerprint, order.
-const HEAD: usize = 40;
-/// The first byte of every value this module writes.
-const FORMAT: u8 = 1;
 /// The order of an entry without a cursor: after every cursor, so never pruned.
 pub const NO_ORDER: [u8; 16] = [0xff; 16];
 
@@ -428,31 +424,31 @@ impl KeyIndex {
     /// Calls `each` with the latest entry of every key held and its bytes (key and
     /// cursor text), newest first: the pages since the last fold, then the runs from
     /// the newest. Entries below the prune bound are left out.
-    fn each_latest(&mut self, tree: &sled::Tree, mut each: impl FnMut(Entry, &[u8])) -> Result<()> {
+    fn each_latest(&mut self, tree: &sled::Tree, mut each: impl FnMut(Item)) -> Result<()> {
         let logged = self.logged(tree, &self.pages)?;
         let mut seen: std::collections::HashSet<u128, BuildHasherDefault<Prehashed>> =
             Default::default();
-        let mut visit = |e: Entry, bytes: &[u8]| {
-            if seen.insert(e.hash) && !self.below(&e.order) {
-                each(e, bytes);
+        let mut visit = |item: Option<Item>| {
+            if let Some(item) = item {
+                if seen.insert(item.entry.hash) && !self.below(&item.entry.order) {
+                    each(item);
+                }
             }
         };
         for at in &logged.entries {
-            let bytes = logged.bytes(at);
-            visit(head(bytes), bytes);
+            visit(logged.item(at));
         }
         for r in self.runs.iter().rev() {
             if let Some(parts) = &r.held {
                 let logged = self.logged(tree, parts)?;
                 for at in &logged.entries {
-                    let bytes = logged.bytes(at);
-                    visit(head(bytes), bytes);
+                    visit(logged.item(at));
                 }
             }
             for first in &r.fences {
                 if let Some(v) = tree.get(chunk_key(&self.source, r.id, *first))? {
-                    for (e, range) in scan(&v, &self.what())? {
-                        visit(e, &v[range]);
+                    for (_, range) in scan(&v, &self.what())? {
+                        visit(item_at(&v, range));
                     }
                 }
             }
@@ -463,7 +459,7 @@ impl KeyIndex {
     /// How many keys the index holds (not counting those below the prune bound).
     pub fn count(&mut self, tree: &sled::Tree) -> Result<usize> {
         let mut n = 0;
-        self.each_latest(tree, |_, _| n += 1)?;
+        self.each_latest(tree, |_| n += 1)?;
         Ok(n)
     }
 
@@ -471,7 +467,7 @@ impl KeyIndex {
     /// the prune bound): what `hamstr dump SOURCE` shows.
     pub fn entries(&mut self, tree: &sled::Tree) -> Result<Vec<Full>> {
         let mut out: Vec<Full> = Vec::new();
-        self.each_latest(tree, |e, bytes| out.push(full(e, bytes)))?;
+        self.each_latest(tree, |item| out.push(item.full()))?;
         out.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
     }

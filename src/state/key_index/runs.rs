@@ -1,7 +1,7 @@
 //! A run's parts in memory: its filter, its table or chunks; a run being written, read
 //! back for a merge, and the pages since the last fold read back for a spill or a dump.
 
-use super::format::{chunk_key, scan};
+use super::format::{chunk_key, encode_item, item_at, scan, Item};
 use super::{Entry, Result, BLOOM_MAX_BITS, CHUNK, FORMAT};
 
 /// A Bloom filter over a run's hashes: 16 bits a key, eight probes from the hash's two
@@ -67,9 +67,12 @@ pub(super) struct LoggedAt {
 }
 
 impl Logged {
-    /// An entry's bytes, found valid by [`scan`] when the page was read.
-    pub(super) fn bytes(&self, at: &LoggedAt) -> &[u8] {
-        &self.pages[at.page as usize][at.start as usize..at.end as usize]
+    /// An entry, found valid by [`scan`] when its page was read.
+    pub(super) fn item(&self, at: &LoggedAt) -> Option<Item<'_>> {
+        item_at(
+            &self.pages[at.page as usize],
+            at.start as usize..at.end as usize,
+        )
     }
 }
 
@@ -108,11 +111,11 @@ impl RunCursor {
     }
 
     /// The next entry and its bytes.
-    pub(super) fn take(&mut self) -> Option<(Entry, Vec<u8>)> {
-        let (e, range) = self.entries.get(self.at)?.clone();
+    pub(super) fn take(&mut self) -> Option<(Entry, Vec<u8>, Vec<u8>)> {
+        let (_, range) = self.entries.get(self.at)?.clone();
         self.at += 1;
-        let bytes = self.bytes.as_ref()?.get(range)?.to_vec();
-        Some((e, bytes))
+        let item = item_at(self.bytes.as_ref()?, range)?;
+        Some((item.entry, item.key.to_vec(), item.cursor.to_vec()))
     }
 }
 
@@ -161,7 +164,7 @@ impl<'a> Writer<'a> {
         self.table = keep.then(|| Vec::with_capacity(size));
     }
 
-    pub(super) fn push(&mut self, e: Entry, bytes: &[u8]) -> Result<()> {
+    pub(super) fn push(&mut self, e: Entry, key: &[u8], cursor: &[u8]) -> Result<()> {
         if self.bound.is_some_and(|b| e.order < b) {
             return Ok(());
         }
@@ -171,7 +174,7 @@ impl<'a> Writer<'a> {
         }
         self.count += 1;
         self.first.get_or_insert(e.hash);
-        self.chunk.extend_from_slice(bytes);
+        encode_item(&mut self.chunk, &e, key, cursor);
         self.in_chunk += 1;
         if self.in_chunk == CHUNK {
             self.flush()?;

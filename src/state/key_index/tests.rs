@@ -1,4 +1,5 @@
 //! Tests of the key index: pages, folds, prunes, reloads.
+use super::format::FORMAT_V1;
 use super::*;
 
 fn tree() -> (tempfile::TempDir, sled::Tree) {
@@ -311,6 +312,89 @@ fn runs_held_in_memory_write_nothing_until_the_tables_are_full() {
     assert_eq!(all.len(), 2 * FOLD_AT - 1);
 }
 
+/// An entry as a value of [`FORMAT_V1`] held it, before [`FORMAT`].
+fn encode_v1(entries: &[Full]) -> Vec<u8> {
+    let mut out = vec![FORMAT_V1];
+    for f in entries {
+        out.extend_from_slice(&f.entry.hash.to_be_bytes());
+        out.extend_from_slice(&f.entry.fingerprint.to_be_bytes());
+        out.extend_from_slice(&f.entry.order);
+        for part in [&f.key, &f.cursor] {
+            out.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            out.extend_from_slice(part);
+        }
+    }
+    out
+}
+
+#[test]
+fn entries_keep_their_order_key_and_cursor_in_half_the_bytes() {
+    let mut no_cursor = entry(3, 30, 0);
+    no_cursor.entry.order = NO_ORDER;
+    no_cursor.cursor.clear();
+    let mut long_order = entry(4, 40, 0);
+    long_order.entry.order = [7; 16];
+    long_order.key = vec![b'k'; 300];
+    long_order.entry.hash = hash_key(&long_order.key);
+    let all = vec![entry(1, 10, 1), no_cursor, long_order];
+    let value = encode_page(&all);
+    assert!(
+        value.len() * 2 < encode_v1(&all).len() + 300,
+        "{}",
+        value.len()
+    );
+    let scanned = scan(&value, "test").unwrap();
+    let back: Vec<Full> = scanned
+        .into_iter()
+        .map(|(_, range)| item_at(&value, range).unwrap().full())
+        .collect();
+    assert_eq!(back, all);
+}
+
+#[test]
+fn pages_and_chunks_of_the_format_before_are_read_and_spilled_anew() {
+    let (_dir, tree) = tree();
+    // A store written before: one page and one run of the earlier format.
+    let old: Vec<Full> = (0..40).map(|i| entry(i, i, 1)).collect();
+    tree.insert(chunk_key("s", 1, old[0].entry.hash), encode_v1(&old[..1]))
+        .unwrap();
+    let meta = Meta {
+        runs: vec![(1, 1)],
+        folded: 0,
+        bound: None,
+    };
+    tree.insert(meta_key("s"), meta.encode()).unwrap();
+    tree.insert(page_key("s", 1, 0), encode_v1(&old[1..]))
+        .unwrap();
+    tree.insert(committed_key("s"), &1u64.to_be_bytes())
+        .unwrap();
+    let mut index = KeyIndex::load(&tree, "s").unwrap();
+    for i in [0, 1, 39] {
+        assert_eq!(
+            index.get(&tree, entry(i, 0, 0).entry.hash).unwrap(),
+            Some(i)
+        );
+    }
+    assert_eq!(index.count(&tree).unwrap(), 40);
+    assert_eq!(index.entries(&tree).unwrap()[39].cursor, b"1");
+    // A fold and a spill with no room for tables: the old page's entries are written
+    // anew, as chunks of the current format, and merged with the old run.
+    index.table_max = 0;
+    index.fold(&tree).unwrap();
+    index.merge(&tree).unwrap();
+    for kv in tree.scan_prefix(prefixed("s", b"c")) {
+        let (k, v) = kv.unwrap();
+        assert_eq!(v[0], FORMAT, "{k:?}");
+    }
+    let mut again = KeyIndex::load(&tree, "s").unwrap();
+    assert_eq!(again.count(&tree).unwrap(), 40);
+    assert_eq!(
+        again.get(&tree, entry(39, 0, 0).entry.hash).unwrap(),
+        Some(39)
+    );
+    assert_eq!(again.entries(&tree).unwrap()[0].key, 0u64.to_be_bytes());
+}
+
 #[test]
 fn damaged_values_are_errors_not_panics() {
     let (_dir, tree) = tree();
@@ -323,8 +407,10 @@ fn damaged_values_are_errors_not_panics() {
     cut.pop();
     tree.insert(page_key("s", 1, 0), cut).unwrap();
     assert!(KeyIndex::load(&tree, "s").is_err());
+    // The key's length (after the format, the fingerprint and the order's two bytes)
+    // says more bytes than there are.
     let mut long = encode_page(&[entry(1, 1, 1)]);
-    long[HEAD + 1] = 0xff;
+    long[1 + 8 + 2] = 0x7f;
     tree.insert(page_key("s", 1, 0), long).unwrap();
     assert!(KeyIndex::load(&tree, "s").is_err());
     tree.insert(page_key("s", 1, 0), vec![]).unwrap();
