@@ -370,18 +370,41 @@ mod unix {
                 path.display()
             ))
         };
+        // A run that ends while it is asked closes the socket. Before any part of the
+        // answer came that is no run answering: the caller reads the store itself once
+        // it is let go. After a part, the answer is cut and nothing is retried.
+        let stopped = |e: &std::io::Error| {
+            use std::io::ErrorKind::*;
+            matches!(
+                e.kind(),
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+            )
+        };
+        let gone = || {
+            Reached::NoOne(format!(
+                "the run on `{}` stopped before answering",
+                path.display()
+            ))
+        };
         stream.set_read_timeout(Some(READ_TIMEOUT)).map_err(io)?;
         let mut line = serde_json::to_vec(req).map_err(|e| Error::Io(e.to_string()))?;
         line.push(b'\n');
-        (&stream).write_all(&line).map_err(io)?;
+        match (&stream).write_all(&line) {
+            Err(e) if stopped(&e) => return Ok(gone()),
+            other => other.map_err(io)?,
+        }
         let mut reader = BufReader::new(&stream);
+        let mut heard = false;
         loop {
             line.clear();
-            let n = (&mut reader)
-                .take(MAX_LINE)
-                .read_until(b'\n', &mut line)
-                .map_err(io)?;
+            let n = match (&mut reader).take(MAX_LINE).read_until(b'\n', &mut line) {
+                Err(e) if stopped(&e) && !heard => return Ok(gone()),
+                other => other.map_err(io)?,
+            };
             if !line.ends_with(b"\n") {
+                if n == 0 && !heard {
+                    return Ok(gone());
+                }
                 let why = if n as u64 == MAX_LINE {
                     "a garbled answer from the run: a line too long"
                 } else {
@@ -390,7 +413,10 @@ mod unix {
                 return Err(Error::Io(why.into()));
             }
             match serde_json::from_slice::<Frame>(&line) {
-                Ok(Frame::Out(text)) => out(&text)?,
+                Ok(Frame::Out(text)) => {
+                    heard = true;
+                    out(&text)?
+                }
                 Ok(Frame::Done) => return Ok(Reached::Answered),
                 Ok(Frame::Failed(why)) => return Err(Error::Remote(why)),
                 Err(e) => return Err(Error::Io(format!("a garbled answer from the run: {e}"))),
@@ -460,3 +486,7 @@ pub fn ask(
 pub fn serving(_data_dir: &Path) -> bool {
     false
 }
+
+#[cfg(all(test, unix))]
+#[path = "control_tests.rs"]
+mod tests;
