@@ -36,19 +36,14 @@ while [ $# -gt 0 ]; do
         *) echo "inflight.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
     esac
 done
-case "$rounds$records$delay_ms" in
-    *[!0-9]*) echo "inflight.sh: --rounds, --records and --delay-ms take whole numbers" >&2
-        exit 2 ;;
-esac
-if [ "$rounds" -lt 1 ] || [ "$records" -lt 1 ]; then
-    echo "inflight.sh: --rounds and --records must be at least 1" >&2
-    exit 2
-fi
 
 cd "$(dirname "$0")/.."
 script=inflight.sh
 # shellcheck source=common/bench.sh
 . benches/common/bench.sh
+require_count 1 --rounds "$rounds"
+require_count 1 --records "$records"
+require_count 0 --delay-ms "$delay_ms"
 
 # --- build -----------------------------------------------------------------------------
 

@@ -49,13 +49,6 @@ while [ $# -gt 0 ]; do
         *) echo "peers.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
     esac
 done
-case "$rounds$records" in
-    *[!0-9]*) echo "peers.sh: --rounds and --records take whole numbers" >&2; exit 2 ;;
-esac
-if [ "$rounds" -lt 1 ] || [ "$records" -lt 1 ]; then
-    echo "peers.sh: --rounds and --records must be at least 1" >&2
-    exit 2
-fi
 
 # The programs to run, in the order of all_programs.
 programs=()
@@ -86,6 +79,8 @@ cd "$(dirname "$0")/.."
 script=peers.sh
 # shellcheck source=common/bench.sh
 . benches/common/bench.sh
+require_count 1 --rounds "$rounds"
+require_count 1 --records "$records"
 repo=$(pwd)
 
 # --- build -----------------------------------------------------------------------------

@@ -40,18 +40,13 @@ while [ $# -gt 0 ]; do
         *) echo "throughput.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
     esac
 done
-case "$rounds$records" in
-    *[!0-9]*) echo "throughput.sh: --rounds and --records take whole numbers" >&2; exit 2 ;;
-esac
-if [ "$rounds" -lt 1 ] || [ "$records" -lt 1 ]; then
-    echo "throughput.sh: --rounds and --records must be at least 1" >&2
-    exit 2
-fi
 
 cd "$(dirname "$0")/.."
 script=throughput.sh
 # shellcheck source=common/bench.sh
 . benches/common/bench.sh
+require_count 1 --rounds "$rounds"
+require_count 1 --records "$records"
 pipeline=benches/bench.hmr
 
 # --- build -----------------------------------------------------------------------------

@@ -23,6 +23,18 @@ print(found)
 ' "$script" "$1"
 }
 
+# require_count MIN FLAG VALUE: exits 2 unless VALUE (the argument of FLAG) is a whole
+# number of at least MIN.
+require_count() {
+    case "$3" in
+        '' | *[!0-9]*) echo "$script: $2 takes a whole number" >&2; exit 2 ;;
+    esac
+    if [ "$3" -lt "$1" ]; then
+        echo "$script: $2 must be at least $1" >&2
+        exit 2
+    fi
+}
+
 # scratch PREFIX: makes the scratch folder `tmp`; on exit the API started by start_api
 # is stopped and the folder removed (kept with KEEP_TMP=1).
 scratch() {

@@ -34,12 +34,8 @@ impl SledStore {
         let flush = |source: &str, seq: &mut u64, entries: &mut Vec<Full>| -> Result<()> {
             if !entries.is_empty() {
                 *seq += 1;
-                for (part, e) in entries.chunks(key_index::PAGE_PART).enumerate() {
-                    let part = u16::try_from(part).unwrap_or(u16::MAX);
-                    log.insert(
-                        key_index::page_key(source, *seq, part),
-                        key_index::encode_page(e),
-                    )?;
+                for (at, value) in key_index::page_writes(source, *seq, entries) {
+                    log.insert(at, value)?;
                 }
                 log.insert(key_index::committed_key(source), &seq.to_be_bytes())?;
                 entries.clear();
@@ -55,18 +51,13 @@ impl SledStore {
                 continue;
             };
             let (seq, entries) = pages.entry(source.clone()).or_default();
-            entries.push(Full {
-                entry: Entry {
-                    hash: hash_key(&k[skip..]),
-                    fingerprint: entry.fingerprint,
-                    order: order16(orders.get(k.as_ref()).map(Vec::as_slice)),
-                },
-                key: k[skip..].to_vec(),
-                cursor: entry
-                    .cursor
-                    .map(|c| serde_json::to_vec(&c).unwrap_or_default())
-                    .unwrap_or_default(),
-            });
+            let order = orders.get(k.as_ref()).map(Vec::as_slice);
+            entries.push(Full::of(
+                &k[skip..],
+                entry.fingerprint,
+                order,
+                entry.cursor.as_ref(),
+            ));
             moved += 1;
             if entries.len() == 1000 {
                 flush(&source, seq, entries)?;

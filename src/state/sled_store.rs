@@ -4,7 +4,7 @@
 
 use super::commit_log::{self, Op};
 use super::files::{clear_unfinished_snapshots, file_id, is_locked, FileId};
-use super::key_index::{self, hash_key, order16, Entry, Full, KeyIndex};
+use super::key_index::{self, hash_key, Full, KeyIndex};
 use super::{
     KeyEntry, PageCommit, Prune, Result, SourceMeta, StateError, StateStore, STATE_VERSION,
 };
@@ -253,18 +253,9 @@ impl StateStore for SledStore {
         let entries: Vec<Full> = page
             .keys
             .iter()
-            .map(|(k, e)| Full {
-                entry: Entry {
-                    hash: hash_key(k),
-                    fingerprint: e.fingerprint,
-                    order: order16(orders.get(k.as_slice()).copied()),
-                },
-                key: k.clone(),
-                cursor: e
-                    .cursor
-                    .as_ref()
-                    .map(|c| serde_json::to_vec(c).unwrap_or_default())
-                    .unwrap_or_default(),
+            .map(|(k, e)| {
+                let order = orders.get(k.as_slice()).copied();
+                Full::of(k, e.fingerprint, order, e.cursor.as_ref())
             })
             .collect();
         // The page of keys is written first, on its own (a large value written once, not

@@ -47,12 +47,7 @@ impl KeyIndex {
     /// when there are too many.
     fn make_room(&mut self, tree: &sled::Tree) -> Result<()> {
         loop {
-            let held: usize = self
-                .runs
-                .iter()
-                .filter_map(|r| r.table.as_ref().map(Vec::len))
-                .sum();
-            if held <= self.table_max {
+            if tables_len(&self.runs) <= self.table_max {
                 break;
             }
             if let Some(r) = self
@@ -111,10 +106,7 @@ impl KeyIndex {
         let total: u64 = self.meta.runs.iter().map(|(_, c)| *c).sum();
         // The spilled runs are the oldest: runs are spilled oldest first.
         let spilled = self.runs.iter().take_while(|r| r.held.is_none()).count();
-        let in_memory: usize = self.runs[spilled..]
-            .iter()
-            .filter_map(|r| r.table.as_ref().map(Vec::len))
-            .sum();
+        let in_memory = tables_len(&self.runs[spilled..]);
         let mut out = Writer::new(
             tree,
             &self.source,
@@ -175,4 +167,11 @@ impl KeyIndex {
         self.cache.clear();
         Ok(())
     }
+}
+
+/// How many entries the tables of `runs` hold.
+fn tables_len(runs: &[Run]) -> usize {
+    runs.iter()
+        .filter_map(|r| r.table.as_ref().map(Vec::len))
+        .sum()
 }

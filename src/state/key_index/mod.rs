@@ -41,6 +41,7 @@ use super::{Result, StateError};
 use format::{chunk_key, decode, item_at, meta_key, remove_all, scan, Item, Meta, FORMAT};
 pub use format::{committed_key, encode_page, page_key, Write};
 use runs::{Bloom, Logged, LoggedAt, Pages, Run};
+use serde_json::Value as Json;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -86,6 +87,36 @@ pub struct Full {
     pub entry: Entry,
     pub key: Vec<u8>,
     pub cursor: Vec<u8>,
+}
+
+impl Full {
+    /// A key's entry: its fingerprint, the order bytes of its cursor (if any) and the
+    /// cursor itself.
+    pub fn of(key: &[u8], fingerprint: u64, order: Option<&[u8]>, cursor: Option<&Json>) -> Full {
+        Full {
+            entry: Entry {
+                hash: hash_key(key),
+                fingerprint,
+                order: order16(order),
+            },
+            key: key.to_vec(),
+            cursor: cursor
+                .map(|c| serde_json::to_vec(c).unwrap_or_default())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Page `seq` of `source` as the writes to make: its parts of [`PAGE_PART`] entries.
+pub fn page_writes(source: &str, seq: u64, entries: &[Full]) -> Vec<Write> {
+    entries
+        .chunks(PAGE_PART)
+        .enumerate()
+        .map(|(part, e)| {
+            let part = u16::try_from(part).unwrap_or(u16::MAX);
+            (page_key(source, seq, part), encode_page(e))
+        })
+        .collect()
 }
 
 /// The hash a key is kept under.
@@ -244,8 +275,7 @@ impl KeyIndex {
                 stale.push(k);
                 continue;
             };
-            let entries = decode(&v, &what)?;
-            index.add(seq, part, &entries);
+            index.add(seq, part, decode(&v, &what)?.into_iter());
             if index.logged >= FOLD_AT {
                 index.fold(tree)?;
             }
@@ -323,24 +353,16 @@ impl KeyIndex {
     pub fn page(&mut self, entries: &[Full]) -> (u64, Vec<Write>) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let writes = entries
-            .chunks(PAGE_PART)
-            .enumerate()
-            .map(|(part, e)| {
-                let part = u16::try_from(part).unwrap_or(u16::MAX);
-                (page_key(&self.source, seq, part), encode_page(e))
-            })
-            .collect();
-        (seq, writes)
+        (seq, page_writes(&self.source, seq, entries))
     }
 
-    fn add(&mut self, seq: u64, part: u16, entries: &[Entry]) {
+    fn add(&mut self, seq: u64, part: u16, entries: impl Iterator<Item = Entry>) {
         let mut top = [0u8; 16];
         for e in entries {
             top = top.max(e.order);
             self.recent.insert(e.hash, (e.fingerprint, e.order));
+            self.logged += 1;
         }
-        self.logged += entries.len();
         self.pages.push((seq, part, top));
     }
 
@@ -349,8 +371,7 @@ impl KeyIndex {
     pub fn written(&mut self, tree: &sled::Tree, seq: u64, entries: &[Full]) -> Result<()> {
         for (part, e) in entries.chunks(PAGE_PART).enumerate() {
             let part = u16::try_from(part).unwrap_or(u16::MAX);
-            let e: Vec<Entry> = e.iter().map(|f| f.entry).collect();
-            self.add(seq, part, &e);
+            self.add(seq, part, e.iter().map(|f| f.entry));
         }
         if self.logged >= FOLD_AT {
             self.fold(tree)?;
@@ -358,9 +379,8 @@ impl KeyIndex {
         Ok(())
     }
 
-    /// The pages since the last fold, and their entries (the latest of each key only)
-    /// in hash order, each with its page and where its bytes lie: a fold copies those
-    /// bytes without taking them apart.
+    /// The pages `parts`, and their entries (the latest of each key only) in hash order,
+    /// each with its page and where its bytes lie: for a spill, or a dump.
     fn logged(&self, tree: &sled::Tree, parts: &Pages) -> Result<Logged> {
         let mut pages = Vec::with_capacity(parts.len());
         let mut entries = Vec::new();
