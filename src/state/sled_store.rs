@@ -81,25 +81,32 @@ impl SledStore {
         // throughput benchmark 8 MiB against 16 MiB gave 76 against 89 MiB peak at the same
         // records/s, and 4 MiB against 8 MiB (with one page between nodes) 77 against 83
         // (docs/performance.md).
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(&path)
             .cache_capacity(4 * 1024 * 1024)
-            .flush_every_ms(Some(200))
-            .open()
-            .map_err(|e| {
+            .flush_every_ms(Some(200));
+        let mut tries = 0;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
                 // Another process holds sled's lock on `db`: asked of the file itself,
                 // not guessed from the error's text.
-                if is_locked(&path) {
-                    StateError::Locked {
+                Err(_) if is_locked(&path) => {
+                    return Err(StateError::Locked {
                         path: shown.clone(),
-                    }
-                } else {
-                    StateError::Open {
+                    })
+                }
+                // Refused by a holder that let go before the file was asked (a `state`
+                // done reading): opened again, a few times at most.
+                Err(_) if tries < 3 => tries += 1,
+                Err(e) => {
+                    return Err(StateError::Open {
                         path: shown.clone(),
                         reason: e.to_string(),
-                    }
+                    })
                 }
-            })?;
+            }
+        };
         let lock_file = file_id(&path.join("db")).map_err(|e| StateError::Open {
             path: shown.clone(),
             reason: e.to_string(),
