@@ -8,6 +8,7 @@
 
 use hamstr::check::{check, Source};
 use hamstr::nodes::eval::Path;
+use hamstr::nodes::record::raw::split;
 use hamstr::nodes::record::Extractor;
 use hamstr::nodes::source::http::Response;
 use hamstr::nodes::source::paginate::{Next, Pager};
@@ -120,6 +121,29 @@ fn extractors() -> &'static [(&'static str, Extractor)] {
         .into_iter()
         .map(|r| (r, Extractor::new(&source(r))))
         .collect()
+    })
+}
+
+/// Extractors whose fields are all read from an item's text where it lies (singular
+/// paths from a name, `$.raw.x` and `$.raw[0]` below one), for every `records` path a
+/// page can be split at.
+fn direct_extractors() -> &'static [(&'static str, Extractor)] {
+    static ALL: OnceLock<Vec<(&'static str, Extractor)>> = OnceLock::new();
+    ALL.get_or_init(|| {
+        let fields = "key = id\n  incremental { cursor = at }\n  fields {\n    id  : string    = $.id\n    n   : int?      = $.n\n    d   : decimal?  = $.n\n    at  : datetime  = $.at\n    raw : json?     = $.raw\n    x   : string?   = $.raw.x\n    r0  : json?     = $.raw[0]\n    k   : int?      = 7\n  }";
+        ["", "records = $.data[*]", "records = $.a.b[*]"]
+            .into_iter()
+            .map(|r| {
+                let text = format!(
+                    "service s {{ base_url = \"http://127.0.0.1:9\" }}\n\
+                     source a from s {{\n  get = \"/x\"\n  schedule = once\n  {r}\n  {fields}\n}}\n\
+                     sink k = stdout()\nflow a -> k\n"
+                );
+                let checked = check("pages.hmr", &text, &|_| None);
+                assert_eq!(checked.report.errors(), 0, "{r}: does not check");
+                (r, Extractor::new(&checked.pipeline.expect("a pipeline").sources["a"]))
+            })
+            .collect()
     })
 }
 
@@ -281,6 +305,20 @@ fn response(body: Value) -> Response {
         headers: Default::default(),
         body_hash: xxhash_rust::xxh3::xxh3_64(&text),
         body,
+        records: None,
+    }
+}
+
+/// The response a run makes of a page of a source with `records = $.data[*]`: its
+/// records kept as text.
+fn split_response(page: &[u8]) -> Response {
+    let (body, records) = split(page.to_vec(), &["data".to_string()]).expect("a page a tree reads");
+    Response {
+        url: Url::parse("http://127.0.0.1:9/x?c=0").expect("a URL"),
+        headers: Default::default(),
+        body_hash: xxhash_rust::xxh3::xxh3_64(page),
+        body,
+        records,
     }
 }
 
@@ -310,12 +348,12 @@ proptest! {
         for (records, ex) in extractors() {
             let body = body.clone();
             let ((), peak) = peak_of(|| {
-                let Ok(count) = ex.count(&body) else {
+                let Ok(count) = ex.count(&body, None) else {
                     // Only a source without `records` refuses a page: one not an array.
                     assert!(records.is_empty() && !body.is_array(), "{records}");
                     return;
                 };
-                let items = ex.items(body).expect("the items of a page that was counted");
+                let items = ex.items(body, None).expect("the items of a page that was counted");
                 let refs = items.refs();
                 assert_eq!(refs.len(), count, "{records}");
                 for item in refs {
@@ -333,6 +371,87 @@ proptest! {
                 peak <= bound(page.len()),
                 "{}: held {} bytes for a page of {}", records, peak, page.len()
             );
+        }
+    }
+
+    /// A page split as a run splits it (the records kept as text) gives the count, and
+    /// item by item the record or the rejection, its tree gives, within the same bound.
+    #[test]
+    fn a_page_split_gives_what_its_tree_gives(page in pages(), wrapped in any::<bool>()) {
+        // The page, or the page as the records of `$.a.b[*]`.
+        let page = if wrapped {
+            let mut p = br#"{"x":[{"b":1}],"a":{"c":null,"b":"#.to_vec();
+            p.extend_from_slice(&page);
+            p.extend_from_slice(b"},\"y\":2}");
+            p
+        } else {
+            page
+        };
+        let whole = serde_json::from_slice::<Value>(&page);
+        for (records, ex) in extractors().iter().chain(direct_extractors()) {
+            let Some(at) = ex.split_at() else { continue };
+            // The page parsed, as the tree above is, before what extraction holds is counted.
+            let split = split(page.clone(), &at);
+            let copy = whole.as_ref().ok().cloned();
+            let ((), peak) = peak_of(|| {
+                let (Ok(body), Some(copy)) = (&whole, copy) else {
+                    // What a tree refuses the split refuses, but for nesting past the
+                    // depth limit inside an item, which its own parse meets.
+                    return;
+                };
+                let (tree, raw) = split.expect("a page a tree reads is split");
+                let count = ex.count(body, None);
+                assert_eq!(count.as_ref().ok(), ex.count(&tree, raw.as_ref()).as_ref().ok(), "{records}");
+                if count.is_err() {
+                    return;
+                }
+                let by_tree = ex.items(copy, None).expect("items");
+                let by_text = ex.items(tree, raw).expect("items");
+                let (a, b) = (by_tree.refs(), by_text.refs());
+                assert_eq!(a.len(), b.len(), "{records}");
+                for (x, y) in a.into_iter().zip(b) {
+                    assert_eq!(x.json(), y.json(), "{records}");
+                    match (ex.record(x, None), ex.record(y, None)) {
+                        (Ok(r), Ok(s)) => assert_eq!(r, s, "{records}"),
+                        (Err(r), Err(s)) => {
+                            assert_eq!(r.reason, s.reason, "{records}");
+                            assert_eq!(r.key, s.key, "{records}");
+                            assert_eq!(r.cursor, s.cursor, "{records}");
+                        }
+                        (r, s) => panic!("{records}: {:?} from the tree, {:?} from the text", r.map_err(|e| e.reason), s.map_err(|e| e.reason)),
+                    }
+                    assert_eq!(ex.item_cursor(x, None), ex.item_cursor(y, None), "{records}");
+                }
+            });
+            prop_assert!(
+                peak <= bound(page.len()),
+                "{}: held {} bytes for a page of {}", records, peak, page.len()
+            );
+        }
+    }
+
+    /// Every paginator decides as it does on the tree when the page's records are kept
+    /// as text: a cursor read from the last record (`$.data[-1].id`) included.
+    #[test]
+    fn every_paginator_decides_alike_on_a_split_page(page in pages(), count in 0usize..10) {
+        let Ok(body) = serde_json::from_slice::<Value>(&page) else { return Ok(()) };
+        let (whole, split) = (response(body), split_response(&page));
+        for (what, src) in paginated() {
+            let decisions = |resp: &Response| {
+                let mut pager = Pager::new(&src.paginate, Url::parse("http://127.0.0.1:9/x").expect("URL"), vec![]);
+                let first = pager.first();
+                let same = |u: &Url| u.origin() == first.origin();
+                let mut said = vec![format!("{}", pager.repeats_previous(resp))];
+                for _ in 0..3 {
+                    let next = pager.next(resp, count, &same);
+                    said.push(format!("{next:?}"));
+                    if !matches!(next, Next::Fetch(_)) {
+                        break;
+                    }
+                }
+                said
+            };
+            prop_assert_eq!(decisions(&whole), decisions(&split), "{}", what);
         }
     }
 

@@ -464,8 +464,9 @@ impl ExtractNode {
                     }
                     // An item without a usable key is remembered by a fingerprint of
                     // itself: seen again, it replaces its entry instead of adding one.
-                    let id = key.unwrap_or_else(|| unkeyed_rejection(item));
-                    parts.open().reject(Some(id), reason, item);
+                    let item = item.json();
+                    let id = key.unwrap_or_else(|| unkeyed_rejection(&item));
+                    parts.open().reject(Some(id), reason, &item);
                     continue;
                 }
             };

@@ -15,10 +15,16 @@
     clippy::panic
 )]
 
+mod direct;
+pub mod raw;
+
 use super::eval::{Compiled, Env, Path};
 use super::value::{Record, Val};
-use crate::check::{Lookback, Source, Type};
+use crate::check::{Lookback, PathStep, Source, Type};
+use direct::Direct;
+use raw::RawRecords;
 use serde_json::Value as Json;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Why an item did not become a record, with its key and cursor when they could be read.
@@ -29,28 +35,51 @@ pub struct Rejection {
     pub cursor: Option<Val>,
 }
 
-/// The record items of one response body. When they are one array they are taken out of
-/// the body (no copy); otherwise the body is kept whole with the path that selects them,
-/// and they are read by reference: a match nested in another match (`$..items[*]` on a
-/// recursive body) is not copied once per match that holds it.
+/// The record items of one response body. Kept as their text when the page was split
+/// ([`raw`]); else, when they are one array, taken out of the body (no copy); otherwise
+/// the body is kept whole with the path that selects them, and they are read by
+/// reference: a match nested in another match (`$..items[*]` on a recursive body) is
+/// not copied once per match that holds it.
 pub struct Items(Held);
 
 enum Held {
+    Raw(RawRecords),
     Taken(Vec<Json>),
     Selected { body: Json, path: Path },
 }
 
+/// One record item: its tree, or its text.
+#[derive(Clone, Copy)]
+pub enum Item<'a> {
+    Json(&'a Json),
+    Text(&'a str),
+}
+
+impl Item<'_> {
+    /// The item's tree (parsed from its text when it is text).
+    pub fn json(&self) -> Cow<'_, Json> {
+        match self {
+            Item::Json(j) => Cow::Borrowed(*j),
+            Item::Text(t) => Cow::Owned(raw::parse_item(t)),
+        }
+    }
+}
+
 impl Items {
     /// The items, in order.
-    pub fn refs(&self) -> Vec<&Json> {
+    pub fn refs(&self) -> Vec<Item<'_>> {
         match &self.0 {
-            Held::Taken(items) => items.iter().collect(),
-            Held::Selected { body, path } => path.select(body),
+            Held::Raw(items) => items.iter().map(Item::Text).collect(),
+            Held::Taken(items) => items.iter().map(Item::Json).collect(),
+            Held::Selected { body, path } => {
+                path.select(body).into_iter().map(Item::Json).collect()
+            }
         }
     }
 
     pub fn len(&self) -> usize {
         match &self.0 {
+            Held::Raw(items) => items.len(),
             Held::Taken(items) => items.len(),
             Held::Selected { body, path } => path.select(body).len(),
         }
@@ -79,6 +108,8 @@ pub struct Extractor {
     lookback: Option<Lookback>,
     filter: Option<Compiled>,
     records: Records,
+    /// How records are read from an item's text, when every field can be so.
+    direct: Option<Direct>,
 }
 
 enum Records {
@@ -93,7 +124,7 @@ impl Extractor {
     pub fn new(src: &Source) -> Extractor {
         let names: Vec<String> = src.fields.iter().map(|f| f.name.clone()).collect();
         let index = |n: &str| names.iter().position(|x| x == n);
-        let fields = src
+        let fields: Vec<(Type, bool, Compiled)> = src
             .fields
             .iter()
             .map(|f| (f.ty, f.optional, Compiled::new(&f.expr, &|_| None)))
@@ -152,8 +183,10 @@ impl Extractor {
                 None => Records::General(Path::compile(p)),
             },
         };
+        let direct = Direct::plan(fields.iter().map(|(_, _, expr)| expr));
         Extractor {
             names: Arc::new(names),
+            direct,
             fields,
             key,
             cursor,
@@ -164,8 +197,27 @@ impl Extractor {
         }
     }
 
-    /// Takes the record items out of a response body.
-    pub fn items(&self, body: Json) -> Result<Items, String> {
+    /// The names that lead to the records array, when a page can be split there
+    /// ([`raw::split`]): none for the body itself.
+    pub fn split_at(&self) -> Option<Vec<String>> {
+        match &self.records {
+            Records::Body => Some(Vec::new()),
+            Records::Array(steps) => steps
+                .iter()
+                .map(|s| match s {
+                    PathStep::Name(n) => Some(n.clone()),
+                    PathStep::Index(_) => None,
+                })
+                .collect(),
+            Records::General(_) => None,
+        }
+    }
+
+    /// Takes the record items out of a response body, or its items kept as text.
+    pub fn items(&self, body: Json, raw: Option<RawRecords>) -> Result<Items, String> {
+        if let Some(raw) = raw {
+            return Ok(Items(Held::Raw(raw)));
+        }
         match &self.records {
             Records::Body => match body {
                 Json::Array(items) => Ok(items.into()),
@@ -204,7 +256,10 @@ impl Extractor {
     }
 
     /// How many record items a body holds, without taking them out.
-    pub fn count(&self, body: &Json) -> Result<usize, String> {
+    pub fn count(&self, body: &Json, raw: Option<&RawRecords>) -> Result<usize, String> {
+        if let Some(raw) = raw {
+            return Ok(raw.len());
+        }
         match &self.records {
             Records::Body => match body {
                 Json::Array(items) => Ok(items.len()),
@@ -222,18 +277,33 @@ impl Extractor {
     /// Builds a record, or says why not (with the key when it could be read).
     pub fn record(
         &self,
-        item: &Json,
+        item: Item,
         parent: Option<&serde_json::Map<String, Json>>,
     ) -> Result<Record, Rejection> {
+        // Read from the item's text where the plan allows, else from its tree.
+        let found = match (item, &self.direct) {
+            (Item::Text(text), Some(direct)) => direct.find(text).map(|f| (direct, f)),
+            _ => None,
+        };
+        let tree = match found {
+            Some(_) => None,
+            None => Some(item.json()),
+        };
         let env = Env {
-            item: Some(item),
+            item: tree.as_deref(),
             parent,
             fields: &[],
         };
         let mut values = Vec::with_capacity(self.fields.len());
         let mut error: Option<String> = None;
-        for ((ty, optional, expr), name) in self.fields.iter().zip(self.names.iter()) {
-            let v = match field_value(expr, *ty, &env) {
+        for (i, ((ty, optional, expr), name)) in
+            self.fields.iter().zip(self.names.iter()).enumerate()
+        {
+            let value = match &found {
+                Some((direct, found)) => direct.value(i, found, *ty),
+                None => field_value(expr, *ty, &env),
+            };
+            let v = match value {
                 Ok(Val::Null) if !optional => {
                     error.get_or_insert_with(|| {
                         format!("required field `{name}` is missing or null")
@@ -307,12 +377,13 @@ impl Extractor {
     /// The cursor of a raw item, for a newest-first source's early stop.
     pub fn item_cursor(
         &self,
-        item: &Json,
+        item: Item,
         parent: Option<&serde_json::Map<String, Json>>,
     ) -> Option<Val> {
         let (i, ty) = self.cursor?;
+        let item = item.json();
         let env = Env {
-            item: Some(item),
+            item: Some(&item),
             parent,
             fields: &[],
         };

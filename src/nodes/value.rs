@@ -25,7 +25,7 @@ use std::cmp::Ordering;
 
 mod numeral;
 
-pub use numeral::{number_val, parse_decimal};
+pub use numeral::{number_text_val, number_val, parse_decimal};
 
 /// One field's value in a record.
 #[derive(Debug, Clone, PartialEq)]

@@ -384,7 +384,7 @@ impl<'a> Inspector<'a> {
                 }
             };
             let repeated = listing.repeats_previous(&resp);
-            let count = match ex.count(&resp.body) {
+            let count = match ex.count(&resp.body, resp.records.as_ref()) {
                 Ok(c) => c,
                 Err(e) => {
                     out.pages.push(page);
@@ -400,7 +400,7 @@ impl<'a> Inspector<'a> {
                 listing.next(&resp, count, &client)
             };
             page.selected = count;
-            let items = match ex.items(resp.body) {
+            let items = match ex.items(resp.body, resp.records) {
                 Ok(items) => items,
                 Err(e) => {
                     out.pages.push(page);
@@ -409,7 +409,7 @@ impl<'a> Inspector<'a> {
                 }
             };
             for (i, item) in items.refs().into_iter().enumerate() {
-                out.items.push(item.clone());
+                out.items.push(item.json().into_owned());
                 match ex.record(item, parent) {
                     Ok(record) => {
                         page.records += 1;

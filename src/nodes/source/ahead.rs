@@ -24,15 +24,23 @@ pub struct Ahead {
     client: Arc<ServiceClient>,
     stop: Stop,
     source: String,
+    /// The names that lead to the records' array: the items there are kept as text.
+    records: Option<Vec<String>>,
     queue: VecDeque<(Request, JoinHandle<Result<Unparsed, FetchError>>)>,
 }
 
 impl Ahead {
-    pub fn new(client: Arc<ServiceClient>, stop: Stop, source: &str) -> Ahead {
+    pub fn new(
+        client: Arc<ServiceClient>,
+        stop: Stop,
+        source: &str,
+        records: Option<Vec<String>>,
+    ) -> Ahead {
         Ahead {
             client,
             stop,
             source: source.to_string(),
+            records,
             queue: VecDeque::new(),
         }
     }
@@ -68,11 +76,11 @@ impl Ahead {
         {
             self.drop_from(0);
             crate::metrics::source_request(&self.source);
-            return self.client.fetch(req, &self.stop).await;
+            return self.fetch_now(req).await;
         }
         let Some((_, handle)) = self.queue.pop_front() else {
             crate::metrics::source_request(&self.source);
-            return self.client.fetch(req, &self.stop).await;
+            return self.fetch_now(req).await;
         };
         let answer = handle.await.unwrap_or_else(|e| {
             Err(FetchError {
@@ -83,14 +91,19 @@ impl Ahead {
                 status: None,
             })
         })?;
-        match self.client.parse(answer) {
+        match self.client.parse_split(answer, self.records.as_deref()) {
             Ok(resp) => Ok(resp),
             Err(Attempt::Retry(e, _) | Attempt::Fatal(e)) => {
                 tracing::debug!(source = %self.source, error = %e.message, "a page sent ahead is asked for again");
                 crate::metrics::source_request(&self.source);
-                self.client.fetch(req, &self.stop).await
+                self.fetch_now(req).await
             }
         }
+    }
+
+    async fn fetch_now(&self, req: &Request) -> Answer {
+        let records = self.records.as_deref();
+        self.client.fetch_split(req, &self.stop, records).await
     }
 
     fn spawn(&self, req: Request) -> JoinHandle<Result<Unparsed, FetchError>> {

@@ -2,12 +2,14 @@
 //! concurrency limit and pause (Retry-After, RateLimit headers), timeouts, and retries
 //! with exponential backoff and jitter.
 
-use crate::check::{Retry, Service};
+use crate::check::{PathStep, Retry, Service};
 use crate::masking::Masker;
 use crate::nodes::auth::{AuthError, Authorizer, TokenHome, Used};
+use crate::nodes::eval::{index, walk, Path};
 use crate::nodes::net::{
     self, api_text, body_excerpt, gave_up, request_error, with_retries, GaveUp, SHOWN,
 };
+use crate::nodes::record::raw::{parse_item, split, RawRecords};
 use crate::nodes::tape::{SendError, Tape};
 use crate::stop::Stop;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -40,9 +42,31 @@ pub struct Request {
 pub struct Response {
     pub url: Url,
     pub headers: HeaderMap,
+    /// The body's tree; when `records` holds the page's records as text, `null` stands
+    /// in their array's place (read the body through [`Response::get`]).
     pub body: Json,
+    pub records: Option<RawRecords>,
     /// A hash of the raw body, to spot a page served twice.
     pub body_hash: u64,
+}
+
+impl Response {
+    /// The value a singular path names in the body, the records kept as text included.
+    pub fn get(&self, path: &Path) -> Option<Json> {
+        if let (Some(raw), Path::Singular(steps)) = (&self.records, path) {
+            if let Some(rest) = raw.below(steps) {
+                return match rest.split_first() {
+                    None => Some(raw.to_json()),
+                    Some((PathStep::Index(i), rest)) => {
+                        let item = raw.get(index(*i, raw.len())?)?;
+                        walk(&parse_item(item), rest).cloned()
+                    }
+                    Some((PathStep::Name(_), _)) => None,
+                };
+            }
+        }
+        path.get(&self.body).cloned()
+    }
 }
 
 /// A successful answer whose body is not parsed yet: a page sent ahead keeps its bytes,
@@ -166,6 +190,18 @@ impl ServiceClient {
         self.fetch_then(req, stop, |u| self.parse(u)).await
     }
 
+    /// As [`ServiceClient::fetch`], the items of the records' array kept as text
+    /// ([`ServiceClient::parse_split`]).
+    pub async fn fetch_split(
+        &self,
+        req: &Request,
+        stop: &Stop,
+        records: Option<&[String]>,
+    ) -> Result<Response, FetchError> {
+        self.fetch_then(req, stop, |u| self.parse_split(u, records))
+            .await
+    }
+
     /// As [`ServiceClient::fetch`], but the body is not parsed: a body that is not JSON
     /// is found only by [`ServiceClient::parse`], and then not retried.
     pub async fn fetch_unparsed(&self, req: &Request, stop: &Stop) -> Result<Unparsed, FetchError> {
@@ -174,8 +210,24 @@ impl ServiceClient {
 
     /// An answer's body parsed: a body that is not JSON is worth asking for again.
     pub fn parse(&self, u: Unparsed) -> Result<Response, Attempt> {
-        let body: Json = serde_json::from_slice(&u.bytes).map_err(|e| {
-            let what = if u.bytes.first().is_some_and(|b| *b == b'<') {
+        self.parse_split(u, None)
+    }
+
+    /// As [`ServiceClient::parse`]; with `records`, the names that lead to the records'
+    /// array, the items there are kept as text ([`split`]).
+    pub fn parse_split(
+        &self,
+        u: Unparsed,
+        records: Option<&[String]>,
+    ) -> Result<Response, Attempt> {
+        let body_hash = xxhash_rust::xxh3::xxh3_64(&u.bytes);
+        let html = u.bytes.first().is_some_and(|b| *b == b'<');
+        let parsed = match records {
+            Some(steps) => split(u.bytes, steps),
+            None => serde_json::from_slice::<Json>(&u.bytes).map(|body| (body, None)),
+        };
+        let (body, records) = parsed.map_err(|e| {
+            let what = if html {
                 "an HTML page, not JSON".to_string()
             } else {
                 format!("not valid JSON ({e})")
@@ -189,10 +241,11 @@ impl ServiceClient {
             )
         })?;
         Ok(Response {
-            body_hash: xxhash_rust::xxh3::xxh3_64(&u.bytes),
+            body_hash,
             url: u.url,
             headers: u.headers,
             body,
+            records,
         })
     }
 

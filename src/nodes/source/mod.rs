@@ -123,7 +123,12 @@ impl Poller {
         } else {
             self.client.pages_in_flight()
         };
-        let mut ahead = Ahead::new(Arc::clone(&self.client), self.stop.clone(), name);
+        let mut ahead = Ahead::new(
+            Arc::clone(&self.client),
+            self.stop.clone(),
+            name,
+            self.ex.split_at(),
+        );
         loop {
             if self.stop.is_stopping() {
                 return Ok(false);
@@ -141,7 +146,7 @@ impl Poller {
                 warnings.push(w.into());
                 return Ok(false);
             }
-            let count = self.ex.count(&resp.body)?;
+            let count = self.ex.count(&resp.body, resp.records.as_ref())?;
             let token = resume
                 .as_ref()
                 .and_then(|r| r.get(&resp))
@@ -161,7 +166,7 @@ impl Poller {
                 tracing::warn!(source = %name, warning = %w, "the server sent fewer records than asked");
                 warnings.push(w);
             }
-            let items = self.ex.items(resp.body)?;
+            let items = self.ex.items(resp.body, resp.records)?;
             let older_seen = newest_first
                 && watermark.as_ref().is_some_and(|w| {
                     items.refs().into_iter().any(|i| {

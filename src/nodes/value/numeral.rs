@@ -20,6 +20,20 @@ pub fn number_val(n: &serde_json::Number) -> Val {
     }
 }
 
+/// [`number_val`] of a number's JSON text (serde_json keeps a number as its text, so
+/// `as_i64` and `to_string` above read exactly this); text that is not a number is null.
+pub fn number_text_val(text: &str) -> Val {
+    if let Ok(i) = text.parse::<i64>() {
+        return Val::Int(i);
+    }
+    match parse_decimal(text) {
+        Some(d) => Val::Decimal(d),
+        None => text
+            .parse::<serde_json::Number>()
+            .map_or(Val::Null, |n| Val::Json(Json::Number(n))),
+    }
+}
+
 /// `12.50`, `-3`, `1e3`: the decimal that holds exactly this number, or `None` when a
 /// decimal cannot (more than 28 significant digits, or out of range): never rounded.
 pub fn parse_decimal(s: &str) -> Option<Decimal> {

@@ -24,7 +24,7 @@ impl Picker {
     /// when it is repeated; none when it is not text).
     pub fn get(&self, resp: &Response) -> Option<Json> {
         match self {
-            Picker::Body(p) => p.get(&resp.body).cloned(),
+            Picker::Body(p) => resp.get(p),
             Picker::Header(name) => resp
                 .headers
                 .get(name.as_str())

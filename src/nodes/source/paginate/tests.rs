@@ -9,6 +9,7 @@ fn resp(url: &str, body: Json) -> Response {
         headers: Default::default(),
         body_hash: xxhash_rust::xxh3::xxh3_64(body.to_string().as_bytes()),
         body,
+        records: None,
     }
 }
 

@@ -1,0 +1,205 @@
+//! Records made straight from an item's text, where every field is a literal or a
+//! singular path that starts with a name (`$.id`, `$.customer.email`): one pass over the
+//! item's members notes where each field's member is, unknown members are skipped, and
+//! each value is read from its text — a string without escapes and a number are read
+//! where they lie, a datetime parsed from the page itself. Only a member a field reads
+//! below (`$.customer.email`) or keeps as `json` is parsed into a tree.
+//!
+//! What a field gets is exactly what [`super::Extractor`] gets from the item's tree: the
+//! same null for a missing member, the same value for a number's text (serde_json keeps
+//! numbers as their text here, `arbitrary_precision`), the same last value for a
+//! repeated name, the same reasons. An item that is not an object is left to the tree.
+
+use super::super::eval::{walk, Compiled, Path};
+use super::super::value::{number_text_val, Val};
+use crate::check::{PathStep, Type};
+use chrono::{DateTime, Utc};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::Value as Json;
+use std::borrow::Cow;
+use std::fmt;
+
+/// How each field of a source is read from an item's text.
+#[derive(Debug)]
+pub struct Direct {
+    /// The member names the fields start with, each once.
+    names: Vec<String>,
+    fields: Vec<Read>,
+}
+
+#[derive(Debug)]
+enum Read {
+    Lit(Val),
+    /// Member `names[at]`, then `rest` below it.
+    Member {
+        at: usize,
+        rest: Vec<PathStep>,
+    },
+}
+
+/// Where an item's members are: the text of each name's member, if it has one.
+pub struct Found<'a>(Vec<Option<&'a str>>);
+
+impl Direct {
+    /// The plan for these fields, when every one can be read so.
+    pub fn plan<'e>(exprs: impl Iterator<Item = &'e Compiled>) -> Option<Direct> {
+        let mut names: Vec<String> = Vec::new();
+        let mut fields = Vec::new();
+        for expr in exprs {
+            fields.push(match expr {
+                Compiled::Lit(v) => Read::Lit(v.clone()),
+                Compiled::Path(Path::Singular(steps)) => match steps.split_first() {
+                    Some((PathStep::Name(name), rest)) => {
+                        let at = match names.iter().position(|n| n == name) {
+                            Some(at) => at,
+                            None => {
+                                names.push(name.clone());
+                                names.len().checked_sub(1)?
+                            }
+                        };
+                        Read::Member {
+                            at,
+                            rest: rest.to_vec(),
+                        }
+                    }
+                    _ => return None,
+                },
+                _ => return None,
+            });
+        }
+        Some(Direct { names, fields })
+    }
+
+    /// The members of an item's text, or `None` when it is not an object.
+    pub fn find<'a>(&self, item: &'a str) -> Option<Found<'a>> {
+        if !item.starts_with('{') {
+            return None;
+        }
+        let mut de = serde_json::Deserializer::from_str(item);
+        let found = Finder { names: &self.names }.deserialize(&mut de).ok()?;
+        Some(Found(found))
+    }
+
+    /// Field `i`'s value from the members found, as the tree would give it: converted
+    /// to `ty`, a `json` field kept as the API wrote it.
+    pub fn value(&self, i: usize, found: &Found, ty: Type) -> Result<Val, String> {
+        let (at, rest) = match self.fields.get(i) {
+            Some(Read::Member { at, rest }) => (*at, rest),
+            Some(Read::Lit(v)) => return v.clone().convert(ty),
+            None => return Ok(Val::Null),
+        };
+        let Some(text) = found.0.get(at).copied().flatten() else {
+            return Ok(Val::Null);
+        };
+        if !rest.is_empty() {
+            let tree = tree(text)?;
+            return Ok(match (walk(&tree, rest), ty) {
+                (None | Some(Json::Null), Type::Json) => Val::Null,
+                (Some(j), Type::Json) => Val::Json(j.clone()),
+                (None, _) => Val::Null,
+                (Some(j), _) => return Val::from_json(j).convert(ty),
+            });
+        }
+        match ty {
+            Type::Json if text == "null" => Ok(Val::Null),
+            Type::Json => tree(text).map(Val::Json),
+            Type::Datetime => match plain_str(text) {
+                // Parsed where it lies; a string that is not one gets its reason below.
+                Some(s) => match DateTime::parse_from_rfc3339(s.trim()) {
+                    Ok(d) => Ok(Val::Datetime(d.with_timezone(&Utc))),
+                    Err(_) => scalar(text)?.convert(ty),
+                },
+                None => scalar(text)?.convert(ty),
+            },
+            _ => scalar(text)?.convert(ty),
+        }
+    }
+}
+
+/// The text between the quotes of a string without escapes.
+fn plain_str(text: &str) -> Option<&str> {
+    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+    (!inner.contains('\\')).then_some(inner)
+}
+
+/// A member's value as [`Val::from_json`] makes it of the member's tree.
+fn scalar(text: &str) -> Result<Val, String> {
+    Ok(match text.as_bytes().first() {
+        Some(b'n') => Val::Null,
+        Some(b't') => Val::Bool(true),
+        Some(b'f') => Val::Bool(false),
+        Some(b'"') => Val::Str(match plain_str(text) {
+            Some(s) => s.to_string(),
+            None => serde_json::from_str::<String>(text).map_err(|e| e.to_string())?,
+        }),
+        Some(b'{' | b'[') => Val::Json(tree(text)?),
+        _ => number_text_val(text),
+    })
+}
+
+fn tree(text: &str) -> Result<Json, String> {
+    serde_json::from_str(text).map_err(|e| format!("the value is not JSON that can be read ({e})"))
+}
+
+/// Notes the text of the members named in `names`, skipping the others.
+struct Finder<'n> {
+    names: &'n [String],
+}
+
+impl<'de> DeserializeSeed<'de> for Finder<'_> {
+    type Value = Vec<Option<&'de str>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Finder<'_> {
+    type Value = Vec<Option<&'de str>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = vec![None; self.names.len()];
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            match self.names.iter().position(|n| *n == *key) {
+                // A repeated name: its last value, as in the tree.
+                Some(at) => {
+                    let raw = map.next_value::<&'de RawValue>()?;
+                    if let Some(slot) = found.get_mut(at) {
+                        *slot = Some(raw.get());
+                    }
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// A member's name, borrowed from the page unless it has escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s.to_string())))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
