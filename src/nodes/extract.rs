@@ -48,6 +48,57 @@ struct Made {
     stored: Option<u64>,
 }
 
+/// An item of a page made into a record, or rejected, before the key state is asked.
+/// The source node prepares its pages as it hands them on ([`prepare`]), so that this
+/// part of the extraction overlaps the extract node's work on the page before.
+pub struct Prepared(Made0);
+
+enum Made0 {
+    Record(Made),
+    Rejected(Rejection, Json),
+}
+
+impl Prepared {
+    /// The record's cursor, or the rejected item's when it could be read (not null).
+    pub fn cursor(&self) -> Option<&Val> {
+        match &self.0 {
+            Made0::Record(m) => m.cursor.as_ref().filter(|c| !c.is_null()),
+            Made0::Rejected(r, _) => r.cursor.as_ref(),
+        }
+    }
+}
+
+/// Makes a page's items into records (or rejections), in order.
+pub fn prepare(
+    ex: &Extractor,
+    items: &Items,
+    parent: Option<&serde_json::Map<String, Json>>,
+) -> Vec<Prepared> {
+    let keyed = ex.is_keyed();
+    items
+        .refs()
+        .into_iter()
+        .map(|item| match ex.record(item, parent) {
+            Ok(record) => {
+                let cursor = ex.cursor_of(&record).cloned();
+                let key = keyed.then(|| ex.key_of(&record));
+                let mut json = Vec::with_capacity(256);
+                write_record(&ex.names, &record, &mut json);
+                let hash = key.as_deref().map(crate::state::hash_key);
+                Prepared(Made0::Record(Made {
+                    record,
+                    cursor,
+                    key,
+                    hash,
+                    json,
+                    stored: None,
+                }))
+            }
+            Err(rejected) => Prepared(Made0::Rejected(rejected, item.json().into_owned())),
+        })
+        .collect()
+}
+
 /// A record on its way to the sinks.
 #[derive(Debug, Clone)]
 pub struct Emitted {
@@ -73,6 +124,9 @@ pub struct Ack {
 /// One page of items fetched by a source node.
 pub struct Page {
     pub items: Items,
+    /// The items prepared already ([`prepare`]), when the sender did so; `items` is
+    /// then not read.
+    pub prepared: Option<Vec<Prepared>>,
     pub parent: Option<Arc<serde_json::Map<String, Json>>>,
     /// The token the next run resumes from, as this page gave it (`incremental { resume
     /// = ... }`): committed with the page.
@@ -391,7 +445,8 @@ impl ExtractNode {
         let children = outputs.children.clone();
         let mut state = std::mem::take(run);
         let (state, (pending, emitted), page) = blocking(move || {
-            let processed = node.process(&page, id, &mut state, &children);
+            let mut page = page;
+            let processed = node.process(&mut page, id, &mut state, &children);
             (state, processed, page)
         })
         .await;
@@ -424,7 +479,7 @@ impl ExtractNode {
     /// requests. The pending commit it returns waits for no sink yet.
     fn process(
         &self,
-        page: &Page,
+        page: &mut Page,
         id: u64,
         run: &mut RunState,
         children: &[String],
@@ -434,7 +489,6 @@ impl ExtractNode {
         let mut max_cursor: Option<Val> = None;
         let (mut seen, mut rejected) = (0u64, 0u64);
         let parent = page.parent.as_deref();
-        let keyed = self.ex.is_keyed();
         let raise = |c: &Val, max: &mut Option<Val>| {
             if max
                 .as_ref()
@@ -443,18 +497,26 @@ impl ExtractNode {
                 *max = Some(c.clone());
             }
         };
-        // First each item's record (or rejection); the keys' fingerprints are then read
-        // from the store in one call for the page, not one lookup per record.
-        let mut made = Vec::new();
-        for item in page.items.refs() {
+        // First each item's record (or rejection), prepared by the source node when it
+        // could; the keys' fingerprints are then read from the store in one call for the
+        // page, not one lookup per record.
+        let prepared = match page.prepared.take() {
+            Some(prepared) => prepared,
+            None => prepare(&self.ex, &page.items, parent),
+        };
+        let mut made = Vec::with_capacity(prepared.len());
+        for Prepared(p) in prepared {
             seen += 1;
-            let record = match self.ex.record(item, parent) {
-                Ok(r) => r,
-                Err(Rejection {
-                    reason,
-                    key,
-                    cursor,
-                }) => {
+            let m = match p {
+                Made0::Record(m) => m,
+                Made0::Rejected(
+                    Rejection {
+                        reason,
+                        key,
+                        cursor,
+                    },
+                    item,
+                ) => {
                     rejected += 1;
                     if let Some(c) = &cursor {
                         raise(c, &mut max_cursor);
@@ -464,15 +526,12 @@ impl ExtractNode {
                     }
                     // An item without a usable key is remembered by a fingerprint of
                     // itself: seen again, it replaces its entry instead of adding one.
-                    let item = item.json();
                     let id = key.unwrap_or_else(|| unkeyed_rejection(&item));
                     parts.open().reject(Some(id), reason, &item);
                     continue;
                 }
             };
-            let cursor = self.ex.cursor_of(&record).cloned();
-            let key = keyed.then(|| self.ex.key_of(&record));
-            if let Some(c) = &cursor {
+            if let Some(c) = &m.cursor {
                 raise(c, &mut max_cursor);
                 // Older than what was already collected: not new (equal ones are ties,
                 // settled by key below) — unless it was rejected before and converts now
@@ -481,22 +540,12 @@ impl ExtractNode {
                     .start_watermark
                     .as_ref()
                     .is_some_and(|w| c.compare(w) == Some(Ordering::Less))
-                    && !key.as_ref().is_some_and(|k| run.rejected.contains(k))
+                    && !m.key.as_ref().is_some_and(|k| run.rejected.contains(k))
                 {
                     continue;
                 }
             }
-            let mut json = Vec::with_capacity(256);
-            write_record(&self.ex.names, &record, &mut json);
-            let hash = key.as_deref().map(crate::state::hash_key);
-            made.push(Made {
-                record,
-                cursor,
-                key,
-                hash,
-                json,
-                stored: None,
-            });
+            made.push(m);
         }
         // The keys to ask the store about (those no page in flight holds), by their
         // place in `made`.

@@ -182,6 +182,7 @@ impl Receiver {
         let msg = SourceMsg::Event {
             page: Box::new(Page {
                 items: records.into(),
+                prepared: None,
                 parent: None,
                 resume: None,
             }),

@@ -10,8 +10,7 @@ pub mod request;
 pub use listing::{base_url, url_of, Failed, Listing};
 
 use crate::check::Source;
-use crate::nodes::extract::{Extractor, Page, RunSummary, SourceMsg};
-use crate::nodes::value::Val;
+use crate::nodes::extract::{prepare, Extractor, Page, RunSummary, SourceMsg};
 use crate::state::StateStore;
 use crate::stop::Stop;
 use ahead::Ahead;
@@ -167,18 +166,21 @@ impl Poller {
                 warnings.push(w);
             }
             let items = self.ex.items(resp.body, resp.records)?;
+            // The records made here, while the extract node works on the page before.
+            let prepared = prepare(&self.ex, &items, parent.as_deref());
+            drop(items);
             let older_seen = newest_first
                 && watermark.as_ref().is_some_and(|w| {
-                    items.refs().into_iter().any(|i| {
-                        self.ex
-                            .item_cursor(i, parent.as_deref())
-                            .is_some_and(|c: Val| c.compare(w) == Some(Ordering::Less))
+                    prepared.iter().any(|p| {
+                        p.cursor()
+                            .is_some_and(|c| c.compare(w) == Some(Ordering::Less))
                     })
                 });
             if self
                 .tx
                 .send(SourceMsg::Page(Box::new(Page {
-                    items,
+                    items: Vec::new().into(),
+                    prepared: Some(prepared),
                     parent: parent.clone(),
                     resume: token,
                 })))
