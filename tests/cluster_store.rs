@@ -107,7 +107,8 @@ fn semantics(store: &dyn StateStore) {
 
     // Sled sink rows, in key order, a part at a time.
     let rows: Vec<(Vec<u8>, Vec<u8>)> = (0u8..5).map(|i| (vec![i], vec![b'v', i])).collect();
-    store.sink_upsert("t", &rows).unwrap();
+    let refs: Vec<(&[u8], &[u8])> = rows.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+    store.sink_upsert("t", &refs).unwrap();
     assert_eq!(store.sink_len("t").unwrap(), 5);
     assert_eq!(store.sink_records("t").unwrap()[0], vec![b'v', 0]);
     let after = store.sink_records_after("t", Some(&[1]), 2).unwrap();

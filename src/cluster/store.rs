@@ -511,10 +511,10 @@ impl StateStore for PgStore {
         }))
     }
 
-    fn sink_upsert(&self, tree: &str, records: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+    fn sink_upsert(&self, tree: &str, records: &[(&[u8], &[u8])]) -> Result<()> {
         let writes = records
             .iter()
-            .map(|(k, v)| (("sink", tree.to_string(), k.clone()), Some(v.clone())))
+            .map(|&(k, v)| (("sink", tree.to_string(), k.to_vec()), Some(v.to_vec())))
             .collect();
         self.run(Box::new(move |c| {
             Box::pin(async move {

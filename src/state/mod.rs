@@ -196,7 +196,7 @@ pub trait StateStore: Send + Sync {
     fn child_done(&self, child: &str, parent_key: &[u8]) -> Result<()>;
     /// Forgets everything about a source.
     fn reset(&self, source: &str) -> Result<()>;
-    fn sink_upsert(&self, tree: &str, records: &[(Vec<u8>, Vec<u8>)]) -> Result<()>;
+    fn sink_upsert(&self, tree: &str, records: &[(&[u8], &[u8])]) -> Result<()>;
     fn sink_records(&self, tree: &str) -> Result<Vec<Vec<u8>>>;
     /// Up to `limit` records of a sled sink with their keys, in key order, from the
     /// first key after `after` (from the first key with `None`): a dump reads a large

@@ -448,11 +448,11 @@ impl StateStore for SledStore {
         Ok(())
     }
 
-    fn sink_upsert(&self, tree: &str, records: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+    fn sink_upsert(&self, tree: &str, records: &[(&[u8], &[u8])]) -> Result<()> {
         // See `commit`: inserts run beside other writers, a batch would not.
         let tree = self.tree("sink", tree)?;
-        for (k, v) in records {
-            tree.insert(k.as_slice(), v.as_slice())?;
+        for &(k, v) in records {
+            tree.insert(k, v)?;
         }
         Ok(())
     }

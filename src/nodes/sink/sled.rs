@@ -44,18 +44,24 @@ impl SledWriter {
 }
 
 fn upsert(store: &dyn StateStore, tree: &str, records: &[Emitted]) -> Result<(), String> {
-    let mut rows = Vec::with_capacity(records.len());
-    for r in records {
-        let key = match &r.key {
-            Some(k) => k.clone(),
-            None => store
-                .next_id()
-                .map_err(|e| e.to_string())?
-                .to_be_bytes()
-                .to_vec(),
-        };
-        rows.push((key, r.json.clone()));
-    }
+    // A record without a key is appended under a fresh id.
+    let ids = records
+        .iter()
+        .filter(|r| r.key.is_none())
+        .map(|_| store.next_id().map(u64::to_be_bytes))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let mut ids = ids.iter();
+    let rows: Vec<(&[u8], &[u8])> = records
+        .iter()
+        .filter_map(|r| {
+            let key: &[u8] = match &r.key {
+                Some(k) => k,
+                None => ids.next()?,
+            };
+            Some((key, r.json.as_slice()))
+        })
+        .collect();
     store.sink_upsert(tree, &rows).map_err(|e| e.to_string())
 }
 
