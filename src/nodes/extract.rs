@@ -37,13 +37,18 @@ fn page_id() -> u64 {
 }
 
 /// A record of a page, made and waiting for its key's fingerprint in the store.
+/// Everything the extract node needs of the record is worked out where it was made (and
+/// the record freed there, on the thread that allocated it).
 struct Made {
-    record: super::value::Record,
+    /// Whether the record passes `where`.
+    passes: bool,
     cursor: Option<Val>,
     key: Option<Vec<u8>>,
     /// The key's hash ([`crate::state::hash_key`]).
     hash: Option<u128>,
     json: Vec<u8>,
+    /// The record's fingerprint: a hash of its JSON.
+    fp: u64,
     /// The fingerprint the store holds for the key.
     stored: Option<u64>,
 }
@@ -75,6 +80,8 @@ pub fn prepare(
     parent: Option<&serde_json::Map<String, Json>>,
 ) -> Vec<Prepared> {
     let keyed = ex.is_keyed();
+    // Room for a record's JSON as long as the one before: grown once, not per record.
+    let mut room = 256;
     items
         .refs()
         .into_iter()
@@ -82,14 +89,16 @@ pub fn prepare(
             Ok(record) => {
                 let cursor = ex.cursor_of(&record).cloned();
                 let key = keyed.then(|| ex.key_of(&record));
-                let mut json = Vec::with_capacity(256);
+                let mut json = Vec::with_capacity(room);
                 write_record(&ex.names, &record, &mut json);
+                room = room.max(json.len().saturating_add(64));
                 let hash = key.as_deref().map(crate::state::hash_key);
                 Prepared(Made0::Record(Made {
-                    record,
+                    passes: ex.passes(&record),
                     cursor,
                     key,
                     hash,
+                    fp: xxhash_rust::xxh3::xxh3_64(&json),
                     json,
                     stored: None,
                 }))
@@ -570,17 +579,17 @@ impl ExtractNode {
             }
         }
         for Made {
-            record,
+            passes,
             cursor,
             key,
             hash,
             json,
+            fp,
             stored,
         } in made
         {
             let part = parts.open();
             if let (Some(k), Some(h)) = (&key, hash) {
-                let fp = xxhash_rust::xxh3::xxh3_64(&json);
                 // A page in flight (this one included) knows better than the store.
                 let known = match run.keys.get(&h) {
                     Some((f, _)) => Some(*f),
@@ -608,7 +617,7 @@ impl ExtractNode {
                     part.commit.unrejected.push(k.clone());
                 }
             }
-            if !self.ex.passes(&record) {
+            if !passes {
                 continue;
             }
             if !children.is_empty() {

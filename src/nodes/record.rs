@@ -17,6 +17,7 @@
 
 mod direct;
 pub mod raw;
+mod scan;
 
 use super::eval::{Compiled, Env, Path};
 use super::value::{Record, Val};
@@ -358,12 +359,19 @@ impl Extractor {
     /// The record's key as the store spells it ([`crate::state::keys`]): two records
     /// with different key values never share it.
     pub fn key_of(&self, r: &Record) -> Vec<u8> {
-        let texts: Vec<String> = self
-            .key
-            .iter()
-            .map(|&i| r.values.get(i).map(Val::to_text).unwrap_or_default())
-            .collect();
-        crate::state::keys::compose(texts.iter().map(|t| t.as_bytes()))
+        // A string's own text, not a copy of it.
+        let text = |i: usize| match r.values.get(i) {
+            Some(Val::Str(s)) => Cow::Borrowed(s.as_str()),
+            Some(v) => Cow::Owned(v.to_text()),
+            None => Cow::Borrowed(""),
+        };
+        match self.key.as_slice() {
+            [one] => crate::state::keys::compose([text(*one).as_bytes()]),
+            key => {
+                let texts: Vec<Cow<str>> = key.iter().map(|&i| text(i)).collect();
+                crate::state::keys::compose(texts.iter().map(|t| t.as_bytes()))
+            }
+        }
     }
 
     pub fn is_keyed(&self) -> bool {

@@ -209,21 +209,23 @@ impl Val {
 
     /// Appends the value as JSON text.
     pub fn write_json(&self, out: &mut Vec<u8>) {
+        use std::io::Write;
+        // Written into `out` as they are formatted: no text of their own per value.
         match self {
             Val::Null => out.extend_from_slice(b"null"),
             Val::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-            Val::Int(i) => out.extend_from_slice(itoa(*i).as_bytes()),
-            Val::Float(f) if f.is_finite() => out.extend_from_slice(f.to_string().as_bytes()),
+            Val::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes()),
+            Val::Float(f) if f.is_finite() => {
+                let _ = write!(out, "{f}");
+            }
             Val::Float(_) => out.extend_from_slice(b"null"),
             Val::Decimal(d) => {
-                out.push(b'"');
-                out.extend_from_slice(d.to_string().as_bytes());
-                out.push(b'"');
+                let _ = write!(out, "\"{d}\"");
             }
             Val::Str(s) => write_str(s, out),
             Val::Datetime(d) => {
                 out.push(b'"');
-                out.extend_from_slice(d.to_rfc3339_opts(SecondsFormat::AutoSi, true).as_bytes());
+                write_datetime(d, out);
                 out.push(b'"');
             }
             Val::Json(j) => {
@@ -334,8 +336,60 @@ fn decimal_number(d: &Decimal) -> Json {
     }
 }
 
-fn itoa(i: i64) -> String {
-    i.to_string()
+/// A datetime as RFC 3339 in UTC, as `to_rfc3339_opts(SecondsFormat::AutoSi, true)`
+/// writes it (a fraction of 3, 6 or 9 digits, only as long as it needs), digit by digit
+/// into `out`; years outside 0–9999 and leap seconds are left to chrono.
+fn write_datetime(d: &DateTime<Utc>, out: &mut Vec<u8>) {
+    use chrono::{Datelike, Timelike};
+    let t = d.naive_utc();
+    let (year, nano) = (t.year(), t.nanosecond());
+    let Ok(year) = u32::try_from(year) else {
+        out.extend_from_slice(d.to_rfc3339_opts(SecondsFormat::AutoSi, true).as_bytes());
+        return;
+    };
+    if year > 9999 || nano >= 1_000_000_000 {
+        out.extend_from_slice(d.to_rfc3339_opts(SecondsFormat::AutoSi, true).as_bytes());
+        return;
+    }
+    digits(out, year, 4);
+    for (sep, n) in [
+        (b'-', t.month()),
+        (b'-', t.day()),
+        (b'T', t.hour()),
+        (b':', t.minute()),
+        (b':', t.second()),
+    ] {
+        out.push(sep);
+        digits(out, n, 2);
+    }
+    let (fraction, width) = if nano == 0 {
+        (0, 0)
+    } else if nano % 1_000_000 == 0 {
+        (nano / 1_000_000, 3)
+    } else if nano % 1_000 == 0 {
+        (nano / 1_000, 6)
+    } else {
+        (nano, 9)
+    };
+    if width > 0 {
+        out.push(b'.');
+        digits(out, fraction, width);
+    }
+    out.push(b'Z');
+}
+
+/// The last `width` (at most 10) decimal digits of `n`, zeros in front.
+fn digits(out: &mut Vec<u8>, mut n: u32, width: usize) {
+    let mut buf = [b'0'; 10];
+    let start = buf.len().saturating_sub(width);
+    for slot in buf.iter_mut().skip(start).rev() {
+        *slot = b"0123456789"
+            .get(usize::try_from(n % 10).unwrap_or(0))
+            .copied()
+            .unwrap_or(b'0');
+        n /= 10;
+    }
+    out.extend_from_slice(buf.get(start..).unwrap_or_default());
 }
 
 /// The start of a value's JSON text, at most `max` bytes (cut on a character
@@ -384,8 +438,16 @@ pub fn json_prefix(v: &Json, max: usize) -> (String, bool) {
     (text, w.cut)
 }
 
-/// Writes a JSON string with escapes.
+/// Writes a JSON string with escapes. A string with nothing to escape (no control
+/// character, quote or backslash: most of what APIs send) is copied as it is.
 pub fn write_str(s: &str, out: &mut Vec<u8>) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.reserve(s.len().saturating_add(2));
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
     let _ = serde_json::to_writer(&mut *out, s);
 }
 

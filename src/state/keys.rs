@@ -13,7 +13,7 @@ const ESC: u8 = 0x1e;
 
 /// A key of `parts`, in order.
 pub fn compose<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(32);
     for (n, part) in parts.into_iter().enumerate() {
         if n > 0 {
             out.push(SEP);

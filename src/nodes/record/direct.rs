@@ -14,11 +14,7 @@ use super::super::eval::{walk, Compiled, Path};
 use super::super::value::{number_text_val, Val};
 use crate::check::{PathStep, Type};
 use chrono::{DateTime, Utc};
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
-use serde_json::value::RawValue;
 use serde_json::Value as Json;
-use std::borrow::Cow;
-use std::fmt;
 
 /// How each field of a source is read from an item's text.
 #[derive(Debug)]
@@ -71,13 +67,26 @@ impl Direct {
         Some(Direct { names, fields })
     }
 
-    /// The members of an item's text, or `None` when it is not an object.
+    /// The members of an item's text (JSON checked by [`super::raw::split`]), or `None`
+    /// when it is not an object.
     pub fn find<'a>(&self, item: &'a str) -> Option<Found<'a>> {
-        if !item.starts_with('{') {
-            return None;
-        }
-        let mut de = serde_json::Deserializer::from_str(item);
-        let found = Finder { names: &self.names }.deserialize(&mut de).ok()?;
+        let mut found = vec![None; self.names.len()];
+        // Items of one API list their members in one order: the name after the one
+        // found last is tried first.
+        let mut next = 0;
+        super::scan::members(item, |name, value| {
+            let at = match self.names.get(next) {
+                Some(n) if n == name => Some(next),
+                _ => self.names.iter().position(|n| n == name),
+            };
+            // A repeated name: its last value, as in the tree.
+            if let Some(slot) = at.and_then(|at| found.get_mut(at)) {
+                *slot = Some(value);
+            }
+            if let Some(at) = at {
+                next = at.saturating_add(1);
+            }
+        })?;
         Some(Found(found))
     }
 
@@ -140,66 +149,4 @@ fn scalar(text: &str) -> Result<Val, String> {
 
 fn tree(text: &str) -> Result<Json, String> {
     serde_json::from_str(text).map_err(|e| format!("the value is not JSON that can be read ({e})"))
-}
-
-/// Notes the text of the members named in `names`, skipping the others.
-struct Finder<'n> {
-    names: &'n [String],
-}
-
-impl<'de> DeserializeSeed<'de> for Finder<'_> {
-    type Value = Vec<Option<&'de str>>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Finder<'_> {
-    type Value = Vec<Option<&'de str>>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found = vec![None; self.names.len()];
-        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            match self.names.iter().position(|n| *n == *key) {
-                // A repeated name: its last value, as in the tree.
-                Some(at) => {
-                    let raw = map.next_value::<&'de RawValue>()?;
-                    if let Some(slot) = found.get_mut(at) {
-                        *slot = Some(raw.get());
-                    }
-                }
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(found)
-    }
-}
-
-/// A member's name, borrowed from the page unless it has escapes.
-struct Key<'de>(Cow<'de, str>);
-
-impl<'de> serde::Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a member name")
-            }
-            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(s)))
-            }
-            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(s.to_string())))
-            }
-        }
-        d.deserialize_str(KeyVisitor)
-    }
 }

@@ -165,3 +165,92 @@ fn a_json_field_reads_back_as_written() {
         "12.50"
     );
 }
+
+/// A record's datetimes, ints, floats and decimals are written straight into its JSON;
+/// the text is what chrono's `to_rfc3339_opts(AutoSi, true)` and `to_string` write.
+#[test]
+fn values_written_in_place_read_as_their_text() {
+    let mut seconds: Vec<i64> = vec![
+        0,
+        1,
+        59,
+        86_399,
+        951_782_400,
+        1_700_000_000,
+        -1,
+        -62_135_596_800,
+    ];
+    seconds.extend([
+        253_402_300_799,
+        253_402_300_800,
+        -62_135_596_801,
+        8_210_266_876_799,
+    ]);
+    for s in seconds {
+        for nano in [
+            0u32,
+            1,
+            999,
+            1_000,
+            120_000,
+            1_000_000,
+            5_000_000,
+            123_456_789,
+            999_999_999,
+            1_500_000_000,
+        ] {
+            let Some(d) = DateTime::<Utc>::from_timestamp(s, nano) else {
+                continue;
+            };
+            let mut out = Vec::new();
+            Val::Datetime(d).write_json(&mut out);
+            let want = format!("\"{}\"", d.to_rfc3339_opts(SecondsFormat::AutoSi, true));
+            assert_eq!(String::from_utf8(out).unwrap(), want, "{s} {nano}");
+        }
+    }
+    for v in [
+        Val::Int(i64::MIN),
+        Val::Int(-7),
+        Val::Int(i64::MAX),
+        Val::Float(1.5),
+        Val::Float(-0.0),
+        Val::Float(1e300),
+        Val::Decimal(Decimal::new(-1250, 2)),
+    ] {
+        let mut out = Vec::new();
+        v.write_json(&mut out);
+        let want = match &v {
+            Val::Decimal(d) => format!("\"{d}\""),
+            other => other.to_text(),
+        };
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+    }
+}
+
+/// A string is written as serde_json writes it, whether it needs escapes or not.
+#[test]
+fn strings_are_written_as_serde_json_writes_them() {
+    let mut texts: Vec<String> = (0u32..0x80)
+        .filter_map(char::from_u32)
+        .map(|c| format!("a{c}b"))
+        .collect();
+    texts.extend(
+        [
+            "",
+            "plain",
+            "é ß 日本 \u{2028} \u{feff} \u{10ffff}",
+            "\u{7f}",
+            "q\"b\\s",
+        ]
+        .map(String::from),
+    );
+    for t in texts {
+        let mut out = Vec::new();
+        write_str(&t, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            serde_json::to_string(&t).unwrap(),
+            "{t:?}"
+        );
+    }
+}
