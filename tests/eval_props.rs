@@ -6,7 +6,7 @@
 
 use hamstr::check::{check, Type};
 use hamstr::nodes::record::{Extractor, Item};
-use hamstr::nodes::value::{write_record, Record, Val};
+use hamstr::nodes::value::{write_record, write_record_raw, Record, Val};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::sync::OnceLock;
@@ -404,6 +404,19 @@ proptest! {
                         prop_assert_eq!(&t.cursor, &j.cursor, "{}", what);
                     }
                     (t, j) => prop_assert!(false, "{}: from the text {:?}, from the tree {:?}", what, t.map(|_| ()).map_err(|e| e.reason), j.map(|_| ()).map_err(|e| e.reason)),
+                }
+                // Made for the sinks (a `json` field's text copied where it is what
+                // its tree writes), the record writes what the tree's record writes.
+                let mut raw = Vec::new();
+                match (x.record_raw(Item::Text(text), None, &mut raw), x.record(Item::Json(&tree), None)) {
+                    (Ok(t), Ok(j)) => {
+                        let (mut a, mut b) = (Vec::new(), Vec::new());
+                        write_record_raw(&["v".to_string()], &t, &raw, &mut a);
+                        write_record(&["v".to_string()], &j, &mut b);
+                        prop_assert_eq!(String::from_utf8_lossy(&a), String::from_utf8_lossy(&b), "{}", what);
+                    }
+                    (Err(t), Err(j)) => prop_assert_eq!(&t.reason, &j.reason, "{}", what),
+                    (t, j) => prop_assert!(false, "{}: raw {:?}, tree {:?}", what, t.map(|_| ()).map_err(|e| e.reason), j.map(|_| ()).map_err(|e| e.reason)),
                 }
             }
         }

@@ -12,6 +12,7 @@ use hamstr::nodes::record::raw::split;
 use hamstr::nodes::record::Extractor;
 use hamstr::nodes::source::http::Response;
 use hamstr::nodes::source::paginate::{Next, Pager};
+use hamstr::nodes::value::{write_record, write_record_raw};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -391,7 +392,7 @@ proptest! {
         for (records, ex) in extractors().iter().chain(direct_extractors()) {
             let Some(at) = ex.split_at() else { continue };
             // The page parsed, as the tree above is, before what extraction holds is counted.
-            let split = split(page.clone(), &at);
+            let parted = split(page.clone(), &at);
             let copy = whole.as_ref().ok().cloned();
             let ((), peak) = peak_of(|| {
                 let (Ok(body), Some(copy)) = (&whole, copy) else {
@@ -399,7 +400,7 @@ proptest! {
                     // depth limit inside an item, which its own parse meets.
                     return;
                 };
-                let (tree, raw) = split.expect("a page a tree reads is split");
+                let (tree, raw) = parted.expect("a page a tree reads is split");
                 let count = ex.count(body, None);
                 assert_eq!(count.as_ref().ok(), ex.count(&tree, raw.as_ref()).as_ref().ok(), "{records}");
                 if count.is_err() {
@@ -423,8 +424,28 @@ proptest! {
                     assert_eq!(ex.item_cursor(x, None), ex.item_cursor(y, None), "{records}");
                 }
             });
+            // What the sinks get: the JSON written from the text (a `json` field's text
+            // copied when it is what its tree writes) is the tree's. Outside the bound:
+            // written JSON may be six times its text (`\u0001` for a control character).
+            if let (Ok(body), Ok((tree, raw))) = (&whole, split(page.clone(), &at)) {
+                if let (Ok(by_tree), Ok(by_text)) = (ex.items(body.clone(), None), ex.items(tree, raw)) {
+                    let mut raw = Vec::new();
+                    for (x, y) in by_tree.refs().into_iter().zip(by_text.refs()) {
+                        if let (Ok(t), Ok(j)) = (ex.record_raw(y, None, &mut raw), ex.record(x, None)) {
+                            let (mut a, mut b) = (Vec::new(), Vec::new());
+                            write_record_raw(&ex.names, &t, &raw, &mut a);
+                            write_record(&ex.names, &j, &mut b);
+                            prop_assert_eq!(String::from_utf8_lossy(&a), String::from_utf8_lossy(&b), "{}", records);
+                        }
+                    }
+                }
+            }
+            // Besides what extraction holds, the comparison parses each item's text into
+            // a tree (`y.json()`): up to 20 times the text for small nested values (a
+            // `Value` and an `IndexMap` entry for every few bytes).
+            let compared = page.len().saturating_mul(20);
             prop_assert!(
-                peak <= bound(page.len()),
+                peak <= bound(page.len()) + compared,
                 "{}: held {} bytes for a page of {}", records, peak, page.len()
             );
         }

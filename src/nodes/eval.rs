@@ -200,6 +200,20 @@ impl Compiled {
         })
     }
 
+    /// Adds the record fields the expression reads to `out`.
+    pub fn fields(&self, out: &mut Vec<usize>) {
+        match self {
+            Compiled::Field(i) => out.push(*i),
+            Compiled::Lit(_) | Compiled::Path(_) | Compiled::Parent(_) => {}
+            Compiled::Call(_, args) => args.iter().for_each(|a| a.fields(out)),
+            Compiled::Neg(x) | Compiled::Not(x) => x.fields(out),
+            Compiled::Binary(_, l, r) => {
+                l.fields(out);
+                r.fields(out);
+            }
+        }
+    }
+
     /// Evaluates a condition: anything but `true` is false.
     pub fn test(&self, env: &Env) -> bool {
         matches!(self.eval(env), Ok(Val::Bool(true)))

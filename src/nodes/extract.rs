@@ -7,7 +7,7 @@ mod parts;
 
 pub use super::record::{Extractor, Items, Rejection};
 
-use super::value::{write_record, Val};
+use super::value::{write_record_raw, Val};
 use super::{blocking, cursor_order};
 use crate::state::{KeyEntry, SourceMeta, StateStore};
 use parts::{Part, Parts};
@@ -82,15 +82,16 @@ pub fn prepare(
     let keyed = ex.is_keyed();
     // Room for a record's JSON as long as the one before: grown once, not per record.
     let mut room = 256;
+    let mut raw = Vec::new();
     items
         .refs()
         .into_iter()
-        .map(|item| match ex.record(item, parent) {
+        .map(|item| match ex.record_raw(item, parent, &mut raw) {
             Ok(record) => {
                 let cursor = ex.cursor_of(&record).cloned();
                 let key = keyed.then(|| ex.key_of(&record));
                 let mut json = Vec::with_capacity(room);
-                write_record(&ex.names, &record, &mut json);
+                write_record_raw(&ex.names, &record, &raw, &mut json);
                 room = room.max(json.len().saturating_add(64));
                 let hash = key.as_deref().map(crate::state::hash_key);
                 Prepared(Made0::Record(Made {

@@ -111,6 +111,9 @@ pub struct Extractor {
     records: Records,
     /// How records are read from an item's text, when every field can be so.
     direct: Option<Direct>,
+    /// By field: a `json` field that is neither key, cursor nor read by `where`, whose
+    /// text may be written out as it is ([`Extractor::record_raw`]).
+    raw_ok: Vec<bool>,
 }
 
 enum Records {
@@ -130,7 +133,7 @@ impl Extractor {
             .iter()
             .map(|f| (f.ty, f.optional, Compiled::new(&f.expr, &|_| None)))
             .collect();
-        let key = src.key.iter().filter_map(|k| index(k)).collect();
+        let key: Vec<usize> = src.key.iter().filter_map(|k| index(k)).collect();
         let cursor = src
             .incremental
             .as_ref()
@@ -185,7 +188,18 @@ impl Extractor {
             },
         };
         let direct = Direct::plan(fields.iter().map(|(_, _, expr)| expr));
+        let mut read = key.clone();
+        read.extend(cursor.map(|(at, _)| at));
+        if let Some(f) = &filter {
+            f.fields(&mut read);
+        }
+        let raw_ok = fields
+            .iter()
+            .enumerate()
+            .map(|(i, (ty, _, _))| *ty == Type::Json && !read.contains(&i))
+            .collect();
         Extractor {
+            raw_ok,
             names: Arc::new(names),
             direct,
             fields,
@@ -281,6 +295,30 @@ impl Extractor {
         item: Item,
         parent: Option<&serde_json::Map<String, Json>>,
     ) -> Result<Record, Rejection> {
+        self.record_with(item, parent, None)
+    }
+
+    /// As [`Extractor::record`], for a record only written out: a `json` field that is
+    /// neither key, cursor nor read by `where`, whose text in the item is exactly what
+    /// its tree would write, is not parsed. Its text goes to `raw` (by field) and the
+    /// record holds null in its place; [`write_record_raw`] writes the two together.
+    pub fn record_raw<'a>(
+        &self,
+        item: Item<'a>,
+        parent: Option<&serde_json::Map<String, Json>>,
+        raw: &mut Vec<Option<&'a str>>,
+    ) -> Result<Record, Rejection> {
+        raw.clear();
+        raw.resize(self.fields.len(), None);
+        self.record_with(item, parent, Some(raw))
+    }
+
+    fn record_with<'a>(
+        &self,
+        item: Item<'a>,
+        parent: Option<&serde_json::Map<String, Json>>,
+        mut raw: Option<&mut Vec<Option<&'a str>>>,
+    ) -> Result<Record, Rejection> {
         // Read from the item's text where the plan allows, else from its tree.
         let found = match (item, &self.direct) {
             (Item::Text(text), Some(direct)) => direct.find(text).map(|f| (direct, f)),
@@ -300,6 +338,22 @@ impl Extractor {
         for (i, ((ty, optional, expr), name)) in
             self.fields.iter().zip(self.names.iter()).enumerate()
         {
+            if let (Some(raw), Some((direct, found))) = (raw.as_deref_mut(), &found) {
+                if let Some(text) = self
+                    .raw_ok
+                    .get(i)
+                    .filter(|ok| **ok)
+                    .and_then(|_| direct.text(i, found))
+                {
+                    if scan::canonical(text) {
+                        if let Some(slot) = raw.get_mut(i) {
+                            *slot = Some(text);
+                            values.push(Val::Null);
+                            continue;
+                        }
+                    }
+                }
+            }
             let value = match &found {
                 Some((direct, found)) => direct.value(i, found, *ty),
                 None => field_value(expr, *ty, &env),

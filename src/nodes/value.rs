@@ -465,6 +465,29 @@ pub fn write_record(names: &[String], record: &Record, out: &mut Vec<u8>) {
     out.push(b'}');
 }
 
+/// As [`write_record`], a field's text from `raw` where it has one
+/// ([`crate::nodes::record::Extractor::record_raw`]).
+pub fn write_record_raw(
+    names: &[String],
+    record: &Record,
+    raw: &[Option<&str>],
+    out: &mut Vec<u8>,
+) {
+    out.push(b'{');
+    for (i, (name, v)) in names.iter().zip(&record.values).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(name, out);
+        out.push(b':');
+        match raw.get(i).copied().flatten() {
+            Some(text) => out.extend_from_slice(text.as_bytes()),
+            None => v.write_json(out),
+        }
+    }
+    out.push(b'}');
+}
+
 /// Reads back a record written by [`write_record`], typed by its schema.
 pub fn read_record(fields: &[(String, Type, bool)], bytes: &[u8]) -> Option<Record> {
     let obj: serde_json::Map<String, Json> = serde_json::from_slice(bytes).ok()?;

@@ -90,6 +90,17 @@ impl Direct {
         Some(Found(found))
     }
 
+    /// The text of field `i`'s member when the field reads it whole (`$.name`), and it
+    /// is there and not null.
+    pub fn text<'a>(&self, i: usize, found: &Found<'a>) -> Option<&'a str> {
+        match self.fields.get(i)? {
+            Read::Member { at, rest } if rest.is_empty() => {
+                found.0.get(*at).copied().flatten().filter(|t| *t != "null")
+            }
+            _ => None,
+        }
+    }
+
     /// Field `i`'s value from the members found, as the tree would give it: converted
     /// to `ty`, a `json` field kept as the API wrote it.
     pub fn value(&self, i: usize, found: &Found, ty: Type) -> Result<Val, String> {

@@ -45,6 +45,68 @@ pub fn members<'a>(text: &'a str, mut member: impl FnMut(&str, &'a str)) -> Opti
     }
 }
 
+/// Whether checked JSON text is exactly what serde_json writes for its tree, so that it
+/// can be copied instead of parsed and written again: no space outside strings, no
+/// escape (serde_json writes some anew: `\u00e9` as `é`), no exponent written `E` (it
+/// writes `e`), no name repeated in an object
+/// (the tree keeps the last), at most 32 names in the objects open at once.
+pub fn canonical(text: &str) -> bool {
+    let b = text.as_bytes();
+    if b.contains(&b'\\') {
+        return false;
+    }
+    // The names of the objects open, each with the depth of its object.
+    let mut names: [(&[u8], u32); 32] = [(&[], 0); 32];
+    let mut open = 0usize;
+    let mut depth = 0u32;
+    let mut at = 0usize;
+    while let Some(&c) = b.get(at) {
+        match c {
+            b'"' => {
+                let Some(len) = b
+                    .get(at.saturating_add(1)..)
+                    .and_then(|r| r.iter().position(|&x| x == b'"'))
+                else {
+                    return false;
+                };
+                let end = at.saturating_add(1).saturating_add(len);
+                if b.get(end.saturating_add(1)) == Some(&b':') {
+                    let name = b.get(at.saturating_add(1)..end).unwrap_or_default();
+                    let same = names
+                        .iter()
+                        .take(open)
+                        .any(|&(n, d)| d == depth && n == name);
+                    let Some(slot) = names.get_mut(open) else {
+                        return false;
+                    };
+                    if same {
+                        return false;
+                    }
+                    *slot = (name, depth);
+                    open = open.saturating_add(1);
+                }
+                at = end;
+            }
+            b'{' | b'[' => depth = depth.saturating_add(1),
+            b'}' | b']' => {
+                while open > 0
+                    && names
+                        .get(open.saturating_sub(1))
+                        .is_some_and(|&(_, d)| d == depth)
+                {
+                    open = open.saturating_sub(1);
+                }
+                depth = depth.saturating_sub(1);
+            }
+            // serde_json writes an exponent's `E` as `e`.
+            b' ' | b'\n' | b'\r' | b'\t' | b'E' => return false,
+            _ => {}
+        }
+        at = at.saturating_add(1);
+    }
+    true
+}
+
 struct Scan<'a> {
     b: &'a [u8],
     at: usize,
@@ -134,7 +196,7 @@ impl Scan<'_> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
-    use super::members;
+    use super::{canonical, members};
 
     fn all(text: &str) -> Option<Vec<(String, String)>> {
         let mut out = Vec::new();
@@ -161,6 +223,39 @@ mod tests {
         }
         assert_eq!(all("{}").unwrap(), vec![]);
         assert_eq!(all(" {\n}\n").unwrap(), vec![]);
+    }
+
+    /// Canonical text is what serde_json writes for the tree parsed from it.
+    #[test]
+    fn canonical_text_is_what_the_tree_writes() {
+        for text in [
+            "{}",
+            "[]",
+            "1",
+            "-0",
+            "1E+2",
+            "\"é ü\"",
+            "{\"a\":{\"a\":1},\"b\":[{\"a\":2},{\"a\":3}]}",
+            "[{\"x\":1,\"y\":[]},{\"x\":2}]",
+            "{\"a\":\"{\\\"\"}",
+            "{\"a\":1,\"a\":2}",
+            "{ \"a\":1}",
+            "[1, 2]",
+            "\"a\\u00e9\"",
+            "{\"a\":\"x y\"}",
+            "{\"a:\":1,\"a\":2}",
+        ] {
+            let tree: serde_json::Value = serde_json::from_str(text).unwrap();
+            let written = serde_json::to_string(&tree).unwrap();
+            if canonical(text) {
+                assert_eq!(written, text, "{text} is not canonical");
+            }
+        }
+        assert!(canonical("{\"a\":{\"a\":1},\"b\":[{\"a\":2},{\"a\":3}]}"));
+        assert!(canonical("{\"a\":\"x y\"}"));
+        assert!(!canonical("{\"a\":1,\"a\":2}"));
+        assert!(!canonical("[1, 2]"));
+        assert!(!canonical("\"a\\u00e9\""));
     }
 
     #[test]
