@@ -453,16 +453,7 @@ pub fn write_str(s: &str, out: &mut Vec<u8>) {
 
 /// Writes a record as a JSON object of its fields.
 pub fn write_record(names: &[String], record: &Record, out: &mut Vec<u8>) {
-    out.push(b'{');
-    for (i, (name, v)) in names.iter().zip(&record.values).enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_str(name, out);
-        out.push(b':');
-        v.write_json(out);
-    }
-    out.push(b'}');
+    write_record_raw(names, record, &[], out);
 }
 
 /// As [`write_record`], a field's text from `raw` where it has one
