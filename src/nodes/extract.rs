@@ -131,13 +131,9 @@ pub struct Ack {
     pub ok: bool,
 }
 
-/// One page of items fetched by a source node.
+/// One page of a source node, its items made into records ([`prepare`]).
 pub struct Page {
-    pub items: Items,
-    /// The items prepared already ([`prepare`]), when the sender did so; `items` is
-    /// then not read.
-    pub prepared: Option<Vec<Prepared>>,
-    pub parent: Option<Arc<serde_json::Map<String, Json>>>,
+    pub records: Vec<Prepared>,
     /// The token the next run resumes from, as this page gave it (`incremental { resume
     /// = ... }`): committed with the page.
     pub resume: Option<String>,
@@ -174,7 +170,8 @@ pub enum SourceMsg {
     /// polled page but on their own, between the pages of a run or outside any run;
     /// `done` says whether they were committed (and flushed to disk) or not.
     Event {
-        page: Box<Page>,
+        /// Its items, made into records by the extract node.
+        items: Vec<Json>,
         /// Items that named no record (a `fetch` placeholder without a value), with why.
         rejected: Vec<(String, Json)>,
         done: oneshot::Sender<bool>,
@@ -296,7 +293,7 @@ impl ExtractNode {
                         }
                         run.active = true;
                     }
-                    Some(SourceMsg::Event { page, rejected, done }) => {
+                    Some(SourceMsg::Event { items, rejected, done }) => {
                         // A failure outside a run is forgotten once nothing is in flight:
                         // the next event starts afresh from what the store holds.
                         if run.broken && !run.active && pending.is_empty() {
@@ -310,7 +307,11 @@ impl ExtractNode {
                         }
                         // Boxed: the page's future is as large as the extraction's, and
                         // the idle node need not hold room for it.
-                        let mut p = Box::pin(self.page(*page, page_id(), &mut run, &ack_tx)).await;
+                        let page = Page {
+                            records: prepare(&self.ex, &items.into(), None),
+                            resume: None,
+                        };
+                        let mut p = Box::pin(self.page(page, page_id(), &mut run, &ack_tx)).await;
                         if !rejected.is_empty() {
                             let mut parts = Parts::new();
                             for (reason, item) in rejected {
@@ -498,7 +499,6 @@ impl ExtractNode {
         let mut emitted = Vec::new();
         let mut max_cursor: Option<Val> = None;
         let (mut seen, mut rejected) = (0u64, 0u64);
-        let parent = page.parent.as_deref();
         let raise = |c: &Val, max: &mut Option<Val>| {
             if max
                 .as_ref()
@@ -507,13 +507,10 @@ impl ExtractNode {
                 *max = Some(c.clone());
             }
         };
-        // First each item's record (or rejection), prepared by the source node when it
-        // could; the keys' fingerprints are then read from the store in one call for the
-        // page, not one lookup per record.
-        let prepared = match page.prepared.take() {
-            Some(prepared) => prepared,
-            None => prepare(&self.ex, &page.items, parent),
-        };
+        // First each item's record (or rejection), as it was prepared; the keys'
+        // fingerprints are then read from the store in one call for the page, not one
+        // lookup per record.
+        let prepared = std::mem::take(&mut page.records);
         let mut made = Vec::with_capacity(prepared.len());
         for Prepared(p) in prepared {
             seen += 1;

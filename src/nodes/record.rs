@@ -111,9 +111,6 @@ pub struct Extractor {
     records: Records,
     /// How records are read from an item's text, when every field can be so.
     direct: Option<Direct>,
-    /// By field: a `json` field that is neither key, cursor nor read by `where`, whose
-    /// text may be written out as it is ([`Extractor::record_raw`]).
-    raw_ok: Vec<bool>,
 }
 
 enum Records {
@@ -187,19 +184,20 @@ impl Extractor {
                 None => Records::General(Path::compile(p)),
             },
         };
-        let direct = Direct::plan(fields.iter().map(|(_, _, expr)| expr));
+        // A `json` field that is neither key, cursor nor read by `where` may be copied
+        // from the item's text ([`Extractor::record_raw`]).
         let mut read = key.clone();
         read.extend(cursor.map(|(at, _)| at));
         if let Some(f) = &filter {
             f.fields(&mut read);
         }
-        let raw_ok = fields
-            .iter()
-            .enumerate()
-            .map(|(i, (ty, _, _))| *ty == Type::Json && !read.contains(&i))
-            .collect();
+        let direct = Direct::plan(
+            fields
+                .iter()
+                .enumerate()
+                .map(|(i, (ty, _, expr))| (expr, *ty == Type::Json && !read.contains(&i))),
+        );
         Extractor {
-            raw_ok,
             names: Arc::new(names),
             direct,
             fields,
@@ -339,19 +337,10 @@ impl Extractor {
             self.fields.iter().zip(self.names.iter()).enumerate()
         {
             if let (Some(raw), Some((direct, found))) = (raw.as_deref_mut(), &found) {
-                if let Some(text) = self
-                    .raw_ok
-                    .get(i)
-                    .filter(|ok| **ok)
-                    .and_then(|_| direct.text(i, found))
-                {
-                    if scan::canonical(text) {
-                        if let Some(slot) = raw.get_mut(i) {
-                            *slot = Some(text);
-                            values.push(Val::Null);
-                            continue;
-                        }
-                    }
+                if let (Some(text), Some(slot)) = (direct.copied(i, found), raw.get_mut(i)) {
+                    *slot = Some(text);
+                    values.push(Val::Null);
+                    continue;
                 }
             }
             let value = match &found {
@@ -414,18 +403,11 @@ impl Extractor {
     /// with different key values never share it.
     pub fn key_of(&self, r: &Record) -> Vec<u8> {
         // A string's own text, not a copy of it.
-        let text = |i: usize| match r.values.get(i) {
-            Some(Val::Str(s)) => Cow::Borrowed(s.as_str()),
-            Some(v) => Cow::Owned(v.to_text()),
-            None => Cow::Borrowed(""),
-        };
-        match self.key.as_slice() {
-            [one] => crate::state::keys::compose([text(*one).as_bytes()]),
-            key => {
-                let texts: Vec<Cow<str>> = key.iter().map(|&i| text(i)).collect();
-                crate::state::keys::compose(texts.iter().map(|t| t.as_bytes()))
-            }
-        }
+        crate::state::keys::compose(self.key.iter().map(|&i| match r.values.get(i) {
+            Some(Val::Str(s)) => Cow::Borrowed(s.as_bytes()),
+            Some(v) => Cow::Owned(v.to_text().into_bytes()),
+            None => Cow::Borrowed(&b""[..]),
+        }))
     }
 
     pub fn is_keyed(&self) -> bool {

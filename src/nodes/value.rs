@@ -342,15 +342,12 @@ fn decimal_number(d: &Decimal) -> Json {
 fn write_datetime(d: &DateTime<Utc>, out: &mut Vec<u8>) {
     use chrono::{Datelike, Timelike};
     let t = d.naive_utc();
-    let (year, nano) = (t.year(), t.nanosecond());
-    let Ok(year) = u32::try_from(year) else {
+    let nano = t.nanosecond();
+    let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999);
+    let Some(year) = year.filter(|_| nano < 1_000_000_000) else {
         out.extend_from_slice(d.to_rfc3339_opts(SecondsFormat::AutoSi, true).as_bytes());
         return;
     };
-    if year > 9999 || nano >= 1_000_000_000 {
-        out.extend_from_slice(d.to_rfc3339_opts(SecondsFormat::AutoSi, true).as_bytes());
-        return;
-    }
     digits(out, year, 4);
     for (sep, n) in [
         (b'-', t.month()),
@@ -364,9 +361,9 @@ fn write_datetime(d: &DateTime<Utc>, out: &mut Vec<u8>) {
     }
     let (fraction, width) = if nano == 0 {
         (0, 0)
-    } else if nano % 1_000_000 == 0 {
+    } else if nano.is_multiple_of(1_000_000) {
         (nano / 1_000_000, 3)
-    } else if nano % 1_000 == 0 {
+    } else if nano.is_multiple_of(1_000) {
         (nano / 1_000, 6)
     } else {
         (nano, 9)

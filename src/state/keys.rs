@@ -12,13 +12,13 @@ const SEP: u8 = 0x1f;
 const ESC: u8 = 0x1e;
 
 /// A key of `parts`, in order.
-pub fn compose<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+pub fn compose<P: AsRef<[u8]>>(parts: impl IntoIterator<Item = P>) -> Vec<u8> {
     let mut out = Vec::with_capacity(32);
     for (n, part) in parts.into_iter().enumerate() {
         if n > 0 {
             out.push(SEP);
         }
-        for &b in part {
+        for &b in part.as_ref() {
             if b == SEP || b == ESC {
                 out.push(ESC);
             }

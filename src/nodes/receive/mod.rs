@@ -8,7 +8,7 @@ pub mod verify;
 
 use crate::check::Source;
 use crate::nodes::eval::Path;
-use crate::nodes::extract::{Page, SourceMsg};
+use crate::nodes::extract::SourceMsg;
 use crate::nodes::source::http::{Request, ServiceClient};
 use crate::nodes::source::{url_of, Failed};
 use crate::stop::Stop;
@@ -180,12 +180,7 @@ impl Receiver {
     ) -> Answer {
         let (done, committed) = oneshot::channel();
         let msg = SourceMsg::Event {
-            page: Box::new(Page {
-                items: records.into(),
-                prepared: None,
-                parent: None,
-                resume: None,
-            }),
+            items: records,
             rejected,
             done,
         };

@@ -27,10 +27,12 @@ pub struct Direct {
 #[derive(Debug)]
 enum Read {
     Lit(Val),
-    /// Member `names[at]`, then `rest` below it.
+    /// Member `names[at]`, then `rest` below it. `copy`: a `json` field whose text is
+    /// written out as it is when it is exactly what its tree writes ([`Direct::copied`]).
     Member {
         at: usize,
         rest: Vec<PathStep>,
+        copy: bool,
     },
 }
 
@@ -38,11 +40,12 @@ enum Read {
 pub struct Found<'a>(Vec<Option<&'a str>>);
 
 impl Direct {
-    /// The plan for these fields, when every one can be read so.
-    pub fn plan<'e>(exprs: impl Iterator<Item = &'e Compiled>) -> Option<Direct> {
+    /// The plan for these fields, when every one can be read so: each field's expression,
+    /// and whether its text may be copied (a `json` field nothing else reads).
+    pub fn plan<'e>(exprs: impl Iterator<Item = (&'e Compiled, bool)>) -> Option<Direct> {
         let mut names: Vec<String> = Vec::new();
         let mut fields = Vec::new();
-        for expr in exprs {
+        for (expr, copy) in exprs {
             fields.push(match expr {
                 Compiled::Lit(v) => Read::Lit(v.clone()),
                 Compiled::Path(Path::Singular(steps)) => match steps.split_first() {
@@ -57,6 +60,7 @@ impl Direct {
                         Read::Member {
                             at,
                             rest: rest.to_vec(),
+                            copy,
                         }
                     }
                     _ => return None,
@@ -90,13 +94,21 @@ impl Direct {
         Some(Found(found))
     }
 
-    /// The text of field `i`'s member when the field reads it whole (`$.name`), and it
-    /// is there and not null.
-    pub fn text<'a>(&self, i: usize, found: &Found<'a>) -> Option<&'a str> {
+    /// The text of field `i`'s member to write out as it is: a field planned to be
+    /// copied that reads a member whole (`$.name`), there, not null, and written exactly
+    /// as its tree would write it ([`super::scan::canonical`]).
+    pub fn copied<'a>(&self, i: usize, found: &Found<'a>) -> Option<&'a str> {
         match self.fields.get(i)? {
-            Read::Member { at, rest } if rest.is_empty() => {
-                found.0.get(*at).copied().flatten().filter(|t| *t != "null")
-            }
+            Read::Member {
+                at,
+                rest,
+                copy: true,
+            } if rest.is_empty() => found
+                .0
+                .get(*at)
+                .copied()
+                .flatten()
+                .filter(|t| *t != "null" && super::scan::canonical(t)),
             _ => None,
         }
     }
@@ -105,7 +117,7 @@ impl Direct {
     /// to `ty`, a `json` field kept as the API wrote it.
     pub fn value(&self, i: usize, found: &Found, ty: Type) -> Result<Val, String> {
         let (at, rest) = match self.fields.get(i) {
-            Some(Read::Member { at, rest }) => (*at, rest),
+            Some(Read::Member { at, rest, .. }) => (*at, rest),
             Some(Read::Lit(v)) => return v.clone().convert(ty),
             None => return Ok(Val::Null),
         };

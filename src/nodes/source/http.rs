@@ -187,7 +187,7 @@ impl ServiceClient {
     /// Sends a request, retrying what may succeed later, until it gives JSON or fails
     /// for good.
     pub async fn fetch(&self, req: &Request, stop: &Stop) -> Result<Response, FetchError> {
-        self.fetch_then(req, stop, |u| self.parse(u)).await
+        self.fetch_split(req, stop, None).await
     }
 
     /// As [`ServiceClient::fetch`], the items of the records' array kept as text

@@ -167,11 +167,11 @@ impl Poller {
             }
             let items = self.ex.items(resp.body, resp.records)?;
             // The records made here, while the extract node works on the page before.
-            let prepared = prepare(&self.ex, &items, parent.as_deref());
+            let records = prepare(&self.ex, &items, parent.as_deref());
             drop(items);
             let older_seen = newest_first
                 && watermark.as_ref().is_some_and(|w| {
-                    prepared.iter().any(|p| {
+                    records.iter().any(|p| {
                         p.cursor()
                             .is_some_and(|c| c.compare(w) == Some(Ordering::Less))
                     })
@@ -179,9 +179,7 @@ impl Poller {
             if self
                 .tx
                 .send(SourceMsg::Page(Box::new(Page {
-                    items: Vec::new().into(),
-                    prepared: Some(prepared),
-                    parent: parent.clone(),
+                    records,
                     resume: token,
                 })))
                 .await
