@@ -1,7 +1,7 @@
 //! Folds, spills and merges: how runs are made, written and merged.
 
 use super::format::{chunk_key, meta_key, page_key, remove_all};
-use super::runs::{Bloom, Run, RunCursor, Writer};
+use super::runs::{Bloom, Run, RunCursor, Table, Writer};
 use super::{Entry, KeyIndex, Result, MAX_RUNS};
 
 impl KeyIndex {
@@ -35,7 +35,7 @@ impl KeyIndex {
             id: 0,
             fences: Vec::new(),
             bloom,
-            table: Some(table),
+            table: Some(Table::of_sorted(&table)),
             held: Some(std::mem::take(&mut self.pages)),
         });
         self.logged = 0;
@@ -172,6 +172,6 @@ impl KeyIndex {
 /// How many entries the tables of `runs` hold.
 fn tables_len(runs: &[Run]) -> usize {
     runs.iter()
-        .filter_map(|r| r.table.as_ref().map(Vec::len))
+        .filter_map(|r| r.table.as_ref().map(Table::len))
         .sum()
 }

@@ -2,9 +2,9 @@
 //! their fields) as the sled store keeps it since state version 5: compact, written a
 //! page at a time, read from memory.
 //!
-//! An entry is 40 bytes in memory: a 128-bit hash of the key, a 64-bit hash of the
-//! record's fields and the first 16 bytes of its cursor's order
-//! ([`crate::nodes::cursor_order`]), by which it is pruned. On disk it also carries the
+//! An entry is a 128-bit hash of the key, a 64-bit hash of the record's fields and the
+//! first 16 bytes of its cursor's order ([`crate::nodes::cursor_order`]), by which it is
+//! pruned: 24 bytes in a run's table without a cursor, 40 with one ([`runs::Table`]). On disk it also carries the
 //! key and the cursor's JSON text, for `hamstr dump SOURCE`; they are never read back
 //! into memory. sled makes a write of one key cost several microseconds (it copies
 //! the tree node it lands in), about as much as everything else hamstr does with a
@@ -40,7 +40,7 @@ use super::sled_store::prefixed;
 use super::{Result, StateError};
 use format::{chunk_key, decode, item_at, meta_key, remove_all, scan, Item, Meta, FORMAT};
 pub use format::{committed_key, encode_page, page_key, Write};
-use runs::{Bloom, Logged, LoggedAt, Pages, Run};
+use runs::{Bloom, Logged, LoggedAt, Pages, Run, Table};
 use serde_json::Value as Json;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -61,7 +61,8 @@ pub const CHUNK: usize = 32;
 pub const PAGE_PART: usize = 64;
 /// Runs before they are merged into one: a new key is looked up in every run's filter.
 pub const MAX_RUNS: usize = 16;
-/// Folded entries a source keeps whole in memory (10 MiB): a key seen again is then
+/// Folded entries a source keeps whole in memory (6 MiB without a cursor, 10 MiB with
+/// one): a key seen again is then
 /// answered without a read, and runs held in memory only write nothing more. Past it
 /// runs are spilled and read a chunk at a time.
 pub const TABLE_MAX: usize = 262_144;
@@ -207,7 +208,7 @@ impl KeyIndex {
                 // The newest runs first, while they fit.
                 let table = (count <= budget).then(|| {
                     budget -= count;
-                    Vec::with_capacity(count)
+                    Table::with_capacity(count)
                 });
                 Run {
                     id: *id,
@@ -323,12 +324,9 @@ impl KeyIndex {
                 continue;
             }
             if let Some(table) = &run.table {
-                match table.binary_search_by(|e| e.hash.cmp(&h)) {
-                    Ok(i) => {
-                        let e = table[i];
-                        return Ok((!self.below(&e.order)).then_some(e.fingerprint));
-                    }
-                    Err(_) => continue,
+                match table.find(h) {
+                    Some(e) => return Ok((!self.below(&e.order)).then_some(e.fingerprint)),
+                    None => continue,
                 }
             }
             let Some(at) = run.fences.partition_point(|f| *f <= h).checked_sub(1) else {

@@ -2,7 +2,82 @@
 //! back for a merge, and the pages since the last fold read back for a spill or a dump.
 
 use super::format::{chunk_key, encode_item, item_at, scan, Item};
-use super::{Entry, Result, BLOOM_MAX_BITS, CHUNK, FORMAT};
+use super::{Entry, Result, BLOOM_MAX_BITS, CHUNK, FORMAT, NO_ORDER};
+
+/// A run's entries in memory, in hash order: 24 bytes a key (the hash as two `u64`s, so
+/// without `u128`'s 16-byte alignment, and the fingerprint), and each key's cursor order
+/// beside them only once some entry has one: a source without a cursor keeps no orders
+/// (an [`Entry`] in a `Vec` is 48 bytes).
+#[derive(Default)]
+pub(super) struct Table {
+    slots: Vec<Slot>,
+    /// Empty while every order is [`NO_ORDER`]; else one per slot.
+    orders: Vec<[u8; 16]>,
+}
+
+#[derive(Clone, Copy)]
+struct Slot {
+    hash: [u64; 2],
+    fingerprint: u64,
+}
+
+fn halves(h: u128) -> [u64; 2] {
+    [(h >> 64) as u64, h as u64]
+}
+
+impl Table {
+    pub(super) fn with_capacity(size: usize) -> Table {
+        Table {
+            slots: Vec::with_capacity(size),
+            orders: Vec::new(),
+        }
+    }
+
+    /// Entries sorted by hash.
+    pub(super) fn of_sorted(entries: &[Entry]) -> Table {
+        let mut table = Table::with_capacity(entries.len());
+        for e in entries {
+            table.push(*e);
+        }
+        table
+    }
+
+    /// Adds an entry after those held (entries come in hash order).
+    pub(super) fn push(&mut self, e: Entry) {
+        if e.order != NO_ORDER && self.orders.is_empty() {
+            self.orders.reserve_exact(self.slots.capacity());
+            self.orders.resize(self.slots.len(), NO_ORDER);
+        }
+        if !self.orders.is_empty() {
+            self.orders.push(e.order);
+        }
+        self.slots.push(Slot {
+            hash: halves(e.hash),
+            fingerprint: e.fingerprint,
+        });
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The bytes its entries take.
+    #[cfg(test)]
+    pub(super) fn bytes(&self) -> usize {
+        self.slots.len() * std::mem::size_of::<Slot>() + self.orders.len() * 16
+    }
+
+    /// The entry of a key's hash.
+    pub(super) fn find(&self, h: u128) -> Option<Entry> {
+        let key = halves(h);
+        let i = self.slots.binary_search_by(|s| s.hash.cmp(&key)).ok()?;
+        Some(Entry {
+            hash: h,
+            fingerprint: self.slots[i].fingerprint,
+            order: self.orders.get(i).copied().unwrap_or(NO_ORDER),
+        })
+    }
+}
 
 /// A Bloom filter over a run's hashes: 16 bits a key, eight probes from the hash's two
 /// halves, about one false "maybe" in 1,700. A "maybe" reads a chunk, and every chunk
@@ -43,7 +118,7 @@ pub(super) struct Run {
     pub(super) id: u32,
     pub(super) fences: Vec<u128>,
     pub(super) bloom: Bloom,
-    pub(super) table: Option<Vec<Entry>>,
+    pub(super) table: Option<Table>,
     pub(super) held: Option<Pages>,
 }
 
@@ -132,7 +207,7 @@ pub(super) struct Writer<'a> {
     pub(super) count: u64,
     pub(super) bound: Option<[u8; 16]>,
     pub(super) bloom: Bloom,
-    pub(super) table: Option<Vec<Entry>>,
+    pub(super) table: Option<Table>,
 }
 
 impl<'a> Writer<'a> {
@@ -161,7 +236,7 @@ impl<'a> Writer<'a> {
     /// Keeps the run's entries in memory too (room for `size` made at once: grown by
     /// doubling, the table briefly took twice its size).
     pub(super) fn keep_table(&mut self, keep: bool, size: usize) {
-        self.table = keep.then(|| Vec::with_capacity(size));
+        self.table = keep.then(|| Table::with_capacity(size));
     }
 
     pub(super) fn push(&mut self, e: Entry, key: &[u8], cursor: &[u8]) -> Result<()> {

@@ -419,3 +419,35 @@ fn damaged_values_are_errors_not_panics() {
     tree.insert(meta_key("s"), vec![9]).unwrap();
     assert!(KeyIndex::load(&tree, "s").is_err());
 }
+
+#[test]
+fn a_table_keeps_orders_only_once_an_entry_has_one() {
+    let e = |n: u64, order: Option<u8>| Entry {
+        hash: hash_key(&n.to_be_bytes()),
+        fingerprint: n * 10,
+        order: order16(order.map(|o| [o]).as_ref().map(|o| &o[..])),
+    };
+    let mut entries: Vec<Entry> = (0..100u64)
+        .map(|n| e(n, (n >= 60).then_some(n as u8)))
+        .collect();
+    entries.sort_unstable_by_key(|e| e.hash);
+    let table = runs::Table::of_sorted(&entries);
+    assert_eq!(table.len(), 100);
+    for want in &entries {
+        assert_eq!(table.find(want.hash), Some(*want));
+    }
+    assert_eq!(table.find(hash_key(b"absent")), None);
+    // Without a cursor no order is kept: 24 bytes a key.
+    let plain: Vec<Entry> = entries
+        .iter()
+        .map(|x| Entry {
+            order: NO_ORDER,
+            ..*x
+        })
+        .collect();
+    let table = runs::Table::of_sorted(&plain);
+    assert_eq!(table.bytes(), 100 * 24);
+    for want in &plain {
+        assert_eq!(table.find(want.hash), Some(*want));
+    }
+}
