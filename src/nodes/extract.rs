@@ -556,18 +556,22 @@ impl ExtractNode {
         }
         // The keys to ask the store about (those no page in flight holds), by their
         // place in `made`.
-        let (at, asked): (Vec<usize>, Vec<&[u8]>) = made
-            .iter()
-            .enumerate()
-            .filter_map(|(i, m)| {
-                let k = m.key.as_deref()?;
-                (!run.keys.contains_key(&m.hash?)).then_some((i, k))
-            })
-            .unzip();
+        let mut at = Vec::new();
+        let mut asked: Vec<&[u8]> = Vec::new();
+        let mut hashes = Vec::new();
+        for (i, m) in made.iter().enumerate() {
+            if let (Some(k), Some(h)) = (m.key.as_deref(), m.hash) {
+                if !run.keys.contains_key(&h) {
+                    at.push(i);
+                    asked.push(k);
+                    hashes.push(h);
+                }
+            }
+        }
         if !asked.is_empty() {
             let stored = self
                 .store
-                .fingerprints(&self.source, &asked)
+                .fingerprints(&self.source, &asked, &hashes)
                 .unwrap_or_else(|e| {
                     tracing::warn!(source = %self.source, error = %e, "cannot read the keys' fingerprints");
                     vec![None; asked.len()]
@@ -611,6 +615,7 @@ impl ExtractNode {
                         cursor: cursor.as_ref().map(Val::to_json),
                     },
                 ));
+                part.commit.hashes.push(h);
                 if run.rejected.remove(k) {
                     part.commit.unrejected.push(k.clone());
                 }

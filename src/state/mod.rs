@@ -95,6 +95,16 @@ pub struct KeyEntry {
     pub cursor: Option<Json>,
 }
 
+impl PageCommit {
+    /// The hash of the key at `i` of `keys`.
+    pub fn hash_at(&self, i: usize) -> u128 {
+        match self.hashes.get(i) {
+            Some(h) if self.hashes.len() == self.keys.len() => *h,
+            _ => hash_key(&self.keys[i].0),
+        }
+    }
+}
+
 impl KeyEntry {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = self.fingerprint.to_be_bytes().to_vec();
@@ -121,6 +131,9 @@ impl KeyEntry {
 #[derive(Debug, Default)]
 pub struct PageCommit {
     pub keys: Vec<(Vec<u8>, KeyEntry)>,
+    /// The keys' hashes ([`hash_key`]), in the order of `keys`, when the one who made
+    /// the page had them (the extract node does); a store computes those missing.
+    pub hashes: Vec<u128>,
     /// Rejected records by key (or sequence), as JSON.
     pub rejected: Vec<(Vec<u8>, Json)>,
     /// Keys whose record converted again: their rejected entry goes.
@@ -148,7 +161,14 @@ pub trait StateStore: Send + Sync {
     fn key(&self, source: &str, key: &[u8]) -> Result<Option<KeyEntry>>;
     /// The fingerprints of a page's keys, `None` for a key not known: one call per page,
     /// so a store can answer from memory without a lookup per record.
-    fn fingerprints(&self, source: &str, keys: &[&[u8]]) -> Result<Vec<Option<u64>>> {
+    /// `hashes` are the keys' [`hash_key`]s, in the same order.
+    fn fingerprints(
+        &self,
+        source: &str,
+        keys: &[&[u8]],
+        hashes: &[u128],
+    ) -> Result<Vec<Option<u64>>> {
+        let _ = hashes;
         keys.iter()
             .map(|k| Ok(self.key(source, k)?.map(|e| e.fingerprint)))
             .collect()

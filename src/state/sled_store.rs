@@ -236,10 +236,21 @@ impl StateStore for SledStore {
         }))
     }
 
-    fn fingerprints(&self, source: &str, keys: &[&[u8]]) -> Result<Vec<Option<u64>>> {
+    fn fingerprints(
+        &self,
+        source: &str,
+        keys: &[&[u8]],
+        hashes: &[u128],
+    ) -> Result<Vec<Option<u64>>> {
         let tree = self.shared(Shared::KeyLog);
         self.with_keys(source, |index| {
-            keys.iter().map(|k| index.get(tree, hash_key(k))).collect()
+            keys.iter()
+                .enumerate()
+                .map(|(i, k)| {
+                    let h = hashes.get(i).copied().unwrap_or_else(|| hash_key(k));
+                    index.get(tree, h)
+                })
+                .collect()
         })
     }
 
@@ -260,9 +271,10 @@ impl StateStore for SledStore {
         let entries: Vec<Full> = page
             .keys
             .iter()
-            .map(|(k, e)| {
+            .enumerate()
+            .map(|(i, (k, e))| {
                 let order = orders.get(k.as_slice()).copied();
-                Full::of(k, e.fingerprint, order, e.cursor.as_ref())
+                Full::hashed(k, page.hash_at(i), e.fingerprint, order, e.cursor.as_ref())
             })
             .collect();
         // The page of keys is written first, on its own (a large value written once, not

@@ -33,7 +33,7 @@ fn commit_and_prune() {
     store.commit("s", &page, &meta).unwrap();
     assert_eq!(store.key("s", b"a").unwrap().unwrap().fingerprint, 1);
     assert_eq!(
-        store.fingerprints("s", &[b"b", b"a", b"c"]).unwrap(),
+        store.fingerprints("s", &[b"b", b"a", b"c"], &[]).unwrap(),
         [Some(2), Some(1), None]
     );
     assert_eq!(store.meta("s").unwrap().watermark, Some(Json::from(9)));
@@ -252,5 +252,41 @@ fn a_version_3_store_is_moved_into_the_shared_trees() {
             .unwrap()
             .as_ref(),
         STATE_VERSION.to_be_bytes()
+    );
+}
+
+#[test]
+fn keys_committed_with_their_hashes_are_found_by_their_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let entry = |fp| KeyEntry {
+        fingerprint: fp,
+        cursor: None,
+    };
+    let page = PageCommit {
+        keys: vec![(b"a".to_vec(), entry(1)), (b"b".to_vec(), entry(2))],
+        hashes: vec![hash_key(b"a"), hash_key(b"b")],
+        ..PageCommit::default()
+    };
+    store.commit("s", &page, &SourceMeta::default()).unwrap();
+    // Hashes not given, or not one per key, are computed.
+    let partial = PageCommit {
+        keys: vec![(b"c".to_vec(), entry(3)), (b"d".to_vec(), entry(4))],
+        hashes: vec![hash_key(b"x")],
+        ..PageCommit::default()
+    };
+    store.commit("s", &partial, &SourceMeta::default()).unwrap();
+    let hashes: Vec<u128> = [b"a", b"b", b"c", b"d"]
+        .iter()
+        .map(|k| hash_key(*k))
+        .collect();
+    let keys: [&[u8]; 4] = [b"a", b"b", b"c", b"d"];
+    assert_eq!(
+        store.fingerprints("s", &keys, &hashes).unwrap(),
+        [Some(1), Some(2), Some(3), Some(4)]
+    );
+    assert_eq!(
+        store.fingerprints("s", &keys, &[]).unwrap(),
+        [Some(1), Some(2), Some(3), Some(4)]
     );
 }

@@ -69,8 +69,8 @@ impl ExtractNode {
                 return false;
             }
             // In the store now: forgotten here, unless a later page changed it again.
-            for (k, _) in &commit.keys {
-                let h = crate::state::hash_key(k);
+            for i in 0..commit.keys.len() {
+                let h = commit.hash_at(i);
                 if run.keys.get(&h).is_some_and(|(_, page)| *page == p.page) {
                     run.keys.remove(&h);
                 }

@@ -94,9 +94,20 @@ impl Full {
     /// A key's entry: its fingerprint, the order bytes of its cursor (if any) and the
     /// cursor itself.
     pub fn of(key: &[u8], fingerprint: u64, order: Option<&[u8]>, cursor: Option<&Json>) -> Full {
+        Full::hashed(key, hash_key(key), fingerprint, order, cursor)
+    }
+
+    /// [`Full::of`] a key whose hash is known.
+    pub fn hashed(
+        key: &[u8],
+        hash: u128,
+        fingerprint: u64,
+        order: Option<&[u8]>,
+        cursor: Option<&Json>,
+    ) -> Full {
         Full {
             entry: Entry {
-                hash: hash_key(key),
+                hash,
                 fingerprint,
                 order: order16(order),
             },
