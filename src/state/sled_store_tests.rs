@@ -290,3 +290,58 @@ fn keys_committed_with_their_hashes_are_found_by_their_text() {
         [Some(1), Some(2), Some(3), Some(4)]
     );
 }
+
+#[test]
+fn a_new_store_has_small_segments_and_an_old_one_keeps_its_own() {
+    let new = tempfile::tempdir().unwrap();
+    drop(SledStore::open(new.path()).unwrap());
+    let conf = std::fs::read(new.path().join("state/conf")).unwrap();
+    let conf = String::from_utf8_lossy(&conf);
+    assert!(
+        conf.contains(&format!("segment_size: {SEGMENT_SIZE}")),
+        "{conf}"
+    );
+    // A store made with sled's default (512 KiB), as every store before: sled refuses to
+    // open it with another size, so it is opened with its own.
+    let old = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(old.path().join("state")).unwrap();
+        db.insert(b"x", b"y").unwrap();
+        db.flush().unwrap();
+    }
+    let store = SledStore::open(old.path()).unwrap();
+    store.put_meta("s", &SourceMeta::default()).unwrap();
+    drop(store);
+    let conf = std::fs::read(old.path().join("state/conf")).unwrap();
+    let conf = String::from_utf8_lossy(&conf);
+    assert!(conf.contains("segment_size: 524288"), "{conf}");
+    SledStore::open(old.path()).unwrap();
+}
+
+#[test]
+fn a_record_larger_than_a_blob_is_kept_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    // Past a quarter of a segment sled writes a value to a file of its own.
+    let sizes = [100, SEGMENT_SIZE / 4 + 1, 3 * SEGMENT_SIZE];
+    let records: Vec<(Vec<u8>, Vec<u8>)> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let text = format!("{{\"id\":{i},\"pad\":\"{}\"}}", "x".repeat(*n));
+            (format!("k{i}").into_bytes(), text.into_bytes())
+        })
+        .collect();
+    {
+        let store = SledStore::open(dir.path()).unwrap();
+        let rows: Vec<(&[u8], &[u8])> = records
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_slice()))
+            .collect();
+        store.sink_upsert("out", &rows).unwrap();
+        store.flush().unwrap();
+    }
+    let store = SledStore::open(dir.path()).unwrap();
+    let back = store.sink_records("out").unwrap();
+    let want: Vec<Vec<u8>> = records.into_iter().map(|(_, v)| v).collect();
+    assert_eq!(back, want);
+}
