@@ -61,27 +61,6 @@ pub(super) fn prefixed(source: &str, key: &[u8]) -> Vec<u8> {
     out
 }
 
-/// sled's segment size (its write buffers are as large) for a new store: 128 KiB instead
-/// of sled's 512 KiB. The sled-sink run of `benches/peers.sh` peaked at 60–62 MiB
-/// against 64–65 (docs/performance.md). A value (or node) larger than a quarter of it
-/// is written by sled to a file of its own, so records past 32 KiB each take a file
-/// (`a_record_larger_than_a_blob_is_kept_and_read_back`).
-pub const SEGMENT_SIZE: usize = 128 * 1024;
-
-/// The segment size to open the store at `path` with: what its `conf` says (sled keeps
-/// it there as a line `segment_size: N`, and refuses to open a store with another), else, for
-/// a new store, [`SEGMENT_SIZE`]. Stores made before it have sled's 512 KiB.
-fn segment_size(path: &Path) -> usize {
-    // The text ends with a binary checksum.
-    match std::fs::read(path.join("conf")) {
-        Ok(bytes) => String::from_utf8_lossy(&bytes)
-            .lines()
-            .find_map(|l| l.strip_prefix("segment_size:")?.trim().parse().ok())
-            .unwrap_or(512 * 1024),
-        Err(_) => SEGMENT_SIZE,
-    }
-}
-
 impl SledStore {
     /// Opens (or creates) the store; a second process gets [`StateError::Locked`].
     pub fn open(dir: &Path) -> Result<SledStore> {
@@ -105,7 +84,6 @@ impl SledStore {
         let config = sled::Config::new()
             .path(&path)
             .cache_capacity(4 * 1024 * 1024)
-            .segment_size(segment_size(&path))
             .flush_every_ms(Some(200));
         let mut tries = 0;
         let db = loop {
