@@ -28,7 +28,16 @@ pub struct SledStore {
     shared: [sled::Tree; 5],
     /// Each source's key index, read on first use ([`key_index`]).
     key_indexes: Mutex<HashMap<String, Arc<Mutex<KeyIndex>>>>,
+    /// Set while a flush has run past [`FLUSH_LIMIT`] and not returned.
+    stuck: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// How long a flush may wait for sled's writes to reach the disk before the store is
+/// taken as failed. sled 0.34 writes a value larger than a quarter of its 512 KiB
+/// segment to a file of its own; when that write fails (a full disk), a flush waits
+/// for it forever. Bounded, the event that waits is answered 503 instead of never
+/// (`full_disk::a_large_event_on_a_full_disk_is_refused_not_held`).
+pub const FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// The kinds of per-source state, each one tree shared by every source since state
 /// version 4 (before: one tree per kind and source). sled keeps a root table of its
@@ -135,6 +144,7 @@ impl SledStore {
             trees: RwLock::default(),
             shared,
             key_indexes: Mutex::default(),
+            stuck: Arc::default(),
         };
         store.migrate()?;
         Ok(store)
@@ -506,8 +516,14 @@ impl StateStore for SledStore {
     }
 
     fn flush(&self) -> Result<()> {
-        self.db.flush()?;
-        Ok(())
+        match self.flush_within(FLUSH_LIMIT) {
+            Ok(()) => Ok(()),
+            Err(Flushed::Sled(e)) => Err(e.into()),
+            Err(Flushed::Stuck(reason)) => Err(StateError::Failed {
+                path: self.dir.display().to_string(),
+                reason,
+            }),
+        }
     }
 
     fn kv_get(&self, space: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -578,10 +594,60 @@ impl StateStore for SledStore {
         // sled keeps the first error of a write it made in the background and fails
         // every later write with it; a flush waits for what is not yet on disk, so it
         // says so. With nothing waiting it returns at once.
-        self.db.flush().map(drop).map_err(|e| StateError::Failed {
-            path,
-            reason: e.to_string(),
-        })
+        self.flush_within(FLUSH_LIMIT)
+            .map_err(|e| StateError::Failed {
+                path,
+                reason: match e {
+                    Flushed::Sled(e) => e.to_string(),
+                    Flushed::Stuck(reason) => reason,
+                },
+            })
+    }
+}
+
+/// Why a flush failed: sled said so, or it did not return in time.
+enum Flushed {
+    Sled(sled::Error),
+    Stuck(String),
+}
+
+impl SledStore {
+    /// sled's flush, on a thread of its own, waited for at most `limit`: past it the
+    /// store fails, and keeps failing at once while that flush has not returned.
+    fn flush_within(&self, limit: std::time::Duration) -> std::result::Result<(), Flushed> {
+        use std::sync::atomic::Ordering;
+        let stuck = || {
+            Flushed::Stuck(format!(
+                "its writes have not reached the disk after {} s (a full disk can do this)",
+                limit.as_secs()
+            ))
+        };
+        if self.stuck.load(Ordering::SeqCst) {
+            return Err(stuck());
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let (db, flag) = (self.db.clone(), self.stuck.clone());
+        std::thread::Builder::new()
+            .name("sled-flush".into())
+            .spawn(move || {
+                let _ = tx.send(db.flush());
+                flag.store(false, Ordering::SeqCst);
+            })
+            .map_err(|e| Flushed::Stuck(format!("cannot start a thread to flush: {e}")))?;
+        match rx.recv_timeout(limit) {
+            Ok(done) => done.map(drop).map_err(Flushed::Sled),
+            Err(_) => {
+                self.stuck.store(true, Ordering::SeqCst);
+                // It may have returned meanwhile (then the flag is set back by it, or here).
+                match rx.try_recv() {
+                    Ok(done) => {
+                        self.stuck.store(false, Ordering::SeqCst);
+                        done.map(drop).map_err(Flushed::Sled)
+                    }
+                    Err(_) => Err(stuck()),
+                }
+            }
+        }
     }
 }
 
