@@ -160,15 +160,15 @@ pub trait StateStore: Send + Sync {
     fn put_meta(&self, source: &str, meta: &SourceMeta) -> Result<()>;
     fn key(&self, source: &str, key: &[u8]) -> Result<Option<KeyEntry>>;
     /// The fingerprints of a page's keys, `None` for a key not known: one call per page,
-    /// so a store can answer from memory without a lookup per record.
-    /// `hashes` are the keys' [`hash_key`]s, in the same order.
+    /// so a store can answer from memory without a lookup per record. The third
+    /// argument holds the keys' [`hash_key`]s, in the same order (or fewer: a store
+    /// computes those missing); a store that looks keys up by their text ignores it.
     fn fingerprints(
         &self,
         source: &str,
         keys: &[&[u8]],
-        hashes: &[u128],
+        _hashes: &[u128],
     ) -> Result<Vec<Option<u64>>> {
-        let _ = hashes;
         keys.iter()
             .map(|k| Ok(self.key(source, k)?.map(|e| e.fingerprint)))
             .collect()
