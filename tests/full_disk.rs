@@ -175,3 +175,43 @@ flow payments -> store
     ids.sort();
     assert_eq!(ids, ["e1", "e2", "e3", "e4", "e5", "e6"]);
 }
+
+/// Records larger than a quarter of sled's segment (512 KiB) are written by sled to
+/// files of its own; on a full disk such a write fails in sled's background. The run
+/// still fails with a clear error (its flushes wait at most `FLUSH_LIMIT`), and once
+/// there is room every record is stored once.
+#[test]
+fn large_records_on_a_full_disk_fail_the_run_and_lose_nothing() {
+    const N: usize = 40;
+    let api = TestApi::start_blocking();
+    let big: Vec<serde_json::Value> = records::make(N)
+        .into_iter()
+        .map(|mut r| {
+            r["pad"] = serde_json::Value::String("x".repeat(200 * 1024));
+            r
+        })
+        .collect();
+    api.set_records("/items", big);
+    api.serve("/items", Paging::page(5));
+    let fields = FIELDS.replace("  }", "    pad        : string   = $.pad\n  }");
+    let p = Pipeline::new(&format!(
+        "{}\nsource src from api {{\n  get = \"/items\"\n  schedule = once\n  paginate = page(size_param = \"per_page\", size = 5)\n  records = $.data[*]\n{fields}\n}}\nsink store = sled(\"items\")\nflow src -> store\n",
+        service(&api.url(), "")
+    ));
+    let Some(disk) = Tmpfs::mount(&p.data, "3m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let full = p.run_once();
+    let said = text(&full);
+    assert_eq!(full.status.code(), Some(1), "{said}");
+    assert_contains(&said, "have not reached the disk");
+    assert!(!said.contains("panicked"), "{said}");
+
+    disk.resize("64m");
+    p.run_ok();
+    p.run_ok();
+    let stored = p.dump("store");
+    assert_eq!(stored.len(), N, "every record once");
+    assert_eq!(sorted_ids(&stored), id_range(1, N as u64));
+}
