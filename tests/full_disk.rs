@@ -48,15 +48,21 @@ impl Drop for Tmpfs {
     }
 }
 
+/// A pipeline that collects `/items` of `api`, `size` a page, with `fields`, into a sled
+/// sink.
+fn into_sled(api: &TestApi, size: usize, fields: &str) -> Pipeline {
+    api.serve("/items", Paging::page(size));
+    Pipeline::new(&format!(
+        "{}\nsource src from api {{\n  get = \"/items\"\n  schedule = once\n  paginate = page(size_param = \"per_page\", size = {size})\n  records = $.data[*]\n{fields}\n}}\nsink store = sled(\"items\")\nflow src -> store\n",
+        service(&api.url(), "")
+    ))
+}
+
 #[test]
 fn a_full_data_directory_fails_the_run_and_loses_nothing_once_there_is_room() {
     let api = TestApi::start_blocking();
     api.set_records("/items", records::make(RECORDS));
-    api.serve("/items", Paging::page(500));
-    let p = Pipeline::new(&format!(
-        "{}\nsource src from api {{\n  get = \"/items\"\n  schedule = once\n  paginate = page(size_param = \"per_page\", size = 500)\n  records = $.data[*]\n{FIELDS}\n}}\nsink store = sled(\"items\")\nflow src -> store\n",
-        service(&api.url(), "")
-    ));
+    let p = into_sled(&api, 500, FIELDS);
     let Some(disk) = Tmpfs::mount(&p.data, "1m") else {
         eprintln!("skipped: cannot mount a tmpfs here (needs root)");
         return;
@@ -192,12 +198,8 @@ fn large_records_on_a_full_disk_fail_the_run_and_lose_nothing() {
         })
         .collect();
     api.set_records("/items", big);
-    api.serve("/items", Paging::page(5));
     let fields = FIELDS.replace("  }", "    pad        : string   = $.pad\n  }");
-    let p = Pipeline::new(&format!(
-        "{}\nsource src from api {{\n  get = \"/items\"\n  schedule = once\n  paginate = page(size_param = \"per_page\", size = 5)\n  records = $.data[*]\n{fields}\n}}\nsink store = sled(\"items\")\nflow src -> store\n",
-        service(&api.url(), "")
-    ));
+    let p = into_sled(&api, 5, &fields);
     let Some(disk) = Tmpfs::mount(&p.data, "3m") else {
         eprintln!("skipped: cannot mount a tmpfs here (needs root)");
         return;

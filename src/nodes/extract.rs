@@ -56,9 +56,9 @@ struct Made {
 /// An item of a page made into a record, or rejected, before the key state is asked.
 /// The source node prepares its pages as it hands them on ([`prepare`]), so that this
 /// part of the extraction overlaps the extract node's work on the page before.
-pub struct Prepared(Made0);
+pub struct Prepared(Outcome);
 
-enum Made0 {
+enum Outcome {
     Record(Made),
     Rejected(Rejection, Json),
 }
@@ -67,8 +67,8 @@ impl Prepared {
     /// The record's cursor, or the rejected item's when it could be read (not null).
     pub fn cursor(&self) -> Option<&Val> {
         match &self.0 {
-            Made0::Record(m) => m.cursor.as_ref().filter(|c| !c.is_null()),
-            Made0::Rejected(r, _) => r.cursor.as_ref(),
+            Outcome::Record(m) => m.cursor.as_ref().filter(|c| !c.is_null()),
+            Outcome::Rejected(r, _) => r.cursor.as_ref(),
         }
     }
 }
@@ -94,7 +94,7 @@ pub fn prepare(
                 write_record_raw(&ex.names, &record, &raw, &mut json);
                 room = room.max(json.len().saturating_add(64));
                 let hash = key.as_deref().map(crate::state::hash_key);
-                Prepared(Made0::Record(Made {
+                Prepared(Outcome::Record(Made {
                     passes: ex.passes(&record),
                     cursor,
                     key,
@@ -104,7 +104,7 @@ pub fn prepare(
                     stored: None,
                 }))
             }
-            Err(rejected) => Prepared(Made0::Rejected(rejected, item.json().into_owned())),
+            Err(rejected) => Prepared(Outcome::Rejected(rejected, item.json().into_owned())),
         })
         .collect()
 }
@@ -515,8 +515,8 @@ impl ExtractNode {
         for Prepared(p) in prepared {
             seen += 1;
             let m = match p {
-                Made0::Record(m) => m,
-                Made0::Rejected(
+                Outcome::Record(m) => m,
+                Outcome::Rejected(
                     Rejection {
                         reason,
                         key,

@@ -375,18 +375,15 @@ fn write_datetime(d: &DateTime<Utc>, out: &mut Vec<u8>) {
     out.push(b'Z');
 }
 
-/// The last `width` (at most 10) decimal digits of `n`, zeros in front.
-fn digits(out: &mut Vec<u8>, mut n: u32, width: usize) {
-    let mut buf = [b'0'; 10];
-    let start = buf.len().saturating_sub(width);
-    for slot in buf.iter_mut().skip(start).rev() {
-        *slot = b"0123456789"
-            .get(usize::try_from(n % 10).unwrap_or(0))
-            .copied()
-            .unwrap_or(b'0');
-        n /= 10;
-    }
-    out.extend_from_slice(buf.get(start..).unwrap_or_default());
+/// `n` in decimal, zeros in front up to `width` digits.
+fn digits(out: &mut Vec<u8>, n: u32, width: usize) {
+    let mut buf = itoa::Buffer::new();
+    let text = buf.format(n);
+    out.resize(
+        out.len().saturating_add(width.saturating_sub(text.len())),
+        b'0',
+    );
+    out.extend_from_slice(text.as_bytes());
 }
 
 /// The start of a value's JSON text, at most `max` bytes (cut on a character

@@ -96,12 +96,21 @@ pub struct KeyEntry {
 }
 
 impl PageCommit {
-    /// The hash of the key at `i` of `keys`.
-    pub fn hash_at(&self, i: usize) -> u128 {
-        match self.hashes.get(i) {
-            Some(h) if self.hashes.len() == self.keys.len() => *h,
-            _ => hash_key(&self.keys[i].0),
-        }
+    /// The hashes of `keys`, in order ([`hashes_of`]).
+    pub fn key_hashes(&self) -> std::borrow::Cow<'_, [u128]> {
+        hashes_of(self.keys.iter().map(|(k, _)| k.as_slice()), &self.hashes)
+    }
+}
+
+/// The [`hash_key`]s of `keys`: `given` when it holds one per key, else computed.
+pub fn hashes_of<'a>(
+    keys: impl ExactSizeIterator<Item = &'a [u8]>,
+    given: &'a [u128],
+) -> std::borrow::Cow<'a, [u128]> {
+    if given.len() == keys.len() {
+        std::borrow::Cow::Borrowed(given)
+    } else {
+        std::borrow::Cow::Owned(keys.map(hash_key).collect())
     }
 }
 
@@ -132,7 +141,8 @@ impl KeyEntry {
 pub struct PageCommit {
     pub keys: Vec<(Vec<u8>, KeyEntry)>,
     /// The keys' hashes ([`hash_key`]), in the order of `keys`, when the one who made
-    /// the page had them (the extract node does); a store computes those missing.
+    /// the page had them (the extract node does); else empty, and a store computes them
+    /// ([`PageCommit::key_hashes`]).
     pub hashes: Vec<u128>,
     /// Rejected records by key (or sequence), as JSON.
     pub rejected: Vec<(Vec<u8>, Json)>,
@@ -161,8 +171,8 @@ pub trait StateStore: Send + Sync {
     fn key(&self, source: &str, key: &[u8]) -> Result<Option<KeyEntry>>;
     /// The fingerprints of a page's keys, `None` for a key not known: one call per page,
     /// so a store can answer from memory without a lookup per record. The third
-    /// argument holds the keys' [`hash_key`]s, in the same order (or fewer: a store
-    /// computes those missing); a store that looks keys up by their text ignores it.
+    /// argument holds the keys' [`hash_key`]s, in the same order, or is empty
+    /// ([`hashes_of`]); a store that looks keys up by their text ignores it.
     fn fingerprints(
         &self,
         source: &str,

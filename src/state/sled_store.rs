@@ -253,14 +253,9 @@ impl StateStore for SledStore {
         hashes: &[u128],
     ) -> Result<Vec<Option<u64>>> {
         let tree = self.shared(Shared::KeyLog);
+        let hashes = super::hashes_of(keys.iter().copied(), hashes);
         self.with_keys(source, |index| {
-            keys.iter()
-                .enumerate()
-                .map(|(i, k)| {
-                    let h = hashes.get(i).copied().unwrap_or_else(|| hash_key(k));
-                    index.get(tree, h)
-                })
-                .collect()
+            hashes.iter().map(|h| index.get(tree, *h)).collect()
         })
     }
 
@@ -281,10 +276,10 @@ impl StateStore for SledStore {
         let entries: Vec<Full> = page
             .keys
             .iter()
-            .enumerate()
-            .map(|(i, (k, e))| {
+            .zip(page.key_hashes().iter())
+            .map(|((k, e), h)| {
                 let order = orders.get(k.as_slice()).copied();
-                Full::hashed(k, page.hash_at(i), e.fingerprint, order, e.cursor.as_ref())
+                Full::hashed(k, *h, e.fingerprint, order, e.cursor.as_ref())
             })
             .collect();
         // The page of keys is written first, on its own (a large value written once, not
@@ -516,7 +511,7 @@ impl StateStore for SledStore {
     }
 
     fn flush(&self) -> Result<()> {
-        match self.flush_within(FLUSH_LIMIT) {
+        match self.bounded_flush() {
             Ok(()) => Ok(()),
             Err(Flushed::Sled(e)) => Err(e.into()),
             Err(Flushed::Stuck(reason)) => Err(StateError::Failed {
@@ -594,14 +589,13 @@ impl StateStore for SledStore {
         // sled keeps the first error of a write it made in the background and fails
         // every later write with it; a flush waits for what is not yet on disk, so it
         // says so. With nothing waiting it returns at once.
-        self.flush_within(FLUSH_LIMIT)
-            .map_err(|e| StateError::Failed {
-                path,
-                reason: match e {
-                    Flushed::Sled(e) => e.to_string(),
-                    Flushed::Stuck(reason) => reason,
-                },
-            })
+        self.bounded_flush().map_err(|e| StateError::Failed {
+            path,
+            reason: match e {
+                Flushed::Sled(e) => e.to_string(),
+                Flushed::Stuck(reason) => reason,
+            },
+        })
     }
 }
 
@@ -612,14 +606,14 @@ enum Flushed {
 }
 
 impl SledStore {
-    /// sled's flush, on a thread of its own, waited for at most `limit`: past it the
-    /// store fails, and keeps failing at once while that flush has not returned.
-    fn flush_within(&self, limit: std::time::Duration) -> std::result::Result<(), Flushed> {
+    /// sled's flush, on a thread of its own, waited for at most [`FLUSH_LIMIT`]: past it
+    /// the store fails, and keeps failing at once while that flush has not returned.
+    fn bounded_flush(&self) -> std::result::Result<(), Flushed> {
         use std::sync::atomic::Ordering;
         let stuck = || {
             Flushed::Stuck(format!(
                 "its writes have not reached the disk after {} s (a full disk can do this)",
-                limit.as_secs()
+                FLUSH_LIMIT.as_secs()
             ))
         };
         if self.stuck.load(Ordering::SeqCst) {
@@ -634,7 +628,7 @@ impl SledStore {
                 flag.store(false, Ordering::SeqCst);
             })
             .map_err(|e| Flushed::Stuck(format!("cannot start a thread to flush: {e}")))?;
-        match rx.recv_timeout(limit) {
+        match rx.recv_timeout(FLUSH_LIMIT) {
             Ok(done) => done.map(drop).map_err(Flushed::Sled),
             Err(_) => {
                 self.stuck.store(true, Ordering::SeqCst);

@@ -69,8 +69,7 @@ impl ExtractNode {
                 return false;
             }
             // In the store now: forgotten here, unless a later page changed it again.
-            for i in 0..commit.keys.len() {
-                let h = commit.hash_at(i);
+            for &h in commit.key_hashes().iter() {
                 if run.keys.get(&h).is_some_and(|(_, page)| *page == p.page) {
                     run.keys.remove(&h);
                 }

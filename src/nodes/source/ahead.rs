@@ -91,7 +91,7 @@ impl Ahead {
                 status: None,
             })
         })?;
-        match self.client.parse_split(answer, self.records.as_deref()) {
+        match self.client.parse(answer, self.records.as_deref()) {
             Ok(resp) => Ok(resp),
             Err(Attempt::Retry(e, _) | Attempt::Fatal(e)) => {
                 tracing::debug!(source = %self.source, error = %e.message, "a page sent ahead is asked for again");

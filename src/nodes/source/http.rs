@@ -191,15 +191,14 @@ impl ServiceClient {
     }
 
     /// As [`ServiceClient::fetch`], the items of the records' array kept as text
-    /// ([`ServiceClient::parse_split`]).
+    /// ([`ServiceClient::parse`]).
     pub async fn fetch_split(
         &self,
         req: &Request,
         stop: &Stop,
         records: Option<&[String]>,
     ) -> Result<Response, FetchError> {
-        self.fetch_then(req, stop, |u| self.parse_split(u, records))
-            .await
+        self.fetch_then(req, stop, |u| self.parse(u, records)).await
     }
 
     /// As [`ServiceClient::fetch`], but the body is not parsed: a body that is not JSON
@@ -208,18 +207,10 @@ impl ServiceClient {
         self.fetch_then(req, stop, Ok).await
     }
 
-    /// An answer's body parsed: a body that is not JSON is worth asking for again.
-    pub fn parse(&self, u: Unparsed) -> Result<Response, Attempt> {
-        self.parse_split(u, None)
-    }
-
-    /// As [`ServiceClient::parse`]; with `records`, the names that lead to the records'
-    /// array, the items there are kept as text ([`split`]).
-    pub fn parse_split(
-        &self,
-        u: Unparsed,
-        records: Option<&[String]>,
-    ) -> Result<Response, Attempt> {
+    /// An answer's body parsed: a body that is not JSON is worth asking for again. With
+    /// `records`, the names that lead to the records' array, the items there are kept as
+    /// text ([`split`]).
+    pub fn parse(&self, u: Unparsed, records: Option<&[String]>) -> Result<Response, Attempt> {
         let body_hash = xxhash_rust::xxh3::xxh3_64(&u.bytes);
         let html = u.bytes.first().is_some_and(|b| *b == b'<');
         let parsed = match records {
