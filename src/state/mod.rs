@@ -22,7 +22,11 @@ use std::path::Path;
 /// its fingerprint and cursor order, written a page at a time (tree `keylog`) instead of
 /// one entry per key in `keys` with a cursor index in `keyidx`; a store of an earlier
 /// version has its keys moved there when it opens.
-pub const STATE_VERSION: u32 = 5;
+/// 6: a key index's spilled runs in files of their own (`state/runs/`), not sled
+/// values; runs of version 5 are read where they are and written anew as a file when
+/// merged. Nothing is rewritten when a store opens. A version-5 hamstr refuses a
+/// version-6 store.
+pub const STATE_VERSION: u32 = 6;
 
 pub type Result<T> = std::result::Result<T, StateError>;
 

@@ -28,6 +28,10 @@ pub struct SledStore {
     shared: [sled::Tree; 5],
     /// Each source's key index, read on first use ([`key_index`]).
     key_indexes: Mutex<HashMap<String, Arc<Mutex<KeyIndex>>>>,
+    /// Where the key indexes' spilled runs lie (`state/runs`), and those to remove once
+    /// a flush has made their replacement durable.
+    run_files: key_index::RunFiles,
+    retired: key_index::Retired,
     /// Set while a flush has run past [`FLUSH_LIMIT`] and not returned.
     stuck: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -137,6 +141,7 @@ impl SledStore {
             open(SHARED_NAMES[3])?,
             open(SHARED_NAMES[4])?,
         ];
+        let retired = key_index::Retired::default();
         let store = SledStore {
             db,
             dir: dir.to_path_buf(),
@@ -144,6 +149,8 @@ impl SledStore {
             trees: RwLock::default(),
             shared,
             key_indexes: Mutex::default(),
+            run_files: key_index::RunFiles::new(path.join("runs"), retired.clone()),
+            retired,
             stuck: Arc::default(),
         };
         store.migrate()?;
@@ -165,6 +172,7 @@ impl SledStore {
         }
         let index = Arc::new(Mutex::new(KeyIndex::load(
             self.shared(Shared::KeyLog),
+            &self.run_files,
             source,
         )?));
         all.insert(source.to_string(), index.clone());
@@ -511,8 +519,16 @@ impl StateStore for SledStore {
     }
 
     fn flush(&self) -> Result<()> {
+        // The runs retired before this flush are replaced by writes it makes durable.
+        let retired = match self.retired.lock() {
+            Ok(mut r) if !r.is_empty() => std::mem::take(&mut *r),
+            _ => Vec::new(),
+        };
         match self.bounded_flush() {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                key_index::remove_retired(retired);
+                Ok(())
+            }
             Err(Flushed::Sled(e)) => Err(e.into()),
             Err(Flushed::Stuck(reason)) => Err(StateError::Failed {
                 path: self.dir.display().to_string(),

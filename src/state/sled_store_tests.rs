@@ -290,3 +290,23 @@ fn keys_committed_with_their_hashes_are_found_by_their_text() {
         [Some(1), Some(2), Some(3), Some(4)]
     );
 }
+
+#[test]
+fn a_retired_run_file_is_removed_only_by_a_flush_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let runs = dir.path().join("state").join("runs");
+    std::fs::create_dir_all(&runs).unwrap();
+    let old = runs.join("old.run");
+    std::fs::write(&old, b"a run a merge replaced").unwrap();
+    store.retired.lock().unwrap().push(old.clone());
+    // The health check flushes too, but removes nothing: only `flush` does.
+    store.health().unwrap();
+    assert!(old.exists());
+    store.flush().unwrap();
+    assert!(!old.exists());
+    assert!(store.retired.lock().unwrap().is_empty());
+    // A flush with none retired (and one whose file is gone already) is no error.
+    store.retired.lock().unwrap().push(old.clone());
+    store.flush().unwrap();
+}

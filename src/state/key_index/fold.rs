@@ -1,81 +1,32 @@
 //! Folds, spills and merges: how runs are made, written and merged.
 
-use super::format::{chunk_key, meta_key, page_key, remove_all};
-use super::runs::{Bloom, Run, RunCursor, Table, Writer};
-use super::{Entry, KeyIndex, Result, MAX_RUNS};
+use super::format::{chunk_key, meta_key, page_key, remove_all, MetaRun};
+use super::runs::{Run, RunCursor, Table, Writer};
+use super::{KeyIndex, Result, MAX_RUNS};
 
 impl KeyIndex {
-    fn next_run_id(&self) -> u32 {
-        self.meta
-            .runs
-            .iter()
-            .map(|(id, _)| *id)
-            .max()
-            .map_or(1, |m| m.wrapping_add(1))
+    fn next_run_id(&mut self) -> u32 {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        id
     }
 
-    /// Makes the pages since the last fold a run held in memory, its entries taken from
-    /// recent; then makes room ([`KeyIndex::make_room`]).
+    /// Makes the pages since the last fold a run: written as a file, added to the meta
+    /// with one write, its pages removed; its table kept in memory (the oldest tables
+    /// go when they pass `table_max`), and the runs merged when there are too many.
     pub(super) fn fold(&mut self, tree: &sled::Tree) -> Result<()> {
-        let mut table: Vec<Entry> = self
-            .recent
-            .drain()
-            .map(|(hash, (fingerprint, order))| Entry {
-                hash,
-                fingerprint,
-                order,
-            })
-            .collect();
-        table.sort_unstable_by_key(|e| e.hash);
-        let mut bloom = Bloom::sized(table.len());
-        for e in &table {
-            bloom.insert(e.hash);
-        }
-        self.runs.push(Run {
-            id: 0,
-            fences: Vec::new(),
-            bloom,
-            table: Some(Table::of_sorted(&table)),
-            held: Some(std::mem::take(&mut self.pages)),
-        });
+        let parts = std::mem::take(&mut self.pages);
         self.logged = 0;
-        self.make_room(tree)
-    }
-
-    /// Keeps the tables within `table_max` entries: drops the tables of spilled runs,
-    /// oldest first, then spills the oldest runs held in memory; merges the spilled runs
-    /// when there are too many.
-    fn make_room(&mut self, tree: &sled::Tree) -> Result<()> {
-        loop {
-            if tables_len(&self.runs) <= self.table_max {
-                break;
-            }
-            if let Some(r) = self
-                .runs
-                .iter_mut()
-                .find(|r| r.held.is_none() && r.table.is_some())
-            {
-                r.table = None;
-                continue;
-            }
-            match self.runs.iter().position(|r| r.held.is_some()) {
-                Some(at) => self.spill(tree, at)?,
-                None => break,
-            }
+        if parts.is_empty() {
+            self.recent.clear();
+            return Ok(());
         }
-        if self.runs.iter().filter(|r| r.held.is_none()).count() > MAX_RUNS {
-            self.merge(tree)?;
-        }
-        Ok(())
-    }
-
-    /// Writes the run held in memory at `at` (the oldest such) as chunks, adds it to the
-    /// meta with one write, removes its pages; it keeps no table.
-    fn spill(&mut self, tree: &sled::Tree, at: usize) -> Result<()> {
-        let parts = self.runs[at].held.take().unwrap_or_default();
         let logged = self.logged(tree, &parts)?;
         let size = logged.entries.len();
-        let mut out = Writer::new(tree, &self.source, self.next_run_id(), None, size);
+        let id = self.next_run_id();
+        // Entries below the prune bound are left out, as they left recent.
+        let mut out = Writer::new(&self.files, &self.source, id, self.meta.bound, size)?;
+        out.keep_table(true, size);
         for at in &logged.entries {
             if let Some(item) = logged.item(at) {
                 out.push(item.entry, item.key, item.cursor)?;
@@ -83,7 +34,11 @@ impl KeyIndex {
         }
         let (run, count) = out.finish()?;
         let mut meta = self.meta.clone();
-        meta.runs.push((run.id, count));
+        meta.runs.push(MetaRun {
+            id: run.id,
+            count,
+            in_file: true,
+        });
         meta.folded = parts
             .last()
             .map_or(meta.folded, |(s, _, _)| *s)
@@ -96,45 +51,41 @@ impl KeyIndex {
             .collect();
         remove_all(tree, gone)?;
         self.meta = meta;
-        self.runs[at] = run;
+        self.runs.push(run);
+        self.recent.clear();
+        while tables_len(&self.runs) > self.table_max {
+            match self.runs.iter_mut().find(|r| r.table.is_some()) {
+                Some(r) => r.table = None,
+                None => break,
+            }
+        }
+        if self.runs.len() > MAX_RUNS {
+            self.merge(tree)?;
+        }
         Ok(())
     }
 
-    /// Merges every spilled run into one, newest entry of each key first, leaving out
+    /// Merges every run into one, newest entry of each key first, leaving out
     /// what is below the prune bound; then switches to it and removes the old runs.
     pub(super) fn merge(&mut self, tree: &sled::Tree) -> Result<()> {
-        let total: u64 = self.meta.runs.iter().map(|(_, c)| *c).sum();
-        // The spilled runs are the oldest: runs are spilled oldest first.
-        let spilled = self.runs.iter().take_while(|r| r.held.is_none()).count();
-        let in_memory = tables_len(&self.runs[spilled..]);
+        let total: u64 = self.meta.runs.iter().map(|m| m.count).sum();
+        let id = self.next_run_id();
         let mut out = Writer::new(
-            tree,
+            &self.files,
             &self.source,
-            self.next_run_id(),
+            id,
             self.meta.bound,
             total as usize,
-        );
-        out.keep_table(
-            total as usize <= self.table_max.saturating_sub(in_memory),
-            total as usize,
-        );
+        )?;
+        out.keep_table(total as usize <= self.table_max, total as usize);
         let what = self.what();
         // A cursor per run over its chunks; the heap yields the smallest hash, and of
         // equal hashes the newest run's (the larger position) first.
-        let mut cursors: Vec<RunCursor> = self.runs[..spilled]
-            .iter()
-            .map(|r| RunCursor {
-                id: r.id,
-                fences: r.fences.clone(),
-                next_chunk: 0,
-                bytes: None,
-                entries: Vec::new(),
-                at: 0,
-            })
-            .collect();
+        let runs = &self.runs;
+        let mut cursors: Vec<RunCursor> = runs.iter().map(|_| RunCursor::default()).collect();
         let mut heap = std::collections::BinaryHeap::new();
         for (i, c) in cursors.iter_mut().enumerate() {
-            if let Some(h) = c.peek(tree, &self.source, &what)? {
+            if let Some(h) = c.peek(tree, &self.source, &runs[i], &what)? {
                 heap.push(std::cmp::Reverse((h, std::cmp::Reverse(i))));
             }
         }
@@ -147,23 +98,34 @@ impl KeyIndex {
                     last = Some(h);
                 }
             }
-            if let Some(h) = c.peek(tree, &self.source, &what)? {
+            if let Some(h) = c.peek(tree, &self.source, &runs[i], &what)? {
                 heap.push(std::cmp::Reverse((h, std::cmp::Reverse(i))));
             }
         }
         let (run, count) = out.finish()?;
         let mut meta = self.meta.clone();
-        meta.runs = vec![(run.id, count)];
+        meta.runs = vec![MetaRun {
+            id: run.id,
+            count,
+            in_file: true,
+        }];
         tree.insert(meta_key(&self.source), meta.encode())?;
+        // The old runs' sled values go in the same order as the switch; their files
+        // only once it is durable.
         let mut gone: Vec<Vec<u8>> = Vec::new();
-        for r in &self.runs[..spilled] {
-            for first in &r.fences {
-                gone.push(chunk_key(&self.source, r.id, *first));
+        for r in &self.runs {
+            match &r.file {
+                Some(file) => self.files.retire(file.path().to_path_buf()),
+                None => {
+                    for first in &r.fences {
+                        gone.push(chunk_key(&self.source, r.id, *first));
+                    }
+                }
             }
         }
         remove_all(tree, gone)?;
         self.meta = meta;
-        self.runs.splice(..spilled, [run]);
+        self.runs = vec![run];
         self.cache.clear();
         Ok(())
     }

@@ -155,8 +155,11 @@ pub(super) const FORMAT: u8 = 2;
 /// fingerprint, order) and its key and cursor text after u32 lengths. Read, not written.
 pub(super) const FORMAT_V1: u8 = 1;
 const HEAD_V1: usize = 40;
-/// The first byte of the index's meta.
-const META_FORMAT: u8 = 1;
+/// The first byte of the index's meta: each run with where its chunks lie (state
+/// version 6).
+const META_FORMAT: u8 = 2;
+/// The meta before: every run's chunks are sled values. Read, not written.
+const META_FORMAT_V1: u8 = 1;
 
 /// Removes `keys`, a few at a time: sled keeps every node version a batch touched until
 /// the batch ends (measured: one batch removing the chunks of a 1.4-million-key merge
@@ -175,13 +178,22 @@ pub(super) fn remove_all<K: AsRef<[u8]>>(tree: &sled::Tree, keys: Vec<K>) -> Res
 /// A write to make: a key of the `keylog` tree and its value.
 pub type Write = (Vec<u8>, Vec<u8>);
 
-/// The index's own record: the runs in force (oldest first, with their entry counts),
-/// the last page folded into them, and the last prune bound.
+/// The index's own record: the runs in force (oldest first), the last page folded into
+/// them, and the last prune bound.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(super) struct Meta {
-    pub(super) runs: Vec<(u32, u64)>,
+    pub(super) runs: Vec<MetaRun>,
     pub(super) folded: u64,
     pub(super) bound: Option<[u8; 16]>,
+}
+
+/// A run in force: its id, how many entries it holds, and whether its chunks are in a
+/// file of its own ([`super::files`]) or sled values (runs spilled by state version 5).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct MetaRun {
+    pub(super) id: u32,
+    pub(super) count: u64,
+    pub(super) in_file: bool,
 }
 
 impl Meta {
@@ -196,15 +208,17 @@ impl Meta {
             None => out.push(0),
         }
         out.extend_from_slice(&(self.runs.len() as u32).to_be_bytes());
-        for (id, count) in &self.runs {
-            out.extend_from_slice(&id.to_be_bytes());
-            out.extend_from_slice(&count.to_be_bytes());
+        for run in &self.runs {
+            out.extend_from_slice(&run.id.to_be_bytes());
+            out.extend_from_slice(&run.count.to_be_bytes());
+            out.push(u8::from(run.in_file));
         }
         out
     }
 
     pub(super) fn decode(bytes: &[u8]) -> Option<Meta> {
-        if bytes.first() != Some(&META_FORMAT) {
+        let format = *bytes.first()?;
+        if format != META_FORMAT && format != META_FORMAT_V1 {
             return None;
         }
         let u64_at = |at: usize| Some(u64::from_be_bytes(bytes.get(at..at + 8)?.try_into().ok()?));
@@ -219,8 +233,19 @@ impl Meta {
         at += 4;
         let mut runs = Vec::with_capacity(n.min(1024));
         for _ in 0..n {
-            runs.push((u32_at(at)?, u64_at(at + 4)?));
+            let (id, count) = (u32_at(at)?, u64_at(at + 4)?);
             at += 12;
+            let in_file = if format == META_FORMAT {
+                at += 1;
+                match bytes.get(at - 1)? {
+                    0 => false,
+                    1 => true,
+                    _ => return None,
+                }
+            } else {
+                false
+            };
+            runs.push(MetaRun { id, count, in_file });
         }
         (at == bytes.len()).then_some(Meta {
             runs,

@@ -4,42 +4,50 @@
 //!
 //! An entry is a 128-bit hash of the key, a 64-bit hash of the record's fields and the
 //! first 16 bytes of its cursor's order ([`crate::nodes::cursor_order`]), by which it is
-//! pruned: 24 bytes in a run's table without a cursor, 40 with one ([`runs::Table`]). On disk it also carries the
-//! key and the cursor's JSON text, for `hamstr dump SOURCE`; they are never read back
-//! into memory. sled makes a write of one key cost several microseconds (it copies
-//! the tree node it lands in), about as much as everything else hamstr does with a
-//! record; so a page's entries are written as one value, a *page*, and read back from a
+//! pruned: 24 bytes in a run's table without a cursor, 40 with one ([`runs::Table`]). On
+//! disk it also carries the key and the cursor's JSON text, for `hamstr dump SOURCE`;
+//! they are never read back into memory. sled makes a write of one key cost several
+//! microseconds (it copies the tree node it lands in), about as much as everything else
+//! hamstr does with a record, and keeps in memory much of what it is given to write; so
+//! a page's entries are written to sled as a few values, a *page*, and read back from a
 //! bounded index in memory:
 //!
 //! - **recent**: the entries of the pages written since the last fold, in a hash map of
-//!   at most [`FOLD_AT`] entries (about 5 MiB);
-//! - **runs**: everything older, each fold's latest entry of each key sorted by hash,
-//!   with a Bloom filter (16 bits a key) that answers most lookups of a new key without
-//!   a search. A run is first held in memory only, as a table, its pages staying in the
-//!   store as what it is made of; while the tables hold at most [`TABLE_MAX`] entries
-//!   nothing more is written (a source of 200,000 keys writes each key once). Past that
-//!   the oldest run in memory is *spilled*: written in *chunks* of [`CHUNK`] entries, one
-//!   sled value each, then one write of the index's meta adds the run and its pages are
-//!   removed. Of a spilled run memory keeps each chunk's first hash and the filter, and
-//!   the last few chunks read.
+//!   at most [`FOLD_AT`] entries (about 1.5 MiB);
+//! - **runs**: everything older, each fold's latest entry of each key sorted by hash, in
+//!   a file of its own outside sled ([`files`]), with a Bloom filter (16 bits a key)
+//!   that answers most lookups of a new key without a search. Memory keeps each run's
+//!   filter and where its chunks of [`CHUNK`] entries start, the newest runs' entries
+//!   whole as tables while they hold at most [`TABLE_MAX`] (a key seen again is then
+//!   answered without a read), and the last few chunks read.
 //!
-//! When the pages since the last fold hold [`FOLD_AT`] entries, they are *folded* into a
-//! run in memory, from the hash map, without reading anything. Spilled runs are written
-//! once; only when there are more than [`MAX_RUNS`] are they merged into one (which
-//! drops the entries below the prune bound), so a key is rewritten a few times over its
-//! life, not at every fold. A crash before a meta write leaves the runs it names in
-//! force; chunks of other runs and spilled pages are removed when the index loads, and
-//! the pages after them are folded again. A prune drops whole pages whose entries are
-//! all below the bound and hides single entries below it, without reading anything.
+//! When the pages since the last fold hold [`FOLD_AT`] entries, they are *folded*: read
+//! back, written as a run's file, made durable, then one write of the index's meta
+//! names the run and the pages are removed. Only when there are more than [`MAX_RUNS`]
+//! runs are they merged into one (which drops the entries below the prune bound), so a
+//! key is rewritten a few times over its life, not at every fold. A crash before a meta
+//! write leaves the runs it names in force; the files of other runs are removed when the
+//! index loads (after the next flush: see [`files`]), and the pages after the last fold
+//! are folded again. A prune drops whole pages whose entries are all below the bound and
+//! hides single entries below it, without reading anything.
+//!
+//! So what memory holds grows with the keys only by the filters and chunk starts (about
+//! 2.25 bytes a key: 4.5 MiB at 2,000,000 keys); the rest is bounded: recent's map, at
+//! most [`TABLE_MAX`] entries of tables (6 MiB without a cursor), [`CACHED_CHUNKS`]
+//! chunks. Runs of state version 5 (chunks as sled values) are read where they are and
+//! written as a file by the next merge.
 
+mod files;
 mod fold;
 mod format;
 mod runs;
 
 use super::sled_store::prefixed;
 use super::{Result, StateError};
-use format::{chunk_key, decode, item_at, meta_key, remove_all, scan, Item, Meta, FORMAT};
+use files::RunFile;
+pub use files::{remove_retired, Retired, RunFiles};
 pub use format::{committed_key, encode_page, page_key, Write};
+use format::{decode, item_at, meta_key, remove_all, scan, Item, Meta, FORMAT};
 use runs::{Bloom, Logged, LoggedAt, Pages, Run, Table};
 use serde_json::Value as Json;
 use std::collections::{HashMap, VecDeque};
@@ -47,12 +55,12 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 /// Entries in recent before it is folded: a hash map of 32,768 slots (1.5 MiB, made once)
 /// holds 28,672, and a page adds at most a part's writes ([`crate::nodes::extract`]
-/// commits in parts of 1,000) before the check. A spill reads its run's pages back, so
-/// a run's size is the most a spill holds at once.
+/// commits in parts of 1,000) before the check. A fold reads its pages back, so this is
+/// the most a fold holds at once.
 pub const FOLD_AT: usize = 27_000;
 /// The slots recent is made with (see [`FOLD_AT`]).
 const RECENT_ROOM: usize = FOLD_AT + 1_000;
-/// Entries per chunk of a run (about 2 KB): a lookup that the filter lets through
+/// Entries per chunk of a run (about 1 KB): a lookup that the filter lets through
 /// reads one chunk.
 pub const CHUNK: usize = 32;
 /// Entries per value a page is written in (about 3.5 KB): sled keeps the nodes of large
@@ -61,10 +69,9 @@ pub const CHUNK: usize = 32;
 pub const PAGE_PART: usize = 64;
 /// Runs before they are merged into one: a new key is looked up in every run's filter.
 pub const MAX_RUNS: usize = 16;
-/// Folded entries a source keeps whole in memory (6 MiB without a cursor, 10 MiB with
-/// one): a key seen again is then
-/// answered without a read, and runs held in memory only write nothing more. Past it
-/// runs are spilled and read a chunk at a time.
+/// Folded entries a source keeps whole in memory, the newest runs' (6 MiB without a
+/// cursor, 10 MiB with one): a key seen again is then answered without a read. Older
+/// runs are read a chunk at a time.
 pub const TABLE_MAX: usize = 262_144;
 /// A run's Bloom filter: 16 bits per key, at most 32 Mibit (4 MiB).
 pub const BLOOM_MAX_BITS: usize = 1 << 25;
@@ -185,13 +192,18 @@ pub struct KeyIndex {
     cache: VecDeque<((u32, u128), Vec<Entry>)>,
     /// The most entries the runs' tables hold ([`TABLE_MAX`]; tests set less).
     table_max: usize,
+    /// Where spilled runs are written.
+    files: RunFiles,
+    /// The id the next run written takes: past every run's in force and every file's
+    /// there was when the index loaded (a file retired then may still be there).
+    next_id: u32,
 }
 
 impl KeyIndex {
     /// Reads a source's index: the runs' first hashes and filters, the pages since the
     /// last fold (folding as it goes, so memory stays bounded); removes what an
     /// interrupted fold or merge left.
-    pub fn load(tree: &sled::Tree, source: &str) -> Result<KeyIndex> {
+    pub fn load(tree: &sled::Tree, files: &RunFiles, source: &str) -> Result<KeyIndex> {
         let what = format!("the key index of `{source}`");
         let meta = match tree.get(meta_key(source))? {
             Some(v) => Meta::decode(&v).ok_or_else(|| StateError::Damaged {
@@ -214,23 +226,59 @@ impl KeyIndex {
             .runs
             .iter()
             .rev()
-            .map(|(id, count)| {
-                let count = *count as usize;
+            .map(|m| {
+                let count = m.count as usize;
                 // The newest runs first, while they fit.
                 let table = (count <= budget).then(|| {
                     budget -= count;
                     Table::with_capacity(count)
                 });
                 Run {
-                    id: *id,
+                    id: m.id,
                     fences: Vec::new(),
                     bloom: Bloom::sized(count),
                     table,
-                    held: None,
+                    file: None,
                 }
             })
             .collect();
         runs.reverse();
+        // Runs in files: each read once, whole.
+        for (run, m) in runs.iter_mut().zip(&meta.runs) {
+            if !m.in_file {
+                continue;
+            }
+            let Run {
+                fences,
+                bloom,
+                table,
+                ..
+            } = run;
+            let file = RunFile::open(files.path(source, m.id), |chunk| {
+                let entries = decode(chunk, &what)?;
+                let first = entries.first().ok_or_else(|| StateError::Damaged {
+                    what: what.clone(),
+                    reason: "a chunk of its run holds no entry".into(),
+                })?;
+                fences.push(first.hash);
+                for e in entries {
+                    bloom.insert(e.hash);
+                    if let Some(t) = table.as_mut() {
+                        t.push(e);
+                    }
+                }
+                Ok(())
+            })?;
+            run.file = Some(file);
+        }
+        let mut next_id = meta.runs.iter().map(|m| m.id).max().unwrap_or(0);
+        for (id, path) in files.present(source)? {
+            next_id = next_id.max(id);
+            if !meta.runs.iter().any(|m| m.in_file && m.id == id) {
+                files.retire(path);
+            }
+        }
+        // Runs of state version 5: their chunks are sled values.
         let chunks = prefixed(source, b"c");
         let mut stale: Vec<sled::IVec> = Vec::new();
         for kv in tree.scan_prefix(&chunks) {
@@ -244,7 +292,12 @@ impl KeyIndex {
                 .get(4..20)
                 .and_then(|b| b.try_into().ok())
                 .map(u128::from_be_bytes);
-            let run = id.and_then(|id| runs.iter_mut().find(|r| r.id == id));
+            let run = id.and_then(|id| {
+                runs.iter_mut()
+                    .zip(&meta.runs)
+                    .find(|(_, m)| m.id == id && !m.in_file)
+                    .map(|(r, _)| r)
+            });
             let (Some(run), Some(first)) = (run, first) else {
                 stale.push(k);
                 continue;
@@ -268,6 +321,8 @@ impl KeyIndex {
             runs,
             cache: VecDeque::new(),
             table_max: TABLE_MAX,
+            files: files.clone(),
+            next_id: next_id.wrapping_add(1).max(1),
         };
         let pages = prefixed(source, b"p");
         let mut stale: Vec<sled::IVec> = Vec::new();
@@ -304,19 +359,21 @@ impl KeyIndex {
         self.meta.bound.is_some_and(|b| *order < b)
     }
 
-    /// The entries of one chunk, from the cache or the store.
-    fn chunk(&mut self, tree: &sled::Tree, run: u32, first: u128) -> Result<&[Entry]> {
-        let pos = match self.cache.iter().position(|(at, _)| *at == (run, first)) {
+    /// The entries of chunk `at` of run `r`, from the cache or the run's file.
+    fn chunk(&mut self, tree: &sled::Tree, r: usize, at: usize) -> Result<&[Entry]> {
+        let run = &self.runs[r];
+        let name = (run.id, run.fences[at]);
+        let pos = match self.cache.iter().position(|(n, _)| *n == name) {
             Some(p) => p,
             None => {
-                let entries = match tree.get(chunk_key(&self.source, run, first))? {
+                let entries = match run.chunk_bytes(tree, &self.source, at)? {
                     Some(v) => decode(&v, &self.what())?,
                     None => Vec::new(),
                 };
                 if self.cache.len() == CACHED_CHUNKS {
                     self.cache.pop_front();
                 }
-                self.cache.push_back(((run, first), entries));
+                self.cache.push_back((name, entries));
                 self.cache.len() - 1
             }
         };
@@ -343,9 +400,8 @@ impl KeyIndex {
             let Some(at) = run.fences.partition_point(|f| *f <= h).checked_sub(1) else {
                 continue;
             };
-            let (id, first) = (run.id, run.fences[at]);
             let found = {
-                let chunk = self.chunk(tree, id, first)?;
+                let chunk = self.chunk(tree, r, at)?;
                 chunk
                     .binary_search_by(|e| e.hash.cmp(&h))
                     .ok()
@@ -434,16 +490,13 @@ impl KeyIndex {
         self.recent.retain(|_, (_, order)| *order >= bound);
         let mut gone: Vec<Vec<u8>> = Vec::new();
         let source = &self.source;
-        let held = self.runs.iter_mut().filter_map(|r| r.held.as_mut());
-        for pages in std::iter::once(&mut self.pages).chain(held) {
-            pages.retain(|(seq, part, top)| {
-                let keep = *top >= bound;
-                if !keep {
-                    gone.push(page_key(source, *seq, *part));
-                }
-                keep
-            });
-        }
+        self.pages.retain(|(seq, part, top)| {
+            let keep = *top >= bound;
+            if !keep {
+                gone.push(page_key(source, *seq, *part));
+            }
+            keep
+        });
         // A page's entry count is not kept: until the next fold, `logged` may still
         // count the entries of dropped pages (a fold then comes a little early).
         remove_all(tree, gone)?;
@@ -468,14 +521,8 @@ impl KeyIndex {
             visit(logged.item(at));
         }
         for r in self.runs.iter().rev() {
-            if let Some(parts) = &r.held {
-                let logged = self.logged(tree, parts)?;
-                for at in &logged.entries {
-                    visit(logged.item(at));
-                }
-            }
-            for first in &r.fences {
-                if let Some(v) = tree.get(chunk_key(&self.source, r.id, *first))? {
+            for at in 0..r.fences.len() {
+                if let Some(v) = r.chunk_bytes(tree, &self.source, at)? {
                     for (_, range) in scan(&v, &self.what())? {
                         visit(item_at(&v, range));
                     }

@@ -1,6 +1,7 @@
 //! A run's parts in memory: its filter, its table or chunks; a run being written, read
 //! back for a merge, and the pages since the last fold read back for a spill or a dump.
 
+use super::files::{FileWriter, RunFile, RunFiles};
 use super::format::{chunk_key, encode_item, item_at, scan, Item};
 use super::{Entry, Result, BLOOM_MAX_BITS, CHUNK, FORMAT, NO_ORDER};
 
@@ -34,6 +35,7 @@ impl Table {
     }
 
     /// Entries sorted by hash.
+    #[cfg(test)]
     pub(super) fn of_sorted(entries: &[Entry]) -> Table {
         let mut table = Table::with_capacity(entries.len());
         for e in entries {
@@ -112,14 +114,34 @@ impl Bloom {
 }
 
 /// A run: its id, its chunks' first hashes in order, its filter, and its entries when
-/// they fit in [`TABLE_MAX`]. A run held in memory only has no id or chunks; its table
-/// and the pages it was folded from are `held`.
+/// they fit in [`TABLE_MAX`]. Its chunks are in its `file`; without one (a run written
+/// by state version 5) they are sled values.
 pub(super) struct Run {
     pub(super) id: u32,
     pub(super) fences: Vec<u128>,
     pub(super) bloom: Bloom,
     pub(super) table: Option<Table>,
-    pub(super) held: Option<Pages>,
+    pub(super) file: Option<RunFile>,
+}
+
+impl Run {
+    /// The bytes of chunk `at`, from the run's file or its sled value.
+    pub(super) fn chunk_bytes(
+        &self,
+        tree: &sled::Tree,
+        source: &str,
+        at: usize,
+    ) -> Result<Option<Vec<u8>>> {
+        if let Some(file) = &self.file {
+            return (at < file.chunks()).then(|| file.read(at)).transpose();
+        }
+        let Some(first) = self.fences.get(at) else {
+            return Ok(None);
+        };
+        Ok(tree
+            .get(chunk_key(source, self.id, *first))?
+            .map(|v| v.to_vec()))
+    }
 }
 
 /// Page parts: their page's sequence number, their number in it and their greatest
@@ -152,34 +174,34 @@ impl Logged {
 }
 
 /// One run read chunk by chunk, for a merge.
+#[derive(Default)]
 pub(super) struct RunCursor {
-    pub(super) id: u32,
-    pub(super) fences: Vec<u128>,
     pub(super) next_chunk: usize,
-    pub(super) bytes: Option<sled::IVec>,
+    pub(super) bytes: Vec<u8>,
     pub(super) entries: Vec<(Entry, std::ops::Range<usize>)>,
     pub(super) at: usize,
 }
 
 impl RunCursor {
-    /// The hash of the next entry, reading the next chunk when this one is done.
+    /// The hash of the next entry of `run`, reading its next chunk when this one is done.
     pub(super) fn peek(
         &mut self,
         tree: &sled::Tree,
         source: &str,
+        run: &Run,
         what: &str,
     ) -> Result<Option<u128>> {
         while self.at >= self.entries.len() {
-            let Some(first) = self.fences.get(self.next_chunk) else {
+            if self.next_chunk >= run.fences.len() {
                 return Ok(None);
-            };
+            }
+            let bytes = run.chunk_bytes(tree, source, self.next_chunk)?;
             self.next_chunk += 1;
-            let v = tree.get(chunk_key(source, self.id, *first))?;
-            self.entries = match &v {
+            self.entries = match &bytes {
                 Some(v) => scan(v, what)?,
                 None => Vec::new(),
             };
-            self.bytes = v;
+            self.bytes = bytes.unwrap_or_default();
             self.at = 0;
         }
         Ok(self.entries.get(self.at).map(|(e, _)| e.hash))
@@ -189,15 +211,14 @@ impl RunCursor {
     pub(super) fn take(&mut self) -> Option<(Entry, Vec<u8>, Vec<u8>)> {
         let (_, range) = self.entries.get(self.at)?.clone();
         self.at += 1;
-        let item = item_at(self.bytes.as_ref()?, range)?;
+        let item = item_at(&self.bytes, range)?;
         Some((item.entry, item.key.to_vec(), item.cursor.to_vec()))
     }
 }
 
-/// A run being written: its chunks written as they fill.
-pub(super) struct Writer<'a> {
-    pub(super) tree: &'a sled::Tree,
-    pub(super) source: &'a str,
+/// A run being written: its chunks written to its file as they fill.
+pub(super) struct Writer {
+    pub(super) out: FileWriter,
     pub(super) id: u32,
     /// The chunk being filled, as it is written: its entries' bytes after the format.
     pub(super) chunk: Vec<u8>,
@@ -210,17 +231,16 @@ pub(super) struct Writer<'a> {
     pub(super) table: Option<Table>,
 }
 
-impl<'a> Writer<'a> {
+impl Writer {
     pub(super) fn new(
-        tree: &'a sled::Tree,
-        source: &'a str,
+        files: &RunFiles,
+        source: &str,
         id: u32,
         bound: Option<[u8; 16]>,
         size: usize,
-    ) -> Writer<'a> {
-        Writer {
-            tree,
-            source,
+    ) -> Result<Writer> {
+        Ok(Writer {
+            out: FileWriter::create(files, source, id)?,
             id,
             chunk: vec![FORMAT],
             first: None,
@@ -230,7 +250,7 @@ impl<'a> Writer<'a> {
             bound,
             bloom: Bloom::sized(size),
             table: None,
-        }
+        })
     }
 
     /// Keeps the run's entries in memory too (room for `size` made at once: grown by
@@ -261,15 +281,14 @@ impl<'a> Writer<'a> {
         let Some(first) = self.first.take() else {
             return Ok(());
         };
-        self.tree
-            .insert(chunk_key(self.source, self.id, first), &self.chunk[..])?;
+        self.out.chunk(&self.chunk)?;
         self.chunk.truncate(1);
         self.in_chunk = 0;
         self.fences.push(first);
         Ok(())
     }
 
-    /// The run written, in memory, and how many entries it holds.
+    /// The run written and durable, in memory, and how many entries it holds.
     pub(super) fn finish(mut self) -> Result<(Run, u64)> {
         self.flush()?;
         let run = Run {
@@ -277,7 +296,7 @@ impl<'a> Writer<'a> {
             fences: self.fences,
             bloom: self.bloom,
             table: self.table,
-            held: None,
+            file: Some(self.out.finish()?),
         };
         Ok((run, self.count))
     }

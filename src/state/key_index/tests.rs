@@ -1,12 +1,23 @@
 //! Tests of the key index: pages, folds, prunes, reloads.
-use super::format::FORMAT_V1;
+use super::files::MAGIC as MAGIC_FOR_TESTS;
+use super::format::{chunk_key, MetaRun, FORMAT_V1};
 use super::*;
 
-fn tree() -> (tempfile::TempDir, sled::Tree) {
+fn tree() -> (tempfile::TempDir, sled::Tree, RunFiles) {
     let dir = tempfile::tempdir().unwrap();
     let db = sled::open(dir.path()).unwrap();
     let tree = db.open_tree("keylog").unwrap();
-    (dir, tree)
+    let files = RunFiles::new(dir.path().join("runs"), Retired::default());
+    (dir, tree, files)
+}
+
+/// How many chunks the runs of `index` in force hold in their files.
+fn file_chunks(index: &KeyIndex) -> usize {
+    index
+        .runs
+        .iter()
+        .filter_map(|r| r.file.as_ref().map(|f| f.chunks()))
+        .sum()
 }
 
 fn entry(n: u64, fp: u64, order: u8) -> Full {
@@ -35,15 +46,15 @@ fn write(index: &mut KeyIndex, tree: &sled::Tree, entries: &[Full]) {
 
 #[test]
 fn keys_are_found_in_recent_and_after_a_reload() {
-    let (_dir, tree) = tree();
-    let mut index = KeyIndex::load(&tree, "s").unwrap();
+    let (_dir, tree, files) = tree();
+    let mut index = KeyIndex::load(&tree, &files, "s").unwrap();
     write(&mut index, &tree, &[entry(1, 10, 1), entry(2, 20, 1)]);
     assert_eq!(
         index.get(&tree, entry(1, 0, 0).entry.hash).unwrap(),
         Some(10)
     );
     assert_eq!(index.get(&tree, entry(3, 0, 0).entry.hash).unwrap(), None);
-    let mut again = KeyIndex::load(&tree, "s").unwrap();
+    let mut again = KeyIndex::load(&tree, &files, "s").unwrap();
     assert_eq!(
         again.get(&tree, entry(2, 0, 0).entry.hash).unwrap(),
         Some(20)
@@ -51,7 +62,7 @@ fn keys_are_found_in_recent_and_after_a_reload() {
     assert_eq!(again.count(&tree).unwrap(), 2);
     // A later page wins over an earlier one for the same key.
     write(&mut again, &tree, &[entry(2, 21, 1)]);
-    let mut third = KeyIndex::load(&tree, "s").unwrap();
+    let mut third = KeyIndex::load(&tree, &files, "s").unwrap();
     assert_eq!(
         third.get(&tree, entry(2, 0, 0).entry.hash).unwrap(),
         Some(21)
@@ -60,8 +71,8 @@ fn keys_are_found_in_recent_and_after_a_reload() {
 
 #[test]
 fn a_full_recent_is_folded_into_chunks_and_memory_stays_bounded() {
-    let (_dir, tree) = tree();
-    let mut index = KeyIndex::load(&tree, "s").unwrap();
+    let (_dir, tree, files) = tree();
+    let mut index = KeyIndex::load(&tree, &files, "s").unwrap();
     // No table: every fold is spilled at once.
     index.table_max = 0;
     let n = (FOLD_AT + 5_000) as u64;
@@ -88,7 +99,7 @@ fn a_full_recent_is_folded_into_chunks_and_memory_stays_bounded() {
     // Only the parts of the pages written after it: 5 of 1,000 entries, one of 1.
     let after = 5 * 1000usize.div_ceil(PAGE_PART) + 1;
     assert_eq!(pages, after, "page parts left after the fold");
-    let mut again = KeyIndex::load(&tree, "s").unwrap();
+    let mut again = KeyIndex::load(&tree, &files, "s").unwrap();
     assert_eq!(
         again.get(&tree, entry(7, 0, 0).entry.hash).unwrap(),
         Some(70)
@@ -108,15 +119,15 @@ fn a_full_recent_is_folded_into_chunks_and_memory_stays_bounded() {
 
 #[test]
 fn a_page_written_without_its_commit_does_not_count() {
-    let (_dir, tree) = tree();
-    let mut index = KeyIndex::load(&tree, "s").unwrap();
+    let (_dir, tree, files) = tree();
+    let mut index = KeyIndex::load(&tree, &files, "s").unwrap();
     write(&mut index, &tree, &[entry(1, 10, 1)]);
     // Written, then the process died before the commit recorded its number.
     let (seq, writes) = index.page(&[entry(2, 20, 1)]);
     for (at, value) in writes {
         tree.insert(at, value).unwrap();
     }
-    let mut again = KeyIndex::load(&tree, "s").unwrap();
+    let mut again = KeyIndex::load(&tree, &files, "s").unwrap();
     assert_eq!(again.get(&tree, entry(2, 0, 0).entry.hash).unwrap(), None);
     assert_eq!(
         again.get(&tree, entry(1, 0, 0).entry.hash).unwrap(),
@@ -128,7 +139,7 @@ fn a_page_written_without_its_commit_does_not_count() {
     );
     // The next page takes its number and counts.
     write(&mut again, &tree, &[entry(3, 30, 1)]);
-    let mut third = KeyIndex::load(&tree, "s").unwrap();
+    let mut third = KeyIndex::load(&tree, &files, "s").unwrap();
     assert_eq!(
         third.get(&tree, entry(3, 0, 0).entry.hash).unwrap(),
         Some(30)
@@ -137,13 +148,13 @@ fn a_page_written_without_its_commit_does_not_count() {
 
 #[test]
 fn chunks_of_an_unfinished_fold_are_removed_when_the_index_loads() {
-    let (_dir, tree) = tree();
-    let mut index = KeyIndex::load(&tree, "s").unwrap();
+    let (_dir, tree, files) = tree();
+    let mut index = KeyIndex::load(&tree, &files, "s").unwrap();
     write(&mut index, &tree, &[entry(1, 10, 1)]);
     // A chunk of the next generation, written before a crash stopped the fold.
     tree.insert(chunk_key("s", 1, 5), encode_page(&[entry(9, 90, 1)]))
         .unwrap();
-    let mut again = KeyIndex::load(&tree, "s").unwrap();
+    let mut again = KeyIndex::load(&tree, &files, "s").unwrap();
     assert_eq!(again.get(&tree, entry(9, 0, 0).entry.hash).unwrap(), None);
     assert_eq!(
         again.get(&tree, entry(1, 0, 0).entry.hash).unwrap(),
@@ -154,8 +165,8 @@ fn chunks_of_an_unfinished_fold_are_removed_when_the_index_loads() {
 
 #[test]
 fn a_prune_forgets_keys_below_the_bound_without_reading_them() {
-    let (_dir, tree) = tree();
-    let mut index = KeyIndex::load(&tree, "s").unwrap();
+    let (_dir, tree, files) = tree();
+    let mut index = KeyIndex::load(&tree, &files, "s").unwrap();
     // One page wholly below the bound, one across it.
     write(&mut index, &tree, &[entry(1, 10, 3), entry(2, 20, 4)]);
     write(&mut index, &tree, &[entry(3, 30, 4), entry(4, 40, 9)]);
@@ -170,7 +181,7 @@ fn a_prune_forgets_keys_below_the_bound_without_reading_them() {
     }
     assert_eq!(index.count(&tree).unwrap(), 1);
     // The bound holds after a reload: entry 3 is still in its page, but hidden.
-    let mut again = KeyIndex::load(&tree, "s").unwrap();
+    let mut again = KeyIndex::load(&tree, &files, "s").unwrap();
     assert_eq!(again.get(&tree, entry(3, 0, 0).entry.hash).unwrap(), None);
     assert_eq!(again.count(&tree).unwrap(), 1);
     // Keys without a cursor are never pruned.
@@ -192,8 +203,8 @@ fn a_prune_forgets_keys_below_the_bound_without_reading_them() {
 
 #[test]
 fn many_runs_are_merged_into_one_with_the_newest_entries() {
-    let (_dir, tree) = tree();
-    let mut index = KeyIndex::load(&tree, "s").unwrap();
+    let (_dir, tree, files) = tree();
+    let mut index = KeyIndex::load(&tree, &files, "s").unwrap();
     index.table_max = 0;
     // Each fold writes a run; key 0 changes in every one.
     for round in 0..=MAX_RUNS as u64 {
@@ -205,7 +216,7 @@ fn many_runs_are_merged_into_one_with_the_newest_entries() {
     }
     assert_eq!(index.runs.len(), 1, "merged");
     let total = (MAX_RUNS as u64 + 1) * FOLD_AT as u64 - MAX_RUNS as u64;
-    assert_eq!(index.meta.runs[0].1, total);
+    assert_eq!(index.meta.runs[0].count, total);
     assert_eq!(
         index.get(&tree, entry(0, 0, 0).entry.hash).unwrap(),
         Some(MAX_RUNS as u64)
@@ -214,10 +225,17 @@ fn many_runs_are_merged_into_one_with_the_newest_entries() {
         index.get(&tree, entry(3_000_005, 0, 0).entry.hash).unwrap(),
         Some(5)
     );
-    // Only the merged run's chunks are left.
-    let chunks = tree.scan_prefix(prefixed("s", b"c")).count() as u64;
-    assert_eq!(chunks, total.div_ceil(CHUNK as u64));
-    let mut again = KeyIndex::load(&tree, "s").unwrap();
+    // Only the merged run is in force; the files it replaced are retired.
+    assert_eq!(file_chunks(&index) as u64, total.div_ceil(CHUNK as u64));
+    let present = files.present("s").unwrap();
+    let retired = files.retired.lock().unwrap().clone();
+    assert_eq!(retired.len(), MAX_RUNS + 1);
+    assert_eq!(present.len(), MAX_RUNS + 2);
+    assert!(present
+        .iter()
+        .all(|(id, p)| *id == index.runs[0].id || retired.contains(p)));
+    assert_eq!(tree.scan_prefix(prefixed("s", b"c")).count(), 0);
+    let mut again = KeyIndex::load(&tree, &files, "s").unwrap();
     assert_eq!(
         again.get(&tree, entry(0, 0, 0).entry.hash).unwrap(),
         Some(MAX_RUNS as u64)
@@ -226,8 +244,8 @@ fn many_runs_are_merged_into_one_with_the_newest_entries() {
 
 #[test]
 fn a_merge_drops_what_a_prune_hid() {
-    let (_dir, tree) = tree();
-    let mut index = KeyIndex::load(&tree, "s").unwrap();
+    let (_dir, tree, files) = tree();
+    let mut index = KeyIndex::load(&tree, &files, "s").unwrap();
     index.table_max = 0;
     let old: Vec<Full> = (0..FOLD_AT as u64).map(|i| entry(i, i, 1)).collect();
     write(&mut index, &tree, &old);
@@ -241,7 +259,7 @@ fn a_merge_drops_what_a_prune_hid() {
     assert_eq!(index.runs.len(), 2);
     index.merge(&tree).unwrap();
     assert_eq!(index.meta.runs.len(), 1);
-    assert_eq!(index.meta.runs[0].1, FOLD_AT as u64);
+    assert_eq!(index.meta.runs[0].count, FOLD_AT as u64);
     assert_eq!(index.get(&tree, entry(5, 0, 0).entry.hash).unwrap(), None);
     assert_eq!(
         index.get(&tree, entry(1_000_005, 0, 0).entry.hash).unwrap(),
@@ -250,32 +268,34 @@ fn a_merge_drops_what_a_prune_hid() {
 }
 
 #[test]
-fn runs_held_in_memory_write_nothing_until_the_tables_are_full() {
-    let (_dir, tree) = tree();
-    let mut index = KeyIndex::load(&tree, "s").unwrap();
+fn a_fold_writes_a_file_and_keeps_its_table_while_the_tables_fit() {
+    let (_dir, tree, files) = tree();
+    let mut index = KeyIndex::load(&tree, &files, "s").unwrap();
     let first: Vec<Full> = (0..FOLD_AT as u64).map(|i| entry(i, i, 1)).collect();
     write(&mut index, &tree, &first);
-    // Folded into a run in memory: no chunk, no meta, every page part still there.
+    // Folded: a file named by the meta, its pages gone from sled, its table in memory.
     assert_eq!(index.runs.len(), 1);
-    assert!(index.runs[0].held.is_some());
-    assert_eq!(tree.scan_prefix(prefixed("s", b"c")).count(), 0);
-    assert!(tree.get(meta_key("s")).unwrap().is_none());
-    let parts = FOLD_AT / 1000 * 1000usize.div_ceil(PAGE_PART);
-    assert_eq!(tree.scan_prefix(prefixed("s", b"p")).count(), parts);
+    assert!(index.runs[0].table.is_some());
+    assert_eq!(file_chunks(&index), FOLD_AT.div_ceil(CHUNK));
+    assert_eq!(files.present("s").unwrap().len(), 1);
+    assert_eq!(index.meta.runs.len(), 1);
+    assert!(index.meta.runs[0].in_file);
+    assert_eq!(tree.scan_prefix(prefixed("s", b"p")).count(), 0);
     assert_eq!(
         index.get(&tree, entry(9, 0, 0).entry.hash).unwrap(),
         Some(9)
     );
-    // A reload folds the same pages again.
-    let mut again = KeyIndex::load(&tree, "s").unwrap();
+    // A reload reads the file back, table and all.
+    let mut again = KeyIndex::load(&tree, &files, "s").unwrap();
     assert_eq!(again.runs.len(), 1);
+    assert!(again.runs[0].table.is_some());
     assert_eq!(
         again.get(&tree, entry(9, 0, 0).entry.hash).unwrap(),
         Some(9)
     );
     assert_eq!(again.count(&tree).unwrap(), FOLD_AT);
-    // Tables full: the oldest run is spilled (chunks, meta, its pages removed); the
-    // newer one stays in memory, and key 9's newer entry shadows the spilled one.
+    // Tables full: the oldest run's table goes, its entries are read from its file;
+    // key 9's newer entry shadows the older one.
     again.table_max = FOLD_AT;
     let mut second: Vec<Full> = (1..FOLD_AT as u64)
         .map(|i| entry(1_000_000 + i, i, 1))
@@ -283,14 +303,9 @@ fn runs_held_in_memory_write_nothing_until_the_tables_are_full() {
     second.push(entry(9, 90, 1));
     write(&mut again, &tree, &second);
     assert_eq!(again.runs.len(), 2);
-    assert!(again.runs[0].held.is_none() && again.runs[0].table.is_none());
-    assert!(again.runs[1].held.is_some());
-    assert_eq!(again.meta.runs.len(), 1);
-    assert_eq!(
-        tree.scan_prefix(prefixed("s", b"c")).count(),
-        FOLD_AT.div_ceil(CHUNK)
-    );
-    assert_eq!(tree.scan_prefix(prefixed("s", b"p")).count(), parts);
+    assert!(again.runs[0].table.is_none());
+    assert!(again.runs[1].table.is_some());
+    assert_eq!(again.meta.runs.len(), 2);
     for (n, want) in [(5, 5), (9, 90), (1_000_005, 5)] {
         assert_eq!(
             again.get(&tree, entry(n, 0, 0).entry.hash).unwrap(),
@@ -298,7 +313,7 @@ fn runs_held_in_memory_write_nothing_until_the_tables_are_full() {
             "key {n}"
         );
     }
-    let mut third = KeyIndex::load(&tree, "s").unwrap();
+    let mut third = KeyIndex::load(&tree, &files, "s").unwrap();
     assert_eq!(
         third.get(&tree, entry(9, 0, 0).entry.hash).unwrap(),
         Some(90)
@@ -353,13 +368,17 @@ fn entries_keep_their_order_key_and_cursor_in_half_the_bytes() {
 
 #[test]
 fn pages_and_chunks_of_the_format_before_are_read_and_spilled_anew() {
-    let (_dir, tree) = tree();
+    let (_dir, tree, files) = tree();
     // A store written before: one page and one run of the earlier format.
     let old: Vec<Full> = (0..40).map(|i| entry(i, i, 1)).collect();
     tree.insert(chunk_key("s", 1, old[0].entry.hash), encode_v1(&old[..1]))
         .unwrap();
     let meta = Meta {
-        runs: vec![(1, 1)],
+        runs: vec![MetaRun {
+            id: 1,
+            count: 1,
+            in_file: false,
+        }],
         folded: 0,
         bound: None,
     };
@@ -368,7 +387,7 @@ fn pages_and_chunks_of_the_format_before_are_read_and_spilled_anew() {
         .unwrap();
     tree.insert(committed_key("s"), &1u64.to_be_bytes())
         .unwrap();
-    let mut index = KeyIndex::load(&tree, "s").unwrap();
+    let mut index = KeyIndex::load(&tree, &files, "s").unwrap();
     for i in [0, 1, 39] {
         assert_eq!(
             index.get(&tree, entry(i, 0, 0).entry.hash).unwrap(),
@@ -382,11 +401,13 @@ fn pages_and_chunks_of_the_format_before_are_read_and_spilled_anew() {
     index.table_max = 0;
     index.fold(&tree).unwrap();
     index.merge(&tree).unwrap();
-    for kv in tree.scan_prefix(prefixed("s", b"c")) {
-        let (k, v) = kv.unwrap();
-        assert_eq!(v[0], FORMAT, "{k:?}");
+    assert_eq!(tree.scan_prefix(prefixed("s", b"c")).count(), 0);
+    assert_eq!(index.runs.len(), 1);
+    let run = index.runs[0].file.as_ref().unwrap();
+    for at in 0..run.chunks() {
+        assert_eq!(run.read(at).unwrap()[0], FORMAT);
     }
-    let mut again = KeyIndex::load(&tree, "s").unwrap();
+    let mut again = KeyIndex::load(&tree, &files, "s").unwrap();
     assert_eq!(again.count(&tree).unwrap(), 40);
     assert_eq!(
         again.get(&tree, entry(39, 0, 0).entry.hash).unwrap(),
@@ -397,27 +418,27 @@ fn pages_and_chunks_of_the_format_before_are_read_and_spilled_anew() {
 
 #[test]
 fn damaged_values_are_errors_not_panics() {
-    let (_dir, tree) = tree();
+    let (_dir, tree, files) = tree();
     tree.insert(committed_key("s"), &1u64.to_be_bytes())
         .unwrap();
     tree.insert(page_key("s", 1, 0), vec![FORMAT, 1, 2, 3])
         .unwrap();
-    assert!(KeyIndex::load(&tree, "s").is_err());
+    assert!(KeyIndex::load(&tree, &files, "s").is_err());
     let mut cut = encode_page(&[entry(1, 1, 1)]);
     cut.pop();
     tree.insert(page_key("s", 1, 0), cut).unwrap();
-    assert!(KeyIndex::load(&tree, "s").is_err());
+    assert!(KeyIndex::load(&tree, &files, "s").is_err());
     // The key's length (after the format, the fingerprint and the order's two bytes)
     // says more bytes than there are.
     let mut long = encode_page(&[entry(1, 1, 1)]);
     long[1 + 8 + 2] = 0x7f;
     tree.insert(page_key("s", 1, 0), long).unwrap();
-    assert!(KeyIndex::load(&tree, "s").is_err());
+    assert!(KeyIndex::load(&tree, &files, "s").is_err());
     tree.insert(page_key("s", 1, 0), vec![]).unwrap();
-    assert!(KeyIndex::load(&tree, "s").is_err());
+    assert!(KeyIndex::load(&tree, &files, "s").is_err());
     tree.remove(page_key("s", 1, 0)).unwrap();
     tree.insert(meta_key("s"), vec![9]).unwrap();
-    assert!(KeyIndex::load(&tree, "s").is_err());
+    assert!(KeyIndex::load(&tree, &files, "s").is_err());
 }
 
 #[test]
@@ -450,4 +471,117 @@ fn a_table_keeps_orders_only_once_an_entry_has_one() {
     for want in &plain {
         assert_eq!(table.find(want.hash), Some(*want));
     }
+}
+
+/// An index whose tables hold nothing: every fold is spilled to a file at once.
+fn spilling(tree: &sled::Tree, files: &RunFiles) -> KeyIndex {
+    let mut index = KeyIndex::load(tree, files, "s").unwrap();
+    index.table_max = 0;
+    index
+}
+
+#[test]
+fn a_run_file_no_meta_names_is_retired_and_its_id_not_taken_again() {
+    let (_dir, tree, files) = tree();
+    let mut index = spilling(&tree, &files);
+    let first: Vec<Full> = (0..FOLD_AT as u64).map(|i| entry(i, i, 1)).collect();
+    write(&mut index, &tree, &first);
+    let named = index.runs[0].id;
+    // A file written whole before a crash stopped the spill's switch, and one cut short.
+    let orphan = files.path("s", named + 1);
+    std::fs::copy(files.path("s", named), &orphan).unwrap();
+    std::fs::write(files.path("s", named + 2), b"hmrrun").unwrap();
+    // Another source's file is not this source's to retire.
+    std::fs::write(files.path("t", 9), b"x").unwrap();
+    let mut again = spilling(&tree, &files);
+    let mut retired = files.retired.lock().unwrap().clone();
+    retired.sort();
+    assert_eq!(retired, vec![orphan.clone(), files.path("s", named + 2)]);
+    assert_eq!(again.count(&tree).unwrap(), FOLD_AT);
+    // The next run takes an id past both, so removing them never removes it.
+    let second: Vec<Full> = (0..FOLD_AT as u64)
+        .map(|i| entry(1_000_000 + i, i, 1))
+        .collect();
+    write(&mut again, &tree, &second);
+    assert_eq!(again.runs.len(), 2);
+    assert!(again.runs[1].id > named + 2);
+    remove_retired(retired);
+    assert!(!orphan.exists());
+    assert!(files.path("t", 9).exists());
+    let mut third = spilling(&tree, &files);
+    assert_eq!(third.count(&tree).unwrap(), 2 * FOLD_AT);
+    assert_eq!(
+        third.get(&tree, entry(1_000_005, 0, 0).entry.hash).unwrap(),
+        Some(5)
+    );
+}
+
+#[test]
+fn a_merge_whose_switch_a_crash_lost_leaves_the_old_runs_readable() {
+    let (_dir, tree, files) = tree();
+    let mut index = spilling(&tree, &files);
+    for round in 0..3u64 {
+        let entries: Vec<Full> = (0..FOLD_AT as u64)
+            .map(|i| entry(round * 1_000_000 + i, round, 1))
+            .collect();
+        write(&mut index, &tree, &entries);
+    }
+    assert_eq!(index.runs.len(), 3);
+    let before = tree.get(meta_key("s")).unwrap().unwrap();
+    index.merge(&tree).unwrap();
+    assert_eq!(index.runs.len(), 1);
+    // The merge's meta never reached the disk: the store holds the one before.
+    tree.insert(meta_key("s"), before).unwrap();
+    let mut again = spilling(&tree, &files);
+    assert_eq!(again.runs.len(), 3, "the old runs are in force again");
+    assert_eq!(again.count(&tree).unwrap(), 3 * FOLD_AT);
+    assert_eq!(
+        again.get(&tree, entry(2_000_007, 0, 0).entry.hash).unwrap(),
+        Some(2)
+    );
+    // Only the merged run's file is retired now: no meta names it.
+    let retired = files.retired.lock().unwrap().clone();
+    assert!(retired.contains(&files.path("s", index.runs[0].id)));
+}
+
+#[test]
+fn damaged_run_files_are_errors_not_panics() {
+    let (_dir, tree, files) = tree();
+    let mut index = spilling(&tree, &files);
+    let entries: Vec<Full> = (0..FOLD_AT as u64).map(|i| entry(i, i, 1)).collect();
+    write(&mut index, &tree, &entries);
+    let path = files.path("s", index.runs[0].id);
+    let whole = std::fs::read(&path).unwrap();
+    let error = |bytes: Option<Vec<u8>>| {
+        match &bytes {
+            Some(b) => std::fs::write(&path, b).unwrap(),
+            None => std::fs::remove_file(&path).unwrap(),
+        }
+        let e = KeyIndex::load(&tree, &files, "s").err().expect("an error");
+        e.to_string()
+    };
+    let mut cut = whole.clone();
+    cut.truncate(whole.len() / 2);
+    assert!(error(Some(cut)).contains("cut short"));
+    let mut magic = whole.clone();
+    magic[0] = b'x';
+    assert!(error(Some(magic)).contains("does not begin"));
+    let mut count = whole.clone();
+    let n = count.len();
+    count[n - 1] ^= 1;
+    assert!(error(Some(count)).contains("chunk count"));
+    let mut more = whole.clone();
+    more.push(0);
+    assert!(error(Some(more)).contains("past its end"));
+    // A chunk of no entries: its length 1, the format byte alone.
+    let mut empty = MAGIC_FOR_TESTS.to_vec();
+    empty.extend_from_slice(&1u32.to_be_bytes());
+    empty.push(FORMAT);
+    empty.extend_from_slice(&0u32.to_be_bytes());
+    empty.extend_from_slice(&1u64.to_be_bytes());
+    assert!(error(Some(empty)).contains("no entry"));
+    let mut garbled = whole.clone();
+    garbled[8 + 4 + 1 + 8] = 0x7f;
+    assert!(error(Some(garbled)).contains("damaged"));
+    assert!(error(None).contains("missing"));
 }
