@@ -16,12 +16,13 @@ impl KeyIndex {
     /// go when they pass `table_max`), and the runs merged when there are too many.
     pub(super) fn fold(&mut self, tree: &sled::Tree) -> Result<()> {
         let parts = std::mem::take(&mut self.pages);
+        let mut logged = std::mem::take(&mut self.pending);
         self.logged = 0;
         if parts.is_empty() {
             self.recent.clear();
             return Ok(());
         }
-        let logged = self.logged(tree, &parts)?;
+        logged.latest();
         let size = logged.entries.len();
         let id = self.next_run_id();
         // Entries below the prune bound are left out, as they left recent.

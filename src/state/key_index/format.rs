@@ -56,7 +56,8 @@ pub(super) fn encode_item(out: &mut Vec<u8>, entry: &Entry, key: &[u8], cursor: 
 }
 
 /// A page of entries as it is written.
-pub fn encode_page(entries: &[Full]) -> Vec<u8> {
+#[cfg(test)]
+pub(super) fn encode_page(entries: &[Full]) -> Vec<u8> {
     let mut out = vec![FORMAT];
     for f in entries {
         encode_item(&mut out, &f.entry, &f.key, &f.cursor);
@@ -65,8 +66,9 @@ pub fn encode_page(entries: &[Full]) -> Vec<u8> {
 }
 
 /// The entry at the start of `bytes`, in a value of `format`, and its length; `None`
-/// when it is cut short.
-fn item(format: u8, bytes: &[u8]) -> Option<(Item<'_>, usize)> {
+/// when it is cut short. Its key's hash is `known`, or else computed (format 2 does not
+/// keep it).
+fn item(format: u8, bytes: &[u8], known: Option<u128>) -> Option<(Item<'_>, usize)> {
     let (fingerprint, order, mut at, hash) = if format == FORMAT_V1 {
         let head = bytes.get(..HEAD_V1)?;
         let hash = u128::from_be_bytes(head[..16].try_into().ok()?);
@@ -110,7 +112,7 @@ fn item(format: u8, bytes: &[u8]) -> Option<(Item<'_>, usize)> {
     let key = part()?;
     let cursor = part()?;
     let entry = Entry {
-        hash: hash.unwrap_or_else(|| hash_key(key)),
+        hash: hash.or(known).unwrap_or_else(|| hash_key(key)),
         fingerprint,
         order,
     };
@@ -131,7 +133,8 @@ pub(super) fn scan(bytes: &[u8], what: &str) -> Result<Vec<(Entry, std::ops::Ran
     let mut out = Vec::new();
     let mut at = 1;
     while at < bytes.len() {
-        let (item, len) = item(format, &bytes[at..]).ok_or_else(|| damaged("it is cut short"))?;
+        let (item, len) =
+            item(format, &bytes[at..], None).ok_or_else(|| damaged("it is cut short"))?;
         out.push((item.entry, at..at + len));
         at += len;
     }
@@ -139,9 +142,9 @@ pub(super) fn scan(bytes: &[u8], what: &str) -> Result<Vec<(Entry, std::ops::Ran
 }
 
 /// The entry `scan` found at `range` of `value`.
-pub(super) fn item_at(value: &[u8], range: std::ops::Range<usize>) -> Option<Item<'_>> {
+pub(super) fn item_at(value: &[u8], range: std::ops::Range<usize>, hash: u128) -> Option<Item<'_>> {
     let format = *value.first()?;
-    item(format, value.get(range)?).map(|(item, _)| item)
+    item(format, value.get(range)?, Some(hash)).map(|(item, _)| item)
 }
 
 pub(super) fn decode(bytes: &[u8], what: &str) -> Result<Vec<Entry>> {
@@ -176,7 +179,7 @@ pub(super) fn remove_all<K: AsRef<[u8]>>(tree: &sled::Tree, keys: Vec<K>) -> Res
 }
 
 /// A write to make: a key of the `keylog` tree and its value.
-pub type Write = (Vec<u8>, Vec<u8>);
+pub type Write = (Vec<u8>, sled::IVec);
 
 /// The index's own record: the runs in force (oldest first), the last page folded into
 /// them, and the last prune bound.

@@ -46,9 +46,12 @@ use super::sled_store::prefixed;
 use super::{Result, StateError};
 use files::RunFile;
 pub use files::{remove_retired, Retired, RunFiles};
-pub use format::{committed_key, encode_page, page_key, Write};
+#[cfg(test)]
+use format::encode_page;
+pub use format::{committed_key, page_key, Write};
 use format::{decode, item_at, meta_key, remove_all, scan, Item, Meta, FORMAT};
 use runs::{Bloom, Logged, LoggedAt, Pages, Run, Table};
+
 use serde_json::Value as Json;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -77,6 +80,9 @@ pub const TABLE_MAX: usize = 262_144;
 pub const BLOOM_MAX_BITS: usize = 1 << 25;
 /// Chunks kept decoded in memory.
 const CACHED_CHUNKS: usize = 4;
+/// Pages made and not yet written that are kept (see [`KeyIndex::page`]): one is the
+/// rule, a source's pages being committed one at a time.
+const STAGED_MAX: usize = 4;
 /// The order of an entry without a cursor: after every cursor, so never pruned.
 pub const NO_ORDER: [u8; 16] = [0xff; 16];
 
@@ -128,12 +134,27 @@ impl Full {
 
 /// Page `seq` of `source` as the writes to make: its parts of [`PAGE_PART`] entries.
 pub fn page_writes(source: &str, seq: u64, entries: &[Full]) -> Vec<Write> {
+    encode_parts(source, seq, entries)
+        .into_iter()
+        .map(|(write, _)| write)
+        .collect()
+}
+
+/// Page `seq` of `source` as its parts' writes, each with where its entries lie in it.
+fn encode_parts(source: &str, seq: u64, entries: &[Full]) -> Vec<(Write, Vec<LoggedAt>)> {
     entries
         .chunks(PAGE_PART)
         .enumerate()
         .map(|(part, e)| {
             let part = u16::try_from(part).unwrap_or(u16::MAX);
-            (page_key(source, seq, part), encode_page(e))
+            let mut bytes = vec![FORMAT];
+            let mut at = Vec::with_capacity(e.len());
+            for f in e {
+                let start = bytes.len();
+                format::encode_item(&mut bytes, &f.entry, &f.key, &f.cursor);
+                at.push(LoggedAt::of(&f.entry, start..bytes.len()));
+            }
+            ((page_key(source, seq, part), bytes.into()), at)
         })
         .collect()
 }
@@ -176,6 +197,9 @@ impl Hasher for Prehashed {
 
 type Recent = HashMap<u128, (u64, [u8; 16]), BuildHasherDefault<Prehashed>>;
 
+/// A page part as sled was given it, and where its entries lie in it.
+type Part = (sled::IVec, Vec<LoggedAt>);
+
 /// One source's key state.
 pub struct KeyIndex {
     source: String,
@@ -183,6 +207,11 @@ pub struct KeyIndex {
     recent: Recent,
     /// The parts of the pages written since the last fold.
     pages: Pages,
+    /// Their bytes and where their entries lie: what the next fold writes.
+    pending: Logged,
+    /// Pages made by [`KeyIndex::page`] and not yet [`KeyIndex::written`]: their
+    /// sequence numbers and parts (a commit that failed leaves one, dropped later).
+    staged: VecDeque<(u64, Vec<Part>)>,
     /// How many entries those pages hold (a key written twice counts twice).
     logged: usize,
     next_seq: u64,
@@ -317,6 +346,8 @@ impl KeyIndex {
             meta,
             recent: Recent::with_capacity_and_hasher(RECENT_ROOM, Default::default()),
             pages: Vec::new(),
+            pending: Logged::default(),
+            staged: VecDeque::new(),
             logged: 0,
             runs,
             cache: VecDeque::new(),
@@ -342,7 +373,11 @@ impl KeyIndex {
                 stale.push(k);
                 continue;
             };
-            index.add(seq, part, decode(&v, &what)?.into_iter());
+            let entries = scan(&v, &what)?;
+            index.add(seq, part, entries.iter().map(|(e, _)| *e));
+            index
+                .pending
+                .add(v, entries.into_iter().map(|(e, at)| LoggedAt::of(&e, at)));
             if index.logged >= FOLD_AT {
                 index.fold(tree)?;
             }
@@ -418,7 +453,18 @@ impl KeyIndex {
     pub fn page(&mut self, entries: &[Full]) -> (u64, Vec<Write>) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        (seq, page_writes(&self.source, seq, entries))
+        let mut writes = Vec::new();
+        let mut parts = Vec::new();
+        for ((at, value), entries) in encode_parts(&self.source, seq, entries) {
+            parts.push((value.clone(), entries));
+            writes.push((at, value));
+        }
+        // A commit that failed never says its page was written; a few are kept.
+        if self.staged.len() == STAGED_MAX {
+            self.staged.pop_front();
+        }
+        self.staged.push_back((seq, parts));
+        (seq, writes)
     }
 
     fn add(&mut self, seq: u64, part: u16, entries: impl Iterator<Item = Entry>) {
@@ -434,46 +480,39 @@ impl KeyIndex {
     /// Takes in a page once it is written; folds when the pages since the last fold
     /// hold [`FOLD_AT`] entries (so recent holds at most that many).
     pub fn written(&mut self, tree: &sled::Tree, seq: u64, entries: &[Full]) -> Result<()> {
+        let staged = match self.staged.iter().position(|(s, _)| *s == seq) {
+            Some(at) => self.staged.remove(at).map(|(_, parts)| parts),
+            None => None,
+        };
+        // Made elsewhere than by `page` (or dropped from `staged`): read back.
+        let parts = match staged {
+            Some(parts) => parts,
+            None => {
+                let mut parts = Vec::new();
+                for part in 0..entries.len().div_ceil(PAGE_PART) {
+                    let part = u16::try_from(part).unwrap_or(u16::MAX);
+                    if let Some(v) = tree.get(page_key(&self.source, seq, part))? {
+                        let at = scan(&v, &self.what())?
+                            .into_iter()
+                            .map(|(e, at)| LoggedAt::of(&e, at))
+                            .collect();
+                        parts.push((v, at));
+                    }
+                }
+                parts
+            }
+        };
         for (part, e) in entries.chunks(PAGE_PART).enumerate() {
             let part = u16::try_from(part).unwrap_or(u16::MAX);
             self.add(seq, part, e.iter().map(|f| f.entry));
+        }
+        for (bytes, at) in parts {
+            self.pending.add(bytes, at.into_iter());
         }
         if self.logged >= FOLD_AT {
             self.fold(tree)?;
         }
         Ok(())
-    }
-
-    /// The pages `parts`, and their entries (the latest of each key only) in hash order,
-    /// each with its page and where its bytes lie: for a spill, or a dump.
-    fn logged(&self, tree: &sled::Tree, parts: &Pages) -> Result<Logged> {
-        let mut pages = Vec::with_capacity(parts.len());
-        let mut entries = Vec::new();
-        for (seq, part, _) in parts {
-            if let Some(v) = tree.get(page_key(&self.source, *seq, *part))? {
-                let page = pages.len() as u32;
-                for (e, range) in scan(&v, &self.what())? {
-                    entries.push(LoggedAt {
-                        hash: e.hash,
-                        page,
-                        start: range.start as u32,
-                        end: range.end as u32,
-                    });
-                }
-                pages.push(v);
-            }
-        }
-        // Of a key's entries the last written (latest page, then latest in its page)
-        // sorts first and is the one kept; in place, without a second list.
-        entries.sort_unstable_by_key(|at| {
-            (
-                at.hash,
-                std::cmp::Reverse(at.page),
-                std::cmp::Reverse(at.start),
-            )
-        });
-        entries.dedup_by_key(|at| at.hash);
-        Ok(Logged { pages, entries })
     }
 
     /// Forgets the keys whose cursor order is below `bound`: pages wholly below it are
@@ -507,7 +546,8 @@ impl KeyIndex {
     /// cursor text), newest first: the pages since the last fold, then the runs from
     /// the newest. Entries below the prune bound are left out.
     fn each_latest(&mut self, tree: &sled::Tree, mut each: impl FnMut(Item)) -> Result<()> {
-        let logged = self.logged(tree, &self.pages)?;
+        let mut logged = self.pending.clone();
+        logged.latest();
         let mut seen: std::collections::HashSet<u128, BuildHasherDefault<Prehashed>> =
             Default::default();
         let mut visit = |item: Option<Item>| {
@@ -523,8 +563,8 @@ impl KeyIndex {
         for r in self.runs.iter().rev() {
             for at in 0..r.fences.len() {
                 if let Some(v) = r.chunk_bytes(tree, &self.source, at)? {
-                    for (_, range) in scan(&v, &self.what())? {
-                        visit(item_at(&v, range));
+                    for (e, range) in scan(&v, &self.what())? {
+                        visit(item_at(&v, range, e.hash));
                     }
                 }
             }

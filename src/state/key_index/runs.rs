@@ -148,7 +148,10 @@ impl Run {
 /// order.
 pub(super) type Pages = Vec<(u64, u16, [u8; 16])>;
 
-/// The pages since the last fold, read for a fold or a dump.
+/// The page parts written since the last fold, as they were given to sled (the same
+/// bytes, shared), and where each entry lies in them, in the order written: what a fold
+/// writes as a run, without reading the parts back or hashing their keys again.
+#[derive(Default, Clone)]
 pub(super) struct Logged {
     pub(super) pages: Vec<sled::IVec>,
     pub(super) entries: Vec<LoggedAt>,
@@ -156,6 +159,7 @@ pub(super) struct Logged {
 
 /// Where a logged entry's bytes lie (32 bytes: a fold of [`FOLD_AT`] entries holds one
 /// each beside the pages).
+#[derive(Clone, Copy)]
 pub(super) struct LoggedAt {
     pub(super) hash: u128,
     pub(super) page: u32,
@@ -163,12 +167,47 @@ pub(super) struct LoggedAt {
     pub(super) end: u32,
 }
 
+impl LoggedAt {
+    /// Where `entry` lies in its part (`page` is set when the part is added).
+    pub(super) fn of(entry: &Entry, at: std::ops::Range<usize>) -> LoggedAt {
+        LoggedAt {
+            hash: entry.hash,
+            page: 0,
+            start: at.start as u32,
+            end: at.end as u32,
+        }
+    }
+}
+
 impl Logged {
-    /// An entry, found valid by [`scan`] when its page was read.
+    /// Adds a part and where its entries lie in it.
+    pub(super) fn add(&mut self, part: sled::IVec, entries: impl Iterator<Item = LoggedAt>) {
+        let page = self.pages.len() as u32;
+        self.pages.push(part);
+        self.entries
+            .extend(entries.map(|at| LoggedAt { page, ..at }));
+    }
+
+    /// Keeps the latest entry of each key (latest page, then latest in its page), in
+    /// hash order; in place, without a second list.
+    pub(super) fn latest(&mut self) {
+        self.entries.sort_unstable_by_key(|at| {
+            (
+                at.hash,
+                std::cmp::Reverse(at.page),
+                std::cmp::Reverse(at.start),
+            )
+        });
+        self.entries.dedup_by_key(|at| at.hash);
+    }
+
+    /// An entry, found valid by [`scan`] when its page was read (or written by
+    /// [`super::encode_parts`]).
     pub(super) fn item(&self, at: &LoggedAt) -> Option<Item<'_>> {
         item_at(
-            &self.pages[at.page as usize],
+            self.pages.get(at.page as usize)?,
             at.start as usize..at.end as usize,
+            at.hash,
         )
     }
 }
@@ -209,9 +248,9 @@ impl RunCursor {
 
     /// The next entry and its bytes.
     pub(super) fn take(&mut self) -> Option<(Entry, Vec<u8>, Vec<u8>)> {
-        let (_, range) = self.entries.get(self.at)?.clone();
+        let (e, range) = self.entries.get(self.at)?.clone();
         self.at += 1;
-        let item = item_at(&self.bytes, range)?;
+        let item = item_at(&self.bytes, range, e.hash)?;
         Some((item.entry, item.key.to_vec(), item.cursor.to_vec()))
     }
 }
