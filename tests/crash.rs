@@ -177,13 +177,7 @@ fn killed_at_random_instants_loses_nothing_and_stores_nothing_twice() {
     let data = dir.path().join("data");
     let bin = assert_cmd::cargo::cargo_bin("hamstr");
 
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let mut rand = move |n: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % n
-    };
+    let mut rand = support::xorshift(0x9e37_79b9_7f4a_7c15u64);
     for kill in 0..KILLS {
         let mut run = hamstr_process();
         run.args(["run", "--no-watch", "--data-dir"])

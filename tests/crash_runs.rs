@@ -58,13 +58,7 @@ fn killed_while_runs_are_written_the_index_keeps_every_key_once() {
     api.set_records("/items", records::make(RECORDS));
     let p = Pipeline::new(&pipeline(&api.url()));
 
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut rand = move |n: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % n
-    };
+    let mut rand = support::xorshift(0x2545_f491_4f6c_dd1du64);
     for _ in 0..KILLS {
         let mut run = p.spawn_run(&["--no-watch"]);
         std::thread::sleep(Duration::from_millis(300 + rand(2_500)));

@@ -101,13 +101,7 @@ fn three_shops_killed_at_random_instants_lose_nothing_and_store_nothing_twice() 
     let bin = assert_cmd::cargo::cargo_bin("hamstr");
     let env: Vec<(String, String)> = SHOPS.iter().map(|s| (var(s), token(s))).collect();
 
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut rand = move |n: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % n
-    };
+    let mut rand = support::xorshift(0x2545_f491_4f6c_dd1du64);
     for kill in 0..KILLS {
         let mut run = hamstr_process();
         run.args(["run", "--no-watch", "--data-dir"])

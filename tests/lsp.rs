@@ -453,13 +453,8 @@ fn random_edits_never_crash_the_server() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/order_items.hmr"),
     )
     .unwrap();
-    let mut seed: u64 = 0x5eed_1234_abcd;
-    let mut rand = |n: usize| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed % n.max(1) as u64) as usize
-    };
+    let mut next = support::xorshift(0x5eed_1234_abcd);
+    let mut rand = |n: usize| next(n as u64) as usize;
     let mut c = Client::start();
     c.open(&text);
     for version in 2..300 {

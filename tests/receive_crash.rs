@@ -112,13 +112,7 @@ fn events_answered_200_survive_any_kill_and_are_stored_once() {
         })
         .collect();
 
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut rand = move |n: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % n
-    };
+    let mut rand = support::xorshift(0x2545_f491_4f6c_dd1du64);
     let start = || {
         let mut cmd = hamstr_process();
         cmd.args(["run", "--no-watch", "--listen", "127.0.0.1:0", "--data-dir"])

@@ -78,6 +78,17 @@ impl Drop for TestApi {
     }
 }
 
+/// A seeded xorshift for tests that act at random: `rand(n)` is in `0..n` (`n` of 0
+/// counts as 1), and the same seed gives the same sequence, so a failure repeats.
+pub fn xorshift(mut seed: u64) -> impl FnMut(u64) -> u64 {
+    move |n| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n.max(1)
+    }
+}
+
 /// A `http://127.0.0.1:PORT` where nothing listens (connection refused).
 pub fn closed_origin() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
