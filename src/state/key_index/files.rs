@@ -12,9 +12,10 @@
 //!
 //! The layout: [`MAGIC`]; then the chunks, each its length (u32, big-endian) and its
 //! bytes (a value as [`super::format`] encodes it: the format byte and the entries); then
-//! a zero length and the number of chunks (u64). Of an open run memory keeps where each
-//! chunk starts (8 bytes a chunk of [`super::CHUNK`] keys); a lookup reads one chunk
-//! with one positioned read.
+//! a zero length and the number of chunks (u64). Of a run memory keeps where each chunk
+//! starts (8 bytes a chunk of [`super::CHUNK`] keys); a lookup reads one chunk with one
+//! positioned read. No file is kept open between reads: a store of thousands of sources,
+//! each with up to 17 runs, would run out of file descriptors.
 
 use super::{Result, StateError};
 use std::fs::File;
@@ -103,9 +104,8 @@ fn io_error(path: &Path, doing: &str, e: std::io::Error) -> StateError {
     StateError::Io(format!("{doing} `{}`: {e}", path.display()))
 }
 
-/// A run's file, open for reading.
+/// A run's file: where it is and where its chunks start.
 pub(super) struct RunFile {
-    file: File,
     path: PathBuf,
     /// Where each chunk's length lies, and last where the chunks end.
     offsets: Vec<u64>,
@@ -161,11 +161,7 @@ impl RunFile {
             return Err(damaged("it goes on past its end"));
         }
         drop(reader);
-        Ok(RunFile {
-            file,
-            path,
-            offsets,
-        })
+        Ok(RunFile { path, offsets })
     }
 
     pub(super) fn path(&self) -> &Path {
@@ -177,14 +173,28 @@ impl RunFile {
         self.offsets.len().saturating_sub(1)
     }
 
-    /// The bytes of chunk `at`: one positioned read.
-    pub(super) fn read(&self, at: usize) -> Result<Vec<u8>> {
+    /// The file, opened for reads of many chunks (a merge, a dump).
+    pub(super) fn open_for_reads(&self) -> Result<File> {
+        File::open(&self.path).map_err(|e| io_error(&self.path, "opening", e))
+    }
+
+    /// The bytes of chunk `at`: one positioned read, from `file` when it is open, else
+    /// from the file opened for this read alone.
+    pub(super) fn read(&self, file: Option<&File>, at: usize) -> Result<Vec<u8>> {
         let (Some(start), Some(end)) = (self.offsets.get(at), self.offsets.get(at + 1)) else {
             return Ok(Vec::new());
         };
         let start = start + 4;
         let mut out = vec![0u8; end.saturating_sub(start) as usize];
-        read_at(&self.file, &mut out, start).map_err(|e| io_error(&self.path, "reading", e))?;
+        let opened;
+        let file = match file {
+            Some(f) => f,
+            None => {
+                opened = self.open_for_reads()?;
+                &opened
+            }
+        };
+        read_at(file, &mut out, start).map_err(|e| io_error(&self.path, "reading", e))?;
         Ok(out)
     }
 }
@@ -264,9 +274,9 @@ impl FileWriter {
             .map_err(|e| io_error(&self.path, "writing", e.into_error()))?;
         file.sync_all()
             .map_err(|e| io_error(&self.path, "syncing", e))?;
+        drop(file);
         sync_dir(&self.dir)?;
         Ok(RunFile {
-            file,
             path: self.path,
             offsets: self.offsets,
         })

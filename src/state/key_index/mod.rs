@@ -58,8 +58,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 /// Entries in recent before it is folded: a hash map of 32,768 slots (1.5 MiB, made once)
 /// holds 28,672, and a page adds at most a part's writes ([`crate::nodes::extract`]
-/// commits in parts of 1,000) before the check. A fold reads its pages back, so this is
-/// the most a fold holds at once.
+/// commits in parts of 1,000) before the check. Until a fold the parts of its pages are
+/// kept (their bytes and where each entry lies), so this bounds them too.
 pub const FOLD_AT: usize = 27_000;
 /// The slots recent is made with (see [`FOLD_AT`]).
 const RECENT_ROOM: usize = FOLD_AT + 1_000;
@@ -401,7 +401,7 @@ impl KeyIndex {
         let pos = match self.cache.iter().position(|(n, _)| *n == name) {
             Some(p) => p,
             None => {
-                let entries = match run.chunk_bytes(tree, &self.source, at)? {
+                let entries = match run.chunk_bytes(tree, &self.source, at, None)? {
                     Some(v) => decode(&v, &self.what())?,
                     None => Vec::new(),
                 };
@@ -561,8 +561,9 @@ impl KeyIndex {
             visit(logged.item(at));
         }
         for r in self.runs.iter().rev() {
+            let open = r.file.as_ref().map(|f| f.open_for_reads()).transpose()?;
             for at in 0..r.fences.len() {
-                if let Some(v) = r.chunk_bytes(tree, &self.source, at)? {
+                if let Some(v) = r.chunk_bytes(tree, &self.source, at, open.as_ref())? {
                     for (e, range) in scan(&v, &self.what())? {
                         visit(item_at(&v, range, e.hash));
                     }

@@ -125,15 +125,19 @@ pub(super) struct Run {
 }
 
 impl Run {
-    /// The bytes of chunk `at`, from the run's file or its sled value.
+    /// The bytes of chunk `at`, from the run's file (through `open` when the caller
+    /// holds it open) or its sled value.
     pub(super) fn chunk_bytes(
         &self,
         tree: &sled::Tree,
         source: &str,
         at: usize,
+        open: Option<&std::fs::File>,
     ) -> Result<Option<Vec<u8>>> {
         if let Some(file) = &self.file {
-            return (at < file.chunks()).then(|| file.read(at)).transpose();
+            return (at < file.chunks())
+                .then(|| file.read(open, at))
+                .transpose();
         }
         let Some(first) = self.fences.get(at) else {
             return Ok(None);
@@ -215,6 +219,8 @@ impl Logged {
 /// One run read chunk by chunk, for a merge.
 #[derive(Default)]
 pub(super) struct RunCursor {
+    /// The run's file, open while the merge reads it.
+    pub(super) open: Option<std::fs::File>,
     pub(super) next_chunk: usize,
     pub(super) bytes: Vec<u8>,
     pub(super) entries: Vec<(Entry, std::ops::Range<usize>)>,
@@ -234,7 +240,10 @@ impl RunCursor {
             if self.next_chunk >= run.fences.len() {
                 return Ok(None);
             }
-            let bytes = run.chunk_bytes(tree, source, self.next_chunk)?;
+            if let (None, Some(file)) = (&self.open, &run.file) {
+                self.open = Some(file.open_for_reads()?);
+            }
+            let bytes = run.chunk_bytes(tree, source, self.next_chunk, self.open.as_ref())?;
             self.next_chunk += 1;
             self.entries = match &bytes {
                 Some(v) => scan(v, what)?,
