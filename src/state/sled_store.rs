@@ -470,6 +470,8 @@ impl StateStore for SledStore {
             tree.apply_batch(batch)?;
         }
         self.tree("meta", "sources")?.remove(source)?;
+        // Its runs' files go once those removals are durable.
+        self.run_files.retire_source(source)?;
         Ok(())
     }
 

@@ -310,3 +310,39 @@ fn a_retired_run_file_is_removed_only_by_a_flush_after_it() {
     store.retired.lock().unwrap().push(old.clone());
     store.flush().unwrap();
 }
+
+#[test]
+fn a_reset_source_leaves_no_run_file_after_the_next_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let runs = dir.path().join("state").join("runs");
+    let files = || std::fs::read_dir(&runs).map(|d| d.count()).unwrap_or(0);
+    let page = |source: &str, n: usize| {
+        let keys = (0..1000)
+            .map(|i| {
+                let entry = KeyEntry {
+                    fingerprint: 1,
+                    cursor: None,
+                };
+                (format!("{n}-{i}").into_bytes(), entry)
+            })
+            .collect();
+        let page = PageCommit {
+            keys,
+            ..PageCommit::default()
+        };
+        store.commit(source, &page, &SourceMeta::default()).unwrap();
+    };
+    // Enough keys for one fold of each source: a run's file each.
+    for n in 0..key_index::FOLD_AT / 1000 {
+        page("s", n);
+        page("t", n);
+    }
+    assert_eq!(files(), 2);
+    store.reset("s").unwrap();
+    assert_eq!(files(), 2, "kept until the reset is durable");
+    store.flush().unwrap();
+    assert_eq!(files(), 1, "only the other source's run is left");
+    assert_eq!(store.key_count("s").unwrap(), 0);
+    assert_eq!(store.key_count("t").unwrap(), key_index::FOLD_AT);
+}

@@ -77,6 +77,15 @@ impl RunFiles {
         Ok(out)
     }
 
+    /// Removes every file of `source` after the next flush of the store (its state was
+    /// reset: the removal of its meta is durable then).
+    pub fn retire_source(&self, source: &str) -> Result<()> {
+        for (_, path) in self.present(source)? {
+            self.retire(path);
+        }
+        Ok(())
+    }
+
     /// Removes `path` after the next flush of the store.
     pub(super) fn retire(&self, path: PathBuf) {
         if let Ok(mut retired) = self.retired.lock() {
