@@ -39,14 +39,17 @@ flow items -> lines
     )
 }
 
+/// The `.run` files in the sources' folders under `state/runs`.
 fn run_files(p: &Pipeline) -> usize {
     std::fs::read_dir(p.data.join("state").join("runs"))
         .map(|d| {
-            d.filter(|e| {
-                e.as_ref()
-                    .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".run"))
-            })
-            .count()
+            d.filter_map(|f| std::fs::read_dir(f.ok()?.path()).ok())
+                .flatten()
+                .filter(|e| {
+                    e.as_ref()
+                        .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".run"))
+                })
+                .count()
         })
         .unwrap_or(0)
 }

@@ -31,7 +31,6 @@ pub struct SledStore {
     /// Where the key indexes' spilled runs lie (`state/runs`), and those to remove once
     /// a flush has made their replacement durable.
     run_files: key_index::RunFiles,
-    retired: key_index::Retired,
     /// Set while a flush has run past [`FLUSH_LIMIT`] and not returned.
     stuck: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -141,7 +140,6 @@ impl SledStore {
             open(SHARED_NAMES[3])?,
             open(SHARED_NAMES[4])?,
         ];
-        let retired = key_index::Retired::default();
         let store = SledStore {
             db,
             dir: dir.to_path_buf(),
@@ -149,8 +147,7 @@ impl SledStore {
             trees: RwLock::default(),
             shared,
             key_indexes: Mutex::default(),
-            run_files: key_index::RunFiles::new(path.join("runs"), retired.clone()),
-            retired,
+            run_files: key_index::RunFiles::new(path.join("runs")),
             stuck: Arc::default(),
         };
         store.migrate()?;
@@ -522,10 +519,7 @@ impl StateStore for SledStore {
 
     fn flush(&self) -> Result<()> {
         // The runs retired before this flush are replaced by writes it makes durable.
-        let retired = match self.retired.lock() {
-            Ok(mut r) if !r.is_empty() => std::mem::take(&mut *r),
-            _ => Vec::new(),
-        };
+        let retired = self.run_files.take_retired();
         match self.bounded_flush() {
             Ok(()) => {
                 key_index::remove_retired(retired);

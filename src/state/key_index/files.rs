@@ -26,47 +26,48 @@ use std::sync::{Arc, Mutex};
 /// The first bytes of a run's file.
 pub(super) const MAGIC: &[u8; 8] = b"hmrrun\x00\x01";
 
-/// Files to remove after the next flush of the store, shared by every source's index.
-pub type Retired = Arc<Mutex<Vec<PathBuf>>>;
-
-/// Where the spilled runs of a store lie.
+/// Where the spilled runs of a store lie, and the files to remove after the next flush
+/// of the store (shared by every source's index and the store).
 #[derive(Clone)]
 pub struct RunFiles {
     dir: PathBuf,
-    pub(super) retired: Retired,
+    pub(super) retired: Arc<Mutex<Vec<PathBuf>>>,
 }
 
 impl RunFiles {
-    pub fn new(dir: PathBuf, retired: Retired) -> RunFiles {
-        RunFiles { dir, retired }
+    pub fn new(dir: PathBuf) -> RunFiles {
+        RunFiles {
+            dir,
+            retired: Arc::default(),
+        }
     }
 
-    /// A source's files begin with the hash of its name (names are the user's, and may
-    /// be long or hold any character).
-    fn prefix(source: &str) -> String {
-        format!("{:032x}-", super::hash_key(source.as_bytes()))
+    /// A source's folder: the hash of its name (names are the user's, and may be long or
+    /// hold any character). A folder each, so that loading one source's index lists its
+    /// own files, not those of thousands of others.
+    fn folder(&self, source: &str) -> PathBuf {
+        self.dir
+            .join(format!("{:032x}", super::hash_key(source.as_bytes())))
     }
 
     pub(super) fn path(&self, source: &str, id: u32) -> PathBuf {
-        self.dir
-            .join(format!("{}{id:08x}.run", RunFiles::prefix(source)))
+        self.folder(source).join(format!("{id:08x}.run"))
     }
 
     /// The ids of the files of `source` there are, with their paths.
     pub(super) fn present(&self, source: &str) -> Result<Vec<(u32, PathBuf)>> {
-        let prefix = RunFiles::prefix(source);
-        let entries = match std::fs::read_dir(&self.dir) {
+        let folder = self.folder(source);
+        let entries = match std::fs::read_dir(&folder) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_error(&self.dir, "reading", e)),
+            Err(e) => return Err(io_error(&folder, "reading", e)),
         };
         let mut out = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(|e| io_error(&self.dir, "reading", e))?;
+            let entry = entry.map_err(|e| io_error(&folder, "reading", e))?;
             let name = entry.file_name();
             let Some(id) = name
                 .to_str()
-                .and_then(|n| n.strip_prefix(&prefix))
                 .and_then(|n| n.strip_suffix(".run"))
                 .and_then(|n| u32::from_str_radix(n, 16).ok())
             else {
@@ -75,6 +76,15 @@ impl RunFiles {
             out.push((id, entry.path()));
         }
         Ok(out)
+    }
+
+    /// The files retired so far, taken: to remove once a flush that began after their
+    /// retirement has succeeded.
+    pub fn take_retired(&self) -> Vec<PathBuf> {
+        match self.retired.lock() {
+            Ok(mut r) => std::mem::take(&mut *r),
+            Err(_) => Vec::new(),
+        }
     }
 
     /// Removes every file of `source` after the next flush of the store (its state was
@@ -87,7 +97,7 @@ impl RunFiles {
     }
 
     /// Removes `path` after the next flush of the store.
-    pub(super) fn retire(&self, path: PathBuf) {
+    pub fn retire(&self, path: PathBuf) {
         if let Ok(mut retired) = self.retired.lock() {
             retired.push(path);
         }
@@ -231,7 +241,9 @@ fn read_at(file: &File, mut buf: &mut [u8], mut at: u64) -> std::io::Result<()> 
 pub(super) struct FileWriter {
     out: BufWriter<File>,
     path: PathBuf,
-    dir: PathBuf,
+    /// The folders whose entries must be made durable: the source's, and those made
+    /// for it.
+    dirs: Vec<PathBuf>,
     at: u64,
     offsets: Vec<u64>,
 }
@@ -240,9 +252,14 @@ impl FileWriter {
     pub(super) fn create(files: &RunFiles, source: &str, id: u32) -> Result<FileWriter> {
         let path = files.path(source, id);
         let fail = |e| io_error(&path, "writing", e);
-        std::fs::create_dir_all(&files.dir).map_err(|e| io_error(&files.dir, "making", e))?;
+        let folder = files.folder(source);
+        let mut dirs = vec![folder.clone()];
+        if !folder.is_dir() {
+            // Made now: their own names must last too.
+            dirs.extend(folder.ancestors().skip(1).take(2).map(Path::to_path_buf));
+            std::fs::create_dir_all(&folder).map_err(|e| io_error(&folder, "making", e))?;
+        }
         let file = std::fs::OpenOptions::new()
-            .read(true)
             .write(true)
             .create(true)
             .truncate(true)
@@ -252,7 +269,7 @@ impl FileWriter {
         out.write_all(MAGIC).map_err(fail)?;
         Ok(FileWriter {
             out,
-            dir: files.dir.clone(),
+            dirs,
             path,
             at: MAGIC.len() as u64,
             offsets: Vec::new(),
@@ -284,7 +301,9 @@ impl FileWriter {
         file.sync_all()
             .map_err(|e| io_error(&self.path, "syncing", e))?;
         drop(file);
-        sync_dir(&self.dir)?;
+        for dir in &self.dirs {
+            sync_dir(dir)?;
+        }
         Ok(RunFile {
             path: self.path,
             offsets: self.offsets,
@@ -292,14 +311,12 @@ impl FileWriter {
     }
 }
 
-/// Makes a folder's entries durable (and the folder's own, in its parent).
+/// Makes a folder's entries durable.
 fn sync_dir(dir: &Path) -> Result<()> {
     #[cfg(unix)]
-    for d in [Some(dir), dir.parent()].into_iter().flatten() {
-        File::open(d)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| io_error(d, "syncing", e))?;
-    }
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io_error(dir, "syncing", e))?;
     #[cfg(not(unix))]
     let _ = dir;
     Ok(())

@@ -45,7 +45,7 @@ mod runs;
 use super::sled_store::prefixed;
 use super::{Result, StateError};
 use files::RunFile;
-pub use files::{remove_retired, Retired, RunFiles};
+pub use files::{remove_retired, RunFiles};
 #[cfg(test)]
 use format::encode_page;
 pub use format::{committed_key, page_key, Write};

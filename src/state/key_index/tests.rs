@@ -7,7 +7,7 @@ fn tree() -> (tempfile::TempDir, sled::Tree, RunFiles) {
     let dir = tempfile::tempdir().unwrap();
     let db = sled::open(dir.path()).unwrap();
     let tree = db.open_tree("keylog").unwrap();
-    let files = RunFiles::new(dir.path().join("runs"), Retired::default());
+    let files = RunFiles::new(dir.path().join("runs"));
     (dir, tree, files)
 }
 
@@ -505,6 +505,7 @@ fn a_run_file_no_meta_names_is_retired_and_its_id_not_taken_again() {
     std::fs::copy(files.path("s", named), &orphan).unwrap();
     std::fs::write(files.path("s", named + 2), b"hmrrun").unwrap();
     // Another source's file is not this source's to retire.
+    std::fs::create_dir_all(files.path("t", 9).parent().unwrap()).unwrap();
     std::fs::write(files.path("t", 9), b"x").unwrap();
     let mut again = spilling(&tree, &files);
     let mut retired = files.retired.lock().unwrap().clone();
