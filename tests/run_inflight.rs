@@ -161,3 +161,27 @@ fn a_stop_with_pages_in_flight_leaves_a_prefix() {
     p.run_ok();
     assert_eq!(ids(&p.jsonl("out/src.jsonl")), id_range(1, 100));
 }
+
+#[test]
+fn records_made_as_their_pages_arrive_are_those_made_in_turn() {
+    // Pages in flight are made into records as they arrive, in their own tasks; one
+    // page at a time, each in the poller's turn. The files must be the same, byte for
+    // byte, and so must the state's counts.
+    let api = SlowPages::start(57, Duration::from_millis(20));
+    let ahead = pipeline(&api.url(), 4, "/pages", PAGES);
+    let in_turn = pipeline(&api.url(), 1, "/pages", PAGES);
+    ahead.run_ok();
+    in_turn.run_ok();
+    let text = |p: &Pipeline| std::fs::read_to_string(p.path("out/src.jsonl")).unwrap();
+    assert_eq!(ahead.jsonl("out/src.jsonl").len(), 57);
+    assert_eq!(text(&ahead), text(&in_turn));
+    let counts = |p: &Pipeline| {
+        let state = p.state();
+        state
+            .lines()
+            .filter(|l| l.contains("records") || l.contains("emitted"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(counts(&ahead), counts(&in_turn));
+}

@@ -79,12 +79,20 @@ pub fn prepare(
     items: &Items,
     parent: Option<&serde_json::Map<String, Json>>,
 ) -> Vec<Prepared> {
+    prepare_items(ex, items.refs(), parent)
+}
+
+/// As [`prepare`], for items given one by one.
+pub fn prepare_items<'a>(
+    ex: &Extractor,
+    items: impl IntoIterator<Item = super::record::Item<'a>>,
+    parent: Option<&serde_json::Map<String, Json>>,
+) -> Vec<Prepared> {
     let keyed = ex.is_keyed();
     // Room for a record's JSON as long as the one before: grown once, not per record.
     let mut room = 256;
     let mut raw = Vec::new();
     items
-        .refs()
         .into_iter()
         .map(|item| match ex.record_raw(item, parent, &mut raw) {
             Ok(record) => {

@@ -1,6 +1,7 @@
 //! The `jsonl(path)` sink: one JSON object per line, appended; each page in one write
-//! and one `fdatasync`, made on a blocking thread so a slow disk never holds an async
-//! worker.
+//! and one `fdatasync` — the pages that arrived while it synced the one before in one
+//! write and one `fdatasync` together — made on a blocking thread so a slow disk never
+//! holds an async worker.
 //!
 //! It only appends. What it owns of a file is what lies past the length the file had
 //! when it first opened it, remembered in the store with the file's identity and moved
@@ -9,7 +10,7 @@
 //! when its last line has no newline, the first record starts on a line of its own.
 
 use super::{SinkWriter, WriteFuture};
-use crate::nodes::extract::Emitted;
+use crate::nodes::extract::{Batch, Emitted};
 use crate::state::StateStore;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -44,7 +45,21 @@ impl SinkWriter for JsonlWriter {
         _names: &'a [String],
         records: &'a Arc<Vec<Emitted>>,
     ) -> WriteFuture<'a> {
-        let records = records.clone();
+        self.append_pages(vec![records.clone()])
+    }
+
+    fn writes_pages(&self) -> bool {
+        true
+    }
+
+    fn write_pages<'a>(&'a mut self, pages: &'a [&'a Batch]) -> WriteFuture<'a> {
+        self.append_pages(pages.iter().map(|b| b.records.clone()).collect())
+    }
+}
+
+impl JsonlWriter {
+    /// Appends pages in one write and one sync, off the async workers.
+    fn append_pages(&mut self, pages: Vec<Arc<Vec<Emitted>>>) -> WriteFuture<'_> {
         let path = self.path.clone();
         let store = self.store.clone();
         let file = self.file.take();
@@ -59,7 +74,7 @@ impl SinkWriter for JsonlWriter {
                         }
                     },
                 };
-                match open.append(&records, store.as_ref()) {
+                match open.append(pages.iter().flat_map(|p| p.iter()), store.as_ref()) {
                     Ok(()) => (Some(open), Ok(())),
                     // Reopened next time, which cuts whatever half line this left.
                     Err(e) => (None, Err(format!("cannot write `{}`: {e}", path.display()))),
@@ -122,8 +137,15 @@ impl Jsonl {
     }
 
     /// Appends the records in one write and remembers the new length.
-    fn append(&mut self, records: &[Emitted], store: &dyn StateStore) -> std::io::Result<()> {
-        let mut buf = Vec::with_capacity(records.len() * 256 + 1);
+    fn append<'r>(
+        &mut self,
+        records: impl Iterator<Item = &'r Emitted> + Clone,
+        store: &dyn StateStore,
+    ) -> std::io::Result<()> {
+        let size = records.clone().fold(1usize, |n, r| {
+            n.saturating_add(r.json.len()).saturating_add(1)
+        });
+        let mut buf = Vec::with_capacity(size);
         if self.lead {
             buf.push(b'\n');
         }
@@ -278,7 +300,7 @@ mod tests {
             key: None,
             json: s.as_bytes().to_vec(),
         };
-        f.append(&[r("{\"b\":1}")], &store).unwrap();
+        f.append([r("{\"b\":1}")].iter(), &store).unwrap();
         drop(f);
         let ours = "theirs\n{\"a\":\n{\"b\":1}\n";
         assert_eq!(std::fs::read_to_string(&path).unwrap(), ours);

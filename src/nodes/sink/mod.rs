@@ -91,7 +91,29 @@ pub trait SinkWriter: Send {
     ) -> WriteFuture<'a> {
         self.write(source, names, records)
     }
+
+    /// Whether [`SinkWriter::write_pages`] takes several pages in one go, more cheaply
+    /// than one by one (a file synced once for them all).
+    fn writes_pages(&self) -> bool {
+        false
+    }
+
+    /// Writes pages waiting together, in order, held all or none: what a `jsonl` sink
+    /// does with the pages that arrived while it synced the one before. Only called
+    /// when [`SinkWriter::writes_pages`] says so; by default, one by one.
+    fn write_pages<'a>(&'a mut self, pages: &'a [&'a Batch]) -> WriteFuture<'a> {
+        Box::pin(async move {
+            for b in pages {
+                self.write_for(&b.source, Origin::Page(b.page), &b.names, &b.records)
+                    .await?;
+            }
+            Ok(())
+        })
+    }
 }
+
+/// The most pages a sink writes in one go ([`SinkWriter::write_pages`]).
+const PAGES_AT_ONCE: usize = 16;
 
 /// Where a page a sink writes comes from.
 #[derive(Debug, Clone, Copy)]
@@ -224,6 +246,13 @@ fn over(deadline: Option<Instant>) -> bool {
 }
 
 impl SinkNode {
+    fn out_of_grace(&self) -> WriteError {
+        WriteError::Failed(format!(
+            "sink `{}` did not finish a page within the shutdown grace period",
+            self.name
+        ))
+    }
+
     /// Runs until its inputs close: writes each page, or queues it durably when the
     /// writer fails, and acknowledges the page once it is held either way.
     pub async fn run(mut self, mut rx: mpsc::Receiver<Batch>) -> SinkExit {
@@ -264,70 +293,98 @@ impl SinkNode {
                 }
             };
             let Some(batch) = batch else { break };
-            let ok = if exit.reader_gone {
-                false
-            } else if batch.records.is_empty() {
-                true
-            } else if queued || over(deadline) {
-                queue.push(&batch).await.is_ok()
-            } else {
-                let written = within_grace(
-                    &self.stop,
-                    &mut deadline,
-                    self.writer.write_for(
-                        &batch.source,
-                        Origin::Page(batch.page),
-                        &batch.names,
-                        &batch.records,
-                    ),
-                )
-                .await
-                .unwrap_or_else(|| {
-                    Err(WriteError::Failed(format!(
-                        "sink `{}` did not finish a page within the shutdown grace period",
-                        self.name
-                    )))
-                });
-                match written {
-                    Ok(()) => {
-                        crate::metrics::sink_delivered(&self.name, batch.records.len() as u64);
-                        true
-                    }
-                    Err(WriteError::Closed) => {
-                        tracing::info!(sink = %self.name, "the reader of standard output left: the run ends; the page is fetched again next time");
-                        exit.reader_gone = true;
-                        self.end_run.stop();
-                        false
-                    }
-                    Err(WriteError::Refused(e)) => {
-                        crate::metrics::sink_failure(&self.name);
-                        tracing::warn!(sink = %self.name, source = %batch.source, error = %e, "sink cannot take records now; the page is not committed and is fetched again");
-                        false
-                    }
-                    Err(WriteError::Fenced(e)) => {
-                        tracing::warn!(sink = %self.name, source = %batch.source, error = %e, "fenced: the page is dropped; the unit's new owner fetches it again");
-                        false
-                    }
-                    Err(WriteError::Failed(e)) => {
-                        crate::metrics::sink_failure(&self.name);
-                        tracing::warn!(sink = %self.name, source = %batch.source, error = %e, "sink cannot take records now; they wait in its queue");
-                        queue.note_error(Some(&e)).await;
-                        queued = true;
-                        retry_at = Instant::now() + backoff;
-                        match queue.push(&batch).await {
-                            Ok(()) => true,
-                            Err(qe) => {
-                                tracing::error!(sink = %self.name, error = %qe, "cannot queue records either");
-                                false
-                            }
-                        }
+            let mut batches = vec![batch];
+            // The pages that arrived meanwhile go with this one, where the writer takes
+            // them together.
+            if self.writer.writes_pages() {
+                while batches.len() < PAGES_AT_ONCE {
+                    match rx.try_recv() {
+                        Ok(b) => batches.push(b),
+                        Err(_) => break,
                     }
                 }
+            }
+            let oks = if exit.reader_gone {
+                vec![false; batches.len()]
+            } else if queued || over(deadline) {
+                let mut oks = Vec::with_capacity(batches.len());
+                for b in &batches {
+                    oks.push(b.records.is_empty() || queue.push(b).await.is_ok());
+                }
+                oks
+            } else {
+                let pages: Vec<&Batch> = batches.iter().filter(|b| !b.records.is_empty()).collect();
+                let written = match pages.as_slice() {
+                    [] => Ok(()),
+                    [b] => within_grace(
+                        &self.stop,
+                        &mut deadline,
+                        self.writer.write_for(
+                            &b.source,
+                            Origin::Page(b.page),
+                            &b.names,
+                            &b.records,
+                        ),
+                    )
+                    .await
+                    .unwrap_or_else(|| Err(self.out_of_grace())),
+                    pages => {
+                        within_grace(&self.stop, &mut deadline, self.writer.write_pages(pages))
+                            .await
+                            .unwrap_or_else(|| Err(self.out_of_grace()))
+                    }
+                };
+                let mut oks = Vec::with_capacity(batches.len());
+                let mut failed = false;
+                for b in &batches {
+                    let ok = match &written {
+                        _ if b.records.is_empty() => true,
+                        Ok(()) => {
+                            crate::metrics::sink_delivered(&self.name, b.records.len() as u64);
+                            true
+                        }
+                        Err(WriteError::Closed) => {
+                            if !exit.reader_gone {
+                                tracing::info!(sink = %self.name, "the reader of standard output left: the run ends; the page is fetched again next time");
+                                exit.reader_gone = true;
+                                self.end_run.stop();
+                            }
+                            false
+                        }
+                        Err(WriteError::Refused(e)) => {
+                            crate::metrics::sink_failure(&self.name);
+                            tracing::warn!(sink = %self.name, source = %b.source, error = %e, "sink cannot take records now; the page is not committed and is fetched again");
+                            false
+                        }
+                        Err(WriteError::Fenced(e)) => {
+                            tracing::warn!(sink = %self.name, source = %b.source, error = %e, "fenced: the page is dropped; the unit's new owner fetches it again");
+                            false
+                        }
+                        Err(WriteError::Failed(e)) => {
+                            if !failed {
+                                failed = true;
+                                crate::metrics::sink_failure(&self.name);
+                                tracing::warn!(sink = %self.name, source = %b.source, error = %e, "sink cannot take records now; they wait in its queue");
+                                queue.note_error(Some(e)).await;
+                                queued = true;
+                                retry_at = Instant::now() + backoff;
+                            }
+                            match queue.push(b).await {
+                                Ok(()) => true,
+                                Err(qe) => {
+                                    tracing::error!(sink = %self.name, error = %qe, "cannot queue records either");
+                                    false
+                                }
+                            }
+                        }
+                    };
+                    oks.push(ok);
+                }
+                oks
             };
-            let _ = batch.ack.send(Ack {
-                page: batch.page,
-                ok,
-            });
+            for (b, ok) in batches.iter().zip(oks) {
+                let _ = b.ack.send(Ack { page: b.page, ok });
+            }
         }
         // One last try, so a short outage does not leave records behind at exit; not
         // for a retired sink (its replacement drains the queue) nor past the grace.
@@ -347,3 +404,7 @@ impl SinkNode {
         exit
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod tests;

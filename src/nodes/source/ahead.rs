@@ -7,17 +7,35 @@
 //! handed on, the stops and the errors are those of a run that fetched one page at a
 //! time. Requests sent ahead that the run then does not use are the only difference.
 //!
-//! A page in flight is kept as its bytes and parsed when its turn comes, so that pages
-//! waiting hold their bytes, not their trees. A body sent ahead that is not JSON is
-//! asked for again then, as a page fetched alone would be.
+//! A page in flight whose records can be kept as text ([`crate::nodes::record::raw`]) is
+//! split and made into records in its own task, as soon as it arrives: the pages ahead
+//! are made on every core while the poller hands on the one before. Other pages are
+//! kept as their bytes and parsed when their turn comes, so that pages waiting hold
+//! their bytes, not their trees. A body sent ahead that is not JSON is asked for again
+//! then, as a page fetched alone would be.
 
 use super::http::{Attempt, FetchError, Request, Response, ServiceClient, Unparsed};
+use crate::nodes::extract::{prepare_items, Extractor, Prepared};
+use crate::nodes::record::raw::RawRecords;
+use crate::nodes::record::Item;
 use crate::stop::Stop;
+use serde_json::{Map, Value as Json};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 
-type Answer = Result<Response, FetchError>;
+/// A page, with its records when they were made as it arrived.
+pub type Answer = Result<(Response, Option<Vec<Prepared>>), FetchError>;
+
+/// What a request sent ahead came back with.
+enum Arrived {
+    /// Kept as its bytes, parsed in its turn.
+    Bytes(Unparsed),
+    /// Parsed, its records made when they were kept as text.
+    Parsed(Response, Option<Vec<Prepared>>),
+    /// Not JSON: asked for again in its turn.
+    NotJson(FetchError),
+}
 
 /// The requests of one run in flight, oldest (the next page to hand on) first.
 pub struct Ahead {
@@ -25,8 +43,11 @@ pub struct Ahead {
     stop: Stop,
     source: String,
     /// The names that lead to the records' array: the items there are kept as text.
-    records: Option<Vec<String>>,
-    queue: VecDeque<(Request, JoinHandle<Result<Unparsed, FetchError>>)>,
+    records: Option<Arc<[String]>>,
+    /// How the pages sent ahead are made into records, and their parent record.
+    ex: Arc<Extractor>,
+    parent: Option<Arc<Map<String, Json>>>,
+    queue: VecDeque<(Request, JoinHandle<Result<Arrived, FetchError>>)>,
 }
 
 impl Ahead {
@@ -34,13 +55,16 @@ impl Ahead {
         client: Arc<ServiceClient>,
         stop: Stop,
         source: &str,
-        records: Option<Vec<String>>,
+        ex: Arc<Extractor>,
+        parent: Option<Arc<Map<String, Json>>>,
     ) -> Ahead {
         Ahead {
             client,
             stop,
             source: source.to_string(),
-            records,
+            records: ex.split_at().map(Arc::from),
+            ex,
+            parent,
             queue: VecDeque::new(),
         }
     }
@@ -91,26 +115,48 @@ impl Ahead {
                 status: None,
             })
         })?;
-        match self.client.parse(answer, self.records.as_deref()) {
-            Ok(resp) => Ok(resp),
-            Err(Attempt::Retry(e, _) | Attempt::Fatal(e)) => {
-                tracing::debug!(source = %self.source, error = %e.message, "a page sent ahead is asked for again");
-                crate::metrics::source_request(&self.source);
-                self.fetch_now(req).await
-            }
-        }
+        let not_json = match answer {
+            Arrived::Parsed(resp, made) => return Ok((resp, made)),
+            Arrived::Bytes(bytes) => match self.client.parse(bytes, self.records.as_deref()) {
+                Ok(resp) => return Ok((resp, None)),
+                Err(Attempt::Retry(e, _) | Attempt::Fatal(e)) => e,
+            },
+            Arrived::NotJson(e) => e,
+        };
+        tracing::debug!(source = %self.source, error = %not_json.message, "a page sent ahead is asked for again");
+        crate::metrics::source_request(&self.source);
+        self.fetch_now(req).await
     }
 
     async fn fetch_now(&self, req: &Request) -> Answer {
         let records = self.records.as_deref();
-        self.client.fetch_split(req, &self.stop, records).await
+        let resp = self.client.fetch_split(req, &self.stop, records).await?;
+        Ok((resp, None))
     }
 
-    fn spawn(&self, req: Request) -> JoinHandle<Result<Unparsed, FetchError>> {
+    fn spawn(&self, req: Request) -> JoinHandle<Result<Arrived, FetchError>> {
         crate::metrics::source_request(&self.source);
         let client = Arc::clone(&self.client);
         let stop = self.stop.clone();
-        tokio::spawn(async move { client.fetch_unparsed(&req, &stop).await })
+        let records = self.records.clone();
+        let ex = Arc::clone(&self.ex);
+        let parent = self.parent.clone();
+        tokio::spawn(async move {
+            let bytes = client.fetch_unparsed(&req, &stop).await?;
+            let Some(records) = records.filter(|_| std::env::var_os("NOAHEAD").is_none()) else {
+                return Ok(Arrived::Bytes(bytes));
+            };
+            Ok(match client.parse(bytes, Some(&records)) {
+                Ok(resp) => {
+                    let made = match &resp.records {
+                        Some(raw) => Some(make(&ex, raw, parent.as_deref()).await),
+                        None => None,
+                    };
+                    Arrived::Parsed(resp, made)
+                }
+                Err(Attempt::Retry(e, _) | Attempt::Fatal(e)) => Arrived::NotJson(e),
+            })
+        })
     }
 
     /// Drops what is in flight from position `at` on.
@@ -126,6 +172,30 @@ impl Drop for Ahead {
     fn drop(&mut self) {
         self.drop_from(0);
     }
+}
+
+/// The records of a page's items, made a few at a time: between them the worker runs
+/// what else waits for it (the extract node's next step, woken by its store), instead
+/// of holding it for the whole page.
+async fn make(
+    ex: &Extractor,
+    raw: &RawRecords,
+    parent: Option<&Map<String, Json>>,
+) -> Vec<Prepared> {
+    const AT_ONCE: usize = 50;
+    let items: Vec<&str> = raw.iter().collect();
+    let mut made = Vec::with_capacity(items.len());
+    for (i, chunk) in items.chunks(AT_ONCE).enumerate() {
+        if i > 0 {
+            tokio::task::yield_now().await;
+        }
+        made.extend(prepare_items(
+            ex,
+            chunk.iter().map(|t| Item::Text(t)),
+            parent,
+        ));
+    }
+    made
 }
 
 fn same_request(a: &Request, b: &Request) -> bool {

@@ -126,15 +126,16 @@ impl Poller {
             Arc::clone(&self.client),
             self.stop.clone(),
             name,
-            self.ex.split_at(),
+            Arc::clone(&self.ex),
+            parent.clone(),
         );
         loop {
             if self.stop.is_stopping() {
                 return Ok(false);
             }
             let req = listing.request()?;
-            let resp = match ahead.fetch(&req).await {
-                Ok(resp) => resp,
+            let (resp, made) = match ahead.fetch(&req).await {
+                Ok(answer) => answer,
                 // Interrupted, not failed: the page is fetched again next time.
                 Err(_) if self.stop.is_stopping() => return Ok(false),
                 Err(e) => return Err(e.message.into()),
@@ -165,10 +166,15 @@ impl Poller {
                 tracing::warn!(source = %name, warning = %w, "the server sent fewer records than asked");
                 warnings.push(w);
             }
-            let items = self.ex.items(resp.body, resp.records)?;
-            // The records made here, while the extract node works on the page before.
-            let records = prepare(&self.ex, &items, parent.as_deref());
-            drop(items);
+            // The records made as the page arrived, or here, while the extract node
+            // works on the page before.
+            let records = match made {
+                Some(made) => made,
+                None => {
+                    let items = self.ex.items(resp.body, resp.records)?;
+                    prepare(&self.ex, &items, parent.as_deref())
+                }
+            };
             let older_seen = newest_first
                 && watermark.as_ref().is_some_and(|w| {
                     records.iter().any(|p| {
