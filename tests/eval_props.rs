@@ -405,8 +405,9 @@ proptest! {
                     }
                     (t, j) => prop_assert!(false, "{}: from the text {:?}, from the tree {:?}", what, t.map(|_| ()).map_err(|e| e.reason), j.map(|_| ()).map_err(|e| e.reason)),
                 }
-                // Made for the sinks (a `json` field's text copied where it is what
-                // its tree writes), the record writes what the tree's record writes.
+                // Made for the sinks (a `json` or `string` field's text copied where it
+                // is what its value writes), the record writes what the tree's record
+                // writes.
                 let mut raw = Vec::new();
                 match (x.record_raw(Item::Text(text), None, &mut raw), x.record(Item::Json(&tree), None)) {
                     (Ok(t), Ok(j)) => {

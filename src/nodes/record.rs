@@ -184,19 +184,22 @@ impl Extractor {
                 None => Records::General(Path::compile(p)),
             },
         };
-        // A `json` field that is neither key, cursor nor read by `where` may be copied
-        // from the item's text ([`Extractor::record_raw`]).
+        // A `json` or `string` field that is neither key, cursor nor read by `where`
+        // may be copied from the item's text ([`Extractor::record_raw`]).
         let mut read = key.clone();
         read.extend(cursor.map(|(at, _)| at));
         if let Some(f) = &filter {
             f.fields(&mut read);
         }
-        let direct = Direct::plan(
-            fields
-                .iter()
-                .enumerate()
-                .map(|(i, (ty, _, expr))| (expr, *ty == Type::Json && !read.contains(&i))),
-        );
+        let direct = Direct::plan(fields.iter().enumerate().map(|(i, (ty, _, expr))| {
+            let copy = match ty {
+                _ if read.contains(&i) => None,
+                Type::Json => Some(direct::Copy::Json),
+                Type::String => Some(direct::Copy::Str),
+                _ => None,
+            };
+            (expr, copy)
+        }));
         Extractor {
             names: Arc::new(names),
             direct,
@@ -296,9 +299,9 @@ impl Extractor {
         self.record_with(item, parent, None)
     }
 
-    /// As [`Extractor::record`], for a record only written out: a `json` field that is
-    /// neither key, cursor nor read by `where`, whose text in the item is exactly what
-    /// its tree would write, is not parsed. Its text goes to `raw` (by field) and the
+    /// As [`Extractor::record`], for a record only written out: a `json` or `string`
+    /// field that is neither key, cursor nor read by `where`, whose text in the item is
+    /// exactly what its value would write, is not parsed (nor a string made of it). Its text goes to `raw` (by field) and the
     /// record holds null in its place; [`write_record_raw`] writes the two together.
     pub fn record_raw<'a>(
         &self,

@@ -27,13 +27,22 @@ pub struct Direct {
 #[derive(Debug)]
 enum Read {
     Lit(Val),
-    /// Member `names[at]`, then `rest` below it. `copy`: a `json` field whose text is
-    /// written out as it is when it is exactly what its tree writes ([`Direct::copied`]).
+    /// Member `names[at]`, then `rest` below it. `copy`: a field whose text is written
+    /// out as it is when it is exactly what its value writes ([`Direct::copied`]).
     Member {
         at: usize,
         rest: Vec<PathStep>,
-        copy: bool,
+        copy: Option<Copy>,
     },
+}
+
+/// A field whose member's text may be written out as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Copy {
+    /// A `json` field: its text when serde_json would write its tree so.
+    Json,
+    /// A `string` field: a string without escapes, written as it is read.
+    Str,
 }
 
 /// Where an item's members are: the text of each name's member, if it has one.
@@ -41,8 +50,8 @@ pub struct Found<'a>(Vec<Option<&'a str>>);
 
 impl Direct {
     /// The plan for these fields, when every one can be read so: each field's expression,
-    /// and whether its text may be copied (a `json` field nothing else reads).
-    pub fn plan<'e>(exprs: impl Iterator<Item = (&'e Compiled, bool)>) -> Option<Direct> {
+    /// and how its text may be copied (a `json` or `string` field nothing else reads).
+    pub fn plan<'e>(exprs: impl Iterator<Item = (&'e Compiled, Option<Copy>)>) -> Option<Direct> {
         let mut names: Vec<String> = Vec::new();
         let mut fields = Vec::new();
         for (expr, copy) in exprs {
@@ -96,19 +105,24 @@ impl Direct {
 
     /// The text of field `i`'s member to write out as it is: a field planned to be
     /// copied that reads a member whole (`$.name`), there, not null, and written exactly
-    /// as its tree would write it ([`super::scan::canonical`]).
+    /// as its value would write it: a `json` field's tree ([`super::scan::canonical`]),
+    /// a `string` field's string without escapes (checked JSON holds no control
+    /// character in a string, so there is nothing [`crate::nodes::value::write_str`]
+    /// would escape either).
     pub fn copied<'a>(&self, i: usize, found: &Found<'a>) -> Option<&'a str> {
         match self.fields.get(i)? {
             Read::Member {
                 at,
                 rest,
-                copy: true,
-            } if rest.is_empty() => found
-                .0
-                .get(*at)
-                .copied()
-                .flatten()
-                .filter(|t| *t != "null" && super::scan::canonical(t)),
+                copy: Some(copy),
+            } if rest.is_empty() => {
+                let text = found.0.get(*at).copied().flatten()?;
+                let exact = match copy {
+                    Copy::Json => text != "null" && super::scan::canonical(text),
+                    Copy::Str => plain_str(text).is_some(),
+                };
+                exact.then_some(text)
+            }
             _ => None,
         }
     }
