@@ -260,6 +260,17 @@ struct RunEnd {
     done: oneshot::Sender<RunSummary>,
 }
 
+/// Counts a sink's acknowledgement of a page in flight; a page a sink did not take
+/// breaks the run.
+fn acknowledged(pending: &mut VecDeque<Pending>, run: &mut RunState, ack: &Ack) {
+    if let Some(p) = pending.iter_mut().find(|p| p.page == ack.page) {
+        p.remaining = p.remaining.saturating_sub(1);
+        if !ack.ok {
+            run.broken = true;
+        }
+    }
+}
+
 impl ExtractNode {
     pub async fn run(self, mut rx: mpsc::Receiver<SourceMsg>) {
         let node = Arc::new(self);
@@ -319,7 +330,7 @@ impl ExtractNode {
                             records: prepare(&self.ex, &items.into(), None),
                             resume: None,
                         };
-                        let mut p = Box::pin(self.page(page, page_id(), &mut run, &ack_tx)).await;
+                        let mut p = Box::pin(self.page(page, page_id(), &mut run, &mut meta, &mut pending, &ack_tx)).await;
                         if !rejected.is_empty() {
                             let mut parts = Parts::new();
                             for (reason, item) in rejected {
@@ -334,7 +345,11 @@ impl ExtractNode {
                         pending.push_back(p);
                     }
                     Some(SourceMsg::Page(page)) => {
-                        let p = Box::pin(self.page(*page, page_id(), &mut run, &ack_tx)).await;
+                        // Pages acknowledged meanwhile are committed on the way.
+                        while let Ok(ack) = ack_rx.try_recv() {
+                            acknowledged(&mut pending, &mut run, &ack);
+                        }
+                        let p = Box::pin(self.page(*page, page_id(), &mut run, &mut meta, &mut pending, &ack_tx)).await;
                         pending.push_back(p);
                     }
                     Some(SourceMsg::Rejected { reason, item }) => {
@@ -359,12 +374,7 @@ impl ExtractNode {
                 },
                 ack = ack_rx.recv(), if !pending.is_empty() => {
                     if let Some(ack) = ack {
-                        if let Some(p) = pending.iter_mut().find(|p| p.page == ack.page) {
-                            p.remaining = p.remaining.saturating_sub(1);
-                            if !ack.ok {
-                                run.broken = true;
-                            }
-                        }
+                        acknowledged(&mut pending, &mut run, &ack);
                     }
                 }
             }
@@ -379,22 +389,9 @@ impl ExtractNode {
                 let node = self.clone();
                 let (mut r, mut m) = (std::mem::take(&mut run), std::mem::take(&mut meta));
                 (run, meta) = blocking(move || {
-                    let mut answers = Vec::new();
-                    for mut p in ready {
-                        let answer = p.answer.take();
-                        let committed = node.commit(p, &mut r, &mut m);
-                        answers.extend(answer.map(|a| (a, committed)));
-                    }
+                    node.commit_ready(ready, &mut r, &mut m);
                     if finishing {
                         node.finish(&mut r, &mut m);
-                    }
-                    // An event is answered only once what it committed is on disk: the
-                    // sender forgets it then (one flush for all the events at hand).
-                    if !answers.is_empty() {
-                        let flushed = node.store.flush().is_ok();
-                        for (answer, committed) in answers {
-                            let _ = answer.send(committed && flushed);
-                        }
                     }
                     (r, m)
                 })
@@ -430,13 +427,35 @@ impl ExtractNode {
         }
     }
 
+    /// Commits pages every sink has, in order ([`ExtractNode::commit`]), and answers
+    /// the events among them once what they committed is on disk: the sender forgets
+    /// an event then (one flush for all the events at hand).
+    fn commit_ready(&self, ready: Vec<Pending>, run: &mut RunState, meta: &mut SourceMeta) {
+        let mut answers = Vec::new();
+        for mut p in ready {
+            let answer = p.answer.take();
+            let committed = self.commit(p, run, meta);
+            answers.extend(answer.map(|a| (a, committed)));
+        }
+        if !answers.is_empty() {
+            let flushed = self.store.flush().is_ok();
+            for (answer, committed) in answers {
+                let _ = answer.send(committed && flushed);
+            }
+        }
+    }
+
     /// Hands a page's records to every sink of the source. The extraction and the key
-    /// lookups are blocking work (sled): they run off the async workers.
+    /// lookups are blocking work (sled): they run off the async workers, in one trip
+    /// with the commits of the pages before whose acknowledgements have arrived (one
+    /// hand-over to the blocking pool and back a page instead of two).
     async fn page(
         self: &Arc<Self>,
         page: Page,
         id: u64,
         run: &mut RunState,
+        meta: &mut SourceMeta,
+        pending: &mut VecDeque<Pending>,
         ack: &mpsc::UnboundedSender<Ack>,
     ) -> Pending {
         // In a cluster, a page of a unit whose lease this instance lost (it was stopped
@@ -462,13 +481,20 @@ impl ExtractNode {
         let outputs = self.outputs.borrow().clone();
         let node = self.clone();
         let children = outputs.children.clone();
+        let mut ready = Vec::new();
+        while pending.front().is_some_and(|p| p.remaining == 0) {
+            ready.extend(pending.pop_front());
+        }
         let mut state = std::mem::take(run);
-        let (state, (pending, emitted), page) = blocking(move || {
+        let mut known = std::mem::take(meta);
+        let (state, known, (pending, emitted), page) = blocking(move || {
+            node.commit_ready(ready, &mut state, &mut known);
             let mut page = page;
             let processed = node.process(&mut page, id, &mut state, &children);
-            (state, processed, page)
+            (state, known, processed, page)
         })
         .await;
+        *meta = known;
         // The page's JSON was allocated on an async worker: freed there too, its memory
         // goes straight back to that worker's heap instead of waiting as a cross-thread
         // free (measured: the peak resident size stays where it was before extraction
