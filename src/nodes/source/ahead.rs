@@ -143,7 +143,7 @@ impl Ahead {
         let parent = self.parent.clone();
         tokio::spawn(async move {
             let bytes = client.fetch_unparsed(&req, &stop).await?;
-            let Some(records) = records.filter(|_| std::env::var_os("NOAHEAD").is_none()) else {
+            let Some(records) = records else {
                 return Ok(Arrived::Bytes(bytes));
             };
             Ok(match client.parse(bytes, Some(&records)) {
