@@ -301,8 +301,9 @@ impl Extractor {
 
     /// As [`Extractor::record`], for a record only written out: a `json` or `string`
     /// field that is neither key, cursor nor read by `where`, whose text in the item is
-    /// exactly what its value would write, is not parsed (nor a string made of it). Its text goes to `raw` (by field) and the
-    /// record holds null in its place; [`write_record_raw`] writes the two together.
+    /// exactly what its value would write, is not parsed (nor a string made of it). Its
+    /// text goes to `raw` (by field) and the record holds null in its place;
+    /// [`write_record_raw`] writes the two together.
     pub fn record_raw<'a>(
         &self,
         item: Item<'a>,

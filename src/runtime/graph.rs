@@ -28,8 +28,8 @@ use tokio_util::task::TaskTracker;
 /// One: a page waits while the next is parsed (a page's tree is a few times its bytes).
 pub(super) const CHANNEL_PAGES: usize = 1;
 
-/// Pages that may wait for a sink that writes pages together
-/// ([`crate::nodes::sink::SinkWriter::write_pages`]): those that arrive while it writes
+/// Pages that may wait for a sink that writes several pages together
+/// ([`crate::nodes::sink::SinkWriter::pages_at_once`]): those that arrive while it writes
 /// (and syncs) one go out together next. They are records already made, a few hundred
 /// kilobytes a page. A sink that writes page by page has [`CHANNEL_PAGES`]: more pages
 /// waiting would only hold more memory (the sled sink: 74 against 67 MiB at peak).
@@ -258,7 +258,7 @@ impl Graph {
                 self.store.clone(),
                 &self.http,
             );
-            let (tx, rx) = mpsc::channel(if writer.writes_pages() {
+            let (tx, rx) = mpsc::channel(if writer.pages_at_once() > 1 {
                 SINK_CHANNEL_PAGES
             } else {
                 CHANNEL_PAGES

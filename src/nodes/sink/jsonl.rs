@@ -48,8 +48,8 @@ impl SinkWriter for JsonlWriter {
         self.append_pages(vec![records.clone()])
     }
 
-    fn writes_pages(&self) -> bool {
-        true
+    fn pages_at_once(&self) -> usize {
+        super::PAGES_AT_ONCE
     }
 
     fn write_pages<'a>(&'a mut self, pages: &'a [&'a Batch]) -> WriteFuture<'a> {

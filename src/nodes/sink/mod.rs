@@ -92,15 +92,15 @@ pub trait SinkWriter: Send {
         self.write(source, names, records)
     }
 
-    /// Whether [`SinkWriter::write_pages`] takes several pages in one go, more cheaply
-    /// than one by one (a file synced once for them all).
-    fn writes_pages(&self) -> bool {
-        false
+    /// How many pages waiting the writer takes in one [`SinkWriter::write_pages`]: more
+    /// than one where that is cheaper than one by one (a file synced once for them all).
+    fn pages_at_once(&self) -> usize {
+        1
     }
 
-    /// Writes pages waiting together, in order, held all or none: what a `jsonl` sink
-    /// does with the pages that arrived while it synced the one before. Only called
-    /// when [`SinkWriter::writes_pages`] says so; by default, one by one.
+    /// Writes pages, in order, held all or none: at most [`SinkWriter::pages_at_once`]
+    /// of them, the pages that arrived while the one before was written. By default the
+    /// one page, with [`SinkWriter::write_for`].
     fn write_pages<'a>(&'a mut self, pages: &'a [&'a Batch]) -> WriteFuture<'a> {
         Box::pin(async move {
             for b in pages {
@@ -112,7 +112,7 @@ pub trait SinkWriter: Send {
     }
 }
 
-/// The most pages a sink writes in one go ([`SinkWriter::write_pages`]).
+/// The most pages a `jsonl` sink writes in one go ([`SinkWriter::write_pages`]).
 const PAGES_AT_ONCE: usize = 16;
 
 /// Where a page a sink writes comes from.
@@ -296,12 +296,10 @@ impl SinkNode {
             let mut batches = vec![batch];
             // The pages that arrived meanwhile go with this one, where the writer takes
             // them together.
-            if self.writer.writes_pages() {
-                while batches.len() < PAGES_AT_ONCE {
-                    match rx.try_recv() {
-                        Ok(b) => batches.push(b),
-                        Err(_) => break,
-                    }
+            while batches.len() < self.writer.pages_at_once() {
+                match rx.try_recv() {
+                    Ok(b) => batches.push(b),
+                    Err(_) => break,
                 }
             }
             let oks = if exit.reader_gone {
@@ -314,25 +312,12 @@ impl SinkNode {
                 oks
             } else {
                 let pages: Vec<&Batch> = batches.iter().filter(|b| !b.records.is_empty()).collect();
-                let written = match pages.as_slice() {
-                    [] => Ok(()),
-                    [b] => within_grace(
-                        &self.stop,
-                        &mut deadline,
-                        self.writer.write_for(
-                            &b.source,
-                            Origin::Page(b.page),
-                            &b.names,
-                            &b.records,
-                        ),
-                    )
-                    .await
-                    .unwrap_or_else(|| Err(self.out_of_grace())),
-                    pages => {
-                        within_grace(&self.stop, &mut deadline, self.writer.write_pages(pages))
-                            .await
-                            .unwrap_or_else(|| Err(self.out_of_grace()))
-                    }
+                let written = if pages.is_empty() {
+                    Ok(())
+                } else {
+                    within_grace(&self.stop, &mut deadline, self.writer.write_pages(&pages))
+                        .await
+                        .unwrap_or_else(|| Err(self.out_of_grace()))
                 };
                 let mut oks = Vec::with_capacity(batches.len());
                 let mut failed = false;

@@ -37,8 +37,8 @@ impl SinkWriter for Noting {
         self.inner.write(source, names, records)
     }
 
-    fn writes_pages(&self) -> bool {
-        self.inner.writes_pages()
+    fn pages_at_once(&self) -> usize {
+        self.inner.pages_at_once()
     }
 
     fn write_pages<'a>(&'a mut self, pages: &'a [&'a Batch]) -> WriteFuture<'a> {
