@@ -264,6 +264,9 @@ fn strings() -> impl Strategy<Value = String> {
         "\\PC{0,40}",
         "-?[0-9]{0,60}(\\.[0-9]{0,40})?([eE][+-]?[0-9]{1,25})?",
         "[0-9+:TZ. -]{0,40}",
+        // Datetimes, some written as a datetime writes them (copied when a run writes
+        // records out).
+        "[0-9]{4}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-6][0-9](\\.[0-9]{3,9})?(Z|[+-][0-9]{2}:[0-9]{2})",
         (any::<char>(), 1usize..100_000).prop_map(|(c, n)| c.to_string().repeat(n)),
         Just("9".repeat(400)),
     ]
@@ -405,9 +408,9 @@ proptest! {
                     }
                     (t, j) => prop_assert!(false, "{}: from the text {:?}, from the tree {:?}", what, t.map(|_| ()).map_err(|e| e.reason), j.map(|_| ()).map_err(|e| e.reason)),
                 }
-                // Made for the sinks (a `json` or `string` field's text copied where it
-                // is what its value writes), the record writes what the tree's record
-                // writes.
+                // Made for the sinks (a `json`, `string`, `decimal` or `datetime` field's
+                // text copied where it is what its value writes), the record writes what
+                // the tree's record writes.
                 let mut raw = Vec::new();
                 match (x.record_raw(Item::Text(text), None, &mut raw), x.record(Item::Json(&tree), None)) {
                     (Ok(t), Ok(j)) => {

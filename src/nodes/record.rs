@@ -22,6 +22,7 @@ mod scan;
 use super::eval::{Compiled, Env, Path};
 use super::value::{Record, Val};
 use crate::check::{Lookback, PathStep, Source, Type};
+pub use direct::Copied;
 use direct::Direct;
 use raw::RawRecords;
 use serde_json::Value as Json;
@@ -184,8 +185,8 @@ impl Extractor {
                 None => Records::General(Path::compile(p)),
             },
         };
-        // A `json` or `string` field that is neither key, cursor nor read by `where`
-        // may be copied from the item's text ([`Extractor::record_raw`]).
+        // A `json`, `string`, `decimal` or `datetime` field that is neither key, cursor
+        // nor read by `where` may be copied from the item's text ([`Extractor::record_raw`]).
         let mut read = key.clone();
         read.extend(cursor.map(|(at, _)| at));
         if let Some(f) = &filter {
@@ -196,6 +197,8 @@ impl Extractor {
                 _ if read.contains(&i) => None,
                 Type::Json => Some(direct::Copy::Json),
                 Type::String => Some(direct::Copy::Str),
+                Type::Decimal => Some(direct::Copy::Decimal),
+                Type::Datetime => Some(direct::Copy::Datetime),
                 _ => None,
             };
             (expr, copy)
@@ -299,16 +302,17 @@ impl Extractor {
         self.record_with(item, parent, None)
     }
 
-    /// As [`Extractor::record`], for a record only written out: a `json` or `string`
-    /// field that is neither key, cursor nor read by `where`, whose text in the item is
-    /// exactly what its value would write, is not parsed (nor a string made of it). Its
+    /// As [`Extractor::record`], for a record only written out: a `json`, `string`,
+    /// `decimal` or `datetime` field that is neither key, cursor nor read by `where`,
+    /// whose text in the item is exactly what its value would write, is not parsed (nor
+    /// a string made of it). Its
     /// text goes to `raw` (by field) and the record holds null in its place;
     /// [`write_record_raw`] writes the two together.
     pub fn record_raw<'a>(
         &self,
         item: Item<'a>,
         parent: Option<&serde_json::Map<String, Json>>,
-        raw: &mut Vec<Option<&'a str>>,
+        raw: &mut Vec<Option<Copied<'a>>>,
     ) -> Result<Record, Rejection> {
         raw.clear();
         raw.resize(self.fields.len(), None);
@@ -319,7 +323,7 @@ impl Extractor {
         &self,
         item: Item<'a>,
         parent: Option<&serde_json::Map<String, Json>>,
-        mut raw: Option<&mut Vec<Option<&'a str>>>,
+        mut raw: Option<&mut Vec<Option<Copied<'a>>>>,
     ) -> Result<Record, Rejection> {
         // Read from the item's text where the plan allows, else from its tree.
         let found = match (item, &self.direct) {

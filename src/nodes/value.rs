@@ -16,6 +16,7 @@
     clippy::panic
 )]
 
+use super::record::Copied;
 use crate::check::Type;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
@@ -455,7 +456,7 @@ pub fn write_record(names: &[String], record: &Record, out: &mut Vec<u8>) {
 pub fn write_record_raw(
     names: &[String],
     record: &Record,
-    raw: &[Option<&str>],
+    raw: &[Option<Copied>],
     out: &mut Vec<u8>,
 ) {
     out.push(b'{');
@@ -466,7 +467,7 @@ pub fn write_record_raw(
         write_str(name, out);
         out.push(b':');
         match raw.get(i).copied().flatten() {
-            Some(text) => out.extend_from_slice(text.as_bytes()),
+            Some(copied) => copied.write(out),
             None => v.write_json(out),
         }
     }

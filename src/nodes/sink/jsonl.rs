@@ -36,7 +36,13 @@ pub struct Jsonl {
     id: FileId,
     /// Its last line has no newline (it is not ours): the next write starts with one.
     lead: bool,
+    /// The bytes of a write, kept between writes: room made once is not handed back
+    /// to the system and faulted in again for every write (up to [`KEEP_ROOM`]).
+    buf: Vec<u8>,
 }
+
+/// The most room a jsonl file keeps for its next write.
+const KEEP_ROOM: usize = 8 << 20;
 
 impl SinkWriter for JsonlWriter {
     fn write<'a>(
@@ -133,6 +139,7 @@ impl Jsonl {
             key,
             id,
             lead,
+            buf: Vec::new(),
         })
     }
 
@@ -145,7 +152,9 @@ impl Jsonl {
         let size = records.clone().fold(1usize, |n, r| {
             n.saturating_add(r.json.len()).saturating_add(1)
         });
-        let mut buf = Vec::with_capacity(size);
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        buf.reserve(size);
         if self.lead {
             buf.push(b'\n');
         }
@@ -153,7 +162,11 @@ impl Jsonl {
             buf.extend_from_slice(&r.json);
             buf.push(b'\n');
         }
-        self.file.write_all(&buf)?;
+        let written = self.file.write_all(&buf);
+        if buf.capacity() <= KEEP_ROOM {
+            self.buf = buf;
+        }
+        written?;
         // On disk before the page commits (the watermark may reach disk any moment after).
         self.file.sync_data()?;
         self.lead = false;
