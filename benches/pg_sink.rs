@@ -314,7 +314,7 @@ async fn bench(o: Options) -> Result<(), BoxError> {
             let r = record(n);
             Emitted {
                 key: Some(r.id.clone().into_bytes()),
-                json: serde_json::to_vec(&r).expect("serialise"),
+                json: serde_json::to_vec(&r).expect("serialise").into(),
             }
         })
         .collect();

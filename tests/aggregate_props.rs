@@ -72,7 +72,7 @@ impl Rec {
         });
         Emitted {
             key: keyed.then(|| format!("k{}", self.key).into_bytes()),
-            json: serde_json::to_vec(&obj).unwrap(),
+            json: serde_json::to_vec(&obj).unwrap().into(),
         }
     }
 }

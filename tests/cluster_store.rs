@@ -260,7 +260,7 @@ fn a_postgres_sink_on_the_cluster_database_commits_its_rows_with_the_state() {
             ids.iter()
                 .map(|id| Emitted {
                     key: None,
-                    json: format!(r#"{{"id":"{id}"}}"#).into_bytes(),
+                    json: format!(r#"{{"id":"{id}"}}"#).into_bytes().into(),
                 })
                 .collect::<Vec<_>>(),
         )
@@ -411,7 +411,7 @@ fn a_postgres_sink_on_the_cluster_database_commits_its_rows_with_the_state() {
     let names: Vec<String> = typed.fields.iter().map(|f| f.0.clone()).collect();
     let record = Arc::new(vec![Emitted {
         key: Some(b"x".to_vec()),
-        json: br#"{"id":"x","n":7,"f":1.5,"d":"12.50","b":true,"t":"2024-03-01T08:00:00Z","j":{"a":[1]}}"#.to_vec(),
+        json: br#"{"id":"x","n":7,"f":1.5,"d":"12.50","b":true,"t":"2024-03-01T08:00:00Z","j":{"a":[1]}}"#.to_vec().into(),
     }]);
     rt.block_on(w.write_for("s", Origin::Page(8), &names, &record))
         .unwrap();

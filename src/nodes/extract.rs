@@ -10,6 +10,7 @@ pub use super::record::{Extractor, Items, Rejection};
 use super::value::{write_record_raw, Val};
 use super::{blocking, cursor_order};
 use crate::state::{KeyEntry, SourceMeta, StateStore};
+use bytes::Bytes;
 use parts::{Part, Parts};
 use serde_json::Value as Json;
 use std::cmp::Ordering;
@@ -46,7 +47,8 @@ struct Made {
     key: Option<Vec<u8>>,
     /// The key's hash ([`crate::state::hash_key`]).
     hash: Option<u128>,
-    json: Vec<u8>,
+    /// Its JSON: a part of the text of the records made with it ([`prepare_items`]).
+    json: Bytes,
     /// The record's fingerprint: a hash of its JSON.
     fp: u64,
     /// The fingerprint the store holds for the key.
@@ -82,46 +84,67 @@ pub fn prepare(
     prepare_items(ex, items.refs(), parent)
 }
 
-/// As [`prepare`], for items given one by one.
+/// As [`prepare`], for items given one by one. The records' JSON is written one after
+/// another into one buffer, which each record holds a part of: one allocation for the
+/// items, not one per record (nor one freed per record by the sink's thread).
 pub fn prepare_items<'a>(
     ex: &Extractor,
     items: impl IntoIterator<Item = super::record::Item<'a>>,
     parent: Option<&serde_json::Map<String, Json>>,
 ) -> Vec<Prepared> {
     let keyed = ex.is_keyed();
-    // Room for a record's JSON as long as the one before: grown once, not per record.
-    let mut room = 256;
+    let items = items.into_iter();
+    let count = items.size_hint().0;
     let mut raw = Vec::new();
-    items
-        .into_iter()
-        .map(|item| match ex.record_raw(item, parent, &mut raw) {
+    let mut text: Vec<u8> = Vec::new();
+    // Where each record's JSON is in `text`, by its place in `made`.
+    let mut spans = Vec::with_capacity(count);
+    let made: Vec<Prepared> = items
+        .enumerate()
+        .map(|(i, item)| match ex.record_raw(item, parent, &mut raw) {
             Ok(record) => {
                 let cursor = ex.cursor_of(&record).cloned();
                 let key = keyed.then(|| ex.key_of(&record));
-                let mut json = Vec::with_capacity(room);
-                write_record_raw(&ex.names, &record, &raw, &mut json);
-                room = room.max(json.len().saturating_add(64));
+                let from = text.len();
+                write_record_raw(&ex.names, &record, &raw, &mut text);
+                let fp = xxhash_rust::xxh3::xxh3_64(text.get(from..).unwrap_or_default());
+                if i == 0 {
+                    // Room for the others, as long as the first.
+                    let len = text.len().saturating_add(16);
+                    text.reserve(len.saturating_mul(count));
+                }
+                spans.push((i, from..text.len()));
                 let hash = key.as_deref().map(crate::state::hash_key);
                 Prepared(Outcome::Record(Made {
                     passes: ex.passes(&record),
                     cursor,
                     key,
                     hash,
-                    fp: xxhash_rust::xxh3::xxh3_64(&json),
-                    json,
+                    fp,
+                    json: Bytes::new(),
                     stored: None,
                 }))
             }
             Err(rejected) => Prepared(Outcome::Rejected(rejected, item.json().into_owned())),
         })
-        .collect()
+        .collect();
+    let text = Bytes::from(text);
+    let mut made = made;
+    for (i, span) in spans {
+        if let Some(Prepared(Outcome::Record(m))) = made.get_mut(i) {
+            m.json = text.slice(span);
+        }
+    }
+    made
 }
 
 /// A record on its way to the sinks.
 #[derive(Debug, Clone)]
 pub struct Emitted {
     pub key: Option<Vec<u8>>,
-    pub json: Vec<u8>,
+    /// The record's JSON text: often a part of a buffer shared with the other records
+    /// of its page.
+    pub json: Bytes,
 }
 
 /// A page's emitted records, handed to every sink of the source.
@@ -686,5 +709,54 @@ impl ExtractNode {
             answer: None,
         };
         (pending, emitted)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::{prepare_items, Outcome, Prepared};
+    use crate::check::check;
+    use crate::nodes::record::{Extractor, Item};
+
+    /// Records made together share one buffer of JSON, each holding its own record's,
+    /// with rejected items between them.
+    #[test]
+    fn records_made_together_each_hold_their_own_json() {
+        let text = "service s { base_url = \"http://127.0.0.1:9\" }\n\
+            source a from s { get = \"/\" schedule = once key = id fields { \
+            id : string = $.id  n : int = $.n  at : datetime? = $.at } }\n\
+            sink k = stdout()\nflow a -> k\n";
+        let checked = check("t.hmr", text, &|_| None);
+        let ex = Extractor::new(&checked.pipeline.unwrap().sources["a"]);
+        let items = [
+            r#"{"id":"a","n":1,"at":"2024-03-01T12:00:00.250Z"}"#,
+            r#"{"id":"b","n":"not a number"}"#,
+            r#"{"n":3,"id":"c","extra":[1,2]}"#,
+            r#"{"id":"d","n":4,"at":null}"#,
+        ];
+        let made = prepare_items(&ex, items.iter().map(|t| Item::Text(t)), None);
+        let json: Vec<Option<String>> = made
+            .iter()
+            .map(|Prepared(p)| match p {
+                Outcome::Record(m) => Some(String::from_utf8(m.json.to_vec()).unwrap()),
+                Outcome::Rejected(..) => None,
+            })
+            .collect();
+        assert_eq!(
+            json,
+            [
+                Some(r#"{"id":"a","n":1,"at":"2024-03-01T12:00:00.250Z"}"#.to_string()),
+                None,
+                Some(r#"{"id":"c","n":3,"at":null}"#.to_string()),
+                Some(r#"{"id":"d","n":4,"at":null}"#.to_string()),
+            ]
+        );
+        // Each record's fingerprint is of its own JSON.
+        for Prepared(p) in &made {
+            if let Outcome::Record(m) = p {
+                assert_eq!(m.fp, xxhash_rust::xxh3::xxh3_64(&m.json));
+            }
+        }
     }
 }

@@ -50,7 +50,7 @@ impl View {
         }
         Emitted {
             key: Some(key),
-            json: serde_json::to_vec(&obj).unwrap_or_default(),
+            json: serde_json::to_vec(&obj).unwrap_or_default().into(),
         }
     }
 

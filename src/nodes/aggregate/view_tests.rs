@@ -47,7 +47,9 @@ fn pipeline(text: &str) -> Pipeline {
 fn rec(id: &str, shop: &str, amount: Option<&str>) -> Emitted {
     Emitted {
         key: Some(id.as_bytes().to_vec()),
-        json: serde_json::to_vec(&json!({"id": id, "shop": shop, "amount": amount})).unwrap(),
+        json: serde_json::to_vec(&json!({"id": id, "shop": shop, "amount": amount}))
+            .unwrap()
+            .into(),
     }
 }
 

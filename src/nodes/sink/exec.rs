@@ -393,7 +393,7 @@ mod tests {
     fn lines_end_in_newlines() {
         let r = |s: &str| Emitted {
             key: None,
-            json: s.as_bytes().to_vec(),
+            json: s.as_bytes().to_vec().into(),
         };
         assert_eq!(json_lines(&[r("{\"a\":1}"), r("{}")]), b"{\"a\":1}\n{}\n");
         assert!(json_lines(&[]).is_empty());

@@ -311,7 +311,7 @@ mod tests {
         let mut f = Jsonl::open(&path, &store).unwrap();
         let r = |s: &str| Emitted {
             key: None,
-            json: s.as_bytes().to_vec(),
+            json: s.as_bytes().to_vec().into(),
         };
         f.append([r("{\"b\":1}")].iter(), &store).unwrap();
         drop(f);

@@ -131,7 +131,7 @@ impl Queue {
                     .into_iter()
                     .map(|(key, json)| Emitted {
                         key,
-                        json: json.into_bytes(),
+                        json: json.into_bytes().into(),
                     })
                     .collect(),
             );

@@ -59,7 +59,7 @@ fn upsert(store: &dyn StateStore, tree: &str, records: &[Emitted]) -> Result<(),
                 Some(k) => k,
                 None => ids.next()?,
             };
-            Some((key, r.json.as_slice()))
+            Some((key, &r.json[..]))
         })
         .collect();
     store.sink_upsert(tree, &rows).map_err(|e| e.to_string())

@@ -53,7 +53,7 @@ impl SinkWriter for Noting {
 fn record(n: u64) -> Emitted {
     Emitted {
         key: Some(format!("k{n}").into_bytes()),
-        json: format!("{{\"n\":{n}}}").into_bytes(),
+        json: format!("{{\"n\":{n}}}").into_bytes().into(),
     }
 }
 

@@ -214,7 +214,7 @@ mod tests {
     fn arrays_join_records() {
         let r = |s: &str| Emitted {
             key: None,
-            json: s.as_bytes().to_vec(),
+            json: s.as_bytes().to_vec().into(),
         };
         assert_eq!(
             &json_array(&[r("{\"a\":1}"), r("{\"a\":2}")])[..],
