@@ -55,8 +55,9 @@ pub fn canonical(text: &str) -> bool {
     if b.contains(&b'\\') {
         return false;
     }
-    // The names of the objects open, each with the depth of its object.
-    let mut names: [(&[u8], u32); 32] = [(&[], 0); 32];
+    // The names of the objects open (where each starts and ends), each with the depth
+    // of its object.
+    let mut names: [(u32, u32, u32); 32] = [(0, 0, 0); 32];
     let mut open = 0usize;
     let mut depth = 0u32;
     let mut at = 0usize;
@@ -65,24 +66,26 @@ pub fn canonical(text: &str) -> bool {
             b'"' => {
                 let Some(len) = b
                     .get(at.saturating_add(1)..)
-                    .and_then(|r| r.iter().position(|&x| x == b'"'))
+                    .and_then(|r| memchr::memchr(b'"', r))
                 else {
                     return false;
                 };
                 let end = at.saturating_add(1).saturating_add(len);
                 if b.get(end.saturating_add(1)) == Some(&b':') {
-                    let name = b.get(at.saturating_add(1)..end).unwrap_or_default();
-                    let same = names
-                        .iter()
-                        .take(open)
-                        .any(|&(n, d)| d == depth && n == name);
-                    let Some(slot) = names.get_mut(open) else {
+                    let from = at.saturating_add(1);
+                    let name = b.get(from..end).unwrap_or_default();
+                    let same = names.iter().take(open).any(|&(f, t, d)| {
+                        d == depth && b.get(f as usize..t as usize) == Some(name)
+                    });
+                    let (Some(slot), Ok(from), Ok(end)) =
+                        (names.get_mut(open), u32::try_from(from), u32::try_from(end))
+                    else {
                         return false;
                     };
                     if same {
                         return false;
                     }
-                    *slot = (name, depth);
+                    *slot = (from, end, depth);
                     open = open.saturating_add(1);
                 }
                 at = end;
@@ -92,7 +95,7 @@ pub fn canonical(text: &str) -> bool {
                 while open > 0
                     && names
                         .get(open.saturating_sub(1))
-                        .is_some_and(|&(_, d)| d == depth)
+                        .is_some_and(|&(_, _, d)| d == depth)
                 {
                     open = open.saturating_sub(1);
                 }
@@ -137,7 +140,7 @@ impl Scan<'_> {
         let mut escaped = false;
         loop {
             let rest = self.b.get(self.at..)?;
-            let next = rest.iter().position(|&c| c == b'"' || c == b'\\')?;
+            let next = memchr::memchr2(b'"', b'\\', rest)?;
             self.at = self.at.checked_add(next)?;
             if self.peek()? == b'"' {
                 self.bump();
