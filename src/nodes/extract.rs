@@ -84,6 +84,10 @@ pub fn prepare(
     prepare_items(ex, items.refs(), parent)
 }
 
+/// The most room [`prepare_items`] makes at once for the records' JSON; past it the
+/// buffer grows as it is written.
+const RESERVE_MAX: usize = 1 << 20;
+
 /// As [`prepare`], for items given one by one. The records' JSON is written one after
 /// another into one buffer, which each record holds a part of: one allocation for the
 /// items, not one per record (nor one freed per record by the sink's thread).
@@ -99,7 +103,7 @@ pub fn prepare_items<'a>(
     let mut text: Vec<u8> = Vec::new();
     // Where each record's JSON is in `text`, by its place in `made`.
     let mut spans = Vec::with_capacity(count);
-    let made: Vec<Prepared> = items
+    let mut made: Vec<Prepared> = items
         .enumerate()
         .map(|(i, item)| match ex.record_raw(item, parent, &mut raw) {
             Ok(record) => {
@@ -109,9 +113,10 @@ pub fn prepare_items<'a>(
                 write_record_raw(&ex.names, &record, &raw, &mut text);
                 let fp = xxhash_rust::xxh3::xxh3_64(text.get(from..).unwrap_or_default());
                 if i == 0 {
-                    // Room for the others, as long as the first.
+                    // Room for the others, as long as the first, up to a bound (an
+                    // API's first record may be far larger than the rest).
                     let len = text.len().saturating_add(16);
-                    text.reserve(len.saturating_mul(count));
+                    text.reserve(len.saturating_mul(count).min(RESERVE_MAX));
                 }
                 spans.push((i, from..text.len()));
                 let hash = key.as_deref().map(crate::state::hash_key);
@@ -129,7 +134,6 @@ pub fn prepare_items<'a>(
         })
         .collect();
     let text = Bytes::from(text);
-    let mut made = made;
     for (i, span) in spans {
         if let Some(Prepared(Outcome::Record(m))) = made.get_mut(i) {
             m.json = text.slice(span);
@@ -758,5 +762,26 @@ mod tests {
                 assert_eq!(m.fp, xxhash_rust::xxh3::xxh3_64(&m.json));
             }
         }
+    }
+
+    /// The room made ahead for a page's records is bounded: a first record of 8 MiB
+    /// before 100,000 small ones does not ask for 800 GB at once.
+    #[test]
+    fn a_large_first_record_does_not_size_the_page() {
+        let text = "service s { base_url = \"http://127.0.0.1:9\" }\n\
+            source a from s { get = \"/\" schedule = once fields { v : json = $.v } }\n\
+            sink k = stdout()\nflow a -> k\n";
+        let checked = check("t.hmr", text, &|_| None);
+        let ex = Extractor::new(&checked.pipeline.unwrap().sources["a"]);
+        let large = format!("{{\"v\":\"{}\"}}", "x".repeat(8 << 20));
+        let items: Vec<&str> = std::iter::once(large.as_str())
+            .chain(std::iter::repeat_n(r#"{"v":1}"#, 100_000))
+            .collect();
+        let made = prepare_items(&ex, items.iter().map(|t| Item::Text(t)), None);
+        assert_eq!(made.len(), 100_001);
+        let Some(Prepared(Outcome::Record(last))) = made.last() else {
+            panic!("the last item made no record");
+        };
+        assert_eq!(&last.json[..], br#"{"v":1}"#);
     }
 }
