@@ -101,24 +101,23 @@ pub fn prepare_items<'a>(
     let count = items.size_hint().0;
     let mut raw = Vec::new();
     let mut text: Vec<u8> = Vec::new();
-    // Where each record's JSON is in `text`, by its place in `made`.
+    // Where each record's JSON is in `text`, the records in order.
     let mut spans = Vec::with_capacity(count);
     let mut made: Vec<Prepared> = items
-        .enumerate()
-        .map(|(i, item)| match ex.record_raw(item, parent, &mut raw) {
+        .map(|item| match ex.record_raw(item, parent, &mut raw) {
             Ok(record) => {
                 let cursor = ex.cursor_of(&record).cloned();
                 let key = keyed.then(|| ex.key_of(&record));
                 let from = text.len();
                 write_record_raw(&ex.names, &record, &raw, &mut text);
                 let fp = xxhash_rust::xxh3::xxh3_64(text.get(from..).unwrap_or_default());
-                if i == 0 {
+                if spans.is_empty() {
                     // Room for the others, as long as the first, up to a bound (an
                     // API's first record may be far larger than the rest).
                     let len = text.len().saturating_add(16);
                     text.reserve(len.saturating_mul(count).min(RESERVE_MAX));
                 }
-                spans.push((i, from..text.len()));
+                spans.push(from..text.len());
                 let hash = key.as_deref().map(crate::state::hash_key);
                 Prepared(Outcome::Record(Made {
                     passes: ex.passes(&record),
@@ -134,10 +133,12 @@ pub fn prepare_items<'a>(
         })
         .collect();
     let text = Bytes::from(text);
-    for (i, span) in spans {
-        if let Some(Prepared(Outcome::Record(m))) = made.get_mut(i) {
-            m.json = text.slice(span);
-        }
+    let records = made.iter_mut().filter_map(|Prepared(p)| match p {
+        Outcome::Record(m) => Some(m),
+        Outcome::Rejected(..) => None,
+    });
+    for (m, span) in records.zip(spans) {
+        m.json = text.slice(span);
     }
     made
 }
@@ -723,16 +724,25 @@ mod tests {
     use crate::check::check;
     use crate::nodes::record::{Extractor, Item};
 
+    /// The extractor of a source with this `key` line (or none) and these fields.
+    fn extractor(key: &str, fields: &str) -> Extractor {
+        let text = format!(
+            "service s {{ base_url = \"http://127.0.0.1:9\" }}\n\
+             source a from s {{ get = \"/\" schedule = once {key} fields {{ {fields} }} }}\n\
+             sink k = stdout()\nflow a -> k\n"
+        );
+        let checked = check("t.hmr", &text, &|_| None);
+        Extractor::new(&checked.pipeline.unwrap().sources["a"])
+    }
+
     /// Records made together share one buffer of JSON, each holding its own record's,
     /// with rejected items between them.
     #[test]
     fn records_made_together_each_hold_their_own_json() {
-        let text = "service s { base_url = \"http://127.0.0.1:9\" }\n\
-            source a from s { get = \"/\" schedule = once key = id fields { \
-            id : string = $.id  n : int = $.n  at : datetime? = $.at } }\n\
-            sink k = stdout()\nflow a -> k\n";
-        let checked = check("t.hmr", text, &|_| None);
-        let ex = Extractor::new(&checked.pipeline.unwrap().sources["a"]);
+        let ex = extractor(
+            "key = id",
+            "id : string = $.id  n : int = $.n  at : datetime? = $.at",
+        );
         let items = [
             r#"{"id":"a","n":1,"at":"2024-03-01T12:00:00.250Z"}"#,
             r#"{"id":"b","n":"not a number"}"#,
@@ -768,11 +778,7 @@ mod tests {
     /// before 100,000 small ones does not ask for 800 GB at once.
     #[test]
     fn a_large_first_record_does_not_size_the_page() {
-        let text = "service s { base_url = \"http://127.0.0.1:9\" }\n\
-            source a from s { get = \"/\" schedule = once fields { v : json = $.v } }\n\
-            sink k = stdout()\nflow a -> k\n";
-        let checked = check("t.hmr", text, &|_| None);
-        let ex = Extractor::new(&checked.pipeline.unwrap().sources["a"]);
+        let ex = extractor("", "v : json = $.v");
         let large = format!("{{\"v\":\"{}\"}}", "x".repeat(8 << 20));
         let items: Vec<&str> = std::iter::once(large.as_str())
             .chain(std::iter::repeat_n(r#"{"v":1}"#, 100_000))

@@ -195,10 +195,10 @@ impl Extractor {
         let direct = Direct::plan(fields.iter().enumerate().map(|(i, (ty, _, expr))| {
             let copy = match ty {
                 _ if read.contains(&i) => None,
-                Type::Json => Some(direct::Copy::Json),
-                Type::String => Some(direct::Copy::Str),
-                Type::Decimal => Some(direct::Copy::Decimal),
-                Type::Datetime => Some(direct::Copy::Datetime),
+                Type::Json => Some(direct::Verbatim::Json),
+                Type::String => Some(direct::Verbatim::Str),
+                Type::Decimal => Some(direct::Verbatim::Decimal),
+                Type::Datetime => Some(direct::Verbatim::Datetime),
                 _ => None,
             };
             (expr, copy)
@@ -305,9 +305,8 @@ impl Extractor {
     /// As [`Extractor::record`], for a record only written out: a `json`, `string`,
     /// `decimal` or `datetime` field that is neither key, cursor nor read by `where`,
     /// whose text in the item is exactly what its value would write, is not parsed (nor
-    /// a string made of it). Its
-    /// text goes to `raw` (by field) and the record holds null in its place;
-    /// [`write_record_raw`] writes the two together.
+    /// a string made of it). Its text goes to `raw` (by field) and the record holds null
+    /// in its place; [`write_record_raw`] writes the two together.
     pub fn record_raw<'a>(
         &self,
         item: Item<'a>,

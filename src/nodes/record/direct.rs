@@ -32,13 +32,13 @@ enum Read {
     Member {
         at: usize,
         rest: Vec<PathStep>,
-        copy: Option<Copy>,
+        copy: Option<Verbatim>,
     },
 }
 
 /// A field whose member's text may be written out as it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Copy {
+pub enum Verbatim {
     /// A `json` field: its text when serde_json would write its tree so.
     Json,
     /// A `string` field: a string without escapes, written as it is read.
@@ -79,8 +79,11 @@ pub struct Found<'a>(Vec<Option<&'a str>>);
 
 impl Direct {
     /// The plan for these fields, when every one can be read so: each field's expression,
-    /// and how its text may be copied (a `json` or `string` field nothing else reads).
-    pub fn plan<'e>(exprs: impl Iterator<Item = (&'e Compiled, Option<Copy>)>) -> Option<Direct> {
+    /// and how its text may be copied (a `json`, `string`, `decimal` or `datetime` field
+    /// nothing else reads).
+    pub fn plan<'e>(
+        exprs: impl Iterator<Item = (&'e Compiled, Option<Verbatim>)>,
+    ) -> Option<Direct> {
         let mut names: Vec<String> = Vec::new();
         let mut fields = Vec::new();
         for (expr, copy) in exprs {
@@ -148,14 +151,14 @@ impl Direct {
             } if rest.is_empty() => {
                 let text = found.0.get(*at).copied().flatten()?;
                 match copy {
-                    Copy::Json => (text != "null" && super::scan::canonical(text))
+                    Verbatim::Json => (text != "null" && super::scan::canonical(text))
                         .then_some(Copied::Text(text)),
-                    Copy::Str => plain_str(text).map(|_| Copied::Text(text)),
-                    Copy::Decimal => match plain_str(text) {
+                    Verbatim::Str => plain_str(text).map(|_| Copied::Text(text)),
+                    Verbatim::Decimal => match plain_str(text) {
                         Some(s) => plain_decimal(s).then_some(Copied::Text(text)),
                         None => plain_decimal(text).then_some(Copied::Quoted(text)),
                     },
-                    Copy::Datetime => plain_str(text)
+                    Verbatim::Datetime => plain_str(text)
                         .is_some_and(plain_datetime)
                         .then_some(Copied::Text(text)),
                 }
