@@ -81,35 +81,71 @@ impl Table {
     }
 }
 
-/// A Bloom filter over a run's hashes: 16 bits a key, eight probes from the hash's two
-/// halves, about one false "maybe" in 1,700. A "maybe" reads a chunk, and every chunk
-/// sled reads stays in its memory a while: with 10 bits a key, a first run of 2,000,000
-/// keys (a dozen runs asked per new key) read enough chunks to hold about 100 MB.
+/// A Bloom filter over a run's hashes, blocked: 16 bits a key in blocks of 512 bits, one
+/// cache line each. A hash's high half picks its block, its low half one bit in each of
+/// the block's eight words, so a lookup or an insert touches one line and divides
+/// nothing: a new key is asked of every run's filter, and with its eight probes spread
+/// over the whole filter the cache misses and divisions took a tenth of a keyed run's
+/// time at 1,000,000 keys. About one false "maybe" in 1,100 (a standard filter of the
+/// same size: one in 1,700); a "maybe" reads a chunk of the run.
 pub(super) struct Bloom {
-    pub(super) bits: Vec<u64>,
+    blocks: Vec<Block>,
 }
+
+/// 512 bits, aligned to a cache line.
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(64))]
+struct Block([u64; 8]);
+
+/// Odd multipliers, one per word: the top six bits of the low half times each pick the
+/// word's bit.
+const SALTS: [u64; 8] = [
+    0x9e37_79b9_7f4a_7c15,
+    0xbf58_476d_1ce4_e5b9,
+    0x94d0_49bb_1331_11eb,
+    0xd6e8_feb8_6659_fd93,
+    0xa076_1d64_78bd_642f,
+    0xe703_7ed1_a0b4_28db,
+    0x8ebc_6af0_9c88_c6e3,
+    0x5899_65cc_7537_4cc3,
+];
 
 impl Bloom {
     pub(super) fn sized(count: usize) -> Bloom {
-        let bits = count.saturating_mul(16).clamp(64, BLOOM_MAX_BITS);
+        let bits = count.saturating_mul(16).clamp(512, BLOOM_MAX_BITS);
         Bloom {
-            bits: vec![0; bits.div_ceil(64)],
+            blocks: vec![Block::default(); bits.div_ceil(512)],
         }
     }
-    pub(super) fn probes(&self, h: u128) -> [usize; 8] {
-        let m = (self.bits.len() * 64) as u64;
-        let (a, b) = (h as u64, ((h >> 64) as u64) | 1);
-        std::array::from_fn(|i| (a.wrapping_add((i as u64).wrapping_mul(b)) % m) as usize)
+
+    /// The block of `h` and the bit each of its words must have.
+    fn probes(&self, h: u128) -> (usize, [u64; 8]) {
+        // The high half scaled to the number of blocks (always below it).
+        let high = (h >> 64) as u64;
+        let block = ((u128::from(high) * self.blocks.len() as u128) >> 64) as usize;
+        let low = h as u64;
+        let bits = SALTS.map(|salt| 1u64 << (low.wrapping_mul(salt) >> 58));
+        (block, bits)
     }
+
     pub(super) fn insert(&mut self, h: u128) {
-        for p in self.probes(h) {
-            self.bits[p / 64] |= 1 << (p % 64);
+        let (at, bits) = self.probes(h);
+        if let Some(Block(words)) = self.blocks.get_mut(at) {
+            for (word, bit) in words.iter_mut().zip(bits) {
+                *word |= bit;
+            }
         }
     }
+
     pub(super) fn may_hold(&self, h: u128) -> bool {
-        self.probes(h)
-            .iter()
-            .all(|&p| self.bits[p / 64] & (1 << (p % 64)) != 0)
+        let (at, bits) = self.probes(h);
+        self.blocks.get(at).is_some_and(|Block(words)| {
+            let missing = words
+                .iter()
+                .zip(bits)
+                .fold(0, |missing, (word, bit)| missing | (bit & !word));
+            missing == 0
+        })
     }
 }
 
