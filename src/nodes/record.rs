@@ -50,11 +50,13 @@ enum Held {
     Selected { body: Json, path: Path },
 }
 
-/// One record item: its tree, or its text.
+/// One record item: its tree, or its text (with its members where its page's split
+/// found them).
 #[derive(Clone, Copy)]
 pub enum Item<'a> {
     Json(&'a Json),
     Text(&'a str),
+    Scanned(raw::Scanned<'a>),
 }
 
 impl Item<'_> {
@@ -63,6 +65,7 @@ impl Item<'_> {
         match self {
             Item::Json(j) => Cow::Borrowed(*j),
             Item::Text(t) => Cow::Owned(raw::parse_item(t)),
+            Item::Scanned(s) => Cow::Owned(raw::parse_item(s.text())),
         }
     }
 }
@@ -71,7 +74,7 @@ impl Items {
     /// The items, in order.
     pub fn refs(&self) -> Vec<Item<'_>> {
         match &self.0 {
-            Held::Raw(items) => items.iter().map(Item::Text).collect(),
+            Held::Raw(items) => items.items().collect(),
             Held::Taken(items) => items.iter().map(Item::Json).collect(),
             Held::Selected { body, path } => {
                 path.select(body).into_iter().map(Item::Json).collect()
@@ -327,6 +330,7 @@ impl Extractor {
         // Read from the item's text where the plan allows, else from its tree.
         let found = match (item, &self.direct) {
             (Item::Text(text), Some(direct)) => direct.find(text).map(|f| (direct, f)),
+            (Item::Scanned(item), Some(direct)) => Some((direct, direct.found(item.members()))),
             _ => None,
         };
         let tree = match found {

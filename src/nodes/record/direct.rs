@@ -77,6 +77,39 @@ impl Copied<'_> {
 /// Where an item's members are: the text of each name's member, if it has one.
 pub struct Found<'a>(Vec<Option<&'a str>>);
 
+/// Notes an item's members, one after another, in their places.
+struct Finder<'d, 'a> {
+    names: &'d [String],
+    found: Found<'a>,
+    /// Items of one API list their members in one order: the name after the one found
+    /// last is tried first.
+    next: usize,
+}
+
+impl<'d, 'a> Finder<'d, 'a> {
+    fn new(direct: &'d Direct) -> Self {
+        Finder {
+            names: &direct.names,
+            found: Found(vec![None; direct.names.len()]),
+            next: 0,
+        }
+    }
+
+    fn member(&mut self, name: &str, value: &'a str) {
+        let at = match self.names.get(self.next) {
+            Some(n) if n == name => Some(self.next),
+            _ => self.names.iter().position(|n| n == name),
+        };
+        // A repeated name: its last value, as in the tree.
+        if let Some(slot) = at.and_then(|at| self.found.0.get_mut(at)) {
+            *slot = Some(value);
+        }
+        if let Some(at) = at {
+            self.next = at.saturating_add(1);
+        }
+    }
+}
+
 impl Direct {
     /// The plan for these fields, when every one can be read so: each field's expression,
     /// and how its text may be copied (a `json`, `string`, `decimal` or `datetime` field
@@ -115,24 +148,19 @@ impl Direct {
     /// The members of an item's text (JSON checked by [`super::raw::split`]), or `None`
     /// when it is not an object.
     pub fn find<'a>(&self, item: &'a str) -> Option<Found<'a>> {
-        let mut found = vec![None; self.names.len()];
-        // Items of one API list their members in one order: the name after the one
-        // found last is tried first.
-        let mut next = 0;
-        super::scan::members(item, |name, value| {
-            let at = match self.names.get(next) {
-                Some(n) if n == name => Some(next),
-                _ => self.names.iter().position(|n| n == name),
-            };
-            // A repeated name: its last value, as in the tree.
-            if let Some(slot) = at.and_then(|at| found.get_mut(at)) {
-                *slot = Some(value);
-            }
-            if let Some(at) = at {
-                next = at.saturating_add(1);
-            }
-        })?;
-        Some(Found(found))
+        let mut finder = Finder::new(self);
+        super::scan::members(item, |name, value| finder.member(name, value))?;
+        Some(finder.found)
+    }
+
+    /// Where an item's members are, from its members (names decoded, value texts) in
+    /// order.
+    pub fn found<'a>(&self, members: impl Iterator<Item = (&'a str, &'a str)>) -> Found<'a> {
+        let mut finder = Finder::new(self);
+        for (name, value) in members {
+            finder.member(name, value);
+        }
+        finder.found
     }
 
     /// The text of field `i`'s member to write out in place of its value: a field

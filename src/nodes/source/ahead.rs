@@ -183,17 +183,13 @@ async fn make(
     parent: Option<&Map<String, Json>>,
 ) -> Vec<Prepared> {
     const AT_ONCE: usize = 50;
-    let items: Vec<&str> = raw.iter().collect();
+    let items: Vec<Item> = raw.items().collect();
     let mut made = Vec::with_capacity(items.len());
     for (i, chunk) in items.chunks(AT_ONCE).enumerate() {
         if i > 0 {
             tokio::task::yield_now().await;
         }
-        made.extend(prepare_items(
-            ex,
-            chunk.iter().map(|t| Item::Text(t)),
-            parent,
-        ));
+        made.extend(prepare_items(ex, chunk.iter().copied(), parent));
     }
     made
 }
