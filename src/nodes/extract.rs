@@ -112,9 +112,11 @@ pub fn prepare_items<'a>(
                 write_record_raw(&ex.names, &record, &raw, &mut text);
                 let fp = xxhash_rust::xxh3::xxh3_64(text.get(from..).unwrap_or_default());
                 if spans.is_empty() {
-                    // Room for the others, as long as the first, up to a bound (an
-                    // API's first record may be far larger than the rest).
-                    let len = text.len().saturating_add(16);
+                    // Room for the others, a quarter longer than the first (records
+                    // differ a little: one as long only grew the buffer, a copy, for
+                    // most pages), up to a bound (an API's first record may be far
+                    // larger than the rest).
+                    let len = text.len().saturating_add(text.len() / 4);
                     text.reserve(len.saturating_mul(count).min(RESERVE_MAX));
                 }
                 spans.push(from..text.len());
@@ -558,7 +560,7 @@ impl ExtractNode {
         children: &[String],
     ) -> (Pending, Vec<Emitted>) {
         let mut parts = Parts::new();
-        let mut emitted = Vec::new();
+        let mut emitted = Vec::with_capacity(page.records.len());
         let mut max_cursor: Option<Val> = None;
         let (mut seen, mut rejected) = (0u64, 0u64);
         let raise = |c: &Val, max: &mut Option<Val>| {
@@ -618,9 +620,9 @@ impl ExtractNode {
         }
         // The keys to ask the store about (those no page in flight holds), by their
         // place in `made`.
-        let mut at = Vec::new();
-        let mut asked: Vec<&[u8]> = Vec::new();
-        let mut hashes = Vec::new();
+        let mut at = Vec::with_capacity(made.len());
+        let mut asked: Vec<&[u8]> = Vec::with_capacity(made.len());
+        let mut hashes = Vec::with_capacity(made.len());
         for (i, m) in made.iter().enumerate() {
             if let (Some(k), Some(h)) = (m.key.as_deref(), m.hash) {
                 if !run.keys.contains_key(&h) {

@@ -33,6 +33,10 @@ impl KeyIndex {
                 out.push(item.entry, item.key, item.cursor)?;
             }
         }
+        // The list's room is kept for the entries of the next fold.
+        logged.pages.clear();
+        logged.entries.clear();
+        self.pending = logged;
         let (run, count) = out.finish()?;
         let mut meta = self.meta.clone();
         meta.runs.push(MetaRun {

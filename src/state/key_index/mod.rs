@@ -147,7 +147,18 @@ fn encode_parts(source: &str, seq: u64, entries: &[Full]) -> Vec<(Write, Vec<Log
         .enumerate()
         .map(|(part, e)| {
             let part = u16::try_from(part).unwrap_or(u16::MAX);
-            let mut bytes = vec![FORMAT];
+            // Room for every entry: its fingerprint, order (a length and up to 16
+            // bytes), and key and cursor, each after a length of up to 5 bytes.
+            let room = e
+                .iter()
+                .map(|f| {
+                    35usize
+                        .saturating_add(f.key.len())
+                        .saturating_add(f.cursor.len())
+                })
+                .fold(1usize, usize::saturating_add);
+            let mut bytes = Vec::with_capacity(room);
+            bytes.push(FORMAT);
             let mut at = Vec::with_capacity(e.len());
             for f in e {
                 let start = bytes.len();
