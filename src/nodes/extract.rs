@@ -737,6 +737,36 @@ mod tests {
         Extractor::new(&checked.pipeline.unwrap().sources["a"])
     }
 
+    /// A source of few or many fields reads the same records from an item's text, from
+    /// its members as the split noted them, and from its tree, its members in any order.
+    #[test]
+    fn many_fields_are_read_alike_from_text_members_and_tree() {
+        for n in [3usize, 16, 17, 40] {
+            let fields: Vec<String> = (0..n).map(|i| format!("f{i} : int? = $.f{i}")).collect();
+            let ex = extractor("", &fields.join("  "));
+            // Members in reverse, one missing, one unknown.
+            let members: Vec<String> = (0..n)
+                .rev()
+                .filter(|i| *i != 1)
+                .map(|i| format!("\"f{i}\":{i}"))
+                .chain(["\"x\":[1]".to_string()])
+                .collect();
+            let text = format!("{{{}}}", members.join(","));
+            let page = format!("{{\"data\":[{text}]}}");
+            let (_, raw) =
+                crate::nodes::record::raw::split(page.into_bytes(), &["data".to_string()]).unwrap();
+            let raw = raw.unwrap();
+            let scanned = raw.items().next().unwrap();
+            assert!(matches!(scanned, Item::Scanned(_)));
+            let tree: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let by_tree = ex.record(Item::Json(&tree), None).unwrap();
+            assert_eq!(ex.record(Item::Text(&text), None).unwrap(), by_tree, "{n}");
+            assert_eq!(ex.record(scanned, None).unwrap(), by_tree, "{n}");
+            assert!(by_tree.values.get(1).unwrap().is_null());
+            assert!(!by_tree.values.last().unwrap().is_null());
+        }
+    }
+
     /// Records made together share one buffer of JSON, each holding its own record's,
     /// with rejected items between them.
     #[test]
