@@ -143,7 +143,7 @@ pub fn split(bytes: Vec<u8>, steps: &[String]) -> serde_json::Result<(Json, Opti
         Err(e) => return whole(e.as_bytes()),
     };
     // Offsets are kept in 32 bits.
-    let mut members = (u32::try_from(text.len()).is_ok()).then(|| SPARE.take());
+    let mut members = (u32::try_from(text.len()).is_ok()).then(spare);
     let mut parsed = split_text(&text, steps, members.as_mut());
     if parsed.is_err() {
         if let Some(members) = members.take() {
@@ -194,6 +194,12 @@ thread_local! {
 /// The most members a buffer given back may have room for (1 MiB).
 const SPARE_MAX: usize = 65_536;
 
+/// The buffer kept on this thread (a new one when there is none, or when the thread is
+/// ending and its keeping is gone).
+fn spare() -> Members {
+    SPARE.try_with(Cell::take).unwrap_or_default()
+}
+
 /// Keeps `members` for the next page split on this thread, if there is room.
 fn give_back(mut members: Members) {
     if members.list.capacity() > SPARE_MAX {
@@ -201,12 +207,15 @@ fn give_back(mut members: Members) {
     }
     members.at.clear();
     members.list.clear();
-    let held = SPARE.take();
-    // The larger of the two stays.
-    SPARE.set(if held.list.capacity() > members.list.capacity() {
-        held
-    } else {
-        members
+    // A page dropped while its thread ends lets its buffer go.
+    let _ = SPARE.try_with(|kept| {
+        let held = kept.take();
+        // The larger of the two stays.
+        kept.set(if held.list.capacity() > members.list.capacity() {
+            held
+        } else {
+            members
+        });
     });
 }
 
@@ -572,6 +581,34 @@ mod tests {
         super::SPARE.with(|s| s.take());
         drop(page(super::SPARE_MAX));
         assert_eq!(spare(), 0);
+    }
+
+    /// A page dropped by a thread-local's destructor, as its thread ends, is dropped
+    /// without a panic whichever of the two goes first.
+    #[test]
+    fn a_page_dropped_as_its_thread_ends_is_let_go() {
+        struct Holder(Option<super::RawRecords>);
+        impl Drop for Holder {
+            fn drop(&mut self) {
+                drop(self.0.take());
+            }
+        }
+        thread_local! {
+            static HELD: std::cell::RefCell<Holder> = const { std::cell::RefCell::new(Holder(None)) };
+        }
+        for holder_first in [true, false] {
+            std::thread::spawn(move || {
+                if holder_first {
+                    // Made before the split's buffer, it goes after it.
+                    HELD.with(|_| ());
+                }
+                let (_, raw) =
+                    split(b"{\"data\":[{\"a\":1}]}".to_vec(), &["data".to_string()]).unwrap();
+                HELD.with(|h| h.borrow_mut().0 = raw);
+            })
+            .join()
+            .unwrap();
+        }
     }
 
     /// Text that is not JSON is refused, as a whole parse refuses it.
