@@ -260,11 +260,11 @@ impl<'de> Out<'_, 'de> {
             text: self.text,
         }
     }
+}
 
-    /// Where `part` (a slice of the page) starts in the page.
-    fn offset(&self, part: &str) -> Option<usize> {
-        (part.as_ptr() as usize).checked_sub(self.text.as_ptr() as usize)
-    }
+/// Where `part` (a slice of `page`) starts in the page.
+fn offset(page: &str, part: &str) -> Option<usize> {
+    (part.as_ptr() as usize).checked_sub(page.as_ptr() as usize)
 }
 
 /// The value at `steps` below the current one.
@@ -277,29 +277,42 @@ impl<'de> DeserializeSeed<'de> for At<'_, 'de> {
     type Value = Json;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Json, D::Error> {
-        match self.steps.split_first() {
-            None if self.out.members.is_some() => {
-                d.deserialize_seq(Array { out: self.out })?;
+        let Out {
+            spans,
+            members,
+            text: page,
+        } = self.out;
+        match (self.steps.split_first(), members) {
+            (None, Some(members)) => {
+                d.deserialize_seq(Array {
+                    spans,
+                    members,
+                    page,
+                })?;
                 Ok(Json::Null)
             }
-            None => {
+            (None, None) => {
                 let items = Vec::<&'de RawValue>::deserialize(d)?;
-                let spans = items
+                let found = items
                     .iter()
                     .map(|item| {
                         let text = item.get();
-                        let from = self.out.offset(text)?;
+                        let from = offset(page, text)?;
                         Some((from, from.checked_add(text.len())?))
                     })
                     .collect::<Option<Vec<_>>>()
                     .ok_or_else(|| serde::de::Error::custom("an item outside the page"))?;
-                *self.out.spans = Some(spans);
+                *spans = Some(found);
                 Ok(Json::Null)
             }
-            Some((name, rest)) => d.deserialize_map(Through {
+            (Some((name, rest)), members) => d.deserialize_map(Through {
                 name,
                 rest,
-                out: self.out,
+                out: Out {
+                    spans,
+                    members,
+                    text: page,
+                },
             }),
         }
     }
@@ -340,7 +353,9 @@ impl<'de> Visitor<'de> for Through<'_, 'de> {
 
 /// The records' array, each item read as an object whose members are noted.
 struct Array<'s, 'de> {
-    out: Out<'s, 'de>,
+    spans: &'s mut Option<Spans>,
+    members: &'s mut Members,
+    page: &'de str,
 }
 
 impl<'de> Visitor<'de> for Array<'_, 'de> {
@@ -351,10 +366,11 @@ impl<'de> Visitor<'de> for Array<'_, 'de> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let page = self.out.text;
-        let Some(members) = self.out.members else {
-            return Err(serde::de::Error::custom("no members to note"));
-        };
+        let Array {
+            spans: out,
+            members,
+            page,
+        } = self;
         // A name repeated on the way: the last array is the records', as in the tree.
         members.at.clear();
         members.list.clear();
@@ -377,7 +393,7 @@ impl<'de> Visitor<'de> for Array<'_, 'de> {
         }
         let end = u32::try_from(members.list.len()).map_err(serde::de::Error::custom)?;
         members.at.push(end);
-        *self.out.spans = Some(spans);
+        *out = Some(spans);
         Ok(())
     }
 }
@@ -419,10 +435,9 @@ impl<'de> Visitor<'de> for Object<'_, 'de> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let base = self.page.as_ptr() as usize;
         // Where a part of the page starts and ends in it.
         let span = |part: &str| -> Option<[u32; 2]> {
-            let from = (part.as_ptr() as usize).checked_sub(base)?;
+            let from = offset(self.page, part)?;
             let to = from.checked_add(part.len())?;
             Some([u32::try_from(from).ok()?, u32::try_from(to).ok()?])
         };
