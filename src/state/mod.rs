@@ -26,7 +26,11 @@ use std::path::Path;
 /// values; runs of version 5 are read where they are and written anew as a file when
 /// merged. Nothing is rewritten when a store opens. A version-5 hamstr refuses a
 /// version-6 store.
-pub const STATE_VERSION: u32 = 6;
+/// 7: the pages of keys since a key index's last fold in an append-only file of its own
+/// beside its runs (`state/runs/`, [`key_index`]'s `log`), not sled values (`keylog`);
+/// pages of version 6 are read where they are and folded into a run when the index
+/// loads. A version-6 hamstr refuses a version-7 store (it would not read the files).
+pub const STATE_VERSION: u32 = 7;
 
 pub type Result<T> = std::result::Result<T, StateError>;
 

@@ -287,17 +287,12 @@ impl StateStore for SledStore {
                 Full::hashed(k, *h, e.fingerprint, order, e.cursor.as_ref())
             })
             .collect();
-        // The page of keys is written first, on its own (a large value written once, not
-        // again inside the commit's record); the commit makes it count by writing its
-        // number (see `key_index::committed_key`).
+        // The page of keys is appended to the source's key log first, outside sled; the
+        // commit makes it count by writing its number (see `key_index::committed_key`).
         let key_page = if entries.is_empty() {
             None
         } else {
-            let (seq, writes) = self.with_keys(source, |index| Ok(index.page(&entries)))?;
-            let log = self.shared(Shared::KeyLog);
-            for (at, value) in writes {
-                log.insert(at, value)?;
-            }
+            let seq = self.with_keys(source, |index| index.page(&entries))?;
             Some((seq, key_index::committed_key(source), seq.to_be_bytes()))
         };
         let rejected = page
@@ -520,6 +515,16 @@ impl StateStore for SledStore {
     fn flush(&self) -> Result<()> {
         // The runs retired before this flush are replaced by writes it makes durable.
         let retired = self.run_files.take_retired();
+        // The key logs first: what the flush makes durable names pages they hold.
+        let indexes: Vec<_> = match self.key_indexes.lock() {
+            Ok(all) => all.values().cloned().collect(),
+            Err(_) => Vec::new(),
+        };
+        for index in indexes {
+            if let Ok(mut index) = index.lock() {
+                index.sync_log()?;
+            }
+        }
         match self.bounded_flush() {
             Ok(()) => {
                 key_index::remove_retired(retired);

@@ -228,8 +228,9 @@ fn a_version_3_store_is_moved_into_the_shared_trees() {
         below: &|c| c.as_i64().unwrap() < 4,
         order: &order,
     };
-    assert_eq!(store.prune_keys("orders", &prune, false).unwrap(), 1);
+    store.prune_keys("orders", &prune, false).unwrap();
     assert_eq!(store.key("orders", b"k1").unwrap(), None);
+    assert_eq!(store.key_count("orders").unwrap(), 1);
     let names: Vec<String> = store
         .db
         .tree_names()
@@ -316,16 +317,21 @@ fn a_reset_source_leaves_no_run_file_after_the_next_flush() {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path()).unwrap();
     let runs = dir.path().join("state").join("runs");
-    // `.run` files in the sources' folders.
-    let files = || {
+    // Files ending in `ext` in the sources' folders.
+    let files_of = |ext: &str| {
         std::fs::read_dir(&runs)
             .map(|d| {
                 d.filter_map(|f| std::fs::read_dir(f.ok()?.path()).ok())
                     .flatten()
+                    .filter(|f| {
+                        f.as_ref()
+                            .is_ok_and(|f| f.path().extension().is_some_and(|e| e == ext))
+                    })
                     .count()
             })
             .unwrap_or(0)
     };
+    let files = || files_of("run");
     let page = |source: &str, n: usize| {
         let keys = (0..1000)
             .map(|i| {
@@ -352,6 +358,7 @@ fn a_reset_source_leaves_no_run_file_after_the_next_flush() {
     assert_eq!(files(), 2, "kept until the reset is durable");
     store.flush().unwrap();
     assert_eq!(files(), 1, "only the other source's run is left");
+    assert_eq!(files_of("log"), 0, "the folded key logs are gone too");
     assert_eq!(store.key_count("s").unwrap(), 0);
     assert_eq!(store.key_count("t").unwrap(), key_index::FOLD_AT);
 }

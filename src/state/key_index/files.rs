@@ -1,6 +1,7 @@
 //! Spilled runs as files of their own (state version 6), beside the sled store, not in
-//! it: sled keeps in memory much of what it is given to write and grows with what it
-//! holds, so a source of 2,000,000 keys whose runs were sled values peaked at 90 MiB
+//! it, with the key logs of the pages since the last fold ([`super::log`], version 7):
+//! sled keeps in memory much of what it is given to write and grows with what it holds,
+//! so a source of 2,000,000 keys whose runs were sled values peaked at 90 MiB
 //! against 65 with them in files (docs/performance.md).
 //!
 //! A run's file is written once, synced with its folder, and only then named in the
@@ -54,8 +55,39 @@ impl RunFiles {
         self.folder(source).join(format!("{id:08x}.run"))
     }
 
-    /// The ids of the files of `source` there are, with their paths.
+    /// Where key log `id` of `source` lies ([`super::log`]).
+    pub(super) fn log_path(&self, source: &str, id: u32) -> PathBuf {
+        self.folder(source).join(format!("{id:08x}.log"))
+    }
+
+    /// Makes the folder of `source` if it is missing; returns the folders whose entries
+    /// must be made durable with the first file written there: the source's, and those
+    /// made for it.
+    pub(super) fn make_folder(&self, source: &str) -> Result<Vec<PathBuf>> {
+        let folder = self.folder(source);
+        let mut dirs = vec![folder.clone()];
+        if !folder.is_dir() {
+            // Made now: their own names must last too.
+            dirs.extend(folder.ancestors().skip(1).take(2).map(Path::to_path_buf));
+            std::fs::create_dir_all(&folder).map_err(|e| io_error(&folder, "making", e))?;
+        }
+        Ok(dirs)
+    }
+
+    /// The ids of the run files of `source` there are, with their paths.
     pub(super) fn present(&self, source: &str) -> Result<Vec<(u32, PathBuf)>> {
+        self.listed(source, ".run")
+    }
+
+    /// The ids of the key logs of `source` there are, with their paths, oldest first.
+    pub(super) fn logs(&self, source: &str) -> Result<Vec<(u32, PathBuf)>> {
+        let mut logs = self.listed(source, ".log")?;
+        logs.sort_unstable();
+        Ok(logs)
+    }
+
+    /// The files of `source` whose names end with `suffix`, by the id before it.
+    fn listed(&self, source: &str, suffix: &str) -> Result<Vec<(u32, PathBuf)>> {
         let folder = self.folder(source);
         let entries = match std::fs::read_dir(&folder) {
             Ok(entries) => entries,
@@ -68,7 +100,7 @@ impl RunFiles {
             let name = entry.file_name();
             let Some(id) = name
                 .to_str()
-                .and_then(|n| n.strip_suffix(".run"))
+                .and_then(|n| n.strip_suffix(suffix))
                 .and_then(|n| u32::from_str_radix(n, 16).ok())
             else {
                 continue;
@@ -90,7 +122,7 @@ impl RunFiles {
     /// Removes every file of `source` after the next flush of the store (its state was
     /// reset: the removal of its meta is durable then).
     pub fn retire_source(&self, source: &str) -> Result<()> {
-        for (_, path) in self.present(source)? {
+        for (_, path) in self.present(source)?.into_iter().chain(self.logs(source)?) {
             self.retire(path);
         }
         Ok(())
@@ -119,7 +151,7 @@ pub fn remove_retired(paths: Vec<PathBuf>) {
     }
 }
 
-fn io_error(path: &Path, doing: &str, e: std::io::Error) -> StateError {
+pub(super) fn io_error(path: &Path, doing: &str, e: std::io::Error) -> StateError {
     StateError::Io(format!("{doing} `{}`: {e}", path.display()))
 }
 
@@ -252,13 +284,7 @@ impl FileWriter {
     pub(super) fn create(files: &RunFiles, source: &str, id: u32) -> Result<FileWriter> {
         let path = files.path(source, id);
         let fail = |e| io_error(&path, "writing", e);
-        let folder = files.folder(source);
-        let mut dirs = vec![folder.clone()];
-        if !folder.is_dir() {
-            // Made now: their own names must last too.
-            dirs.extend(folder.ancestors().skip(1).take(2).map(Path::to_path_buf));
-            std::fs::create_dir_all(&folder).map_err(|e| io_error(&folder, "making", e))?;
-        }
+        let dirs = files.make_folder(source)?;
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -312,7 +338,7 @@ impl FileWriter {
 }
 
 /// Makes a folder's entries durable.
-fn sync_dir(dir: &Path) -> Result<()> {
+pub(super) fn sync_dir(dir: &Path) -> Result<()> {
     #[cfg(unix)]
     File::open(dir)
         .and_then(|f| f.sync_all())

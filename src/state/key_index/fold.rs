@@ -1,18 +1,18 @@
 //! Folds, spills and merges: how runs are made, written and merged.
 
-use super::format::{chunk_key, meta_key, page_key, remove_all, MetaRun};
+use super::format::{chunk_key, meta_key, remove_all, MetaRun};
 use super::runs::{Run, RunCursor, Table, Writer};
 use super::{KeyIndex, Result, MAX_RUNS};
 
 impl KeyIndex {
-    fn next_run_id(&mut self) -> u32 {
+    pub(super) fn next_run_id(&mut self) -> u32 {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1).max(1);
         id
     }
 
     /// Makes the pages since the last fold a run: written as a file, added to the meta
-    /// with one write, its pages removed; its table kept in memory (the oldest tables
+    /// with one write, their key log retired; its table kept in memory (the oldest tables
     /// go when they pass `table_max`), and the runs merged when there are too many.
     pub(super) fn fold(&mut self, tree: &sled::Tree) -> Result<()> {
         let parts = std::mem::take(&mut self.pages);
@@ -48,13 +48,12 @@ impl KeyIndex {
             .last()
             .map_or(meta.folded, |(s, _, _)| *s)
             .max(meta.folded);
-        // The switch: one write.
+        // The switch: one write. The key log goes once it is durable; the next page
+        // starts another.
         tree.insert(meta_key(&self.source), meta.encode())?;
-        let gone: Vec<Vec<u8>> = parts
-            .iter()
-            .map(|(seq, part, _)| page_key(&self.source, *seq, *part))
-            .collect();
-        remove_all(tree, gone)?;
+        if let Some(log) = self.log.take() {
+            self.files.retire(log.path().to_path_buf());
+        }
         self.meta = meta;
         self.runs.push(run);
         self.recent.clear();

@@ -9,8 +9,9 @@
 //! they are never read back into memory. sled makes a write of one key cost several
 //! microseconds (it copies the tree node it lands in), about as much as everything else
 //! hamstr does with a record, and keeps in memory much of what it is given to write; so
-//! a page's entries are written to sled as a few values, a *page*, and read back from a
-//! bounded index in memory:
+//! a page's entries are appended, as one *page*, to a file of the source's own (its key
+//! log, [`log`]; sled values before state version 7), and read from a bounded index in
+//! memory:
 //!
 //! - **recent**: the entries of the pages written since the last fold, in a hash map of
 //!   at most [`FOLD_AT`] entries (about 1.5 MiB);
@@ -21,15 +22,18 @@
 //!   whole as tables while they hold at most [`TABLE_MAX`] (a key seen again is then
 //!   answered without a read), and the last few chunks read.
 //!
-//! When the pages since the last fold hold [`FOLD_AT`] entries, they are *folded*: read
-//! back, written as a run's file, made durable, then one write of the index's meta
-//! names the run and the pages are removed. Only when there are more than [`MAX_RUNS`]
-//! runs are they merged into one (which drops the entries below the prune bound), so a
-//! key is rewritten a few times over its life, not at every fold. A crash before a meta
-//! write leaves the runs it names in force; the files of other runs are removed when the
-//! index loads (after the next flush: see [`files`]), and the pages after the last fold
-//! are folded again. A prune drops whole pages whose entries are all below the bound and
-//! hides single entries below it, without reading anything.
+//! A page counts once the commit that writes its number ([`committed_key`]) does. When
+//! the pages since the last fold hold [`FOLD_AT`] entries, they are *folded*: written as
+//! a run's file from what memory kept of them, made durable, then one write of the
+//! index's meta names the run, and their key log is retired (removed after the next
+//! flush). Only when there are more than [`MAX_RUNS`] runs are they merged into one
+//! (which drops the entries below the prune bound), so a key is rewritten a few times
+//! over its life, not at every fold. A crash before a meta write leaves the runs it
+//! names in force; the files of other runs are removed when the index loads (after the
+//! next flush: see [`files`]). Loading folds the committed pages the key logs hold at
+//! once, so every process appends to a log of its own. A prune drops from memory whole
+//! pages whose entries are all below the bound and hides single entries below it,
+//! without reading anything.
 //!
 //! So what memory holds grows with the keys only by the filters and chunk starts (about
 //! 2.25 bytes a key: 4.5 MiB at 2,000,000 keys); the rest is bounded: recent's map, at
@@ -40,6 +44,7 @@
 mod files;
 mod fold;
 mod format;
+mod log;
 mod runs;
 
 use super::sled_store::prefixed;
@@ -50,6 +55,7 @@ pub use files::{remove_retired, RunFiles};
 use format::encode_page;
 pub use format::{committed_key, page_key, Write};
 use format::{decode, item_at, meta_key, remove_all, scan, Item, Meta, FORMAT};
+use log::KeyLog;
 use runs::{Bloom, Logged, LoggedAt, Pages, Run, Table};
 
 use serde_json::Value as Json;
@@ -66,9 +72,10 @@ const RECENT_ROOM: usize = FOLD_AT + 1_000;
 /// Entries per chunk of a run (about 1 KB): a lookup that the filter lets through
 /// reads one chunk.
 pub const CHUNK: usize = 32;
-/// Entries per value a page is written in (about 3.5 KB): sled keeps the nodes of large
-/// values in memory past its cache size (a sled-sink run of 200,000 keys peaked at 118 MiB
-/// with a page of 500 keys in one value, 110 MiB with values of 64).
+/// Entries per part of a page (about 3.5 KB), a record of the key log each. In state
+/// version 6 a part was a sled value, and sled keeps the nodes of large values in memory
+/// past its cache size (a sled-sink run of 200,000 keys peaked at 118 MiB with a page of
+/// 500 keys in one value, 110 MiB with values of 64).
 pub const PAGE_PART: usize = 64;
 /// Runs before they are merged into one: a new key is looked up in every run's filter.
 pub const MAX_RUNS: usize = 16;
@@ -132,21 +139,26 @@ impl Full {
     }
 }
 
-/// Page `seq` of `source` as the writes to make: its parts of [`PAGE_PART`] entries.
+/// Page `seq` of `source` as sled values, its parts of [`PAGE_PART`] entries: how state
+/// version 6 kept the pages since the last fold (still read when an index loads), and
+/// how a store of version 4 has its keys moved.
 pub fn page_writes(source: &str, seq: u64, entries: &[Full]) -> Vec<Write> {
-    encode_parts(source, seq, entries)
+    encode_parts(entries)
         .into_iter()
-        .map(|(write, _)| write)
+        .enumerate()
+        .map(|(part, (bytes, _))| {
+            let part = u16::try_from(part).unwrap_or(u16::MAX);
+            (page_key(source, seq, part), bytes)
+        })
         .collect()
 }
 
-/// Page `seq` of `source` as its parts' writes, each with where its entries lie in it.
-fn encode_parts(source: &str, seq: u64, entries: &[Full]) -> Vec<(Write, Vec<LoggedAt>)> {
+/// A page's entries as its parts of [`PAGE_PART`] entries, each with where its entries
+/// lie in it.
+fn encode_parts(entries: &[Full]) -> Vec<Part> {
     entries
         .chunks(PAGE_PART)
-        .enumerate()
-        .map(|(part, e)| {
-            let part = u16::try_from(part).unwrap_or(u16::MAX);
+        .map(|e| {
             // Room for every entry: its fingerprint, order (a length and up to 16
             // bytes), and key and cursor, each after a length of up to 5 bytes.
             let room = e
@@ -165,7 +177,7 @@ fn encode_parts(source: &str, seq: u64, entries: &[Full]) -> Vec<(Write, Vec<Log
                 format::encode_item(&mut bytes, &f.entry, &f.key, &f.cursor);
                 at.push(LoggedAt::of(&f.entry, start..bytes.len()));
             }
-            ((page_key(source, seq, part), bytes.into()), at)
+            (bytes.into(), at)
         })
         .collect()
 }
@@ -208,7 +220,7 @@ impl Hasher for Prehashed {
 
 type Recent = HashMap<u128, (u64, [u8; 16]), BuildHasherDefault<Prehashed>>;
 
-/// A page part as sled was given it, and where its entries lie in it.
+/// A page part's bytes, and where its entries lie in them.
 type Part = (sled::IVec, Vec<LoggedAt>);
 
 /// One source's key state.
@@ -234,9 +246,12 @@ pub struct KeyIndex {
     table_max: usize,
     /// Where spilled runs are written.
     files: RunFiles,
-    /// The id the next run written takes: past every run's in force and every file's
-    /// there was when the index loaded (a file retired then may still be there).
+    /// The id the next run or key log written takes: past every run's in force and
+    /// every file's there was when the index loaded (a file retired then may still be
+    /// there).
     next_id: u32,
+    /// Where the pages since the last fold are appended ([`log`]); made by the first.
+    log: Option<KeyLog>,
 }
 
 impl KeyIndex {
@@ -318,6 +333,8 @@ impl KeyIndex {
                 files.retire(path);
             }
         }
+        let logs = files.logs(source)?;
+        next_id = logs.iter().map(|(id, _)| *id).fold(next_id, u32::max);
         // Runs of state version 5: their chunks are sled values.
         let chunks = prefixed(source, b"c");
         let mut stale: Vec<sled::IVec> = Vec::new();
@@ -365,7 +382,9 @@ impl KeyIndex {
             table_max: TABLE_MAX,
             files: files.clone(),
             next_id: next_id.wrapping_add(1).max(1),
+            log: None,
         };
+        // Pages of state version 6 and before: sled values.
         let pages = prefixed(source, b"p");
         let mut stale: Vec<sled::IVec> = Vec::new();
         for kv in tree.scan_prefix(&pages) {
@@ -380,21 +399,53 @@ impl KeyIndex {
                 .get(8..10)
                 .and_then(|s| s.try_into().ok())
                 .map(u16::from_be_bytes);
-            let Some(part) = part.filter(|_| seq > index.meta.folded && seq <= committed) else {
-                stale.push(k);
-                continue;
-            };
-            let entries = scan(&v, &what)?;
-            index.add(seq, part, entries.iter().map(|(e, _)| *e));
-            index
-                .pending
-                .add(v, entries.into_iter().map(|(e, at)| LoggedAt::of(&e, at)));
-            if index.logged >= FOLD_AT {
-                index.fold(tree)?;
+            let keep = part.filter(|_| seq > index.meta.folded && seq <= committed);
+            stale.push(k);
+            if let Some(part) = keep {
+                index.take_in(tree, seq, part, v)?;
             }
         }
+        // The key logs: a page number in several is read from the newest.
+        let mut logged: std::collections::BTreeMap<u64, (u32, Vec<(u16, Vec<u8>)>)> =
+            Default::default();
+        for (id, path) in &logs {
+            for (seq, part, bytes) in log::read(path)? {
+                if seq <= index.meta.folded || seq > committed {
+                    continue;
+                }
+                let page = logged.entry(seq).or_insert((*id, Vec::new()));
+                if page.0 != *id {
+                    *page = (*id, Vec::new());
+                }
+                page.1.push((part, bytes));
+            }
+        }
+        for (seq, (_, parts)) in logged {
+            for (part, bytes) in parts {
+                index.take_in(tree, seq, part, bytes.into())?;
+            }
+        }
+        // What was read becomes a run, so that the files and values it was read from
+        // can go (once the run's meta is durable) and new pages go to a file of their own.
+        index.fold(tree)?;
         remove_all(tree, stale)?;
+        for (_, path) in logs {
+            files.retire(path);
+        }
         Ok(index)
+    }
+
+    /// Takes in a page part read from the store as it loads, folding when the pages
+    /// hold [`FOLD_AT`] entries.
+    fn take_in(&mut self, tree: &sled::Tree, seq: u64, part: u16, v: sled::IVec) -> Result<()> {
+        let entries = scan(&v, &self.what())?;
+        self.add(seq, part, entries.iter().map(|(e, _)| *e));
+        self.pending
+            .add(v, entries.into_iter().map(|(e, at)| LoggedAt::of(&e, at)));
+        if self.logged >= FOLD_AT {
+            self.fold(tree)?;
+        }
+        Ok(())
     }
 
     fn what(&self) -> String {
@@ -460,22 +511,36 @@ impl KeyIndex {
         Ok(None)
     }
 
-    /// A page of entries as the writes to make, with its sequence number.
-    pub fn page(&mut self, entries: &[Full]) -> (u64, Vec<Write>) {
+    /// Appends a page of entries to the key log; returns its number, which the commit
+    /// then writes ([`committed_key`]): until it does, the page does not count.
+    pub fn page(&mut self, entries: &[Full]) -> Result<u64> {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let mut writes = Vec::new();
-        let mut parts = Vec::new();
-        for ((at, value), entries) in encode_parts(&self.source, seq, entries) {
-            parts.push((value.clone(), entries));
-            writes.push((at, value));
-        }
+        let parts: Vec<Part> = encode_parts(entries);
+        let log = match &mut self.log {
+            Some(log) => log,
+            None => {
+                let id = self.next_run_id();
+                self.log
+                    .insert(KeyLog::create(&self.files, &self.source, id)?)
+            }
+        };
+        log.append(seq, parts.iter().map(|(bytes, _)| bytes.as_ref()))?;
         // A commit that failed never says its page was written; a few are kept.
         if self.staged.len() == STAGED_MAX {
             self.staged.pop_front();
         }
         self.staged.push_back((seq, parts));
-        (seq, writes)
+        Ok(seq)
+    }
+
+    /// Makes the pages appended so far durable: before the store flushes, so that a
+    /// commit it makes durable names no page that is not.
+    pub fn sync_log(&mut self) -> Result<()> {
+        match &mut self.log {
+            Some(log) => log.sync(),
+            None => Ok(()),
+        }
     }
 
     fn add(&mut self, seq: u64, part: u16, entries: impl Iterator<Item = Entry>) {
@@ -495,24 +560,8 @@ impl KeyIndex {
             Some(at) => self.staged.remove(at).map(|(_, parts)| parts),
             None => None,
         };
-        // Made elsewhere than by `page` (or dropped from `staged`): read back.
-        let parts = match staged {
-            Some(parts) => parts,
-            None => {
-                let mut parts = Vec::new();
-                for part in 0..entries.len().div_ceil(PAGE_PART) {
-                    let part = u16::try_from(part).unwrap_or(u16::MAX);
-                    if let Some(v) = tree.get(page_key(&self.source, seq, part))? {
-                        let at = scan(&v, &self.what())?
-                            .into_iter()
-                            .map(|(e, at)| LoggedAt::of(&e, at))
-                            .collect();
-                        parts.push((v, at));
-                    }
-                }
-                parts
-            }
-        };
+        // Dropped from `staged` (commits failed in between): made again.
+        let parts = staged.unwrap_or_else(|| encode_parts(entries));
         for (part, e) in entries.chunks(PAGE_PART).enumerate() {
             let part = u16::try_from(part).unwrap_or(u16::MAX);
             self.add(seq, part, e.iter().map(|f| f.entry));
@@ -538,18 +587,11 @@ impl KeyIndex {
         tree.insert(meta_key(&self.source), self.meta.encode())?;
         let before = self.recent.len();
         self.recent.retain(|_, (_, order)| *order >= bound);
-        let mut gone: Vec<Vec<u8>> = Vec::new();
-        let source = &self.source;
-        self.pages.retain(|(seq, part, top)| {
-            let keep = *top >= bound;
-            if !keep {
-                gone.push(page_key(source, *seq, *part));
-            }
-            keep
-        });
+        // Its pages stay in the key log (a reload hides their entries again, by the
+        // bound in the meta).
+        self.pages.retain(|(_, _, top)| *top >= bound);
         // A page's entry count is not kept: until the next fold, `logged` may still
         // count the entries of dropped pages (a fold then comes a little early).
-        remove_all(tree, gone)?;
         Ok(before - self.recent.len())
     }
 

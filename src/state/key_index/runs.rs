@@ -49,8 +49,9 @@ impl Table {
         if e.order != NO_ORDER && self.orders.is_empty() {
             self.orders.reserve_exact(self.slots.capacity());
             self.orders.resize(self.slots.len(), NO_ORDER);
-        }
-        if !self.orders.is_empty() {
+            // The first entry may be the first with an order: the list is empty still.
+            self.orders.push(e.order);
+        } else if !self.orders.is_empty() {
             self.orders.push(e.order);
         }
         self.slots.push(Slot {

@@ -11,6 +11,14 @@ fn tree() -> (tempfile::TempDir, sled::Tree, RunFiles) {
     (dir, tree, files)
 }
 
+/// The run files among `paths` (not the key logs).
+fn runs_of(paths: Vec<std::path::PathBuf>) -> Vec<std::path::PathBuf> {
+    paths
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "run"))
+        .collect()
+}
+
 /// How many chunks the runs of `index` in force hold in their files.
 fn file_chunks(index: &KeyIndex) -> usize {
     index
@@ -35,10 +43,7 @@ fn entry(n: u64, fp: u64, order: u8) -> Full {
 /// Writes `entries` as pages of 1,000, as the store's commit does.
 fn write(index: &mut KeyIndex, tree: &sled::Tree, entries: &[Full]) {
     for page in entries.chunks(1000) {
-        let (seq, writes) = index.page(page);
-        for (at, value) in writes {
-            tree.insert(at, value).unwrap();
-        }
+        let seq = index.page(page).unwrap();
         tree.insert(committed_key("s"), &seq.to_be_bytes()).unwrap();
         index.written(tree, seq, page).unwrap();
     }
@@ -94,11 +99,15 @@ fn a_full_recent_is_folded_into_chunks_and_memory_stays_bounded() {
         None
     );
     assert_eq!(index.count(&tree).unwrap(), n as usize);
-    // Folded pages are gone from the store; a reload finds the same.
-    let pages = tree.scan_prefix(prefixed("s", b"p")).count();
-    // Only the parts of the pages written after it: 5 of 1,000 entries, one of 1.
+    // The fold's pages went with their key log; a log holds the pages written after
+    // it (5 of 1,000 entries, one of 1), and nothing goes to sled; a reload finds the
+    // same.
     let after = 5 * 1000usize.div_ceil(PAGE_PART) + 1;
-    assert_eq!(pages, after, "page parts left after the fold");
+    assert_eq!(index.pages.len(), after, "page parts left after the fold");
+    assert_eq!(files.take_retired().len(), 1, "the first log");
+    let (_, log) = files.logs("s").unwrap().pop().unwrap();
+    assert_eq!(log::read(&log).unwrap().len(), after);
+    assert_eq!(tree.scan_prefix(prefixed("s", b"p")).count(), 0);
     let mut again = KeyIndex::load(&tree, &files, "s").unwrap();
     assert_eq!(
         again.get(&tree, entry(7, 0, 0).entry.hash).unwrap(),
@@ -123,27 +132,68 @@ fn a_page_written_without_its_commit_does_not_count() {
     let mut index = KeyIndex::load(&tree, &files, "s").unwrap();
     write(&mut index, &tree, &[entry(1, 10, 1)]);
     // Written, then the process died before the commit recorded its number.
-    let (seq, writes) = index.page(&[entry(2, 20, 1)]);
-    for (at, value) in writes {
-        tree.insert(at, value).unwrap();
-    }
+    index.page(&[entry(2, 20, 1)]).unwrap();
+    drop(index);
     let mut again = KeyIndex::load(&tree, &files, "s").unwrap();
     assert_eq!(again.get(&tree, entry(2, 0, 0).entry.hash).unwrap(), None);
     assert_eq!(
         again.get(&tree, entry(1, 0, 0).entry.hash).unwrap(),
         Some(10)
     );
-    assert!(
-        tree.get(page_key("s", seq, 0)).unwrap().is_none(),
-        "removed"
-    );
-    // The next page takes its number and counts.
+    // What the log held is a run now; the log goes after the next flush.
+    assert_eq!(again.runs.len(), 1);
+    let retired = files.take_retired();
+    assert_eq!(retired.len(), 1, "{retired:?}");
+    assert!(retired[0].to_string_lossy().ends_with(".log"));
+    // The next page takes its number, in a log of its own, and counts; a crash before
+    // the flush left the old log with the page that never counted under that number.
     write(&mut again, &tree, &[entry(3, 30, 1)]);
+    drop(again);
+    assert_eq!(files.logs("s").unwrap().len(), 2);
     let mut third = KeyIndex::load(&tree, &files, "s").unwrap();
     assert_eq!(
         third.get(&tree, entry(3, 0, 0).entry.hash).unwrap(),
         Some(30)
     );
+    assert_eq!(third.get(&tree, entry(2, 0, 0).entry.hash).unwrap(), None);
+    assert_eq!(third.count(&tree).unwrap(), 2);
+}
+
+/// A log cut anywhere by a crash (a kill leaves a short write at most; a power cut may
+/// leave zeros) loads what it holds before the cut, as far as the commits say.
+#[test]
+fn a_key_log_cut_by_a_crash_loads_up_to_the_cut() {
+    let fresh = tree;
+    let (_dir, tree, files) = fresh();
+    let mut index = KeyIndex::load(&tree, &files, "s").unwrap();
+    write(&mut index, &tree, &[entry(1, 10, 1), entry(2, 20, 1)]);
+    write(&mut index, &tree, &[entry(3, 30, 1)]);
+    index.sync_log().unwrap();
+    drop(index);
+    let (_, path) = files.logs("s").unwrap().pop().unwrap();
+    let whole = std::fs::read(&path).unwrap();
+    let mut loaded = Vec::new();
+    for cut in (0..whole.len()).step_by(7).chain([whole.len()]) {
+        std::fs::write(&path, &whole[..cut]).unwrap();
+        // Each load folds what it read; a fresh store each time.
+        let (_d, t, f) = fresh();
+        for kv in tree.iter() {
+            let (k, v) = kv.unwrap();
+            t.insert(k, v).unwrap();
+        }
+        let copy = f.log_path("s", 1);
+        std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+        std::fs::copy(&path, &copy).unwrap();
+        let mut again = KeyIndex::load(&t, &f, "s").unwrap();
+        loaded.push(again.count(&t).unwrap());
+        if cut == whole.len() {
+            assert_eq!(again.get(&t, entry(3, 0, 0).entry.hash).unwrap(), Some(30));
+        }
+    }
+    assert_eq!(loaded.first(), Some(&0));
+    assert_eq!(loaded.last(), Some(&3));
+    assert!(loaded.windows(2).all(|w| w[0] <= w[1]), "{loaded:?}");
+    assert!(loaded.contains(&2), "the first page alone: {loaded:?}");
 }
 
 #[test]
@@ -171,7 +221,7 @@ fn a_prune_forgets_keys_below_the_bound_without_reading_them() {
     write(&mut index, &tree, &[entry(1, 10, 3), entry(2, 20, 4)]);
     write(&mut index, &tree, &[entry(3, 30, 4), entry(4, 40, 9)]);
     assert_eq!(index.prune(&tree, &[5]).unwrap(), 3);
-    assert_eq!(tree.scan_prefix(prefixed("s", b"p")).count(), 1);
+    assert_eq!(index.pages.len(), 1);
     for (n, want) in [(1, None), (2, None), (3, None), (4, Some(40))] {
         assert_eq!(
             index.get(&tree, entry(n, 0, 0).entry.hash).unwrap(),
@@ -228,7 +278,7 @@ fn many_runs_are_merged_into_one_with_the_newest_entries() {
     // Only the merged run is in force; the files it replaced are retired.
     assert_eq!(file_chunks(&index) as u64, total.div_ceil(CHUNK as u64));
     let present = files.present("s").unwrap();
-    let retired = files.retired.lock().unwrap().clone();
+    let retired = runs_of(files.retired.lock().unwrap().clone());
     assert_eq!(retired.len(), MAX_RUNS + 1);
     assert_eq!(present.len(), MAX_RUNS + 2);
     assert!(present
@@ -484,6 +534,19 @@ fn a_table_keeps_orders_only_once_an_entry_has_one() {
     for want in &plain {
         assert_eq!(table.find(want.hash), Some(*want));
     }
+    // Every entry with an order, the first too (its order was once dropped, so the
+    // first key of a run's table was never pruned).
+    let ordered: Vec<Entry> = entries
+        .iter()
+        .map(|x| Entry {
+            order: order16(Some(&x.fingerprint.to_be_bytes())),
+            ..*x
+        })
+        .collect();
+    let table = runs::Table::of_sorted(&ordered);
+    for want in &ordered {
+        assert_eq!(table.find(want.hash), Some(*want));
+    }
 }
 
 /// An index whose tables hold nothing: every fold is spilled to a file at once.
@@ -508,7 +571,7 @@ fn a_run_file_no_meta_names_is_retired_and_its_id_not_taken_again() {
     std::fs::create_dir_all(files.path("t", 9).parent().unwrap()).unwrap();
     std::fs::write(files.path("t", 9), b"x").unwrap();
     let mut again = spilling(&tree, &files);
-    let mut retired = files.retired.lock().unwrap().clone();
+    let mut retired = runs_of(files.retired.lock().unwrap().clone());
     retired.sort();
     assert_eq!(retired, vec![orphan.clone(), files.path("s", named + 2)]);
     assert_eq!(again.count(&tree).unwrap(), FOLD_AT);
@@ -608,7 +671,7 @@ fn a_fold_writes_what_was_written_without_reading_it_back() {
     let entries: Vec<Full> = (0..n).map(|i| entry(i, i, 1)).collect();
     write(&mut index, &tree, &entries);
     // A page made elsewhere than by `page` (as the move from state version 4 makes
-    // them) is read back when it is written.
+    // them) is made again from its entries when it is written.
     let seq = index.next_seq;
     index.next_seq += 1;
     let other = [entry(n, n, 1), entry(3, 33, 1)];
