@@ -1,6 +1,7 @@
 //! Crash safety where the key index writes its runs: a source of 60,000 keys (two folds
 //! of 27,000, each a run's file written, synced and then named in the index's meta, its
-//! pages removed from sled) killed with SIGKILL at random instants, restarted each time.
+//! key log retired; and each start folds the committed pages the key logs hold) killed
+//! with SIGKILL at random instants, restarted each time.
 //! Afterwards the index knows every key exactly once, a run over the same data emits
 //! nothing, and the jsonl file lost nothing.
 
@@ -69,8 +70,10 @@ fn killed_while_runs_are_written_the_index_keeps_every_key_once() {
     }
     // A quiet run collects what the kills cut off.
     p.run_ok();
+    // Two folds of 27,000 keys, and at most one more run for each start after a kill
+    // (the pages its key logs held).
     assert!(
-        (2..=3).contains(&run_files(&p)),
+        (2..=2 + KILLS as usize + 1).contains(&run_files(&p)),
         "the keys were folded into runs' files: {} files",
         run_files(&p)
     );
