@@ -220,6 +220,9 @@ impl Hasher for Prehashed {
 
 type Recent = HashMap<u128, (u64, [u8; 16]), BuildHasherDefault<Prehashed>>;
 
+/// A page as the key logs hold it: the log it was read from, and its parts' bytes.
+type LoggedPage = (u32, Vec<(u16, Vec<u8>)>);
+
 /// A page part's bytes, and where its entries lie in them.
 type Part = (sled::IVec, Vec<LoggedAt>);
 
@@ -406,8 +409,7 @@ impl KeyIndex {
             }
         }
         // The key logs: a page number in several is read from the newest.
-        let mut logged: std::collections::BTreeMap<u64, (u32, Vec<(u16, Vec<u8>)>)> =
-            Default::default();
+        let mut logged: std::collections::BTreeMap<u64, LoggedPage> = Default::default();
         for (id, path) in &logs {
             for (seq, part, bytes) in log::read(path)? {
                 if seq <= index.meta.folded || seq > committed {
