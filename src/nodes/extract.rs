@@ -362,7 +362,7 @@ impl ExtractNode {
                         };
                         let mut p = Box::pin(self.page(page, page_id(), &mut run, &mut meta, &mut pending, &ack_tx)).await;
                         if !rejected.is_empty() {
-                            let mut parts = Parts::new();
+                            let mut parts = Parts::new(0);
                             for (reason, item) in rejected {
                                 p.seen += 1;
                                 p.rejected += 1;
@@ -383,7 +383,7 @@ impl ExtractNode {
                         pending.push_back(p);
                     }
                     Some(SourceMsg::Rejected { reason, item }) => {
-                        let mut parts = Parts::new();
+                        let mut parts = Parts::new(0);
                         parts.open().reject(Some(unkeyed_rejection(&item)), reason, &item);
                         pending.push_back(Pending {
                             page: page_id(),
@@ -559,7 +559,7 @@ impl ExtractNode {
         run: &mut RunState,
         children: &[String],
     ) -> (Pending, Vec<Emitted>) {
-        let mut parts = Parts::new();
+        let mut parts = Parts::new(page.records.len());
         let mut emitted = Vec::with_capacity(page.records.len());
         let mut max_cursor: Option<Val> = None;
         let (mut seen, mut rejected) = (0u64, 0u64);
@@ -680,7 +680,8 @@ impl ExtractNode {
                     },
                 ));
                 part.commit.hashes.push(h);
-                if run.rejected.remove(k) {
+                // Most runs reject nothing: no key is hashed for an empty set.
+                if !run.rejected.is_empty() && run.rejected.remove(k) {
                     part.commit.unrejected.push(k.clone());
                 }
             }

@@ -3,6 +3,7 @@
 //! (version 4).
 
 use super::*;
+use crate::state::key_index::Full;
 
 impl SledStore {
     /// Moves the keys of state version 4 (`keys`, with their order from `keyidx`) into

@@ -4,7 +4,7 @@
 
 use super::commit_log::{self, Op};
 use super::files::{clear_unfinished_snapshots, file_id, is_locked, FileId};
-use super::key_index::{self, hash_key, Full, KeyIndex};
+use super::key_index::{self, hash_key, Entry, KeyIndex, Keyed};
 use super::{
     KeyEntry, PageCommit, Prune, Result, SourceMeta, StateError, StateStore, STATE_VERSION,
 };
@@ -278,13 +278,31 @@ impl StateStore for SledStore {
                 Some((key.as_slice(), at.get(..at.len().checked_sub(key.len())?)?))
             })
             .collect();
-        let entries: Vec<Full> = page
+        // The keys borrowed from the page, the cursors' texts made here (none without a
+        // cursor).
+        let cursors: Vec<Vec<u8>> = page
+            .keys
+            .iter()
+            .map(|(_, e)| {
+                e.cursor
+                    .as_ref()
+                    .map(|c| serde_json::to_vec(c).unwrap_or_default())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let entries: Vec<Keyed> = page
             .keys
             .iter()
             .zip(page.key_hashes().iter())
-            .map(|((k, e), h)| {
-                let order = orders.get(k.as_slice()).copied();
-                Full::hashed(k, *h, e.fingerprint, order, e.cursor.as_ref())
+            .zip(&cursors)
+            .map(|(((k, e), h), cursor)| Keyed {
+                entry: Entry {
+                    hash: *h,
+                    fingerprint: e.fingerprint,
+                    order: key_index::order16(orders.get(k.as_slice()).copied()),
+                },
+                key: k,
+                cursor,
             })
             .collect();
         // The page of keys is appended to the source's key log first, outside sled; the

@@ -46,6 +46,13 @@ struct Rejected {
 }
 
 impl Part {
+    fn with_room(keys: usize) -> Part {
+        let mut part = Part::default();
+        part.commit.keys.reserve_exact(keys);
+        part.commit.hashes.reserve_exact(keys);
+        part
+    }
+
     fn writes(&self) -> usize {
         let c = &self.commit;
         c.keys.len()
@@ -109,20 +116,26 @@ impl Part {
 pub struct Parts {
     done: Vec<Part>,
     current: Part,
+    /// The items of the page: each part has room made at once for the keys of as many
+    /// (at most [`PART_WRITES`]), rather than growing by doubling and copying.
+    room: usize,
 }
 
 impl Parts {
-    pub fn new() -> Parts {
+    /// The parts of a page of `items` items.
+    pub fn new(items: usize) -> Parts {
         Parts {
             done: Vec::new(),
-            current: Part::default(),
+            current: Part::with_room(items.min(PART_WRITES)),
+            room: items,
         }
     }
 
     /// The part the next item writes to: the current one, or a new one when it is full.
     pub fn open(&mut self) -> &mut Part {
         if self.current.writes() >= PART_WRITES {
-            self.done.push(std::mem::take(&mut self.current));
+            let next = Part::with_room(self.room.min(PART_WRITES));
+            self.done.push(std::mem::replace(&mut self.current, next));
         }
         &mut self.current
     }
@@ -141,7 +154,7 @@ mod tests {
 
     #[test]
     fn rejected_items_become_entries_with_their_reason_and_item() {
-        let mut parts = Parts::new();
+        let mut parts = Parts::new(0);
         let big = json!({ "id": 3, "pad": "x".repeat(2 * ITEM_TEXT) });
         for (key, reason, item) in [
             (Some(b"1".to_vec()), "no id", json!({"a": 1})),
@@ -185,7 +198,7 @@ mod tests {
 
     #[test]
     fn a_page_is_cut_into_parts_between_items() {
-        let mut parts = Parts::new();
+        let mut parts = Parts::new(0);
         for i in 0..(2 * PART_WRITES + 1) {
             let part = parts.open();
             part.commit.keys.push((

@@ -139,11 +139,30 @@ impl Full {
     }
 }
 
+/// An entry with its key and cursor text, borrowed: what a page is written from.
+#[derive(Debug, Clone, Copy)]
+pub struct Keyed<'a> {
+    pub entry: Entry,
+    pub key: &'a [u8],
+    pub cursor: &'a [u8],
+}
+
+impl Full {
+    pub fn keyed(&self) -> Keyed<'_> {
+        Keyed {
+            entry: self.entry,
+            key: &self.key,
+            cursor: &self.cursor,
+        }
+    }
+}
+
 /// Page `seq` of `source` as sled values, its parts of [`PAGE_PART`] entries: how state
 /// version 6 kept the pages since the last fold (still read when an index loads), and
 /// how a store of version 4 has its keys moved.
 pub fn page_writes(source: &str, seq: u64, entries: &[Full]) -> Vec<Write> {
-    encode_parts(entries)
+    let keyed: Vec<Keyed> = entries.iter().map(Full::keyed).collect();
+    encode_parts(&keyed)
         .into_iter()
         .enumerate()
         .map(|(part, (bytes, _))| {
@@ -155,7 +174,7 @@ pub fn page_writes(source: &str, seq: u64, entries: &[Full]) -> Vec<Write> {
 
 /// A page's entries as its parts of [`PAGE_PART`] entries, each with where its entries
 /// lie in it.
-fn encode_parts(entries: &[Full]) -> Vec<Part> {
+fn encode_parts(entries: &[Keyed]) -> Vec<Part> {
     entries
         .chunks(PAGE_PART)
         .map(|e| {
@@ -174,7 +193,7 @@ fn encode_parts(entries: &[Full]) -> Vec<Part> {
             let mut at = Vec::with_capacity(e.len());
             for f in e {
                 let start = bytes.len();
-                format::encode_item(&mut bytes, &f.entry, &f.key, &f.cursor);
+                format::encode_item(&mut bytes, &f.entry, f.key, f.cursor);
                 at.push(LoggedAt::of(&f.entry, start..bytes.len()));
             }
             (bytes.into(), at)
@@ -515,7 +534,7 @@ impl KeyIndex {
 
     /// Appends a page of entries to the key log; returns its number, which the commit
     /// then writes ([`committed_key`]): until it does, the page does not count.
-    pub fn page(&mut self, entries: &[Full]) -> Result<u64> {
+    pub fn page(&mut self, entries: &[Keyed]) -> Result<u64> {
         let seq = self.next_seq;
         self.next_seq += 1;
         let parts: Vec<Part> = encode_parts(entries);
@@ -557,7 +576,7 @@ impl KeyIndex {
 
     /// Takes in a page once it is written; folds when the pages since the last fold
     /// hold [`FOLD_AT`] entries (so recent holds at most that many).
-    pub fn written(&mut self, tree: &sled::Tree, seq: u64, entries: &[Full]) -> Result<()> {
+    pub fn written(&mut self, tree: &sled::Tree, seq: u64, entries: &[Keyed]) -> Result<()> {
         let staged = match self.staged.iter().position(|(s, _)| *s == seq) {
             Some(at) => self.staged.remove(at).map(|(_, parts)| parts),
             None => None,

@@ -43,9 +43,10 @@ fn entry(n: u64, fp: u64, order: u8) -> Full {
 /// Writes `entries` as pages of 1,000, as the store's commit does.
 fn write(index: &mut KeyIndex, tree: &sled::Tree, entries: &[Full]) {
     for page in entries.chunks(1000) {
-        let seq = index.page(page).unwrap();
+        let page: Vec<Keyed> = page.iter().map(Full::keyed).collect();
+        let seq = index.page(&page).unwrap();
         tree.insert(committed_key("s"), &seq.to_be_bytes()).unwrap();
-        index.written(tree, seq, page).unwrap();
+        index.written(tree, seq, &page).unwrap();
     }
 }
 
@@ -132,7 +133,7 @@ fn a_page_written_without_its_commit_does_not_count() {
     let mut index = KeyIndex::load(&tree, &files, "s").unwrap();
     write(&mut index, &tree, &[entry(1, 10, 1)]);
     // Written, then the process died before the commit recorded its number.
-    index.page(&[entry(2, 20, 1)]).unwrap();
+    index.page(&[entry(2, 20, 1).keyed()]).unwrap();
     drop(index);
     let mut again = KeyIndex::load(&tree, &files, "s").unwrap();
     assert_eq!(again.get(&tree, entry(2, 0, 0).entry.hash).unwrap(), None);
@@ -679,7 +680,8 @@ fn a_fold_writes_what_was_written_without_reading_it_back() {
         tree.insert(at, value).unwrap();
     }
     tree.insert(committed_key("s"), &seq.to_be_bytes()).unwrap();
-    index.written(&tree, seq, &other).unwrap();
+    let keyed: Vec<Keyed> = other.iter().map(Full::keyed).collect();
+    index.written(&tree, seq, &keyed).unwrap();
     assert!(index.runs.is_empty(), "not folded yet");
     // The pages' values gone from sled: the fold writes the run from what it kept.
     let pages: Vec<sled::IVec> = tree
