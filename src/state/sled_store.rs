@@ -283,12 +283,7 @@ impl StateStore for SledStore {
         let cursors: Vec<Vec<u8>> = page
             .keys
             .iter()
-            .map(|(_, e)| {
-                e.cursor
-                    .as_ref()
-                    .map(|c| serde_json::to_vec(c).unwrap_or_default())
-                    .unwrap_or_default()
-            })
+            .map(|(_, e)| key_index::cursor_text(e.cursor.as_ref()))
             .collect();
         let entries: Vec<Keyed> = page
             .keys
@@ -296,11 +291,7 @@ impl StateStore for SledStore {
             .zip(page.key_hashes().iter())
             .zip(&cursors)
             .map(|(((k, e), h), cursor)| Keyed {
-                entry: Entry {
-                    hash: *h,
-                    fingerprint: e.fingerprint,
-                    order: key_index::order16(orders.get(k.as_slice()).copied()),
-                },
+                entry: Entry::of(*h, e.fingerprint, orders.get(k.as_slice()).copied()),
                 key: k,
                 cursor,
             })

@@ -195,10 +195,10 @@ pub(super) fn read(path: &Path) -> Result<Vec<LoggedPart>> {
     let mut out = Vec::new();
     while rest.len() >= HEAD {
         let (head, body) = rest.split_at(HEAD);
-        let num =
-            |r: std::ops::Range<usize>| head[r].iter().fold(0u64, |n, b| (n << 8) | u64::from(*b));
-        let len = num(0..4) as usize;
-        let (seq, part, sum) = (num(4..12), num(12..14) as u16, num(14..22));
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let seq = u64::from_be_bytes(head[4..12].try_into().unwrap_or_default());
+        let part = u16::from_be_bytes([head[12], head[13]]);
+        let sum = u64::from_be_bytes(head[14..22].try_into().unwrap_or_default());
         let Some(part_bytes) = body.get(..len) else {
             break;
         };

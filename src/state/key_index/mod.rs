@@ -110,31 +110,33 @@ pub struct Full {
     pub cursor: Vec<u8>,
 }
 
+impl Entry {
+    /// A key's entry: its hash, its fingerprint and the order bytes of its cursor (if
+    /// any).
+    pub fn of(hash: u128, fingerprint: u64, order: Option<&[u8]>) -> Entry {
+        Entry {
+            hash,
+            fingerprint,
+            order: order16(order),
+        }
+    }
+}
+
+/// A cursor as the disk keeps it beside its key: its JSON text, empty without one.
+pub fn cursor_text(cursor: Option<&Json>) -> Vec<u8> {
+    cursor
+        .map(|c| serde_json::to_vec(c).unwrap_or_default())
+        .unwrap_or_default()
+}
+
 impl Full {
     /// A key's entry: its fingerprint, the order bytes of its cursor (if any) and the
     /// cursor itself.
     pub fn of(key: &[u8], fingerprint: u64, order: Option<&[u8]>, cursor: Option<&Json>) -> Full {
-        Full::hashed(key, hash_key(key), fingerprint, order, cursor)
-    }
-
-    /// [`Full::of`] a key whose hash is known.
-    pub fn hashed(
-        key: &[u8],
-        hash: u128,
-        fingerprint: u64,
-        order: Option<&[u8]>,
-        cursor: Option<&Json>,
-    ) -> Full {
         Full {
-            entry: Entry {
-                hash,
-                fingerprint,
-                order: order16(order),
-            },
+            entry: Entry::of(hash_key(key), fingerprint, order),
             key: key.to_vec(),
-            cursor: cursor
-                .map(|c| serde_json::to_vec(c).unwrap_or_default())
-                .unwrap_or_default(),
+            cursor: cursor_text(cursor),
         }
     }
 }
@@ -406,9 +408,9 @@ impl KeyIndex {
             next_id: next_id.wrapping_add(1).max(1),
             log: None,
         };
-        // Pages of state version 6 and before: sled values.
+        // Pages of state version 6 and before: sled values, each removed once read.
         let pages = prefixed(source, b"p");
-        let mut stale: Vec<sled::IVec> = Vec::new();
+        let mut sled_pages: Vec<sled::IVec> = Vec::new();
         for kv in tree.scan_prefix(&pages) {
             let (k, v) = kv?;
             let at = k.get(pages.len()..).unwrap_or_default();
@@ -422,7 +424,7 @@ impl KeyIndex {
                 .and_then(|s| s.try_into().ok())
                 .map(u16::from_be_bytes);
             let keep = part.filter(|_| seq > index.meta.folded && seq <= committed);
-            stale.push(k);
+            sled_pages.push(k);
             if let Some(part) = keep {
                 index.take_in(tree, seq, part, v)?;
             }
@@ -449,7 +451,7 @@ impl KeyIndex {
         // What was read becomes a run, so that the files and values it was read from
         // can go (once the run's meta is durable) and new pages go to a file of their own.
         index.fold(tree)?;
-        remove_all(tree, stale)?;
+        remove_all(tree, sled_pages)?;
         for (_, path) in logs {
             files.retire(path);
         }
