@@ -96,10 +96,6 @@ impl KeyLog {
         }
     }
 
-    fn open_file(&self) -> Result<File> {
-        open_append(&self.path)
-    }
-
     /// Appends a page's parts in one write.
     pub(super) fn append<'a>(
         &mut self,
@@ -144,7 +140,7 @@ impl KeyLog {
         }
         let synced = match &self.file {
             Some(f) => f.sync_data(),
-            None => self.open_file()?.sync_data(),
+            None => open_append(&self.path)?.sync_data(),
         };
         synced.map_err(|e| io_error(&self.path, "syncing", e))?;
         for dir in std::mem::take(&mut self.dirs) {
