@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::state::SledStore;
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 /// A `jsonl` writer that notes how many pages each of its writes took, and fails the
@@ -57,13 +58,11 @@ fn record(n: u64) -> Emitted {
     }
 }
 
-/// Runs a sink node over `pages` pages of three records each (the last `empty` of
-/// them with none), all waiting before it starts; returns the file's numbers, the
-/// pages each write took and the acknowledgements in the order they came.
-fn run(pages: u64, empty: u64, fail: usize) -> (Vec<u64>, Vec<usize>, Vec<(u64, bool)>) {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn StateStore> = Arc::new(SledStore::open(&dir.path().join("data")).unwrap());
-    let path = dir.path().join("out.jsonl");
+/// A sink node writing to `out.jsonl` in `dir` through a [`Noting`] writer that fails
+/// its first `fail` writes; with the file's path and the pages each write took.
+fn node(dir: &Path, fail: usize) -> (SinkNode, PathBuf, Arc<Mutex<Vec<usize>>>) {
+    let store: Arc<dyn StateStore> = Arc::new(SledStore::open(&dir.join("data")).unwrap());
+    let path = dir.join("out.jsonl");
     let writes = Arc::new(Mutex::new(Vec::new()));
     let writer = Noting {
         inner: jsonl::JsonlWriter {
@@ -74,6 +73,52 @@ fn run(pages: u64, empty: u64, fail: usize) -> (Vec<u64>, Vec<usize>, Vec<(u64, 
         writes: writes.clone(),
         fail,
     };
+    let node = SinkNode {
+        name: "lines".into(),
+        writer: Box::new(writer),
+        store,
+        stop: Stop::new(),
+        retired: Arc::new(AtomicBool::new(false)),
+        end_run: Stop::new(),
+    };
+    (node, path, writes)
+}
+
+/// Page `page` of three records (none when `empty`).
+fn page(page: u64, empty: bool, ack: &mpsc::UnboundedSender<Ack>) -> Batch {
+    let records = if empty {
+        Vec::new()
+    } else {
+        (0..3).map(|i| record(page * 10 + i)).collect()
+    };
+    Batch {
+        source: Arc::from("src"),
+        names: Arc::new(vec!["n".to_string()]),
+        records: Arc::new(records),
+        page,
+        ack: ack.clone(),
+    }
+}
+
+/// The numbers of the records in a jsonl file, in order.
+fn lines(path: &Path) -> Vec<u64> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["n"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// Runs a sink node over `pages` pages of three records each (the last `empty` of
+/// them with none), all waiting before it starts; returns the file's numbers, the
+/// pages each write took and the acknowledgements in the order they came.
+fn run(pages: u64, empty: u64, fail: usize) -> (Vec<u64>, Vec<usize>, Vec<(u64, bool)>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, path, writes) = node(dir.path(), fail);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -82,31 +127,10 @@ fn run(pages: u64, empty: u64, fail: usize) -> (Vec<u64>, Vec<usize>, Vec<(u64, 
     let acks = rt.block_on(async {
         let (tx, rx) = mpsc::channel(PAGES_AT_ONCE * 2);
         let (ack_tx, mut ack_rx) = mpsc::unbounded_channel();
-        for page in 1..=pages {
-            let records = if page > pages - empty {
-                Vec::new()
-            } else {
-                (0..3).map(|i| record(page * 10 + i)).collect()
-            };
-            tx.send(Batch {
-                source: Arc::from("src"),
-                names: Arc::new(vec!["n".to_string()]),
-                records: Arc::new(records),
-                page,
-                ack: ack_tx.clone(),
-            })
-            .await
-            .unwrap();
+        for n in 1..=pages {
+            tx.send(page(n, n > pages - empty, &ack_tx)).await.unwrap();
         }
         drop((tx, ack_tx));
-        let node = SinkNode {
-            name: "lines".into(),
-            writer: Box::new(writer),
-            store: store.clone(),
-            stop: Stop::new(),
-            retired: Arc::new(AtomicBool::new(false)),
-            end_run: Stop::new(),
-        };
         node.run(rx).await;
         let mut acks = Vec::new();
         while let Some(a) = ack_rx.recv().await {
@@ -114,17 +138,8 @@ fn run(pages: u64, empty: u64, fail: usize) -> (Vec<u64>, Vec<usize>, Vec<(u64, 
         }
         acks
     });
-    let numbers = std::fs::read_to_string(&path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["n"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect();
     let writes = writes.lock().unwrap().clone();
-    (numbers, writes, acks)
+    (lines(&path), writes, acks)
 }
 
 fn numbers(pages: u64) -> Vec<u64> {
@@ -158,4 +173,33 @@ fn a_failed_write_of_pages_together_queues_each_of_them_in_order() {
     assert_eq!(writes.first(), Some(&5));
     assert_eq!(lines, numbers(5));
     assert_eq!(acks, (1..=5).map(|p| (p, true)).collect::<Vec<_>>());
+}
+
+/// Pages that come one after another, each within the gathering time of the one
+/// before it, go in one write (one sync); a page that comes later goes in the next.
+/// (Time is paused: it moves only when every task waits for it.)
+#[tokio::test(start_paused = true)]
+async fn pages_arriving_close_together_are_written_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, path, writes) = node(dir.path(), 0);
+    // Room for one page: each of the first three is sent once the sink took the one
+    // before (so it is not waiting yet when the sink looks), the fourth well past the
+    // gathering time.
+    let (tx, rx) = mpsc::channel(1);
+    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel();
+    let sender = tokio::spawn(async move {
+        for (n, after) in [(1, 0), (2, 0), (3, 0), (4, 5)] {
+            tokio::time::sleep(Duration::from_millis(after)).await;
+            tx.send(page(n, false, &ack_tx)).await.unwrap();
+        }
+    });
+    node.run(rx).await;
+    sender.await.unwrap();
+    assert_eq!(*writes.lock().unwrap(), vec![3, 1]);
+    assert_eq!(lines(&path), numbers(4));
+    let mut acks = Vec::new();
+    while let Some(a) = ack_rx.recv().await {
+        acks.push((a.page, a.ok));
+    }
+    assert_eq!(acks, (1..=4).map(|p| (p, true)).collect::<Vec<_>>());
 }
