@@ -1,7 +1,8 @@
 //! The `jsonl(path)` sink: one JSON object per line, appended; each page in one write
-//! and one `fdatasync` — the pages that arrived while it synced the one before in one
-//! write and one `fdatasync` together — made on a blocking thread so a slow disk never
-//! holds an async worker.
+//! and one `fdatasync` — the pages that arrived while it synced the one before, and
+//! those arriving within a millisecond of each other (`GATHER`), in one write and one
+//! `fdatasync` together — made on a blocking thread so a slow disk never holds an async
+//! worker.
 //!
 //! It only appends. What it owns of a file is what lies past the length the file had
 //! when it first opened it, remembered in the store with the file's identity and moved

@@ -99,8 +99,8 @@ pub trait SinkWriter: Send {
     }
 
     /// Writes pages, in order, held all or none: at most [`SinkWriter::pages_at_once`]
-    /// of them, the pages that arrived while the one before was written. By default the
-    /// one page, with [`SinkWriter::write_for`].
+    /// of them, the pages that arrived while the one before was written or within
+    /// `GATHER` of each other. By default the one page, with [`SinkWriter::write_for`].
     fn write_pages<'a>(&'a mut self, pages: &'a [&'a Batch]) -> WriteFuture<'a> {
         Box::pin(async move {
             for b in pages {
