@@ -192,6 +192,14 @@ pub trait StateStore: Send + Sync {
             .collect()
     }
     fn commit(&self, source: &str, page: &PageCommit, meta: &SourceMeta) -> Result<()>;
+    /// Whether the lookups of a page and the commits of pages before it, `keys` keys in
+    /// all, may be made on an async worker: only where they need memory and a few small
+    /// reads of files the system keeps cached, no sync and no other machine (no key
+    /// index to read first, no fold due). Handing such a step to the blocking pool and
+    /// back costs more than the step. By default, never.
+    fn quick(&self, _source: &str, _keys: usize) -> bool {
+        false
+    }
     /// Commits one part of page `page` (an id unique in the process) of `source`; `last`
     /// for its last part. A store that took rows staged for the page ([`Self::stage`])
     /// writes them, and every part of the page, in the transaction of the last part.

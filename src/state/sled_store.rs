@@ -221,6 +221,20 @@ impl SledStore {
 }
 
 impl StateStore for SledStore {
+    /// Quick unless a key index has to be read first, is busy, or folds (writes and
+    /// syncs a run file) within the next `keys` keys. sled's own writes go to its log
+    /// buffers, its flusher thread writes them out.
+    fn quick(&self, source: &str, keys: usize) -> bool {
+        if keys == 0 {
+            return true;
+        }
+        let index = match self.key_indexes.lock() {
+            Ok(all) => all.get(source).cloned(),
+            Err(_) => None,
+        };
+        index.is_some_and(|index| index.try_lock().is_ok_and(|i| !i.folds_within(keys)))
+    }
+
     fn meta(&self, source: &str) -> Result<SourceMeta> {
         match self.tree("meta", "sources")?.get(source)? {
             Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StateError::Damaged {

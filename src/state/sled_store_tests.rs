@@ -362,3 +362,47 @@ fn a_reset_source_leaves_no_run_file_after_the_next_flush() {
     assert_eq!(store.key_count("s").unwrap(), 0);
     assert_eq!(store.key_count("t").unwrap(), key_index::FOLD_AT);
 }
+
+/// A step is quick only once the source's key index is in memory, and not when it
+/// would fold; a step without keys always is. A fold makes room again.
+#[test]
+fn a_step_is_quick_only_with_its_index_read_and_no_fold_due() {
+    use crate::state::key_index::FOLD_AT;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    assert!(store.quick("s", 0));
+    assert!(!store.quick("s", 1), "the index is read from disk first");
+    let page = |from: usize, n: usize| PageCommit {
+        keys: (from..from + n)
+            .map(|i| {
+                let entry = KeyEntry {
+                    fingerprint: i as u64,
+                    cursor: None,
+                };
+                (format!("k{i}").into_bytes(), entry)
+            })
+            .collect(),
+        ..PageCommit::default()
+    };
+    store
+        .commit("s", &page(0, 10), &SourceMeta::default())
+        .unwrap();
+    assert!(store.quick("s", 500));
+    assert!(!store.quick("s", FOLD_AT - 10), "that many would fold");
+    assert!(store.quick("s", FOLD_AT - 11));
+    assert!(
+        !store.quick("t", 1),
+        "another source's index is not read yet"
+    );
+    // Past the fold, room again.
+    store
+        .commit("s", &page(10, FOLD_AT), &SourceMeta::default())
+        .unwrap();
+    assert!(store.quick("s", 500));
+    // A busy index is not waited for.
+    let index = store.key_index("s").unwrap();
+    let held = index.lock().unwrap();
+    assert!(!store.quick("s", 1));
+    drop(held);
+    assert!(store.quick("s", 1));
+}

@@ -576,6 +576,11 @@ impl KeyIndex {
         self.pages.push((seq, part, top));
     }
 
+    /// Whether taking in `keys` more keys folds (see [`KeyIndex::written`]).
+    pub fn folds_within(&self, keys: usize) -> bool {
+        self.logged.saturating_add(keys) >= FOLD_AT
+    }
+
     /// Takes in a page once it is written; folds when the pages since the last fold
     /// hold [`FOLD_AT`] entries (so recent holds at most that many).
     pub fn written(&mut self, tree: &sled::Tree, seq: u64, entries: &[Keyed]) -> Result<()> {
