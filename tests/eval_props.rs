@@ -415,7 +415,7 @@ proptest! {
                 match (x.record_raw(Item::Text(text), None, &mut raw), x.record(Item::Json(&tree), None)) {
                     (Ok(t), Ok(j)) => {
                         let (mut a, mut b) = (Vec::new(), Vec::new());
-                        write_record_raw(&["v".to_string()], &t, &raw, &mut a);
+                        write_record_raw(&x.heads, &t, &raw, &mut a);
                         write_record(&["v".to_string()], &j, &mut b);
                         prop_assert_eq!(String::from_utf8_lossy(&a), String::from_utf8_lossy(&b), "{}", what);
                     }

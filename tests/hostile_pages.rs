@@ -462,7 +462,7 @@ proptest! {
                     for (x, y) in by_tree.refs().into_iter().zip(by_text.refs()) {
                         if let (Ok(t), Ok(j)) = (ex.record_raw(y, None, &mut raw), ex.record(x, None)) {
                             let (mut a, mut b) = (Vec::new(), Vec::new());
-                            write_record_raw(&ex.names, &t, &raw, &mut a);
+                            write_record_raw(&ex.heads, &t, &raw, &mut a);
                             write_record(&ex.names, &j, &mut b);
                             prop_assert_eq!(String::from_utf8_lossy(&a), String::from_utf8_lossy(&b), "{}", records);
                         }

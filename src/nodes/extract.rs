@@ -109,7 +109,7 @@ pub fn prepare_items<'a>(
                 let cursor = ex.cursor_of(&record).cloned();
                 let key = keyed.then(|| ex.key_of(&record));
                 let from = text.len();
-                write_record_raw(&ex.names, &record, &raw, &mut text);
+                write_record_raw(&ex.heads, &record, &raw, &mut text);
                 let fp = xxhash_rust::xxh3::xxh3_64(text.get(from..).unwrap_or_default());
                 if spans.is_empty() {
                     // Room for the others, a quarter longer than the first (records

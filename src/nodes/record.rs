@@ -104,6 +104,9 @@ impl From<Vec<Json>> for Items {
 /// How one source's items become records.
 pub struct Extractor {
     pub names: Arc<Vec<String>>,
+    /// What comes before each field's value in a record's JSON
+    /// ([`crate::nodes::value::field_heads`]).
+    pub heads: Vec<Box<[u8]>>,
     fields: Vec<(Type, bool, Compiled)>,
     key: Vec<usize>,
     cursor: Option<(usize, Type)>,
@@ -207,6 +210,7 @@ impl Extractor {
             (expr, copy)
         }));
         Extractor {
+            heads: crate::nodes::value::field_heads(&names),
             names: Arc::new(names),
             direct,
             fields,

@@ -448,24 +448,39 @@ pub fn write_str(s: &str, out: &mut Vec<u8>) {
 
 /// Writes a record as a JSON object of its fields.
 pub fn write_record(names: &[String], record: &Record, out: &mut Vec<u8>) {
-    write_record_raw(names, record, &[], out);
+    write_record_raw(&field_heads(names), record, &[], out);
 }
 
-/// As [`write_record`], a field's text from `raw` where it has one
-/// ([`crate::nodes::record::Extractor::record_raw`]).
+/// What comes before each field's value in a record's JSON, from the field names:
+/// `"name":`, after a comma but for the first. Made once for a source's records instead
+/// of each name escaped again for each record.
+pub fn field_heads(names: &[String]) -> Vec<Box<[u8]>> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let mut head = Vec::with_capacity(name.len().saturating_add(4));
+            if i > 0 {
+                head.push(b',');
+            }
+            write_str(name, &mut head);
+            head.push(b':');
+            head.into_boxed_slice()
+        })
+        .collect()
+}
+
+/// As [`write_record`], with the fields' [`field_heads`], a field's text from `raw`
+/// where it has one ([`crate::nodes::record::Extractor::record_raw`]).
 pub fn write_record_raw(
-    names: &[String],
+    heads: &[Box<[u8]>],
     record: &Record,
     raw: &[Option<Copied>],
     out: &mut Vec<u8>,
 ) {
     out.push(b'{');
-    for (i, (name, v)) in names.iter().zip(&record.values).enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_str(name, out);
-        out.push(b':');
+    for (i, (head, v)) in heads.iter().zip(&record.values).enumerate() {
+        out.extend_from_slice(head);
         match raw.get(i).copied().flatten() {
             Some(copied) => copied.write(out),
             None => v.write_json(out),
