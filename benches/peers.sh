@@ -330,8 +330,9 @@ ratio_target() { # NAME A B MIN: prints A/B and whether it is at least MIN
         runs "$2" && runs "$3" && printf '  %-40s %8s   (a run failed)\n' "$name" -
         return 0
     fi
-    r=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", a / b }')
-    if awk -v r="$r" -v m="$min" 'BEGIN { exit !(r >= m) }'; then verdict=met
+    # Printed to three places; judged unrounded (0.598 is not 0.6).
+    r=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.3f", a / b }')
+    if awk -v a="$a" -v b="$b" -v m="$min" 'BEGIN { exit !(a / b >= m) }'; then verdict=met
     else verdict=MISSED; missed=1; fi
     printf '  %-40s %8s   target >= %-6s %s\n' "$name" "$r" "$min" "$verdict"
 }
