@@ -15,7 +15,6 @@ use super::super::value::{number_text_val, Val};
 use crate::check::{PathStep, Type};
 use chrono::{DateTime, Utc};
 use serde_json::Value as Json;
-use smallvec::SmallVec;
 
 /// How each field of a source is read from an item's text.
 #[derive(Debug)]
@@ -75,9 +74,8 @@ impl Copied<'_> {
     }
 }
 
-/// Where an item's members are: the text of each name's member, if it has one. Made
-/// for every record: up to 16 names without an allocation of its own.
-pub struct Found<'a>(SmallVec<[Option<&'a str>; 16]>);
+/// Where an item's members are: the text of each name's member, if it has one.
+pub struct Found<'a>(Vec<Option<&'a str>>);
 
 /// Notes an item's members, one after another, in their places.
 struct Finder<'d, 'a> {
@@ -92,7 +90,7 @@ impl<'d, 'a> Finder<'d, 'a> {
     fn new(direct: &'d Direct) -> Self {
         Finder {
             names: &direct.names,
-            found: Found(smallvec::smallvec![None; direct.names.len()]),
+            found: Found(vec![None; direct.names.len()]),
             next: 0,
         }
     }
