@@ -5,7 +5,7 @@
 mod commit;
 mod parts;
 
-pub use super::record::{Extractor, Items, Rejection};
+pub use super::record::{Extractor, Items, Rejection, Room};
 
 use super::value::{write_record_raw, Val};
 use super::{blocking, cursor_order};
@@ -99,17 +99,18 @@ pub fn prepare_items<'a>(
     let keyed = ex.is_keyed();
     let items = items.into_iter();
     let count = items.size_hint().0;
-    let mut raw = Vec::new();
+    // The lists each record is made in, used again by the next.
+    let mut room = Room::default();
     let mut text: Vec<u8> = Vec::new();
     // Where each record's JSON is in `text`, the records in order.
     let mut spans = Vec::with_capacity(count);
     let mut made: Vec<Prepared> = items
-        .map(|item| match ex.record_raw(item, parent, &mut raw) {
+        .map(|item| match ex.record_in(item, parent, &mut room) {
             Ok(record) => {
                 let cursor = ex.cursor_of(&record).cloned();
                 let key = keyed.then(|| ex.key_of(&record));
                 let from = text.len();
-                write_record_raw(&ex.heads, &record, &raw, &mut text);
+                write_record_raw(&ex.heads, &record, &room.raw, &mut text);
                 let fp = xxhash_rust::xxh3::xxh3_64(text.get(from..).unwrap_or_default());
                 if spans.is_empty() {
                     // Room for the others, a quarter longer than the first (records
@@ -121,8 +122,10 @@ pub fn prepare_items<'a>(
                 }
                 spans.push(from..text.len());
                 let hash = key.as_deref().map(crate::state::hash_key);
+                let passes = ex.passes(&record);
+                room.keep(record);
                 Prepared(Outcome::Record(Made {
-                    passes: ex.passes(&record),
+                    passes,
                     cursor,
                     key,
                     hash,

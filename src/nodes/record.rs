@@ -101,6 +101,24 @@ impl From<Vec<Json>> for Items {
     }
 }
 
+/// What the records of a page are made in, one after another ([`Extractor::record_in`]):
+/// the lists of the record made before, used again instead of made anew for each (the
+/// fields' values, where the item's members lie, which fields' texts are copied).
+#[derive(Default)]
+pub struct Room<'a> {
+    /// The text of each field copied from its item ([`Extractor::record_raw`]).
+    pub raw: Vec<Option<Copied<'a>>>,
+    found: Vec<Option<&'a str>>,
+    values: Vec<Val>,
+}
+
+impl Room<'_> {
+    /// Takes back a record made in the room, once it is written, for the next one.
+    pub fn keep(&mut self, record: Record) {
+        self.values = record.values;
+    }
+}
+
 /// How one source's items become records.
 pub struct Extractor {
     pub names: Arc<Vec<String>>,
@@ -306,7 +324,7 @@ impl Extractor {
         item: Item,
         parent: Option<&serde_json::Map<String, Json>>,
     ) -> Result<Record, Rejection> {
-        self.record_with(item, parent, None)
+        self.record_with(item, parent, &mut Room::default(), false)
     }
 
     /// As [`Extractor::record`], for a record only written out: a `json`, `string`,
@@ -320,21 +338,43 @@ impl Extractor {
         parent: Option<&serde_json::Map<String, Json>>,
         raw: &mut Vec<Option<Copied<'a>>>,
     ) -> Result<Record, Rejection> {
-        raw.clear();
-        raw.resize(self.fields.len(), None);
-        self.record_with(item, parent, Some(raw))
+        let mut room = Room {
+            raw: std::mem::take(raw),
+            ..Room::default()
+        };
+        let record = self.record_in(item, parent, &mut room);
+        *raw = room.raw;
+        record
+    }
+
+    /// As [`Extractor::record_raw`], in `room`: the copied texts go to `room.raw`, and
+    /// the record is made in the lists of the one before (given back with
+    /// [`Room::keep`]).
+    pub fn record_in<'a>(
+        &self,
+        item: Item<'a>,
+        parent: Option<&serde_json::Map<String, Json>>,
+        room: &mut Room<'a>,
+    ) -> Result<Record, Rejection> {
+        room.raw.clear();
+        room.raw.resize(self.fields.len(), None);
+        self.record_with(item, parent, room, true)
     }
 
     fn record_with<'a>(
         &self,
         item: Item<'a>,
         parent: Option<&serde_json::Map<String, Json>>,
-        mut raw: Option<&mut Vec<Option<Copied<'a>>>>,
+        room: &mut Room<'a>,
+        copy: bool,
     ) -> Result<Record, Rejection> {
         // Read from the item's text where the plan allows, else from its tree.
+        let listed = std::mem::take(&mut room.found);
         let found = match (item, &self.direct) {
-            (Item::Text(text), Some(direct)) => direct.find(text).map(|f| (direct, f)),
-            (Item::Scanned(item), Some(direct)) => Some((direct, direct.found(item.members()))),
+            (Item::Text(text), Some(direct)) => direct.find(text, listed).map(|f| (direct, f)),
+            (Item::Scanned(item), Some(direct)) => {
+                Some((direct, direct.found(item.members(), listed)))
+            }
             _ => None,
         };
         let tree = match found {
@@ -346,13 +386,15 @@ impl Extractor {
             parent,
             fields: &[],
         };
-        let mut values = Vec::with_capacity(self.fields.len());
+        let mut values = std::mem::take(&mut room.values);
+        values.clear();
+        values.reserve(self.fields.len());
         let mut error: Option<String> = None;
         for (i, ((ty, optional, expr), name)) in
             self.fields.iter().zip(self.names.iter()).enumerate()
         {
-            if let (Some(raw), Some((direct, found))) = (raw.as_deref_mut(), &found) {
-                if let (Some(text), Some(slot)) = (direct.copied(i, found), raw.get_mut(i)) {
+            if let (true, Some((direct, found))) = (copy, &found) {
+                if let (Some(text), Some(slot)) = (direct.copied(i, found), room.raw.get_mut(i)) {
                     *slot = Some(text);
                     values.push(Val::Null);
                     continue;
@@ -376,6 +418,9 @@ impl Extractor {
                 }
             };
             values.push(v);
+        }
+        if let Some((_, found)) = found {
+            room.found = found.into_room();
         }
         let record = Record { values };
         match error {

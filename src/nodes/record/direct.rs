@@ -77,6 +77,13 @@ impl Copied<'_> {
 /// Where an item's members are: the text of each name's member, if it has one.
 pub struct Found<'a>(Vec<Option<&'a str>>);
 
+impl<'a> Found<'a> {
+    /// Its list, for the next item's ([`Direct::find`], [`Direct::found`]).
+    pub fn into_room(self) -> Vec<Option<&'a str>> {
+        self.0
+    }
+}
+
 /// Notes an item's members, one after another, in their places.
 struct Finder<'d, 'a> {
     names: &'d [String],
@@ -87,10 +94,13 @@ struct Finder<'d, 'a> {
 }
 
 impl<'d, 'a> Finder<'d, 'a> {
-    fn new(direct: &'d Direct) -> Self {
+    /// A finder noting into `room` (the list of an item before, or a new one).
+    fn new(direct: &'d Direct, mut room: Vec<Option<&'a str>>) -> Self {
+        room.clear();
+        room.resize(direct.names.len(), None);
         Finder {
             names: &direct.names,
-            found: Found(vec![None; direct.names.len()]),
+            found: Found(room),
             next: 0,
         }
     }
@@ -147,16 +157,21 @@ impl Direct {
 
     /// The members of an item's text (JSON checked by [`super::raw::split`]), or `None`
     /// when it is not an object.
-    pub fn find<'a>(&self, item: &'a str) -> Option<Found<'a>> {
-        let mut finder = Finder::new(self);
+    /// `room` is a list to note them in (see [`Found::into_room`]).
+    pub fn find<'a>(&self, item: &'a str, room: Vec<Option<&'a str>>) -> Option<Found<'a>> {
+        let mut finder = Finder::new(self, room);
         super::scan::members(item, |name, value| finder.member(name, value))?;
         Some(finder.found)
     }
 
     /// Where an item's members are, from its members (names decoded, value texts) in
-    /// order.
-    pub fn found<'a>(&self, members: impl Iterator<Item = (&'a str, &'a str)>) -> Found<'a> {
-        let mut finder = Finder::new(self);
+    /// order, noted in `room`.
+    pub fn found<'a>(
+        &self,
+        members: impl Iterator<Item = (&'a str, &'a str)>,
+        room: Vec<Option<&'a str>>,
+    ) -> Found<'a> {
+        let mut finder = Finder::new(self, room);
         for (name, value) in members {
             finder.member(name, value);
         }
