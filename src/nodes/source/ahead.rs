@@ -179,15 +179,18 @@ impl Drop for Ahead {
     }
 }
 
-/// The records of a page's items, made a few at a time: between them the worker runs
-/// what else waits for it (the extract node's next step, woken by its store), instead
-/// of holding it for the whole page.
+/// The records of a page's items, made 500 at a time: between them the worker runs
+/// what else waits for it (the extract node's next step), instead of holding it for the
+/// whole of a large page. 500 records of a dozen fields take about half a millisecond.
+/// Smaller turns cost more than they gave: at each the other worker took the page over,
+/// its caches cold (50 at a time: a keyed jsonl run of pages of 500 took 378 ms of CPU
+/// against 342, and 240 ms against 231; medians of 9 and 13).
 async fn make(
     ex: &Extractor,
     raw: &RawRecords,
     parent: Option<&Map<String, Json>>,
 ) -> Vec<Prepared> {
-    const AT_ONCE: usize = 50;
+    const AT_ONCE: usize = 500;
     let items: Vec<Item> = raw.items().collect();
     let mut made = Vec::with_capacity(items.len());
     for (i, chunk) in items.chunks(AT_ONCE).enumerate() {
