@@ -5,7 +5,7 @@
 //! or a rejection whose reason is short, one line and readable.
 
 use hamstr::check::{check, Type};
-use hamstr::nodes::record::{Extractor, Item};
+use hamstr::nodes::record::{Extractor, Item, Room};
 use hamstr::nodes::value::{write_record, write_record_raw, Record, Val};
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -411,11 +411,11 @@ proptest! {
                 // Made for the sinks (a `json`, `string`, `decimal` or `datetime` field's
                 // text copied where it is what its value writes), the record writes what
                 // the tree's record writes.
-                let mut raw = Vec::new();
-                match (x.record_raw(Item::Text(text), None, &mut raw), x.record(Item::Json(&tree), None)) {
+                let mut room = Room::default();
+                match (x.record_in(Item::Text(text), None, &mut room), x.record(Item::Json(&tree), None)) {
                     (Ok(t), Ok(j)) => {
                         let (mut a, mut b) = (Vec::new(), Vec::new());
-                        write_record_raw(&x.heads, &t, &raw, &mut a);
+                        write_record_raw(&x.heads, &t, &room.raw, &mut a);
                         write_record(&["v".to_string()], &j, &mut b);
                         prop_assert_eq!(String::from_utf8_lossy(&a), String::from_utf8_lossy(&b), "{}", what);
                     }

@@ -9,7 +9,7 @@
 use hamstr::check::{check, Source};
 use hamstr::nodes::eval::Path;
 use hamstr::nodes::record::raw::split;
-use hamstr::nodes::record::Extractor;
+use hamstr::nodes::record::{Extractor, Room};
 use hamstr::nodes::source::http::Response;
 use hamstr::nodes::source::paginate::{Next, Pager};
 use hamstr::nodes::value::{write_record, write_record_raw};
@@ -458,11 +458,11 @@ proptest! {
             // written JSON may be six times its text (`\u0001` for a control character).
             if let (Ok(body), Ok((tree, raw))) = (&whole, split(page.clone(), &at)) {
                 if let (Ok(by_tree), Ok(by_text)) = (ex.items(body.clone(), None), ex.items(tree, raw)) {
-                    let mut raw = Vec::new();
+                    let mut room = Room::default();
                     for (x, y) in by_tree.refs().into_iter().zip(by_text.refs()) {
-                        if let (Ok(t), Ok(j)) = (ex.record_raw(y, None, &mut raw), ex.record(x, None)) {
+                        if let (Ok(t), Ok(j)) = (ex.record_in(y, None, &mut room), ex.record(x, None)) {
                             let (mut a, mut b) = (Vec::new(), Vec::new());
-                            write_record_raw(&ex.heads, &t, &raw, &mut a);
+                            write_record_raw(&ex.heads, &t, &room.raw, &mut a);
                             write_record(&ex.names, &j, &mut b);
                             prop_assert_eq!(String::from_utf8_lossy(&a), String::from_utf8_lossy(&b), "{}", records);
                         }

@@ -8,7 +8,7 @@ mod parts;
 pub use super::record::{Extractor, Items, Rejection, Room};
 
 use super::value::{write_record_raw, Val};
-use super::{blocking, cursor_order};
+use super::{blocking, cursor_order, here_or_blocking};
 use crate::state::{KeyEntry, SourceMeta, StateStore};
 use bytes::Bytes;
 use parts::{Part, Parts};
@@ -430,7 +430,7 @@ impl ExtractNode {
                     }
                     (r, m)
                 };
-                (run, meta) = if quick { step() } else { blocking(step).await };
+                (run, meta) = here_or_blocking(quick, step).await;
             }
             if !open && pending.is_empty() {
                 break;
@@ -551,8 +551,7 @@ impl ExtractNode {
             let processed = node.process(&mut page, id, &mut state, &children);
             (state, known, processed, page)
         };
-        let (state, known, (pending, emitted), page) =
-            if quick { step() } else { blocking(step).await };
+        let (state, known, (pending, emitted), page) = here_or_blocking(quick, step).await;
         *meta = known;
         // The page's JSON was allocated on an async worker: freed there too, its memory
         // goes straight back to that worker's heap instead of waiting as a cross-thread

@@ -23,3 +23,16 @@ pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + '
         Err(_) => panic!("blocking work was cancelled: the runtime is shutting down"),
     }
 }
+
+/// Runs `f` on this worker when `quick` (work that waits on nothing: see
+/// [`crate::state::StateStore::quick`]), else on the blocking pool ([`blocking`]).
+pub(crate) async fn here_or_blocking<T: Send + 'static>(
+    quick: bool,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    if quick {
+        f()
+    } else {
+        blocking(f).await
+    }
+}

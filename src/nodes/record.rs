@@ -106,7 +106,7 @@ impl From<Vec<Json>> for Items {
 /// fields' values, where the item's members lie, which fields' texts are copied).
 #[derive(Default)]
 pub struct Room<'a> {
-    /// The text of each field copied from its item ([`Extractor::record_raw`]).
+    /// The text of each field copied from its item ([`Extractor::record_in`]).
     pub raw: Vec<Option<Copied<'a>>>,
     found: Vec<Option<&'a str>>,
     values: Vec<Val>,
@@ -210,7 +210,7 @@ impl Extractor {
             },
         };
         // A `json`, `string`, `decimal` or `datetime` field that is neither key, cursor
-        // nor read by `where` may be copied from the item's text ([`Extractor::record_raw`]).
+        // nor read by `where` may be copied from the item's text ([`Extractor::record_in`]).
         let mut read = key.clone();
         read.extend(cursor.map(|(at, _)| at));
         if let Some(f) = &filter {
@@ -330,26 +330,9 @@ impl Extractor {
     /// As [`Extractor::record`], for a record only written out: a `json`, `string`,
     /// `decimal` or `datetime` field that is neither key, cursor nor read by `where`,
     /// whose text in the item is exactly what its value would write, is not parsed (nor
-    /// a string made of it). Its text goes to `raw` (by field) and the record holds null
-    /// in its place; [`write_record_raw`] writes the two together.
-    pub fn record_raw<'a>(
-        &self,
-        item: Item<'a>,
-        parent: Option<&serde_json::Map<String, Json>>,
-        raw: &mut Vec<Option<Copied<'a>>>,
-    ) -> Result<Record, Rejection> {
-        let mut room = Room {
-            raw: std::mem::take(raw),
-            ..Room::default()
-        };
-        let record = self.record_in(item, parent, &mut room);
-        *raw = room.raw;
-        record
-    }
-
-    /// As [`Extractor::record_raw`], in `room`: the copied texts go to `room.raw`, and
-    /// the record is made in the lists of the one before (given back with
-    /// [`Room::keep`]).
+    /// a string made of it). Its text goes to `room.raw` (by field) and the record holds
+    /// null in its place; [`write_record_raw`] writes the two together. The record is
+    /// made in the lists of the one before (given back with [`Room::keep`]).
     pub fn record_in<'a>(
         &self,
         item: Item<'a>,

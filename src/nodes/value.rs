@@ -471,7 +471,7 @@ pub fn field_heads(names: &[String]) -> Vec<Box<[u8]>> {
 }
 
 /// As [`write_record`], with the fields' [`field_heads`], a field's text from `raw`
-/// where it has one ([`crate::nodes::record::Extractor::record_raw`]).
+/// where it has one ([`crate::nodes::record::Extractor::record_in`]).
 pub fn write_record_raw(
     heads: &[Box<[u8]>],
     record: &Record,

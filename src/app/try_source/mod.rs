@@ -17,7 +17,7 @@ use crate::nodes::source::http::ServiceClient;
 use crate::nodes::source::paginate::Next;
 use crate::nodes::source::Listing;
 use crate::nodes::tape::Tape;
-use crate::nodes::value::write_record;
+use crate::nodes::value::write_record_raw;
 use crate::stop::Stop;
 use report::{NextRequest, PageTrial, ParentTrial, Rejected, Trial, Triggered};
 use serde_json::{Map, Value as Json};
@@ -415,7 +415,7 @@ impl<'a> Inspector<'a> {
                         page.records += 1;
                         // As the run writes it for the sinks, and hands it to children.
                         let mut json = Vec::new();
-                        write_record(&ex.names, &record, &mut json);
+                        write_record_raw(&ex.heads, &record, &[], &mut json);
                         let fields = match serde_json::from_slice::<Json>(&json) {
                             Ok(Json::Object(m)) => m,
                             _ => Map::new(),

@@ -139,6 +139,15 @@ impl Full {
             cursor: cursor_text(cursor),
         }
     }
+
+    /// The entry with its key and cursor borrowed.
+    pub fn keyed(&self) -> Keyed<'_> {
+        Keyed {
+            entry: self.entry,
+            key: &self.key,
+            cursor: &self.cursor,
+        }
+    }
 }
 
 /// An entry with its key and cursor text, borrowed: what a page is written from.
@@ -147,16 +156,6 @@ pub struct Keyed<'a> {
     pub entry: Entry,
     pub key: &'a [u8],
     pub cursor: &'a [u8],
-}
-
-impl Full {
-    pub fn keyed(&self) -> Keyed<'_> {
-        Keyed {
-            entry: self.entry,
-            key: &self.key,
-            cursor: &self.cursor,
-        }
-    }
 }
 
 /// Page `seq` of `source` as sled values, its parts of [`PAGE_PART`] entries: how state
